@@ -1,0 +1,278 @@
+/**
+ * The events a pool reports, from provisioning to teardown.
+ *
+ * Events form a discriminated union on `type`; each carries `time` (epoch
+ * milliseconds) and `pool` (the pool's id). The names follow the Python
+ * Skyward's.
+ *
+ * @module
+ */
+
+/** A phase of the bootstrap script run on each node. */
+export type BootstrapPhaseName =
+  | "env"
+  | "apt"
+  | "deno"
+  | "code"
+  | "deps"
+  | "worker";
+
+/** What every event carries. */
+export interface EventBase {
+  /** When the event happened, in epoch milliseconds. */
+  time: number;
+  /** The id of the pool that reported it. */
+  pool: string;
+}
+
+/** The provider prepared the cluster (keys, network) and is about to launch. */
+export interface ClusterProvisioned extends EventBase {
+  type: "ClusterProvisioned";
+  /** The provider's name, e.g. `"local"`. */
+  provider: string;
+  /** The region, where the provider has regions. */
+  region?: string;
+  /** How many nodes were asked for. */
+  nodes: number;
+}
+
+/** A machine was asked for. */
+export interface InstanceLaunched extends EventBase {
+  type: "InstanceLaunched";
+  node: number;
+  /** The provider's id of the machine. */
+  instance: string;
+}
+
+/** A machine is running and has an address. */
+export interface InstanceRunning extends EventBase {
+  type: "InstanceRunning";
+  node: number;
+  instance: string;
+  /** The address the client reaches it at. */
+  address: string;
+}
+
+/** A machine is reachable; its bootstrap starts. */
+export interface InstanceProvisioned extends EventBase {
+  type: "InstanceProvisioned";
+  node: number;
+  instance: string;
+}
+
+/** A phase of the bootstrap script started, completed, was skipped or failed. */
+export interface BootstrapPhase extends EventBase {
+  type: "BootstrapPhase";
+  node: number;
+  phase: BootstrapPhaseName;
+  status: "started" | "completed" | "skipped" | "failed";
+  /** Time spent in the phase so far, in milliseconds. */
+  elapsedMs: number;
+  /** The tail of the phase's output, when it failed. */
+  output?: string;
+}
+
+/** Every phase of the bootstrap completed. */
+export interface InstanceBootstrapped extends EventBase {
+  type: "InstanceBootstrapped";
+  node: number;
+  instance: string;
+  elapsedMs: number;
+}
+
+/** A node's worker answered the handshake and takes tasks. */
+export interface NodeReady extends EventBase {
+  type: "NodeReady";
+  node: number;
+  instance: string;
+  /** The worker's process id on its machine. */
+  pid: number;
+  hostname: string;
+}
+
+/** Enough nodes are ready for work to start. */
+export interface ClusterReady extends EventBase {
+  type: "ClusterReady";
+  nodes: number;
+  /** From the start of the pool, in milliseconds. */
+  elapsedMs: number;
+}
+
+/** A task was sent to a node. */
+export interface TaskStarted extends EventBase {
+  type: "TaskStarted";
+  task: number;
+  /** The compute's name. */
+  name: string;
+  node: number;
+}
+
+/** A task returned a value. */
+export interface TaskCompleted extends EventBase {
+  type: "TaskCompleted";
+  task: number;
+  name: string;
+  node: number;
+  /** From sending to the result, in milliseconds. */
+  elapsedMs: number;
+}
+
+/** A task failed: it threw, timed out, was cancelled or its node was lost. */
+export interface TaskFailed extends EventBase {
+  type: "TaskFailed";
+  task: number;
+  name: string;
+  node: number;
+  elapsedMs: number;
+  /** The error's name, e.g. `"RemoteError"`. */
+  error: string;
+  /** The error's message. */
+  message: string;
+}
+
+/** A node stopped answering. */
+export interface NodeLost extends EventBase {
+  type: "NodeLost";
+  node: number;
+  reason: string;
+}
+
+/** The provider took a machine back (spot interruption). */
+export interface InstancePreempted extends EventBase {
+  type: "InstancePreempted";
+  node: number;
+  instance: string;
+}
+
+/** A lost node was replaced by a new machine. */
+export interface InstanceReplaced extends EventBase {
+  type: "InstanceReplaced";
+  node: number;
+  /** The machine that was lost. */
+  previous: string;
+  instance: string;
+}
+
+/** A line a task wrote with `console.*` on a node. */
+export interface Log extends EventBase {
+  type: "Log";
+  node: number;
+  /** The task that wrote it, when known. */
+  task?: number;
+  stream: "stdout" | "stderr";
+  line: string;
+}
+
+/** Every machine was released. */
+export interface ClusterDestroyed extends EventBase {
+  type: "ClusterDestroyed";
+  elapsedMs: number;
+}
+
+/**
+ * Any event a pool reports.
+ *
+ * @example
+ * ```ts
+ * import type { PoolEvent } from "./events.ts";
+ *
+ * function describe(event: PoolEvent): string {
+ *   return event.type === "NodeReady" ? `node ${event.node} is ready` : event.type;
+ * }
+ * console.log(describe({ type: "ClusterDestroyed", time: 0, pool: "p", elapsedMs: 3 }));
+ * ```
+ */
+export type PoolEvent =
+  | ClusterProvisioned
+  | InstanceLaunched
+  | InstanceRunning
+  | InstanceProvisioned
+  | BootstrapPhase
+  | InstanceBootstrapped
+  | NodeReady
+  | ClusterReady
+  | TaskStarted
+  | TaskCompleted
+  | TaskFailed
+  | NodeLost
+  | InstancePreempted
+  | InstanceReplaced
+  | Log
+  | ClusterDestroyed;
+
+/** The name of an event type. */
+export type PoolEventType = PoolEvent["type"];
+
+/** An event before the pool stamps it with `time` and `pool`. */
+export type EventInit = PoolEvent extends infer E
+  ? E extends PoolEvent ? Omit<E, "time" | "pool"> : never
+  : never;
+
+function seconds(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)}ms` : `${(ms / 1000).toFixed(1)}s`;
+}
+
+/**
+ * The one-line description of an event that `console: "log"` prints, in the
+ * seed's format: `[ClusterReady] Cluster ready with 2 node(s)`.
+ *
+ * @param event The event to describe.
+ * @returns The line, without a newline.
+ *
+ * @example
+ * ```ts
+ * import { formatEvent } from "./events.ts";
+ *
+ * const line = formatEvent({ type: "ClusterReady", time: 0, pool: "p", nodes: 2, elapsedMs: 310 });
+ * console.log(line); // "[ClusterReady] Cluster ready with 2 node(s) in 310ms"
+ * ```
+ */
+export function formatEvent(event: PoolEvent): string {
+  const text = (() => {
+    switch (event.type) {
+      case "ClusterProvisioned":
+        return `Cluster prepared on ${event.provider}${
+          event.region ? ` in ${event.region}` : ""
+        } for ${event.nodes} node(s)`;
+      case "InstanceLaunched":
+        return `Launching instance ${event.instance} for node ${event.node}`;
+      case "InstanceRunning":
+        return `Instance ${event.instance} running (${event.address})`;
+      case "InstanceProvisioned":
+        return `Instance ${event.instance} provisioned, starting bootstrap`;
+      case "BootstrapPhase":
+        return `Node ${event.node}: phase '${event.phase}' ${event.status}${
+          event.status === "started" ? "" : ` (${seconds(event.elapsedMs)})`
+        }`;
+      case "InstanceBootstrapped":
+        return `Node ${event.node}: bootstrap complete (${
+          seconds(event.elapsedMs)
+        })`;
+      case "NodeReady":
+        return `Node ${event.node} ready (${event.hostname}, pid ${event.pid})`;
+      case "ClusterReady":
+        return `Cluster ready with ${event.nodes} node(s) in ${
+          seconds(event.elapsedMs)
+        }`;
+      case "TaskStarted":
+        return `Task ${event.task} '${event.name}' started on node ${event.node}`;
+      case "TaskCompleted":
+        return `Task ${event.task} '${event.name}' completed in ${
+          seconds(event.elapsedMs)
+        }`;
+      case "TaskFailed":
+        return `Task ${event.task} '${event.name}' failed on node ${event.node}: ${event.message}`;
+      case "NodeLost":
+        return `Node ${event.node} lost: ${event.reason}`;
+      case "InstancePreempted":
+        return `Instance ${event.instance} of node ${event.node} was preempted`;
+      case "InstanceReplaced":
+        return `Node ${event.node}: instance ${event.previous} replaced by ${event.instance}`;
+      case "Log":
+        return `[node ${event.node}] ${event.line}`;
+      case "ClusterDestroyed":
+        return `Cluster terminated (${seconds(event.elapsedMs)})`;
+    }
+  })();
+  return `[${event.type}] ${text}`;
+}
