@@ -1,0 +1,88 @@
+/**
+ * Skyward for Deno: run your functions on ephemeral remote machines.
+ *
+ * Mark a function with {@linkcode compute}, open a {@linkcode ComputePool} on a
+ * provider, and run it there. The pool provisions the machines, ships your
+ * code, runs each task on a worker, streams results, logs and events back,
+ * and tears everything down when it is disposed — also when the program
+ * fails or is interrupted.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "./mod.ts";
+ *
+ * export const square = sky.compute((x: number) => x * x);
+ * export const info = sky.compute(() => sky.instanceInfo());
+ *
+ * if (import.meta.main) {
+ *   await using pool = await sky.ComputePool.start({
+ *     provider: sky.Local(),
+ *     nodes: 2,
+ *     console: "silent",
+ *   });
+ *   console.log(await pool.run(square(4))); // 16
+ *   console.log(await pool.run(sky.gather(square(1), square(2)))); // [1, 4]
+ *   const [a, b] = await pool.run(sky.all(square(3), info())); // [number, InstanceInfo]
+ *   console.log(a, b.node);
+ *   console.log((await pool.broadcast(info())).map((i) => i.node)); // [0, 1]
+ *   console.log(square.local(6)); // 36
+ * }
+ * ```
+ *
+ * @module
+ */
+export {
+  all,
+  type Compute,
+  compute,
+  type ComputeId,
+  type ComputeOptions,
+  type Dispatchable,
+  gather,
+  type Group,
+  type Pending,
+  type Permissions,
+  type ResultOf,
+} from "./src/compute.ts";
+export {
+  ComputePool,
+  type MapResults,
+  type NodesOptions,
+  type PoolOptions,
+  type RunOptions,
+  type TaskHandle,
+} from "./src/pool.ts";
+export {
+  ConfigError,
+  NodeLostError,
+  NoOffersError,
+  PoolClosedError,
+  ProtocolError,
+  ProvisioningError,
+  RemoteError,
+  SerializationError,
+  TaskCancelledError,
+  TaskTimeoutError,
+} from "./src/errors.ts";
+export type * from "./src/events.ts";
+export { formatEvent } from "./src/events.ts";
+export {
+  type AcceleratorInfo,
+  type InstanceInfo,
+  instanceInfo,
+} from "./src/instance.ts";
+export { Image, type ImageOptions, type ResolvedImage } from "./src/image.ts";
+export { shard, type ShardOptions } from "./src/shard.ts";
+export type {
+  ClusterSpec,
+  Endpoint,
+  Instance,
+  Offer,
+  Provider,
+} from "./src/provider.ts";
+export {
+  Local,
+  type LocalCluster,
+  type LocalOptions,
+  type LocalProvider,
+} from "./providers/local.ts";

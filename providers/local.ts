@@ -1,0 +1,120 @@
+/**
+ * The local provider: each node is a worker process on this machine, in a
+ * directory of its own that plays the node's disk. Code is shipped to it the
+ * same way as to a cloud machine.
+ *
+ * @module
+ */
+import type {
+  ClusterSpec,
+  Instance,
+  Offer,
+  Provider,
+} from "../src/provider.ts";
+
+/** Options of {@linkcode Local}. */
+export interface LocalOptions {
+  /**
+   * The directory under which each node gets its own directory (`node-0`,
+   * `node-1`, ...). Shipped code is cached there between pools.
+   * @default `$XDG_CACHE_HOME/skyward/local`, else `~/.cache/skyward/local`
+   */
+  root?: string;
+}
+
+/** A prepared local cluster. */
+export interface LocalCluster {
+  id: string;
+  root: string;
+  launched: Map<string, Instance>;
+  next: number;
+}
+
+function defaultRoot(): string {
+  const env = (name: string) => {
+    try {
+      return Deno.env.get(name);
+    } catch {
+      return undefined;
+    }
+  };
+  const cache = env("XDG_CACHE_HOME") ??
+    (env("HOME") ? `${env("HOME")}/.cache` : undefined);
+  return `${
+    cache ?? Deno.makeTempDirSync({ prefix: "skyward-" })
+  }/skyward/local`;
+}
+
+/** The local provider's type. */
+export type LocalProvider = Provider<LocalCluster> & {
+  readonly options: LocalOptions;
+};
+
+/**
+ * Runs nodes as local processes, each in its own working directory. Needs no
+ * cloud, no root and no network: the quickest way to run and test a program
+ * with the same code paths as a cloud.
+ *
+ * @param options Where the nodes' directories live.
+ * @returns The provider, for `ComputePool.start({ provider })`.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../mod.ts";
+ *
+ * const provider = sky.Local();
+ * console.log(provider.name); // "local"
+ * ```
+ */
+export function Local(options: LocalOptions = {}): LocalProvider {
+  return {
+    name: "local",
+    options,
+    offers(_spec: ClusterSpec): Promise<Offer[]> {
+      return Promise.resolve([{
+        provider: "local",
+        instanceType: "process",
+        region: "local",
+        vcpus: navigator.hardwareConcurrency,
+        spotPrice: 0,
+        onDemandPrice: 0,
+      }]);
+    },
+    async prepare(spec: ClusterSpec): Promise<LocalCluster> {
+      const root = options.root ?? defaultRoot();
+      await Deno.mkdir(root, { recursive: true });
+      return { id: spec.clusterId, root, launched: new Map(), next: 0 };
+    },
+    async provision(cluster: LocalCluster, count: number): Promise<Instance[]> {
+      const instances: Instance[] = [];
+      for (let i = 0; i < count; i++) {
+        const n = cluster.next++;
+        const dir = `${cluster.root}/node-${n}`;
+        await Deno.mkdir(dir, { recursive: true });
+        const instance: Instance = {
+          id: `local-${cluster.id}-${n}`,
+          status: "running",
+          endpoint: { kind: "local", dir },
+          privateAddress: "127.0.0.1",
+        };
+        cluster.launched.set(instance.id, instance);
+        instances.push(instance);
+      }
+      return instances;
+    },
+    getInstance(
+      cluster: LocalCluster,
+      id: string,
+    ): Promise<Instance | undefined> {
+      return Promise.resolve(cluster.launched.get(id));
+    },
+    terminate(cluster: LocalCluster, ids: string[]): Promise<void> {
+      for (const id of ids) cluster.launched.delete(id);
+      return Promise.resolve();
+    },
+    teardown(cluster: LocalCluster): Promise<void> {
+      cluster.launched.clear();
+      return Promise.resolve();
+    },
+  };
+}

@@ -1,0 +1,371 @@
+/**
+ * What a pool prints about itself while it runs: one line per event
+ * (`"log"`), the same lines under a live status line on a terminal
+ * (`"rich"`), or nothing (`"silent"`).
+ *
+ * Lines are written with synchronous, complete writes, so two lines never
+ * interleave mid-line even when events arrive from many nodes at once. A
+ * line a task wrote on a node (a `Log` event) goes to the stream it was
+ * written to, stdout or stderr, prefixed `[node N] `; every other line goes
+ * to stderr.
+ *
+ * @module
+ */
+
+import { formatEvent, type PoolEvent } from "./events.ts";
+
+/** How a pool prints its events: see {@linkcode createConsole}. */
+export type ConsoleMode = "rich" | "log" | "silent";
+
+/** A stream written with complete synchronous writes, such as `Deno.stderr`. */
+export interface WritableLike {
+  /**
+   * Writes some of `bytes`, returning how many were written.
+   *
+   * @param bytes The bytes to write.
+   * @returns How many bytes were written.
+   */
+  writeSync(bytes: Uint8Array): number;
+  /**
+   * Whether the stream is a terminal.
+   *
+   * @returns `true` on a terminal.
+   */
+  isTerminal?(): boolean;
+}
+
+/** Options of {@linkcode createConsole}. */
+export interface ConsoleOptions {
+  /**
+   * Where event lines, the status line, and a task's stderr lines go.
+   *
+   * @default {Deno.stderr}
+   */
+  stderr?: WritableLike;
+  /**
+   * Where a task's stdout lines go.
+   *
+   * @default {Deno.stdout}
+   */
+  stdout?: WritableLike;
+  /**
+   * Whether `stderr` is a terminal, which `"rich"` needs to draw its status
+   * line.
+   *
+   * @default {stderr.isTerminal(), or false where it cannot tell}
+   */
+  isTty?: boolean;
+  /**
+   * Whether `"rich"` colours its lines, on a terminal only.
+   *
+   * @default {true, unless the NO_COLOR environment variable is set}
+   */
+  color?: boolean;
+  /**
+   * The terminal's width, to which `"rich"` cuts its status line so that it
+   * never wraps.
+   *
+   * @default {the width of the process's terminal, or 80}
+   */
+  columns?: number;
+}
+
+/** The console of a pool: it is given every event, then closed. */
+export interface ConsoleSink {
+  /**
+   * Prints an event. Never throws: a stream that cannot be written to (a
+   * closed pipe) is skipped, since printing must not fail the pool. Events
+   * after {@linkcode ConsoleSink.close} are ignored.
+   *
+   * @param event The event to print.
+   */
+  event(event: PoolEvent): void;
+  /** Clears the status line, stops its timer, and ignores later events. */
+  close(): void;
+}
+
+const MODES: readonly ConsoleMode[] = ["rich", "log", "silent"];
+
+/** How often, at most, the status line is redrawn, in milliseconds. */
+const REDRAW_MS = 100;
+
+/** Carriage return, then erase the whole line. */
+const CLEAR_LINE = "\r\x1b[2K";
+
+const encoder = new TextEncoder();
+
+function writeAll(writer: WritableLike, text: string): void {
+  if (text === "") return;
+  const bytes = encoder.encode(text);
+  try {
+    let offset = 0;
+    while (offset < bytes.length) {
+      const written = writer.writeSync(bytes.subarray(offset));
+      if (written <= 0) return;
+      offset += written;
+    }
+  } catch {
+    // Printing never fails the pool (a closed pipe, a detached terminal).
+  }
+}
+
+function isTerminal(writer: WritableLike): boolean {
+  try {
+    return writer.isTerminal?.() ?? false;
+  } catch {
+    return false;
+  }
+}
+
+/** Where an event's text goes, and the text, lines without the last newline. */
+interface Printed {
+  stream: "stdout" | "stderr";
+  text: string;
+}
+
+function lineOf(event: PoolEvent): Printed {
+  if (event.type !== "Log") {
+    return { stream: "stderr", text: formatEvent(event) };
+  }
+  const prefix = `[node ${event.node}] `;
+  const line = event.line.endsWith("\n") ? event.line.slice(0, -1) : event.line;
+  return {
+    stream: event.stream,
+    text: line.split("\n").map((part) => prefix + part).join("\n"),
+  };
+}
+
+function logConsole(stderr: WritableLike, stdout: WritableLike): ConsoleSink {
+  let closed = false;
+  return {
+    event(event) {
+      if (closed) return;
+      const { stream, text } = lineOf(event);
+      writeAll(stream === "stdout" ? stdout : stderr, text + "\n");
+    },
+    close() {
+      closed = true;
+    },
+  };
+}
+
+const STYLE = {
+  dim: ["\x1b[2m", "\x1b[22m"],
+  red: ["\x1b[31m", "\x1b[39m"],
+  green: ["\x1b[32m", "\x1b[39m"],
+  yellow: ["\x1b[33m", "\x1b[39m"],
+  cyan: ["\x1b[36m", "\x1b[39m"],
+} as const;
+
+type Style = keyof typeof STYLE;
+
+function styleOf(event: PoolEvent): Style | undefined {
+  switch (event.type) {
+    case "TaskFailed":
+    case "NodeLost":
+      return "red";
+    case "BootstrapPhase":
+      return event.status === "failed" ? "red" : "dim";
+    case "InstancePreempted":
+    case "InstanceReplaced":
+      return "yellow";
+    case "NodeReady":
+    case "ClusterReady":
+      return "green";
+    case "TaskStarted":
+    case "TaskCompleted":
+    case "Log":
+      return undefined;
+    default:
+      return "dim";
+  }
+}
+
+function paint(style: Style | undefined, text: string): string {
+  if (style === undefined) return text;
+  const [open, close] = STYLE[style];
+  return text.split("\n").map((line) => open + line + close).join("\n");
+}
+
+function duration(ms: number): string {
+  const seconds = Math.floor(ms / 1000);
+  if (seconds < 60) return `${seconds}s`;
+  const minutes = Math.floor(seconds / 60);
+  return `${minutes}m${String(seconds % 60).padStart(2, "0")}s`;
+}
+
+function richConsole(
+  stderr: WritableLike,
+  stdout: WritableLike,
+  color: boolean,
+  columns: () => number,
+): ConsoleSink {
+  const started = performance.now();
+  const ready = new Set<number>();
+  const running = new Set<number>();
+  let totalNodes = 0;
+  let completed = 0;
+  let failed = 0;
+  let closed = false;
+  /** The status line on screen, styled, or `undefined` before the first event. */
+  let shown: string | undefined;
+  let timer: ReturnType<typeof setInterval> | undefined;
+
+  function track(event: PoolEvent): void {
+    switch (event.type) {
+      case "ClusterProvisioned":
+        totalNodes = event.nodes;
+        break;
+      case "ClusterReady":
+        totalNodes = Math.max(totalNodes, event.nodes);
+        break;
+      case "NodeReady":
+        ready.add(event.node);
+        break;
+      case "NodeLost":
+      case "InstancePreempted":
+        ready.delete(event.node);
+        break;
+      case "ClusterDestroyed":
+        ready.clear();
+        break;
+      case "TaskStarted":
+        running.add(event.task);
+        break;
+      case "TaskCompleted":
+        running.delete(event.task);
+        completed++;
+        break;
+      case "TaskFailed":
+        running.delete(event.task);
+        failed++;
+        break;
+    }
+  }
+
+  function status(): string {
+    const total = Math.max(totalNodes, ready.size);
+    const text =
+      `skyward · nodes ${ready.size}/${total} ready · tasks ${running.size} running, ${completed} completed, ${failed} failed · ${
+        duration(performance.now() - started)
+      }`;
+    const width = Math.max(1, columns() - 1);
+    const cut = text.length > width ? text.slice(0, width) : text;
+    return color ? paint("cyan", cut) : cut;
+  }
+
+  function redraw(): void {
+    const next = status();
+    if (next === shown) return;
+    writeAll(stderr, CLEAR_LINE + next);
+    shown = next;
+  }
+
+  return {
+    event(event) {
+      if (closed) return;
+      track(event);
+      const { stream, text } = lineOf(event);
+      const line = color ? paint(styleOf(event), text) : text;
+      const clear = shown === undefined ? "" : CLEAR_LINE;
+      // The status line is redrawn as it was; the timer brings it up to date,
+      // so that a burst of events does not redraw it once per event.
+      shown ??= status();
+      if (stream === "stderr") {
+        writeAll(stderr, clear + line + "\n" + shown);
+      } else {
+        writeAll(stderr, clear);
+        writeAll(stdout, line + "\n");
+        writeAll(stderr, shown);
+      }
+      if (timer === undefined) {
+        timer = setInterval(redraw, REDRAW_MS);
+        // The status line never keeps a program alive.
+        Deno.unrefTimer(timer);
+      }
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      if (timer !== undefined) clearInterval(timer);
+      timer = undefined;
+      if (shown !== undefined) writeAll(stderr, CLEAR_LINE);
+      shown = undefined;
+    },
+  };
+}
+
+/**
+ * Creates the console a pool prints its events to.
+ *
+ * - `"log"`: one line per event on stderr, as {@linkcode formatEvent} writes
+ *   it (`[ClusterReady] Cluster ready with 2 node(s) in 310ms`); a `Log`
+ *   event's line goes to the stream the task wrote it to, prefixed
+ *   `[node N] `.
+ * - `"rich"`: on a terminal, the same lines, coloured, above a live status
+ *   line (nodes ready, tasks running, completed and failed, elapsed time)
+ *   redrawn at most every 100 ms; elsewhere exactly `"log"`. Output the
+ *   program itself writes while the status line is shown may share its line.
+ * - `"silent"`: nothing.
+ *
+ * @param mode How to print.
+ * @param options The streams, and whether stderr is a terminal.
+ * @returns A sink to give every event to, and to close when the pool is done.
+ * @throws {RangeError} If `mode` is not one of the three modes.
+ *
+ * @example
+ * ```ts
+ * import { createConsole } from "./console.ts";
+ *
+ * const sink = createConsole("log");
+ * sink.event({ type: "ClusterReady", time: Date.now(), pool: "p", nodes: 2, elapsedMs: 310 });
+ * sink.event({ type: "Log", time: Date.now(), pool: "p", node: 1, stream: "stdout", line: "hello" });
+ * sink.close();
+ * // stderr: [ClusterReady] Cluster ready with 2 node(s) in 310ms
+ * // stdout: [node 1] hello
+ * ```
+ */
+export function createConsole(
+  mode: ConsoleMode,
+  options: ConsoleOptions = {},
+): ConsoleSink {
+  if (!MODES.includes(mode)) {
+    throw new RangeError(
+      `Cannot create console: 'mode' must be one of ${
+        MODES.map((m) => `"${m}"`).join(", ")
+      }, got ${JSON.stringify(mode)}`,
+    );
+  }
+  const stderr = options.stderr ?? Deno.stderr;
+  const stdout = options.stdout ?? Deno.stdout;
+  if (mode === "silent") return { event() {}, close() {} };
+  const isTty = options.isTty ?? isTerminal(stderr);
+  if (mode === "log" || !isTty) return logConsole(stderr, stdout);
+  const color = options.color ?? !Deno.noColor;
+  const fixedColumns = options.columns;
+  const columns = fixedColumns !== undefined ? () => fixedColumns : () => {
+    try {
+      return Deno.consoleSize().columns || 80;
+    } catch {
+      return 80;
+    }
+  };
+  return richConsole(stderr, stdout, color, columns);
+}
+
+/**
+ * The console mode a pool uses when none is given: `"rich"` when stderr is a
+ * terminal, `"log"` otherwise (a pipe, a file, CI).
+ *
+ * @returns `"rich"` or `"log"`.
+ *
+ * @example
+ * ```ts
+ * import { defaultConsoleMode } from "./console.ts";
+ *
+ * console.log(defaultConsoleMode()); // "log" when stderr is redirected
+ * ```
+ */
+export function defaultConsoleMode(): ConsoleMode {
+  return isTerminal(Deno.stderr) ? "rich" : "log";
+}

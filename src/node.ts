@@ -1,0 +1,334 @@
+/**
+ * A node session: the client's side of one worker's byte stream. It does the
+ * handshake, multiplexes tasks by id, and reports the worker's logs and its
+ * loss. It knows nothing of providers or scheduling.
+ *
+ * @module
+ */
+import { decode, type WireError } from "./codec.ts";
+import {
+  NodeLostError,
+  ProtocolError,
+  RemoteError,
+  SerializationError,
+} from "./errors.ts";
+import {
+  type ClientMessage,
+  encodeFrame,
+  FrameDecoder,
+  FrameWriter,
+  PROTOCOL_VERSION,
+  type WorkerMessage,
+  workerMessage,
+} from "./protocol.ts";
+import type { Channel } from "./transport.ts";
+
+/** What the worker said in its handshake. */
+export interface WorkerHello {
+  deno: string;
+  pid: number;
+  hostname: string;
+  codeUrl: string;
+}
+
+/** What a node session reports to its owner. */
+export interface NodeSessionHooks {
+  /** A line a task wrote with `console.*`. */
+  log(stream: "stdout" | "stderr", line: string, task?: number): void;
+  /** The worker's stream ended or broke; every pending call has been rejected. */
+  lost(reason: string): void;
+}
+
+interface Call {
+  resolve(payload: Uint8Array): void;
+  reject(error: Error): void;
+}
+
+/** One worker's connection, seen from the client. */
+export class NodeSession {
+  /** The node's index. */
+  readonly index: number;
+  #channel: Channel;
+  #writer: FrameWriter;
+  #hooks: NodeSessionHooks;
+  #calls = new Map<number, Call>();
+  #hello?: { resolve(h: WorkerHello): void; reject(e: Error): void };
+  #lost: string | undefined;
+  #stderrTail: string[] = [];
+  /** Set by the owner to map remote stack paths back to the client's. */
+  rootUrl = "";
+  /** The worker's code directory, as a URL, once the handshake is done. */
+  codeUrl = "";
+
+  /**
+   * @param index The node's index.
+   * @param channel The worker's stdio.
+   * @param hooks Where logs and loss are reported.
+   */
+  constructor(index: number, channel: Channel, hooks: NodeSessionHooks) {
+    this.index = index;
+    this.#channel = channel;
+    this.#hooks = hooks;
+    this.#writer = new FrameWriter(channel.writable);
+    this.#read();
+    this.#readStderr();
+  }
+
+  /** Calls in flight. */
+  get inFlight(): number {
+    return this.#calls.size;
+  }
+
+  /** Why the node was lost, if it was. */
+  get lostReason(): string | undefined {
+    return this.#lost;
+  }
+
+  /** The worker process's id on its machine, when the transport knows it. */
+  get pid(): number | undefined {
+    return this.#channel.pid;
+  }
+
+  /**
+   * Does the handshake: protocol version, Deno version, code hash; the worker
+   * imports `modules` before it answers.
+   *
+   * @throws {ProtocolError} On a version or code mismatch.
+   * @throws {RemoteError} When importing a module failed on the worker.
+   */
+  handshake(
+    message: Omit<Extract<ClientMessage, { t: "hello" }>, "t" | "v">,
+  ): Promise<WorkerHello> {
+    return new Promise<WorkerHello>((resolve, reject) => {
+      if (this.#lost) return reject(new NodeLostError(this.index, this.#lost));
+      this.#hello = { resolve, reject };
+      this.#writer.write(
+        encodeFrame({ t: "hello", v: PROTOCOL_VERSION, ...message }),
+      );
+    });
+  }
+
+  /**
+   * Sends a task.
+   *
+   * @returns The encoded result.
+   * @throws {RemoteError} When the task threw.
+   * @throws {NodeLostError} When the node was lost before the result arrived.
+   */
+  call(
+    id: number,
+    module: string,
+    key: string,
+    args: Uint8Array,
+  ): Promise<Uint8Array> {
+    return new Promise<Uint8Array>((resolve, reject) => {
+      if (this.#lost) return reject(new NodeLostError(this.index, this.#lost));
+      this.#calls.set(id, { resolve, reject });
+      this.#writer.write(
+        encodeFrame({ t: "call", id, m: module, k: key }, args),
+      );
+    });
+  }
+
+  /** Asks the worker to drop a task; its call rejects once the worker confirms. */
+  cancel(id: number): void {
+    if (!this.#lost && this.#calls.has(id)) {
+      this.#writer.write(encodeFrame({ t: "cancel", id }));
+    }
+  }
+
+  /** Forgets a call (its caller gave up), so a late answer is ignored. */
+  forget(id: number): void {
+    this.#calls.delete(id);
+  }
+
+  /**
+   * Asks the worker to exit and waits up to `graceMs` for it, then kills it.
+   * Pending calls are rejected with `reason`.
+   */
+  async close(reason: Error, graceMs = 5_000): Promise<void> {
+    this.#rejectAll(reason);
+    this.#lost ??= "closed";
+    await this.#writer.write(encodeFrame({ t: "bye" }));
+    await this.#writer.close();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const exited = await Promise.race([
+      this.#channel.exited.then(() => true),
+      new Promise<boolean>((resolve) =>
+        timer = setTimeout(() => resolve(false), graceMs)
+      ),
+    ]);
+    clearTimeout(timer);
+    if (!exited) {
+      this.#channel.kill();
+      await this.#channel.exited;
+    }
+  }
+
+  /** Kills the worker at once. */
+  kill(): void {
+    this.#channel.kill();
+  }
+
+  #rejectAll(error: Error): void {
+    const calls = [...this.#calls.values()];
+    this.#calls.clear();
+    for (const call of calls) call.reject(error);
+    this.#hello?.reject(error);
+    this.#hello = undefined;
+  }
+
+  #remoteError(payload: Uint8Array): RemoteError {
+    const wire = decode(payload) as WireError;
+    const cause = wire.cause === undefined
+      ? undefined
+      : this.#mapCause(wire.cause);
+    const stack = wire.stack && this.codeUrl && this.rootUrl
+      ? wire.stack.replaceAll(this.codeUrl, this.rootUrl)
+      : wire.stack;
+    const error = new RemoteError({
+      name: wire.name,
+      message: wire.message,
+      stack,
+    }, {
+      cause,
+      node: this.index,
+    });
+    // The remote error's own properties (`code`, ...) are kept, except where
+    // they would hide the RemoteError's own.
+    for (const [key, value] of Object.entries(wire.props ?? {})) {
+      if (!(key in error)) Object.defineProperty(error, key, { value, enumerable: true });
+    }
+    return error;
+  }
+
+  #mapCause(cause: unknown): unknown {
+    if (cause instanceof Error && cause.stack && this.codeUrl && this.rootUrl) {
+      cause.stack = cause.stack.replaceAll(this.codeUrl, this.rootUrl);
+    }
+    return cause;
+  }
+
+  #dispatch(message: WorkerMessage, payload: Uint8Array): void {
+    switch (message.t) {
+      case "ok": {
+        const call = this.#calls.get(message.id);
+        this.#calls.delete(message.id);
+        call?.resolve(payload);
+        return;
+      }
+      case "err": {
+        const call = this.#calls.get(message.id);
+        if (!call) return;
+        this.#calls.delete(message.id);
+        if (message.path !== undefined) {
+          const problem = (message.problem ?? "").replace(
+            /^Cannot send .*?: it /,
+            "",
+          );
+          call.reject(new SerializationError(message.path, problem));
+          return;
+        }
+        try {
+          call.reject(this.#remoteError(payload));
+        } catch (error) {
+          call.reject(
+            new ProtocolError("The worker sent an unreadable error", {
+              cause: error,
+            }),
+          );
+        }
+        return;
+      }
+      case "log":
+        this.#hooks.log(message.s, message.l, message.id);
+        return;
+      case "hello": {
+        const hello = this.#hello;
+        this.#hello = undefined;
+        if (!hello) return;
+        this.codeUrl = message.codeUrl;
+        if (message.failed) {
+          const error = this.#remoteError(payload);
+          hello.reject(error);
+        } else {
+          hello.resolve({
+            deno: message.deno,
+            pid: message.pid,
+            hostname: message.hostname,
+            codeUrl: message.codeUrl,
+          });
+        }
+        return;
+      }
+      case "perr":
+        this.#hooks.log(
+          "stderr",
+          `protocol error reported by the worker: ${message.message}`,
+        );
+        return;
+    }
+  }
+
+  async #read(): Promise<void> {
+    const decoder = new FrameDecoder(workerMessage);
+    let reason = "its worker exited";
+    try {
+      for await (const chunk of this.#channel.readable) {
+        for (const frame of decoder.push(chunk)) {
+          if (frame instanceof ProtocolError) {
+            this.#hooks.log("stderr", frame.message);
+            continue;
+          }
+          this.#dispatch(frame.header, frame.payload);
+        }
+      }
+    } catch (error) {
+      reason = `its stream broke: ${
+        error instanceof Error ? error.message : String(error)
+      }`;
+    }
+    const status = await Promise.race([
+      this.#channel.exited,
+      new Promise<undefined>((resolve) =>
+        setTimeout(() => resolve(undefined), 200)
+      ),
+    ]);
+    if (status) {
+      reason = `its worker exited with ${
+        status.signal ? `signal ${status.signal}` : `code ${status.code}`
+      }`;
+    }
+    const tail = this.#stderrTail.join("").trim();
+    if (tail && this.#lost === undefined) {
+      reason += `; its last output: ${tail.slice(-2000)}`;
+    }
+    if (this.#lost !== undefined) return;
+    this.#lost = reason;
+    this.#rejectAll(new NodeLostError(this.index, reason));
+    this.#hooks.lost(reason);
+  }
+
+  async #readStderr(): Promise<void> {
+    const decoder = new TextDecoder();
+    let partial = "";
+    try {
+      for await (const chunk of this.#channel.stderr) {
+        const text = partial + decoder.decode(chunk, { stream: true });
+        const lines = text.split("\n");
+        partial = lines.pop() ?? "";
+        for (const line of lines) {
+          this.#stderrTail.push(line + "\n");
+          if (this.#stderrTail.length > 20) this.#stderrTail.shift();
+          this.#hooks.log("stderr", line);
+        }
+      }
+    } catch {
+      // The stream ended with the process.
+    }
+    if (partial) {
+      this.#stderrTail.push(partial);
+      this.#hooks.log("stderr", partial);
+    }
+  }
+}

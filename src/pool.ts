@@ -1,0 +1,1272 @@
+/**
+ * `ComputePool`: provisions nodes through a provider, ships the code, starts
+ * a worker on each node and runs tasks there; closing it releases
+ * everything, also when the program fails or is interrupted.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { buildBundle, type Bundle, bundlePath } from "./bundle.ts";
+import { decode, encode } from "./codec.ts";
+import {
+  type Compute,
+  computeModules,
+  type Dispatchable,
+  type Group,
+  isGroup,
+  isPending,
+  onWorker,
+  type Pending,
+} from "./compute.ts";
+import {
+  type ConsoleSink,
+  createConsole,
+  defaultConsoleMode,
+} from "./console.ts";
+import {
+  ConfigError,
+  NodeLostError,
+  PoolClosedError,
+  ProvisioningError,
+  TaskCancelledError,
+  TaskTimeoutError,
+} from "./errors.ts";
+import type { EventInit, PoolEvent } from "./events.ts";
+import type { ResolvedImage } from "./image.ts";
+import type { InstanceInfo } from "./instance.ts";
+import { logger } from "./log.ts";
+import { NodeSession } from "./node.ts";
+import type { ClusterSpec, Instance, Provider } from "./provider.ts";
+import { type Host, LocalHost } from "./transport.ts";
+
+const log = logger("pool");
+
+/** How many nodes a pool has. */
+export interface NodesOptions {
+  /** How many nodes to launch. */
+  desired: number;
+  /**
+   * How many must be ready before work starts; the rest join as they come.
+   * @default desired
+   */
+  min?: number;
+}
+
+/** Options of {@linkcode ComputePool.start}. */
+export interface PoolOptions {
+  /** Where the nodes come from: `sky.Local()`, `sky.SSH(...)`, a cloud. */
+  provider: Provider<any>;
+  /**
+   * How many nodes: a count, or `{ desired, min }`.
+   * @default 1
+   */
+  nodes?: number | NodesOptions;
+  /**
+   * The allocation strategy, for providers that have spot machines.
+   * @default "spot-if-available"
+   */
+  allocation?: "spot" | "on-demand" | "spot-if-available" | "cheapest";
+  /** Upper bound on the price of one machine, in dollars per hour. */
+  maxHourlyCost?: number;
+  /** What the nodes run the code with; see `sky.Image`. */
+  image?: ResolvedImage;
+  /** The worker on each node. */
+  worker?: {
+    /**
+     * Tasks a node runs at once.
+     * @default 1
+     */
+    concurrency?: number;
+    /**
+     * Tasks sent to a node ahead of a free slot, to hide the round trip.
+     * @default 0
+     */
+    prefetch?: number;
+  };
+  /**
+   * How long nodes may take to become ready, in milliseconds.
+   * @default 600_000
+   */
+  provisionTimeout?: number;
+  /**
+   * Timeout of tasks whose compute and call set none, in milliseconds.
+   * @default no limit
+   */
+  taskTimeout?: number;
+  /**
+   * What the pool prints: `"log"`, one line per event on stderr; `"rich"`, a
+   * live view on a terminal; `"silent"`, nothing.
+   * @default "rich" on a terminal, else "log"
+   */
+  console?: "rich" | "log" | "silent";
+  /** Called with every event, from the first. */
+  onEvent?: (event: PoolEvent) => void;
+}
+
+/** Options of a single dispatch. */
+export interface RunOptions {
+  /** Cancels the task(s) when aborted. */
+  signal?: AbortSignal;
+}
+
+const positiveInt = z.number().int().positive();
+const optionsSchema = z.object({
+  provider: z.custom<Provider>(
+    (p) =>
+      typeof p === "object" && p !== null &&
+      ["offers", "prepare", "provision", "getInstance", "terminate", "teardown"]
+        .every((m) =>
+          typeof (p as unknown as Record<string, unknown>)[m] === "function"
+        ),
+    "must be a provider, such as sky.Local()",
+  ),
+  nodes: z.union([
+    positiveInt,
+    z.object({ desired: positiveInt, min: positiveInt.optional() }).strict()
+      .refine(
+        (n) => (n.min ?? n.desired) <= n.desired,
+        "min must not exceed desired",
+      ),
+  ]).default(1),
+  allocation: z.enum(["spot", "on-demand", "spot-if-available", "cheapest"])
+    .default(
+      "spot-if-available",
+    ),
+  maxHourlyCost: z.number().positive().optional(),
+  accelerator: z.unknown().optional(),
+  image: z.custom<ResolvedImage>(
+    (i) =>
+      typeof i === "object" && i !== null &&
+      (i as { kind?: string }).kind === "image",
+    "must be made with sky.Image(...)",
+  ).optional(),
+  worker: z.object({
+    concurrency: positiveInt.default(1),
+    prefetch: z.number().int().nonnegative().default(0),
+  }).strict().default({ concurrency: 1, prefetch: 0 }),
+  provisionTimeout: positiveInt.default(600_000),
+  taskTimeout: positiveInt.optional(),
+  console: z.enum(["rich", "log", "silent"]).optional(),
+  onEvent: z.custom<(e: PoolEvent) => void>(
+    (f) => typeof f === "function",
+    "must be a function",
+  )
+    .optional(),
+}).strict();
+
+type Resolved = z.infer<typeof optionsSchema>;
+
+function resolveOptions(options: unknown): Resolved {
+  const parsed = optionsSchema.safeParse(options ?? {});
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((issue) => {
+      const path = issue.path.join(".") || "options";
+      const got = issue.path.reduce<unknown>(
+        (v, k) =>
+          (v as Record<PropertyKey, unknown> | undefined)?.[k as PropertyKey],
+        options,
+      );
+      const shown = typeof got === "function"
+        ? "a function"
+        : JSON.stringify(got) ?? "undefined";
+      return issue.code === "unrecognized_keys"
+        ? `unknown option(s) ${issue.keys.map((k) => `'${k}'`).join(", ")}`
+        : `'${path}' ${
+          issue.message.replace(/^Invalid input: /, "")
+        } (got ${shown})`;
+    });
+    throw new ConfigError(`Cannot start pool: ${issues.join("; ")}`);
+  }
+  return parsed.data;
+}
+
+interface Job {
+  id: number;
+  name: string;
+  module: string;
+  key: string;
+  args: Uint8Array;
+  timeout: number | undefined;
+  /** The node it must run on, for broadcasts. */
+  pin?: number;
+  node?: PoolNode;
+  sentAt: number;
+  timer?: ReturnType<typeof setTimeout>;
+  settled: boolean;
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+}
+
+interface PoolNode {
+  index: number;
+  instance: Instance;
+  host: Host;
+  session: NodeSession;
+  running: Set<Job>;
+}
+
+/**
+ * A task in flight: await it for its result, or cancel it.
+ *
+ * @typeParam R The task's result.
+ */
+export interface TaskHandle<R> extends PromiseLike<R> {
+  /** The task's id in events. */
+  readonly id: number;
+  /** Cancels the task; awaiting it then rejects with `TaskCancelledError`. */
+  cancel(): void;
+}
+
+/**
+ * Results of {@linkcode ComputePool.map}: iterate them as they come, or
+ * await them all.
+ */
+export interface MapResults<R> extends AsyncIterable<R>, PromiseLike<R[]> {}
+
+const openPools = new Set<ComputePool>();
+let interrupted = 0;
+const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+
+function onSignal(signal: Deno.Signal): void {
+  interrupted++;
+  const code = signal === "SIGINT" ? 130 : 143;
+  if (interrupted > 1) {
+    const left = [...openPools].map((p) => `${p.id} (${p.provider.name})`).join(
+      ", ",
+    );
+    console.error(
+      `\nInterrupted again: exiting now. Pools that may be left: ${
+        left || "none"
+      }. ` +
+        `Local workers stop when their input closes; for cloud pools run the provider's cleanup().`,
+    );
+    Deno.exit(code);
+  }
+  console.error(
+    `\nInterrupted: closing ${openPools.size} pool(s); interrupt again to exit now`,
+  );
+  Promise.allSettled([...openPools].map((p) => p.close())).then(() =>
+    Deno.exit(code)
+  );
+}
+const listeners = new Map<Deno.Signal, () => void>();
+
+function track(pool: ComputePool): void {
+  openPools.add(pool);
+  if (listeners.size > 0) return;
+  for (const signal of signals) {
+    const listener = () => onSignal(signal);
+    try {
+      Deno.addSignalListener(signal, listener);
+      listeners.set(signal, listener);
+    } catch {
+      // Signals are not available here (e.g. on Windows for SIGTERM).
+    }
+  }
+}
+
+function untrack(pool: ComputePool): void {
+  openPools.delete(pool);
+  if (openPools.size > 0) return;
+  for (const [signal, listener] of listeners) {
+    Deno.removeSignalListener(signal, listener);
+  }
+  listeners.clear();
+}
+
+globalThis.addEventListener("unload", () => {
+  for (const pool of openPools) pool.kill();
+});
+
+const WORKER_MAIN = new URL("../worker/main.ts", import.meta.url);
+const LIBRARY_CONFIG = new URL("../deno.json", import.meta.url);
+const HISTORY_LIMIT = 1_000;
+
+let poolCounter = 0;
+
+/**
+ * A set of nodes that run tasks. Start one with
+ * {@linkcode ComputePool.start} and close it with `await using` or
+ * {@linkcode ComputePool.close}.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../mod.ts";
+ *
+ * export const square = sky.compute((x: number) => x * x);
+ *
+ * if (import.meta.main) {
+ *   await using pool = await sky.ComputePool.start({
+ *     provider: sky.Local(),
+ *     nodes: 2,
+ *     console: "silent",
+ *   });
+ *   console.log(await pool.run(square(4))); // 16
+ *   console.log(await pool.run(sky.gather(square(1), square(2)))); // [1, 4]
+ * }
+ * ```
+ */
+export class ComputePool implements AsyncDisposable {
+  /** The pool's id, also the cluster id at the provider and `instanceInfo().jobId`. */
+  readonly id: string;
+  /** The provider the nodes come from. */
+  readonly provider: Provider<any>;
+  #options: Resolved;
+  #console: ConsoleSink;
+  #history: PoolEvent[] = [];
+  #subscribers = new Set<(e: PoolEvent | null) => void>();
+  #startedAt = Date.now();
+  #bundle!: Bundle;
+  #cluster: unknown;
+  #prepared = false;
+  #instances = new Map<string, Instance>();
+  #nodes: PoolNode[] = [];
+  #queue: Job[] = [];
+  #jobs = new Map<number, Job>();
+  #nextTask = 1;
+  #rr = 0;
+  #closing: Promise<void> | undefined;
+  #closed = false;
+  #modules = new Map<string, string>();
+
+  private constructor(options: Resolved) {
+    this.id = `sky-${Date.now().toString(36)}-${(poolCounter++).toString(36)}${
+      crypto.randomUUID().slice(0, 4)
+    }`;
+    this.provider = options.provider;
+    this.#options = options;
+    this.#console = createConsole(options.console ?? defaultConsoleMode());
+  }
+
+  /**
+   * Starts a pool: provisions the nodes, ships the code, starts the workers,
+   * and resolves once enough nodes are ready.
+   *
+   * @param options The provider, the number of nodes and the rest.
+   * @returns The ready pool.
+   * @throws {ConfigError} (as a rejection) When an option is invalid, or when
+   *   called while a worker imports the module (a missing `import.meta.main` guard).
+   * @throws {ProvisioningError} (as a rejection) When the nodes could not be brought up;
+   *   everything launched is released first.
+   */
+  static async start(options: PoolOptions): Promise<ComputePool> {
+    if (onWorker()) {
+      const caller = new Error().stack?.split("\n").slice(2).find((l) =>
+        !l.includes("/src/pool.ts")
+      )?.trim();
+      throw new ConfigError(
+        `ComputePool.start() was called while a worker imported your module (${
+          caller ?? "unknown place"
+        }). ` +
+          `Put the code that starts pools under \`if (import.meta.main) { ... }\`, so that ` +
+          `importing the module only defines its computes.`,
+      );
+    }
+    const pool = new ComputePool(resolveOptions(options));
+    track(pool);
+    try {
+      await pool.#start();
+    } catch (error) {
+      await pool.close().catch(() => {});
+      if (error instanceof ConfigError || error instanceof ProvisioningError) {
+        throw error;
+      }
+      throw new ProvisioningError(
+        `Cannot start pool on ${pool.provider.name}: ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+        { cause: error },
+      );
+    }
+    return pool;
+  }
+
+  /** How many nodes are ready. */
+  get size(): number {
+    return this.#nodes.filter((n) => !n.session.lostReason).length;
+  }
+
+  /** The process ids of the workers, by node (on their machines). */
+  get workerPids(): (number | undefined)[] {
+    return this.#nodes.map((n) => n.session.pid);
+  }
+
+  /** Whether the pool is closed or closing. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Every event of the pool: the lifecycle events so far (task and log events
+   * are not replayed), then each new one, until the pool is closed.
+   */
+  get events(): AsyncIterable<PoolEvent> {
+    const history = this.#history.filter((e) =>
+      !e.type.startsWith("Task") && e.type !== "Log"
+    );
+    const subscribers = this.#subscribers;
+    const closed = this.#closed && this.#closing === undefined;
+    return {
+      [Symbol.asyncIterator](): AsyncIterator<PoolEvent> {
+        const buffer: (PoolEvent | null)[] = [...history];
+        if (closed) buffer.push(null);
+        let wake: (() => void) | undefined;
+        const subscriber = (e: PoolEvent | null) => {
+          buffer.push(e);
+          wake?.();
+        };
+        subscribers.add(subscriber);
+        return {
+          async next(): Promise<IteratorResult<PoolEvent>> {
+            while (buffer.length === 0) {
+              await new Promise<void>((r) => wake = r);
+            }
+            const event = buffer.shift()!;
+            if (event === null) {
+              subscribers.delete(subscriber);
+              return { done: true, value: undefined };
+            }
+            return { done: false, value: event };
+          },
+          return(): Promise<IteratorResult<PoolEvent>> {
+            subscribers.delete(subscriber);
+            return Promise.resolve({ done: true, value: undefined });
+          },
+        };
+      },
+    };
+  }
+
+  #emit(init: EventInit): void {
+    const event = { ...init, time: Date.now(), pool: this.id } as PoolEvent;
+    if (!event.type.startsWith("Task") && event.type !== "Log") {
+      this.#history.push(event);
+      if (this.#history.length > HISTORY_LIMIT) this.#history.shift();
+    }
+    try {
+      this.#options.onEvent?.(event);
+    } catch (error) {
+      log.warn("onEvent threw: {error}", { error });
+    }
+    this.#console.event(event);
+    for (const subscriber of this.#subscribers) subscriber(event);
+  }
+
+  async #start(): Promise<void> {
+    const options = this.#options;
+    const nodes = typeof options.nodes === "number"
+      ? options.nodes
+      : options.nodes.desired;
+    const min = typeof options.nodes === "number"
+      ? nodes
+      : options.nodes.min ?? nodes;
+    const roots = [...new Set([...computeModules(), Deno.mainModule])]
+      .filter((m) => m.startsWith("file:"));
+    const spec: ClusterSpec = {
+      clusterId: this.id,
+      nodes,
+      allocation: options.allocation,
+      maxHourlyCost: options.maxHourlyCost,
+    };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new ProvisioningError(
+              `Cannot start pool: nodes were not ready within provisionTimeout (${options.provisionTimeout} ms)`,
+            ),
+          ),
+        options.provisionTimeout,
+      );
+    });
+    try {
+      await Promise.race([deadline, this.#provision(spec, roots, nodes, min)]);
+    } finally {
+      clearTimeout(timer);
+    }
+    this.#emit({
+      type: "ClusterReady",
+      nodes: this.size,
+      elapsedMs: Date.now() - this.#startedAt,
+    });
+  }
+
+  async #provision(
+    spec: ClusterSpec,
+    roots: string[],
+    nodes: number,
+    min: number,
+  ): Promise<void> {
+    const provider = this.provider;
+    const [bundle, offers] = await Promise.all([
+      buildBundle(roots),
+      provider.offers(spec),
+    ]);
+    this.#bundle = bundle;
+    log.debug("Bundle {hash}: {count} files from {root}", {
+      hash: bundle.hash,
+      count: bundle.files.length,
+      root: bundle.root,
+    });
+    if (offers.length === 0) {
+      throw new ProvisioningError(
+        `Cannot start pool: ${provider.name} has no offers`,
+      );
+    }
+    this.#cluster = await provider.prepare(spec, offers[0]);
+    this.#prepared = true;
+    this.#emit({
+      type: "ClusterProvisioned",
+      provider: provider.name,
+      region: offers[0].region,
+      nodes,
+    });
+    const instances = await provider.provision(this.#cluster, nodes);
+    for (const instance of instances) {
+      this.#instances.set(instance.id, instance);
+    }
+    if (instances.length < min) {
+      throw new ProvisioningError(
+        `Cannot start pool: ${provider.name} launched ${instances.length} of ${min} node(s)`,
+      );
+    }
+    const peers = instances.map((i) => i.privateAddress ?? "");
+    let ready = 0;
+    await new Promise<void>((resolve, reject) => {
+      let failed = 0;
+      instances.forEach((instance, index) => {
+        this.#emit({
+          type: "InstanceLaunched",
+          node: index,
+          instance: instance.id,
+        });
+        this.#bringUp(index, instance, peers).then(() => {
+          if (++ready === min) resolve();
+        }, (error) => {
+          failed++;
+          if (instances.length - failed < min) reject(error);
+          else {log.warn("Node {index} failed to start: {error}", {
+              index,
+              error,
+            });}
+        });
+      });
+    });
+  }
+
+  async #waitRunning(instance: Instance): Promise<Instance> {
+    let current: Instance | undefined = instance;
+    for (
+      let delay = 250;
+      current?.status !== "running";
+      delay = Math.min(delay * 2, 5_000)
+    ) {
+      if (!current || current.status === "terminated") {
+        throw new ProvisioningError(
+          `Instance ${instance.id} was terminated before it ran`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, delay));
+      current = await this.provider.getInstance(this.#cluster, instance.id);
+    }
+    return current;
+  }
+
+  async #bringUp(
+    index: number,
+    launched: Instance,
+    peers: string[],
+  ): Promise<void> {
+    const instance = await this.#waitRunning(launched);
+    this.#instances.set(instance.id, instance);
+    const endpoint = instance.endpoint;
+    if (!endpoint) {
+      throw new ProvisioningError(`Instance ${instance.id} has no endpoint`);
+    }
+    this.#emit({
+      type: "InstanceRunning",
+      node: index,
+      instance: instance.id,
+      address: endpoint.kind === "local"
+        ? endpoint.dir
+        : `${endpoint.host}:${endpoint.port}`,
+    });
+    if (endpoint.kind !== "local") {
+      throw new ConfigError(
+        `Cannot reach ${instance.id}: ${endpoint.kind} endpoints need SSH support`,
+      );
+    }
+    const host: Host = new LocalHost(endpoint.dir);
+    const bootStart = Date.now();
+    this.#emit({
+      type: "InstanceProvisioned",
+      node: index,
+      instance: instance.id,
+    });
+    if (this.#options.image?.apt.length) {
+      throw new ConfigError(
+        `Cannot install apt packages on ${this.provider.name} nodes: they are processes on this machine`,
+      );
+    }
+    // Ship the code, content-addressed: a node that has this hash keeps it.
+    const codeDir = `${endpoint.dir}/code/${this.#bundle.hash}`;
+    let phaseStart = Date.now();
+    this.#emit({
+      type: "BootstrapPhase",
+      node: index,
+      phase: "code",
+      status: "started",
+      elapsedMs: 0,
+    });
+    const present = await host.exists(codeDir);
+    if (!present) {
+      await host.writeTree(codeDir, [
+        ...this.#bundle.files,
+        {
+          path: ".skyward-hash",
+          data: new TextEncoder().encode(this.#bundle.hash),
+        },
+      ]);
+    }
+    this.#emit({
+      type: "BootstrapPhase",
+      node: index,
+      phase: "code",
+      status: present ? "skipped" : "completed",
+      elapsedMs: Date.now() - phaseStart,
+    });
+    phaseStart = Date.now();
+    this.#emit({
+      type: "BootstrapPhase",
+      node: index,
+      phase: "worker",
+      status: "started",
+      elapsedMs: 0,
+    });
+    const info: Omit<InstanceInfo, "hostname"> = {
+      node: index,
+      totalNodes: peers.length,
+      isHead: index === 0,
+      headAddr: peers[0] ?? "",
+      headPort: 29500,
+      peers,
+      accelerators: [],
+      jobId: this.id,
+    };
+    const config = this.#bundle.config
+      ? ["--config", `${codeDir}/${this.#bundle.config}`]
+      : WORKER_MAIN.protocol === "file:"
+      ? ["--config", decodeURIComponent(LIBRARY_CONFIG.pathname)]
+      : [];
+    const channel = host.exec([
+      Deno.execPath(),
+      "run",
+      "--quiet",
+      "--no-prompt",
+      "-A",
+      "--unstable-worker-options",
+      ...config,
+      WORKER_MAIN.protocol === "file:"
+        ? decodeURIComponent(WORKER_MAIN.pathname)
+        : WORKER_MAIN.href,
+    ], {
+      cwd: codeDir,
+      env: {
+        ...this.#options.image?.env,
+        SKYWARD_CODE_DIR: codeDir,
+        SKYWARD_INSTANCE: JSON.stringify(info),
+      },
+    });
+    const session = new NodeSession(index, channel, {
+      log: (stream, line, task) =>
+        this.#emit({ type: "Log", node: index, task, stream, line }),
+      lost: (reason) => this.#lost(node, reason),
+    });
+    session.rootUrl = this.#bundle.rootUrl;
+    const node: PoolNode = {
+      index,
+      instance,
+      host,
+      session,
+      running: new Set(),
+    };
+    this.#nodes[index] = node;
+    const modules = [...this.#moduleMap().values()];
+    const hello = await session.handshake({
+      code: this.#bundle.hash,
+      deno: Deno.version.deno,
+      modules,
+      concurrency: this.#options.worker.concurrency,
+    }).catch((error) => {
+      session.kill();
+      throw error;
+    });
+    this.#emit({
+      type: "BootstrapPhase",
+      node: index,
+      phase: "worker",
+      status: "completed",
+      elapsedMs: Date.now() - phaseStart,
+    });
+    this.#emit({
+      type: "InstanceBootstrapped",
+      node: index,
+      instance: instance.id,
+      elapsedMs: Date.now() - bootStart,
+    });
+    this.#emit({
+      type: "NodeReady",
+      node: index,
+      instance: instance.id,
+      pid: hello.pid,
+      hostname: hello.hostname,
+    });
+    this.#drain();
+  }
+
+  /** Shipped path of each module that defines a compute, by client URL. */
+  #moduleMap(): Map<string, string> {
+    for (const module of computeModules()) {
+      if (this.#modules.has(module)) continue;
+      const path = bundlePath(this.#bundle, module);
+      if (path) this.#modules.set(module, path);
+    }
+    return this.#modules;
+  }
+
+  #lost(node: PoolNode, reason: string): void {
+    if (this.#closed) return;
+    this.#emit({ type: "NodeLost", node: node.index, reason });
+    for (const job of node.running) {
+      this.#settle(job, new NodeLostError(node.index, reason));
+    }
+    node.running.clear();
+    // Queued broadcast jobs pinned to this node can never run.
+    for (const job of this.#queue.filter((j) => j.pin === node.index)) {
+      this.#settle(job, new NodeLostError(node.index, reason));
+    }
+    this.#drain();
+  }
+
+  #makeJob(task: Pending<unknown>, pin?: number): Job {
+    if (!isPending(task)) {
+      throw new TypeError(
+        `Cannot run ${typeof task}: expected a task (call a compute to build one) or a group`,
+      );
+    }
+    if (this.#closed) throw new PoolClosedError();
+    const compute = task.compute as Compute<unknown[], unknown>;
+    const module = this.#moduleMap().get(compute.id.module);
+    if (module === undefined) {
+      throw new ConfigError(
+        `Cannot run '${compute.id.name}': its module ${compute.id.module} was not shipped to the ` +
+          `nodes. Import it before ComputePool.start() so that it is part of the code bundle.`,
+      );
+    }
+    const args = encode(task.args, "args");
+    const job: Job = {
+      id: this.#nextTask++,
+      name: compute.id.name,
+      module,
+      key: compute.id.key,
+      args,
+      timeout: task.timeout ?? compute.options.timeout ??
+        this.#options.taskTimeout,
+      pin,
+      sentAt: 0,
+      settled: false,
+      resolve: () => {},
+      reject: () => {},
+    };
+    return job;
+  }
+
+  #enqueue(job: Job): Promise<unknown> {
+    const promise = new Promise<unknown>((resolve, reject) => {
+      job.resolve = resolve;
+      job.reject = reject;
+    });
+    this.#jobs.set(job.id, job);
+    this.#queue.push(job);
+    this.#drain();
+    return promise;
+  }
+
+  #capacity(): number {
+    return this.#options.worker.concurrency + this.#options.worker.prefetch;
+  }
+
+  #drain(): void {
+    if (this.#queue.length === 0) return;
+    const capacity = this.#capacity();
+    const nodes = this.#nodes.filter((n) =>
+      n && !n.session.lostReason && n.session.codeUrl
+    );
+    if (nodes.length === 0) return;
+    let i = 0;
+    while (i < this.#queue.length) {
+      const job = this.#queue[i];
+      let target: PoolNode | undefined;
+      if (job.pin !== undefined) {
+        const node = this.#nodes[job.pin];
+        if (node && node.session.codeUrl && node.running.size < capacity) {
+          target = node;
+        }
+      } else {
+        for (let k = 0; k < nodes.length; k++) {
+          const node = nodes[(this.#rr + k) % nodes.length];
+          if (node.running.size < capacity) {
+            target = node;
+            this.#rr = (this.#rr + k + 1) % nodes.length;
+            break;
+          }
+        }
+        if (!target) {
+          // Every node is full; pinned jobs further on may still fit.
+          if (!this.#queue.some((j, at) => at > i && j.pin !== undefined)) {
+            return;
+          }
+        }
+      }
+      if (!target) {
+        i++;
+        continue;
+      }
+      this.#queue.splice(i, 1);
+      this.#send(job, target);
+    }
+  }
+
+  #send(job: Job, node: PoolNode): void {
+    job.node = node;
+    job.sentAt = performance.now();
+    node.running.add(job);
+    this.#emit({
+      type: "TaskStarted",
+      task: job.id,
+      name: job.name,
+      node: node.index,
+    });
+    if (job.timeout !== undefined) {
+      job.timer = setTimeout(() => {
+        node.session.cancel(job.id);
+        node.session.forget(job.id);
+        this.#settle(job, new TaskTimeoutError(job.name, job.timeout!));
+      }, job.timeout);
+    }
+    node.session.call(job.id, job.module, job.key, job.args).then(
+      (payload) => {
+        let value: unknown;
+        try {
+          value = decode(payload);
+        } catch (error) {
+          this.#settle(job, error as Error);
+          return;
+        }
+        this.#settle(job, undefined, value);
+      },
+      (error: Error) => {
+        if (
+          error instanceof TaskCancelledError || error.name === "RemoteError" &&
+            (error as { remoteName?: string }).remoteName ===
+              "TaskCancelledError"
+        ) {
+          this.#settle(job, new TaskCancelledError(job.name));
+        } else this.#settle(job, error);
+      },
+    );
+  }
+
+  #settle(job: Job, error: Error | undefined, value?: unknown): void {
+    if (job.settled) return;
+    job.settled = true;
+    clearTimeout(job.timer);
+    this.#jobs.delete(job.id);
+    const node = job.node;
+    if (node) {
+      node.running.delete(job);
+      const elapsedMs = performance.now() - job.sentAt;
+      if (error) {
+        this.#emit({
+          type: "TaskFailed",
+          task: job.id,
+          name: job.name,
+          node: node.index,
+          elapsedMs,
+          error: error.name,
+          message: error.message,
+        });
+      } else {
+        this.#emit({
+          type: "TaskCompleted",
+          task: job.id,
+          name: job.name,
+          node: node.index,
+          elapsedMs,
+        });
+      }
+    } else {
+      const at = this.#queue.indexOf(job);
+      if (at >= 0) this.#queue.splice(at, 1);
+    }
+    if (error) job.reject(error);
+    else job.resolve(value);
+    if (node && !this.#closed) this.#drain();
+  }
+
+  #cancel(job: Job, reason?: string): void {
+    if (job.settled) return;
+    if (job.node) {
+      job.node.session.cancel(job.id);
+      job.node.session.forget(job.id);
+    }
+    this.#settle(job, new TaskCancelledError(job.name, reason));
+  }
+
+  /** Builds and queues the jobs of a task or group; rejects synchronously-built failures. */
+  #dispatch<R>(
+    task: Dispatchable<R>,
+    signal?: AbortSignal,
+  ): { jobs: Job[]; results: Promise<unknown>[] } {
+    const tasks = isGroup(task)
+      ? (task as Group<R>).tasks
+      : [task as Pending<unknown>];
+    if (!isGroup(task) && !isPending(task)) {
+      throw new TypeError(
+        `Cannot run ${
+          task === null ? "null" : typeof task
+        }: expected a task (call a compute to ` +
+          `build one) or a group from sky.gather() or sky.all()`,
+      );
+    }
+    const jobs = tasks.map((t) => this.#makeJob(t));
+    const results = jobs.map((job) => this.#enqueue(job));
+    if (signal) {
+      const abort = () => jobs.forEach((job) => this.#cancel(job, "aborted"));
+      if (signal.aborted) abort();
+      else signal.addEventListener("abort", abort, { once: true });
+    }
+    return { jobs, results };
+  }
+
+  /**
+   * Runs a task, or a group of tasks, and resolves to the result: `R` for a
+   * task, `R[]` for `gather`, a typed tuple for `all`. When one task of a
+   * group fails, the others are cancelled and the error is rethrown.
+   *
+   * @param task A task (`square(2)`) or a group (`sky.gather(...)`, `sky.all(...)`).
+   * @param options An `AbortSignal` that cancels it.
+   * @returns The result.
+   * @throws {RemoteError} (as a rejection) When the task threw on the worker.
+   * @throws {SerializationError} (as a rejection) When an argument or the result cannot be sent.
+   * @throws {TaskTimeoutError} (as a rejection) When the task ran past its timeout.
+   * @throws {PoolClosedError} (as a rejection) When the pool closed first.
+   *
+   * @example
+   * ```ts
+   * import * as sky from "../mod.ts";
+   *
+   * export const square = sky.compute((x: number) => x * x);
+   *
+   * if (import.meta.main) {
+   *   await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
+   *   const n: number = await pool.run(square(3)); // 9
+   *   const [a, b] = await pool.run(sky.all(square(1), square(2))); // [1, 4]
+   *   console.log(n, a, b);
+   * }
+   * ```
+   */
+  async run<R>(task: Dispatchable<R>, options: RunOptions = {}): Promise<R> {
+    const { jobs, results } = this.#dispatch(task, options.signal);
+    if (!isGroup(task)) return await results[0] as R;
+    try {
+      return await Promise.all(results) as R;
+    } catch (error) {
+      for (const job of jobs) {
+        this.#cancel(job, "cancelled because another task of its group failed");
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Sends a task without waiting: the handle is a promise of the result with
+   * a `cancel()` method.
+   *
+   * @param task A task or a group.
+   * @returns A handle to await or cancel.
+   *
+   * @example
+   * ```ts
+   * import * as sky from "../mod.ts";
+   *
+   * export const square = sky.compute((x: number) => x * x);
+   *
+   * if (import.meta.main) {
+   *   await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
+   *   const handle = pool.submit(square(5));
+   *   console.log(await handle); // 25
+   * }
+   * ```
+   */
+  submit<R>(task: Dispatchable<R>): TaskHandle<R> {
+    const controller = new AbortController();
+    let promise: Promise<R>;
+    let id = 0;
+    try {
+      if (isPending(task)) {
+        const { jobs, results } = this.#dispatch(task, controller.signal);
+        id = jobs[0].id;
+        promise = results[0] as Promise<R>;
+      } else {
+        promise = this.run(task, { signal: controller.signal });
+      }
+    } catch (error) {
+      promise = Promise.reject(error);
+    }
+    return {
+      id,
+      then: (onFulfilled, onRejected) => promise.then(onFulfilled, onRejected),
+      cancel: () => controller.abort(),
+    };
+  }
+
+  /**
+   * Runs a task once on every ready node and resolves to the results by
+   * node index. Fails if any node's task fails.
+   *
+   * @param task The task to run everywhere.
+   * @returns One result per node, `results[i]` from node `i`.
+   *
+   * @example
+   * ```ts
+   * import * as sky from "../mod.ts";
+   *
+   * export const node = sky.compute(() => sky.instanceInfo().node);
+   *
+   * if (import.meta.main) {
+   *   await using pool = await sky.ComputePool.start({ provider: sky.Local(), nodes: 2, console: "silent" });
+   *   console.log(await pool.broadcast(node())); // [0, 1]
+   * }
+   * ```
+   */
+  async broadcast<R>(task: Pending<R>, options: RunOptions = {}): Promise<R[]> {
+    if (!isPending(task)) {
+      throw new TypeError(
+        `Cannot broadcast ${typeof task}: expected a task (call a compute)`,
+      );
+    }
+    const nodes = this.#nodes.filter((n) =>
+      n && !n.session.lostReason && n.session.codeUrl
+    );
+    if (this.#closed) throw new PoolClosedError();
+    const jobs = nodes.map((node) =>
+      this.#makeJob(task as Pending<unknown>, node.index)
+    );
+    const results = jobs.map((job) => this.#enqueue(job));
+    const abort = () => jobs.forEach((job) => this.#cancel(job, "aborted"));
+    options.signal?.addEventListener("abort", abort, { once: true });
+    try {
+      return await Promise.all(results) as R[];
+    } catch (error) {
+      abort();
+      throw error;
+    } finally {
+      options.signal?.removeEventListener("abort", abort);
+    }
+  }
+
+  /**
+   * Runs a group and yields each result as it arrives: in the group's order,
+   * or in completion order with `{ ordered: false }`. Leaving the loop early
+   * cancels the tasks still running.
+   *
+   * @param group A group from `sky.gather(...)`.
+   * @param options `ordered` (default `true`) and an `AbortSignal`.
+   * @returns The results, as an async iterable.
+   *
+   * @example
+   * ```ts
+   * import * as sky from "../mod.ts";
+   *
+   * export const square = sky.compute((x: number) => x * x);
+   *
+   * if (import.meta.main) {
+   *   await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
+   *   for await (const r of pool.stream(sky.gather(square(1), square(2)), { ordered: false })) {
+   *     console.log(r);
+   *   }
+   * }
+   * ```
+   */
+  async *stream<R>(
+    group: Group<R[]> | Group<readonly R[]>,
+    options: RunOptions & { ordered?: boolean } = {},
+  ): AsyncGenerator<R, void, undefined> {
+    if (!isGroup(group)) {
+      throw new TypeError(
+        `Cannot stream ${typeof group}: expected a group from sky.gather()`,
+      );
+    }
+    const { jobs, results } = this.#dispatch(
+      group as Group<R[]>,
+      options.signal,
+    );
+    try {
+      if (options.ordered ?? true) {
+        for (const result of results) yield await result as R;
+      } else {
+        const pending = new Map(
+          results.map((p, i) => [i, p.then((v) => [i, v] as const)]),
+        );
+        while (pending.size > 0) {
+          const [i, value] = await Promise.race(pending.values());
+          pending.delete(i);
+          yield value as R;
+        }
+      }
+    } finally {
+      for (const job of jobs) {
+        this.#cancel(job, "cancelled: the stream was left early or failed");
+      }
+      for (const result of results) result.catch(() => {});
+    }
+  }
+
+  /**
+   * Applies a one-argument compute to every item, a bounded number in flight
+   * at a time. Iterate the results as they come, or await them all.
+   *
+   * @param compute The compute to apply.
+   * @param items The inputs: an array, any iterable, or an async iterable.
+   * @param options `ordered` (default `true`): results in input order, else as they complete.
+   * @returns The results.
+   *
+   * @example
+   * ```ts
+   * import * as sky from "../mod.ts";
+   *
+   * export const square = sky.compute((x: number) => x * x);
+   *
+   * if (import.meta.main) {
+   *   await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
+   *   console.log(await pool.map(square, [1, 2, 3])); // [1, 4, 9]
+   * }
+   * ```
+   */
+  map<A, R>(
+    compute: Compute<[A], R>,
+    items: Iterable<A> | AsyncIterable<A>,
+    options: RunOptions & { ordered?: boolean } = {},
+  ): MapResults<R> {
+    // deno-lint-ignore no-this-alias
+    const pool = this;
+    const ordered = options.ordered ?? true;
+    async function* results(): AsyncGenerator<R, void, undefined> {
+      const window = Math.max(2, pool.size * pool.#capacity() * 2);
+      const inFlight: { job: Job; result: Promise<[Job, unknown]> }[] = [];
+      try {
+        for await (const item of items as AsyncIterable<A>) {
+          const job = pool.#makeJob(compute(item) as Pending<unknown>);
+          const result = pool.#enqueue(job).then((v) =>
+            [job, v] as [Job, unknown]
+          );
+          result.catch(() => {});
+          inFlight.push({ job, result });
+          while (inFlight.length >= window) yield await take();
+        }
+        while (inFlight.length > 0) yield await take();
+      } finally {
+        for (const { job } of inFlight) {
+          pool.#cancel(job, "cancelled: the map was left early or failed");
+        }
+      }
+      async function take(): Promise<R> {
+        if (ordered) return (await inFlight.shift()!.result)[1] as R;
+        const [job, value] = await Promise.race(inFlight.map((f) => f.result));
+        inFlight.splice(inFlight.findIndex((f) => f.job === job), 1);
+        return value as R;
+      }
+    }
+    if (options.signal) {
+      // The signal cancels through the pool's jobs when iteration ends early.
+      options.signal.throwIfAborted();
+    }
+    return {
+      [Symbol.asyncIterator]: () => results(),
+      then: (onFulfilled, onRejected) =>
+        Array.fromAsync(results()).then(onFulfilled, onRejected),
+    };
+  }
+
+  /**
+   * Closes the pool: rejects queued and running tasks with `PoolClosedError`,
+   * stops the workers and releases every machine. Safe to call twice.
+   *
+   * @returns Once everything is released.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#closed = true;
+    const closed = new PoolClosedError(
+      "The pool was closed before the task finished",
+    );
+    for (const job of [...this.#jobs.values()]) this.#settle(job, closed);
+    this.#queue = [];
+    const errors: unknown[] = [];
+    await Promise.all(
+      this.#nodes.filter(Boolean).map(async (node) => {
+        try {
+          await node.session.close(closed);
+          await node.host.close();
+        } catch (error) {
+          errors.push(error);
+        }
+      }),
+    );
+    if (this.#prepared) {
+      try {
+        const ids = [...this.#instances.keys()];
+        if (ids.length > 0) await this.provider.terminate(this.#cluster, ids);
+        await this.provider.teardown(this.#cluster);
+      } catch (error) {
+        errors.push(error);
+      }
+    }
+    if (this.#prepared) {
+      this.#emit({
+        type: "ClusterDestroyed",
+        elapsedMs: Date.now() - this.#startedAt,
+      });
+    }
+    this.#console.close();
+    for (const subscriber of this.#subscribers) subscriber(null);
+    this.#subscribers.clear();
+    untrack(this);
+    if (errors.length > 0) {
+      throw new ProvisioningError(
+        `Pool ${this.id} was not released completely: ${
+          errors.map((e) => e instanceof Error ? e.message : String(e)).join(
+            "; ",
+          )
+        }. Machines of cluster ${this.id} may be left on ${this.provider.name}.`,
+        { cause: errors[0] },
+      );
+    }
+  }
+
+  /** Kills every worker at once, without waiting (used when the process exits). */
+  kill(): void {
+    for (const node of this.#nodes) node?.session.kill();
+  }
+
+  /** Closes the pool; what `await using` calls. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * The provider contract. A provider knows machines, not functions: it finds
+ * offers, prepares a cluster (keys, network), launches and terminates
+ * machines, and tells how to reach them. Everything after a machine is
+ * reachable — shipping code, starting the worker, scheduling — is common code
+ * that never knows which provider it runs on.
+ *
+ * To add a cloud, implement {@linkcode Provider} and nothing else.
+ *
+ * @module
+ */
+
+/** What the pool asks a provider for. */
+export interface ClusterSpec {
+  /** The pool's id; providers tag every resource with it. */
+  clusterId: string;
+  /** How many nodes the pool wants at first. */
+  nodes: number;
+  /** The allocation strategy. */
+  allocation: "spot" | "on-demand" | "spot-if-available" | "cheapest";
+  /** Upper bound on the price of one machine, in dollars per hour. */
+  maxHourlyCost?: number;
+}
+
+/** A kind of machine a provider can launch, with its price. */
+export interface Offer {
+  /** The provider's name. */
+  provider: string;
+  /** The provider's name for the machine type. */
+  instanceType: string;
+  /** The region or location. */
+  region?: string;
+  /** vCPUs per machine. */
+  vcpus?: number;
+  /** Memory per machine in GiB. */
+  memoryGb?: number;
+  /** Spot price in dollars per hour, when spot is offered. */
+  spotPrice?: number;
+  /** On-demand price in dollars per hour, when on-demand is offered. */
+  onDemandPrice?: number;
+}
+
+/** How the client reaches a machine. */
+export type Endpoint =
+  | {
+    /** A directory on this machine, reached by child processes. */
+    kind: "local";
+    dir: string;
+  }
+  | {
+    /** A machine reached over SSH. */
+    kind: "ssh";
+    host: string;
+    port: number;
+    user: string;
+    /** The private key, as text. Never logged. */
+    privateKey: string;
+    /** The host's public key, when the provider knows it. */
+    hostKey?: string;
+  };
+
+/** A machine as the provider sees it. */
+export interface Instance {
+  /** The provider's id of the machine. */
+  id: string;
+  /** Its state. `"running"` machines have an endpoint. */
+  status: "pending" | "running" | "terminated";
+  /** How to reach it, once running. */
+  endpoint?: Endpoint;
+  /** The address other nodes of the cluster reach it at, if they can. */
+  privateAddress?: string;
+  /** Whether it is a spot (interruptible) machine. */
+  spot?: boolean;
+}
+
+/**
+ * A cloud, or anything else that hands out machines.
+ *
+ * The pool calls, in order: `offers` (to choose), `prepare` (once per pool),
+ * `provision` (to launch), `getInstance` (until each is running),
+ * `terminate` (for machines it gives back) and `teardown` (once, at the end,
+ * also after a failure). Each must be safe to call again after a failure:
+ * state lives with the provider, found by the cluster id.
+ *
+ * @typeParam C The provider's own record of a prepared cluster.
+ */
+export interface Provider<C = unknown> {
+  /** A short name, e.g. `"local"`, `"aws"`. */
+  readonly name: string;
+  /** The offers that could satisfy the spec, any order. */
+  offers(spec: ClusterSpec): Promise<Offer[]>;
+  /** Creates what the cluster's machines need (keys, network) and returns its record. */
+  prepare(spec: ClusterSpec, offer: Offer): Promise<C>;
+  /** Launches `count` machines. May return fewer than asked; never more. */
+  provision(cluster: C, count: number): Promise<Instance[]>;
+  /** The machine's current state, or `undefined` when the provider no longer knows it. */
+  getInstance(cluster: C, id: string): Promise<Instance | undefined>;
+  /** Terminates machines. Machines already gone are not an error. */
+  terminate(cluster: C, ids: string[]): Promise<void>;
+  /** Removes what `prepare` created, and any machine of the cluster still there. */
+  teardown(cluster: C): Promise<void>;
+}

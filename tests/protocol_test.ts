@@ -1,0 +1,176 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { encode as msgpack } from "@msgpack/msgpack";
+import {
+  clientMessage,
+  encodeFrame,
+  FrameDecoder,
+  MAX_FRAME_BYTES,
+  PROTOCOL_VERSION,
+  workerMessage,
+} from "../src/protocol.ts";
+import { ProtocolError } from "../src/errors.ts";
+
+const WORKER = new URL("../worker/main.ts", import.meta.url).pathname;
+
+Deno.test("frames survive being split at every byte boundary", () => {
+  const frames = [
+    encodeFrame(
+      { t: "call", id: 1, m: "a.ts", k: "1:1" },
+      new Uint8Array([1, 2, 3]),
+    ),
+    encodeFrame({ t: "cancel", id: 1 }),
+    encodeFrame({ t: "bye" }),
+  ];
+  const all = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+  let at = 0;
+  for (const f of frames) {
+    all.set(f, at);
+    at += f.length;
+  }
+  for (let cut = 0; cut <= all.length; cut++) {
+    const decoder = new FrameDecoder(clientMessage);
+    const out = [
+      ...decoder.push(all.subarray(0, cut)),
+      ...decoder.push(all.subarray(cut)),
+    ];
+    assert.equal(out.length, 3);
+    const [call] = out;
+    assert.ok(!(call instanceof ProtocolError));
+    assert.deepEqual(call.header, { t: "call", id: 1, m: "a.ts", k: "1:1" });
+    assert.deepEqual([...call.payload], [1, 2, 3]);
+  }
+});
+
+Deno.test("a frame with an invalid header is a ProtocolError in its place and the stream stays in sync", () => {
+  const bad = msgpack({ t: "call", id: "not a number" });
+  const frame = new Uint8Array(8 + bad.length);
+  new DataView(frame.buffer).setUint32(0, 4 + bad.length);
+  new DataView(frame.buffer).setUint32(4, bad.length);
+  frame.set(bad, 8);
+  const decoder = new FrameDecoder(clientMessage);
+  const out = decoder.push(frame);
+  assert.ok(out[0] instanceof ProtocolError);
+  assert.match((out[0] as ProtocolError).message, /invalid message/);
+  const next = decoder.push(encodeFrame({ t: "bye" }));
+  assert.ok(!(next[0] instanceof ProtocolError));
+});
+
+Deno.test("an oversized frame length is refused", () => {
+  const decoder = new FrameDecoder(workerMessage);
+  const head = new Uint8Array(4);
+  new DataView(head.buffer).setUint32(0, MAX_FRAME_BYTES + 1);
+  assert.throws(() => decoder.push(head), /a frame is 4 to/);
+});
+
+async function feedWorker(
+  input: Uint8Array,
+): Promise<{ code: number; stderr: string; stdout: Uint8Array }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", WORKER],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(input).catch(() => {});
+  await writer.close().catch(() => {});
+  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  const output = await child.output();
+  clearTimeout(timer);
+  return {
+    code: output.code,
+    stderr: new TextDecoder().decode(output.stderr),
+    stdout: output.stdout,
+  };
+}
+
+function replies(stdout: Uint8Array) {
+  const decoder = new FrameDecoder(workerMessage);
+  return decoder.push(stdout).map((f) =>
+    f instanceof ProtocolError ? f : f.header
+  );
+}
+
+Deno.test("the worker answers random and mutated input with protocol errors and never crashes or hangs", async () => {
+  const valid = encodeFrame({
+    t: "hello",
+    v: PROTOCOL_VERSION,
+    code: "x",
+    deno: Deno.version.deno,
+    modules: [],
+    concurrency: 1,
+  });
+  const inputs = fc.sample(
+    fc.oneof(
+      fc.uint8Array({ maxLength: 300 }),
+      fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 })).map(
+        ([at, byte]) => {
+          const mutated = valid.slice();
+          mutated[at] = byte;
+          return mutated;
+        },
+      ),
+      fc.nat(valid.length - 1).map((cut) => valid.slice(0, cut)),
+    ),
+    { numRuns: 12, seed: 42 },
+  );
+  // Two workers at a time keep the test short on a small machine.
+  for (let i = 0; i < inputs.length; i += 2) {
+    const results = await Promise.all(inputs.slice(i, i + 2).map(feedWorker));
+    for (const result of results) {
+      assert.ok(
+        [0, 2].includes(result.code),
+        `exit code ${result.code}: ${result.stderr}`,
+      );
+      assert.doesNotMatch(result.stderr, /Uncaught|panicked/);
+      for (const reply of replies(result.stdout)) {
+        assert.ok(
+          !(reply instanceof ProtocolError),
+          "the worker's own frames are valid",
+        );
+        assert.ok(
+          ["perr", "hello"].includes(reply.t),
+          `unexpected reply ${reply.t}`,
+        );
+      }
+    }
+  }
+});
+
+Deno.test("after a bad frame the worker still answers a valid handshake", async () => {
+  const bad = msgpack({ t: "nonsense" });
+  const frame = new Uint8Array(8 + bad.length);
+  new DataView(frame.buffer).setUint32(0, 4 + bad.length);
+  new DataView(frame.buffer).setUint32(4, bad.length);
+  frame.set(bad, 8);
+  const hello = encodeFrame({
+    t: "hello",
+    v: PROTOCOL_VERSION,
+    code: "x",
+    deno: Deno.version.deno,
+    modules: [],
+    concurrency: 1,
+  });
+  const input = new Uint8Array(frame.length + hello.length);
+  input.set(frame);
+  input.set(hello, frame.length);
+  const result = await feedWorker(input);
+  assert.equal(result.code, 0, result.stderr);
+  const got = replies(result.stdout).map((r) => (r as { t: string }).t);
+  assert.deepEqual(got, ["perr", "hello"]);
+});
+
+Deno.test("a handshake from another protocol version fails clearly", async () => {
+  const result = await feedWorker(encodeFrame({
+    t: "hello",
+    v: PROTOCOL_VERSION + 1,
+    code: "x",
+    deno: Deno.version.deno,
+    modules: [],
+    concurrency: 1,
+  }));
+  const [reply] = replies(result.stdout) as { t: string; failed?: boolean }[];
+  assert.equal(reply.t, "hello");
+  assert.equal(reply.failed, true);
+});

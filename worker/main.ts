@@ -1,0 +1,248 @@
+/**
+ * The worker: started on each node as `deno run worker/main.ts`, it speaks
+ * the frame protocol over its stdin and stdout, imports the user's modules
+ * from the shipped code directory, and runs their computes.
+ *
+ * It opens no network port. Its environment carries:
+ * - `SKYWARD_CODE_DIR`: the directory holding the shipped code;
+ * - `SKYWARD_INSTANCE`: the node's `InstanceInfo` as JSON.
+ *
+ * @module
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+import { format } from "node:util";
+import { decode, encode, toWireError } from "../src/codec.ts";
+import { lookupCompute } from "../src/compute.ts";
+import {
+  ProtocolError,
+  SerializationError,
+  TaskCancelledError,
+} from "../src/errors.ts";
+import { type InstanceInfo, setInstanceInfo } from "../src/instance.ts";
+import {
+  type ClientMessage,
+  clientMessage,
+  encodeFrame,
+  FrameDecoder,
+  FrameWriter,
+  PROTOCOL_VERSION,
+  type WorkerMessage,
+} from "../src/protocol.ts";
+
+const out = new FrameWriter(Deno.stdout.writable);
+const codeDir = Deno.env.get("SKYWARD_CODE_DIR") ?? Deno.cwd();
+const codeUrl = new URL(
+  `file://${encodeURI(codeDir.endsWith("/") ? codeDir : `${codeDir}/`)}`,
+)
+  .href;
+
+function send(header: WorkerMessage, payload?: Uint8Array): Promise<void> {
+  return out.write(encodeFrame(header, payload));
+}
+
+// Tasks' console output goes back to the client as log frames; stdout itself
+// carries the protocol and must not be written to by anything else.
+const currentTask = new AsyncLocalStorage<number>();
+function redirect(stream: "stdout" | "stderr") {
+  return (...data: unknown[]) => {
+    const text = format(...data);
+    const id = currentTask.getStore();
+    for (const line of text.split("\n")) {
+      send({ t: "log", id, s: stream, l: line });
+    }
+  };
+}
+console.log = console.info = console.debug = redirect("stdout");
+console.warn = console.error = console.trace = redirect("stderr");
+
+(globalThis as Record<symbol, unknown>)[Symbol.for("skyward.worker")] = true;
+const instance = Deno.env.get("SKYWARD_INSTANCE");
+if (instance) setInstanceInfo(JSON.parse(instance) as InstanceInfo);
+
+const modules = new Map<string, Promise<unknown>>();
+function load(path: string): Promise<unknown> {
+  let loading = modules.get(path);
+  if (!loading) {
+    loading = import(new URL(path, codeUrl).href);
+    modules.set(path, loading);
+  }
+  return loading;
+}
+
+interface Task {
+  id: number;
+  module: string;
+  key: string;
+  payload: Uint8Array;
+  cancelled: boolean;
+  /** Whether its slot was given back (on cancellation, before it settled). */
+  released: boolean;
+}
+
+let concurrency = 1;
+let running = 0;
+const queue: Task[] = [];
+const tasks = new Map<number, Task>();
+
+function pump(): void {
+  while (running < concurrency && queue.length > 0) {
+    const task = queue.shift()!;
+    running++;
+    run(task).finally(() => {
+      tasks.delete(task.id);
+      release(task);
+    });
+  }
+}
+
+/** Gives a task's slot back, once. A cancelled task's slot is given back at once. */
+function release(task: Task): void {
+  if (task.released) return;
+  task.released = true;
+  running--;
+  pump();
+}
+
+async function fail(id: number, error: unknown): Promise<void> {
+  if (error instanceof SerializationError) {
+    await send({ t: "err", id, path: error.path, problem: error.message });
+    return;
+  }
+  await send({ t: "err", id }, encode(toWireError(error), "error"));
+}
+
+async function run(task: Task): Promise<void> {
+  if (task.cancelled) return;
+  let value: unknown;
+  try {
+    await load(task.module);
+    const compute = lookupCompute(new URL(task.module, codeUrl).href, task.key);
+    if (!compute) {
+      throw new Error(
+        `No compute '${task.key}' in ${task.module}: computes must be created at the top level ` +
+          `of their module, unconditionally, so that importing the module re-creates them`,
+      );
+    }
+    const args = decode(task.payload) as unknown[];
+    value = await currentTask.run(task.id, () => compute.fn(...args));
+  } catch (error) {
+    if (!task.cancelled) await fail(task.id, error);
+    return;
+  }
+  if (task.cancelled) return;
+  let bytes: Uint8Array;
+  try {
+    bytes = encode(value, "result");
+  } catch (error) {
+    await fail(task.id, error);
+    return;
+  }
+  await send({ t: "ok", id: task.id }, bytes);
+}
+
+async function hello(
+  message: Extract<ClientMessage, { t: "hello" }>,
+): Promise<void> {
+  const reply = {
+    t: "hello" as const,
+    v: PROTOCOL_VERSION,
+    deno: Deno.version.deno,
+    pid: Deno.pid,
+    hostname: Deno.hostname(),
+    codeUrl,
+  };
+  try {
+    if (message.v !== PROTOCOL_VERSION) {
+      throw new ProtocolError(
+        `The client speaks protocol version ${message.v} and this worker ${PROTOCOL_VERSION}: ` +
+          `use the same version of the library on both`,
+      );
+    }
+    if (message.deno !== Deno.version.deno) {
+      throw new ProtocolError(
+        `The client runs Deno ${message.deno} and this worker Deno ${Deno.version.deno}: ` +
+          `the node must run the client's exact version`,
+      );
+    }
+    const hashFile = new URL(".skyward-hash", codeUrl);
+    const hash = await Deno.readTextFile(hashFile).catch(() => undefined);
+    if (hash !== undefined && hash.trim() !== message.code) {
+      throw new ProtocolError(
+        `The shipped code in ${codeDir} has hash ${hash.trim()}, the client's ${message.code}`,
+      );
+    }
+    concurrency = message.concurrency;
+    for (const module of message.modules) await load(module);
+  } catch (error) {
+    await send({ ...reply, failed: true }, encode(toWireError(error), "error"));
+    return;
+  }
+  await send(reply);
+}
+
+function handle(
+  message: ClientMessage,
+  payload: Uint8Array,
+): void | Promise<void> {
+  switch (message.t) {
+    case "hello":
+      return hello(message);
+    case "call": {
+      const task: Task = {
+        id: message.id,
+        module: message.m,
+        key: message.k,
+        payload,
+        cancelled: false,
+        released: false,
+      };
+      tasks.set(task.id, task);
+      queue.push(task);
+      pump();
+      return;
+    }
+    case "cancel": {
+      const task = tasks.get(message.id);
+      if (!task || task.cancelled) return;
+      task.cancelled = true;
+      const queued = queue.indexOf(task);
+      if (queued >= 0) queue.splice(queued, 1);
+      else release(task);
+      tasks.delete(task.id);
+      return fail(task.id, new TaskCancelledError(String(task.id)));
+    }
+    case "bye":
+      return shutdown(0);
+  }
+}
+
+async function shutdown(code: number): Promise<never> {
+  await out.close();
+  Deno.exit(code);
+}
+
+const decoder = new FrameDecoder(clientMessage);
+try {
+  for await (const chunk of Deno.stdin.readable) {
+    for (const frame of decoder.push(chunk)) {
+      if (frame instanceof ProtocolError) {
+        await send({ t: "perr", message: frame.message });
+      } else await handle(frame.header, frame.payload);
+    }
+  }
+  if (decoder.pending > 0) {
+    await send({
+      t: "perr",
+      message:
+        `The input ended inside a frame (${decoder.pending} bytes of it received)`,
+    });
+  }
+} catch (error) {
+  // A frame length past the limit: nothing after it can be trusted.
+  await send({
+    t: "perr",
+    message: error instanceof Error ? error.message : String(error),
+  });
+  await shutdown(2);
+}
+await shutdown(0);
