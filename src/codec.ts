@@ -32,9 +32,12 @@
  *   U+FFFD.
  *
  * Anything else — functions, symbols, instances of other classes, `Promise`,
- * `WeakMap`, `WeakSet`, circular references, values nested more than 100
- * levels deep — is refused by {@linkcode encode} with a `SerializationError`
- * that names the offending part, before anything is sent.
+ * `WeakMap`, `WeakSet`, circular references — is refused by
+ * {@linkcode encode} with a `SerializationError` that names the offending
+ * part, before anything is sent. So is nesting deeper than 100 levels, though
+ * not always: 100 levels always get through, and a deeper value is refused
+ * when the encoder counts past the limit, which it does for nested arrays and
+ * objects but not exactly across `Map`s, `Set`s and errors.
  *
  * ## Paths
  *
@@ -90,10 +93,12 @@ export interface WireError {
 }
 
 /**
- * How deeply values may nest. Plain arrays and objects are counted exactly by
- * the MessagePack encoder; each `Map`, `Set`, error, and array or object that
- * holds `undefined` or `-0`, starts a nested encoding that is counted as one
- * level more.
+ * How deeply values may nest. The MessagePack encoder counts the levels of
+ * arrays and objects it writes itself; each extension payload (a `Map`, a
+ * `Set`, an error, an array or object holding `undefined` or `-0`) is written
+ * by a nested encoder that counts afresh, and the nested encoders are counted
+ * too. Either count past the limit refuses the value, so a value within the
+ * limit always gets through and one beyond it may.
  */
 const MAX_DEPTH = 100;
 
@@ -211,7 +216,7 @@ const textDecoder = new TextDecoder();
  * ```ts
  * import { encode } from "./codec.ts";
  *
- * console.log(encode([1, "a", { x: 2 }]).byteLength); // 7
+ * console.log(encode([1, "a", { x: 2 }]).byteLength); // 8
  * try {
  *   encode([{ onDone() {} }], "args");
  * } catch (error) {
@@ -282,9 +287,9 @@ export function decode(bytes: Uint8Array): unknown {
  * ```ts
  * import { encode, toWireError } from "./codec.ts";
  *
- * const error = new RangeError("too big", { cause: () => 1 });
+ * const error = new RangeError("too big", { cause: Symbol("why") });
  * const wire = toWireError(error);
- * console.log(wire.name, wire.cause); // "RangeError" "() => 1"
+ * console.log(wire.name, wire.cause); // "RangeError" "Symbol(why)"
  * encode(wire, "error"); // does not throw
  * ```
  */
@@ -897,10 +902,9 @@ function mapValuePath(path: string, key: unknown, index: number): string {
   switch (typeof key) {
     case "string":
       return `${path}.get(${JSON.stringify(key)})`;
-    case "number":
-      return `${path}.get(${Object.is(key, -0) ? "-0" : String(key)})`;
     case "bigint":
       return `${path}.get(${key}n)`;
+    case "number": // A Map holds -0 as 0, as this prints it.
     case "boolean":
     case "undefined":
       return `${path}.get(${key})`;

@@ -79,7 +79,9 @@ export interface PoolOptions {
     concurrency?: number;
     /**
      * Tasks sent to a node ahead of a free slot, to hide the round trip.
-     * @default 0
+     * Used only while the node's tasks are short (under a millisecond
+     * apart); a node running longer tasks gets one task per slot.
+     * @default 32
      */
     prefetch?: number;
   };
@@ -142,8 +144,8 @@ const optionsSchema = z.object({
   ).optional(),
   worker: z.object({
     concurrency: positiveInt.default(1),
-    prefetch: z.number().int().nonnegative().default(0),
-  }).strict().default({ concurrency: 1, prefetch: 0 }),
+    prefetch: z.number().int().nonnegative().default(32),
+  }).strict().default({ concurrency: 1, prefetch: 32 }),
   provisionTimeout: positiveInt.default(600_000),
   taskTimeout: positiveInt.optional(),
   console: z.enum(["rich", "log", "silent"]).optional(),
@@ -203,6 +205,11 @@ interface PoolNode {
   host: Host;
   session: NodeSession;
   running: Set<Job>;
+  /** Jobs waiting for this node only (broadcasts). */
+  pinned: Job[];
+  /** Average time between completions while work was queued, in ms. */
+  gapMs: number;
+  lastDoneAt: number;
 }
 
 /**
@@ -281,6 +288,8 @@ globalThis.addEventListener("unload", () => {
 const WORKER_MAIN = new URL("../worker/main.ts", import.meta.url);
 const LIBRARY_CONFIG = new URL("../deno.json", import.meta.url);
 const HISTORY_LIMIT = 1_000;
+/** Tasks completing closer together than this, in ms, are short enough to prefetch. */
+const SHORT_TASK_MS = 1;
 
 let poolCounter = 0;
 
@@ -321,7 +330,9 @@ export class ComputePool implements AsyncDisposable {
   #prepared = false;
   #instances = new Map<string, Instance>();
   #nodes: PoolNode[] = [];
+  /** Jobs not yet sent that may run on any node, consumed from `#head`. */
   #queue: Job[] = [];
+  #head = 0;
   #jobs = new Map<number, Job>();
   #nextTask = 1;
   #rr = 0;
@@ -383,7 +394,7 @@ export class ComputePool implements AsyncDisposable {
 
   /** How many nodes are ready. */
   get size(): number {
-    return this.#nodes.filter((n) => !n.session.lostReason).length;
+    return this.#nodes.filter((n) => this.#ready(n)).length;
   }
 
   /** The process ids of the workers, by node (on their machines). */
@@ -690,6 +701,9 @@ export class ComputePool implements AsyncDisposable {
       host,
       session,
       running: new Set(),
+      pinned: [],
+      gapMs: Infinity,
+      lastDoneAt: 0,
     };
     this.#nodes[index] = node;
     const modules = [...this.#moduleMap().values()];
@@ -743,7 +757,7 @@ export class ComputePool implements AsyncDisposable {
     }
     node.running.clear();
     // Queued broadcast jobs pinned to this node can never run.
-    for (const job of this.#queue.filter((j) => j.pin === node.index)) {
+    for (const job of node.pinned.splice(0)) {
       this.#settle(job, new NodeLostError(node.index, reason));
     }
     this.#drain();
@@ -788,53 +802,80 @@ export class ComputePool implements AsyncDisposable {
       job.reject = reject;
     });
     this.#jobs.set(job.id, job);
-    this.#queue.push(job);
+    if (job.pin === undefined) this.#queue.push(job);
+    else this.#nodes[job.pin].pinned.push(job);
     this.#drain();
     return promise;
   }
 
-  #capacity(): number {
-    return this.#options.worker.concurrency + this.#options.worker.prefetch;
+  /**
+   * Tasks a node may hold: its slots, plus `prefetch` more while its tasks
+   * are short (completions under {@linkcode SHORT_TASK_MS} apart), where the
+   * round trip would otherwise dominate. Long tasks get no prefetch, so a
+   * slow task never holds queued work back from an idle node.
+   */
+  #capacity(node?: PoolNode): number {
+    const { concurrency, prefetch } = this.#options.worker;
+    return concurrency +
+      (node === undefined || node.gapMs < SHORT_TASK_MS ? prefetch : 0);
   }
 
+  /** Updates a node's average gap between completions while work is queued. */
+  #completed(node: PoolNode): void {
+    const now = performance.now();
+    if (node.lastDoneAt > 0 && this.#head < this.#queue.length) {
+      node.gapMs = node.gapMs === Infinity
+        ? now - node.lastDoneAt
+        : 0.8 * node.gapMs + 0.2 * (now - node.lastDoneAt);
+    }
+    node.lastDoneAt = now;
+  }
+
+  #ready(node: PoolNode | undefined): node is PoolNode {
+    return node !== undefined && !node.session.lostReason &&
+      node.session.codeUrl !== "";
+  }
+
+  /**
+   * Sends queued jobs to nodes with a free slot: each node's pinned jobs
+   * first, then the shared queue, round robin over the ready nodes. Settled
+   * jobs left in a queue are skipped.
+   */
   #drain(): void {
-    if (this.#queue.length === 0) return;
-    const capacity = this.#capacity();
-    const nodes = this.#nodes.filter((n) =>
-      n && !n.session.lostReason && n.session.codeUrl
-    );
-    if (nodes.length === 0) return;
-    let i = 0;
-    while (i < this.#queue.length) {
-      const job = this.#queue[i];
-      let target: PoolNode | undefined;
-      if (job.pin !== undefined) {
-        const node = this.#nodes[job.pin];
-        if (node && node.session.codeUrl && node.running.size < capacity) {
-          target = node;
-        }
-      } else {
-        for (let k = 0; k < nodes.length; k++) {
-          const node = nodes[(this.#rr + k) % nodes.length];
-          if (node.running.size < capacity) {
-            target = node;
-            this.#rr = (this.#rr + k + 1) % nodes.length;
-            break;
-          }
-        }
-        if (!target) {
-          // Every node is full; pinned jobs further on may still fit.
-          if (!this.#queue.some((j, at) => at > i && j.pin !== undefined)) {
-            return;
-          }
-        }
+    const nodes = this.#nodes;
+    for (const node of nodes) {
+      if (!this.#ready(node)) continue;
+      while (
+        node.pinned.length > 0 && node.running.size < this.#capacity(node)
+      ) {
+        const job = node.pinned.shift()!;
+        if (!job.settled) this.#send(job, node);
       }
-      if (!target) {
-        i++;
+    }
+    const queue = this.#queue;
+    while (this.#head < queue.length) {
+      const job = queue[this.#head];
+      if (job.settled) {
+        this.#head++;
         continue;
       }
-      this.#queue.splice(i, 1);
+      let target: PoolNode | undefined;
+      for (let k = 0; k < nodes.length; k++) {
+        const node = nodes[(this.#rr + k) % nodes.length];
+        if (this.#ready(node) && node.running.size < this.#capacity(node)) {
+          target = node;
+          this.#rr = (this.#rr + k + 1) % nodes.length;
+          break;
+        }
+      }
+      if (!target) break;
+      this.#head++;
       this.#send(job, target);
+    }
+    // Compact the queue once its consumed head dominates it.
+    if (this.#head > 1024 && this.#head * 2 > queue.length) {
+      this.#queue = queue.slice(this.#head);
+      this.#head = 0;
     }
   }
 
@@ -885,6 +926,7 @@ export class ComputePool implements AsyncDisposable {
     this.#jobs.delete(job.id);
     const node = job.node;
     if (node) {
+      this.#completed(node);
       node.running.delete(job);
       const elapsedMs = performance.now() - job.sentAt;
       if (error) {
@@ -906,9 +948,6 @@ export class ComputePool implements AsyncDisposable {
           elapsedMs,
         });
       }
-    } else {
-      const at = this.#queue.indexOf(job);
-      if (at >= 0) this.#queue.splice(at, 1);
     }
     if (error) job.reject(error);
     else job.resolve(value);
@@ -1218,6 +1257,7 @@ export class ComputePool implements AsyncDisposable {
     );
     for (const job of [...this.#jobs.values()]) this.#settle(job, closed);
     this.#queue = [];
+    this.#head = 0;
     const errors: unknown[] = [];
     await Promise.all(
       this.#nodes.filter(Boolean).map(async (node) => {

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 import { Decoder, Encoder } from "@msgpack/msgpack";
 import { z } from "zod";
 import { ProtocolError } from "./errors.ts";
@@ -256,12 +257,24 @@ export class FrameWriter {
   /**
    * Queues a frame. Returns a promise that settles once it has been handed to
    * the stream (await it for backpressure; it never rejects).
+   *
+   * @param frame The frame's bytes.
+   * @param batch Whether the frame may wait for the end of this turn of the
+   *   event loop, to share one write with the frames that follow it (for a
+   *   sender that knows more frames are coming). Otherwise it is written as
+   *   soon as the current microtasks have run.
    */
-  write(frame: Uint8Array): Promise<void> {
+  write(frame: Uint8Array, batch = false): Promise<void> {
     if (this.closed) return Promise.resolve();
     this.#queue.push(frame);
     this.#queued += frame.length;
-    this.#flushing ??= Promise.resolve().then(() => this.#flush());
+    if (!this.#flushing) {
+      this.#flushing = batch
+        ? new Promise((resolve) => setImmediate(resolve)).then(() =>
+          this.#flush()
+        )
+        : Promise.resolve().then(() => this.#flush());
+    }
     return this.#flushing;
   }
 

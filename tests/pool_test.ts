@@ -280,3 +280,14 @@ Deno.test("running something that is not a task is a clear TypeError", async () 
   // deno-lint-ignore no-explicit-any
   await assert.rejects(() => pool.run(42 as any), /expected a task/);
 });
+
+Deno.test("a node busy with a long task is not handed queued work while another node is free", async () => {
+  await using pool = await start({ nodes: 2 });
+  const done: string[] = [];
+  const long = pool.run(sleep(800)).then(() => done.push("long"));
+  const shorts = pool.map(sleep, [30, 30, 30, 30, 30]).then(() =>
+    done.push("shorts")
+  );
+  await Promise.all([long, shorts]);
+  assert.deepEqual(done, ["shorts", "long"]);
+});

@@ -37,7 +37,11 @@ const codeUrl = new URL(
   .href;
 
 function send(header: WorkerMessage, payload?: Uint8Array): Promise<void> {
-  return out.write(encodeFrame(header, payload));
+  // While other tasks are in hand, a result may wait a moment to share a write.
+  return out.write(
+    encodeFrame(header, payload),
+    running > 1 || queue.length > 0,
+  );
 }
 
 // Tasks' console output goes back to the client as log frames; stdout itself
@@ -59,11 +63,18 @@ console.warn = console.error = console.trace = redirect("stderr");
 const instance = Deno.env.get("SKYWARD_INSTANCE");
 if (instance) setInstanceInfo(JSON.parse(instance) as InstanceInfo);
 
+const urls = new Map<string, string>();
+function moduleUrl(path: string): string {
+  let url = urls.get(path);
+  if (!url) urls.set(path, url = new URL(path, codeUrl).href);
+  return url;
+}
+
 const modules = new Map<string, Promise<unknown>>();
 function load(path: string): Promise<unknown> {
   let loading = modules.get(path);
   if (!loading) {
-    loading = import(new URL(path, codeUrl).href);
+    loading = import(moduleUrl(path));
     modules.set(path, loading);
   }
   return loading;
@@ -103,12 +114,13 @@ function release(task: Task): void {
   pump();
 }
 
-async function fail(id: number, error: unknown): Promise<void> {
+/** Reports a task's failure. Like results, it is queued, not awaited. */
+function fail(id: number, error: unknown): void {
   if (error instanceof SerializationError) {
-    await send({ t: "err", id, path: error.path, problem: error.message });
+    send({ t: "err", id, path: error.path, problem: error.message });
     return;
   }
-  await send({ t: "err", id }, encode(toWireError(error), "error"));
+  send({ t: "err", id }, encode(toWireError(error), "error"));
 }
 
 async function run(task: Task): Promise<void> {
@@ -116,7 +128,7 @@ async function run(task: Task): Promise<void> {
   let value: unknown;
   try {
     await load(task.module);
-    const compute = lookupCompute(new URL(task.module, codeUrl).href, task.key);
+    const compute = lookupCompute(moduleUrl(task.module), task.key);
     if (!compute) {
       throw new Error(
         `No compute '${task.key}' in ${task.module}: computes must be created at the top level ` +
@@ -126,7 +138,7 @@ async function run(task: Task): Promise<void> {
     const args = decode(task.payload) as unknown[];
     value = await currentTask.run(task.id, () => compute.fn(...args));
   } catch (error) {
-    if (!task.cancelled) await fail(task.id, error);
+    if (!task.cancelled) fail(task.id, error);
     return;
   }
   if (task.cancelled) return;
@@ -134,10 +146,11 @@ async function run(task: Task): Promise<void> {
   try {
     bytes = encode(value, "result");
   } catch (error) {
-    await fail(task.id, error);
+    fail(task.id, error);
     return;
   }
-  await send({ t: "ok", id: task.id }, bytes);
+  // Queued, not awaited: the slot is free for the next task at once.
+  send({ t: "ok", id: task.id }, bytes);
 }
 
 async function hello(
