@@ -10,23 +10,20 @@
  * @example
  * ```ts
  * import * as sky from "./mod.ts";
+ * import { square } from "./examples/parallel.ts";
+ * import { info } from "./examples/demo.ts";
  *
- * export const square = sky.compute((x: number) => x * x);
- * export const info = sky.compute(() => sky.instanceInfo());
- *
- * if (import.meta.main) {
- *   await using pool = await sky.ComputePool.start({
- *     provider: sky.Local(),
- *     nodes: 2,
- *     console: "silent",
- *   });
- *   console.log(await pool.run(square(4))); // 16
- *   console.log(await pool.run(sky.gather(square(1), square(2)))); // [1, 4]
- *   const [a, b] = await pool.run(sky.all(square(3), info())); // [number, InstanceInfo]
- *   console.log(a, b.node);
- *   console.log((await pool.broadcast(info())).map((i) => i.node)); // [0, 1]
- *   console.log(square.local(6)); // 36
- * }
+ * await using pool = await sky.ComputePool.start({
+ *   provider: sky.Local(),
+ *   nodes: 2,
+ *   console: "silent",
+ * });
+ * console.log(await pool.run(square(4))); // 16
+ * console.log(await pool.run(sky.gather(square(1), square(2)))); // [1, 4]
+ * const [a, b] = await pool.run(sky.all(square(3), info())); // [number, InstanceInfo]
+ * console.log(a, b.node);
+ * console.log((await pool.broadcast(info())).map((i) => i.node)); // [0, 1]
+ * console.log(square.local(6)); // 36
  * ```
  *
  * @module
@@ -72,7 +69,13 @@ export {
   instanceInfo,
 } from "./src/instance.ts";
 export { Image, type ImageOptions, type ResolvedImage } from "./src/image.ts";
-export { shard, type ShardOptions } from "./src/shard.ts";
+export {
+  shard,
+  type Shardable,
+  shardAll,
+  type ShardOptions,
+  type TypedArray,
+} from "./src/shard.ts";
 export type {
   ClusterSpec,
   Endpoint,

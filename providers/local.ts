@@ -24,9 +24,13 @@ export interface LocalOptions {
 
 /** A prepared local cluster. */
 export interface LocalCluster {
+  /** The pool's id. */
   id: string;
+  /** The directory holding the nodes' directories. */
   root: string;
+  /** The nodes launched and not terminated, by id. */
   launched: Map<string, Instance>;
+  /** The number of the next node's directory. */
   next: number;
 }
 

@@ -14,13 +14,21 @@
 
 /** Deno permissions of a task's sandbox, as in `Deno.PermissionOptionsObject`. */
 export interface Permissions {
+  /** File system paths the task may read, or all (`true`). */
   read?: boolean | string[];
+  /** File system paths the task may write, or all (`true`). */
   write?: boolean | string[];
+  /** Hosts (`"example.com"`, `"127.0.0.1:8080"`) the task may connect to, or all. */
   net?: boolean | string[];
+  /** Environment variables the task may read, or all. */
   env?: boolean | string[];
+  /** Programs the task may run, or all. A `run` grant escapes the sandbox. */
   run?: boolean | string[];
+  /** Native libraries the task may load, or all. An `ffi` grant escapes the sandbox. */
   ffi?: boolean | string[];
+  /** System information (`"hostname"`, `"osRelease"`, ...) the task may read, or all. */
   sys?: boolean | string[];
+  /** Remote hosts the task may import modules from, or all. */
   import?: boolean | string[];
 }
 
@@ -81,15 +89,13 @@ export interface Compute<A extends unknown[], R> {
   readonly fn: (...args: A) => unknown;
 }
 
-const PENDING = Symbol.for("skyward.pending");
-const GROUP = Symbol.for("skyward.group");
-
 /**
  * One call of a compute, waiting to be run on a pool: `await pool.run(p)`.
  * Immutable; {@linkcode Pending.withTimeout} returns a copy.
  */
 export interface Pending<R> {
-  readonly [PENDING]: true;
+  /** Marks a task. */
+  readonly kind: "task";
   /** The compute to run. */
   readonly compute: Compute<any[], R>;
   /** Its arguments. */
@@ -107,7 +113,8 @@ export interface Pending<R> {
  * `R[]` for {@linkcode gather}, a typed tuple for {@linkcode all}.
  */
 export interface Group<R> {
-  readonly [GROUP]: true;
+  /** Marks a group. */
+  readonly kind: "group";
   /** The tasks, in order. */
   readonly tasks: readonly Pending<unknown>[];
   /** Phantom member carrying the result type; never set. */
@@ -119,12 +126,16 @@ export type Dispatchable<R> = Pending<R> | Group<R>;
 
 /** Whether a value is a {@linkcode Pending} task. */
 export function isPending(value: unknown): value is Pending<unknown> {
-  return typeof value === "object" && value !== null && PENDING in value;
+  return typeof value === "object" && value !== null &&
+    (value as { kind?: unknown }).kind === "task" &&
+    typeof (value as { compute?: unknown }).compute === "function";
 }
 
 /** Whether a value is a {@linkcode Group} of tasks. */
 export function isGroup(value: unknown): value is Group<unknown> {
-  return typeof value === "object" && value !== null && GROUP in value;
+  return typeof value === "object" && value !== null &&
+    (value as { kind?: unknown }).kind === "group" &&
+    Array.isArray((value as { tasks?: unknown }).tasks);
 }
 
 function pending<R>(
@@ -133,7 +144,7 @@ function pending<R>(
   timeout: number | undefined,
 ): Pending<R> {
   return Object.freeze({
-    [PENDING]: true as const,
+    kind: "task" as const,
     compute,
     args,
     timeout,
@@ -283,13 +294,15 @@ function inspectSource(
  *   where a worker cannot re-create it (inside a function or a block).
  * @throws {RangeError} When an option is out of range.
  *
+ * Create computes at the top level of a module, as `examples/parallel.ts`
+ * does: `export const square = sky.compute((x: number) => x * x);`.
+ *
  * @example
  * ```ts
- * import * as sky from "../mod.ts";
- *
- * export const square = sky.compute((x: number) => x * x);
+ * import { square } from "../examples/parallel.ts";
  *
  * console.log(square.local(6)); // 36
+ * console.log(square(3).args); // [3]: a task, run by a pool
  * ```
  */
 export function compute<A extends unknown[], R>(
@@ -391,8 +404,7 @@ export type ResultOf<T> = T extends Pending<infer R> ? R
  * @example
  * ```ts
  * import * as sky from "../mod.ts";
- *
- * export const square = sky.compute((x: number) => x * x);
+ * import { square } from "../examples/parallel.ts";
  *
  * const group = sky.gather(square(1), square(2), square(3));
  * console.log(group.tasks.length); // 3
@@ -407,7 +419,7 @@ export function gather<R>(...tasks: Pending<R>[]): Group<R[]> {
     }
   }
   return Object.freeze({
-    [GROUP]: true as const,
+    kind: "group" as const,
     tasks: Object.freeze([...tasks]),
   });
 }
@@ -422,12 +434,11 @@ export function gather<R>(...tasks: Pending<R>[]): Group<R[]> {
  * @example
  * ```ts
  * import * as sky from "../mod.ts";
+ * import { square } from "../examples/parallel.ts";
+ * import { info } from "../examples/demo.ts";
  *
- * export const square = sky.compute((x: number) => x * x);
- * export const greet = sky.compute((name: string) => `hello ${name}`);
- *
- * const both = sky.all(square(3), greet("node"));
- * console.log(both.tasks.length); // 2; `pool.run(both)` gives [number, string]
+ * const both = sky.all(square(3), info());
+ * console.log(both.tasks.length); // 2; `pool.run(both)` gives [number, InstanceInfo]
  * ```
  */
 export function all<T extends Pending<unknown>[]>(

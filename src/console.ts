@@ -123,7 +123,12 @@ interface Printed {
   text: string;
 }
 
-function lineOf(event: PoolEvent): Printed {
+/**
+ * The line an event prints as, or `undefined` for `TaskStarted`, which the
+ * console leaves out (its `TaskCompleted` or `TaskFailed` line follows).
+ */
+function lineOf(event: PoolEvent): Printed | undefined {
+  if (event.type === "TaskStarted") return undefined;
   if (event.type !== "Log") {
     return { stream: "stderr", text: formatEvent(event) };
   }
@@ -140,7 +145,9 @@ function logConsole(stderr: WritableLike, stdout: WritableLike): ConsoleSink {
   return {
     event(event) {
       if (closed) return;
-      const { stream, text } = lineOf(event);
+      const printed = lineOf(event);
+      if (!printed) return;
+      const { stream, text } = printed;
       writeAll(stream === "stdout" ? stdout : stderr, text + "\n");
     },
     close() {
@@ -265,7 +272,9 @@ function richConsole(
     event(event) {
       if (closed) return;
       track(event);
-      const { stream, text } = lineOf(event);
+      const printed = lineOf(event);
+      if (!printed) return;
+      const { stream, text } = printed;
       const line = color ? paint(styleOf(event), text) : text;
       const clear = shown === undefined ? "" : CLEAR_LINE;
       // The status line is redrawn as it was; the timer brings it up to date,

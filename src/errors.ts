@@ -29,6 +29,8 @@ export class RemoteError extends Error {
   readonly node: number | undefined;
 
   /**
+   * Creates the error.
+   *
    * @param remote The remote error as it came over the wire.
    * @param options `cause` (the remote error's own cause) and the node.
    */
@@ -59,6 +61,8 @@ export class TaskTimeoutError extends Error {
   /** The timeout that was exceeded, in milliseconds. */
   readonly timeoutMs: number;
   /**
+   * Creates the error.
+   *
    * @param task The compute's name.
    * @param timeoutMs The timeout that was exceeded, in milliseconds.
    */
@@ -82,6 +86,8 @@ export class TaskTimeoutError extends Error {
  */
 export class TaskCancelledError extends Error {
   /**
+   * Creates the error.
+   *
    * @param task The compute's name.
    * @param reason Why it was cancelled.
    */
@@ -104,6 +110,8 @@ export class TaskCancelledError extends Error {
  */
 export class ProvisioningError extends Error {
   /**
+   * Creates the error.
+   *
    * @param message What failed.
    * @param options The underlying error.
    */
@@ -126,6 +134,8 @@ export class ProvisioningError extends Error {
  */
 export class NoOffersError extends ProvisioningError {
   /**
+   * Creates the error.
+   *
    * @param message Which accelerators were asked of which providers.
    * @param options The underlying error.
    */
@@ -151,6 +161,8 @@ export class SerializationError extends Error {
   /** The path of the value that cannot be sent, e.g. `args[0].onDone`. */
   readonly path: string;
   /**
+   * Creates the error.
+   *
    * @param path The path of the value that cannot be sent.
    * @param problem What is wrong with it, e.g. `is a function`.
    */
@@ -177,7 +189,11 @@ export class SerializationError extends Error {
  * ```
  */
 export class PoolClosedError extends Error {
-  /** @param message Why the task could not run. */
+  /**
+   * Creates the error.
+   *
+   * @param message Why the task could not run.
+   */
   constructor(message = "The pool is closed") {
     super(message);
     this.name = "PoolClosedError";
@@ -198,6 +214,8 @@ export class PoolClosedError extends Error {
  */
 export class ConfigError extends Error {
   /**
+   * Creates the error.
+   *
    * @param message What to fix.
    * @param options The underlying error.
    */
@@ -222,6 +240,8 @@ export class NodeLostError extends Error {
   /** The node's index. */
   readonly node: number;
   /**
+   * Creates the error.
+   *
    * @param node The node's index.
    * @param reason Why it was lost.
    */
@@ -244,7 +264,11 @@ export class NodeLostError extends Error {
  * ```
  */
 export class ProtocolError extends Error {
-  /** @param message What was wrong with the input. */
+  /**
+   * Creates the error.
+   *
+   * @param message What was wrong with the input.
+   */
   constructor(message: string, options: { cause?: unknown } = {}) {
     super(message, options);
     this.name = "ProtocolError";

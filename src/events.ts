@@ -27,6 +27,7 @@ export interface EventBase {
 
 /** The provider prepared the cluster (keys, network) and is about to launch. */
 export interface ClusterProvisioned extends EventBase {
+  /** The event's type. */
   type: "ClusterProvisioned";
   /** The provider's name, e.g. `"local"`. */
   provider: string;
@@ -38,7 +39,9 @@ export interface ClusterProvisioned extends EventBase {
 
 /** A machine was asked for. */
 export interface InstanceLaunched extends EventBase {
+  /** The event's type. */
   type: "InstanceLaunched";
+  /** The node's index. */
   node: number;
   /** The provider's id of the machine. */
   instance: string;
@@ -46,8 +49,11 @@ export interface InstanceLaunched extends EventBase {
 
 /** A machine is running and has an address. */
 export interface InstanceRunning extends EventBase {
+  /** The event's type. */
   type: "InstanceRunning";
+  /** The node's index. */
   node: number;
+  /** The provider's id of the machine. */
   instance: string;
   /** The address the client reaches it at. */
   address: string;
@@ -55,16 +61,23 @@ export interface InstanceRunning extends EventBase {
 
 /** A machine is reachable; its bootstrap starts. */
 export interface InstanceProvisioned extends EventBase {
+  /** The event's type. */
   type: "InstanceProvisioned";
+  /** The node's index. */
   node: number;
+  /** The provider's id of the machine. */
   instance: string;
 }
 
 /** A phase of the bootstrap script started, completed, was skipped or failed. */
 export interface BootstrapPhase extends EventBase {
+  /** The event's type. */
   type: "BootstrapPhase";
+  /** The node's index. */
   node: number;
+  /** The bootstrap phase. */
   phase: BootstrapPhaseName;
+  /** What happened to the phase. */
   status: "started" | "completed" | "skipped" | "failed";
   /** Time spent in the phase so far, in milliseconds. */
   elapsedMs: number;
@@ -74,25 +87,35 @@ export interface BootstrapPhase extends EventBase {
 
 /** Every phase of the bootstrap completed. */
 export interface InstanceBootstrapped extends EventBase {
+  /** The event's type. */
   type: "InstanceBootstrapped";
+  /** The node's index. */
   node: number;
+  /** The provider's id of the machine. */
   instance: string;
+  /** Time taken, in milliseconds. */
   elapsedMs: number;
 }
 
 /** A node's worker answered the handshake and takes tasks. */
 export interface NodeReady extends EventBase {
+  /** The event's type. */
   type: "NodeReady";
+  /** The node's index. */
   node: number;
+  /** The provider's id of the machine. */
   instance: string;
   /** The worker's process id on its machine. */
   pid: number;
+  /** The machine's host name. */
   hostname: string;
 }
 
 /** Enough nodes are ready for work to start. */
 export interface ClusterReady extends EventBase {
+  /** The event's type. */
   type: "ClusterReady";
+  /** How many nodes. */
   nodes: number;
   /** From the start of the pool, in milliseconds. */
   elapsedMs: number;
@@ -100,18 +123,25 @@ export interface ClusterReady extends EventBase {
 
 /** A task was sent to a node. */
 export interface TaskStarted extends EventBase {
+  /** The event's type. */
   type: "TaskStarted";
+  /** The task's id. */
   task: number;
   /** The compute's name. */
   name: string;
+  /** The node's index. */
   node: number;
 }
 
 /** A task returned a value. */
 export interface TaskCompleted extends EventBase {
+  /** The event's type. */
   type: "TaskCompleted";
+  /** The task's id. */
   task: number;
+  /** The compute's name. */
   name: string;
+  /** The node's index. */
   node: number;
   /** From sending to the result, in milliseconds. */
   elapsedMs: number;
@@ -119,10 +149,15 @@ export interface TaskCompleted extends EventBase {
 
 /** A task failed: it threw, timed out, was cancelled or its node was lost. */
 export interface TaskFailed extends EventBase {
+  /** The event's type. */
   type: "TaskFailed";
+  /** The task's id. */
   task: number;
+  /** The compute's name. */
   name: string;
+  /** The node's index. */
   node: number;
+  /** Time taken, in milliseconds. */
   elapsedMs: number;
   /** The error's name, e.g. `"RemoteError"`. */
   error: string;
@@ -132,40 +167,55 @@ export interface TaskFailed extends EventBase {
 
 /** A node stopped answering. */
 export interface NodeLost extends EventBase {
+  /** The event's type. */
   type: "NodeLost";
+  /** The node's index. */
   node: number;
+  /** Why it was lost. */
   reason: string;
 }
 
 /** The provider took a machine back (spot interruption). */
 export interface InstancePreempted extends EventBase {
+  /** The event's type. */
   type: "InstancePreempted";
+  /** The node's index. */
   node: number;
+  /** The provider's id of the machine. */
   instance: string;
 }
 
 /** A lost node was replaced by a new machine. */
 export interface InstanceReplaced extends EventBase {
+  /** The event's type. */
   type: "InstanceReplaced";
+  /** The node's index. */
   node: number;
   /** The machine that was lost. */
   previous: string;
+  /** The provider's id of the machine. */
   instance: string;
 }
 
 /** A line a task wrote with `console.*` on a node. */
 export interface Log extends EventBase {
+  /** The event's type. */
   type: "Log";
+  /** The node's index. */
   node: number;
   /** The task that wrote it, when known. */
   task?: number;
+  /** The stream the line was written to. */
   stream: "stdout" | "stderr";
+  /** The line, without its newline. */
   line: string;
 }
 
 /** Every machine was released. */
 export interface ClusterDestroyed extends EventBase {
+  /** The event's type. */
   type: "ClusterDestroyed";
+  /** Time taken, in milliseconds. */
   elapsedMs: number;
 }
 

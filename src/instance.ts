@@ -47,13 +47,11 @@ const INSTANCE = Symbol.for("skyward.instance");
  * @example
  * ```ts
  * import * as sky from "../mod.ts";
+ * import { workerInfo } from "../examples/broadcast.ts";
  *
- * export const whoami = sky.compute(() => {
- *   const info = sky.instanceInfo();
- *   return `node ${info.node} of ${info.totalNodes}`;
- * });
- *
- * console.log(whoami.local()); // "node 0 of 1"
+ * // On a pool, each node answers for itself; here, one local node.
+ * console.log(workerInfo.local()); // { node: 0, total: 1, isHead: true }
+ * console.log(sky.instanceInfo().totalNodes); // 1
  * ```
  */
 export function instanceInfo(): InstanceInfo {

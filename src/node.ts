@@ -197,7 +197,9 @@ export class NodeSession {
     // The remote error's own properties (`code`, ...) are kept, except where
     // they would hide the RemoteError's own.
     for (const [key, value] of Object.entries(wire.props ?? {})) {
-      if (!(key in error)) Object.defineProperty(error, key, { value, enumerable: true });
+      if (!(key in error)) {
+        Object.defineProperty(error, key, { value, enumerable: true });
+      }
     }
     return error;
   }

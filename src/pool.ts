@@ -301,18 +301,15 @@ let poolCounter = 0;
  * @example
  * ```ts
  * import * as sky from "../mod.ts";
+ * import { square } from "../examples/parallel.ts";
  *
- * export const square = sky.compute((x: number) => x * x);
- *
- * if (import.meta.main) {
- *   await using pool = await sky.ComputePool.start({
- *     provider: sky.Local(),
- *     nodes: 2,
- *     console: "silent",
- *   });
- *   console.log(await pool.run(square(4))); // 16
- *   console.log(await pool.run(sky.gather(square(1), square(2)))); // [1, 4]
- * }
+ * await using pool = await sky.ComputePool.start({
+ *   provider: sky.Local(),
+ *   nodes: 2,
+ *   console: "silent",
+ * });
+ * console.log(await pool.run(square(4))); // 16
+ * console.log(await pool.run(sky.gather(square(1), square(2)))); // [1, 4]
  * ```
  */
 export class ComputePool implements AsyncDisposable {
@@ -1005,15 +1002,12 @@ export class ComputePool implements AsyncDisposable {
    * @example
    * ```ts
    * import * as sky from "../mod.ts";
+   * import { square } from "../examples/parallel.ts";
    *
-   * export const square = sky.compute((x: number) => x * x);
-   *
-   * if (import.meta.main) {
-   *   await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
-   *   const n: number = await pool.run(square(3)); // 9
-   *   const [a, b] = await pool.run(sky.all(square(1), square(2))); // [1, 4]
-   *   console.log(n, a, b);
-   * }
+   * await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
+   * const n: number = await pool.run(square(3)); // 9
+   * const [a, b] = await pool.run(sky.all(square(1), square(2))); // [1, 4]
+   * console.log(n, a, b);
    * ```
    */
   async run<R>(task: Dispatchable<R>, options: RunOptions = {}): Promise<R> {
@@ -1039,14 +1033,11 @@ export class ComputePool implements AsyncDisposable {
    * @example
    * ```ts
    * import * as sky from "../mod.ts";
+   * import { square } from "../examples/parallel.ts";
    *
-   * export const square = sky.compute((x: number) => x * x);
-   *
-   * if (import.meta.main) {
-   *   await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
-   *   const handle = pool.submit(square(5));
-   *   console.log(await handle); // 25
-   * }
+   * await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
+   * const handle = pool.submit(square(5));
+   * console.log(await handle); // 25
    * ```
    */
   submit<R>(task: Dispatchable<R>): TaskHandle<R> {
@@ -1081,13 +1072,10 @@ export class ComputePool implements AsyncDisposable {
    * @example
    * ```ts
    * import * as sky from "../mod.ts";
+   * import { workerInfo } from "../examples/broadcast.ts";
    *
-   * export const node = sky.compute(() => sky.instanceInfo().node);
-   *
-   * if (import.meta.main) {
-   *   await using pool = await sky.ComputePool.start({ provider: sky.Local(), nodes: 2, console: "silent" });
-   *   console.log(await pool.broadcast(node())); // [0, 1]
-   * }
+   * await using pool = await sky.ComputePool.start({ provider: sky.Local(), nodes: 2, console: "silent" });
+   * console.log((await pool.broadcast(workerInfo())).map((i) => i.node)); // [0, 1]
    * ```
    */
   async broadcast<R>(task: Pending<R>, options: RunOptions = {}): Promise<R[]> {
@@ -1128,14 +1116,11 @@ export class ComputePool implements AsyncDisposable {
    * @example
    * ```ts
    * import * as sky from "../mod.ts";
+   * import { square } from "../examples/parallel.ts";
    *
-   * export const square = sky.compute((x: number) => x * x);
-   *
-   * if (import.meta.main) {
-   *   await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
-   *   for await (const r of pool.stream(sky.gather(square(1), square(2)), { ordered: false })) {
-   *     console.log(r);
-   *   }
+   * await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
+   * for await (const r of pool.stream(sky.gather(square(1), square(2)), { ordered: false })) {
+   *   console.log(r);
    * }
    * ```
    */
@@ -1185,13 +1170,10 @@ export class ComputePool implements AsyncDisposable {
    * @example
    * ```ts
    * import * as sky from "../mod.ts";
+   * import { square } from "../examples/parallel.ts";
    *
-   * export const square = sky.compute((x: number) => x * x);
-   *
-   * if (import.meta.main) {
-   *   await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
-   *   console.log(await pool.map(square, [1, 2, 3])); // [1, 4, 9]
-   * }
+   * await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
+   * console.log(await pool.map(square, [1, 2, 3])); // [1, 4, 9]
    * ```
    */
   map<A, R>(
