@@ -76,7 +76,11 @@ Deno.test('createConsole("log") prints one formatted line per event to stderr, l
     ].join("\n"),
   );
   assert.equal(stdout.text, "[node 1] computing\n");
-  for (const event of EVENTS.filter((e) => e.type !== "Log" && e.type !== "TaskStarted")) {
+  for (
+    const event of EVENTS.filter((e) =>
+      e.type !== "Log" && e.type !== "TaskStarted"
+    )
+  ) {
     assert.ok(stderr.text.includes(formatEvent(event) + "\n"));
   }
 });
