@@ -76,6 +76,7 @@ export {
   type ShardOptions,
   type TypedArray,
 } from "./src/shard.ts";
+export { wasm, type WasmOptions } from "./src/wasm.ts";
 export type {
   ClusterSpec,
   Endpoint,
@@ -84,8 +85,46 @@ export type {
   Provider,
 } from "./src/provider.ts";
 export {
+  parseTarget,
+  SSH,
+  type SshCluster,
+  type SshOptions,
+  type SshProvider,
+  type SshTarget,
+} from "./providers/ssh.ts";
+export {
+  type CleanupOptions,
+  type CleanupReport,
+  Container,
+  type ContainerCluster,
+  type ContainerOptions,
+  type ContainerProvider,
+  type ResolvedContainerOptions,
+} from "./providers/container.ts";
+export {
   Local,
   type LocalCluster,
   type LocalOptions,
   type LocalProvider,
 } from "./providers/local.ts";
+export {
+  AWS,
+  type AwsCleanupOptions,
+  type AwsCleanupReport,
+  type AwsCluster,
+  type AwsInstanceDetails,
+  type AwsOffer,
+  type AwsOptions,
+  type AwsProvider,
+} from "./providers/aws/mod.ts";
+export {
+  type Accelerator,
+  type AcceleratorFactories,
+  type AcceleratorFactory,
+  type AcceleratorOptions,
+  type Accelerators,
+  accelerators,
+  type AcceleratorSpec,
+  type FormFactor,
+  type Manufacturer,
+} from "./src/accelerators.ts";

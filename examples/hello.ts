@@ -8,8 +8,10 @@
 import * as sky from "../mod.ts";
 
 /** This function runs on a node. */
-export const hello = sky.compute(() =>
-  `Hello from ${Deno.hostname()} (pid ${Deno.pid})!`
+export const hello = sky.compute(
+  () => `Hello from ${Deno.hostname()} (pid ${Deno.pid})!`,
+  // Reading the host name is a permission the task's sandbox must be given.
+  { permissions: { sys: ["hostname"] } },
 );
 
 if (import.meta.main) {

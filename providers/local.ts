@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { ConfigError } from "../src/errors.ts";
 import type {
   ClusterSpec,
   Instance,
@@ -74,7 +75,16 @@ export function Local(options: LocalOptions = {}): LocalProvider {
   return {
     name: "local",
     options,
-    offers(_spec: ClusterSpec): Promise<Offer[]> {
+    offers(spec: ClusterSpec): Promise<Offer[]> {
+      if (spec.accelerator) {
+        return Promise.reject(
+          new ConfigError(
+            `sky.Local() cannot provide accelerators (the pool asked for ${spec.accelerator.count}x ` +
+              `${spec.accelerator.name}): its nodes are processes on this machine. ` +
+              `Leave 'accelerator' out, or use a cloud provider such as sky.AWS()`,
+          ),
+        );
+      }
       return Promise.resolve([{
         provider: "local",
         instanceType: "process",

@@ -12,25 +12,9 @@
  * @module
  */
 
-/** Deno permissions of a task's sandbox, as in `Deno.PermissionOptionsObject`. */
-export interface Permissions {
-  /** File system paths the task may read, or all (`true`). */
-  read?: boolean | string[];
-  /** File system paths the task may write, or all (`true`). */
-  write?: boolean | string[];
-  /** Hosts (`"example.com"`, `"127.0.0.1:8080"`) the task may connect to, or all. */
-  net?: boolean | string[];
-  /** Environment variables the task may read, or all. */
-  env?: boolean | string[];
-  /** Programs the task may run, or all. A `run` grant escapes the sandbox. */
-  run?: boolean | string[];
-  /** Native libraries the task may load, or all. An `ffi` grant escapes the sandbox. */
-  ffi?: boolean | string[];
-  /** System information (`"hostname"`, `"osRelease"`, ...) the task may read, or all. */
-  sys?: boolean | string[];
-  /** Remote hosts the task may import modules from, or all. */
-  import?: boolean | string[];
-}
+import { checkSandboxOptions, type Permissions } from "./sandbox.ts";
+
+export type { Permissions } from "./sandbox.ts";
 
 /** Options of {@linkcode compute}. */
 export interface ComputeOptions {
@@ -45,18 +29,33 @@ export interface ComputeOptions {
    * @default no limit
    */
   timeout?: number;
-  /** Deno permissions of the task's sandbox (deny by default). */
+  /**
+   * Deno permissions of the task's sandbox, deny by default. Names it leaves
+   * out take the pool's image's (`sky.Image({ permissions })`); see the
+   * README's Security section.
+   * @default the image's permissions, else none
+   */
   permissions?: Permissions;
   /**
-   * Where the task runs on the worker.
+   * Where the task runs on the worker: `"deno"`, a Deno sandbox holding
+   * exactly `permissions`; `"wasm"`, QuickJS compiled to WebAssembly, for a
+   * self-contained function (no imports, no free variables) with no host API.
    * @default "deno"
    */
   sandbox?: "deno" | "wasm";
   /**
-   * Whether tasks share a warm sandbox or each gets a fresh one.
+   * Whether tasks share a warm sandbox (per module and permissions) or each
+   * gets a fresh one. WASM tasks always get a fresh QuickJS context.
    * @default "shared"
    */
   isolation?: "shared" | "task";
+  /**
+   * The most memory a task's sandbox may use, in bytes (the heap of a Deno
+   * sandbox, the whole QuickJS runtime of a WASM task). Past it the task
+   * fails and a Deno sandbox is replaced.
+   * @default half the node's memory, at most 4 GiB (Deno); 64 MiB (WASM)
+   */
+  memoryLimit?: number;
 }
 
 // deno-lint-ignore no-explicit-any
@@ -319,6 +318,7 @@ export function compute<A extends unknown[], R>(
   if (options.timeout !== undefined) {
     checkTimeout("the compute's timeout", options.timeout);
   }
+  checkSandboxOptions(fn, options);
   if (
     options.name !== undefined &&
     (typeof options.name !== "string" || options.name === "")
@@ -329,7 +329,7 @@ export function compute<A extends unknown[], R>(
       }`,
     );
   }
-  const sites = callSites(compute);
+  const sites = callSites(creator ?? compute);
   const site = sites[0];
   const file = site?.getFileName();
   if (!site || !file) {
@@ -387,6 +387,31 @@ export function compute<A extends unknown[], R>(
   });
   computes.set(key, self as Compute<any[], unknown>);
   return self;
+}
+
+let creator: AnyFunction | undefined;
+
+/**
+ * Creates a compute on behalf of an API function such as `sky.wasm`: the
+ * compute is identified by the place that called `api`, as if that place had
+ * called `compute` itself.
+ *
+ * @param api The function the user called.
+ * @param fn The compute's function.
+ * @param options Its options.
+ * @returns The compute.
+ */
+export function computeFor<A extends unknown[], R>(
+  api: AnyFunction,
+  fn: (...args: A) => R,
+  options: ComputeOptions,
+): Compute<A, Awaited<R>> {
+  creator = api;
+  try {
+    return compute(fn, options);
+  } finally {
+    creator = undefined;
+  }
 }
 
 /** The result type of a task or group. */

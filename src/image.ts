@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
+import { checkPermissions, type Permissions } from "./sandbox.ts";
 
 /** Options of {@linkcode Image}. */
 export interface ImageOptions {
@@ -19,8 +20,18 @@ export interface ImageOptions {
   imports?: Record<string, string>;
   /** Debian packages to install on the nodes. */
   apt?: string[];
-  /** Environment variables visible to tasks. */
+  /**
+   * Environment variables of the worker. Tasks may read these (and no other
+   * variable of the node): they are the image's default `env` permission.
+   */
   env?: Record<string, string>;
+  /**
+   * Default Deno permissions of every task's sandbox in the pool. A compute's
+   * own `permissions` replace these name by name: see the README's Security
+   * section for the merge rule.
+   * @default none, except reading the variables of `env`
+   */
+  permissions?: Permissions;
   /** Extra local paths (files or directories, relative to the project root) uploaded with the code. */
   includes?: string[];
   /** Glob patterns of paths not to upload. */
@@ -46,6 +57,7 @@ const schema = z.object({
     .default({}),
   includes: z.array(z.string()).default([]),
   excludes: z.array(z.string()).default([]),
+  permissions: z.custom<Permissions>(() => true).default({}),
 }).strict();
 
 /**
@@ -65,6 +77,11 @@ const schema = z.object({
  * ```
  */
 export function Image(options: ImageOptions = {}): ResolvedImage {
+  try {
+    checkPermissions("Invalid image", options.permissions);
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
   const parsed = schema.safeParse(options);
   if (!parsed.success) {
     throw new ConfigError(`Invalid image: ${z.prettifyError(parsed.error)}`);

@@ -18,6 +18,7 @@ import {
   FrameDecoder,
   FrameWriter,
   PROTOCOL_VERSION,
+  type SandboxSpec,
   type WorkerMessage,
   workerMessage,
 } from "./protocol.ts";
@@ -52,6 +53,8 @@ export class NodeSession {
   #writer: FrameWriter;
   #hooks: NodeSessionHooks;
   #calls = new Map<number, Call>();
+  /** Computes whose sandbox spec this worker has been sent (`module\0key`). */
+  #defined = new Set<string>();
   #hello?: { resolve(h: WorkerHello): void; reject(e: Error): void };
   #lost: string | undefined;
   #stderrTail: string[] = [];
@@ -109,7 +112,8 @@ export class NodeSession {
   }
 
   /**
-   * Sends a task.
+   * Sends a task, preceded by its compute's sandbox spec the first time this
+   * worker runs that compute.
    *
    * @returns The encoded result.
    * @throws {RemoteError} When the task threw.
@@ -120,10 +124,17 @@ export class NodeSession {
     module: string,
     key: string,
     args: Uint8Array,
+    spec?: SandboxSpec,
   ): Promise<Uint8Array> {
     return new Promise<Uint8Array>((resolve, reject) => {
       if (this.#lost) return reject(new NodeLostError(this.index, this.#lost));
       this.#calls.set(id, { resolve, reject });
+      if (spec && !this.#defined.has(`${module}\0${key}`)) {
+        this.#defined.add(`${module}\0${key}`);
+        this.#writer.write(
+          encodeFrame({ t: "define", m: module, k: key, spec }),
+        );
+      }
       this.#writer.write(
         encodeFrame({ t: "call", id, m: module, k: key }, args),
       );

@@ -6,6 +6,7 @@
  * @module
  */
 import { z } from "zod";
+import { type Accelerator, resolveAccelerator } from "./accelerators.ts";
 import { buildBundle, type Bundle, bundlePath } from "./bundle.ts";
 import { decode, encode } from "./codec.ts";
 import {
@@ -31,12 +32,17 @@ import {
   TaskCancelledError,
   TaskTimeoutError,
 } from "./errors.ts";
-import type { EventInit, PoolEvent } from "./events.ts";
-import type { ResolvedImage } from "./image.ts";
+import { bootstrap, type BootstrapPlan, libraryBundle } from "./bootstrap.ts";
+import type { BootstrapPhaseName, EventInit, PoolEvent } from "./events.ts";
+import { Image, type ResolvedImage } from "./image.ts";
 import type { InstanceInfo } from "./instance.ts";
 import { logger } from "./log.ts";
 import { NodeSession } from "./node.ts";
-import type { ClusterSpec, Instance, Provider } from "./provider.ts";
+import type { SandboxSpec } from "./protocol.ts";
+import { sandboxSpecOf } from "./sandbox.ts";
+import type { ClusterSpec, Endpoint, Instance, Provider } from "./provider.ts";
+import { SshConnection } from "./ssh.ts";
+import { SshHost } from "./ssh_host.ts";
 import { type Host, LocalHost } from "./transport.ts";
 
 const log = logger("pool");
@@ -68,6 +74,24 @@ export interface PoolOptions {
   allocation?: "spot" | "on-demand" | "spot-if-available" | "cheapest";
   /** Upper bound on the price of one machine, in dollars per hour. */
   maxHourlyCost?: number;
+  /**
+   * The accelerators each node needs: `sky.accelerators.T4()`, or a model
+   * name such as `"H100:8"`. Providers without accelerators refuse it.
+   */
+  accelerator?: Accelerator | string;
+  /** Least vCPUs per node. */
+  vcpus?: number;
+  /** Least memory per node, in GiB. */
+  memoryGb?: number;
+  /** Size of each node's root disk, in GiB, where the provider sets it. */
+  diskGb?: number;
+  /**
+   * The nodes' CPU architecture, where the provider has several.
+   * @default "x86_64" on clouds
+   */
+  architecture?: "x86_64" | "arm64";
+  /** The region to launch in, where the provider has regions; overrides the provider's own. */
+  region?: string;
   /** What the nodes run the code with; see `sky.Image`. */
   image?: ResolvedImage;
   /** The worker on each node. */
@@ -91,6 +115,13 @@ export interface PoolOptions {
    */
   provisionTimeout?: number;
   /**
+   * How many times a task is sent again when its node was lost while it ran
+   * (the worker died or the connection dropped). A task that throws is never
+   * sent again.
+   * @default 3
+   */
+  retryOnInterruption?: number;
+  /**
    * Timeout of tasks whose compute and call set none, in milliseconds.
    * @default no limit
    */
@@ -109,6 +140,11 @@ export interface PoolOptions {
 export interface RunOptions {
   /** Cancels the task(s) when aborted. */
   signal?: AbortSignal;
+  /**
+   * Runs the task(s) on this node only (its index, 0 being the head).
+   * @default any node, round robin
+   */
+  node?: number;
 }
 
 const positiveInt = z.number().int().positive();
@@ -135,7 +171,19 @@ const optionsSchema = z.object({
       "spot-if-available",
     ),
   maxHourlyCost: z.number().positive().optional(),
-  accelerator: z.unknown().optional(),
+  accelerator: z.unknown().optional().transform((value, ctx) => {
+    try {
+      return resolveAccelerator(value);
+    } catch (error) {
+      ctx.addIssue({ code: "custom", message: (error as Error).message });
+      return z.NEVER;
+    }
+  }),
+  vcpus: positiveInt.optional(),
+  memoryGb: z.number().positive().optional(),
+  diskGb: positiveInt.optional(),
+  architecture: z.enum(["x86_64", "arm64"]).optional(),
+  region: z.string().min(1).optional(),
   image: z.custom<ResolvedImage>(
     (i) =>
       typeof i === "object" && i !== null &&
@@ -147,6 +195,7 @@ const optionsSchema = z.object({
     prefetch: z.number().int().nonnegative().default(32),
   }).strict().default({ concurrency: 1, prefetch: 32 }),
   provisionTimeout: positiveInt.default(600_000),
+  retryOnInterruption: z.number().int().nonnegative().default(3),
   taskTimeout: positiveInt.optional(),
   console: z.enum(["rich", "log", "silent"]).optional(),
   onEvent: z.custom<(e: PoolEvent) => void>(
@@ -188,6 +237,8 @@ interface Job {
   module: string;
   key: string;
   args: Uint8Array;
+  /** Where it runs on the worker (sent once per node, before its first call). */
+  spec: SandboxSpec;
   timeout: number | undefined;
   /** The node it must run on, for broadcasts. */
   pin?: number;
@@ -195,15 +246,51 @@ interface Job {
   sentAt: number;
   timer?: ReturnType<typeof setTimeout>;
   settled: boolean;
+  /** How many times it was sent again after its node was lost. */
+  attempts: number;
   resolve(value: unknown): void;
   reject(error: Error): void;
+}
+
+/** How a node's worker is started. */
+interface WorkerLaunch {
+  argv: string[];
+  cwd: string;
+  env: Record<string, string>;
+}
+
+function workerArgv(
+  deno: string,
+  config: string | undefined,
+  entry: string,
+  flags: string[] = [],
+): string[] {
+  return [
+    deno,
+    "run",
+    "--quiet",
+    "--no-prompt",
+    "-A",
+    "--unstable-worker-options",
+    ...flags,
+    ...(config ? ["--config", config] : []),
+    entry,
+  ];
 }
 
 interface PoolNode {
   index: number;
   instance: Instance;
   host: Host;
-  session: NodeSession;
+  launch: WorkerLaunch;
+  /** The worker's session; replaced when the worker is restarted. */
+  session?: NodeSession;
+  /** Worker restarts since the last task completed here. */
+  restarts: number;
+  /** Why the node was given up, once it was. */
+  dead?: string;
+  /** Whether its worker was ready once (only then is it restarted when lost). */
+  readyOnce: boolean;
   running: Set<Job>;
   /** Jobs waiting for this node only (broadcasts). */
   pinned: Job[];
@@ -288,6 +375,8 @@ globalThis.addEventListener("unload", () => {
 const WORKER_MAIN = new URL("../worker/main.ts", import.meta.url);
 const LIBRARY_CONFIG = new URL("../deno.json", import.meta.url);
 const HISTORY_LIMIT = 1_000;
+/** Worker restarts a node gets before it is given up. */
+const MAX_RESTARTS = 3;
 /** Tasks completing closer together than this, in ms, are short enough to prefetch. */
 const SHORT_TASK_MS = 1;
 
@@ -336,6 +425,7 @@ export class ComputePool implements AsyncDisposable {
   #closing: Promise<void> | undefined;
   #closed = false;
   #modules = new Map<string, string>();
+  #plan: Promise<BootstrapPlan> | undefined;
 
   private constructor(options: Resolved) {
     this.id = `sky-${Date.now().toString(36)}-${(poolCounter++).toString(36)}${
@@ -396,7 +486,7 @@ export class ComputePool implements AsyncDisposable {
 
   /** The process ids of the workers, by node (on their machines). */
   get workerPids(): (number | undefined)[] {
-    return this.#nodes.map((n) => n.session.pid);
+    return this.#nodes.map((n) => n?.session?.pid);
   }
 
   /** Whether the pool is closed or closing. */
@@ -475,6 +565,12 @@ export class ComputePool implements AsyncDisposable {
       nodes,
       allocation: options.allocation,
       maxHourlyCost: options.maxHourlyCost,
+      accelerator: options.accelerator,
+      vcpus: options.vcpus,
+      memoryGb: options.memoryGb,
+      diskGb: options.diskGb,
+      architecture: options.architecture,
+      region: options.region,
     };
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<never>((_, reject) => {
@@ -600,33 +696,100 @@ export class ComputePool implements AsyncDisposable {
         ? endpoint.dir
         : `${endpoint.host}:${endpoint.port}`,
     });
-    if (endpoint.kind !== "local") {
-      throw new ConfigError(
-        `Cannot reach ${instance.id}: ${endpoint.kind} endpoints need SSH support`,
-      );
-    }
-    const host: Host = new LocalHost(endpoint.dir);
+    const host = await this.#connect(endpoint, index);
     const bootStart = Date.now();
     this.#emit({
       type: "InstanceProvisioned",
       node: index,
       instance: instance.id,
     });
+    const info: Omit<InstanceInfo, "hostname"> = {
+      node: index,
+      totalNodes: peers.length,
+      isHead: index === 0,
+      headAddr: peers[0] ?? "",
+      headPort: 29500,
+      peers,
+      accelerators: this.#options.accelerator
+        ? [{
+          name: this.#options.accelerator.name,
+          count: this.#options.accelerator.count,
+          memory: this.#options.accelerator.memory,
+        }]
+        : [],
+      jobId: this.id,
+    };
+    let launch: WorkerLaunch;
+    try {
+      launch = endpoint.kind === "local"
+        ? await this.#shipLocally(index, host, endpoint.dir)
+        : await this.#bootstrapRemote(index, host);
+    } catch (error) {
+      await host.close().catch(() => {});
+      throw error;
+    }
+    launch.env.SKYWARD_INSTANCE = JSON.stringify(info);
+    this.#emit({
+      type: "InstanceBootstrapped",
+      node: index,
+      instance: instance.id,
+      elapsedMs: Date.now() - bootStart,
+    });
+    const node: PoolNode = {
+      index,
+      instance,
+      host,
+      launch,
+      running: new Set(),
+      pinned: [],
+      gapMs: Infinity,
+      lastDoneAt: 0,
+      restarts: 0,
+      readyOnce: false,
+    };
+    this.#nodes[index] = node;
+    await this.#startWorker(node);
+  }
+
+  /** Opens the transport to a machine. */
+  async #connect(endpoint: Endpoint, index: number): Promise<Host> {
+    if (endpoint.kind === "local") return new LocalHost(endpoint.dir);
+    const target = `${endpoint.user}@${endpoint.host}:${endpoint.port}`;
+    try {
+      const connection = await SshConnection.connect({
+        host: endpoint.host,
+        port: endpoint.port,
+        user: endpoint.user,
+        privateKey: endpoint.privateKey,
+        hostKey: endpoint.hostKey,
+        knownHostsPath: endpoint.knownHostsPath,
+        retries: 5,
+      });
+      return new SshHost(connection);
+    } catch (error) {
+      throw new ProvisioningError(
+        `Cannot reach node ${index} at ${target}: ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+        { cause: error },
+      );
+    }
+  }
+
+  /** Copies the code into a local node's directory (once per hash). */
+  async #shipLocally(
+    index: number,
+    host: Host,
+    dir: string,
+  ): Promise<WorkerLaunch> {
     if (this.#options.image?.apt.length) {
       throw new ConfigError(
         `Cannot install apt packages on ${this.provider.name} nodes: they are processes on this machine`,
       );
     }
-    // Ship the code, content-addressed: a node that has this hash keeps it.
-    const codeDir = `${endpoint.dir}/code/${this.#bundle.hash}`;
-    let phaseStart = Date.now();
-    this.#emit({
-      type: "BootstrapPhase",
-      node: index,
-      phase: "code",
-      status: "started",
-      elapsedMs: 0,
-    });
+    const codeDir = `${dir}/code/${this.#bundle.hash}`;
+    const started = Date.now();
+    this.#phase(index, "code", "started", started);
     const present = await host.exists(codeDir);
     if (!present) {
       await host.writeTree(codeDir, [
@@ -637,99 +800,98 @@ export class ComputePool implements AsyncDisposable {
         },
       ]);
     }
-    this.#emit({
-      type: "BootstrapPhase",
-      node: index,
-      phase: "code",
-      status: present ? "skipped" : "completed",
-      elapsedMs: Date.now() - phaseStart,
-    });
-    phaseStart = Date.now();
-    this.#emit({
-      type: "BootstrapPhase",
-      node: index,
-      phase: "worker",
-      status: "started",
-      elapsedMs: 0,
-    });
-    const info: Omit<InstanceInfo, "hostname"> = {
-      node: index,
-      totalNodes: peers.length,
-      isHead: index === 0,
-      headAddr: peers[0] ?? "",
-      headPort: 29500,
-      peers,
-      accelerators: [],
-      jobId: this.id,
-    };
+    this.#phase(index, "code", present ? "skipped" : "completed", started);
     const config = this.#bundle.config
-      ? ["--config", `${codeDir}/${this.#bundle.config}`]
+      ? `${codeDir}/${this.#bundle.config}`
       : WORKER_MAIN.protocol === "file:"
-      ? ["--config", decodeURIComponent(LIBRARY_CONFIG.pathname)]
-      : [];
-    const channel = host.exec([
-      Deno.execPath(),
-      "run",
-      "--quiet",
-      "--no-prompt",
-      "-A",
-      "--unstable-worker-options",
-      ...config,
-      WORKER_MAIN.protocol === "file:"
-        ? decodeURIComponent(WORKER_MAIN.pathname)
-        : WORKER_MAIN.href,
-    ], {
+      ? decodeURIComponent(LIBRARY_CONFIG.pathname)
+      : undefined;
+    return {
+      argv: workerArgv(
+        Deno.execPath(),
+        config,
+        WORKER_MAIN.protocol === "file:"
+          ? decodeURIComponent(WORKER_MAIN.pathname)
+          : WORKER_MAIN.href,
+      ),
       cwd: codeDir,
-      env: {
-        ...this.#options.image?.env,
-        SKYWARD_CODE_DIR: codeDir,
-        SKYWARD_INSTANCE: JSON.stringify(info),
-      },
+      env: { ...this.#options.image?.env, SKYWARD_CODE_DIR: codeDir },
+    };
+  }
+
+  /** Runs the bootstrap script on a remote node. */
+  async #bootstrapRemote(index: number, host: Host): Promise<WorkerLaunch> {
+    // One plan for every node: the bootstrap caches its preparation per plan.
+    this.#plan ??= libraryBundle().then((lib) => ({
+      image: this.#options.image ?? Image(),
+      denoVersion: Deno.version.deno,
+      code: this.#bundle,
+      lib,
+    }));
+    const result = await bootstrap(host, await this.#plan, (e) =>
+      this.#emit({
+        type: "BootstrapPhase",
+        node: index,
+        phase: e.phase,
+        status: e.status,
+        elapsedMs: e.elapsedMs,
+        ...(e.output === undefined ? {} : { output: e.output }),
+      }));
+    return {
+      argv: workerArgv(result.denoPath, result.configPath, result.workerEntry, [
+        "--cached-only",
+      ]),
+      cwd: result.codeDir,
+      env: { ...result.env },
+    };
+  }
+
+  #phase(
+    node: number,
+    phase: BootstrapPhaseName,
+    status: "started" | "completed" | "skipped" | "failed",
+    since: number,
+  ): void {
+    this.#emit({
+      type: "BootstrapPhase",
+      node,
+      phase,
+      status,
+      elapsedMs: status === "started" ? 0 : Date.now() - since,
     });
-    const session = new NodeSession(index, channel, {
+  }
+
+  /** Starts (or restarts) a node's worker and does the handshake. */
+  async #startWorker(node: PoolNode): Promise<void> {
+    const started = Date.now();
+    this.#phase(node.index, "worker", "started", started);
+    const channel = await node.host.exec(node.launch.argv, {
+      cwd: node.launch.cwd,
+      env: node.launch.env,
+    });
+    const session = new NodeSession(node.index, channel, {
       log: (stream, line, task) =>
-        this.#emit({ type: "Log", node: index, task, stream, line }),
-      lost: (reason) => this.#lost(node, reason),
+        this.#emit({ type: "Log", node: node.index, task, stream, line }),
+      lost: (reason) => this.#lost(node, session, reason),
     });
     session.rootUrl = this.#bundle.rootUrl;
-    const node: PoolNode = {
-      index,
-      instance,
-      host,
-      session,
-      running: new Set(),
-      pinned: [],
-      gapMs: Infinity,
-      lastDoneAt: 0,
-    };
-    this.#nodes[index] = node;
-    const modules = [...this.#moduleMap().values()];
+    node.session = session;
     const hello = await session.handshake({
       code: this.#bundle.hash,
       deno: Deno.version.deno,
-      modules,
+      modules: [...this.#moduleMap().values()],
       concurrency: this.#options.worker.concurrency,
     }).catch((error) => {
+      this.#phase(node.index, "worker", "failed", started);
       session.kill();
       throw error;
     });
-    this.#emit({
-      type: "BootstrapPhase",
-      node: index,
-      phase: "worker",
-      status: "completed",
-      elapsedMs: Date.now() - phaseStart,
-    });
-    this.#emit({
-      type: "InstanceBootstrapped",
-      node: index,
-      instance: instance.id,
-      elapsedMs: Date.now() - bootStart,
-    });
+    this.#phase(node.index, "worker", "completed", started);
+    node.readyOnce = true;
     this.#emit({
       type: "NodeReady",
-      node: index,
-      instance: instance.id,
+      node: node.index,
+      instance: node.instance.id,
       pid: hello.pid,
       hostname: hello.hostname,
     });
@@ -746,18 +908,137 @@ export class ComputePool implements AsyncDisposable {
     return this.#modules;
   }
 
-  #lost(node: PoolNode, reason: string): void {
-    if (this.#closed) return;
+  /**
+   * A node's worker stopped answering. Its tasks are sent again (up to
+   * `retryOnInterruption` times each), and its worker is restarted on the
+   * same machine once the transport is back — or, when the provider says the
+   * machine is gone (a spot interruption), on a new machine provisioned for
+   * the same node; a node that cannot be restarted is dropped, and its tasks
+   * go to the others.
+   */
+  #lost(node: PoolNode, session: NodeSession, reason: string): void {
+    // A worker that never became ready is the bring-up's failure to report.
+    if (this.#closed || node.session !== session || !node.readyOnce) return;
     this.#emit({ type: "NodeLost", node: node.index, reason });
+    const retry: Job[] = [];
     for (const job of node.running) {
-      this.#settle(job, new NodeLostError(node.index, reason));
+      job.node = undefined;
+      if (job.attempts < this.#options.retryOnInterruption) {
+        job.attempts++;
+        clearTimeout(job.timer);
+        retry.push(job);
+      } else {
+        this.#settle(job, new NodeLostError(node.index, reason));
+      }
     }
     node.running.clear();
-    // Queued broadcast jobs pinned to this node can never run.
+    for (const job of retry) {
+      if (job.pin !== undefined) node.pinned.unshift(job);
+    }
+    this.#queue.splice(
+      this.#head,
+      0,
+      ...retry.filter((j) => j.pin === undefined),
+    );
+    this.#drain();
+    this.#restart(node, reason);
+  }
+
+  async #restart(node: PoolNode, reason: string): Promise<void> {
+    while (!this.#closed && node.restarts < MAX_RESTARTS) {
+      node.restarts++;
+      try {
+        if (await this.#replaceIfGone(node)) return;
+        await this.#startWorker(node);
+        return;
+      } catch (error) {
+        log.warn("Node {node} could not restart its worker: {error}", {
+          node: node.index,
+          error,
+        });
+        await new Promise((r) => setTimeout(r, 250 * 2 ** node.restarts));
+      }
+    }
+    if (this.#closed) return;
+    // The node is gone for good: its pinned tasks cannot run anywhere else.
+    node.dead = reason;
     for (const job of node.pinned.splice(0)) {
       this.#settle(job, new NodeLostError(node.index, reason));
     }
+    if (!this.#nodes.some((n) => n && !n.dead)) {
+      const error = new NodeLostError(node.index, `${reason}; no node is left`);
+      for (const job of [...this.#jobs.values()]) this.#settle(job, error);
+    }
+  }
+
+  /**
+   * Replaces a node whose machine the provider took back (a spot
+   * interruption, or a machine terminated under it): provisions a new
+   * machine for the same node index and brings it up there. Says whether it
+   * did; `false` when the machine is still there.
+   */
+  async #replaceIfGone(node: PoolNode): Promise<boolean> {
+    const previous = node.instance;
+    const current = await this.provider.getInstance(this.#cluster, previous.id)
+      .catch(() => previous);
+    if (current && current.status !== "terminated") return false;
+    if (this.#instances.delete(previous.id)) {
+      this.#emit({
+        type: "InstancePreempted",
+        node: node.index,
+        instance: previous.id,
+      });
+      node.session?.kill();
+      await node.host.close().catch(() => {});
+      await this.provider.terminate(this.#cluster, [previous.id]).catch(
+        () => {},
+      );
+    }
+    if (this.#closed) return true;
+    const [replacement] = await this.provider.provision(this.#cluster, 1);
+    if (!replacement) {
+      throw new ProvisioningError(
+        `${this.provider.name} launched no machine to replace node ${node.index}`,
+      );
+    }
+    this.#instances.set(replacement.id, replacement);
+    this.#emit({
+      type: "InstanceLaunched",
+      node: node.index,
+      instance: replacement.id,
+    });
+    const peers = this.#nodes.map((n) => n?.instance.privateAddress ?? "");
+    peers[node.index] = replacement.privateAddress ?? "";
+    try {
+      await this.#bringUp(node.index, replacement, peers);
+    } catch (error) {
+      const failed = this.#nodes[node.index];
+      if (failed !== node) {
+        failed.session?.kill();
+        await failed.host.close().catch(() => {});
+        this.#nodes[node.index] = node;
+      }
+      this.#instances.delete(replacement.id);
+      await this.provider.terminate(this.#cluster, [replacement.id]).catch(
+        () => {},
+      );
+      throw error;
+    }
+    const fresh = this.#nodes[node.index];
+    fresh.pinned.push(...node.pinned.splice(0));
+    this.#emit({
+      type: "InstanceReplaced",
+      node: node.index,
+      previous: previous.id,
+      instance: replacement.id,
+    });
+    if (this.#closed) {
+      fresh.session?.kill();
+      await fresh.host.close().catch(() => {});
+      return true;
+    }
     this.#drain();
+    return true;
   }
 
   #makeJob(task: Pending<unknown>, pin?: number): Job {
@@ -782,11 +1063,13 @@ export class ComputePool implements AsyncDisposable {
       module,
       key: compute.id.key,
       args,
+      spec: sandboxSpecOf(compute, this.#options.image),
       timeout: task.timeout ?? compute.options.timeout ??
         this.#options.taskTimeout,
       pin,
       sentAt: 0,
       settled: false,
+      attempts: 0,
       resolve: () => {},
       reject: () => {},
     };
@@ -826,11 +1109,14 @@ export class ComputePool implements AsyncDisposable {
         : 0.8 * node.gapMs + 0.2 * (now - node.lastDoneAt);
     }
     node.lastDoneAt = now;
+    node.restarts = 0;
   }
 
-  #ready(node: PoolNode | undefined): node is PoolNode {
-    return node !== undefined && !node.session.lostReason &&
-      node.session.codeUrl !== "";
+  #ready(
+    node: PoolNode | undefined,
+  ): node is PoolNode & { session: NodeSession } {
+    return node !== undefined && node.session !== undefined &&
+      !node.session.lostReason && node.session.codeUrl !== "";
   }
 
   /**
@@ -888,12 +1174,12 @@ export class ComputePool implements AsyncDisposable {
     });
     if (job.timeout !== undefined) {
       job.timer = setTimeout(() => {
-        node.session.cancel(job.id);
-        node.session.forget(job.id);
+        node.session?.cancel(job.id);
+        node.session?.forget(job.id);
         this.#settle(job, new TaskTimeoutError(job.name, job.timeout!));
       }, job.timeout);
     }
-    node.session.call(job.id, job.module, job.key, job.args).then(
+    node.session!.call(job.id, job.module, job.key, job.args, job.spec).then(
       (payload) => {
         let value: unknown;
         try {
@@ -905,6 +1191,8 @@ export class ComputePool implements AsyncDisposable {
         this.#settle(job, undefined, value);
       },
       (error: Error) => {
+        // A lost node's tasks are settled or sent again by #lost.
+        if (error instanceof NodeLostError) return;
         if (
           error instanceof TaskCancelledError || error.name === "RemoteError" &&
             (error as { remoteName?: string }).remoteName ===
@@ -954,8 +1242,8 @@ export class ComputePool implements AsyncDisposable {
   #cancel(job: Job, reason?: string): void {
     if (job.settled) return;
     if (job.node) {
-      job.node.session.cancel(job.id);
-      job.node.session.forget(job.id);
+      job.node.session?.cancel(job.id);
+      job.node.session?.forget(job.id);
     }
     this.#settle(job, new TaskCancelledError(job.name, reason));
   }
@@ -963,8 +1251,9 @@ export class ComputePool implements AsyncDisposable {
   /** Builds and queues the jobs of a task or group; rejects synchronously-built failures. */
   #dispatch<R>(
     task: Dispatchable<R>,
-    signal?: AbortSignal,
+    options: RunOptions,
   ): { jobs: Job[]; results: Promise<unknown>[] } {
+    const signal = options.signal;
     const tasks = isGroup(task)
       ? (task as Group<R>).tasks
       : [task as Pending<unknown>];
@@ -976,7 +1265,18 @@ export class ComputePool implements AsyncDisposable {
           `build one) or a group from sky.gather() or sky.all()`,
       );
     }
-    const jobs = tasks.map((t) => this.#makeJob(t));
+    const pin = options.node;
+    if (pin !== undefined) {
+      const node = this.#nodes[pin];
+      if (!Number.isInteger(pin) || !node || node.dead) {
+        throw new RangeError(
+          `Cannot run on node ${pin}: the pool's nodes are 0 to ${
+            this.#nodes.length - 1
+          }${node?.dead ? ` and node ${pin} was lost (${node.dead})` : ""}`,
+        );
+      }
+    }
+    const jobs = tasks.map((t) => this.#makeJob(t, pin));
     const results = jobs.map((job) => this.#enqueue(job));
     if (signal) {
       const abort = () => jobs.forEach((job) => this.#cancel(job, "aborted"));
@@ -1011,7 +1311,7 @@ export class ComputePool implements AsyncDisposable {
    * ```
    */
   async run<R>(task: Dispatchable<R>, options: RunOptions = {}): Promise<R> {
-    const { jobs, results } = this.#dispatch(task, options.signal);
+    const { jobs, results } = this.#dispatch(task, options);
     if (!isGroup(task)) return await results[0] as R;
     try {
       return await Promise.all(results) as R;
@@ -1040,17 +1340,23 @@ export class ComputePool implements AsyncDisposable {
    * console.log(await handle); // 25
    * ```
    */
-  submit<R>(task: Dispatchable<R>): TaskHandle<R> {
+  submit<R>(
+    task: Dispatchable<R>,
+    options: Omit<RunOptions, "signal"> = {},
+  ): TaskHandle<R> {
     const controller = new AbortController();
     let promise: Promise<R>;
     let id = 0;
     try {
       if (isPending(task)) {
-        const { jobs, results } = this.#dispatch(task, controller.signal);
+        const { jobs, results } = this.#dispatch(task, {
+          ...options,
+          signal: controller.signal,
+        });
         id = jobs[0].id;
         promise = results[0] as Promise<R>;
       } else {
-        promise = this.run(task, { signal: controller.signal });
+        promise = this.run(task, { ...options, signal: controller.signal });
       }
     } catch (error) {
       promise = Promise.reject(error);
@@ -1084,9 +1390,8 @@ export class ComputePool implements AsyncDisposable {
         `Cannot broadcast ${typeof task}: expected a task (call a compute)`,
       );
     }
-    const nodes = this.#nodes.filter((n) =>
-      n && !n.session.lostReason && n.session.codeUrl
-    );
+    // Every node that is up, or restarting its worker.
+    const nodes = this.#nodes.filter((n) => n && !n.dead && n.session);
     if (this.#closed) throw new PoolClosedError();
     const jobs = nodes.map((node) =>
       this.#makeJob(task as Pending<unknown>, node.index)
@@ -1133,10 +1438,7 @@ export class ComputePool implements AsyncDisposable {
         `Cannot stream ${typeof group}: expected a group from sky.gather()`,
       );
     }
-    const { jobs, results } = this.#dispatch(
-      group as Group<R[]>,
-      options.signal,
-    );
+    const { jobs, results } = this.#dispatch(group as Group<R[]>, options);
     try {
       if (options.ordered ?? true) {
         for (const result of results) yield await result as R;
@@ -1187,9 +1489,19 @@ export class ComputePool implements AsyncDisposable {
     async function* results(): AsyncGenerator<R, void, undefined> {
       const window = Math.max(2, pool.size * pool.#capacity() * 2);
       const inFlight: { job: Job; result: Promise<[Job, unknown]> }[] = [];
+      const abort = () => {
+        for (const { job } of inFlight) pool.#cancel(job, "aborted");
+      };
+      options.signal?.addEventListener("abort", abort, { once: true });
       try {
         for await (const item of items as AsyncIterable<A>) {
-          const job = pool.#makeJob(compute(item) as Pending<unknown>);
+          if (options.signal?.aborted) {
+            throw new TaskCancelledError(compute.id.name, "aborted");
+          }
+          const job = pool.#makeJob(
+            compute(item) as Pending<unknown>,
+            options.node,
+          );
           const result = pool.#enqueue(job).then((v) =>
             [job, v] as [Job, unknown]
           );
@@ -1199,6 +1511,7 @@ export class ComputePool implements AsyncDisposable {
         }
         while (inFlight.length > 0) yield await take();
       } finally {
+        options.signal?.removeEventListener("abort", abort);
         for (const { job } of inFlight) {
           pool.#cancel(job, "cancelled: the map was left early or failed");
         }
@@ -1209,10 +1522,6 @@ export class ComputePool implements AsyncDisposable {
         inFlight.splice(inFlight.findIndex((f) => f.job === job), 1);
         return value as R;
       }
-    }
-    if (options.signal) {
-      // The signal cancels through the pool's jobs when iteration ends early.
-      options.signal.throwIfAborted();
     }
     return {
       [Symbol.asyncIterator]: () => results(),
@@ -1244,7 +1553,7 @@ export class ComputePool implements AsyncDisposable {
     await Promise.all(
       this.#nodes.filter(Boolean).map(async (node) => {
         try {
-          await node.session.close(closed);
+          await node.session?.close(closed);
           await node.host.close();
         } catch (error) {
           errors.push(error);
@@ -1284,7 +1593,7 @@ export class ComputePool implements AsyncDisposable {
 
   /** Kills every worker at once, without waiting (used when the process exits). */
   kill(): void {
-    for (const node of this.#nodes) node?.session.kill();
+    for (const node of this.#nodes) node?.session?.kill();
   }
 
   /** Closes the pool; what `await using` calls. */

@@ -15,12 +15,74 @@ import { z } from "zod";
 import { ProtocolError } from "./errors.ts";
 
 /** The protocol's version; the handshake refuses a worker speaking another. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** The largest frame either side accepts, in bytes (1 GiB). */
 export const MAX_FRAME_BYTES = 1024 * 1024 * 1024;
 
 const id = z.number().int().nonnegative();
+
+const grant = z.union([z.boolean(), z.array(z.string())]);
+
+/**
+ * Deno permissions of a sandbox, resolved on the client (the image's
+ * defaults merged with the compute's): every name present, `false` when
+ * denied. Relative paths are resolved on the worker, against the code
+ * directory.
+ */
+export const sandboxPermissions = z.object({
+  read: grant,
+  write: grant,
+  net: grant,
+  env: grant,
+  run: grant,
+  ffi: grant,
+  sys: grant,
+  import: grant,
+}).strict();
+
+const limit = z.number().int().positive().optional();
+
+/** Where and how a compute's tasks run on a worker (sent once per node by `define`). */
+export const sandboxSpec = z.discriminatedUnion("kind", [
+  /** A Deno sandbox holding exactly `permissions`, importing the compute's module. */
+  z.object({
+    kind: z.literal("deno"),
+    permissions: sandboxPermissions,
+    isolation: z.enum(["shared", "task"]),
+    /** Heap limit of the sandbox, in bytes. */
+    memoryLimit: limit,
+  }).strict(),
+  /** A self-contained function run by QuickJS compiled to WebAssembly. */
+  z.object({
+    kind: z.literal("js"),
+    /** The function's source text. */
+    source: z.string(),
+    memoryLimit: limit,
+    /** Time limit of one call, in milliseconds. */
+    timeout: limit,
+  }).strict(),
+  /** An export of a raw WebAssembly module. */
+  z.object({
+    kind: z.literal("wasm"),
+    module: z.instanceof(Uint8Array),
+    export: z.string(),
+    /** The largest its memory may grow to, in 64 KiB pages. */
+    memoryPages: limit,
+    timeout: limit,
+    /** Values of the module's imports, by module and name (a bigint as its decimal text). */
+    imports: z.record(
+      z.string(),
+      z.record(
+        z.string(),
+        z.union([z.number(), z.object({ bigint: z.string() }).strict()]),
+      ),
+    ).optional(),
+  }).strict(),
+]);
+
+/** Where and how a compute's tasks run on a worker. */
+export type SandboxSpec = z.infer<typeof sandboxSpec>;
 
 /** Messages the client sends to a worker. */
 export const clientMessage = z.discriminatedUnion("t", [
@@ -43,6 +105,17 @@ export const clientMessage = z.discriminatedUnion("t", [
     m: z.string(),
     /** The compute's key within its module. */
     k: z.string(),
+  }),
+  /**
+   * Declares where the tasks of a compute run; sent once per node, before
+   * its first `call`. A compute that was never defined runs in a Deno
+   * sandbox with no permissions.
+   */
+  z.object({
+    t: z.literal("define"),
+    m: z.string(),
+    k: z.string(),
+    spec: sandboxSpec,
   }),
   z.object({ t: z.literal("cancel"), id }),
   z.object({ t: z.literal("bye") }),

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import type { Accelerator } from "./accelerators.ts";
 
 /** What the pool asks a provider for. */
 export interface ClusterSpec {
@@ -20,6 +21,18 @@ export interface ClusterSpec {
   allocation: "spot" | "on-demand" | "spot-if-available" | "cheapest";
   /** Upper bound on the price of one machine, in dollars per hour. */
   maxHourlyCost?: number;
+  /** The accelerators each machine needs; providers without any refuse it. */
+  accelerator?: Accelerator;
+  /** Least vCPUs per machine. */
+  vcpus?: number;
+  /** Least memory per machine, in GiB. */
+  memoryGb?: number;
+  /** Size of each machine's root disk, in GiB. */
+  diskGb?: number;
+  /** The CPU architecture of the machines. */
+  architecture?: "x86_64" | "arm64";
+  /** The region to launch in, where the provider has regions. */
+  region?: string;
 }
 
 /** A kind of machine a provider can launch, with its price. */
@@ -38,6 +51,10 @@ export interface Offer {
   spotPrice?: number;
   /** On-demand price in dollars per hour, when on-demand is offered. */
   onDemandPrice?: number;
+  /** The machine's accelerators, when it has any. */
+  accelerator?: { name: string; count: number; memoryGb?: number };
+  /** The machine's CPU architecture. */
+  architecture?: "x86_64" | "arm64";
 }
 
 /** How the client reaches a machine. */
@@ -57,6 +74,8 @@ export type Endpoint =
     privateKey: string;
     /** The host's public key, when the provider knows it. */
     hostKey?: string;
+    /** A `known_hosts` file to check the host's key against, when present. */
+    knownHostsPath?: string;
   };
 
 /** A machine as the provider sees it. */
@@ -82,12 +101,21 @@ export interface Instance {
  * also after a failure). Each must be safe to call again after a failure:
  * state lives with the provider, found by the cluster id.
  *
+ * When a node's worker is lost, the pool asks `getInstance`: a machine that
+ * is `"terminated"` (or unknown) was taken back (e.g. a spot interruption),
+ * and the pool `provision`s a replacement for that node.
+ *
+ * Errors: a spec the provider cannot meet is a `ConfigError` (e.g. an
+ * accelerator asked of a provider without any), no capacity a
+ * `NoOffersError`, missing or rejected credentials a `ConfigError` naming
+ * what to set.
+ *
  * @typeParam C The provider's own record of a prepared cluster.
  */
 export interface Provider<C = unknown> {
   /** A short name, e.g. `"local"`, `"aws"`. */
   readonly name: string;
-  /** The offers that could satisfy the spec, any order. */
+  /** The offers that could satisfy the spec, best first: the pool takes the first. */
   offers(spec: ClusterSpec): Promise<Offer[]>;
   /** Creates what the cluster's machines need (keys, network) and returns its record. */
   prepare(spec: ClusterSpec, offer: Offer): Promise<C>;

@@ -36,7 +36,7 @@ export interface Host {
   exec(
     argv: string[],
     options?: { cwd?: string; env?: Record<string, string> },
-  ): Channel;
+  ): Promise<Channel>;
   /**
    * Writes files into a directory that must not exist yet, atomically: the
    * directory appears whole or not at all. Does nothing when it exists.
@@ -63,7 +63,7 @@ export class LocalHost implements Host {
   exec(
     argv: string[],
     options: { cwd?: string; env?: Record<string, string> } = {},
-  ): Channel {
+  ): Promise<Channel> {
     const child = new Deno.Command(argv[0], {
       args: argv.slice(1),
       cwd: options.cwd,
@@ -72,7 +72,7 @@ export class LocalHost implements Host {
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    return {
+    return Promise.resolve({
       readable: child.stdout,
       writable: child.stdin,
       stderr: child.stderr,
@@ -88,7 +88,7 @@ export class LocalHost implements Host {
           // Already gone.
         }
       },
-    };
+    });
   }
 
   async writeTree(

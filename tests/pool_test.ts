@@ -4,6 +4,7 @@ import {
   add,
   echo,
   env,
+  exit,
   failing,
   info,
   named,
@@ -290,4 +291,62 @@ Deno.test("a node busy with a long task is not handed queued work while another 
   );
   await Promise.all([long, shorts]);
   assert.deepEqual(done, ["shorts", "long"]);
+});
+
+Deno.test("run() with a node index runs there, and an absent node fails at once", async () => {
+  await using pool = await start({ nodes: 2 });
+  assert.equal((await pool.run(info(), { node: 1 })).node, 1);
+  const both = await pool.run(sky.gather(info(), info(), info()), { node: 0 });
+  assert.deepEqual(both.map((i) => i.node), [0, 0, 0]);
+  await assert.rejects(
+    () => pool.run(square(1), { node: 5 }),
+    /Cannot run on node 5: the pool's nodes are 0 to 1/,
+  );
+});
+
+Deno.test("a worker killed mid-task is restarted and its task sent again", async () => {
+  const events: sky.PoolEvent[] = [];
+  await using pool = await start({ nodes: 2, onEvent: (e) => events.push(e) });
+  const before = pool.workerPids as number[];
+  const running = pool.run(sky.gather(sleep(800), sleep(800)));
+  await new Promise((r) => setTimeout(r, 200));
+  Deno.kill(before[1], "SIGKILL");
+  assert.deepEqual(await running, [800, 800]);
+  const lost = events.filter((e) => e.type === "NodeLost");
+  assert.equal(lost.length, 1);
+  assert.equal(lost[0].type === "NodeLost" && lost[0].node, 1);
+  const after = pool.workerPids as number[];
+  assert.equal(after[0], before[0]);
+  assert.notEqual(after[1], before[1]);
+  assert.equal(await alive(before[1]), false);
+  assert.deepEqual((await pool.broadcast(info())).map((i) => i.node), [0, 1]);
+});
+
+Deno.test("a task that kills its worker every time fails after its retries, and the pool keeps serving", async () => {
+  await using pool = await start({ retryOnInterruption: 1 });
+  await assert.rejects(() => pool.run(exit(3)), (error: Error) => {
+    assert.ok(error instanceof sky.NodeLostError, String(error));
+    assert.match(error.message, /exited with code 3/);
+    return true;
+  });
+  assert.equal(await pool.run(square(3)), 9);
+});
+
+Deno.test("map() stops and cancels its tasks when its signal is aborted", async () => {
+  await using pool = await start({ nodes: 2 });
+  const controller = new AbortController();
+  const seen: number[] = [];
+  const consuming = (async () => {
+    for await (
+      const r of pool.map(sleep, [10, 5_000, 5_000, 5_000], {
+        signal: controller.signal,
+      })
+    ) {
+      seen.push(r);
+      controller.abort();
+    }
+  })();
+  await assert.rejects(() => consuming, sky.TaskCancelledError);
+  assert.deepEqual(seen, [10]);
+  assert.equal(await pool.run(square(2)), 4);
 });

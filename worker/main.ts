@@ -1,11 +1,15 @@
 /**
  * The worker: started on each node as `deno run worker/main.ts`, it speaks
- * the frame protocol over its stdin and stdout, imports the user's modules
- * from the shipped code directory, and runs their computes.
+ * the frame protocol over its stdin and stdout and runs each task in a
+ * sandbox (see `sandbox.ts`) that imports the user's module from the shipped
+ * code directory. The worker itself holds every permission, so that it can
+ * grant them, and runs no user code.
  *
  * It opens no network port. Its environment carries:
  * - `SKYWARD_CODE_DIR`: the directory holding the shipped code;
- * - `SKYWARD_INSTANCE`: the node's `InstanceInfo` as JSON.
+ * - `SKYWARD_INSTANCE`: the node's `InstanceInfo` as JSON;
+ * - `SKYWARD_UNSAFE_NO_SANDBOX=1`, for benchmarks only: run tasks in the
+ *   worker itself, with all its permissions, as before sandboxes existed.
  *
  * @module
  */
@@ -18,7 +22,11 @@ import {
   SerializationError,
   TaskCancelledError,
 } from "../src/errors.ts";
-import { type InstanceInfo, setInstanceInfo } from "../src/instance.ts";
+import {
+  type InstanceInfo,
+  instanceInfo,
+  setInstanceInfo,
+} from "../src/instance.ts";
 import {
   type ClientMessage,
   clientMessage,
@@ -28,8 +36,13 @@ import {
   PROTOCOL_VERSION,
   type WorkerMessage,
 } from "../src/protocol.ts";
+import { protocolStreams } from "./_stdio.ts";
+import { SandboxManager } from "./sandbox.ts";
 
-const out = new FrameWriter(Deno.stdout.writable);
+// Taken before anything else runs: sandboxes must not reach the protocol.
+const stdio = protocolStreams();
+const out = new FrameWriter(stdio.writable);
+const sandboxed = Deno.env.get("SKYWARD_UNSAFE_NO_SANDBOX") !== "1";
 const codeDir = Deno.env.get("SKYWARD_CODE_DIR") ?? Deno.cwd();
 const codeUrl = new URL(
   `file://${encodeURI(codeDir.endsWith("/") ? codeDir : `${codeDir}/`)}`,
@@ -61,7 +74,31 @@ console.warn = console.error = console.trace = redirect("stderr");
 
 (globalThis as Record<symbol, unknown>)[Symbol.for("skyward.worker")] = true;
 const instance = Deno.env.get("SKYWARD_INSTANCE");
-if (instance) setInstanceInfo(JSON.parse(instance) as InstanceInfo);
+if (instance) {
+  setInstanceInfo({
+    ...(JSON.parse(instance) as InstanceInfo),
+    hostname: Deno.hostname(),
+  });
+}
+
+const sandboxes = new SandboxManager({
+  codeDir,
+  instance: instanceInfo(),
+  log: (id, s, l) => send({ t: "log", id, s, l }),
+  fatal(reason) {
+    // The pool sees the worker exit and restarts it; stderr says why.
+    Deno.stderr.writeSync(
+      new TextEncoder().encode(`skyward worker: ${reason}; exiting\n`),
+    );
+    shutdown(70);
+  },
+});
+if (sandboxed) sandboxes.warm();
+if (stdio.unprotected && sandboxed) {
+  console.error(
+    `skyward: the worker's standard streams stay reachable from sandboxes (${stdio.unprotected})`,
+  );
+}
 
 const urls = new Map<string, string>();
 function moduleUrl(path: string): string {
@@ -95,8 +132,20 @@ let running = 0;
 const queue: Task[] = [];
 const tasks = new Map<number, Task>();
 
+/**
+ * Tasks a warm shared sandbox may be sent beyond the worker's slots: it runs
+ * them in turn (`concurrency` at a time), without a round trip to the worker
+ * between two of them.
+ */
+const PIPELINE = 32;
+
 function pump(): void {
-  while (running < concurrency && queue.length > 0) {
+  while (
+    queue.length > 0 &&
+    (running < concurrency ||
+      sandboxed && running < concurrency + PIPELINE &&
+        sandboxes.queues(queue[0].module, queue[0].key))
+  ) {
     const task = queue.shift()!;
     running++;
     run(task).finally(() => {
@@ -125,6 +174,24 @@ function fail(id: number, error: unknown): void {
 
 async function run(task: Task): Promise<void> {
   if (task.cancelled) return;
+  if (sandboxed) {
+    const outcome = await sandboxes.run(
+      task.id,
+      task.module,
+      task.key,
+      task.payload,
+    );
+    if (task.cancelled) return;
+    if (outcome.t === "ser") {
+      send({
+        t: "err",
+        id: task.id,
+        path: outcome.path,
+        problem: outcome.problem,
+      });
+    } else send({ t: outcome.t, id: task.id }, outcome.b);
+    return;
+  }
   let value: unknown;
   try {
     await load(task.module);
@@ -185,7 +252,11 @@ async function hello(
       );
     }
     concurrency = message.concurrency;
-    for (const module of message.modules) await load(module);
+    sandboxes.concurrency = concurrency;
+    // Sandboxes import the modules; only an unsandboxed worker does it here.
+    if (!sandboxed) {
+      for (const module of message.modules) await load(module);
+    }
   } catch (error) {
     await send({ ...reply, failed: true }, encode(toWireError(error), "error"));
     return;
@@ -214,13 +285,19 @@ function handle(
       pump();
       return;
     }
+    case "define":
+      sandboxes.define(message.m, message.k, message.spec);
+      return;
     case "cancel": {
       const task = tasks.get(message.id);
       if (!task || task.cancelled) return;
       task.cancelled = true;
       const queued = queue.indexOf(task);
       if (queued >= 0) queue.splice(queued, 1);
-      else release(task);
+      else {
+        sandboxes.cancel(task.id);
+        release(task);
+      }
       tasks.delete(task.id);
       return fail(task.id, new TaskCancelledError(String(task.id)));
     }
@@ -230,13 +307,14 @@ function handle(
 }
 
 async function shutdown(code: number): Promise<never> {
+  sandboxes.close();
   await out.close();
   Deno.exit(code);
 }
 
 const decoder = new FrameDecoder(clientMessage);
 try {
-  for await (const chunk of Deno.stdin.readable) {
+  for await (const chunk of stdio.readable) {
     for (const frame of decoder.push(chunk)) {
       if (frame instanceof ProtocolError) {
         await send({ t: "perr", message: frame.message });

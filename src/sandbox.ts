@@ -1,0 +1,312 @@
+/**
+ * Sandboxes, seen from the client: checking a compute's sandbox options at
+ * definition time, merging the image's default permissions with a
+ * compute's, and building the spec that tells a worker where the compute's
+ * tasks run.
+ *
+ * ## The merge rule
+ *
+ * A sandbox's permissions are decided name by name (`read`, `write`, `net`,
+ * `env`, `run`, `ffi`, `sys`, `import`):
+ *
+ * 1. the compute's own value for that name, when it sets one (so a compute
+ *    narrows a default with `false` or a shorter list, and extends it with
+ *    `true` or a longer list);
+ * 2. else the image's (`sky.Image({ permissions })`);
+ * 3. else denied.
+ *
+ * The image's variables (`sky.Image({ env })`) are part of the image's
+ * default `env` grant: a task sees them, and no other variable of the node,
+ * unless its compute sets `env` itself (then it sees what that grants; list
+ * the image's variables too to keep them). An image whose `permissions.env`
+ * is `false` keeps its variables for the worker process only.
+ *
+ * @module
+ */
+import type { SandboxSpec } from "./protocol.ts";
+
+/** Deno permissions of a task's sandbox, as in `Deno.PermissionOptionsObject`. */
+export interface Permissions {
+  /** Files and directories it may read (relative paths are relative to the code directory on the node). */
+  read?: boolean | string[];
+  /** Files and directories it may write. */
+  write?: boolean | string[];
+  /** Hosts (`host` or `host:port`) it may connect to, or listen on. */
+  net?: boolean | string[];
+  /** Environment variables it may read and set. */
+  env?: boolean | string[];
+  /** Programs it may run. A grant escapes the sandbox: see the README's Security section. */
+  run?: boolean | string[];
+  /** Dynamic libraries it may load. A grant escapes the sandbox: see the README's Security section. */
+  ffi?: boolean | string[];
+  /** System information it may read, e.g. `["hostname"]`. */
+  sys?: boolean | string[];
+  /** Remote hosts it may import modules from, e.g. `["example.com:443"]`. */
+  import?: boolean | string[];
+}
+
+/** The names of the Deno permissions, in the order Deno lists them. */
+export const PERMISSION_NAMES = [
+  "read",
+  "write",
+  "net",
+  "env",
+  "run",
+  "ffi",
+  "sys",
+  "import",
+] as const;
+
+/** Every permission set to a grant; what a worker receives. */
+export type ResolvedPermissions = Record<
+  (typeof PERMISSION_NAMES)[number],
+  boolean | string[]
+>;
+
+/** The sandbox options of a compute that this module checks and reads. */
+export interface SandboxOptions {
+  permissions?: Permissions;
+  sandbox?: "deno" | "wasm";
+  isolation?: "shared" | "task";
+  memoryLimit?: number;
+  timeout?: number;
+}
+
+/**
+ * Checks a permissions object: only known names, each `true`, `false` or an
+ * array of non-empty strings.
+ *
+ * @param action What is being done, for the message ("Cannot create a compute").
+ * @param value The permissions.
+ * @throws {TypeError} When it is not such an object; the message names the permission.
+ */
+export function checkPermissions(action: string, value: unknown): void {
+  if (value === undefined) return;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new TypeError(
+      `${action}: 'permissions' must be an object such as { net: ["example.com"] }, got ${
+        show(value)
+      }`,
+    );
+  }
+  for (const [name, grant] of Object.entries(value)) {
+    if (!(PERMISSION_NAMES as readonly string[]).includes(name)) {
+      throw new TypeError(
+        `${action}: unknown permission '${name}'; the permissions are ${
+          PERMISSION_NAMES.join(", ")
+        }`,
+      );
+    }
+    if (grant === undefined || typeof grant === "boolean") continue;
+    if (
+      !Array.isArray(grant) ||
+      !grant.every((g) => typeof g === "string" && g !== "")
+    ) {
+      throw new TypeError(
+        `${action}: permission '${name}' must be true, false or a list of non-empty strings, got ${
+          show(grant)
+        }`,
+      );
+    }
+  }
+}
+
+/**
+ * Checks a compute's sandbox options at definition time.
+ *
+ * @param fn The compute's function.
+ * @param options Its options.
+ * @throws {TypeError} When an option has the wrong type, or a `wasm`
+ *   compute's function cannot run there (not a plain function expression,
+ *   a generator, or given permissions it could not use).
+ * @throws {RangeError} When `memoryLimit` is not a positive integer.
+ */
+export function checkSandboxOptions(
+  fn: (...args: any[]) => unknown,
+  options: SandboxOptions,
+): void {
+  const action = "Cannot create a compute";
+  checkPermissions(action, options.permissions);
+  if (
+    options.sandbox !== undefined && options.sandbox !== "deno" &&
+    options.sandbox !== "wasm"
+  ) {
+    throw new TypeError(
+      `${action}: 'sandbox' must be "deno" or "wasm", got ${
+        show(options.sandbox)
+      }`,
+    );
+  }
+  if (
+    options.isolation !== undefined && options.isolation !== "shared" &&
+    options.isolation !== "task"
+  ) {
+    throw new TypeError(
+      `${action}: 'isolation' must be "shared" or "task", got ${
+        show(options.isolation)
+      }`,
+    );
+  }
+  if (
+    options.memoryLimit !== undefined &&
+    (!Number.isSafeInteger(options.memoryLimit) || options.memoryLimit <= 0)
+  ) {
+    throw new RangeError(
+      `${action}: 'memoryLimit' must be a positive number of bytes, got ${
+        show(options.memoryLimit)
+      }`,
+    );
+  }
+  if (options.sandbox === "wasm") {
+    if (options.permissions !== undefined) {
+      throw new TypeError(
+        `${action}: a compute with sandbox "wasm" has no host API, so 'permissions' cannot apply; ` +
+          `use sandbox "deno" (the default) for a function that needs them`,
+      );
+    }
+    checkWasmFunction(fn);
+  }
+}
+
+/**
+ * Checks that a function can be shipped as source text to the WASM sandbox:
+ * a function or arrow expression, not a class, a method, a bound or native
+ * function, or a generator. Whether it is self-contained (no imports, no
+ * free variables) is checked on the worker, before its first task runs.
+ *
+ * @param fn The function.
+ * @returns Its source text.
+ * @throws {TypeError} When it cannot be shipped; the message says why.
+ */
+export function checkWasmFunction(fn: (...args: any[]) => unknown): string {
+  const source = Function.prototype.toString.call(fn);
+  const why = /\{\s*\[native code\]\s*\}\s*$/.test(source)
+    ? "it is a native or bound function, which has no source text"
+    : /^class\b/.test(source)
+    ? "it is a class"
+    : /^(async\s*)?function\s*\*/.test(source)
+    ? "it is a generator; the WASM sandbox returns one value per call"
+    : /^(async\s+)?(function\b|\(|[A-Za-z_$][\w$]*\s*=>)/.test(source)
+    ? undefined
+    : "it is a method; write it as `(args) => ...` or `function (args) { ... }`";
+  if (why) {
+    throw new TypeError(
+      `Cannot create a compute with sandbox "wasm": ${why}. A WASM compute ships its ` +
+        `function's source text, which must be a self-contained function expression.`,
+    );
+  }
+  return source;
+}
+
+/**
+ * Merges the image's default permissions with a compute's, name by name: the
+ * compute's value when it sets one, else the image's, else denied. The
+ * image's environment variables are the image's default `env` grant.
+ *
+ * @param image The image's `permissions` and `env`, if the pool has an image.
+ * @param compute The compute's `permissions`.
+ * @returns Every permission set.
+ *
+ * @example
+ * ```ts
+ * import { mergePermissions } from "./sandbox.ts";
+ *
+ * const merged = mergePermissions(
+ *   { permissions: { net: ["api.example.com"] }, env: { MODE: "prod" } },
+ *   { net: false, sys: ["hostname"] },
+ * );
+ * console.log(merged.net, merged.env, merged.sys); // false [ "MODE" ] [ "hostname" ]
+ * ```
+ */
+export function mergePermissions(
+  image:
+    | { permissions?: Permissions; env?: Record<string, string> }
+    | undefined,
+  compute: Permissions | undefined,
+): ResolvedPermissions {
+  const defaults: Permissions = { ...image?.permissions };
+  const names = Object.keys(image?.env ?? {});
+  if (names.length > 0 && defaults.env !== true && defaults.env !== false) {
+    defaults.env = [...new Set([...(defaults.env ?? []), ...names])];
+  }
+  const out = {} as ResolvedPermissions;
+  for (const name of PERMISSION_NAMES) {
+    const grant = compute?.[name] ?? defaults[name] ?? false;
+    out[name] = Array.isArray(grant) ? [...grant] : grant;
+  }
+  return out;
+}
+
+const WASM_MODULE = Symbol.for("skyward.wasmModule");
+
+/** The raw WebAssembly part of a compute made by `sky.wasm`. */
+export type WasmModuleSpec = Omit<
+  Extract<SandboxSpec, { kind: "wasm" }>,
+  "kind"
+>;
+
+/** Marks a compute as running an export of a raw WebAssembly module (`sky.wasm`). */
+export function setWasmModule(target: object, spec: WasmModuleSpec): void {
+  Object.defineProperty(target, WASM_MODULE, { value: spec });
+}
+
+const specs = new WeakMap<object, WeakMap<object, SandboxSpec>>();
+const NO_IMAGE = {};
+
+/**
+ * The spec of a compute's sandbox in a pool with this image: built once and
+ * kept.
+ *
+ * @param compute The compute (its function and options).
+ * @param image The pool's image, if any.
+ * @returns What the worker needs to run its tasks.
+ */
+export function sandboxSpecOf(
+  compute: { fn: (...args: any[]) => unknown; options: SandboxOptions },
+  image?: { permissions?: Permissions; env?: Record<string, string> },
+): SandboxSpec {
+  let byCompute = specs.get(image ?? NO_IMAGE);
+  if (!byCompute) specs.set(image ?? NO_IMAGE, byCompute = new WeakMap());
+  let spec = byCompute.get(compute);
+  if (spec) return spec;
+  const options = compute.options;
+  const wasm = (compute as Record<symbol, unknown>)[WASM_MODULE] as
+    | WasmModuleSpec
+    | undefined;
+  if (wasm) spec = { kind: "wasm", ...wasm };
+  else if (options.sandbox === "wasm") {
+    spec = {
+      kind: "js",
+      source: checkWasmFunction(compute.fn),
+      memoryLimit: options.memoryLimit,
+      timeout: options.timeout,
+    };
+  } else {
+    spec = {
+      kind: "deno",
+      permissions: mergePermissions(image, options.permissions),
+      isolation: options.isolation ?? "shared",
+      memoryLimit: options.memoryLimit,
+    };
+  }
+  spec = compact(spec);
+  byCompute.set(compute, spec);
+  return spec;
+}
+
+/** Drops `undefined` fields, which MessagePack would send as `null`. */
+function compact<T extends object>(value: T): T {
+  return Object.fromEntries(
+    Object.entries(value).filter(([, v]) => v !== undefined),
+  ) as T;
+}
+
+function show(value: unknown): string {
+  if (typeof value === "function") return "a function";
+  if (typeof value === "bigint") return `${value}n`;
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
