@@ -214,6 +214,7 @@ Deno.test("a compute's grants work: scratch directory, named env variable, hostn
     await pool.run(readGranted("/tmp/skyward-sandbox-granted/a.txt")),
     "granted",
   );
+  await Deno.remove("/tmp/skyward-sandbox-granted", { recursive: true });
   assert.equal(await pool.run(hostname()), Deno.hostname());
   // Image env is the image's default env grant, by name.
   assert.equal(await pool.run(readEnv("MODE")), "prod");
