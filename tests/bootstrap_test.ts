@@ -29,6 +29,7 @@ import {
   workerMessage,
 } from "../src/protocol.ts";
 import { shellQuote, SshConnection } from "../src/ssh.ts";
+import { SshHost } from "../src/ssh_host.ts";
 import { type Channel, type Host, LocalHost } from "../src/transport.ts";
 import { requireRig, type RigHost } from "./rig/rig.ts";
 import { readEnv, readText } from "./fixtures/bootstrap/task.ts";
@@ -121,47 +122,12 @@ class CountingHost implements Host {
   }
 }
 
-/** A minimal `Host` over an SSH connection (the library's own is `SshHost`). */
-class TestSshHost implements Host {
-  constructor(readonly connection: SshConnection) {}
-  get label(): string {
-    return this.connection.label;
-  }
-  async exec(
-    argv: string[],
-    options: { cwd?: string; env?: Record<string, string> } = {},
-  ): Promise<Channel> {
-    const command = (options.cwd ? `cd ${shellQuote([options.cwd])} && ` : "") +
-      `exec ${shellQuote(argv)}`;
-    const process = await this.connection.exec(command, { env: options.env });
-    return {
-      readable: process.readable,
-      writable: process.writable,
-      stderr: process.stderr,
-      exited: process.exited,
-      kill: () => process.kill(),
-    };
-  }
-  async writeTree(dir: string, files: { path: string; data: Uint8Array }[]) {
-    if (await this.exists(dir)) return;
-    const temp = `${dir}.partial-${crypto.randomUUID().slice(0, 8)}`;
-    await this.connection.upload(files, temp);
-    await this.connection.run(`mv ${shellQuote([temp, dir])}`);
-  }
-  exists(path: string) {
-    return this.connection.exists(path);
-  }
-  close() {
-    return this.connection.close();
-  }
-}
-
 const keys = new Map<string, string>();
-async function connect(host: RigHost): Promise<TestSshHost> {
+async function connect(host: RigHost): Promise<SshHost> {
   if (!keys.has(host.keyPath)) {
     keys.set(host.keyPath, await Deno.readTextFile(host.keyPath));
   }
-  return new TestSshHost(
+  return new SshHost(
     await SshConnection.connect({
       host: host.address,
       port: host.port,
@@ -182,7 +148,7 @@ async function rejection(fn: () => Promise<unknown>): Promise<unknown> {
   throw new Error("Expected a rejection, but it resolved");
 }
 
-async function sh(host: TestSshHost, command: string): Promise<string> {
+async function sh(host: SshHost, command: string): Promise<string> {
   const result = await host.connection.run(command);
   assert.equal(result.code, 0, `'${command}' failed: ${result.stderr}`);
   return result.stdout;
