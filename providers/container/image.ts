@@ -22,6 +22,7 @@
  *
  * @module
  */
+import { COMMAND_PATH, runCommand } from "./_command.ts";
 
 /** The image {@linkcode buildImage} makes and `sky.Container()` runs by default. */
 export const DEFAULT_IMAGE = "skyward-base:bookworm-v1";
@@ -72,41 +73,7 @@ export interface BuildImageResult {
   timings: { debootstrapMs: number; importMs: number; totalMs: number };
 }
 
-// Read without failing where env access is not granted: a task's sandbox
-// evaluates this module (through mod.ts) with only its compute's permissions.
-const PATH = `${
-  (() => {
-    try {
-      return Deno.env.get("PATH");
-    } catch {
-      return undefined;
-    }
-  })() ?? ""
-}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`;
-
-async function run(
-  program: string,
-  args: string[],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  let out: Deno.CommandOutput;
-  try {
-    out = await new Deno.Command(program, {
-      args,
-      env: { PATH },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-  } catch (error) {
-    return { code: 127, stdout: "", stderr: String(error) };
-  }
-  const text = new TextDecoder();
-  return {
-    code: out.code,
-    stdout: text.decode(out.stdout),
-    stderr: text.decode(out.stderr),
-  };
-}
+const run = runCommand;
 
 async function must(program: string, args: string[]): Promise<string> {
   const out = await run(program, args);
@@ -143,7 +110,7 @@ async function pipe(from: string[], to: string[]): Promise<void> {
   const spawn = (argv: string[], stdin: "null" | "piped") =>
     new Deno.Command(argv[0], {
       args: argv.slice(1),
-      env: { PATH },
+      env: { PATH: COMMAND_PATH },
       stdin,
       stdout: "piped",
       stderr: "piped",

@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { runCommand } from "./_command.ts";
 
 /** A cluster's bridge. */
 export interface Bridge {
@@ -21,41 +22,21 @@ export interface Bridge {
   prefix: string;
 }
 
-// Read without failing where env access is not granted: a task's sandbox
-// evaluates this module (through mod.ts) with only its compute's permissions.
-const PATH = `${
-  (() => {
-    try {
-      return Deno.env.get("PATH");
-    } catch {
-      return undefined;
-    }
-  })() ?? ""
-}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`;
-
 async function ip(args: string[], allowFail = false): Promise<string> {
-  let out: Deno.CommandOutput;
-  try {
-    out = await new Deno.Command("ip", {
-      args,
-      env: { PATH },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-  } catch (error) {
+  const out = await runCommand("ip", args);
+  if (out.code === 127) {
     throw new Error(
-      `Cannot set up the nodes' network: 'ip' is missing (apt-get install -y iproute2): ${error}`,
+      `Cannot set up the nodes' network: 'ip' is missing (apt-get install -y iproute2): ${out.stderr}`,
     );
   }
-  if (!out.success && !allowFail) {
+  if (out.code !== 0 && !allowFail) {
     throw new Error(
-      `Cannot set up the nodes' network: 'ip ${args.join(" ")}' failed: ${
-        new TextDecoder().decode(out.stderr).trim()
-      }`,
+      `Cannot set up the nodes' network: 'ip ${
+        args.join(" ")
+      }' failed: ${out.stderr.trim()}`,
     );
   }
-  return new TextDecoder().decode(out.stdout);
+  return out.stdout;
 }
 
 function toInt(address: string): number {
