@@ -76,6 +76,12 @@ export {
   type ShardOptions,
   type TypedArray,
 } from "./src/shard.ts";
+export {
+  type Allocation,
+  type Selection,
+  Spec,
+  type SpecOptions,
+} from "./src/spec.ts";
 export { wasm, type WasmOptions } from "./src/wasm.ts";
 export type {
   ClusterSpec,

@@ -6,7 +6,7 @@
  * @module
  */
 import { z } from "zod";
-import { type Accelerator, resolveAccelerator } from "./accelerators.ts";
+import type { Accelerator } from "./accelerators.ts";
 import { buildBundle, type Bundle, bundlePath } from "./bundle.ts";
 import { decode, encode } from "./codec.ts";
 import {
@@ -27,6 +27,7 @@ import {
 import {
   ConfigError,
   NodeLostError,
+  NoOffersError,
   PoolClosedError,
   ProvisioningError,
   TaskCancelledError,
@@ -40,12 +41,25 @@ import { logger } from "./log.ts";
 import { NodeSession } from "./node.ts";
 import type { SandboxSpec } from "./protocol.ts";
 import { sandboxSpecOf } from "./sandbox.ts";
-import type { ClusterSpec, Endpoint, Instance, Provider } from "./provider.ts";
+import type { Endpoint, Instance, Provider } from "./provider.ts";
+import {
+  type Candidate,
+  hardwareSchema,
+  isSpec,
+  providerSchema,
+  rankOffers,
+  type Selection,
+  type Spec,
+  type SpecRequest,
+} from "./spec.ts";
 import { SshConnection } from "./ssh.ts";
 import { SshHost } from "./ssh_host.ts";
 import { type Host, LocalHost } from "./transport.ts";
 
 const log = logger("pool");
+
+/** How many offers a pool tries before it gives up starting. */
+const MAX_OFFER_ATTEMPTS = 8;
 
 /** How many nodes a pool has. */
 export interface NodesOptions {
@@ -60,8 +74,26 @@ export interface NodesOptions {
 
 /** Options of {@linkcode ComputePool.start}. */
 export interface PoolOptions {
-  /** Where the nodes come from: `sky.Local()`, `sky.SSH(...)`, a cloud. */
-  provider: Provider<any>;
+  /**
+   * Where the nodes come from: `sky.Local()`, `sky.SSH(...)`, a cloud. Give
+   * either `provider` or `specs`.
+   */
+  provider?: Provider<any>;
+  /**
+   * Several wishes for machines, each a `sky.Spec` with its own provider and
+   * hardware: the offers of all of them are ranked by `selection`, the best
+   * is provisioned, and when it cannot be prepared or launched the next is
+   * tried. The pool's own hardware options (`nodes`, `allocation`,
+   * `accelerator`, …) are the defaults of each spec.
+   */
+  specs?: Spec[];
+  /**
+   * How to pick among the offers of `specs` (or of the one `provider`):
+   * `"cheapest"`, by the price that applies to the allocation, or
+   * `"first"`, in the order given.
+   * @default "cheapest"
+   */
+  selection?: Selection;
   /**
    * How many nodes: a count, or `{ desired, min }`.
    * @default 1
@@ -149,15 +181,11 @@ export interface RunOptions {
 
 const positiveInt = z.number().int().positive();
 const optionsSchema = z.object({
-  provider: z.custom<Provider>(
-    (p) =>
-      typeof p === "object" && p !== null &&
-      ["offers", "prepare", "provision", "getInstance", "terminate", "teardown"]
-        .every((m) =>
-          typeof (p as unknown as Record<string, unknown>)[m] === "function"
-        ),
-    "must be a provider, such as sky.Local()",
-  ),
+  provider: providerSchema.optional(),
+  specs: z.array(
+    z.custom<Spec>(isSpec, "must be made with sky.Spec(...)"),
+  ).min(1, "must hold at least one sky.Spec").optional(),
+  selection: z.enum(["cheapest", "first"]).default("cheapest"),
   nodes: z.union([
     positiveInt,
     z.object({ desired: positiveInt, min: positiveInt.optional() }).strict()
@@ -166,24 +194,8 @@ const optionsSchema = z.object({
         "min must not exceed desired",
       ),
   ]).default(1),
-  allocation: z.enum(["spot", "on-demand", "spot-if-available", "cheapest"])
-    .default(
-      "spot-if-available",
-    ),
-  maxHourlyCost: z.number().positive().optional(),
-  accelerator: z.unknown().optional().transform((value, ctx) => {
-    try {
-      return resolveAccelerator(value);
-    } catch (error) {
-      ctx.addIssue({ code: "custom", message: (error as Error).message });
-      return z.NEVER;
-    }
-  }),
-  vcpus: positiveInt.optional(),
-  memoryGb: z.number().positive().optional(),
-  diskGb: positiveInt.optional(),
-  architecture: z.enum(["x86_64", "arm64"]).optional(),
-  region: z.string().min(1).optional(),
+  ...hardwareSchema,
+  allocation: hardwareSchema.allocation.default("spot-if-available"),
   image: z.custom<ResolvedImage>(
     (i) =>
       typeof i === "object" && i !== null &&
@@ -203,7 +215,17 @@ const optionsSchema = z.object({
     "must be a function",
   )
     .optional(),
-}).strict();
+}).strict().superRefine((o, ctx) => {
+  if ((o.provider === undefined) === (o.specs === undefined)) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["provider"],
+      message: o.provider === undefined
+        ? "is missing: give a provider, such as sky.Local(), or specs: [sky.Spec(...)]"
+        : "and 'specs' were both given: give one of them",
+    });
+  }
+});
 
 type Resolved = z.infer<typeof optionsSchema>;
 
@@ -404,8 +426,7 @@ let poolCounter = 0;
 export class ComputePool implements AsyncDisposable {
   /** The pool's id, also the cluster id at the provider and `instanceInfo().jobId`. */
   readonly id: string;
-  /** The provider the nodes come from. */
-  readonly provider: Provider<any>;
+  #provider: Provider<any>;
   #options: Resolved;
   #console: ConsoleSink;
   #history: PoolEvent[] = [];
@@ -431,7 +452,7 @@ export class ComputePool implements AsyncDisposable {
     this.id = `sky-${Date.now().toString(36)}-${(poolCounter++).toString(36)}${
       crypto.randomUUID().slice(0, 4)
     }`;
-    this.provider = options.provider;
+    this.#provider = options.provider ?? options.specs![0].provider;
     this.#options = options;
     this.#console = createConsole(options.console ?? defaultConsoleMode());
   }
@@ -477,6 +498,14 @@ export class ComputePool implements AsyncDisposable {
       );
     }
     return pool;
+  }
+
+  /**
+   * The provider the nodes come from: with `specs`, the one whose offer was
+   * chosen (the first spec's until then).
+   */
+  get provider(): Provider<any> {
+    return this.#provider;
   }
 
   /** How many nodes are ready. */
@@ -560,18 +589,27 @@ export class ComputePool implements AsyncDisposable {
       : options.nodes.min ?? nodes;
     const roots = [...new Set([...computeModules(), Deno.mainModule])]
       .filter((m) => m.startsWith("file:"));
-    const spec: ClusterSpec = {
-      clusterId: this.id,
-      nodes,
-      allocation: options.allocation,
-      maxHourlyCost: options.maxHourlyCost,
-      accelerator: options.accelerator,
-      vcpus: options.vcpus,
-      memoryGb: options.memoryGb,
-      diskGb: options.diskGb,
-      architecture: options.architecture,
-      region: options.region,
-    };
+    const wishes: (Partial<Spec> & Pick<Spec, "provider">)[] = options.specs ??
+      [{ provider: this.#provider }];
+    const requests: SpecRequest[] = wishes.map((wish) => {
+      const count = wish.nodes ?? nodes;
+      return {
+        provider: wish.provider,
+        nodes: count,
+        spec: {
+          clusterId: this.id,
+          nodes: count,
+          allocation: wish.allocation ?? options.allocation,
+          maxHourlyCost: wish.maxHourlyCost ?? options.maxHourlyCost,
+          accelerator: wish.accelerator ?? options.accelerator,
+          vcpus: wish.vcpus ?? options.vcpus,
+          memoryGb: wish.memoryGb ?? options.memoryGb,
+          diskGb: wish.diskGb ?? options.diskGb,
+          architecture: wish.architecture ?? options.architecture,
+          region: wish.region ?? options.region,
+        },
+      };
+    });
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -585,7 +623,10 @@ export class ComputePool implements AsyncDisposable {
       );
     });
     try {
-      await Promise.race([deadline, this.#provision(spec, roots, nodes, min)]);
+      await Promise.race([
+        deadline,
+        this.#provision(requests, roots, min),
+      ]);
     } finally {
       clearTimeout(timer);
     }
@@ -597,15 +638,13 @@ export class ComputePool implements AsyncDisposable {
   }
 
   async #provision(
-    spec: ClusterSpec,
+    requests: SpecRequest[],
     roots: string[],
-    nodes: number,
-    min: number,
+    wanted: number,
   ): Promise<void> {
-    const provider = this.provider;
-    const [bundle, offers] = await Promise.all([
+    const [bundle, candidates] = await Promise.all([
       buildBundle(roots),
-      provider.offers(spec),
+      rankOffers(requests, this.#options.selection),
     ]);
     this.#bundle = bundle;
     log.debug("Bundle {hash}: {count} files from {root}", {
@@ -613,28 +652,8 @@ export class ComputePool implements AsyncDisposable {
       count: bundle.files.length,
       root: bundle.root,
     });
-    if (offers.length === 0) {
-      throw new ProvisioningError(
-        `Cannot start pool: ${provider.name} has no offers`,
-      );
-    }
-    this.#cluster = await provider.prepare(spec, offers[0]);
-    this.#prepared = true;
-    this.#emit({
-      type: "ClusterProvisioned",
-      provider: provider.name,
-      region: offers[0].region,
-      nodes,
-    });
-    const instances = await provider.provision(this.#cluster, nodes);
-    for (const instance of instances) {
-      this.#instances.set(instance.id, instance);
-    }
-    if (instances.length < min) {
-      throw new ProvisioningError(
-        `Cannot start pool: ${provider.name} launched ${instances.length} of ${min} node(s)`,
-      );
-    }
+    const instances = await this.#launch(candidates, wanted);
+    const min = Math.min(wanted, instances.length);
     const peers = instances.map((i) => i.privateAddress ?? "");
     let ready = 0;
     await new Promise<void>((resolve, reject) => {
@@ -657,6 +676,86 @@ export class ComputePool implements AsyncDisposable {
         });
       });
     });
+  }
+
+  /**
+   * Prepares and launches the best candidate; when that fails, releases what
+   * it made and tries the next. A `ConfigError` (credentials, a spec the
+   * provider cannot meet) skips the rest of that provider's offers.
+   */
+  async #launch(candidates: Candidate[], wanted: number): Promise<Instance[]> {
+    const failures: { candidate: Candidate; error: unknown }[] = [];
+    const refused = new Set<Provider<any>>();
+    for (const candidate of candidates.slice(0, MAX_OFFER_ATTEMPTS)) {
+      const { provider, spec, offer, nodes } = candidate;
+      if (refused.has(provider) || this.#closed) continue;
+      const min = Math.min(wanted, nodes);
+      this.#provider = provider;
+      try {
+        this.#cluster = await provider.prepare(spec, offer);
+        this.#prepared = true;
+        this.#emit({
+          type: "ClusterProvisioned",
+          provider: provider.name,
+          region: offer.region,
+          nodes,
+        });
+        const instances = await provider.provision(this.#cluster, nodes);
+        for (const instance of instances) {
+          this.#instances.set(instance.id, instance);
+        }
+        if (instances.length < min) {
+          throw new ProvisioningError(
+            `Cannot start pool: ${provider.name} launched ${instances.length} of ${min} node(s)`,
+          );
+        }
+        return instances;
+      } catch (error) {
+        failures.push({ candidate, error });
+        if (error instanceof ConfigError) refused.add(provider);
+        if (candidates.length > 1) {
+          log.warn(
+            "Offer {type} of {provider} failed, trying the next: {error}",
+            { type: offer.instanceType, provider: provider.name, error },
+          );
+        }
+        if (this.#prepared) {
+          this.#prepared = false;
+          this.#instances.clear();
+          await provider.teardown(this.#cluster).catch((e) =>
+            log.error("Teardown of a failed offer failed: {e}", { e })
+          );
+        }
+      }
+    }
+    if (this.#closed) throw new PoolClosedError();
+    if (failures.length === 1) throw failures[0].error;
+    const noCapacity = failures.every(({ error }) =>
+      error instanceof NoOffersError
+    );
+    const where = ({ candidate: c }: (typeof failures)[number]) =>
+      `${c.provider.name} ${c.offer.instanceType}${
+        c.offer.region ? ` (${c.offer.region})` : ""
+      }`;
+    const last = failures.at(-1)?.error;
+    if (noCapacity) {
+      throw new NoOffersError(
+        `${(failures[0].error as Error).message} (no capacity for the ${
+          failures.length - 1
+        } next offer(s) either: ${failures.slice(1).map(where).join(", ")})`,
+        { cause: last },
+      );
+    }
+    throw new ProvisioningError(
+      `Cannot start pool: none of ${failures.length} offer(s) could be launched: ${
+        failures.map((f) =>
+          `${where(f)}: ${
+            f.error instanceof Error ? f.error.message : String(f.error)
+          }`
+        ).join("; ")
+      }`,
+      { cause: last },
+    );
   }
 
   async #waitRunning(instance: Instance): Promise<Instance> {

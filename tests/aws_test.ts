@@ -319,17 +319,24 @@ Deno.test("no capacity anywhere: NoOffersError 'No instances available' naming r
         /on-demand in us-east-1a: InsufficientInstanceCapacity/,
       );
       assert.match(error.message, /another region/);
+      // The next offers (instance types) were tried too, each with a
+      // cluster of its own, torn down after it.
+      assert.match(
+        error.message,
+        /no capacity for the \d+ next offer\(s\) either: aws t3\.large/,
+      );
       return true;
     },
   );
   // Spot was tried cheapest zone first, then on-demand in every zone.
   assert.deepEqual(
-    fake.calls("RunInstances").map((p) =>
-      `${
-        (p.InstanceMarketOptions as { MarketType?: string })?.MarketType ??
-          "on-demand"
-      }`
-    ),
+    fake.calls("RunInstances").filter((p) => p.InstanceType === "t3.medium")
+      .map((p) =>
+        `${
+          (p.InstanceMarketOptions as { MarketType?: string })?.MarketType ??
+            "on-demand"
+        }`
+      ),
     ["spot", "spot", "on-demand", "on-demand"],
   );
   await assertEmpty(fake);
