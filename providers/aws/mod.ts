@@ -182,6 +182,19 @@ export function AWS(options: AwsOptions = {}): AwsProvider {
       };
       return await prepareCluster(c, resolved, spec, awsOffer);
     },
+    async checkCredentials(): Promise<string> {
+      const c = await clientsFor(undefined);
+      const out = await c.send<{ Vpcs?: { VpcId?: string }[] }>(
+        new c.sdk.DescribeVpcsCommand({
+          Filters: [{ Name: "isDefault", Values: ["true"] }],
+        }),
+        "DescribeVpcs",
+      );
+      const vpc = out.Vpcs?.[0]?.VpcId;
+      return `region ${c.region}, ${
+        vpc ? `default VPC ${vpc}` : "no default VPC"
+      }`;
+    },
     async provision(cluster: AwsCluster, count: number): Promise<Instance[]> {
       const c = clusterOf(cluster);
       return await launch(await clientsFor(c.region), c, resolved, count);
