@@ -127,4 +127,11 @@ export interface Provider<C = unknown> {
   terminate(cluster: C, ids: string[]): Promise<void>;
   /** Removes what `prepare` created, and any machine of the cluster still there. */
   teardown(cluster: C): Promise<void>;
+  /**
+   * Makes one cheap authenticated call to check the credentials, for
+   * `skyward providers`. Resolves to a short description of the account
+   * (e.g. `"account 1234, balance $12.50"`); throws a `ConfigError` naming
+   * what to set when credentials are missing or refused.
+   */
+  checkCredentials?(): Promise<string>;
 }
