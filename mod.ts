@@ -118,6 +118,16 @@ export {
   type AwsProvider,
 } from "./providers/aws/mod.ts";
 export {
+  RunPod,
+  type RunPodCleanupOptions,
+  type RunPodCleanupReport,
+  type RunPodCluster,
+  type RunPodOffer,
+  type RunPodOptions,
+  type RunPodPodDetails,
+  type RunPodProvider,
+} from "./providers/runpod/mod.ts";
+export {
   type Accelerator,
   type AcceleratorFactories,
   type AcceleratorFactory,
