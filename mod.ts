@@ -128,6 +128,17 @@ export {
   type RunPodProvider,
 } from "./providers/runpod/mod.ts";
 export {
+  VastAI,
+  type VastAIOptions,
+  type VastAIProvider,
+  type VastCleanupOptions,
+  type VastCleanupReport,
+  type VastCluster,
+  type VastInstanceDetails,
+  type VastOffer,
+  type VastQuery,
+} from "./providers/vastai/mod.ts";
+export {
   type Accelerator,
   type AcceleratorFactories,
   type AcceleratorFactory,
