@@ -124,6 +124,27 @@ export {
   type AwsProvider,
 } from "./providers/aws/mod.ts";
 export {
+  RunPod,
+  type RunPodCleanupOptions,
+  type RunPodCleanupReport,
+  type RunPodCluster,
+  type RunPodOffer,
+  type RunPodOptions,
+  type RunPodPodDetails,
+  type RunPodProvider,
+} from "./providers/runpod/mod.ts";
+export {
+  VastAI,
+  type VastAIOptions,
+  type VastAIProvider,
+  type VastCleanupOptions,
+  type VastCleanupReport,
+  type VastCluster,
+  type VastInstanceDetails,
+  type VastOffer,
+  type VastQuery,
+} from "./providers/vastai/mod.ts";
+export {
   type Accelerator,
   type AcceleratorFactories,
   type AcceleratorFactory,

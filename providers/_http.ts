@@ -55,6 +55,12 @@ export interface HttpRequest<T> {
   accept?: number[];
   /** Extra headers for this request. */
   headers?: Record<string, string>;
+  /**
+   * The API may answer with plain text (e.g. a bare id): a body that is not
+   * JSON is then the value itself, trimmed, instead of an error.
+   * @default false
+   */
+  text?: boolean;
 }
 
 /**
@@ -183,7 +189,7 @@ export class HttpClient {
       }
       const text = await response.text();
       if (response.ok || request.accept?.includes(response.status)) {
-        return this.#parse(method, path, text, request.schema);
+        return this.#parse(method, path, text, request.schema, request.text);
       }
       const detail = errorDetail(text) || response.statusText;
       if (response.status === 401 && o.onUnauthorized && !refreshed) {
@@ -218,12 +224,16 @@ export class HttpClient {
     path: string,
     text: string,
     schema: z.ZodType<T>,
+    plain = false,
   ): T {
     let json: unknown = null;
     if (text.trim() !== "") {
       try {
         json = JSON.parse(text);
       } catch {
+        if (plain) {
+          return this.#parse(method, path, JSON.stringify(text.trim()), schema);
+        }
         throw new ProvisioningError(
           `${this.#options.provider} API: ${method} ${path} answered with ` +
             `something that is not JSON: ${text.slice(0, 200)}`,

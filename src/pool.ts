@@ -802,13 +802,16 @@ export class ComputePool implements AsyncDisposable {
       node: index,
       instance: instance.id,
     });
+    // Machines with no private network between them (their provider gives
+    // no private address) run standalone: no peers to reach.
+    const standalone = peers.every((p) => p === "");
     const info: Omit<InstanceInfo, "hostname"> = {
       node: index,
       totalNodes: peers.length,
       isHead: index === 0,
       headAddr: peers[0] ?? "",
       headPort: 29500,
-      peers,
+      peers: standalone ? [] : peers,
       accelerators: this.#options.accelerator
         ? [{
           name: this.#options.accelerator.name,

@@ -160,3 +160,29 @@ Deno.test("server errors give up after the attempts with the last status", async
   );
   assert.deepEqual(s.seen.length, 3);
 });
+
+Deno.test("a plain-text answer is the value itself when the request allows text", async () => {
+  await using s = serve([
+    () => new Response("deadc0de-a5d2-4972-ae4e-d429115d055b\n"),
+    () => Response.json("quoted-id"),
+    () => new Response("not json"),
+  ]);
+  const client = s.client();
+  assert.equal(
+    await client.request("/instances", {
+      method: "POST",
+      schema: z.string(),
+      text: true,
+    }),
+    "deadc0de-a5d2-4972-ae4e-d429115d055b",
+  );
+  assert.equal(
+    await client.request("/scripts", { schema: z.string(), text: true }),
+    "quoted-id",
+  );
+  await rejects(
+    () => client.request("/sshkeys", { schema: z.string() }),
+    ProvisioningError,
+    "answered with something that is not JSON",
+  );
+});

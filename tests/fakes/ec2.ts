@@ -1611,7 +1611,7 @@ async function ppidOf(pid: number): Promise<number | null> {
  * that connection's process tree. Only processes of that cluster are
  * touched.
  */
-async function killClusterSessions(
+export async function killClusterSessions(
   host: FakeHost,
   cluster: string,
 ): Promise<void> {

@@ -1,0 +1,274 @@
+/**
+ * RunPod's GraphQL API over the shared JSON client: one `POST /graphql` per
+ * operation, authenticated with `Authorization: Bearer <key>`, variables
+ * rather than inlined values, every answer checked with zod. GraphQL errors
+ * (which RunPod sends with status 200) become {@linkcode RunPodError}s
+ * carrying RunPod's own message.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { ConfigError, ProvisioningError } from "../../src/errors.ts";
+import { HttpClient } from "../_http.ts";
+
+/** RunPod's public GraphQL endpoint's origin. */
+export const RUNPOD_BASE_URL = "https://api.runpod.io";
+
+/** What to tell a user whose key is missing or refused. */
+export const RUNPOD_CREDENTIALS_HINT =
+  "Set RUNPOD_API_KEY to an API key from https://www.runpod.io/console/user/settings " +
+  "(Settings > API Keys, with read/write access), or pass sky.RunPod({ apiKey })";
+
+/**
+ * RunPod answered a GraphQL operation with errors.
+ *
+ * @example
+ * ```ts
+ * import { RunPodError } from "./api.ts";
+ *
+ * const error = new RunPodError("podTerminate", ["pod not found"]);
+ * console.log(error.message); // "RunPod podTerminate failed: pod not found"
+ * ```
+ */
+export class RunPodError extends ProvisioningError {
+  /** The operation, e.g. `"podRentInterruptable"`. */
+  readonly operation: string;
+  /** RunPod's messages. */
+  readonly messages: string[];
+
+  /**
+   * Creates the error.
+   *
+   * @param operation The operation that failed.
+   * @param messages RunPod's messages.
+   */
+  constructor(operation: string, messages: string[]) {
+    super(`RunPod ${operation} failed: ${messages.join("; ")}`);
+    this.name = "RunPodError";
+    this.operation = operation;
+    this.messages = messages;
+  }
+
+  /** Whether RunPod said it has no machine for the request right now. */
+  get noCapacity(): boolean {
+    return this.messages.some((m) =>
+      /no longer any instances available|no (gpu|machine|instance)s? (is |are )?available|not enough (free )?(gpus|capacity)|insufficient capacity|out of stock|bid (price )?(is )?(too low|below)/i
+        .test(m)
+    );
+  }
+
+  /** Whether RunPod said the pod does not exist. */
+  get notFound(): boolean {
+    return this.messages.some((m) =>
+      /not found|does not exist|no pod/i.test(m)
+    );
+  }
+}
+
+const graphqlAnswer = z.object({
+  data: z.record(z.string(), z.unknown()).nullable().optional(),
+  errors: z.array(z.object({ message: z.string() }).loose()).optional(),
+});
+
+/** Options of {@linkcode RunPodApi}. */
+export interface RunPodApiOptions {
+  /** The API key. */
+  apiKey: string;
+  /** The origin of the API. */
+  baseUrl: string;
+  /** Backoff of retried requests, in ms (tests shorten it). */
+  baseDelayMs?: number;
+}
+
+/** A RunPod GraphQL client. */
+export class RunPodApi {
+  readonly #http: HttpClient;
+
+  /**
+   * Creates a client.
+   *
+   * @param options The key and the endpoint.
+   */
+  constructor(options: RunPodApiOptions) {
+    this.#http = new HttpClient({
+      provider: "RunPod",
+      baseUrl: options.baseUrl,
+      headers: () => ({ authorization: `Bearer ${options.apiKey}` }),
+      credentialsHint: RUNPOD_CREDENTIALS_HINT,
+      ...(options.baseDelayMs !== undefined
+        ? { baseDelayMs: options.baseDelayMs }
+        : {}),
+    });
+  }
+
+  /**
+   * Runs one operation and returns its root field, checked by `schema`.
+   *
+   * @param operation The root field, e.g. `"gpuTypes"`.
+   * @param document The GraphQL document.
+   * @param variables Its variables.
+   * @param schema The schema of the root field's value.
+   * @returns The root field's value.
+   * @throws {RunPodError} When RunPod answers with GraphQL errors.
+   * @throws {ConfigError} When RunPod refuses the key.
+   */
+  async run<T>(
+    operation: string,
+    document: string,
+    variables: Record<string, unknown>,
+    schema: z.ZodType<T>,
+  ): Promise<T> {
+    const answer = await this.#http.request("/graphql", {
+      method: "POST",
+      body: { query: document, variables },
+      schema: graphqlAnswer,
+      // GraphQL validation errors come as 400 with an `errors` list.
+      accept: [400],
+    });
+    if (answer.errors?.length) {
+      const messages = answer.errors.map((e) => e.message);
+      if (messages.some((m) => /unauthori[sz]ed|api key|forbidden/i.test(m))) {
+        throw new ConfigError(
+          `RunPod refused the credentials (${
+            messages.join("; ")
+          }). ${RUNPOD_CREDENTIALS_HINT}`,
+        );
+      }
+      throw new RunPodError(operation, messages);
+    }
+    const parsed = schema.safeParse(answer.data?.[operation] ?? null);
+    if (!parsed.success) {
+      throw new ProvisioningError(
+        `RunPod API: ${operation} answered in an unexpected shape: ${parsed.error.message}`,
+      );
+    }
+    return parsed.data;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Documents and schemas
+
+/** The GPU types with their lowest prices for a pod's shape. */
+export const GPU_TYPES =
+  `query GpuTypes($lowestPriceInput: GpuLowestPriceInput) {
+  gpuTypes {
+    id
+    displayName
+    memoryInGb
+    maxGpuCount
+    secureCloud
+    communityCloud
+    lowestPrice(input: $lowestPriceInput) {
+      minimumBidPrice
+      uninterruptablePrice
+      minVcpu
+      minMemory
+      stockStatus
+    }
+  }
+}`;
+
+/** One GPU type as {@linkcode GPU_TYPES} asks for it. */
+export const gpuTypeSchema = z.object({
+  id: z.string(),
+  displayName: z.string().nullish(),
+  memoryInGb: z.number().nullish(),
+  maxGpuCount: z.number().nullish(),
+  secureCloud: z.boolean().nullish(),
+  communityCloud: z.boolean().nullish(),
+  lowestPrice: z.object({
+    minimumBidPrice: z.number().nullish(),
+    uninterruptablePrice: z.number().nullish(),
+    minVcpu: z.number().nullish(),
+    minMemory: z.number().nullish(),
+    stockStatus: z.string().nullish(),
+  }).nullish(),
+});
+
+/** A GPU type with its prices. */
+export type GpuType = z.infer<typeof gpuTypeSchema>;
+
+/** An on-demand pod. */
+export const DEPLOY_ON_DEMAND =
+  `mutation Deploy($input: PodFindAndDeployOnDemandInput!) {
+  podFindAndDeployOnDemand(input: $input) { id name desiredStatus costPerHr machineId }
+}`;
+
+/** A spot (interruptible) pod at a bid. */
+export const RENT_INTERRUPTABLE =
+  `mutation Rent($input: PodRentInterruptableInput!) {
+  podRentInterruptable(input: $input) { id name desiredStatus costPerHr machineId }
+}`;
+
+/** What a deploy returns. */
+export const deployedSchema = z.object({
+  id: z.string(),
+  name: z.string().nullish(),
+  desiredStatus: z.string().nullish(),
+  costPerHr: z.union([z.number(), z.string()]).nullish(),
+  machineId: z.string().nullish(),
+}).nullable();
+
+/** One pod, with its runtime's ports. */
+export const POD = `query Pod($input: PodFilter!) {
+  pod(input: $input) {
+    id
+    name
+    desiredStatus
+    costPerHr
+    runtime {
+      uptimeInSeconds
+      ports { ip isIpPublic privatePort publicPort type }
+    }
+  }
+}`;
+
+/** A pod as {@linkcode POD} asks for it. */
+export const podSchema = z.object({
+  id: z.string(),
+  name: z.string().nullish(),
+  desiredStatus: z.string().nullish(),
+  costPerHr: z.union([z.number(), z.string()]).nullish(),
+  runtime: z.object({
+    uptimeInSeconds: z.number().nullish(),
+    ports: z.array(z.object({
+      ip: z.string().nullish(),
+      isIpPublic: z.boolean().nullish(),
+      privatePort: z.number().nullish(),
+      publicPort: z.number().nullish(),
+      type: z.string().nullish(),
+    })).nullish(),
+  }).nullish(),
+}).nullable();
+
+/** A pod with its runtime. */
+export type Pod = NonNullable<z.infer<typeof podSchema>>;
+
+/** The account's pods, for teardown and cleanup. */
+export const MY_PODS = `query MyPods {
+  myself { pods { id name desiredStatus } }
+}`;
+
+/** What {@linkcode MY_PODS} returns. */
+export const myPodsSchema = z.object({
+  pods: z.array(z.object({
+    id: z.string(),
+    name: z.string().nullish(),
+    desiredStatus: z.string().nullish(),
+  })).nullish(),
+});
+
+/** The account, for a credentials check. */
+export const MYSELF = `query Myself { myself { id clientBalance } }`;
+
+/** What {@linkcode MYSELF} returns. */
+export const myselfSchema = z.object({
+  id: z.string(),
+  clientBalance: z.number().nullish(),
+});
+
+/** Terminates a pod (its container disk and volume are deleted). */
+export const TERMINATE = `mutation Terminate($input: PodTerminateInput!) {
+  podTerminate(input: $input)
+}`;

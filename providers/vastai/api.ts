@@ -1,0 +1,315 @@
+/**
+ * The Vast.ai provider's options, its API key (from the options,
+ * `VAST_API_KEY`, or the file `vastai set api-key` writes), its REST client
+ * and the zod schemas of the responses it reads.
+ *
+ * Follows Vast.ai's REST API reference (`https://console.vast.ai/api/v0`):
+ * Bearer authentication, `POST /bundles/` offer search, `PUT /asks/{id}/`,
+ * `GET /instances/`, `GET|DELETE /instances/{id}/`, `GET|POST /ssh/`,
+ * `DELETE /ssh/{id}/` and `GET /users/current/`.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { ConfigError } from "../../src/errors.ts";
+import { HttpClient } from "../_http.ts";
+
+/** What the provider knows of an instance when it picks the SSH user. */
+export interface VastInstanceDetails {
+  /** The instance's (contract's) id. */
+  id: string;
+  /** The address the client connects to. */
+  sshHost: string;
+  /** The port the client connects to. */
+  sshPort: number;
+  /** The machine's public address, when Vast.ai reports it. */
+  publicIp?: string;
+  /** The machine's id on the marketplace. */
+  machineId?: number;
+}
+
+/** Options of {@linkcode VastAI}. */
+export interface VastAIOptions {
+  /**
+   * The API key.
+   * @default `VAST_API_KEY`, else the file `vastai set api-key` writes
+   * (`$XDG_CONFIG_HOME/vastai/vast_api_key`, `~/.config/vastai/vast_api_key`,
+   * or the older CLIs' `~/.vast_api_key`)
+   */
+  apiKey?: string;
+  /**
+   * The API's base URL: for tests and proxies.
+   * @default "https://console.vast.ai/api/v0"
+   */
+  baseUrl?: string;
+  /**
+   * The Docker image of the instances; Vast.ai adds its SSH server to it.
+   * @default "vastai/base-image:@vastai-automatic-tag"
+   */
+  image?: string;
+  /**
+   * Least reliability score of a machine (`reliability2`, 0 to 1).
+   * @default 0.95
+   */
+  minReliability?: number;
+  /**
+   * Only machines Vast.ai has verified.
+   * @default true
+   */
+  verified?: boolean;
+  /**
+   * Least CUDA version the machine's driver supports (`cuda_max_good`),
+   * e.g. `12.4`.
+   * @default no bound
+   */
+  cudaVersion?: number;
+  /**
+   * The bid of an interruptible (spot) instance, in dollars per hour per
+   * machine.
+   * @default the offer's minimum bid plus 10%, capped by the pool's `maxHourlyCost`
+   */
+  bid?: number;
+  /**
+   * How the client reaches an instance over SSH: `"direct"` to the
+   * machine's public address and mapped port (falling back to the proxy when
+   * the machine has none), or `"proxy"` through Vast.ai's SSH proxy.
+   * @default "direct"
+   */
+  ssh?: "direct" | "proxy";
+  /**
+   * The login user: a name, or a function of the instance.
+   * @default "root"
+   */
+  sshUser?: string | ((instance: VastInstanceDetails) => string);
+  /**
+   * An instance with no SSH client connected for this long destroys itself
+   * (with the key Vast.ai gives each instance), in ms: the pool's client
+   * holds one connection per node, so this reaps instances whose client
+   * died. `0` turns it off.
+   * @default 600_000
+   */
+  ttl?: number;
+  /**
+   * How many offers a search returns at most.
+   * @default 64
+   */
+  searchLimit?: number;
+}
+
+/** Options after validation. */
+export interface ResolvedVastAIOptions extends VastAIOptions {
+  baseUrl: string;
+  image: string;
+  minReliability: number;
+  verified: boolean;
+  ssh: "direct" | "proxy";
+  ttl: number;
+  searchLimit: number;
+}
+
+const schema = z.object({
+  apiKey: z.string().min(1).optional(),
+  baseUrl: z.url().default("https://console.vast.ai/api/v0"),
+  image: z.string().min(1).max(1024).default(
+    "vastai/base-image:@vastai-automatic-tag",
+  ),
+  minReliability: z.number().min(0).max(1).default(0.95),
+  verified: z.boolean().default(true),
+  cudaVersion: z.number().positive().optional(),
+  bid: z.number().min(0.001).max(128).optional(),
+  ssh: z.enum(["direct", "proxy"]).default("direct"),
+  sshUser: z.union([
+    z.string().min(1),
+    z.custom<(i: VastInstanceDetails) => string>(
+      (f) => typeof f === "function",
+      "must be a function",
+    ),
+  ]).optional(),
+  ttl: z.number().int().nonnegative().default(600_000),
+  searchLimit: z.number().int().min(1).max(1000).default(64),
+}).strict();
+
+/**
+ * Validates the options of `sky.VastAI`.
+ *
+ * @param options The options.
+ * @returns The resolved options.
+ * @throws {ConfigError} Naming the bad option.
+ */
+export function resolveVastOptions(
+  options: VastAIOptions,
+): ResolvedVastAIOptions {
+  const parsed = schema.safeParse(options ?? {});
+  if (!parsed.success) {
+    throw new ConfigError(
+      `Invalid sky.VastAI options: ${z.prettifyError(parsed.error)}`,
+    );
+  }
+  return parsed.data as ResolvedVastAIOptions;
+}
+
+function env(name: string): string | undefined {
+  try {
+    return Deno.env.get(name)?.trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The key files the `vastai` CLI reads, newest location first. */
+export function vastKeyFiles(): string[] {
+  const home = env("HOME");
+  const config = env("XDG_CONFIG_HOME") ?? (home ? `${home}/.config` : "");
+  const files: string[] = [];
+  if (config) files.push(`${config}/vastai/vast_api_key`);
+  if (home) files.push(`${home}/.vast_api_key`);
+  return files;
+}
+
+/** What to do when there is no key, or Vast.ai refuses it. */
+export const CREDENTIALS_HELP =
+  "set VAST_API_KEY, or run `vastai set api-key <key>` (it writes ~/.config/vastai/vast_api_key), " +
+  "or pass sky.VastAI({ apiKey }); keys are at https://cloud.vast.ai/manage-keys/";
+
+/**
+ * Finds the API key: the option, `VAST_API_KEY`, then the CLI's key files.
+ *
+ * @param options The provider's options.
+ * @returns The key.
+ * @throws {ConfigError} Naming `VAST_API_KEY` and the key file when none is set.
+ */
+export async function vastApiKey(options: VastAIOptions): Promise<string> {
+  if (options.apiKey) return options.apiKey;
+  const fromEnv = env("VAST_API_KEY");
+  if (fromEnv) return fromEnv;
+  const files = vastKeyFiles();
+  for (const file of files) {
+    try {
+      const text = (await Deno.readTextFile(file)).trim();
+      if (text) return text;
+    } catch {
+      // Missing or unreadable: try the next.
+    }
+  }
+  throw new ConfigError(
+    `No Vast.ai API key found (looked at VAST_API_KEY and ${
+      files.join(", ") || "no key file: HOME is not set"
+    }): ${CREDENTIALS_HELP}`,
+  );
+}
+
+/**
+ * The REST client of one provider: the key is looked up at the first call.
+ *
+ * @param options The resolved options.
+ * @returns The client.
+ */
+export function vastClient(options: ResolvedVastAIOptions): HttpClient {
+  let key: Promise<string> | undefined;
+  return new HttpClient({
+    provider: "Vast.ai",
+    baseUrl: options.baseUrl,
+    headers: async () => {
+      key ??= vastApiKey(options);
+      key.catch(() => key = undefined);
+      return { authorization: `Bearer ${await key}` };
+    },
+    credentialsHint: `Check the API key: ${CREDENTIALS_HELP}`,
+  });
+}
+
+const num = z.number();
+const maybe = <T extends z.ZodType>(t: T) => t.nullish();
+
+/** One offer of `POST /bundles/`: a machine's GPUs, for rent. */
+export const vastOfferSchema = z.object({
+  id: num,
+  ask_contract_id: maybe(num),
+  machine_id: maybe(num),
+  gpu_name: z.string(),
+  num_gpus: num,
+  gpu_ram: maybe(num),
+  cpu_cores_effective: maybe(num),
+  cpu_ram: maybe(num),
+  cpu_arch: maybe(z.string()),
+  disk_space: maybe(num),
+  dph_total: num,
+  min_bid: maybe(num),
+  reliability2: maybe(num),
+  reliability: maybe(num),
+  verified: maybe(z.boolean()),
+  cuda_max_good: maybe(num),
+  geolocation: maybe(z.string()),
+});
+
+/** An offer as the search returns it. */
+export type VastApiOffer = z.infer<typeof vastOfferSchema>;
+
+/** The answer of `POST /bundles/`. */
+export const searchSchema = z.object({ offers: z.array(vastOfferSchema) });
+
+/** The answer of `PUT /asks/{id}/`. */
+export const createSchema = z.object({
+  success: z.boolean().optional(),
+  new_contract: num,
+});
+
+const portMapSchema = z.record(
+  z.string(),
+  z.array(z.object({ HostIp: z.string().optional(), HostPort: z.string() }))
+    .nullable(),
+);
+
+/** One instance of `GET /instances/` or `GET /instances/{id}/`. */
+export const vastInstanceSchema = z.object({
+  id: num,
+  label: maybe(z.string()),
+  actual_status: maybe(z.string()),
+  intended_status: maybe(z.string()),
+  cur_state: maybe(z.string()),
+  status_msg: maybe(z.string()),
+  ssh_host: maybe(z.string()),
+  ssh_port: maybe(num),
+  public_ipaddr: maybe(z.string()),
+  ports: maybe(z.union([portMapSchema, z.array(z.unknown())])),
+  is_bid: maybe(z.boolean()),
+  machine_id: maybe(num),
+  start_date: maybe(num),
+});
+
+/** An instance as the API reports it. */
+export type VastApiInstance = z.infer<typeof vastInstanceSchema>;
+
+/** The answer of `GET /instances/`. */
+export const instancesSchema = z.object({
+  instances: z.array(vastInstanceSchema),
+});
+
+/** The answer of `GET /instances/{id}/` (`null` once the instance is gone). */
+export const instanceSchema = z.object({
+  instances: vastInstanceSchema.nullish(),
+}).nullable();
+
+/** An SSH key of the account, as `GET /ssh/` lists it. */
+export const sshKeySchema = z.object({
+  id: num,
+  key: maybe(z.string()),
+  public_key: maybe(z.string()),
+});
+
+/** The answer of `POST /ssh/`. */
+export const createKeySchema = z.object({
+  success: z.boolean().optional(),
+  key: sshKeySchema,
+});
+
+/** The answer of `GET /users/current/`. */
+export const userSchema = z.object({
+  id: num,
+  email: maybe(z.string()),
+  credit: maybe(num),
+  balance: maybe(num),
+});
+
+/** Any answer whose body is not read. */
+export const anySchema: z.ZodType<unknown> = z.unknown();

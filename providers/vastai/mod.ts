@@ -1,0 +1,546 @@
+/**
+ * The Vast.ai provider: GPU machines rented on Vast.ai's marketplace as the
+ * pool's nodes, through its REST API.
+ *
+ * - **Offers**: a marketplace search (`POST /bundles/`) with the pool's
+ *   wishes as filters — GPU model under Vast.ai's name, GPUs per machine,
+ *   memory, reliability, verified machines, CUDA version, vCPUs, RAM, disk,
+ *   architecture, price — ranked by the allocation's price (the minimum bid
+ *   for spot, `dph_total` on demand).
+ * - **prepare**: a per-pool Ed25519 key pair made here; its public key
+ *   registered on the account (`POST /ssh/`), which Vast.ai installs on the
+ *   instances created after.
+ * - **provision**: `PUT /asks/{id}/` per machine, interruptible with a bid
+ *   or on demand, labelled with the pool's id and an onstart script that
+ *   destroys the instance once no client has been connected for `ttl`; when
+ *   an offer is gone or refused, the next one is tried.
+ * - **teardown**: the instances labelled with the pool's id destroyed, then
+ *   its SSH key deleted; `cleanup()` sweeps every Skyward pool's leftovers.
+ *
+ * Vast.ai has no private network between machines: each node runs on its
+ * own, and `instanceInfo().peers` holds no addresses.
+ *
+ * @module
+ */
+import {
+  ConfigError,
+  NoOffersError,
+  ProvisioningError,
+} from "../../src/errors.ts";
+import { logger } from "../../src/log.ts";
+import type {
+  ClusterSpec,
+  Instance,
+  Offer,
+  Provider,
+} from "../../src/provider.ts";
+import { HttpError } from "../_http.ts";
+import { generateSshKeyPair } from "../aws/keys.ts";
+import {
+  anySchema,
+  createKeySchema,
+  createSchema,
+  instanceSchema,
+  instancesSchema,
+  type ResolvedVastAIOptions,
+  resolveVastOptions,
+  sshKeySchema,
+  userSchema,
+  type VastAIOptions,
+  type VastApiInstance,
+  vastClient,
+  type VastInstanceDetails,
+} from "./api.ts";
+import {
+  describeQuery,
+  noOffersHint,
+  queryOf,
+  searchOffers,
+  type VastOffer,
+  type VastQuery,
+} from "./offers.ts";
+
+export type { VastAIOptions, VastInstanceDetails, VastOffer, VastQuery };
+
+const log = logger("vastai");
+
+/** What `prepare` made for a pool: its query, offer and SSH key. */
+export interface VastCluster {
+  /** The pool's id; every instance carries it as its label. */
+  id: string;
+  /** What the pool asked for, to search again at each launch. */
+  query: VastQuery;
+  /** The offer the pool chose. */
+  offer: VastOffer;
+  /** The id of the pool's SSH key on the account. */
+  sshKeyId: number;
+  /** The pool's public key. */
+  publicKey: string;
+  /** The pool's private key (not enumerable, so never printed with the record). */
+  readonly privateKey: string;
+  /** Offers already taken or refused, not to try again. */
+  tried: Set<number>;
+}
+
+/** Options of {@linkcode VastAIProvider.cleanup}. */
+export interface VastCleanupOptions {
+  /**
+   * Only this pool's resources (a pool id, `sky-…`).
+   * @default every Skyward pool's — also those of pools still running
+   */
+  cluster?: string;
+  /**
+   * Report what would be removed and remove nothing.
+   * @default false
+   */
+  dryRun?: boolean;
+}
+
+/** What {@linkcode VastAIProvider.cleanup} found and removed. */
+export interface VastCleanupReport {
+  /** The pools whose resources were found. */
+  clusters: string[];
+  /** Instances destroyed (their ids). */
+  instances: string[];
+  /** SSH keys deleted (their ids). */
+  sshKeys: string[];
+}
+
+/** The Vast.ai provider's type. */
+export type VastAIProvider = Provider<VastCluster> & {
+  /** The options it was made with. */
+  readonly options: VastAIOptions;
+  /**
+   * Removes what Skyward pools left on the account: destroys the instances
+   * labelled `sky-…` and deletes the SSH keys whose comment is
+   * `skyward:sky-…`.
+   */
+  cleanup(options?: VastCleanupOptions): Promise<VastCleanupReport>;
+};
+
+/** The comment of a pool's SSH key, by which teardown and cleanup find it. */
+const KEY_COMMENT = "skyward:";
+
+/**
+ * The onstart script of every instance: a watchdog that destroys the
+ * instance, with the key Vast.ai gives each instance (`CONTAINER_API_KEY`,
+ * `CONTAINER_ID`), once no SSH client has been connected for `ttl`.
+ *
+ * @param options `ttl` in ms and the API's base URL.
+ * @returns A shell script, run by Vast.ai when the instance starts.
+ */
+export function onstartScript(
+  options: Pick<ResolvedVastAIOptions, "ttl" | "baseUrl">,
+): string {
+  const ttl = Math.ceil(options.ttl / 1000);
+  const lines = [
+    "#!/bin/sh",
+    "# Skyward: this instance destroys itself when its client is gone.",
+  ];
+  if (ttl > 0) {
+    lines.push(
+      "cat >/usr/local/bin/skyward-ttl <<'SKYWARD'",
+      "#!/bin/sh",
+      "# Destroys the instance once no SSH client has been connected for $1 seconds.",
+      "ttl=$1; idle=0; step=15",
+      "while sleep $step; do",
+      "  if awk '$2 ~ /:0016$/ && $4 == \"01\" { found = 1 } END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null; then idle=0; else idle=$((idle + step)); fi",
+      '  if [ "$idle" -ge "$ttl" ]; then',
+      `    curl -fsS -X DELETE -H "Authorization: Bearer $CONTAINER_API_KEY" "${options.baseUrl}/instances/$CONTAINER_ID/" ||`,
+      `      wget -q -O- --method=DELETE --header="Authorization: Bearer $CONTAINER_API_KEY" "${options.baseUrl}/instances/$CONTAINER_ID/"`,
+      "  fi",
+      "done",
+      "SKYWARD",
+      "chmod 755 /usr/local/bin/skyward-ttl",
+      `nohup /usr/local/bin/skyward-ttl ${ttl} >/dev/null 2>&1 &`,
+    );
+  }
+  return lines.join("\n") + "\n";
+}
+
+type Market = "bid" | "on-demand";
+
+/** The markets to try, in order, for an offer and allocation. */
+export function marketsFor(
+  offer: Pick<Offer, "spotPrice" | "onDemandPrice">,
+  allocation: ClusterSpec["allocation"],
+  maxHourlyCost?: number,
+): Market[] {
+  const { spotPrice, onDemandPrice } = offer;
+  let markets: Market[];
+  switch (allocation) {
+    case "spot":
+      markets = ["bid"];
+      break;
+    case "on-demand":
+      markets = ["on-demand"];
+      break;
+    case "spot-if-available":
+      markets = spotPrice === undefined ? ["on-demand"] : ["bid", "on-demand"];
+      break;
+    case "cheapest":
+      markets = spotPrice === undefined
+        ? ["on-demand"]
+        : onDemandPrice === undefined || spotPrice <= onDemandPrice
+        ? ["bid", "on-demand"]
+        : ["on-demand", "bid"];
+      break;
+  }
+  if (maxHourlyCost === undefined) return markets;
+  return markets.filter((m) =>
+    m === "bid"
+      ? (spotPrice ?? 0) <= maxHourlyCost
+      : onDemandPrice === undefined || onDemandPrice <= maxHourlyCost
+  );
+}
+
+/** The bid for an interruptible instance of an offer. */
+function bidFor(
+  offer: VastOffer,
+  options: ResolvedVastAIOptions,
+  cap?: number,
+): number {
+  const wanted = options.bid ??
+    Math.round((offer.minBid ?? offer.onDemandPrice ?? 0) * 1.1 * 1e4) / 1e4;
+  const bid = cap === undefined ? wanted : Math.min(wanted, cap);
+  return Math.max(0.001, bid);
+}
+
+function hostPort(instance: VastApiInstance): number | undefined {
+  const ports = instance.ports;
+  if (!ports || Array.isArray(ports)) return undefined;
+  const port = Number(ports["22/tcp"]?.[0]?.HostPort);
+  return Number.isInteger(port) && port > 0 ? port : undefined;
+}
+
+/** Statuses from which an instance never reaches `running`. */
+const DEAD = new Set(["exited", "offline", "unknown", "stopped", "destroyed"]);
+
+/**
+ * Runs nodes on Vast.ai instances. The API key comes from the options,
+ * `VAST_API_KEY`, or the file `vastai set api-key` writes
+ * (`~/.config/vastai/vast_api_key`; older CLIs wrote `~/.vast_api_key`).
+ *
+ * @param options Key, filters, image and the rest; all optional.
+ * @returns The provider, for `ComputePool.start({ provider })`.
+ * @throws {ConfigError} When an option is invalid. A missing or refused key is
+ *   a `ConfigError` too, when the pool starts; no fitting offer is a
+ *   `NoOffersError`.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../../mod.ts";
+ *
+ * const provider = sky.VastAI({ minReliability: 0.98, cudaVersion: 12.4 });
+ * console.log(provider.name); // "vastai"
+ * // await using pool = await sky.ComputePool.start({
+ * //   provider, accelerator: sky.accelerators.RTX_4090(), allocation: "spot-if-available",
+ * // });
+ * ```
+ */
+export function VastAI(options: VastAIOptions = {}): VastAIProvider {
+  const resolved = resolveVastOptions(options);
+  const api = vastClient(resolved);
+
+  function clusterOf(cluster: VastCluster): VastCluster {
+    if (
+      !cluster || typeof cluster !== "object" || !cluster.id ||
+      !cluster.query || !(cluster.tried instanceof Set)
+    ) {
+      throw new ConfigError(
+        "sky.VastAI() was given a cluster it did not prepare",
+      );
+    }
+    return cluster;
+  }
+
+  async function listInstances(): Promise<VastApiInstance[]> {
+    const { instances } = await api.request("/instances/", {
+      schema: instancesSchema,
+    });
+    return instances;
+  }
+
+  async function destroy(id: string): Promise<void> {
+    await api.request(`/instances/${encodeURIComponent(id)}/`, {
+      method: "DELETE",
+      schema: anySchema,
+      accept: [404],
+    });
+  }
+
+  async function listKeys() {
+    return await api.request("/ssh/", {
+      schema: sshKeySchema.array(),
+    });
+  }
+
+  async function deleteKey(id: number): Promise<void> {
+    await api.request(`/ssh/${id}/`, {
+      method: "DELETE",
+      schema: anySchema,
+      accept: [404],
+    });
+  }
+
+  function toInstance(
+    cluster: VastCluster,
+    found: VastApiInstance,
+  ): Instance {
+    const id = String(found.id);
+    const spot = found.is_bid ?? undefined;
+    const base = { id, ...(spot !== undefined ? { spot } : {}) };
+    const actual = found.actual_status ?? "";
+    if (
+      DEAD.has(actual) ||
+      (found.intended_status === "stopped" && actual !== "running")
+    ) {
+      return { ...base, status: "terminated" };
+    }
+    if (actual !== "running") return { ...base, status: "pending" };
+    const port = hostPort(found);
+    const direct = resolved.ssh === "direct" && found.public_ipaddr && port;
+    const host = direct ? found.public_ipaddr! : found.ssh_host;
+    const sshPort = direct ? port! : found.ssh_port;
+    if (!host || !sshPort) return { ...base, status: "pending" };
+    const details: VastInstanceDetails = {
+      id,
+      sshHost: host,
+      sshPort,
+      ...(found.public_ipaddr ? { publicIp: found.public_ipaddr } : {}),
+      ...(found.machine_id != null ? { machineId: found.machine_id } : {}),
+    };
+    const user = typeof resolved.sshUser === "function"
+      ? resolved.sshUser(details)
+      : resolved.sshUser ?? "root";
+    return {
+      ...base,
+      status: "running",
+      endpoint: {
+        kind: "ssh",
+        host,
+        port: sshPort,
+        user,
+        privateKey: cluster.privateKey,
+      },
+    };
+  }
+
+  async function sweep(
+    cleanup: VastCleanupOptions,
+  ): Promise<VastCleanupReport> {
+    const mine = (label: string | null | undefined) =>
+      !!label &&
+      (cleanup.cluster ? label === cleanup.cluster : label.startsWith("sky-"));
+    const instances = (await listInstances()).filter((i) => mine(i.label));
+    const keys = (await listKeys()).filter((k) => {
+      const line = (k.public_key ?? k.key ?? "").trim();
+      const comment = line.split(/\s+/)[2] ?? "";
+      return comment.startsWith(KEY_COMMENT) &&
+        mine(comment.slice(KEY_COMMENT.length));
+    });
+    const clusters = new Set<string>();
+    for (const i of instances) clusters.add(i.label!);
+    for (const k of keys) {
+      clusters.add(
+        (k.public_key ?? k.key ?? "").trim().split(/\s+/)[2].slice(
+          KEY_COMMENT.length,
+        ),
+      );
+    }
+    if (!cleanup.dryRun) {
+      const failures: string[] = [];
+      await Promise.all(
+        instances.map((i) =>
+          destroy(String(i.id)).catch((e) =>
+            failures.push(`instance ${i.id}: ${(e as Error).message}`)
+          )
+        ),
+      );
+      for (const key of keys) {
+        await deleteKey(key.id).catch((e) =>
+          failures.push(`SSH key ${key.id}: ${(e as Error).message}`)
+        );
+      }
+      if (failures.length) {
+        throw new ProvisioningError(
+          `Vast.ai teardown could not finish; what may be left: ${
+            failures.join("; ")
+          }. Sweep it with: deno run -A jsr:@skyward/skyward/cli cleanup --provider vastai` +
+            (cleanup.cluster ? ` --cluster ${cleanup.cluster}` : ""),
+        );
+      }
+    }
+    return {
+      clusters: [...clusters].sort(),
+      instances: instances.map((i) => String(i.id)),
+      sshKeys: keys.map((k) => String(k.id)),
+    };
+  }
+
+  return {
+    name: "vastai",
+    options,
+    async offers(spec: ClusterSpec): Promise<Offer[]> {
+      const query = queryOf(spec);
+      const offers = await searchOffers(api, query, resolved);
+      if (offers.length === 0) {
+        throw new NoOffersError(
+          `No instances available on Vast.ai for ${
+            describeQuery(query, resolved)
+          } (${spec.allocation}). ${noOffersHint(query)}`,
+        );
+      }
+      return offers;
+    },
+    async prepare(spec: ClusterSpec, offer: Offer): Promise<VastCluster> {
+      const query = queryOf(spec);
+      const vastOffer = offer as VastOffer;
+      if (typeof vastOffer.offerId !== "number") {
+        throw new ConfigError(
+          "sky.VastAI() was given an offer it did not make: pass one of its offers()",
+        );
+      }
+      const pair = await generateSshKeyPair(`${KEY_COMMENT}${spec.clusterId}`);
+      const { key } = await api.request("/ssh/", {
+        method: "POST",
+        body: { ssh_key: pair.publicKey },
+        schema: createKeySchema,
+      });
+      const cluster = {
+        id: spec.clusterId,
+        query,
+        offer: vastOffer,
+        sshKeyId: key.id,
+        publicKey: pair.publicKey,
+        tried: new Set<number>(),
+      } as Omit<VastCluster, "privateKey">;
+      Object.defineProperty(cluster, "privateKey", {
+        value: pair.privateKey,
+        enumerable: false,
+      });
+      return cluster as VastCluster;
+    },
+    async provision(cluster: VastCluster, count: number): Promise<Instance[]> {
+      const c = clusterOf(cluster);
+      const chosen = c.offer;
+      // The market moves: search again for the chosen GPU, the chosen offer first.
+      const fresh = await searchOffers(api, {
+        ...c.query,
+        gpuNames: [chosen.gpuName],
+        gpuCount: chosen.gpuCount,
+      }, resolved);
+      const candidates = [
+        ...fresh.filter((o) => o.offerId === chosen.offerId),
+        ...fresh.filter((o) => o.offerId !== chosen.offerId),
+      ].filter((o) => !c.tried.has(o.offerId));
+      if (
+        !c.tried.has(chosen.offerId) &&
+        !candidates.some((o) => o.offerId === chosen.offerId)
+      ) {
+        candidates.unshift(chosen);
+      }
+      const launched: Instance[] = [];
+      const failures: string[] = [];
+      for (const offer of candidates) {
+        if (launched.length >= count) break;
+        c.tried.add(offer.offerId);
+        for (
+          const market of marketsFor(
+            offer,
+            c.query.allocation,
+            c.query.maxHourlyCost,
+          )
+        ) {
+          const body: Record<string, unknown> = {
+            client_id: "me",
+            image: resolved.image,
+            disk: c.query.diskGb,
+            runtype: resolved.ssh === "direct" ? "ssh_direct" : "ssh_proxy",
+            onstart: onstartScript(resolved),
+            label: c.id,
+            env: { SKYWARD_CLUSTER: c.id },
+            target_state: "running",
+            cancel_unavail: true,
+          };
+          if (market === "bid") {
+            body.price = bidFor(offer, resolved, c.query.maxHourlyCost);
+          }
+          try {
+            const created = await api.request(`/asks/${offer.offerId}/`, {
+              method: "PUT",
+              body,
+              schema: createSchema,
+            });
+            const id = String(created.new_contract);
+            log.info("Created {market} instance {id} from offer {offer}", {
+              market,
+              id,
+              offer: offer.offerId,
+            });
+            launched.push({ id, status: "pending", spot: market === "bid" });
+            break;
+          } catch (error) {
+            if (!(error instanceof HttpError)) throw error;
+            failures.push(
+              `offer ${offer.offerId} (${market}): ${error.status} ${error.detail}`,
+            );
+            log.info("Offer {offer} refused ({market}): {detail}", {
+              offer: offer.offerId,
+              market,
+              detail: error.detail,
+            });
+          }
+        }
+      }
+      if (launched.length === 0) {
+        throw new NoOffersError(
+          `No instances available on Vast.ai for ${
+            describeQuery(
+              {
+                ...c.query,
+                gpuNames: [chosen.gpuName],
+                gpuCount: chosen.gpuCount,
+              },
+              resolved,
+            )
+          } (${c.query.allocation}): ${
+            failures.join("; ") || "no offer left to try"
+          }. ${noOffersHint(c.query)}`,
+        );
+      }
+      return launched;
+    },
+    async getInstance(
+      cluster: VastCluster,
+      id: string,
+    ): Promise<Instance | undefined> {
+      const c = clusterOf(cluster);
+      const found = await api.request(
+        `/instances/${encodeURIComponent(id)}/`,
+        { schema: instanceSchema, accept: [404] },
+      );
+      const instance = found?.instances;
+      if (!instance || String(instance.id) !== id) return undefined;
+      return toInstance(c, instance);
+    },
+    async terminate(cluster: VastCluster, ids: string[]): Promise<void> {
+      clusterOf(cluster);
+      await Promise.all(ids.map((id) => destroy(id)));
+    },
+    async teardown(cluster: VastCluster): Promise<void> {
+      const c = clusterOf(cluster);
+      await sweep({ cluster: c.id });
+    },
+    async cleanup(cleanup: VastCleanupOptions = {}) {
+      return await sweep(cleanup);
+    },
+    async checkCredentials(): Promise<string> {
+      const user = await api.request("/users/current/", { schema: userSchema });
+      const credit = user.credit ?? user.balance;
+      return `account ${user.id}${user.email ? ` (${user.email})` : ""}${
+        credit != null ? `, credit $${credit.toFixed(2)}` : ""
+      }`;
+    },
+  };
+}

@@ -1,0 +1,487 @@
+/**
+ * The RunPod provider against the fake RunPod (tests/fakes/runpod.ts), which
+ * speaks RunPod's GraphQL API and hands out the SSH rig's hosts as pods: a
+ * whole run — API, SSH, bootstrap, task, teardown — is real except for the
+ * cloud's front door.
+ *
+ * Tests that need no machine always run; the end-to-end ones need the rig
+ * (tests/rig/rig.ts) and are ignored with the reason printed without it —
+ * under `CI=true` that is a failure instead.
+ */
+import assert from "node:assert/strict";
+import * as sky from "../mod.ts";
+import { BOOT_COMMAND, BOOT_SCRIPT } from "../providers/runpod/mod.ts";
+import {
+  FakeRunPod,
+  type RunPodFakeHost,
+  TEST_RUNPOD_KEY,
+} from "./fakes/runpod.ts";
+import { info, nap, square } from "./fixtures/cluster.ts";
+import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
+
+const { rig, reason } = await requireRig({ hosts: 3 });
+if (!rig) {
+  console.warn(`runpod_test.ts: RunPod end-to-end tests ignored: ${reason}`);
+}
+
+function fakeHosts(hosts: RigHost[]): RunPodFakeHost[] {
+  return hosts.map((h) => ({
+    address: h.address,
+    port: h.port,
+    user: h.user,
+    authorizedKeysPath: `${RIG_DIR}/host${h.index}/authorized_keys`,
+    sshdPidPath: `${RIG_DIR}/host${h.index}/sshd.pid`,
+  }));
+}
+
+function provider(
+  fake: FakeRunPod,
+  hosts: RigHost[] = [],
+  options: sky.RunPodOptions = {},
+) {
+  return sky.RunPod({
+    apiKey: TEST_RUNPOD_KEY,
+    baseUrl: fake.baseUrl,
+    sshUser: (pod) => hosts.find((h) => h.address === pod.ip)?.user ?? "root",
+    ...options,
+  });
+}
+
+function spec(overrides: Partial<sky.ClusterSpec> = {}): sky.ClusterSpec {
+  return {
+    clusterId: `sky-test-${crypto.randomUUID().slice(0, 8)}`,
+    nodes: 1,
+    allocation: "spot-if-available",
+    accelerator: sky.accelerators.RTX_4090(),
+    ...overrides,
+  };
+}
+
+/** Asserts the fake holds no live pod and no pod key is authorised on a rig host. */
+async function assertEmpty(
+  fake: FakeRunPod,
+  hosts: RigHost[] = [],
+): Promise<void> {
+  assert.deepEqual(fake.live.map((p) => `${p.name} ${p.desiredStatus}`), []);
+  for (const host of hosts) {
+    const keys = await Deno.readTextFile(
+      `${RIG_DIR}/host${host.index}/authorized_keys`,
+    );
+    assert.doesNotMatch(
+      keys,
+      /fake-runpod:/,
+      `a key is still authorised on ${host.name}`,
+    );
+  }
+}
+
+function rigTest(name: string, fn: (hosts: RigHost[]) => Promise<void>): void {
+  Deno.test({ name, ignore: !rig, fn: () => fn(rig!.hosts) });
+}
+
+// ---------------------------------------------------------------------------
+// Offers and errors: no machine needed
+
+Deno.test("offers: RunPod GPU types for the accelerator, priced per pod, cheapest first", async () => {
+  await using fake = await FakeRunPod.start();
+  const runpod = provider(fake);
+  const [rtx] = await runpod.offers(spec());
+  assert.equal(rtx.instanceType, "NVIDIA GeForce RTX 4090");
+  assert.equal(rtx.spotPrice, 0.2);
+  assert.equal(rtx.onDemandPrice, 0.34);
+  assert.deepEqual(rtx.accelerator, {
+    name: "RTX 4090",
+    count: 1,
+    memoryGb: 24,
+  });
+  // Bearer authentication, the GPU count and cloud passed to lowestPrice.
+  assert.equal(fake.requests[0].auth, "bearer");
+  assert.deepEqual(fake.calls("gpuTypes")[0], {
+    lowestPriceInput: { gpuCount: 1 },
+  });
+
+  const two = await runpod.offers(
+    spec({ accelerator: sky.accelerators.RTX_4090({ count: 2 }) }),
+  );
+  assert.deepEqual([two[0].spotPrice, two[0].onDemandPrice], [0.4, 0.68]);
+
+  const a100 = await runpod.offers(
+    spec({ allocation: "on-demand", accelerator: sky.accelerators.A100() }),
+  );
+  assert.deepEqual(a100.map((o) => [o.instanceType, o.onDemandPrice]), [
+    ["NVIDIA A100 80GB PCIe", 1.19],
+    ["NVIDIA A100-SXM4-80GB", 1.39],
+  ]);
+  const sxm = await runpod.offers(
+    spec({ accelerator: sky.accelerators.A100({ formFactor: "SXM" }) }),
+  );
+  assert.deepEqual(sxm.map((o) => o.instanceType), ["NVIDIA A100-SXM4-80GB"]);
+
+  const secure = await provider(fake, [], { cloudType: "SECURE" }).offers(
+    spec({ allocation: "on-demand" }),
+  );
+  assert.equal(secure[0].onDemandPrice, 0.69);
+  assert.equal(
+    (fake.calls("gpuTypes").at(-1)!.lowestPriceInput as {
+      secureCloud?: boolean;
+    }).secureCloud,
+    true,
+  );
+});
+
+Deno.test("offers: nothing fits → NoOffersError 'No instances available on RunPod' saying why", async () => {
+  await using fake = await FakeRunPod.start();
+  const runpod = provider(fake);
+  const rejects = async (
+    overrides: Partial<sky.ClusterSpec>,
+    why: RegExp,
+  ) =>
+    await assert.rejects(
+      () => runpod.offers(spec(overrides)),
+      (error: Error) => {
+        assert.ok(error instanceof sky.NoOffersError, String(error));
+        assert.match(error.message, /^No instances available on RunPod for /);
+        assert.match(error.message, why);
+        return true;
+      },
+    );
+  await rejects(
+    { accelerator: sky.accelerators.L40S() },
+    /NVIDIA L40S is out of stock/,
+  );
+  await rejects(
+    { allocation: "spot", accelerator: sky.accelerators.H100() },
+    /no NVIDIA H100 80GB HBM3 is offered as spot.*'spot-if-available'/,
+  );
+  await rejects(
+    { accelerator: sky.accelerators.T4() },
+    /RunPod has no GPU type for T4/,
+  );
+  await rejects(
+    { accelerator: sky.accelerators.RTX_4090({ count: 16 }) },
+    /comes at most 8 per pod/,
+  );
+  await rejects(
+    { maxHourlyCost: 0.1 },
+    /costs \$0\.2000\/h, above maxHourlyCost \$0\.1000\/h/,
+  );
+});
+
+Deno.test("a pool without an accelerator: ConfigError saying RunPod runs GPU pods", async () => {
+  await using fake = await FakeRunPod.start();
+  await assert.rejects(
+    () =>
+      sky.ComputePool.start({ provider: provider(fake), console: "silent" }),
+    (error: Error) =>
+      error instanceof sky.ConfigError &&
+      /sky\.RunPod\(\) runs GPU pods: pass the pool an accelerator/.test(
+        error.message,
+      ),
+  );
+  assert.equal(fake.requests.length, 0);
+});
+
+Deno.test("missing API key: ComputePool.start rejects with a ConfigError naming RUNPOD_API_KEY, before any request", async () => {
+  await using fake = await FakeRunPod.start();
+  const saved = Deno.env.get("RUNPOD_API_KEY");
+  Deno.env.delete("RUNPOD_API_KEY");
+  try {
+    await assert.rejects(
+      () =>
+        sky.ComputePool.start({
+          provider: sky.RunPod({ baseUrl: fake.baseUrl }),
+          accelerator: "RTX 4090",
+          console: "silent",
+        }),
+      (error: Error) => {
+        assert.ok(error instanceof sky.ConfigError, String(error));
+        assert.match(error.message, /No RunPod API key found/);
+        assert.match(error.message, /Set RUNPOD_API_KEY/);
+        assert.match(error.message, /sky\.RunPod\(\{ apiKey \}\)/);
+        return true;
+      },
+    );
+    assert.equal(fake.requests.length, 0);
+    // The variable is read when set.
+    Deno.env.set("RUNPOD_API_KEY", TEST_RUNPOD_KEY);
+    const offers = await sky.RunPod({ baseUrl: fake.baseUrl }).offers(spec());
+    assert.equal(offers[0].instanceType, "NVIDIA GeForce RTX 4090");
+  } finally {
+    if (saved === undefined) Deno.env.delete("RUNPOD_API_KEY");
+    else Deno.env.set("RUNPOD_API_KEY", saved);
+  }
+});
+
+Deno.test("a refused API key: ConfigError with RunPod's answer and what to set, and nothing launched", async () => {
+  await using fake = await FakeRunPod.start();
+  await assert.rejects(
+    () =>
+      sky.ComputePool.start({
+        provider: provider(fake, [], { apiKey: "rpa_WRONG" }),
+        accelerator: "RTX 4090",
+        console: "silent",
+      }),
+    (error: Error) => {
+      assert.ok(error instanceof sky.ConfigError, String(error));
+      assert.match(
+        error.message,
+        /RunPod refused the credentials \(401: Unauthorized\)/,
+      );
+      assert.match(error.message, /RUNPOD_API_KEY/);
+      return true;
+    },
+  );
+  // A 401 is not retried.
+  assert.equal(fake.requests.length, 1);
+  assert.deepEqual(fake.pods, []);
+  await assert.rejects(
+    () => provider(fake, [], { apiKey: "rpa_WRONG" }).checkCredentials!(),
+    sky.ConfigError,
+  );
+  assert.equal(
+    await provider(fake).checkCredentials!(),
+    "account user_fake0001, balance $42.50",
+  );
+});
+
+Deno.test("rate limits and server errors are retried; RunPod's own message is reported for the rest", async () => {
+  await using fake = await FakeRunPod.start();
+  const runpod = provider(fake);
+  fake.failNext(429, 503);
+  const offers = await runpod.offers(spec());
+  assert.equal(offers[0].instanceType, "NVIDIA GeForce RTX 4090");
+  assert.equal(fake.calls("gpuTypes").length, 3);
+
+  // A bid below the minimum: RunPod's message, not a capacity problem.
+  const low = provider(fake, [], { bidPerGpu: 0.05 });
+  const cluster = await low.prepare(
+    spec(),
+    (await low.offers(spec()))[0],
+  );
+  await assert.rejects(() => low.provision(cluster, 1), (error: Error) => {
+    assert.ok(error instanceof sky.ProvisioningError, String(error));
+    assert.match(
+      error.message,
+      /^RunPod podRentInterruptable failed: Your bid price of \$0\.05\/hr is below the minimum bid price of \$0\.2\/hr/,
+    );
+    return true;
+  });
+  await low.teardown(cluster);
+  assert.deepEqual(fake.live, []);
+});
+
+Deno.test("provision: a spot pod at the minimum bid with the pool's key, sshd command and port 22; on-demand when spot has no capacity", async () => {
+  await using fake = await FakeRunPod.start();
+  const runpod = provider(fake);
+  const s = spec({ diskGb: 50 });
+  const cluster = await runpod.prepare(s, (await runpod.offers(s))[0]);
+  assert.match(cluster.publicKey, /^ssh-ed25519 /);
+  assert.ok(
+    !JSON.stringify(cluster).includes("PRIVATE KEY"),
+    "the private key is printed with the cluster",
+  );
+  const [spot] = await runpod.provision(cluster, 1);
+  assert.equal(spot.spot, true);
+  const input = fake.calls("podRentInterruptable")[0].input as Record<
+    string,
+    unknown
+  >;
+  assert.equal(input.bidPerGpu, 0.2);
+  assert.equal(input.gpuTypeId, "NVIDIA GeForce RTX 4090");
+  assert.equal(input.gpuCount, 1);
+  assert.equal(input.cloudType, "ALL");
+  assert.equal(input.ports, "22/tcp");
+  assert.equal(input.supportPublicIp, true);
+  assert.equal(input.containerDiskInGb, 50);
+  assert.equal(input.volumeInGb, 0);
+  assert.equal(input.name, `skyward-${s.clusterId}-0`);
+  assert.equal(input.dockerArgs, BOOT_COMMAND);
+  const env = Object.fromEntries(
+    (input.env as { key: string; value: string }[]).map((
+      e,
+    ) => [e.key, e.value]),
+  );
+  assert.equal(env.PUBLIC_KEY, cluster.publicKey);
+  assert.equal(atob(env.SKYWARD_BOOT), BOOT_SCRIPT);
+  assert.equal(env.SKYWARD_CLUSTER, s.clusterId);
+
+  fake.noSpotCapacity = true;
+  const [onDemand] = await runpod.provision(cluster, 1);
+  assert.equal(onDemand.spot, false);
+  assert.equal(fake.calls("podRentInterruptable").length, 2);
+  assert.equal(fake.calls("podFindAndDeployOnDemand").length, 1);
+  assert.equal(
+    (fake.calls("podFindAndDeployOnDemand")[0].input as { name: string }).name,
+    `skyward-${s.clusterId}-2`,
+  );
+  // A pod RunPod no longer knows is unknown; a terminated one is terminated.
+  assert.equal(await runpod.getInstance(cluster, "nosuchpod"), undefined);
+  await runpod.terminate(cluster, [spot.id, "nosuchpod"]);
+  assert.equal(
+    (await runpod.getInstance(cluster, spot.id))?.status,
+    "terminated",
+  );
+  await runpod.teardown(cluster);
+  await assertEmpty(fake);
+});
+
+Deno.test("no capacity: NoOffersError 'No instances available on RunPod' naming the GPU, and nothing left", async () => {
+  await using fake = await FakeRunPod.start();
+  fake.noCapacity = true;
+  await assert.rejects(
+    () =>
+      sky.ComputePool.start({
+        provider: provider(fake),
+        accelerator: sky.accelerators.RTX_4090(),
+        console: "silent",
+      }),
+    (error: Error) => {
+      assert.ok(error instanceof sky.NoOffersError, String(error));
+      assert.match(
+        error.message,
+        /^No instances available on RunPod for 1x NVIDIA GeForce RTX 4090 \(spot, then on-demand\)/,
+      );
+      assert.match(
+        error.message,
+        /spot: There are no longer any instances available/,
+      );
+      assert.match(
+        error.message,
+        /on-demand: There are no longer any instances available/,
+      );
+      return true;
+    },
+  );
+  assert.equal(fake.calls("podRentInterruptable").length, 1);
+  assert.equal(fake.calls("podFindAndDeployOnDemand").length, 1);
+  await assertEmpty(fake);
+});
+
+Deno.test("cleanup() terminates the pods Skyward pools left; a dry run only lists them", async () => {
+  await using fake = await FakeRunPod.start();
+  const runpod = provider(fake);
+  const s = spec({ clusterId: "sky-orphan-1" });
+  const cluster = await runpod.prepare(s, (await runpod.offers(s))[0]);
+  await runpod.provision(cluster, 2);
+  const dry = await runpod.cleanup({ dryRun: true });
+  assert.deepEqual(dry.names.sort(), [
+    "skyward-sky-orphan-1-0",
+    "skyward-sky-orphan-1-1",
+  ]);
+  assert.equal(fake.live.length, 2);
+  assert.deepEqual((await runpod.cleanup({ cluster: "sky-other" })).pods, []);
+  const report = await runpod.cleanup();
+  assert.equal(report.pods.length, 2);
+  await assertEmpty(fake);
+});
+
+// ---------------------------------------------------------------------------
+// End to end on the rig
+
+rigTest(
+  "a 2-node sky.RunPod pool: offers, spot pods, SSH on the mapped port, bootstrap, tasks, standalone nodes, teardown",
+  async (hosts) => {
+    await using fake = await FakeRunPod.start({ hosts: fakeHosts(hosts) });
+    const events: sky.PoolEvent[] = [];
+    let poolId = "";
+    {
+      await using pool = await sky.ComputePool.start({
+        provider: provider(fake, hosts),
+        nodes: 2,
+        accelerator: sky.accelerators.RTX_4090(),
+        console: "silent",
+        onEvent: (e) => events.push(e),
+      });
+      poolId = pool.id;
+      assert.equal(await pool.run(square(7)), 49);
+      const infos = await pool.broadcast(info());
+      assert.deepEqual(infos.map((i) => i.node), [0, 1]);
+      assert.deepEqual(infos.map((i) => i.totalNodes), [2, 2]);
+      assert.deepEqual(
+        infos.map((i) => i.hostname).sort(),
+        fake.live.map((p) => p.host!.user).sort(),
+      );
+      // No private network between pods: nodes run standalone.
+      assert.deepEqual(infos.map((i) => i.peers), [[], []]);
+      assert.equal(infos[0].headAddr, "");
+      assert.deepEqual(infos[1].accelerators, [{
+        name: "RTX 4090",
+        count: 1,
+        memory: "24GB",
+      }]);
+      assert.equal(infos[0].jobId, pool.id);
+      assert.deepEqual(await pool.run(sky.gather(nap(10), square(3))), [10, 9]);
+      assert.equal(fake.live.length, 2);
+      assert.ok(fake.live.every((p) => p.interruptible && p.bidPerGpu === 0.2));
+      assert.deepEqual(fake.live.map((p) => p.name).sort(), [
+        `skyward-${pool.id}-0`,
+        `skyward-${pool.id}-1`,
+      ]);
+    }
+    const types = events.map((e) => e.type);
+    for (
+      const type of [
+        "ClusterProvisioned",
+        "InstanceLaunched",
+        "InstanceRunning",
+        "InstanceBootstrapped",
+        "NodeReady",
+        "ClusterReady",
+        "ClusterDestroyed",
+      ] as const
+    ) {
+      assert.ok(types.includes(type), `${type} missing from ${types}`);
+    }
+    assert.equal(
+      fake.calls("podTerminate").length,
+      2,
+      `pool ${poolId} terminated ${fake.calls("podTerminate").length} pods`,
+    );
+    await assertEmpty(fake, hosts);
+  },
+);
+
+rigTest(
+  "a spot pod taken back mid-run is replaced and its task retried",
+  async (hosts) => {
+    await using fake = await FakeRunPod.start({ hosts: fakeHosts(hosts) });
+    const events: sky.PoolEvent[] = [];
+    {
+      await using pool = await sky.ComputePool.start({
+        provider: provider(fake, hosts),
+        nodes: 2,
+        accelerator: "RTX 4090",
+        console: "silent",
+        onEvent: (e) => events.push(e),
+      });
+      const victim =
+        events.find((e): e is sky.NodeReady =>
+          e.type === "NodeReady" && e.node === 1
+        )!.instance;
+      const running = pool.run(sky.gather(nap(2_000), nap(2_000)));
+      await new Promise((r) => setTimeout(r, 500));
+      await fake.preempt(victim);
+      assert.deepEqual(await running, [2_000, 2_000]);
+      const replaced = events.find((e) =>
+        e.type === "InstanceReplaced"
+      ) as sky.InstanceReplaced;
+      assert.equal(replaced.node, 1);
+      assert.equal(replaced.previous, victim);
+      assert.deepEqual(
+        (await pool.broadcast(info())).map((i) => i.node),
+        [0, 1],
+      );
+      assert.equal(
+        fake.live.filter((p) => p.desiredStatus === "RUNNING").length,
+        2,
+      );
+    }
+    await assertEmpty(fake, hosts);
+  },
+);
+
+Deno.test({
+  name: "the rig is released by the file that brought it up",
+  ignore: !rig?.created,
+  fn: () => rig!.release(),
+});

@@ -1,0 +1,513 @@
+/**
+ * The Vast.ai provider against the fake Vast.ai (tests/fakes/vastai.ts),
+ * which speaks Vast.ai's REST API, checks the API key and hands out the SSH
+ * rig's hosts as instances: a whole run — API, SSH, bootstrap, task,
+ * teardown — is real except for the cloud's front door.
+ *
+ * Tests that need no machine (offers, credentials, errors, failover, the
+ * sweep) always run; the end-to-end one needs the rig (tests/rig/rig.ts) and
+ * is ignored with the reason printed without it — under `CI=true` that is a
+ * failure instead.
+ */
+import assert from "node:assert/strict";
+import * as sky from "../mod.ts";
+import { HttpError } from "../providers/_http.ts";
+import { onstartScript } from "../providers/vastai/mod.ts";
+import { vastGpuNames } from "../providers/vastai/offers.ts";
+import type { FakeHost } from "./fakes/ec2.ts";
+import { FakeVastAI, TEST_VAST_KEY } from "./fakes/vastai.ts";
+import { hello, info, square } from "./fixtures/aws.ts";
+import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
+
+const { rig, reason } = await requireRig({ hosts: 3 });
+if (!rig) {
+  console.warn(`vastai_test.ts: Vast.ai end-to-end tests ignored: ${reason}`);
+}
+
+function fakeHosts(hosts: RigHost[]): FakeHost[] {
+  return hosts.map((h) => ({
+    address: h.address,
+    user: h.user,
+    authorizedKeysPath: `${RIG_DIR}/host${h.index}/authorized_keys`,
+  }));
+}
+
+function provider(
+  fake: FakeVastAI,
+  hosts: RigHost[] = [],
+  options: sky.VastAIOptions = {},
+) {
+  return sky.VastAI({
+    baseUrl: fake.baseUrl,
+    apiKey: TEST_VAST_KEY,
+    sshUser: (i) => hosts.find((h) => h.address === i.sshHost)?.user ?? "root",
+    ...options,
+  });
+}
+
+function spec(overrides: Partial<sky.ClusterSpec> = {}): sky.ClusterSpec {
+  return {
+    clusterId: `sky-test-${crypto.randomUUID().slice(0, 8)}`,
+    nodes: 1,
+    allocation: "on-demand",
+    ...overrides,
+  };
+}
+
+/** Asserts the fake holds nothing of any pool: no live instance, no SSH key, no authorised line. */
+async function assertEmpty(
+  fake: FakeVastAI,
+  hosts: RigHost[] = [],
+): Promise<void> {
+  assert.deepEqual(fake.live.map((i) => `${i.id} ${i.actual_status}`), []);
+  assert.deepEqual(fake.sshKeys, []);
+  for (const host of hosts) {
+    const keys = await Deno.readTextFile(
+      `${RIG_DIR}/host${host.index}/authorized_keys`,
+    );
+    const ours = fake.instances.map((i) => `fake-vastai:${i.id}`);
+    for (const line of keys.split("\n")) {
+      assert.ok(
+        !ours.some((tag) => line.endsWith(tag)),
+        `a key is still authorised on ${host.name}: ${line}`,
+      );
+    }
+  }
+}
+
+function rigTest(name: string, fn: (hosts: RigHost[]) => Promise<void>): void {
+  Deno.test({ name, ignore: !rig, fn: () => fn(rig!.hosts) });
+}
+
+// ---------------------------------------------------------------------------
+// Offers and errors: no machine needed
+
+Deno.test("catalog accelerators map to Vast.ai's GPU names", () => {
+  assert.deepEqual(vastGpuNames(sky.accelerators.T4()), ["Tesla T4"]);
+  assert.deepEqual(vastGpuNames(sky.accelerators.RTX_4090()), ["RTX 4090"]);
+  assert.deepEqual(
+    vastGpuNames(sky.accelerators.H100({ formFactor: "SXM" })),
+    ["H100 SXM"],
+  );
+  assert.deepEqual(
+    vastGpuNames(sky.accelerators.A100({ formFactor: "PCIe" })),
+    ["A100 PCIE"],
+  );
+  assert.deepEqual(vastGpuNames(sky.accelerators.RTX_6000_Ada()), [
+    "RTX 6000Ada",
+  ]);
+  assert.deepEqual(vastGpuNames(sky.accelerators.TPUv5e()), []);
+});
+
+Deno.test("offers: the search carries the pool's filters and offers come cheapest first for the allocation", async () => {
+  await using fake = await FakeVastAI.start();
+  const vast = provider(fake);
+  const rtx = await vast.offers(
+    spec({ accelerator: sky.accelerators.RTX_4090() }),
+  ) as sky.VastOffer[];
+  // 1003 is cheaper but unverified and unreliable; 1004 has two GPUs.
+  assert.deepEqual(rtx.map((o) => o.offerId), [1001, 1002]);
+  assert.equal(rtx[0].instanceType, "1x RTX 4090");
+  assert.equal(rtx[0].onDemandPrice, 0.35);
+  assert.equal(rtx[0].spotPrice, 0.2);
+  assert.deepEqual(rtx[0].accelerator, {
+    name: "RTX 4090",
+    count: 1,
+    memoryGb: 24,
+  });
+  const body = fake.calls("POST", /^\/bundles\/$/)[0].body as Record<
+    string,
+    unknown
+  >;
+  assert.deepEqual(body.gpu_name, { in: ["RTX 4090"] });
+  assert.deepEqual(body.num_gpus, { eq: 1 });
+  assert.deepEqual(body.reliability2, { gte: 0.95 });
+  assert.deepEqual(body.verified, { eq: true });
+  assert.deepEqual(body.rentable, { eq: true });
+  assert.equal(body.type, "on-demand");
+
+  const looser = await provider(fake, [], {
+    minReliability: 0.5,
+    verified: false,
+  }).offers(spec({ accelerator: sky.accelerators.RTX_4090() }));
+  assert.equal((looser[0] as sky.VastOffer).offerId, 1003);
+
+  const two = await vast.offers(
+    spec({ accelerator: sky.accelerators.RTX_4090({ count: 2 }) }),
+  );
+  assert.deepEqual(two.map((o) => (o as sky.VastOffer).offerId), [1004]);
+
+  const a100 = await vast.offers(
+    spec({ accelerator: sky.accelerators.A100() }),
+  );
+  assert.deepEqual(a100.map((o) => o.instanceType), ["1x A100 SXM4"]);
+  const a100small = await vast.offers(
+    spec({ accelerator: sky.accelerators.A100({ memory: "40GB" }) }),
+  );
+  assert.deepEqual(a100small.map((o) => o.instanceType), [
+    "1x A100 PCIE",
+    "1x A100 SXM4",
+  ]);
+
+  const cuda = await provider(fake, [], { cudaVersion: 12 }).offers(spec());
+  assert.ok(cuda.every((o) => o.instanceType !== "1x RTX 3090"));
+  const anyGpu = await vast.offers(spec());
+  assert.equal(anyGpu[0].instanceType, "1x Tesla T4");
+
+  const spot = await vast.offers(
+    spec({ allocation: "spot", accelerator: sky.accelerators.RTX_4090() }),
+  );
+  assert.equal(
+    (fake.calls("POST", /^\/bundles\/$/).at(-1)!.body as { type: string })
+      .type,
+    "bid",
+  );
+  assert.equal(spot[0].spotPrice, 0.2);
+
+  const canada = await vast.offers(
+    spec({ region: "CA", accelerator: sky.accelerators.RTX_4090() }),
+  );
+  assert.deepEqual(canada.map((o) => (o as sky.VastOffer).offerId), [1002]);
+  const capped = await vast.offers(spec({ maxHourlyCost: 0.16 }));
+  assert.deepEqual(capped.map((o) => o.instanceType), ["1x Tesla T4"]);
+});
+
+Deno.test("offers: nothing fits → NoOffersError naming what was asked and what to try", async () => {
+  await using fake = await FakeVastAI.start();
+  const vast = provider(fake);
+  await assert.rejects(
+    () =>
+      vast.offers(
+        spec({
+          accelerator: sky.accelerators.RTX_4090(),
+          maxHourlyCost: 0.1,
+        }),
+      ),
+    (error: Error) => {
+      assert.ok(error instanceof sky.NoOffersError, String(error));
+      assert.match(
+        error.message,
+        /^No instances available on Vast\.ai for 1x RTX 4090, reliability ≥ 0\.95, verified, ≤ \$0\.1000\/h \(on-demand\)/,
+      );
+      assert.match(error.message, /a higher maxHourlyCost/);
+      return true;
+    },
+  );
+  await assert.rejects(
+    () => vast.offers(spec({ accelerator: sky.accelerators.TPUv5e() })),
+    (error: Error) =>
+      error instanceof sky.NoOffersError &&
+      /Vast\.ai rents no TPUv5e \(Google\)/.test(error.message),
+  );
+  await assert.rejects(
+    () =>
+      vast.offers(spec({ accelerator: sky.accelerators.T4({ count: 0.5 }) })),
+    (error: Error) =>
+      error instanceof sky.ConfigError && /whole GPUs/.test(error.message),
+  );
+  assert.throws(
+    () => sky.VastAI({ minReliability: 2 }),
+    (error: Error) =>
+      error instanceof sky.ConfigError &&
+      /Invalid sky\.VastAI options/.test(error.message) &&
+      /minReliability/.test(error.message),
+  );
+});
+
+Deno.test("missing key: ComputePool.start rejects with a ConfigError naming VAST_API_KEY and the vastai key file", async () => {
+  await using fake = await FakeVastAI.start();
+  const home = await Deno.makeTempDir({ prefix: "skyward-vast-home-" });
+  const saved = Object.fromEntries(
+    ["HOME", "XDG_CONFIG_HOME", "VAST_API_KEY"].map((
+      k,
+    ) => [k, Deno.env.get(k)]),
+  );
+  try {
+    Deno.env.set("HOME", home);
+    Deno.env.delete("XDG_CONFIG_HOME");
+    Deno.env.delete("VAST_API_KEY");
+    const vast = sky.VastAI({ baseUrl: fake.baseUrl });
+    await assert.rejects(
+      () => sky.ComputePool.start({ provider: vast, console: "silent" }),
+      (error: Error) => {
+        assert.ok(error instanceof sky.ConfigError, String(error));
+        assert.match(error.message, /^No Vast\.ai API key found/);
+        assert.match(error.message, /set VAST_API_KEY/);
+        assert.match(error.message, /vastai set api-key/);
+        assert.ok(
+          error.message.includes(`${home}/.config/vastai/vast_api_key`),
+          error.message,
+        );
+        return true;
+      },
+    );
+    assert.equal(fake.requests.length, 0);
+
+    // The key file the vastai CLI writes, then the older CLIs' file, then the variable.
+    await Deno.writeTextFile(`${home}/.vast_api_key`, `${TEST_VAST_KEY}\n`);
+    assert.match(
+      await sky.VastAI({ baseUrl: fake.baseUrl }).checkCredentials!(),
+      /^account 4242 \(skyward@example\.com\), credit \$25\.50$/,
+    );
+    await Deno.remove(`${home}/.vast_api_key`);
+    await Deno.mkdir(`${home}/.config/vastai`, { recursive: true });
+    await Deno.writeTextFile(
+      `${home}/.config/vastai/vast_api_key`,
+      TEST_VAST_KEY,
+    );
+    assert.match(
+      await sky.VastAI({ baseUrl: fake.baseUrl }).checkCredentials!(),
+      /^account 4242/,
+    );
+    await Deno.remove(`${home}/.config`, { recursive: true });
+    Deno.env.set("VAST_API_KEY", TEST_VAST_KEY);
+    assert.match(
+      await sky.VastAI({ baseUrl: fake.baseUrl }).checkCredentials!(),
+      /^account 4242/,
+    );
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) Deno.env.delete(k);
+      else Deno.env.set(k, v);
+    }
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
+Deno.test("a bad key: ComputePool.start rejects with a ConfigError quoting Vast.ai, and nothing is left", async () => {
+  await using fake = await FakeVastAI.start();
+  const vast = provider(fake, [], { apiKey: "not-the-key" });
+  await assert.rejects(
+    () => sky.ComputePool.start({ provider: vast, console: "silent" }),
+    (error: Error) => {
+      assert.ok(error instanceof sky.ConfigError, String(error));
+      assert.match(
+        error.message,
+        /^Vast\.ai refused the credentials \(401: Invalid user key\)/,
+      );
+      assert.match(error.message, /VAST_API_KEY/);
+      return true;
+    },
+  );
+  // Bearer authentication was sent, and refused before anything was made.
+  assert.ok(fake.requests.length > 0);
+  await assertEmpty(fake);
+});
+
+Deno.test("rate limits are retried with backoff; other errors carry Vast.ai's own message", async () => {
+  await using fake = await FakeVastAI.start({
+    hosts: [{ address: "10.0.0.1", user: "nobody" }],
+  });
+  const vast = provider(fake);
+  fake.rateLimited = 2;
+  assert.match(await vast.checkCredentials!(), /^account 4242/);
+  assert.equal(
+    fake.requests.filter((r) => r.path === "/users/current/").length,
+    3,
+  );
+  // A bid under the minimum: the 400 names Vast.ai's reason.
+  const low = provider(fake, [], { bid: 0.01 });
+  const s = spec({
+    allocation: "spot",
+    accelerator: sky.accelerators.T4(),
+  });
+  const offer = (await low.offers(s))[0];
+  const cluster = await low.prepare(s, offer);
+  await assert.rejects(() => low.provision(cluster, 1), (error: Error) => {
+    assert.ok(error instanceof sky.NoOffersError, String(error));
+    assert.match(
+      error.message,
+      /offer 1006 \(bid\): 400 Bid 0\.01 is below the minimum bid 0\.08/,
+    );
+    return true;
+  });
+  await low.teardown(cluster);
+  await assertEmpty(fake);
+  const error = new HttpError("Vast.ai", "PUT", "/asks/1/", 410, "gone");
+  assert.equal(error.message, "Vast.ai API: PUT /asks/1/ → 410: gone");
+});
+
+Deno.test("a failed create moves on to the next offer; teardown destroys the pool's instances and deletes its key", async () => {
+  await using fake = await FakeVastAI.start({
+    hosts: [{ address: "10.0.0.1", user: "nobody" }, {
+      address: "10.0.0.2",
+      user: "nobody",
+    }],
+  });
+  fake.gone.add(1001);
+  const vast = provider(fake);
+  const s = spec({ accelerator: sky.accelerators.RTX_4090() });
+  const offers = await vast.offers(s);
+  const cluster = await vast.prepare(s, offers[0]);
+  assert.equal(fake.sshKeys.length, 1);
+  assert.match(fake.sshKeys[0], /^ssh-ed25519 \S+ skyward:sky-test-/);
+  assert.ok(
+    !JSON.stringify(cluster).includes("PRIVATE KEY"),
+    "the private key is printed with the cluster",
+  );
+  const [instance] = await vast.provision(cluster, 1);
+  assert.deepEqual(
+    fake.calls("PUT", /^\/asks\//).map((c) => c.path),
+    ["/asks/1001/", "/asks/1002/"],
+  );
+  const made = fake.live[0];
+  assert.equal(String(made.id), instance.id);
+  assert.equal(made.offerId, 1002);
+  assert.equal(made.label, s.clusterId);
+  assert.equal(made.request.runtype, "ssh_direct");
+  assert.equal(made.request.disk, 32);
+  assert.equal(made.request.price, undefined);
+  assert.equal(
+    made.request.onstart,
+    onstartScript({
+      ttl: 600_000,
+      baseUrl: fake.baseUrl,
+    }),
+  );
+  assert.match(String(made.request.onstart), /skyward-ttl 600 /);
+  // Pending while it loads, then running with its SSH address.
+  assert.equal(
+    (await vast.getInstance(cluster, instance.id))?.status,
+    "pending",
+  );
+  await new Promise((r) => setTimeout(r, 400));
+  const running = await vast.getInstance(cluster, instance.id);
+  assert.equal(running?.status, "running");
+  assert.deepEqual(
+    running?.endpoint && running.endpoint.kind === "ssh"
+      ? [running.endpoint.host, running.endpoint.port, running.endpoint.user]
+      : [],
+    ["10.0.0.1", 22, "root"],
+  );
+  await vast.teardown(cluster);
+  assert.equal(await vast.getInstance(cluster, instance.id), undefined);
+  await assertEmpty(fake);
+});
+
+Deno.test("no capacity: ComputePool.start rejects with a NoOffersError listing the offers tried, and nothing is left", async () => {
+  await using fake = await FakeVastAI.start({
+    hosts: [{ address: "10.0.0.1", user: "nobody" }],
+  });
+  fake.noCapacity = true;
+  await assert.rejects(
+    () =>
+      sky.ComputePool.start({
+        provider: provider(fake),
+        accelerator: sky.accelerators.RTX_4090(),
+        allocation: "spot-if-available",
+        console: "silent",
+      }),
+    (error: Error) => {
+      assert.ok(error instanceof sky.NoOffersError, String(error));
+      assert.match(
+        error.message,
+        /^No instances available on Vast\.ai for 1x RTX 4090/,
+      );
+      assert.match(
+        error.message,
+        /offer 1001 \(bid\): 410 Instance type 1001 is no longer available/,
+      );
+      assert.match(error.message, /offer 1002 \(on-demand\): 410/);
+      return true;
+    },
+  );
+  // Spot (a bid) first, then on demand, on each offer in turn.
+  const puts = fake.calls("PUT", /^\/asks\//).map((c) =>
+    `${c.path} ${(c.body as { price?: number }).price ?? "on-demand"}`
+  );
+  assert.deepEqual(puts.slice(0, 4), [
+    "/asks/1001/ 0.22",
+    "/asks/1001/ on-demand",
+    "/asks/1002/ 0.242",
+    "/asks/1002/ on-demand",
+  ]);
+  await assertEmpty(fake);
+});
+
+Deno.test("cleanup() sweeps every Skyward pool's instances and keys; a dry run only lists them", async () => {
+  await using fake = await FakeVastAI.start({
+    hosts: [{ address: "10.0.0.1", user: "nobody" }],
+  });
+  const vast = provider(fake);
+  const s = spec({ clusterId: "sky-orphan-1" });
+  const cluster = await vast.prepare(s, (await vast.offers(s))[0]);
+  await vast.provision(cluster, 1);
+  const dry = await vast.cleanup({ dryRun: true });
+  assert.deepEqual(dry.clusters, ["sky-orphan-1"]);
+  assert.equal(dry.instances.length, 1);
+  assert.equal(dry.sshKeys.length, 1);
+  assert.equal(fake.live.length, 1);
+  const other = await vast.cleanup({ cluster: "sky-other" });
+  assert.deepEqual(other.instances, []);
+  const report = await vast.cleanup();
+  assert.deepEqual(report.clusters, ["sky-orphan-1"]);
+  await assertEmpty(fake);
+});
+
+// ---------------------------------------------------------------------------
+// End to end on the rig
+
+rigTest(
+  "hello() on a 2-node sky.VastAI pool: search, key, create, SSH, bootstrap, task, teardown",
+  async (hosts) => {
+    await using fake = await FakeVastAI.start({ hosts: fakeHosts(hosts) });
+    const events: sky.PoolEvent[] = [];
+    {
+      await using pool = await sky.ComputePool.start({
+        provider: provider(fake, hosts),
+        nodes: 2,
+        accelerator: sky.accelerators.RTX_4090(),
+        allocation: "spot-if-available",
+        console: "silent",
+        onEvent: (e) => events.push(e),
+      });
+      assert.match(await pool.run(hello()), /^Hello from skyrig[0-2]!$/);
+      const infos = await pool.broadcast(info());
+      assert.deepEqual(infos.map((i) => i.node), [0, 1]);
+      assert.deepEqual(infos.map((i) => i.hostname).sort(), [
+        hosts[0].name,
+        hosts[1].name,
+      ]);
+      assert.equal(infos[0].jobId, pool.id);
+      assert.deepEqual(await pool.run(sky.gather(square(2), square(3))), [
+        4,
+        9,
+      ]);
+      // What was asked of Vast.ai: two interruptible instances with bids, labelled with the pool.
+      assert.equal(fake.live.length, 2);
+      assert.deepEqual(fake.live.map((i) => i.offerId).sort(), [1001, 1002]);
+      assert.ok(fake.live.every((i) => i.is_bid && i.label === pool.id));
+      assert.deepEqual(
+        fake.live.map((i) => i.request.price).sort(),
+        [0.22, 0.242],
+      );
+      assert.equal(fake.sshKeys.length, 1);
+      assert.ok(fake.sshKeys[0].endsWith(`skyward:${pool.id}`));
+    }
+    const types = events.map((e) => e.type);
+    for (
+      const type of [
+        "ClusterProvisioned",
+        "InstanceLaunched",
+        "InstanceRunning",
+        "InstanceProvisioned",
+        "InstanceBootstrapped",
+        "NodeReady",
+        "ClusterReady",
+        "ClusterDestroyed",
+      ]
+    ) {
+      assert.ok(
+        types.includes(type as sky.PoolEvent["type"]),
+        `${type} missing from ${types.join(", ")}`,
+      );
+    }
+    await assertEmpty(fake, hosts);
+  },
+);
+
+Deno.test({
+  name: "the rig is released by the file that brought it up",
+  ignore: !rig?.created,
+  fn: () => rig!.release(),
+});
