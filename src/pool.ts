@@ -427,6 +427,8 @@ export class ComputePool implements AsyncDisposable {
   /** The pool's id, also the cluster id at the provider and `instanceInfo().jobId`. */
   readonly id: string;
   #provider: Provider<any>;
+  /** The accelerators of the chosen spec. */
+  #accelerator: Accelerator | undefined;
   #options: Resolved;
   #console: ConsoleSink;
   #history: PoolEvent[] = [];
@@ -709,6 +711,7 @@ export class ComputePool implements AsyncDisposable {
             `Cannot start pool: ${provider.name} launched ${instances.length} of ${min} node(s)`,
           );
         }
+        this.#accelerator = spec.accelerator;
         return instances;
       } catch (error) {
         failures.push({ candidate, error });
@@ -812,11 +815,11 @@ export class ComputePool implements AsyncDisposable {
       headAddr: peers[0] ?? "",
       headPort: 29500,
       peers: standalone ? [] : peers,
-      accelerators: this.#options.accelerator
+      accelerators: this.#accelerator
         ? [{
-          name: this.#options.accelerator.name,
-          count: this.#options.accelerator.count,
-          memory: this.#options.accelerator.memory,
+          name: this.#accelerator.name,
+          count: this.#accelerator.count,
+          memory: this.#accelerator.memory,
         }]
         : [],
       jobId: this.id,
