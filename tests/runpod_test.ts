@@ -10,7 +10,9 @@
  */
 import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
+import { generateSshKeyPair } from "../providers/aws/keys.ts";
 import { BOOT_COMMAND, BOOT_SCRIPT } from "../providers/runpod/mod.ts";
+import { SshAuthenticationError, SshConnection } from "../src/ssh.ts";
 import {
   FakeRunPod,
   type RunPodFakeHost,
@@ -373,6 +375,130 @@ Deno.test("cleanup() terminates the pods Skyward pools left; a dry run only list
   const report = await runpod.cleanup();
   assert.equal(report.pods.length, 2);
   await assertEmpty(fake);
+});
+
+// ---------------------------------------------------------------------------
+// The pods' command, in a real container
+
+const DOCKER_HOST = Deno.env.get("DOCKER_HOST") ??
+  "unix:///run/skyward-docker/docker.sock";
+const BASE_IMAGE = "skyward-base:bookworm-v1";
+
+async function docker(
+  ...args: string[]
+): Promise<{ ok: boolean; out: string }> {
+  try {
+    const output = await new Deno.Command("docker", {
+      args,
+      env: { DOCKER_HOST },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(
+      output.success ? output.stdout : output.stderr,
+    );
+    return { ok: output.success, out: text.trim() };
+  } catch (error) {
+    return { ok: false, out: (error as Error).message };
+  }
+}
+
+const image = await docker(
+  "image",
+  "inspect",
+  "--format",
+  "{{.Id}}",
+  BASE_IMAGE,
+);
+if (!image.ok) {
+  console.warn(
+    `runpod_test.ts: the pod command test is ignored: no ${BASE_IMAGE} at ${DOCKER_HOST} ` +
+      "(deno task docker:up, deno task image:build): " + image.out,
+  );
+}
+
+Deno.test({
+  name:
+    "the pods' command authorises the pool's key for root and serves SSH in a stock image",
+  ignore: !image.ok,
+  fn: async () => {
+    const id = crypto.randomUUID().slice(0, 8);
+    const label = `skyward.cluster=sky-runpod-boot-${id}`;
+    const network = `skyward-rpboot-${id}`;
+    const keys = await generateSshKeyPair(`sky-runpod-boot-${id}`);
+    const created = await docker(
+      "network",
+      "create",
+      "--label",
+      label,
+      network,
+    );
+    assert.ok(created.ok, created.out);
+    let container = "";
+    try {
+      const run = await docker(
+        "run",
+        "-d",
+        "--rm",
+        "--label",
+        label,
+        "--network",
+        network,
+        "-e",
+        `PUBLIC_KEY=${keys.publicKey}`,
+        "-e",
+        `SKYWARD_BOOT=${btoa(BOOT_SCRIPT)}`,
+        BASE_IMAGE,
+        // RunPod splits the command line as a shell does.
+        "sh",
+        "-c",
+        BOOT_COMMAND,
+      );
+      assert.ok(run.ok, run.out);
+      container = run.out;
+      const address = (await docker(
+        "inspect",
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        container,
+      )).out;
+      assert.match(address, /^\d+\.\d+\.\d+\.\d+$/);
+      const ssh = await SshConnection.connect({
+        host: address,
+        user: "root",
+        privateKey: keys.privateKey,
+        retries: 20,
+        retryDelay: 100,
+        reconnect: false,
+      });
+      try {
+        const result = await ssh.run(
+          "id -un; pgrep -x sshd >/dev/null && echo sshd",
+        );
+        assert.equal(result.stdout, "root\nsshd\n");
+      } finally {
+        await ssh.close();
+      }
+      // Another key is refused.
+      const other = await generateSshKeyPair("other");
+      await assert.rejects(
+        () =>
+          SshConnection.connect({
+            host: address,
+            user: "root",
+            privateKey: other.privateKey,
+            retries: 0,
+            reconnect: false,
+          }),
+        SshAuthenticationError,
+      );
+    } finally {
+      if (container) await docker("rm", "-f", container);
+      await docker("network", "rm", network);
+    }
+    const left = await docker("ps", "-aq", "--filter", `label=${label}`);
+    assert.equal(left.out, "");
+  },
 });
 
 // ---------------------------------------------------------------------------
