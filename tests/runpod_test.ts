@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
 import { generateSshKeyPair } from "../providers/aws/keys.ts";
+import { runpodGpuIds } from "../providers/runpod/gpu_types.ts";
 import { BOOT_COMMAND, BOOT_SCRIPT } from "../providers/runpod/mod.ts";
 import { SshAuthenticationError, SshConnection } from "../src/ssh.ts";
 import {
@@ -164,9 +165,36 @@ Deno.test("offers: nothing fits → NoOffersError 'No instances available on Run
     /comes at most 8 per pod/,
   );
   await rejects(
+    { architecture: "arm64" },
+    /RunPod's GPU pods are x86_64 machines/,
+  );
+  await rejects(
     { maxHourlyCost: 0.1 },
     /costs \$0\.2000\/h, above maxHourlyCost \$0\.1000\/h/,
   );
+});
+
+Deno.test("the catalog maps to RunPod's GPU type ids by model, memory and form factor", () => {
+  const ids = (a: sky.Accelerator) => runpodGpuIds(a).map((g) => g.id);
+  assert.deepEqual(ids(sky.accelerators.RTX_4090({ count: 4 })), [
+    "NVIDIA GeForce RTX 4090",
+  ]);
+  assert.deepEqual(ids(sky.accelerators.A100({ memory: "40GB" })), [
+    "NVIDIA A100-SXM4-40GB",
+  ]);
+  assert.deepEqual(ids(sky.accelerators.H100()), [
+    "NVIDIA H100 PCIe",
+    "NVIDIA H100 80GB HBM3",
+  ]);
+  assert.deepEqual(ids(sky.accelerators.H100({ formFactor: "NVL" })), [
+    "NVIDIA H100 NVL",
+  ]);
+  assert.deepEqual(ids(sky.accelerators.V100({ memory: "16GB" })), [
+    "Tesla V100-PCIE-16GB",
+    "Tesla V100-SXM2-16GB",
+  ]);
+  assert.deepEqual(ids(sky.accelerators.MI300X()), ["AMD Instinct MI300X OAM"]);
+  assert.deepEqual(ids(sky.accelerators.Trainium1()), []);
 });
 
 Deno.test("a pool without an accelerator: ConfigError saying RunPod runs GPU pods", async () => {

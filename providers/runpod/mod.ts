@@ -392,6 +392,9 @@ async function findOffers(
       `sky.RunPod() rents whole GPUs: the accelerator's count must be a positive integer, got ${accelerator.count}`,
     );
   }
+  if (spec.architecture === "arm64") {
+    throw noOffers("RunPod's GPU pods are x86_64 machines");
+  }
   const ids = runpodGpuIds(accelerator);
   if (ids.length === 0) {
     throw noOffers(
