@@ -13,7 +13,8 @@ import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
 import type { FakeHost } from "./fakes/ec2.ts";
 import { FakeVerda, VERDA_TEST_CREDENTIALS } from "./fakes/verda.ts";
-import { hello, info, square } from "./fixtures/aws.ts";
+import { hello, info, nap, square } from "./fixtures/aws.ts";
+import { eventually } from "./helpers.ts";
 import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
 
 const { rig, reason } = await requireRig({ hosts: 3 });
@@ -500,6 +501,51 @@ rigTest(
       ).length,
       1,
     );
+    await assertEmpty(fake, hosts);
+  },
+);
+
+rigTest(
+  "a Verda spot instance discontinued mid-run is replaced and its task retried",
+  async (hosts) => {
+    await using fake = await FakeVerda.start({ hosts: fakeHosts(hosts) });
+    const events: sky.PoolEvent[] = [];
+    {
+      await using pool = await sky.ComputePool.start({
+        provider: provider(fake, hosts),
+        nodes: 2,
+        console: "silent",
+        onEvent: (e) => events.push(e),
+      });
+      const ready = events.filter((e): e is sky.NodeReady =>
+        e.type === "NodeReady"
+      );
+      const victim = ready.find((e) => e.node === 1)!.instance;
+      const running = pool.run(sky.gather(nap(2_000), nap(2_000)));
+      await new Promise((r) => setTimeout(r, 500));
+      await fake.discontinue(victim);
+      assert.deepEqual(await running, [2_000, 2_000]);
+      const preempted = events.find((e) =>
+        e.type === "InstancePreempted"
+      ) as sky.InstancePreempted;
+      assert.deepEqual([preempted.node, preempted.instance], [1, victim]);
+      // The retried task ran on node 0; node 1 comes back on a new instance.
+      await eventually(
+        () => events.some((e) => e.type === "InstanceReplaced"),
+        60_000,
+        "InstanceReplaced",
+      );
+      const replaced = events.find((e) =>
+        e.type === "InstanceReplaced"
+      ) as sky.InstanceReplaced;
+      assert.equal(replaced.node, 1);
+      assert.equal(replaced.previous, victim);
+      assert.notEqual(replaced.instance, victim);
+      const infos = await pool.broadcast(info());
+      assert.deepEqual(infos.map((i) => i.node), [0, 1]);
+      assert.equal(new Set(infos.map((i) => i.hostname)).size, 2);
+      assert.deepEqual(events.filter((e) => e.type === "TaskFailed"), []);
+    }
     await assertEmpty(fake, hosts);
   },
 );

@@ -37,7 +37,7 @@
  *
  * @module
  */
-import type { FakeHost } from "./ec2.ts";
+import { type FakeHost, killClusterSessions } from "./ec2.ts";
 
 /** The API client the fake accepts. */
 export const VERDA_TEST_CREDENTIALS = {
@@ -307,16 +307,21 @@ export class FakeVerda implements AsyncDisposable {
   }
 
   /**
-   * Takes a spot instance back, as Verda does when it discontinues one: it
-   * is no longer listed and its key is no longer authorised.
+   * Takes a spot instance back, as Verda does when it discontinues one: its
+   * status becomes `discontinued`, its key is no longer authorised and the
+   * SSH sessions of its cluster on its host end.
    *
    * @param id The instance's id.
    */
   async discontinue(id: string): Promise<void> {
     const instance = this.#instances.get(id);
     if (!instance) throw new Error(`fake Verda: no instance ${id}`);
-    this.#instances.delete(id);
+    instance.status = "discontinued";
     await this.#release(instance);
+    const cluster = instance.description.split(" ").pop();
+    if (cluster && instance.host?.sshdPidPath) {
+      await killClusterSessions(instance.host, cluster);
+    }
   }
 
   /** Stops the server; every instance's key is removed from its host. */
@@ -739,7 +744,10 @@ export class FakeVerda implements AsyncDisposable {
   /** Puts back keys of live instances that another writer of the file dropped. */
   async #watch(): Promise<void> {
     for (const instance of this.instances) {
-      if (this.#closed || instance.status === "deleting") continue;
+      if (
+        this.#closed || instance.status === "deleting" ||
+        instance.status === "discontinued"
+      ) continue;
       const path = instance.host?.authorizedKeysPath;
       if (!path) continue;
       const text = await Deno.readTextFile(path).catch(() => "");
