@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
 import type { FakeHost } from "./fakes/ec2.ts";
 import { FakeVerda, VERDA_TEST_CREDENTIALS } from "./fakes/verda.ts";
+import { VERDA_MODELS } from "../providers/verda/offers.ts";
 import { hello, info, nap, square } from "./fixtures/aws.ts";
 import { eventually } from "./helpers.ts";
 import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
@@ -139,6 +140,13 @@ Deno.test("Verda offers: the cheapest fitting type first, priced spot and on-dem
   assert.deepEqual(pinned.map((o) => o.instanceType), ["CPU.8V.32G"]);
   // One token per provider served all its calls, concurrent ones included.
   assert.equal(fake.calls("POST /oauth2/token").length, 3);
+});
+
+Deno.test("every model Verda rents is named as in the accelerator catalog", () => {
+  const catalog = new Set(sky.accelerators.catalog.map((m) => m.name));
+  for (const name of Object.keys(VERDA_MODELS)) {
+    assert.ok(catalog.has(name), `${name} is not a catalog model`);
+  }
 });
 
 Deno.test("Verda offers: nothing fits → NoOffersError 'No instances available' saying why and what to try", async () => {

@@ -113,7 +113,9 @@ async function availability(
   spot: boolean,
 ): Promise<Map<string, string[]>> {
   const answer = await api.request("/instance-availability", {
-    query: { is_spot: spot },
+    // Verda's Go SDK sends `is_spot`, its Python SDK `isSpot`: both, so
+    // that either spelling the API reads is there.
+    query: { is_spot: spot, isSpot: spot },
     schema: AvailabilitySchema,
   });
   const byType = new Map<string, string[]>();
@@ -242,14 +244,16 @@ export async function findOffers(
       continue;
     }
     const gpus = t.gpu.number_of_gpus;
+    // Where the allocation would deploy first.
+    const spotFirst = spotPrice !== undefined &&
+      spec.allocation !== "on-demand" &&
+      (spec.allocation !== "cheapest" || onDemandPrice === undefined ||
+        spotPrice <= onDemandPrice);
     offers.push({
       provider: "verda",
       instanceType: t.instance_type,
-      region: (spec.allocation === "on-demand"
-        ? onDemandLocations
-        : spotLocations.length
-        ? spotLocations
-        : onDemandLocations)[0],
+      region: (spotFirst ? spotLocations : onDemandLocations)[0] ??
+        spotLocations[0],
       vcpus: t.cpu.number_of_cores,
       memoryGb: t.memory.size_in_gigabytes,
       ...(spotPrice !== undefined ? { spotPrice } : {}),
