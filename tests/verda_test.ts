@@ -329,6 +329,10 @@ Deno.test("Verda cleanup() sweeps every Skyward cluster's instances, keys and sc
   assert.match(fake.sshKeys[0].key, /^ssh-ed25519 /);
   assert.deepEqual(fake.scripts.map((s) => s.name), ["skyward-sky-orphan-1"]);
   assert.match(fake.scripts[0].script, /skyward-ttl 600/);
+  fake.addSshKey(
+    "skyward-laptop",
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFBKT/tU+MVbogE/9Ay5q88loOfRsxZs9xn7NMzF6mje me@laptop",
+  );
   const [instance] = await verda.provision(cluster, 1);
   // The address is known when provision returns, for the peers list.
   assert.equal(instance.privateAddress, "127.0.0.1");
@@ -343,6 +347,9 @@ Deno.test("Verda cleanup() sweeps every Skyward cluster's instances, keys and sc
   assert.deepEqual(report.instances, [instance.id]);
   assert.equal(report.sshKeys.length, 1);
   assert.equal(report.scripts.length, 1);
+  // The user's own key, although its name starts alike, is kept.
+  assert.deepEqual(fake.sshKeys.map((k) => k.name), ["skyward-laptop"]);
+  fake.sshKeys.splice(0);
   const deleted = fake.calls("PUT /instances")[0].body;
   assert.deepEqual(deleted, {
     action: "delete",

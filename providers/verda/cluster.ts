@@ -467,10 +467,11 @@ export async function sweep(
   for (const i of instances) clusters.add(clusterOfInstance(i)!);
   const named = async (path: string) =>
     (await api.request(path, { schema: z.array(NamedSchema) })).filter((r) => {
-      if (!r.name.startsWith(NAME_PREFIX) || !old(r.created_at)) return false;
-      const cluster = r.name.slice(NAME_PREFIX.length);
-      if (!ours(cluster)) return false;
-      clusters.add(cluster);
+      // Only names a pool gives (`skyward-sky-…`): a key of the user's
+      // own that merely starts with "skyward-" is left alone.
+      const cluster = /^skyward-(sky-[a-z0-9-]+)$/.exec(r.name)?.[1];
+      if (!ours(cluster) || !old(r.created_at)) return false;
+      clusters.add(cluster!);
       return true;
     });
   const [keys, scripts] = await Promise.all([

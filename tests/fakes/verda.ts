@@ -248,6 +248,22 @@ export class FakeVerda implements AsyncDisposable {
   /** The startup scripts registered. */
   readonly scripts: (Named & { script: string })[] = [];
 
+  /**
+   * Registers an SSH key as its owner would (not through the API), e.g. a
+   * key of the user's own.
+   *
+   * @param name The key's name.
+   * @param key The public key line.
+   */
+  addSshKey(name: string, key: string): void {
+    this.sshKeys.push({
+      id: crypto.randomUUID(),
+      name,
+      key,
+      createdAt: new Date(),
+    });
+  }
+
   #server: Deno.HttpServer;
   #hosts: FakeHost[];
   #bootMs: number;
