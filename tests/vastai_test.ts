@@ -16,7 +16,7 @@ import { onstartScript } from "../providers/vastai/mod.ts";
 import { vastGpuNames } from "../providers/vastai/offers.ts";
 import type { FakeHost } from "./fakes/ec2.ts";
 import { FakeVastAI, TEST_VAST_KEY } from "./fakes/vastai.ts";
-import { hello, info, square } from "./fixtures/aws.ts";
+import { hello, info, nap, square } from "./fixtures/aws.ts";
 import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
 
 const { rig, reason } = await requireRig({ hosts: 3 });
@@ -29,6 +29,7 @@ function fakeHosts(hosts: RigHost[]): FakeHost[] {
     address: h.address,
     user: h.user,
     authorizedKeysPath: `${RIG_DIR}/host${h.index}/authorized_keys`,
+    sshdPidPath: `${RIG_DIR}/host${h.index}/sshd.pid`,
   }));
 }
 
@@ -218,11 +219,19 @@ Deno.test("missing key: ComputePool.start rejects with a ConfigError naming VAST
   await using fake = await FakeVastAI.start();
   const home = await Deno.makeTempDir({ prefix: "skyward-vast-home-" });
   const saved = Object.fromEntries(
-    ["HOME", "XDG_CONFIG_HOME", "VAST_API_KEY"].map((
+    ["HOME", "XDG_CONFIG_HOME", "VAST_API_KEY", "DENO_DIR"].map((
       k,
     ) => [k, Deno.env.get(k)]),
   );
+  // The pool's bundler runs `deno info`, whose cache must not move with HOME.
+  const denoDir = saved.DENO_DIR ?? JSON.parse(
+    new TextDecoder().decode(
+      (await new Deno.Command(Deno.execPath(), { args: ["info", "--json"] })
+        .output()).stdout,
+    ),
+  ).denoDir;
   try {
+    Deno.env.set("DENO_DIR", denoDir);
     Deno.env.set("HOME", home);
     Deno.env.delete("XDG_CONFIG_HOME");
     Deno.env.delete("VAST_API_KEY");
@@ -444,6 +453,35 @@ Deno.test("cleanup() sweeps every Skyward pool's instances and keys; a dry run o
   await assertEmpty(fake);
 });
 
+Deno.test("a teardown that cannot finish says what may be left and how to sweep it", async () => {
+  await using fake = await FakeVastAI.start({
+    hosts: [{ address: "10.0.0.1", user: "nobody" }],
+  });
+  const vast = provider(fake);
+  const s = spec({ clusterId: "sky-stuck-1" });
+  const cluster = await vast.prepare(s, (await vast.offers(s))[0]);
+  const [instance] = await vast.provision(cluster, 1);
+  fake.failDestroy = true;
+  await assert.rejects(() => vast.teardown(cluster), (error: Error) => {
+    assert.ok(error instanceof sky.ProvisioningError, String(error));
+    assert.match(error.message, /^Vast\.ai teardown could not finish/);
+    assert.match(
+      error.message,
+      new RegExp(`instance ${instance.id}: .*500: Internal error, try again`),
+    );
+    assert.match(
+      error.message,
+      /sky\.VastAI\(\)\.cleanup\(\{ cluster: "sky-stuck-1" \}\)/,
+    );
+    return true;
+  });
+  // The 500s were retried before giving up.
+  assert.ok(fake.calls("DELETE", /^\/instances\//).length >= 5);
+  fake.failDestroy = false;
+  await vast.cleanup({ cluster: "sky-stuck-1" });
+  await assertEmpty(fake);
+});
+
 // ---------------------------------------------------------------------------
 // End to end on the rig
 
@@ -469,6 +507,8 @@ rigTest(
         hosts[1].name,
       ]);
       assert.equal(infos[0].jobId, pool.id);
+      // No private network between Vast.ai machines: the nodes have no peers.
+      assert.deepEqual(infos.map((i) => i.peers), [[], []]);
       assert.deepEqual(await pool.run(sky.gather(square(2), square(3))), [
         4,
         9,
@@ -501,6 +541,57 @@ rigTest(
         types.includes(type as sky.PoolEvent["type"]),
         `${type} missing from ${types.join(", ")}`,
       );
+    }
+    await assertEmpty(fake, hosts);
+  },
+);
+
+rigTest(
+  "an outbid interruptible instance is replaced and its task retried",
+  async (hosts) => {
+    await using fake = await FakeVastAI.start({ hosts: fakeHosts(hosts) });
+    const events: sky.PoolEvent[] = [];
+    {
+      await using pool = await sky.ComputePool.start({
+        // Three fitting offers: 1003 (unverified) too.
+        provider: provider(fake, hosts, {
+          minReliability: 0.5,
+          verified: false,
+        }),
+        nodes: 2,
+        accelerator: sky.accelerators.RTX_4090(),
+        allocation: "spot",
+        console: "silent",
+        onEvent: (e) => events.push(e),
+      });
+      const ready = events.filter((e): e is sky.NodeReady =>
+        e.type === "NodeReady"
+      );
+      const victim = ready.find((e) => e.node === 1)!.instance;
+      const running = pool.run(sky.gather(nap(2_000), nap(2_000)));
+      await new Promise((r) => setTimeout(r, 500));
+      await fake.outbid(Number(victim));
+      assert.deepEqual(await running, [2_000, 2_000]);
+      const preempted = events.find((e) =>
+        e.type === "InstancePreempted"
+      ) as sky.InstancePreempted;
+      assert.deepEqual([preempted.node, preempted.instance], [1, victim]);
+      const replaced = events.find((e) =>
+        e.type === "InstanceReplaced"
+      ) as sky.InstanceReplaced;
+      assert.equal(replaced.node, 1);
+      assert.notEqual(replaced.instance, victim);
+      const infos = await pool.broadcast(info());
+      assert.deepEqual(infos.map((i) => i.node), [0, 1]);
+      // The outbid instance was destroyed; its replacement came from the
+      // next offer (the pool's two first ones are taken).
+      assert.deepEqual(
+        fake.calls("PUT", /^\/asks\//).map((c) => c.path),
+        ["/asks/1003/", "/asks/1001/", "/asks/1002/"],
+      );
+      assert.equal(fake.live.length, 2);
+      assert.ok(fake.live.every((i) => String(i.id) !== victim));
+      assert.deepEqual(events.filter((e) => e.type === "TaskFailed"), []);
     }
     await assertEmpty(fake, hosts);
   },

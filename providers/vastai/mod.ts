@@ -366,8 +366,9 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
         throw new ProvisioningError(
           `Vast.ai teardown could not finish; what may be left: ${
             failures.join("; ")
-          }. Sweep it with: deno run -A jsr:@skyward/skyward/cli cleanup --provider vastai` +
-            (cleanup.cluster ? ` --cluster ${cleanup.cluster}` : ""),
+          }. Sweep it with: await sky.VastAI().cleanup(${
+            cleanup.cluster ? `{ cluster: "${cleanup.cluster}" }` : ""
+          })`,
         );
       }
     }

@@ -18,13 +18,14 @@
  * The onstart script is kept, not run.
  *
  * Knobs for tests: offers that are gone (410), no capacity at all, rate
- * limiting (429) for the next requests, an outbid instance, boot delay.
+ * limiting (429) for the next requests, failing destroys (500), an outbid
+ * instance, boot delay.
  *
  * Test equipment only: nothing in the library imports it.
  *
  * @module
  */
-import type { FakeHost } from "./ec2.ts";
+import { type FakeHost, killClusterSessions } from "./ec2.ts";
 
 /** The API key the fake accepts. */
 export const TEST_VAST_KEY = "vast-fake-key-for-tests-0001";
@@ -182,6 +183,8 @@ export class FakeVastAI implements AsyncDisposable {
   noCapacity = false;
   /** Offers whose `PUT /asks/{id}/` answers 410 (taken by someone else). */
   readonly gone = new Set<number>();
+  /** `DELETE /instances/{id}/` answers 500. */
+  failDestroy = false;
   /** How many of the next requests answer 429. */
   rateLimited = 0;
   /** The offers listed. */
@@ -245,8 +248,9 @@ export class FakeVastAI implements AsyncDisposable {
   }
 
   /**
-   * Outbids an interruptible instance: it stops (`exited`), its sessions are
-   * cut off from new logins (its keys leave the host).
+   * Outbids an interruptible instance, as a higher bid does: it stops
+   * (`exited`, intended `stopped`), its keys leave the host and the SSH
+   * sessions of its pool (its label) on that host end.
    */
   async outbid(id: number): Promise<void> {
     const instance = this.#instances.get(id);
@@ -254,6 +258,9 @@ export class FakeVastAI implements AsyncDisposable {
     instance.actual_status = "exited";
     instance.intended_status = "stopped";
     await this.#release(instance);
+    if (instance.host?.sshdPidPath && instance.label) {
+      await killClusterSessions(instance.host, instance.label);
+    }
   }
 
   /** Stops the server; every instance's keys leave its host. */
@@ -365,6 +372,9 @@ export class FakeVastAI implements AsyncDisposable {
         return this.#json(200, { instances: this.#view(instance) });
       }
       if (method === "DELETE") {
+        if (this.failDestroy) {
+          return this.#error(500, "server_error", "Internal error, try again");
+        }
         if (!instance || instance.destroyed) {
           return this.#error(404, "no_such_instance", "Instance not found");
         }
