@@ -15,6 +15,7 @@ import type { FakeHost } from "./fakes/ec2.ts";
 import { FakeVerda, VERDA_TEST_CREDENTIALS } from "./fakes/verda.ts";
 import { VERDA_MODELS } from "../providers/verda/offers.ts";
 import { hello, info, nap, square } from "./fixtures/aws.ts";
+import { FAKE_VERDA_ENV, type FakeVerdaEnv } from "./fixtures/verda.ts";
 import { eventually } from "./helpers.ts";
 import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
 
@@ -561,6 +562,35 @@ rigTest(
       assert.equal(new Set(infos.map((i) => i.hostname)).size, 2);
       assert.deepEqual(events.filter((e) => e.type === "TaskFailed"), []);
     }
+    await assertEmpty(fake, hosts);
+  },
+);
+
+rigTest(
+  "an exception in the user's script still tears the Verda pool down",
+  async (hosts) => {
+    await using fake = await FakeVerda.start({ hosts: fakeHosts(hosts) });
+    const env: FakeVerdaEnv = {
+      baseUrl: fake.baseUrl,
+      ...VERDA_TEST_CREDENTIALS,
+      users: Object.fromEntries(hosts.map((h) => [h.address, h.user])),
+    };
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("./fixtures/verda.ts", import.meta.url).pathname,
+      ],
+      env: { [FAKE_VERDA_ENV]: JSON.stringify(env) },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(output.stdout);
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert.equal(output.success, false);
+    assert.match(stdout, /Hello from skyrig/, stderr);
+    assert.match(stderr, /the user's script failed/);
+    assert.equal(fake.calls("POST /instances").length, 2);
     await assertEmpty(fake, hosts);
   },
 );
