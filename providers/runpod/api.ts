@@ -76,8 +76,6 @@ export interface RunPodApiOptions {
   apiKey: string;
   /** The origin of the API. */
   baseUrl: string;
-  /** Backoff of retried requests, in ms (tests shorten it). */
-  baseDelayMs?: number;
 }
 
 /** A RunPod GraphQL client. */
@@ -95,9 +93,6 @@ export class RunPodApi {
       baseUrl: options.baseUrl,
       headers: () => ({ authorization: `Bearer ${options.apiKey}` }),
       credentialsHint: RUNPOD_CREDENTIALS_HINT,
-      ...(options.baseDelayMs !== undefined
-        ? { baseDelayMs: options.baseDelayMs }
-        : {}),
     });
   }
 

@@ -243,7 +243,6 @@ export function RunPod(options: RunPodOptions = {}): RunPodProvider {
     client ??= new RunPodApi({
       apiKey: runpodApiKey(resolved),
       baseUrl: resolved.baseUrl,
-      ...(isTest(resolved) ? { baseDelayMs: 20 } : {}),
     });
 
   function clusterOf(cluster: RunPodCluster): RunPodCluster {
@@ -360,12 +359,6 @@ export function RunPod(options: RunPodOptions = {}): RunPodProvider {
       return { pods: pods.map((p) => p.id), names: pods.map((p) => p.name!) };
     },
   };
-}
-
-/** A base URL on this machine: shorter backoff, for tests against a fake. */
-function isTest(options: ResolvedRunPodOptions): boolean {
-  const host = new URL(options.baseUrl).hostname;
-  return host === "127.0.0.1" || host === "localhost";
 }
 
 async function findOffers(
