@@ -150,7 +150,7 @@ Deno.test("every model Verda rents is named as in the accelerator catalog", () =
   }
 });
 
-Deno.test("Verda offers: nothing fits → NoOffersError 'No instances available' saying why and what to try", async () => {
+Deno.test("Verda offers: nothing fits → NoOffersError 'No instances available' saying why and what to try; half a GPU → ConfigError", async () => {
   await using fake = await FakeVerda.start({
     hosts: [{ address: "127.0.0.1", user: "nobody" }],
   });
@@ -183,6 +183,17 @@ Deno.test("Verda offers: nothing fits → NoOffersError 'No instances available'
     (error: Error) =>
       error instanceof sky.NoOffersError &&
       /costs \$0\.0279\/h, above maxHourlyCost \$0\.0100\/h/.test(
+        error.message,
+      ),
+  );
+  await assert.rejects(
+    () =>
+      verda.offers(
+        spec({ accelerator: sky.accelerators.H100({ count: 0.5 }) }),
+      ),
+    (error: Error) =>
+      error instanceof sky.ConfigError &&
+      /rents whole GPUs, but the accelerator asks for 0\.5x H100/.test(
         error.message,
       ),
   );

@@ -11,7 +11,7 @@ import {
   type Accelerator,
   describeAccelerator,
 } from "../../src/accelerators.ts";
-import { NoOffersError } from "../../src/errors.ts";
+import { ConfigError, NoOffersError } from "../../src/errors.ts";
 import type { ClusterSpec, Offer } from "../../src/provider.ts";
 import {
   AvailabilitySchema,
@@ -144,6 +144,7 @@ export interface OfferOptions {
  * @returns The offers, never empty.
  * @throws {NoOffersError} "No instances available on Verda …", naming what
  *   was asked, why nothing fits and what to try.
+ * @throws {ConfigError} When the accelerator's count is a fraction.
  */
 export async function findOffers(
   api: VerdaApi,
@@ -167,6 +168,14 @@ export async function findOffers(
       `Verda rents no ${accelerator.name} (it has ${
         Object.keys(VERDA_MODELS).join(", ")
       })`,
+    );
+  }
+  if (accelerator && !Number.isInteger(accelerator.count)) {
+    throw new ConfigError(
+      `Cannot start pool on Verda: it rents whole GPUs, but the accelerator asks for ${accelerator.count}x ${accelerator.name}; ` +
+        `use a whole count such as ${
+          Math.max(1, Math.ceil(accelerator.count))
+        }`,
     );
   }
   if (spec.architecture === "arm64") {
