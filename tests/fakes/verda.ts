@@ -317,7 +317,7 @@ export class FakeVerda implements AsyncDisposable {
     this.#throttle = count;
   }
 
-  /** Every access token issued so far stops working (a 401 until a new one is fetched). */
+  /** Every access token handed out so far stops working (a 401 until a new one is fetched). */
   expireTokens(): void {
     this.#tokens.clear();
   }
@@ -325,7 +325,7 @@ export class FakeVerda implements AsyncDisposable {
   /**
    * Takes a spot instance back, as Verda does when it discontinues one: its
    * status becomes `discontinued`, its key is no longer authorised and the
-   * SSH sessions of its cluster on its host end.
+   * SSH connections of its cluster on its host end.
    *
    * @param id The instance's id.
    */
