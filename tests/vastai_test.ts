@@ -483,6 +483,126 @@ Deno.test("a teardown that cannot finish says what may be left and how to sweep 
 });
 
 // ---------------------------------------------------------------------------
+// The onstart script, in a real container
+
+const DOCKER_HOST = Deno.env.get("DOCKER_HOST") ??
+  "unix:///run/skyward-docker/docker.sock";
+const BASE_IMAGE = "skyward-base:bookworm-v1";
+
+async function docker(
+  ...args: string[]
+): Promise<{ ok: boolean; out: string }> {
+  try {
+    const output = await new Deno.Command("docker", {
+      args,
+      env: { DOCKER_HOST },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(
+      output.success ? output.stdout : output.stderr,
+    );
+    return { ok: output.success, out: text.trim() };
+  } catch (error) {
+    return { ok: false, out: (error as Error).message };
+  }
+}
+
+const image = await docker(
+  "image",
+  "inspect",
+  "--format",
+  "{{.Id}}",
+  BASE_IMAGE,
+);
+if (!image.ok) {
+  console.warn(
+    `vastai_test.ts: the onstart test is ignored: no ${BASE_IMAGE} at ${DOCKER_HOST} ` +
+      "(deno task docker:up, deno task image:build): " + image.out,
+  );
+}
+
+Deno.test({
+  name:
+    "the onstart watchdog spares an instance with an SSH client, and destroys it with its own key once none is connected",
+  ignore: !image.ok,
+  fn: async () => {
+    const id = crypto.randomUUID().slice(0, 8);
+    const label = `skyward.cluster=sky-vast-onstart-${id}`;
+    const script = onstartScript({
+      ttl: 2_000,
+      baseUrl: "https://console.vast.ai/api/v0",
+    });
+    // A curl that records how it was called, first on the PATH; a client
+    // connected to port 22 (a listener standing in for sshd), as the pool's is.
+    const setup = [
+      "mkdir -p /stub",
+      `printf '#!/bin/sh\\necho "$@" >>/tmp/curl.args\\n' >/stub/curl`,
+      "chmod 755 /stub/curl",
+      "export PATH=/stub:$PATH",
+      `(perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 22, Listen => 1, ReuseAddr => 1) or die; $c = $s->accept; sleep 600' &)`,
+      "sleep 0.3",
+      `perl -MIO::Socket::INET -e '$c = IO::Socket::INET->new("127.0.0.1:22") or die; sleep 600' & echo $! >/tmp/client.pid`,
+      'sh -c "$ONSTART"',
+      "sleep 120",
+    ].join("; ");
+    const curlArgs = async () => {
+      const read = await docker("exec", container, "cat", "/tmp/curl.args");
+      return read.ok ? read.out : "";
+    };
+    let container = "";
+    try {
+      const run = await docker(
+        "run",
+        "-d",
+        "--rm",
+        "--network",
+        "none",
+        "--label",
+        label,
+        "-e",
+        "CONTAINER_ID=7654321",
+        "-e",
+        "CONTAINER_API_KEY=per-instance-key",
+        "-e",
+        `ONSTART=${script}`,
+        BASE_IMAGE,
+        "sh",
+        "-c",
+        setup,
+      );
+      assert.ok(run.ok, run.out);
+      container = run.out;
+      // Connected: more than twice the ttl passes without a call.
+      await new Promise((r) => setTimeout(r, 5_000));
+      assert.equal(await curlArgs(), "");
+      // The client goes: the instance asks to be destroyed.
+      const kill = await docker(
+        "exec",
+        container,
+        "sh",
+        "-c",
+        "kill $(cat /tmp/client.pid)",
+      );
+      assert.ok(kill.ok, kill.out);
+      let args = "";
+      for (let i = 0; i < 100 && !args; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        args = await curlArgs();
+      }
+      assert.equal(
+        args.split("\n")[0],
+        "-fsS -X DELETE -H Authorization: Bearer per-instance-key https://console.vast.ai/api/v0/instances/7654321/",
+      );
+    } finally {
+      if (container) await docker("rm", "-f", container);
+    }
+    const left = await docker("ps", "-aq", "--filter", `label=${label}`);
+    assert.equal(left.out, "");
+  },
+});
+
+// ---------------------------------------------------------------------------
 // End to end on the rig
 
 rigTest(

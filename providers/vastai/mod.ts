@@ -142,7 +142,7 @@ export function onstartScript(
       "cat >/usr/local/bin/skyward-ttl <<'SKYWARD'",
       "#!/bin/sh",
       "# Destroys the instance once no SSH client has been connected for $1 seconds.",
-      "ttl=$1; idle=0; step=15",
+      `ttl=$1; idle=0; step=${Math.min(15, ttl)}`,
       "while sleep $step; do",
       "  if awk '$2 ~ /:0016$/ && $4 == \"01\" { found = 1 } END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null; then idle=0; else idle=$((idle + step)); fi",
       '  if [ "$idle" -ge "$ttl" ]; then',
