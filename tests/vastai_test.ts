@@ -393,6 +393,41 @@ Deno.test("a failed create moves on to the next offer; teardown destroys the poo
   await assertEmpty(fake);
 });
 
+Deno.test("SSH goes to the public address and mapped port, or through Vast.ai's proxy when asked or when there is no direct port", async () => {
+  await using fake = await FakeVastAI.start({
+    hosts: [{ address: "10.0.0.1", user: "nobody" }],
+    bootMs: 0,
+  });
+  fake.proxy = { host: "ssh7.vast.test", port: 31022 };
+  const endpointOf = async (vast: sky.VastAIProvider) => {
+    const s = spec();
+    const cluster = await vast.prepare(s, (await vast.offers(s))[0]);
+    try {
+      const [instance] = await vast.provision(cluster, 1);
+      await new Promise((r) => setTimeout(r, 50));
+      const found = await vast.getInstance(cluster, instance.id);
+      assert.equal(found?.status, "running");
+      const e = found!.endpoint!;
+      return e.kind === "ssh" ? `${e.user}@${e.host}:${e.port}` : "";
+    } finally {
+      await vast.teardown(cluster);
+    }
+  };
+  assert.equal(await endpointOf(provider(fake)), "root@10.0.0.1:22");
+  assert.equal(
+    await endpointOf(provider(fake, [], { ssh: "proxy" })),
+    "root@ssh7.vast.test:31022",
+  );
+  assert.equal(
+    (fake.calls("PUT", /^\/asks\//).at(-1)!.body as { runtype: string })
+      .runtype,
+    "ssh_proxy",
+  );
+  fake.directPorts = false;
+  assert.equal(await endpointOf(provider(fake)), "root@ssh7.vast.test:31022");
+  await assertEmpty(fake);
+});
+
 Deno.test("no capacity: ComputePool.start rejects with a NoOffersError listing the offers tried, and nothing is left", async () => {
   await using fake = await FakeVastAI.start({
     hosts: [{ address: "10.0.0.1", user: "nobody" }],

@@ -187,6 +187,10 @@ export class FakeVastAI implements AsyncDisposable {
   failDestroy = false;
   /** How many of the next requests answer 429. */
   rateLimited = 0;
+  /** Whether instances report port 22 mapped on their public address. */
+  directPorts = true;
+  /** The SSH proxy instances report; without it, their own address and port 22. */
+  proxy?: { host: string; port: number };
   /** The offers listed. */
   readonly offers: FakeVastOffer[];
 
@@ -537,10 +541,11 @@ export class FakeVastAI implements AsyncDisposable {
       num_gpus: offer.num_gpus,
       is_bid: i.is_bid,
       dph_total: offer.dph_total,
-      ssh_host: running ? i.host?.address : null,
-      ssh_port: running ? 22 : null,
+      // The proxy's address and port, as Vast.ai's `sshN.vast.ai` gives them.
+      ssh_host: running ? (this.proxy?.host ?? i.host?.address) : null,
+      ssh_port: running ? (this.proxy?.port ?? 22) : null,
       public_ipaddr: running ? i.host?.address : null,
-      ports: running
+      ports: running && this.directPorts
         ? { "22/tcp": [{ HostIp: "0.0.0.0", HostPort: "22" }] }
         : {},
     };
