@@ -11,6 +11,8 @@
 import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
 import { generateSshKeyPair } from "../providers/aws/keys.ts";
+import { z } from "zod";
+import { RunPodApi } from "../providers/runpod/api.ts";
 import { runpodGpuIds } from "../providers/runpod/gpu_types.ts";
 import { BOOT_COMMAND, BOOT_SCRIPT } from "../providers/runpod/mod.ts";
 import { SshAuthenticationError, SshConnection } from "../src/ssh.ts";
@@ -298,6 +300,17 @@ Deno.test("rate limits and server errors are retried; RunPod's own message is re
   });
   await low.teardown(cluster);
   assert.deepEqual(fake.live, []);
+
+  // GraphQL errors, with status 200 or 400, carry RunPod's message.
+  const api = new RunPodApi({ apiKey: TEST_RUNPOD_KEY, baseUrl: fake.baseUrl });
+  await assert.rejects(
+    () => api.run("nosuchfield", "query { nosuchfield }", {}, z.unknown()),
+    /^RunPodError: RunPod nosuchfield failed: Cannot query field "nosuchfield" on type "Query"\.$/,
+  );
+  await assert.rejects(
+    () => api.run("gpuTypes", " ", {}, z.unknown()),
+    /^RunPodError: RunPod gpuTypes failed: Must provide query string\.$/,
+  );
 });
 
 Deno.test("provision: a spot pod at the minimum bid with the pool's key, sshd command and port 22; on-demand when spot has no capacity", async () => {

@@ -274,6 +274,9 @@ export class FakeRunPod implements AsyncDisposable {
       return json(400, { errors: [{ message: "Must provide query string." }] });
     }
     const query = body.query ?? "";
+    if (!query.trim()) {
+      return json(400, { errors: [{ message: "Must provide query string." }] });
+    }
     const operation =
       /^\s*(?:(?:query|mutation)\b[^{]*)?\{\s*(\w+)/.exec(query)?.[1] ?? "";
     const variables = body.variables ?? {};
