@@ -460,9 +460,9 @@ Deno.test("no capacity: ComputePool.start rejects with a NoOffersError listing t
     `${c.path} ${(c.body as { price?: number }).price ?? "on-demand"}`
   );
   assert.deepEqual(puts.slice(0, 4), [
-    "/asks/1001/ 0.22",
+    "/asks/1001/ 0.24",
     "/asks/1001/ on-demand",
-    "/asks/1002/ 0.242",
+    "/asks/1002/ 0.264",
     "/asks/1002/ on-demand",
   ]);
   await assertEmpty(fake);
@@ -674,7 +674,7 @@ rigTest(
       assert.ok(fake.live.every((i) => i.is_bid && i.label === pool.id));
       assert.deepEqual(
         fake.live.map((i) => i.request.price).sort(),
-        [0.22, 0.242],
+        [0.24, 0.264],
       );
       assert.equal(fake.sshKeys.length, 1);
       assert.ok(fake.sshKeys[0].endsWith(`skyward:${pool.id}`));

@@ -201,7 +201,7 @@ function bidFor(
   cap?: number,
 ): number {
   const wanted = options.bid ??
-    Math.round((offer.minBid ?? offer.onDemandPrice ?? 0) * 1.1 * 1e4) / 1e4;
+    Math.round((offer.minBid ?? offer.onDemandPrice ?? 0) * 1.2 * 1e4) / 1e4;
   const bid = cap === undefined ? wanted : Math.min(wanted, cap);
   return Math.max(0.001, bid);
 }
