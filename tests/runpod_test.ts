@@ -368,6 +368,25 @@ Deno.test("provision: a spot pod at the minimum bid with the pool's key, sshd co
   await assertEmpty(fake);
 });
 
+Deno.test("a deploy retried after a gateway error leaves no pod behind: teardown finds pods by name", async () => {
+  await using fake = await FakeRunPod.start();
+  const runpod = provider(fake);
+  const s = spec();
+  const cluster = await runpod.prepare(s, (await runpod.offers(s))[0]);
+  fake.failNextAfterwards(502);
+  const [pod] = await runpod.provision(cluster, 1);
+  // The first attempt made a pod the client never heard of.
+  assert.equal(fake.calls("podRentInterruptable").length, 2);
+  assert.equal(fake.live.length, 2);
+  assert.deepEqual(
+    fake.live.map((p) => p.name),
+    [`skyward-${s.clusterId}-0`, `skyward-${s.clusterId}-0`],
+  );
+  assert.equal(pod.id, fake.live[1].id);
+  await runpod.teardown(cluster);
+  await assertEmpty(fake);
+});
+
 Deno.test("no capacity: NoOffersError 'No instances available on RunPod' naming the GPU, and nothing left", async () => {
   await using fake = await FakeRunPod.start();
   fake.noCapacity = true;

@@ -179,6 +179,7 @@ export class FakeRunPod implements AsyncDisposable {
   #bootMs: number;
   #pods = new Map<string, FakePod>();
   #failures: number[] = [];
+  #failAfterwards?: number;
   #lock: Promise<unknown> = Promise.resolve();
   #closed = false;
 
@@ -225,6 +226,14 @@ export class FakeRunPod implements AsyncDisposable {
   /** Answers the next requests with these statuses (e.g. 429, 503) before serving again. */
   failNext(...statuses: number[]): void {
     this.#failures.push(...statuses);
+  }
+
+  /**
+   * Carries out the next request but answers it with this status, as when a
+   * gateway fails after the API did the work.
+   */
+  failNextAfterwards(status: number): void {
+    this.#failAfterwards = status;
   }
 
   /**
@@ -299,7 +308,13 @@ export class FakeRunPod implements AsyncDisposable {
     );
     this.#lock = run.catch(() => {});
     try {
-      return json(200, { data: { [operation]: await run } });
+      const data = { data: { [operation]: await run } };
+      const status = this.#failAfterwards;
+      if (status !== undefined) {
+        this.#failAfterwards = undefined;
+        return json(status, { errors: [{ message: "Bad gateway" }] });
+      }
+      return json(200, data);
     } catch (error) {
       if (error instanceof GraphqlError) {
         return json(200, {
