@@ -17,6 +17,7 @@ import { vastGpuNames } from "../providers/vastai/offers.ts";
 import type { FakeHost } from "./fakes/ec2.ts";
 import { FakeVastAI, TEST_VAST_KEY } from "./fakes/vastai.ts";
 import { hello, info, nap, square } from "./fixtures/aws.ts";
+import { FAKE_VAST_ENV, type FakeVastEnv } from "./fixtures/vastai.ts";
 import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
 
 const { rig, reason } = await requireRig({ hosts: 3 });
@@ -748,6 +749,37 @@ rigTest(
       assert.ok(fake.live.every((i) => String(i.id) !== victim));
       assert.deepEqual(events.filter((e) => e.type === "TaskFailed"), []);
     }
+    await assertEmpty(fake, hosts);
+  },
+);
+
+rigTest(
+  "an exception in the user's script still tears the Vast.ai pool down",
+  async (hosts) => {
+    await using fake = await FakeVastAI.start({ hosts: fakeHosts(hosts) });
+    const env: FakeVastEnv = {
+      baseUrl: fake.baseUrl,
+      users: Object.fromEntries(hosts.map((h) => [h.address, h.user])),
+    };
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("./fixtures/vastai.ts", import.meta.url).pathname,
+      ],
+      env: {
+        [FAKE_VAST_ENV]: JSON.stringify(env),
+        VAST_API_KEY: TEST_VAST_KEY,
+      },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(output.stdout);
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert.equal(output.success, false);
+    assert.match(stdout, /Hello from skyrig/, stderr);
+    assert.match(stderr, /the user's script failed/);
+    assert.equal(fake.calls("PUT", /^\/asks\//).length, 2);
     await assertEmpty(fake, hosts);
   },
 );

@@ -425,16 +425,20 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
     async provision(cluster: VastCluster, count: number): Promise<Instance[]> {
       const c = clusterOf(cluster);
       const chosen = c.offer;
-      // The market moves: search again for the chosen GPU, the chosen offer first.
-      const fresh = await searchOffers(api, {
-        ...c.query,
-        gpuNames: [chosen.gpuName],
-        gpuCount: chosen.gpuCount,
-      }, resolved);
-      const candidates = [
-        ...fresh.filter((o) => o.offerId === chosen.offerId),
-        ...fresh.filter((o) => o.offerId !== chosen.offerId),
-      ].filter((o) => !c.tried.has(o.offerId));
+      // The market moves: search again. The chosen offer first, then the
+      // same GPU model, then whatever else fits the pool's wishes.
+      const fresh = await searchOffers(api, c.query, resolved);
+      const rank = (o: VastOffer) =>
+        o.offerId === chosen.offerId
+          ? 0
+          : o.gpuName === chosen.gpuName && o.gpuCount === chosen.gpuCount
+          ? 1
+          : 2;
+      const candidates = fresh
+        .map((o, i) => ({ o, i }))
+        .sort((a, b) => rank(a.o) - rank(b.o) || a.i - b.i)
+        .map(({ o }) => o)
+        .filter((o) => !c.tried.has(o.offerId));
       if (
         !c.tried.has(chosen.offerId) &&
         !candidates.some((o) => o.offerId === chosen.offerId)
@@ -497,14 +501,7 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
       if (launched.length === 0) {
         throw new NoOffersError(
           `No instances available on Vast.ai for ${
-            describeQuery(
-              {
-                ...c.query,
-                gpuNames: [chosen.gpuName],
-                gpuCount: chosen.gpuCount,
-              },
-              resolved,
-            )
+            describeQuery(c.query, resolved)
           } (${c.query.allocation}): ${
             failures.join("; ") || "no offer left to try"
           }. ${noOffersHint(c.query)}`,
