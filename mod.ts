@@ -114,6 +114,16 @@ export {
   type LocalProvider,
 } from "./providers/local.ts";
 export {
+  Verda,
+  type VerdaCleanupOptions,
+  type VerdaCleanupReport,
+  type VerdaCluster,
+  type VerdaInstance,
+  type VerdaOffer,
+  type VerdaOptions,
+  type VerdaProvider,
+} from "./providers/verda/mod.ts";
+export {
   AWS,
   type AwsCleanupOptions,
   type AwsCleanupReport,

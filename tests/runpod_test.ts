@@ -10,7 +10,12 @@
  */
 import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
+import { generateSshKeyPair } from "../providers/aws/keys.ts";
+import { z } from "zod";
+import { RunPodApi } from "../providers/runpod/api.ts";
+import { runpodGpuIds } from "../providers/runpod/gpu_types.ts";
 import { BOOT_COMMAND, BOOT_SCRIPT } from "../providers/runpod/mod.ts";
+import { SshAuthenticationError, SshConnection } from "../src/ssh.ts";
 import {
   FakeRunPod,
   type RunPodFakeHost,
@@ -162,9 +167,36 @@ Deno.test("offers: nothing fits → NoOffersError 'No instances available on Run
     /comes at most 8 per pod/,
   );
   await rejects(
+    { architecture: "arm64" },
+    /RunPod's GPU pods are x86_64 machines/,
+  );
+  await rejects(
     { maxHourlyCost: 0.1 },
     /costs \$0\.2000\/h, above maxHourlyCost \$0\.1000\/h/,
   );
+});
+
+Deno.test("the catalog maps to RunPod's GPU type ids by model, memory and form factor", () => {
+  const ids = (a: sky.Accelerator) => runpodGpuIds(a).map((g) => g.id);
+  assert.deepEqual(ids(sky.accelerators.RTX_4090({ count: 4 })), [
+    "NVIDIA GeForce RTX 4090",
+  ]);
+  assert.deepEqual(ids(sky.accelerators.A100({ memory: "40GB" })), [
+    "NVIDIA A100-SXM4-40GB",
+  ]);
+  assert.deepEqual(ids(sky.accelerators.H100()), [
+    "NVIDIA H100 PCIe",
+    "NVIDIA H100 80GB HBM3",
+  ]);
+  assert.deepEqual(ids(sky.accelerators.H100({ formFactor: "NVL" })), [
+    "NVIDIA H100 NVL",
+  ]);
+  assert.deepEqual(ids(sky.accelerators.V100({ memory: "16GB" })), [
+    "Tesla V100-PCIE-16GB",
+    "Tesla V100-SXM2-16GB",
+  ]);
+  assert.deepEqual(ids(sky.accelerators.MI300X()), ["AMD Instinct MI300X OAM"]);
+  assert.deepEqual(ids(sky.accelerators.Trainium1()), []);
 });
 
 Deno.test("a pool without an accelerator: ConfigError saying RunPod runs GPU pods", async () => {
@@ -268,6 +300,17 @@ Deno.test("rate limits and server errors are retried; RunPod's own message is re
   });
   await low.teardown(cluster);
   assert.deepEqual(fake.live, []);
+
+  // GraphQL errors, with status 200 or 400, carry RunPod's message.
+  const api = new RunPodApi({ apiKey: TEST_RUNPOD_KEY, baseUrl: fake.baseUrl });
+  await assert.rejects(
+    () => api.run("nosuchfield", "query { nosuchfield }", {}, z.unknown()),
+    /^RunPodError: RunPod nosuchfield failed: Cannot query field "nosuchfield" on type "Query"\.$/,
+  );
+  await assert.rejects(
+    () => api.run("gpuTypes", " ", {}, z.unknown()),
+    /^RunPodError: RunPod gpuTypes failed: Must provide query string\.$/,
+  );
 });
 
 Deno.test("provision: a spot pod at the minimum bid with the pool's key, sshd command and port 22; on-demand when spot has no capacity", async () => {
@@ -325,6 +368,25 @@ Deno.test("provision: a spot pod at the minimum bid with the pool's key, sshd co
   await assertEmpty(fake);
 });
 
+Deno.test("a deploy retried after a gateway error leaves no pod behind: teardown finds pods by name", async () => {
+  await using fake = await FakeRunPod.start();
+  const runpod = provider(fake);
+  const s = spec();
+  const cluster = await runpod.prepare(s, (await runpod.offers(s))[0]);
+  fake.failNextAfterwards(502);
+  const [pod] = await runpod.provision(cluster, 1);
+  // The first attempt made a pod the client never heard of.
+  assert.equal(fake.calls("podRentInterruptable").length, 2);
+  assert.equal(fake.live.length, 2);
+  assert.deepEqual(
+    fake.live.map((p) => p.name),
+    [`skyward-${s.clusterId}-0`, `skyward-${s.clusterId}-0`],
+  );
+  assert.equal(pod.id, fake.live[1].id);
+  await runpod.teardown(cluster);
+  await assertEmpty(fake);
+});
+
 Deno.test("no capacity: NoOffersError 'No instances available on RunPod' naming the GPU, and nothing left", async () => {
   await using fake = await FakeRunPod.start();
   fake.noCapacity = true;
@@ -373,6 +435,130 @@ Deno.test("cleanup() terminates the pods Skyward pools left; a dry run only list
   const report = await runpod.cleanup();
   assert.equal(report.pods.length, 2);
   await assertEmpty(fake);
+});
+
+// ---------------------------------------------------------------------------
+// The pods' command, in a real container
+
+const DOCKER_HOST = Deno.env.get("DOCKER_HOST") ??
+  "unix:///run/skyward-docker/docker.sock";
+const BASE_IMAGE = "skyward-base:bookworm-v1";
+
+async function docker(
+  ...args: string[]
+): Promise<{ ok: boolean; out: string }> {
+  try {
+    const output = await new Deno.Command("docker", {
+      args,
+      env: { DOCKER_HOST },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(
+      output.success ? output.stdout : output.stderr,
+    );
+    return { ok: output.success, out: text.trim() };
+  } catch (error) {
+    return { ok: false, out: (error as Error).message };
+  }
+}
+
+const image = await docker(
+  "image",
+  "inspect",
+  "--format",
+  "{{.Id}}",
+  BASE_IMAGE,
+);
+if (!image.ok) {
+  console.warn(
+    `runpod_test.ts: the pod command test is ignored: no ${BASE_IMAGE} at ${DOCKER_HOST} ` +
+      "(deno task docker:up, deno task image:build): " + image.out,
+  );
+}
+
+Deno.test({
+  name:
+    "the pods' command authorises the pool's key for root and serves SSH in a stock image",
+  ignore: !image.ok,
+  fn: async () => {
+    const id = crypto.randomUUID().slice(0, 8);
+    const label = `skyward.cluster=sky-runpod-boot-${id}`;
+    const network = `skyward-rpboot-${id}`;
+    const keys = await generateSshKeyPair(`sky-runpod-boot-${id}`);
+    const created = await docker(
+      "network",
+      "create",
+      "--label",
+      label,
+      network,
+    );
+    assert.ok(created.ok, created.out);
+    let container = "";
+    try {
+      const run = await docker(
+        "run",
+        "-d",
+        "--rm",
+        "--label",
+        label,
+        "--network",
+        network,
+        "-e",
+        `PUBLIC_KEY=${keys.publicKey}`,
+        "-e",
+        `SKYWARD_BOOT=${btoa(BOOT_SCRIPT)}`,
+        BASE_IMAGE,
+        // RunPod splits the command line as a shell does.
+        "sh",
+        "-c",
+        BOOT_COMMAND,
+      );
+      assert.ok(run.ok, run.out);
+      container = run.out;
+      const address = (await docker(
+        "inspect",
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        container,
+      )).out;
+      assert.match(address, /^\d+\.\d+\.\d+\.\d+$/);
+      const ssh = await SshConnection.connect({
+        host: address,
+        user: "root",
+        privateKey: keys.privateKey,
+        retries: 20,
+        retryDelay: 100,
+        reconnect: false,
+      });
+      try {
+        const result = await ssh.run(
+          "id -un; pgrep -x sshd >/dev/null && echo sshd",
+        );
+        assert.equal(result.stdout, "root\nsshd\n");
+      } finally {
+        await ssh.close();
+      }
+      // Another key is refused.
+      const other = await generateSshKeyPair("other");
+      await assert.rejects(
+        () =>
+          SshConnection.connect({
+            host: address,
+            user: "root",
+            privateKey: other.privateKey,
+            retries: 0,
+            reconnect: false,
+          }),
+        SshAuthenticationError,
+      );
+    } finally {
+      if (container) await docker("rm", "-f", container);
+      await docker("network", "rm", network);
+    }
+    const left = await docker("ps", "-aq", "--filter", `label=${label}`);
+    assert.equal(left.out, "");
+  },
 });
 
 // ---------------------------------------------------------------------------

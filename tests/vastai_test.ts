@@ -16,7 +16,8 @@ import { onstartScript } from "../providers/vastai/mod.ts";
 import { vastGpuNames } from "../providers/vastai/offers.ts";
 import type { FakeHost } from "./fakes/ec2.ts";
 import { FakeVastAI, TEST_VAST_KEY } from "./fakes/vastai.ts";
-import { hello, info, square } from "./fixtures/aws.ts";
+import { hello, info, nap, square } from "./fixtures/aws.ts";
+import { FAKE_VAST_ENV, type FakeVastEnv } from "./fixtures/vastai.ts";
 import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
 
 const { rig, reason } = await requireRig({ hosts: 3 });
@@ -29,6 +30,7 @@ function fakeHosts(hosts: RigHost[]): FakeHost[] {
     address: h.address,
     user: h.user,
     authorizedKeysPath: `${RIG_DIR}/host${h.index}/authorized_keys`,
+    sshdPidPath: `${RIG_DIR}/host${h.index}/sshd.pid`,
   }));
 }
 
@@ -218,11 +220,19 @@ Deno.test("missing key: ComputePool.start rejects with a ConfigError naming VAST
   await using fake = await FakeVastAI.start();
   const home = await Deno.makeTempDir({ prefix: "skyward-vast-home-" });
   const saved = Object.fromEntries(
-    ["HOME", "XDG_CONFIG_HOME", "VAST_API_KEY"].map((
+    ["HOME", "XDG_CONFIG_HOME", "VAST_API_KEY", "DENO_DIR"].map((
       k,
     ) => [k, Deno.env.get(k)]),
   );
+  // The pool's bundler runs `deno info`, whose cache must not move with HOME.
+  const denoDir = saved.DENO_DIR ?? JSON.parse(
+    new TextDecoder().decode(
+      (await new Deno.Command(Deno.execPath(), { args: ["info", "--json"] })
+        .output()).stdout,
+    ),
+  ).denoDir;
   try {
+    Deno.env.set("DENO_DIR", denoDir);
     Deno.env.set("HOME", home);
     Deno.env.delete("XDG_CONFIG_HOME");
     Deno.env.delete("VAST_API_KEY");
@@ -384,6 +394,41 @@ Deno.test("a failed create moves on to the next offer; teardown destroys the poo
   await assertEmpty(fake);
 });
 
+Deno.test("SSH goes to the public address and mapped port, or through Vast.ai's proxy when asked or when there is no direct port", async () => {
+  await using fake = await FakeVastAI.start({
+    hosts: [{ address: "10.0.0.1", user: "nobody" }],
+    bootMs: 0,
+  });
+  fake.proxy = { host: "ssh7.vast.test", port: 31022 };
+  const endpointOf = async (vast: sky.VastAIProvider) => {
+    const s = spec();
+    const cluster = await vast.prepare(s, (await vast.offers(s))[0]);
+    try {
+      const [instance] = await vast.provision(cluster, 1);
+      await new Promise((r) => setTimeout(r, 50));
+      const found = await vast.getInstance(cluster, instance.id);
+      assert.equal(found?.status, "running");
+      const e = found!.endpoint!;
+      return e.kind === "ssh" ? `${e.user}@${e.host}:${e.port}` : "";
+    } finally {
+      await vast.teardown(cluster);
+    }
+  };
+  assert.equal(await endpointOf(provider(fake)), "root@10.0.0.1:22");
+  assert.equal(
+    await endpointOf(provider(fake, [], { ssh: "proxy" })),
+    "root@ssh7.vast.test:31022",
+  );
+  assert.equal(
+    (fake.calls("PUT", /^\/asks\//).at(-1)!.body as { runtype: string })
+      .runtype,
+    "ssh_proxy",
+  );
+  fake.directPorts = false;
+  assert.equal(await endpointOf(provider(fake)), "root@ssh7.vast.test:31022");
+  await assertEmpty(fake);
+});
+
 Deno.test("no capacity: ComputePool.start rejects with a NoOffersError listing the offers tried, and nothing is left", async () => {
   await using fake = await FakeVastAI.start({
     hosts: [{ address: "10.0.0.1", user: "nobody" }],
@@ -416,9 +461,9 @@ Deno.test("no capacity: ComputePool.start rejects with a NoOffersError listing t
     `${c.path} ${(c.body as { price?: number }).price ?? "on-demand"}`
   );
   assert.deepEqual(puts.slice(0, 4), [
-    "/asks/1001/ 0.22",
+    "/asks/1001/ 0.24",
     "/asks/1001/ on-demand",
-    "/asks/1002/ 0.242",
+    "/asks/1002/ 0.264",
     "/asks/1002/ on-demand",
   ]);
   await assertEmpty(fake);
@@ -442,6 +487,155 @@ Deno.test("cleanup() sweeps every Skyward pool's instances and keys; a dry run o
   const report = await vast.cleanup();
   assert.deepEqual(report.clusters, ["sky-orphan-1"]);
   await assertEmpty(fake);
+});
+
+Deno.test("a teardown that cannot finish says what may be left and how to sweep it", async () => {
+  await using fake = await FakeVastAI.start({
+    hosts: [{ address: "10.0.0.1", user: "nobody" }],
+  });
+  const vast = provider(fake);
+  const s = spec({ clusterId: "sky-stuck-1" });
+  const cluster = await vast.prepare(s, (await vast.offers(s))[0]);
+  const [instance] = await vast.provision(cluster, 1);
+  fake.failDestroy = true;
+  await assert.rejects(() => vast.teardown(cluster), (error: Error) => {
+    assert.ok(error instanceof sky.ProvisioningError, String(error));
+    assert.match(error.message, /^Vast\.ai teardown could not finish/);
+    assert.match(
+      error.message,
+      new RegExp(`instance ${instance.id}: .*500: Internal error, try again`),
+    );
+    assert.match(
+      error.message,
+      /sky\.VastAI\(\)\.cleanup\(\{ cluster: "sky-stuck-1" \}\)/,
+    );
+    return true;
+  });
+  // The 500s were retried before giving up.
+  assert.ok(fake.calls("DELETE", /^\/instances\//).length >= 5);
+  fake.failDestroy = false;
+  await vast.cleanup({ cluster: "sky-stuck-1" });
+  await assertEmpty(fake);
+});
+
+// ---------------------------------------------------------------------------
+// The onstart script, in a real container
+
+const DOCKER_HOST = Deno.env.get("DOCKER_HOST") ??
+  "unix:///run/skyward-docker/docker.sock";
+const BASE_IMAGE = "skyward-base:bookworm-v1";
+
+async function docker(
+  ...args: string[]
+): Promise<{ ok: boolean; out: string }> {
+  try {
+    const output = await new Deno.Command("docker", {
+      args,
+      env: { DOCKER_HOST },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(
+      output.success ? output.stdout : output.stderr,
+    );
+    return { ok: output.success, out: text.trim() };
+  } catch (error) {
+    return { ok: false, out: (error as Error).message };
+  }
+}
+
+const image = await docker(
+  "image",
+  "inspect",
+  "--format",
+  "{{.Id}}",
+  BASE_IMAGE,
+);
+if (!image.ok) {
+  console.warn(
+    `vastai_test.ts: the onstart test is ignored: no ${BASE_IMAGE} at ${DOCKER_HOST} ` +
+      "(deno task docker:up, deno task image:build): " + image.out,
+  );
+}
+
+Deno.test({
+  name:
+    "the onstart watchdog spares an instance with an SSH client, and destroys it with its own key once none is connected",
+  ignore: !image.ok,
+  fn: async () => {
+    const id = crypto.randomUUID().slice(0, 8);
+    const label = `skyward.cluster=sky-vast-onstart-${id}`;
+    const script = onstartScript({
+      ttl: 2_000,
+      baseUrl: "https://console.vast.ai/api/v0",
+    });
+    // A curl that records how it was called, first on the PATH; a client
+    // connected to port 22 (a listener standing in for sshd), as the pool's is.
+    const setup = [
+      "mkdir -p /stub",
+      `printf '#!/bin/sh\\necho "$@" >>/tmp/curl.args\\n' >/stub/curl`,
+      "chmod 755 /stub/curl",
+      "export PATH=/stub:$PATH",
+      `(perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 22, Listen => 1, ReuseAddr => 1) or die; $c = $s->accept; sleep 600' &)`,
+      "sleep 0.3",
+      `perl -MIO::Socket::INET -e '$c = IO::Socket::INET->new("127.0.0.1:22") or die; sleep 600' & echo $! >/tmp/client.pid`,
+      'sh -c "$ONSTART"',
+      "sleep 120",
+    ].join("; ");
+    const curlArgs = async () => {
+      const read = await docker("exec", container, "cat", "/tmp/curl.args");
+      return read.ok ? read.out : "";
+    };
+    let container = "";
+    try {
+      const run = await docker(
+        "run",
+        "-d",
+        "--rm",
+        "--network",
+        "none",
+        "--label",
+        label,
+        "-e",
+        "CONTAINER_ID=7654321",
+        "-e",
+        "CONTAINER_API_KEY=per-instance-key",
+        "-e",
+        `ONSTART=${script}`,
+        BASE_IMAGE,
+        "sh",
+        "-c",
+        setup,
+      );
+      assert.ok(run.ok, run.out);
+      container = run.out;
+      // Connected: more than twice the ttl passes without a call.
+      await new Promise((r) => setTimeout(r, 5_000));
+      assert.equal(await curlArgs(), "");
+      // The client goes: the instance asks to be destroyed.
+      const kill = await docker(
+        "exec",
+        container,
+        "sh",
+        "-c",
+        "kill $(cat /tmp/client.pid)",
+      );
+      assert.ok(kill.ok, kill.out);
+      let args = "";
+      for (let i = 0; i < 100 && !args; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        args = await curlArgs();
+      }
+      assert.equal(
+        args.split("\n")[0],
+        "-fsS -X DELETE -H Authorization: Bearer per-instance-key https://console.vast.ai/api/v0/instances/7654321/",
+      );
+    } finally {
+      if (container) await docker("rm", "-f", container);
+    }
+    const left = await docker("ps", "-aq", "--filter", `label=${label}`);
+    assert.equal(left.out, "");
+  },
 });
 
 // ---------------------------------------------------------------------------
@@ -469,6 +663,8 @@ rigTest(
         hosts[1].name,
       ]);
       assert.equal(infos[0].jobId, pool.id);
+      // No private network between Vast.ai machines: the nodes have no peers.
+      assert.deepEqual(infos.map((i) => i.peers), [[], []]);
       assert.deepEqual(await pool.run(sky.gather(square(2), square(3))), [
         4,
         9,
@@ -479,7 +675,7 @@ rigTest(
       assert.ok(fake.live.every((i) => i.is_bid && i.label === pool.id));
       assert.deepEqual(
         fake.live.map((i) => i.request.price).sort(),
-        [0.22, 0.242],
+        [0.24, 0.264],
       );
       assert.equal(fake.sshKeys.length, 1);
       assert.ok(fake.sshKeys[0].endsWith(`skyward:${pool.id}`));
@@ -502,6 +698,88 @@ rigTest(
         `${type} missing from ${types.join(", ")}`,
       );
     }
+    await assertEmpty(fake, hosts);
+  },
+);
+
+rigTest(
+  "an outbid interruptible instance is replaced and its task retried",
+  async (hosts) => {
+    await using fake = await FakeVastAI.start({ hosts: fakeHosts(hosts) });
+    const events: sky.PoolEvent[] = [];
+    {
+      await using pool = await sky.ComputePool.start({
+        // Three fitting offers: 1003 (unverified) too.
+        provider: provider(fake, hosts, {
+          minReliability: 0.5,
+          verified: false,
+        }),
+        nodes: 2,
+        accelerator: sky.accelerators.RTX_4090(),
+        allocation: "spot",
+        console: "silent",
+        onEvent: (e) => events.push(e),
+      });
+      const ready = events.filter((e): e is sky.NodeReady =>
+        e.type === "NodeReady"
+      );
+      const victim = ready.find((e) => e.node === 1)!.instance;
+      const running = pool.run(sky.gather(nap(2_000), nap(2_000)));
+      await new Promise((r) => setTimeout(r, 500));
+      await fake.outbid(Number(victim));
+      assert.deepEqual(await running, [2_000, 2_000]);
+      const preempted = events.find((e) =>
+        e.type === "InstancePreempted"
+      ) as sky.InstancePreempted;
+      assert.deepEqual([preempted.node, preempted.instance], [1, victim]);
+      const replaced = events.find((e) =>
+        e.type === "InstanceReplaced"
+      ) as sky.InstanceReplaced;
+      assert.equal(replaced.node, 1);
+      assert.notEqual(replaced.instance, victim);
+      const infos = await pool.broadcast(info());
+      assert.deepEqual(infos.map((i) => i.node), [0, 1]);
+      // The outbid instance was destroyed; its replacement came from the
+      // next offer (the pool's two first ones are taken).
+      assert.deepEqual(
+        fake.calls("PUT", /^\/asks\//).map((c) => c.path),
+        ["/asks/1003/", "/asks/1001/", "/asks/1002/"],
+      );
+      assert.equal(fake.live.length, 2);
+      assert.ok(fake.live.every((i) => String(i.id) !== victim));
+      assert.deepEqual(events.filter((e) => e.type === "TaskFailed"), []);
+    }
+    await assertEmpty(fake, hosts);
+  },
+);
+
+rigTest(
+  "an exception in the user's script still tears the Vast.ai pool down",
+  async (hosts) => {
+    await using fake = await FakeVastAI.start({ hosts: fakeHosts(hosts) });
+    const env: FakeVastEnv = {
+      baseUrl: fake.baseUrl,
+      users: Object.fromEntries(hosts.map((h) => [h.address, h.user])),
+    };
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("./fixtures/vastai.ts", import.meta.url).pathname,
+      ],
+      env: {
+        [FAKE_VAST_ENV]: JSON.stringify(env),
+        VAST_API_KEY: TEST_VAST_KEY,
+      },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(output.stdout);
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert.equal(output.success, false);
+    assert.match(stdout, /Hello from skyrig/, stderr);
+    assert.match(stderr, /the user's script failed/);
+    assert.equal(fake.calls("PUT", /^\/asks\//).length, 2);
     await assertEmpty(fake, hosts);
   },
 );

@@ -68,6 +68,9 @@ export class RunPodError extends ProvisioningError {
 const graphqlAnswer = z.object({
   data: z.record(z.string(), z.unknown()).nullable().optional(),
   errors: z.array(z.object({ message: z.string() }).loose()).optional(),
+  // A 400 that is not a GraphQL answer.
+  error: z.string().optional(),
+  message: z.string().optional(),
 });
 
 /** Options of {@linkcode RunPodApi}. */
@@ -76,8 +79,6 @@ export interface RunPodApiOptions {
   apiKey: string;
   /** The origin of the API. */
   baseUrl: string;
-  /** Backoff of retried requests, in ms (tests shorten it). */
-  baseDelayMs?: number;
 }
 
 /** A RunPod GraphQL client. */
@@ -95,9 +96,6 @@ export class RunPodApi {
       baseUrl: options.baseUrl,
       headers: () => ({ authorization: `Bearer ${options.apiKey}` }),
       credentialsHint: RUNPOD_CREDENTIALS_HINT,
-      ...(options.baseDelayMs !== undefined
-        ? { baseDelayMs: options.baseDelayMs }
-        : {}),
     });
   }
 
@@ -125,8 +123,12 @@ export class RunPodApi {
       // GraphQL validation errors come as 400 with an `errors` list.
       accept: [400],
     });
-    if (answer.errors?.length) {
-      const messages = answer.errors.map((e) => e.message);
+    const messages = answer.errors?.length
+      ? answer.errors.map((e) => e.message)
+      : answer.data == null && (answer.error || answer.message)
+      ? [(answer.error || answer.message)!]
+      : [];
+    if (messages.length > 0) {
       if (messages.some((m) => /unauthori[sz]ed|api key|forbidden/i.test(m))) {
         throw new ConfigError(
           `RunPod refused the credentials (${

@@ -243,7 +243,6 @@ export function RunPod(options: RunPodOptions = {}): RunPodProvider {
     client ??= new RunPodApi({
       apiKey: runpodApiKey(resolved),
       baseUrl: resolved.baseUrl,
-      ...(isTest(resolved) ? { baseDelayMs: 20 } : {}),
     });
 
   function clusterOf(cluster: RunPodCluster): RunPodCluster {
@@ -362,12 +361,6 @@ export function RunPod(options: RunPodOptions = {}): RunPodProvider {
   };
 }
 
-/** A base URL on this machine: shorter backoff, for tests against a fake. */
-function isTest(options: ResolvedRunPodOptions): boolean {
-  const host = new URL(options.baseUrl).hostname;
-  return host === "127.0.0.1" || host === "localhost";
-}
-
 async function findOffers(
   api: RunPodApi,
   options: ResolvedRunPodOptions,
@@ -391,6 +384,9 @@ async function findOffers(
     throw new ConfigError(
       `sky.RunPod() rents whole GPUs: the accelerator's count must be a positive integer, got ${accelerator.count}`,
     );
+  }
+  if (spec.architecture === "arm64") {
+    throw noOffers("RunPod's GPU pods are x86_64 machines");
   }
   const ids = runpodGpuIds(accelerator);
   if (ids.length === 0) {

@@ -66,7 +66,7 @@ export interface VastAIOptions {
   /**
    * The bid of an interruptible (spot) instance, in dollars per hour per
    * machine.
-   * @default the offer's minimum bid plus 10%, capped by the pool's `maxHourlyCost`
+   * @default the offer's minimum bid plus 20%, capped by the pool's `maxHourlyCost`
    */
   bid?: number;
   /**

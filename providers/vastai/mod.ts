@@ -142,7 +142,7 @@ export function onstartScript(
       "cat >/usr/local/bin/skyward-ttl <<'SKYWARD'",
       "#!/bin/sh",
       "# Destroys the instance once no SSH client has been connected for $1 seconds.",
-      "ttl=$1; idle=0; step=15",
+      `ttl=$1; idle=0; step=${Math.min(15, ttl)}`,
       "while sleep $step; do",
       "  if awk '$2 ~ /:0016$/ && $4 == \"01\" { found = 1 } END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null; then idle=0; else idle=$((idle + step)); fi",
       '  if [ "$idle" -ge "$ttl" ]; then',
@@ -201,7 +201,7 @@ function bidFor(
   cap?: number,
 ): number {
   const wanted = options.bid ??
-    Math.round((offer.minBid ?? offer.onDemandPrice ?? 0) * 1.1 * 1e4) / 1e4;
+    Math.round((offer.minBid ?? offer.onDemandPrice ?? 0) * 1.2 * 1e4) / 1e4;
   const bid = cap === undefined ? wanted : Math.min(wanted, cap);
   return Math.max(0.001, bid);
 }
@@ -366,8 +366,9 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
         throw new ProvisioningError(
           `Vast.ai teardown could not finish; what may be left: ${
             failures.join("; ")
-          }. Sweep it with: deno run -A jsr:@skyward/skyward/cli cleanup --provider vastai` +
-            (cleanup.cluster ? ` --cluster ${cleanup.cluster}` : ""),
+          }. Sweep it with: await sky.VastAI().cleanup(${
+            cleanup.cluster ? `{ cluster: "${cleanup.cluster}" }` : ""
+          })`,
         );
       }
     }
@@ -424,16 +425,20 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
     async provision(cluster: VastCluster, count: number): Promise<Instance[]> {
       const c = clusterOf(cluster);
       const chosen = c.offer;
-      // The market moves: search again for the chosen GPU, the chosen offer first.
-      const fresh = await searchOffers(api, {
-        ...c.query,
-        gpuNames: [chosen.gpuName],
-        gpuCount: chosen.gpuCount,
-      }, resolved);
-      const candidates = [
-        ...fresh.filter((o) => o.offerId === chosen.offerId),
-        ...fresh.filter((o) => o.offerId !== chosen.offerId),
-      ].filter((o) => !c.tried.has(o.offerId));
+      // The market moves: search again. The chosen offer first, then the
+      // same GPU model, then whatever else fits the pool's wishes.
+      const fresh = await searchOffers(api, c.query, resolved);
+      const rank = (o: VastOffer) =>
+        o.offerId === chosen.offerId
+          ? 0
+          : o.gpuName === chosen.gpuName && o.gpuCount === chosen.gpuCount
+          ? 1
+          : 2;
+      const candidates = fresh
+        .map((o, i) => ({ o, i }))
+        .sort((a, b) => rank(a.o) - rank(b.o) || a.i - b.i)
+        .map(({ o }) => o)
+        .filter((o) => !c.tried.has(o.offerId));
       if (
         !c.tried.has(chosen.offerId) &&
         !candidates.some((o) => o.offerId === chosen.offerId)
@@ -496,14 +501,7 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
       if (launched.length === 0) {
         throw new NoOffersError(
           `No instances available on Vast.ai for ${
-            describeQuery(
-              {
-                ...c.query,
-                gpuNames: [chosen.gpuName],
-                gpuCount: chosen.gpuCount,
-              },
-              resolved,
-            )
+            describeQuery(c.query, resolved)
           } (${c.query.allocation}): ${
             failures.join("; ") || "no offer left to try"
           }. ${noOffersHint(c.query)}`,

@@ -179,6 +179,7 @@ export class FakeRunPod implements AsyncDisposable {
   #bootMs: number;
   #pods = new Map<string, FakePod>();
   #failures: number[] = [];
+  #failAfterwards?: number;
   #lock: Promise<unknown> = Promise.resolve();
   #closed = false;
 
@@ -228,6 +229,14 @@ export class FakeRunPod implements AsyncDisposable {
   }
 
   /**
+   * Carries out the next request but answers it with this status, as when a
+   * gateway fails after the API did the work.
+   */
+  failNextAfterwards(status: number): void {
+    this.#failAfterwards = status;
+  }
+
+  /**
    * Takes a spot pod back, as RunPod does when outbid: the pod is stopped
    * (`EXITED`), its SSH sessions end and its key is no longer authorised.
    *
@@ -274,6 +283,9 @@ export class FakeRunPod implements AsyncDisposable {
       return json(400, { errors: [{ message: "Must provide query string." }] });
     }
     const query = body.query ?? "";
+    if (!query.trim()) {
+      return json(400, { errors: [{ message: "Must provide query string." }] });
+    }
     const operation =
       /^\s*(?:(?:query|mutation)\b[^{]*)?\{\s*(\w+)/.exec(query)?.[1] ?? "";
     const variables = body.variables ?? {};
@@ -296,7 +308,13 @@ export class FakeRunPod implements AsyncDisposable {
     );
     this.#lock = run.catch(() => {});
     try {
-      return json(200, { data: { [operation]: await run } });
+      const data = { data: { [operation]: await run } };
+      const status = this.#failAfterwards;
+      if (status !== undefined) {
+        this.#failAfterwards = undefined;
+        return json(status, { errors: [{ message: "Bad gateway" }] });
+      }
+      return json(200, data);
     } catch (error) {
       if (error instanceof GraphqlError) {
         return json(200, {

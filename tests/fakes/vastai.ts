@@ -18,13 +18,14 @@
  * The onstart script is kept, not run.
  *
  * Knobs for tests: offers that are gone (410), no capacity at all, rate
- * limiting (429) for the next requests, an outbid instance, boot delay.
+ * limiting (429) for the next requests, failing destroys (500), an outbid
+ * instance, boot delay.
  *
  * Test equipment only: nothing in the library imports it.
  *
  * @module
  */
-import type { FakeHost } from "./ec2.ts";
+import { type FakeHost, killClusterSessions } from "./ec2.ts";
 
 /** The API key the fake accepts. */
 export const TEST_VAST_KEY = "vast-fake-key-for-tests-0001";
@@ -182,8 +183,14 @@ export class FakeVastAI implements AsyncDisposable {
   noCapacity = false;
   /** Offers whose `PUT /asks/{id}/` answers 410 (taken by someone else). */
   readonly gone = new Set<number>();
+  /** `DELETE /instances/{id}/` answers 500. */
+  failDestroy = false;
   /** How many of the next requests answer 429. */
   rateLimited = 0;
+  /** Whether instances report port 22 mapped on their public address. */
+  directPorts = true;
+  /** The SSH proxy instances report; without it, their own address and port 22. */
+  proxy?: { host: string; port: number };
   /** The offers listed. */
   readonly offers: FakeVastOffer[];
 
@@ -245,8 +252,9 @@ export class FakeVastAI implements AsyncDisposable {
   }
 
   /**
-   * Outbids an interruptible instance: it stops (`exited`), its sessions are
-   * cut off from new logins (its keys leave the host).
+   * Outbids an interruptible instance, as a higher bid does: it stops
+   * (`exited`, intended `stopped`), its keys leave the host and the SSH
+   * sessions of its pool (its label) on that host end.
    */
   async outbid(id: number): Promise<void> {
     const instance = this.#instances.get(id);
@@ -254,6 +262,9 @@ export class FakeVastAI implements AsyncDisposable {
     instance.actual_status = "exited";
     instance.intended_status = "stopped";
     await this.#release(instance);
+    if (instance.host?.sshdPidPath && instance.label) {
+      await killClusterSessions(instance.host, instance.label);
+    }
   }
 
   /** Stops the server; every instance's keys leave its host. */
@@ -365,6 +376,9 @@ export class FakeVastAI implements AsyncDisposable {
         return this.#json(200, { instances: this.#view(instance) });
       }
       if (method === "DELETE") {
+        if (this.failDestroy) {
+          return this.#error(500, "server_error", "Internal error, try again");
+        }
         if (!instance || instance.destroyed) {
           return this.#error(404, "no_such_instance", "Instance not found");
         }
@@ -527,10 +541,11 @@ export class FakeVastAI implements AsyncDisposable {
       num_gpus: offer.num_gpus,
       is_bid: i.is_bid,
       dph_total: offer.dph_total,
-      ssh_host: running ? i.host?.address : null,
-      ssh_port: running ? 22 : null,
+      // The proxy's address and port, as Vast.ai's `sshN.vast.ai` gives them.
+      ssh_host: running ? (this.proxy?.host ?? i.host?.address) : null,
+      ssh_port: running ? (this.proxy?.port ?? 22) : null,
       public_ipaddr: running ? i.host?.address : null,
-      ports: running
+      ports: running && this.directPorts
         ? { "22/tcp": [{ HostIp: "0.0.0.0", HostPort: "22" }] }
         : {},
     };

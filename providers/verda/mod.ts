@@ -1,0 +1,294 @@
+/**
+ * The Verda provider (formerly DataCrunch): Verda instances as the pool's
+ * nodes, through Verda's REST API with `fetch` — no SDK.
+ *
+ * - **Credentials**: an API client's id and secret (`VERDA_CLIENT_ID`,
+ *   `VERDA_CLIENT_SECRET`), exchanged for an OAuth2 token that is refreshed
+ *   before it expires.
+ * - **Offers**: instance types (`GET /instance-types`) carrying the
+ *   accelerator, available now per location and market
+ *   (`GET /instance-availability`), priced spot and on-demand, ranked for
+ *   the allocation.
+ * - **prepare**: a per-pool Ed25519 key registered with `POST /sshkeys` and a
+ *   startup script with `POST /scripts` (an idle watchdog), both named
+ *   `skyward-<pool id>`.
+ * - **provision**: `POST /instances`, spot or on-demand, location after
+ *   location on a capacity error.
+ * - **teardown**: `PUT /instances` with the `delete` action for the
+ *   cluster's instances (found by their description), then the key and the
+ *   script; `cleanup()` sweeps every Skyward cluster's leftovers.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { ConfigError } from "../../src/errors.ts";
+import type {
+  ClusterSpec,
+  Instance,
+  Offer,
+  Provider,
+} from "../../src/provider.ts";
+import {
+  BalanceSchema,
+  VERDA_API,
+  VerdaApi,
+  type VerdaInstance,
+} from "./api.ts";
+import {
+  type ClusterOptions,
+  deleteInstances,
+  describe,
+  launch,
+  prepareCluster,
+  sweep,
+  type SweepReport,
+  type VerdaCluster,
+} from "./cluster.ts";
+import { findOffers, type VerdaOffer } from "./offers.ts";
+
+export type { VerdaCluster, VerdaInstance, VerdaOffer };
+
+/** Options of {@linkcode Verda}. */
+export interface VerdaOptions {
+  /**
+   * The API client's id.
+   * @default `VERDA_CLIENT_ID`
+   */
+  clientId?: string;
+  /**
+   * The API client's secret.
+   * @default `VERDA_CLIENT_SECRET`
+   */
+  clientSecret?: string;
+  /**
+   * The API's base URL: for tests, or DataCrunch's former address.
+   * @default "https://api.verda.com/v1"
+   */
+  baseUrl?: string;
+  /**
+   * Only this location, e.g. `"FIN-01"`. The pool's `region` option, when
+   * set, wins.
+   * @default every location with capacity, the first listed first
+   */
+  location?: string;
+  /** Use exactly this instance type, e.g. `"1H100.80S.30V"`, instead of choosing by price. */
+  instanceType?: string;
+  /**
+   * The OS image (`image_type` of `GET /images`), e.g.
+   * `"ubuntu-24.04-cuda-12.8-open-docker"`.
+   * @default Verda's default image for the instance type
+   */
+  image?: string;
+  /**
+   * The login user: a name, or a function of the instance.
+   * @default "root" (the user of Verda's images)
+   */
+  sshUser?: string | ((instance: VerdaInstance) => string);
+  /**
+   * A machine with no SSH client connected for this long powers itself off
+   * (the startup script's watchdog), in ms: the pool's client holds one
+   * connection per node, so this stops machines whose client died. Verda
+   * keeps an instance that powered off until it is deleted: `cleanup()`
+   * deletes it. `0` turns it off.
+   * @default 600_000
+   */
+  ttl?: number;
+  /**
+   * Hard limit on a machine's life, in ms, after which it powers off.
+   * @default no limit
+   */
+  maxLifetime?: number;
+}
+
+/** Options of {@linkcode VerdaProvider.cleanup}. */
+export interface VerdaCleanupOptions {
+  /**
+   * Only this cluster's resources (a pool id, `sky-…`).
+   * @default every Skyward cluster's — also those of pools still running
+   */
+  cluster?: string;
+  /**
+   * Only resources created at least this long ago, in ms.
+   * @default 0
+   */
+  olderThan?: number;
+  /**
+   * Report what would be removed and remove nothing.
+   * @default false
+   */
+  dryRun?: boolean;
+}
+
+/** What {@linkcode VerdaProvider.cleanup} found and removed. */
+export type VerdaCleanupReport = SweepReport;
+
+/** The Verda provider's type. */
+export type VerdaProvider = Provider<VerdaCluster> & {
+  /** The options it was made with. */
+  readonly options: VerdaOptions;
+  /**
+   * Removes what Skyward clusters left on the account: deletes the instances
+   * whose description names a Skyward cluster, then the SSH keys and
+   * startup scripts named `skyward-<cluster>`.
+   */
+  cleanup(options?: VerdaCleanupOptions): Promise<VerdaCleanupReport>;
+};
+
+const schema = z.object({
+  clientId: z.string().min(1).optional(),
+  clientSecret: z.string().min(1).optional(),
+  baseUrl: z.url().optional(),
+  location: z.string().regex(
+    /^[A-Z]{3}-\d{2}$/,
+    "not a location code such as FIN-01",
+  ).optional(),
+  instanceType: z.string().regex(
+    /^[A-Za-z0-9]+(\.[A-Za-z0-9]+)+$/,
+    "not an instance type such as 1H100.80S.30V",
+  ).optional(),
+  image: z.string().min(1).optional(),
+  sshUser: z.union([
+    z.string().min(1),
+    z.custom<(i: VerdaInstance) => string>(
+      (f) => typeof f === "function",
+      "must be a function",
+    ),
+  ]).optional(),
+  ttl: z.number().int().nonnegative().default(600_000),
+  maxLifetime: z.number().int().positive().optional(),
+}).strict();
+
+function env(name: string): string | undefined {
+  try {
+    return Deno.env.get(name) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** How long offers are reused, in ms. */
+const OFFERS_TTL = 60_000;
+
+/**
+ * Runs nodes on Verda instances (formerly DataCrunch). Credentials come from
+ * the options or from `VERDA_CLIENT_ID` and `VERDA_CLIENT_SECRET`; they are
+ * read when the pool starts.
+ *
+ * @param options Credentials, location, instance type and the rest; all optional.
+ * @returns The provider, for `ComputePool.start({ provider })`.
+ * @throws {ConfigError} When an option is invalid. Missing or refused
+ *   credentials are `ConfigError`s too, when the pool starts; no capacity is
+ *   a `NoOffersError`.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../../mod.ts";
+ *
+ * const provider = sky.Verda({ location: "FIN-01" });
+ * console.log(provider.name); // "verda"
+ * // await using pool = await sky.ComputePool.start({
+ * //   provider, accelerator: sky.accelerators.H100(), allocation: "spot-if-available",
+ * // });
+ * ```
+ */
+export function Verda(options: VerdaOptions = {}): VerdaProvider {
+  const parsed = schema.safeParse(options ?? {});
+  if (!parsed.success) {
+    throw new ConfigError(
+      `Invalid sky.Verda options: ${z.prettifyError(parsed.error)}`,
+    );
+  }
+  const resolved = parsed.data;
+  let client: VerdaApi | undefined;
+  const api = () =>
+    client ??= new VerdaApi({
+      baseUrl: resolved.baseUrl ?? VERDA_API,
+      clientId: resolved.clientId ?? env("VERDA_CLIENT_ID"),
+      clientSecret: resolved.clientSecret ?? env("VERDA_CLIENT_SECRET"),
+    });
+  const clusterOptions: ClusterOptions = {
+    ...(resolved.image ? { image: resolved.image } : {}),
+    sshUser: resolved.sshUser ?? "root",
+    ttl: resolved.ttl,
+    ...(resolved.maxLifetime ? { maxLifetime: resolved.maxLifetime } : {}),
+    addressWait: 300_000,
+  };
+  const offers = new Map<
+    string,
+    { at: number; offers: Promise<VerdaOffer[]> }
+  >();
+
+  function clusterOf(cluster: VerdaCluster): VerdaCluster {
+    if (
+      !cluster || typeof cluster !== "object" || !cluster.id ||
+      !cluster.sshKeyId
+    ) {
+      throw new ConfigError(
+        "sky.Verda() was given a cluster it did not prepare",
+      );
+    }
+    return cluster;
+  }
+
+  return {
+    name: "verda",
+    options,
+    async offers(spec: ClusterSpec): Promise<Offer[]> {
+      const key = JSON.stringify([
+        spec.region,
+        spec.accelerator?.name,
+        spec.accelerator?.count,
+        spec.accelerator?.memory,
+        spec.vcpus,
+        spec.memoryGb,
+        spec.architecture,
+        spec.allocation,
+        spec.maxHourlyCost,
+      ]);
+      const cached = offers.get(key);
+      if (cached && Date.now() - cached.at < OFFERS_TTL) {
+        return await cached.offers;
+      }
+      const found = findOffers(api(), spec, resolved);
+      offers.set(key, { at: Date.now(), offers: found });
+      found.catch(() => offers.delete(key));
+      return await found;
+    },
+    async prepare(spec: ClusterSpec, offer: Offer): Promise<VerdaCluster> {
+      const verdaOffer: VerdaOffer = {
+        spotLocations: [],
+        onDemandLocations: [],
+        ...offer,
+        provider: "verda",
+      };
+      return await prepareCluster(api(), clusterOptions, spec, verdaOffer);
+    },
+    async provision(cluster: VerdaCluster, count: number): Promise<Instance[]> {
+      return await launch(api(), clusterOf(cluster), clusterOptions, count);
+    },
+    async getInstance(
+      cluster: VerdaCluster,
+      id: string,
+    ): Promise<Instance | undefined> {
+      return await describe(api(), clusterOf(cluster), clusterOptions, id);
+    },
+    async terminate(cluster: VerdaCluster, ids: string[]): Promise<void> {
+      clusterOf(cluster);
+      await deleteInstances(api(), ids);
+    },
+    async teardown(cluster: VerdaCluster): Promise<void> {
+      await sweep(api(), { cluster: clusterOf(cluster).id });
+    },
+    async cleanup(
+      cleanup: VerdaCleanupOptions = {},
+    ): Promise<VerdaCleanupReport> {
+      return await sweep(api(), cleanup);
+    },
+    async checkCredentials(): Promise<string> {
+      const balance = await api().request("/balance", {
+        schema: BalanceSchema,
+      });
+      return `balance ${balance.amount.toFixed(2)} ${balance.currency}`;
+    },
+  };
+}
