@@ -34,12 +34,14 @@ import { priceFor } from "./src/spec.ts";
 import { AWS } from "./providers/aws/mod.ts";
 import { RunPod } from "./providers/runpod/mod.ts";
 import { VastAI } from "./providers/vastai/mod.ts";
+import { Verda } from "./providers/verda/mod.ts";
 
 /** The clouds the command line knows, by the name used in `--provider`. */
 export const CLOUDS: Readonly<Record<string, () => Provider<any>>> = {
   aws: () => AWS(),
   runpod: () => RunPod(),
   vastai: () => VastAI(),
+  verda: () => Verda(),
 };
 
 const USAGE = () =>
@@ -65,13 +67,13 @@ Options of providers:
   --json               Print JSON instead of a table
 
 Options of cleanup:
-  --provider NAME      The provider: aws (required)
-  --region REGION      The region (default: AWS_REGION, AWS_DEFAULT_REGION or the profile's)
-  --profile NAME       An AWS profile of ~/.aws/credentials
+  --provider NAME      The provider: aws, runpod, vastai or verda (required)
+  --region REGION      AWS: the region (default: AWS_REGION, AWS_DEFAULT_REGION or the profile's)
+  --profile NAME       AWS: a profile of ~/.aws/credentials
   --cluster ID         Only this pool's resources (sky-…)
-  --older-than TIME    Only resources at least this old: 30m, 2h, 1d
+  --older-than TIME    AWS, Verda: only resources at least this old: 30m, 2h, 1d
   --dry-run            List what would be removed; remove nothing
-  --endpoint URL       The EC2 endpoint (EC2-compatible clouds, tests)
+  --endpoint URL       AWS: the EC2 endpoint (EC2-compatible clouds, tests)
 `;
 
 /**
@@ -457,9 +459,10 @@ export async function main(
     console.error(`Unknown command '${command}'\n\n${USAGE()}`);
     return 2;
   }
-  if (values.provider !== "aws") {
+  const cleaners = ["aws", "runpod", "vastai", "verda"];
+  if (!values.provider || !cleaners.includes(values.provider)) {
     console.error(
-      `cleanup needs --provider aws${
+      `cleanup needs --provider ${cleaners.join("|")}${
         values.provider ? ` (got '${values.provider}')` : ""
       }\n\n${USAGE()}`,
     );
@@ -469,18 +472,50 @@ export async function main(
     const olderThan = values["older-than"]
       ? parseDuration(values["older-than"])
       : undefined;
+    const dryRun = values["dry-run"];
+    const verb = dryRun ? "Would remove" : "Removed";
+    const scope = {
+      ...(values.cluster ? { cluster: values.cluster } : {}),
+      ...(olderThan !== undefined ? { olderThan } : {}),
+      dryRun,
+    };
+    if (values.provider !== "aws") {
+      if (olderThan !== undefined && values.provider !== "verda") {
+        throw new ConfigError(
+          `--older-than is not supported for ${values.provider}: ` +
+            `it does not tell when its machines were made; use --cluster`,
+        );
+      }
+      const provider = clouds[values.provider]?.() as
+        | Provider<any> & {
+          cleanup?(o: typeof scope): Promise<Record<string, unknown>>;
+        }
+        | undefined;
+      if (!provider?.cleanup) {
+        throw new ConfigError(`${values.provider} has no cleanup`);
+      }
+      const report = await provider.cleanup(scope);
+      const lists = Object.entries(report).filter((
+        entry,
+      ): entry is [string, string[]] =>
+        Array.isArray(entry[1]) && entry[0] !== "clusters"
+      );
+      console.log(
+        `${verb} at ${values.provider}: ${
+          lists.map(([kind, items]) => `${items.length} ${kind}`).join(", ")
+        }`,
+      );
+      for (const [kind, items] of lists) {
+        for (const item of items) console.log(`  ${kind} ${item}`);
+      }
+      return 0;
+    }
     const provider = AWS({
       ...(values.region ? { region: values.region } : {}),
       ...(values.profile ? { profile: values.profile } : {}),
       ...(values.endpoint ? { endpoint: values.endpoint } : {}),
     });
-    const dryRun = values["dry-run"];
-    const report = await provider.cleanup({
-      ...(values.cluster ? { cluster: values.cluster } : {}),
-      ...(olderThan !== undefined ? { olderThan } : {}),
-      dryRun,
-    });
-    const verb = dryRun ? "Would remove" : "Removed";
+    const report = await provider.cleanup(scope);
     console.log(
       `${verb} in ${report.region}: ${
         plural(report.instances.length, "instance")
@@ -498,7 +533,7 @@ export async function main(
     return 0;
   } catch (error) {
     console.error(`${(error as Error).name}: ${(error as Error).message}`);
-    return 1;
+    return error instanceof ConfigError ? 2 : 1;
   }
 }
 

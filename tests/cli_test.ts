@@ -8,6 +8,7 @@ import { main, type OfferRow, type ProviderRow } from "../cli.ts";
 import { FakeEc2, TEST_CREDENTIALS } from "./fakes/ec2.ts";
 import { FakeRunPod, TEST_RUNPOD_KEY } from "./fakes/runpod.ts";
 import { FakeVastAI, TEST_VAST_KEY } from "./fakes/vastai.ts";
+import { FakeVerda, VERDA_TEST_CREDENTIALS } from "./fakes/verda.ts";
 
 /** Runs the command line in this process, capturing what it prints. */
 async function run(
@@ -32,6 +33,7 @@ async function fakes() {
   const ec2 = await FakeEc2.start();
   const runpod = await FakeRunPod.start();
   const vast = await FakeVastAI.start();
+  const verda = await FakeVerda.start();
   const clouds = (keys: { runpod?: string; vast?: string } = {}) => ({
     aws: () =>
       sky.AWS({
@@ -46,6 +48,8 @@ async function fakes() {
       }),
     vastai: () =>
       sky.VastAI({ baseUrl: vast.baseUrl, apiKey: keys.vast ?? TEST_VAST_KEY }),
+    verda: () =>
+      sky.Verda({ baseUrl: verda.baseUrl, ...VERDA_TEST_CREDENTIALS }),
   });
   return {
     clouds,
@@ -54,6 +58,7 @@ async function fakes() {
         ec2[Symbol.asyncDispose](),
         runpod[Symbol.asyncDispose](),
         vast[Symbol.asyncDispose](),
+        verda[Symbol.asyncDispose](),
       ]);
     },
   };
@@ -149,7 +154,7 @@ Deno.test("offers without an accelerator lists machines without one; bad options
   assert.equal(unknown.code, 2);
   assert.match(
     unknown.err,
-    /Unknown provider\(s\) 'gcp': choose among aws, runpod, vastai/,
+    /Unknown provider\(s\) 'gcp': choose among aws, runpod, vastai, verda/,
   );
   const badPrice = await run(["offers", "--max-price", "cheap"], f.clouds());
   assert.equal(badPrice.code, 2);
@@ -171,6 +176,7 @@ Deno.test("providers checks each cloud's credentials with a call, and says what 
     ["aws", "ok"],
     ["runpod", "ok"],
     ["vastai", "ok"],
+    ["verda", "ok"],
   ]);
 
   const bad = await run(
@@ -216,4 +222,28 @@ Deno.test("offers skips clouds without credentials, unless asked for by name", a
   } finally {
     if (saved !== undefined) Deno.env.set("RUNPOD_API_KEY", saved);
   }
+});
+
+Deno.test("cleanup --provider sweeps each cloud through its own API", async () => {
+  await using f = await fakes();
+  for (const cloud of ["runpod", "vastai", "verda"]) {
+    const dry = await run(
+      ["cleanup", "--provider", cloud, "--dry-run"],
+      f.clouds(),
+    );
+    assert.equal(dry.code, 0, dry.err);
+    assert.match(dry.out, new RegExp(`^Would remove at ${cloud}: 0 \\w+`));
+  }
+  const older = await run([
+    "cleanup",
+    "--provider",
+    "runpod",
+    "--older-than",
+    "2h",
+  ], f.clouds());
+  assert.equal(older.code, 2);
+  assert.match(older.err, /--older-than is not supported for runpod/);
+  const none = await run(["cleanup"], f.clouds());
+  assert.equal(none.code, 2);
+  assert.match(none.err, /cleanup needs --provider aws\|runpod\|vastai\|verda/);
 });

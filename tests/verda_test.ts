@@ -520,13 +520,15 @@ rigTest(
         return true;
       },
     );
-    // Registered at prepare, removed when the start failed.
-    assert.equal(fake.calls("POST /sshkeys").length, 1);
+    // Registered at each offer's prepare (the pool tries the next offer
+    // too), each removed when its offer failed.
+    const registered = fake.calls("POST /sshkeys").length;
+    assert.ok(registered >= 1);
     assert.equal(
       fake.requests.filter((r) =>
         r.method === "DELETE" && r.path.startsWith("/sshkeys/")
       ).length,
-      1,
+      registered,
     );
     await assertEmpty(fake, hosts);
   },

@@ -17,6 +17,7 @@ import {
   sameModel,
 } from "./instance_types.ts";
 import { onDemandPrice } from "./prices.ts";
+import { priceFor } from "../../src/spec.ts";
 
 /** An EC2 offer, with the spot price of each availability zone. */
 export interface AwsOffer extends Offer {
@@ -56,27 +57,6 @@ interface TypeInfo {
       MemoryInfo?: { SizeInMiB?: number };
     }[];
   };
-}
-
-/** The price an allocation would pay for an offer, or `undefined` when it cannot use it. */
-export function allocationPrice(
-  offer: Pick<Offer, "spotPrice" | "onDemandPrice">,
-  allocation: ClusterSpec["allocation"],
-): number | undefined {
-  switch (allocation) {
-    case "spot":
-      return offer.spotPrice;
-    case "on-demand":
-      return offer.onDemandPrice;
-    case "spot-if-available":
-      return offer.spotPrice ?? offer.onDemandPrice;
-    case "cheapest": {
-      const prices = [offer.spotPrice, offer.onDemandPrice].filter((p) =>
-        p !== undefined
-      );
-      return prices.length ? Math.min(...prices) : undefined;
-    }
-  }
 }
 
 function devicesOf(
@@ -325,7 +305,7 @@ export async function findOffers(
   });
   const priced = offers.map((offer) => ({
     offer,
-    price: allocationPrice(offer, spec.allocation),
+    price: priceFor(offer, spec.allocation),
   }));
   let usable = priced.filter((p) =>
     spec.allocation !== "spot" || p.offer.spotPrice !== undefined

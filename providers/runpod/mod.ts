@@ -58,6 +58,7 @@ import {
   type RunPodPodDetails,
 } from "./config.ts";
 import { catalogNameOf, RUNPOD_GPU_TYPES, runpodGpuIds } from "./gpu_types.ts";
+import { priceFor } from "../../src/spec.ts";
 
 export type { RunPodOptions, RunPodPodDetails };
 
@@ -161,27 +162,6 @@ export const BOOT_COMMAND =
 
 function money(n: number): string {
   return `$${n < 1 ? n.toFixed(4) : n.toFixed(2)}/h`;
-}
-
-/** The price an allocation pays for an offer, or `undefined` when it cannot use it. */
-function allocationPrice(
-  offer: Pick<Offer, "spotPrice" | "onDemandPrice">,
-  allocation: ClusterSpec["allocation"],
-): number | undefined {
-  switch (allocation) {
-    case "spot":
-      return offer.spotPrice;
-    case "on-demand":
-      return offer.onDemandPrice;
-    case "spot-if-available":
-      return offer.spotPrice ?? offer.onDemandPrice;
-    case "cheapest": {
-      const prices = [offer.spotPrice, offer.onDemandPrice].filter((p) =>
-        p !== undefined
-      );
-      return prices.length ? Math.min(...prices) : undefined;
-    }
-  }
 }
 
 type Market = "spot" | "on-demand";
@@ -466,7 +446,7 @@ async function findOffers(
   }
   let usable = offers.map((offer) => ({
     offer,
-    price: allocationPrice(offer, spec.allocation),
+    price: priceFor(offer, spec.allocation),
   })).filter((p) => p.price !== undefined);
   if (usable.length === 0) {
     throw noOffers(

@@ -18,6 +18,7 @@ import {
   searchSchema,
   type VastApiOffer,
 } from "./api.ts";
+import { priceFor } from "../../src/spec.ts";
 
 /** A Vast.ai offer: one machine's GPUs, rentable on demand or by bid. */
 export interface VastOffer extends Offer {
@@ -66,6 +67,13 @@ const VAST_NAMES: Record<string, string[]> = {
   "RTX PRO 6000": ["RTX PRO 6000 WS", "RTX PRO 6000 S"],
 };
 
+/** The catalog's name of each Vast.ai name that differs. */
+const CATALOG_NAMES: Record<string, string> = Object.fromEntries(
+  Object.entries(VAST_NAMES).flatMap(([catalog, names]) =>
+    names.map((name) => [name, catalog])
+  ),
+);
+
 /** Makers whose devices Vast.ai does not rent out. */
 const NOT_ON_VAST = new Set(["AWS", "Google", "Intel"]);
 
@@ -91,27 +99,6 @@ export function vastGpuNames(accelerator: Accelerator): string[] {
   const tag = form === "PCIe" ? "PCIE" : form;
   const narrowed = names.filter((n) => n.toUpperCase().includes(tag));
   return narrowed.length ? narrowed : names;
-}
-
-/** The price an allocation would pay for an offer, or `undefined` when it cannot use it. */
-export function allocationPrice(
-  offer: Pick<Offer, "spotPrice" | "onDemandPrice">,
-  allocation: ClusterSpec["allocation"],
-): number | undefined {
-  switch (allocation) {
-    case "spot":
-      return offer.spotPrice;
-    case "on-demand":
-      return offer.onDemandPrice;
-    case "spot-if-available":
-      return offer.spotPrice ?? offer.onDemandPrice;
-    case "cheapest": {
-      const prices = [offer.spotPrice, offer.onDemandPrice].filter((p) =>
-        p !== undefined
-      );
-      return prices.length ? Math.min(...prices) : undefined;
-    }
-  }
 }
 
 /** What a pool asks of an offer, kept with the cluster to search again. */
@@ -244,7 +231,7 @@ function toOffer(o: VastApiOffer): VastOffer {
     onDemandPrice: o.dph_total,
     ...(minBid !== undefined ? { spotPrice: minBid, minBid } : {}),
     accelerator: {
-      name: o.gpu_name,
+      name: CATALOG_NAMES[o.gpu_name] ?? o.gpu_name,
       count: o.num_gpus,
       ...(o.gpu_ram != null ? { memoryGb: Math.round(o.gpu_ram / 1024) } : {}),
     },
@@ -278,7 +265,7 @@ export async function searchOffers(
       !query.region ||
       (o.region ?? "").toUpperCase().endsWith(query.region.toUpperCase())
     )
-    .map((o) => ({ offer: o, price: allocationPrice(o, query.allocation) }))
+    .map((o) => ({ offer: o, price: priceFor(o, query.allocation) }))
     .filter((r) =>
       r.price !== undefined && (cap === undefined || r.price <= cap)
     )

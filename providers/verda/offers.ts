@@ -20,6 +20,7 @@ import {
   type VerdaInstanceType,
 } from "./api.ts";
 import { z } from "zod";
+import { priceFor } from "../../src/spec.ts";
 
 /** A Verda offer, with the locations where each market has it now. */
 export interface VerdaOffer extends Offer {
@@ -71,27 +72,6 @@ export function carries(
 ): boolean {
   const wanted = VERDA_MODELS[accelerator.name];
   return wanted !== undefined && modelOf(type) === squash(wanted);
-}
-
-/** The price an allocation would pay, or `undefined` when it cannot use the offer. */
-export function allocationPrice(
-  offer: Pick<Offer, "spotPrice" | "onDemandPrice">,
-  allocation: ClusterSpec["allocation"],
-): number | undefined {
-  switch (allocation) {
-    case "spot":
-      return offer.spotPrice;
-    case "on-demand":
-      return offer.onDemandPrice;
-    case "spot-if-available":
-      return offer.spotPrice ?? offer.onDemandPrice;
-    case "cheapest": {
-      const prices = [offer.spotPrice, offer.onDemandPrice].filter((p) =>
-        p !== undefined
-      );
-      return prices.length ? Math.min(...prices) : undefined;
-    }
-  }
 }
 
 /** Advice on the allocation, for "No instances available" messages. */
@@ -290,7 +270,7 @@ export async function findOffers(
   }
   let priced = offers.map((offer) => ({
     offer,
-    price: allocationPrice(offer, spec.allocation),
+    price: priceFor(offer, spec.allocation),
   })).filter((p) => p.price !== undefined);
   if (priced.length === 0) {
     throw noOffers(
