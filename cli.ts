@@ -263,7 +263,8 @@ export function table(header: string[], rows: string[][]): string[] {
     Math.max(h.length, ...rows.map((r) => r[i].length))
   );
   const numeric = header.map((_, i) =>
-    rows.length > 0 && rows.every((r) => /^[-$\d.,\s×]*$|^—$/.test(r[i]))
+    rows.some((r) => /\d/.test(r[i])) &&
+    rows.every((r) => /^\$?[\d.,]+( GiB)?$|^—$/.test(r[i]))
   );
   const line = (cells: string[]) =>
     cells.map((c, i) =>
