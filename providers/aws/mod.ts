@@ -42,6 +42,7 @@ import {
 } from "./infra.ts";
 import { describe, launch } from "./instances.ts";
 import { type AwsOffer, findOffers } from "./offers.ts";
+import { offersCache } from "../_offers.ts";
 
 export type { AwsCluster, AwsInstanceDetails, AwsOffer, AwsOptions };
 
@@ -125,7 +126,7 @@ const OFFERS_TTL = 10 * 60_000;
 export function AWS(options: AwsOptions = {}): AwsProvider {
   const resolved = resolveAwsOptions(options);
   const clients = new Map<string, Promise<AwsClients>>();
-  const offers = new Map<string, { at: number; offers: Promise<AwsOffer[]> }>();
+  const cachedOffers = offersCache<AwsOffer>(OFFERS_TTL);
 
   function clientsFor(region?: string): Promise<AwsClients> {
     const key = region ?? "";
@@ -152,25 +153,11 @@ export function AWS(options: AwsOptions = {}): AwsProvider {
     options,
     async offers(spec: ClusterSpec): Promise<Offer[]> {
       const c = await clientsFor(spec.region);
-      const key = JSON.stringify([
+      return await cachedOffers(
         c.region,
-        spec.accelerator?.name,
-        spec.accelerator?.count,
-        spec.accelerator?.memory,
-        spec.vcpus,
-        spec.memoryGb,
-        spec.architecture,
-        spec.allocation,
-        spec.maxHourlyCost,
-      ]);
-      const cached = offers.get(key);
-      if (cached && Date.now() - cached.at < OFFERS_TTL) {
-        return await cached.offers;
-      }
-      const found = findOffers(c, spec, resolved);
-      offers.set(key, { at: Date.now(), offers: found });
-      found.catch(() => offers.delete(key));
-      return await found;
+        spec,
+        () => findOffers(c, spec, resolved),
+      );
     },
     async prepare(spec: ClusterSpec, offer: Offer): Promise<AwsCluster> {
       const c = await clientsFor(offer.region ?? spec.region);

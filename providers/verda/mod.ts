@@ -45,6 +45,7 @@ import {
   type VerdaCluster,
 } from "./cluster.ts";
 import { findOffers, type VerdaOffer } from "./offers.ts";
+import { offersCache } from "../_offers.ts";
 
 export type { VerdaCluster, VerdaInstance, VerdaOffer };
 
@@ -213,10 +214,7 @@ export function Verda(options: VerdaOptions = {}): VerdaProvider {
     ...(resolved.maxLifetime ? { maxLifetime: resolved.maxLifetime } : {}),
     addressWait: 300_000,
   };
-  const offers = new Map<
-    string,
-    { at: number; offers: Promise<VerdaOffer[]> }
-  >();
+  const cachedOffers = offersCache<VerdaOffer>(OFFERS_TTL);
 
   function clusterOf(cluster: VerdaCluster): VerdaCluster {
     if (
@@ -234,25 +232,11 @@ export function Verda(options: VerdaOptions = {}): VerdaProvider {
     name: "verda",
     options,
     async offers(spec: ClusterSpec): Promise<Offer[]> {
-      const key = JSON.stringify([
+      return await cachedOffers(
         spec.region,
-        spec.accelerator?.name,
-        spec.accelerator?.count,
-        spec.accelerator?.memory,
-        spec.vcpus,
-        spec.memoryGb,
-        spec.architecture,
-        spec.allocation,
-        spec.maxHourlyCost,
-      ]);
-      const cached = offers.get(key);
-      if (cached && Date.now() - cached.at < OFFERS_TTL) {
-        return await cached.offers;
-      }
-      const found = findOffers(api(), spec, resolved);
-      offers.set(key, { at: Date.now(), offers: found });
-      found.catch(() => offers.delete(key));
-      return await found;
+        spec,
+        () => findOffers(api(), spec, resolved),
+      );
     },
     async prepare(spec: ClusterSpec, offer: Offer): Promise<VerdaCluster> {
       const verdaOffer: VerdaOffer = {
