@@ -110,6 +110,8 @@ export interface ScalingState {
   concurrency: number;
   /** When nodes were last added, or `-Infinity`. */
   lastAdded: number;
+  /** The ranks of the nodes counted in `live`. */
+  ranks: number[];
   /** The ready nodes running no task: their rank, and since when they idle. */
   idle: { rank: number; since: number }[];
 }
@@ -123,12 +125,13 @@ export interface ScalingPlan {
 }
 
 /**
- * Decides how an elastic pool changes. At most once per `cooldown`, it adds
- * nodes: up to `min` when it has fewer (lost nodes), and, while tasks wait
+ * Decides how an elastic pool changes. At most once per `cooldown` (an
+ * empty pool with a task waiting wakes at once), it adds nodes: up to `min` when it has fewer (lost nodes), and, while tasks wait
  * beyond what starting nodes will take, one per `pressure × concurrency`
  * waiting tasks (at least one when it has none), up to `max`. With no task
  * waiting, it
- * retires the nodes idle for `idleTimeout`, highest rank first, down to `min`.
+ * retires the nodes idle for `idleTimeout`, highest rank first, down to `min`;
+ * the `min` nodes of lowest rank are never retired for being idle.
  *
  * @param nodes The resolved `nodes` option.
  * @param state The pool's state.
@@ -141,7 +144,7 @@ export interface ScalingPlan {
  * const nodes = nodesSchema.parse({ min: 0, max: 4 });
  * const plan = planScaling(nodes, {
  *   now: 0, live: 0, starting: 0, waiting: 3, concurrency: 1,
- *   lastAdded: -Infinity, idle: [],
+ *   lastAdded: -Infinity, ranks: [], idle: [],
  * });
  * console.log(plan); // { add: 3, retire: [] }
  * ```
@@ -152,7 +155,9 @@ export function planScaling(
 ): ScalingPlan {
   const plan: ScalingPlan = { add: 0, retire: [] };
   const room = Math.max(0, nodes.max - state.live);
-  if (room > 0 && state.now - state.lastAdded >= nodes.cooldown) {
+  // An empty pool wakes at once: nothing is starting that could be overshot.
+  const wake = state.live === 0 && state.waiting > 0;
+  if (room > 0 && (wake || state.now - state.lastAdded >= nodes.cooldown)) {
     const perNode = nodes.pressure * state.concurrency;
     const unserved = state.waiting - state.starting * state.concurrency;
     let wanted = unserved > 0 ? Math.floor(unserved / perNode) : 0;
@@ -161,8 +166,12 @@ export function planScaling(
   }
   if (state.waiting === 0 && plan.add === 0) {
     let spare = state.live - nodes.min;
+    // The `min` lowest ranks stay, so that the head and low ranks are stable.
+    const kept = new Set(
+      [...state.ranks].sort((a, b) => a - b).slice(0, nodes.min),
+    );
     const idle = state.idle.filter((n) =>
-      state.now - n.since >= nodes.idleTimeout
+      !kept.has(n.rank) && state.now - n.since >= nodes.idleTimeout
     ).sort((a, b) => b.rank - a.rank);
     for (const node of idle) {
       if (spare-- <= 0) break;

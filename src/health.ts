@@ -75,10 +75,9 @@ export interface HealthHooks {
  * @example
  * ```ts
  * import { HealthMonitor, healthCheckSchema } from "./health.ts";
- * import * as sky from "../mod.ts";
+ * import { healthy } from "../examples/elastic.ts";
  *
- * const ping = sky.compute(() => true);
- * const options = healthCheckSchema.parse({ fn: ping, interval: 10 });
+ * const options = healthCheckSchema.parse({ fn: healthy, interval: 10 });
  * const monitor = new HealthMonitor(options, {
  *   probe: () => Promise.resolve(true),
  *   busy: () => false,

@@ -460,6 +460,8 @@ export class ComputePool implements AsyncDisposable {
   #scalePending = false;
   /** Additions of nodes in progress. */
   #growing = new Set<Promise<void>>();
+  /** Machines asked of the provider and not returned yet. */
+  #provisioning = 0;
 
   private constructor(options: Resolved) {
     this.id = `sky-${Date.now().toString(36)}-${(poolCounter++).toString(36)}${
@@ -1259,7 +1261,7 @@ export class ComputePool implements AsyncDisposable {
 
   /** Nodes held and not leaving: ready, starting or restarting. */
   #live(): number {
-    let live = this.#joining.size;
+    let live = this.#joining.size + this.#provisioning;
     for (const [rank, node] of this.#nodes.entries()) {
       if (node && !node.dead && !node.retiring && !this.#joining.has(rank)) {
         live++;
@@ -1283,12 +1285,15 @@ export class ComputePool implements AsyncDisposable {
     this.#lastAdded = performance.now();
     const growing = (async () => {
       let instances: Instance[];
+      this.#provisioning += count;
       try {
         instances = await this.provider.provision(this.#cluster, count);
       } catch (error) {
+        this.#provisioning -= count;
         this.#starved(error);
         throw error;
       }
+      this.#provisioning -= count;
       if (this.#closed) {
         await this.provider.terminate(this.#cluster, instances.map((i) => i.id))
           .catch(() => {});
@@ -1410,7 +1415,11 @@ export class ComputePool implements AsyncDisposable {
     }
     const now = performance.now();
     const idle: { rank: number; since: number }[] = [];
+    const ranks = [...this.#joining.keys()];
     for (const [rank, node] of this.#nodes.entries()) {
+      if (
+        node && !node.dead && !node.retiring && !this.#joining.has(rank)
+      ) ranks.push(rank);
       if (
         this.#takesWork(node) && !this.#joining.has(rank) && !this.#busy(node)
       ) {
@@ -1425,10 +1434,11 @@ export class ComputePool implements AsyncDisposable {
     const plan = planScaling(this.#scaling, {
       now,
       live,
-      starting: this.#joining.size,
+      starting: this.#joining.size + this.#provisioning,
       waiting,
       concurrency: this.#options.worker.concurrency,
       lastAdded: this.#lastAdded,
+      ranks,
       idle,
     });
     if (plan.add > 0) {
@@ -1996,7 +2006,9 @@ export class ComputePool implements AsyncDisposable {
     const pool = this;
     const ordered = options.ordered ?? true;
     async function* results(): AsyncGenerator<R, void, undefined> {
-      const window = Math.max(2, pool.size * pool.#capacity() * 2);
+      // An elastic pool may grow: enough tasks are in flight to make it.
+      const nodes = Math.max(pool.size, pool.#scaling.max);
+      const window = Math.max(2, nodes * pool.#capacity() * 2);
       const inFlight: { job: Job; result: Promise<[Job, unknown]> }[] = [];
       const abort = () => {
         for (const { job } of inFlight) pool.#cancel(job, "aborted");
