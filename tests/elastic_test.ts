@@ -102,7 +102,7 @@ Deno.test("an elastic pool grows while tasks wait and retires idle nodes down to
   });
   await using _ = pool;
   const ran = await pool.run(
-    sky.gather(...Array.from({ length: 6 }, () => nap(1500))),
+    sky.gather(...Array.from({ length: 8 }, () => nap(800))),
   );
   const grown = ofType(events, "PoolResized").filter((e) =>
     e.reason === "queue"
