@@ -237,7 +237,11 @@ rigTest(
   "a node failing its health checks is replaced on another host, and every node sees its address",
   async (hosts) => {
     const [a, b, c] = hosts;
-    const marker = `/tmp/skyward-sick-${b.user}`;
+    const { stdout } = await new Deno.Command("getent", {
+      args: ["passwd", b.user],
+    }).output();
+    const home = new TextDecoder().decode(stdout).split(":")[5];
+    const marker = `${home}/skyward-sick`;
     const events: sky.PoolEvent[] = [];
     try {
       await using pool = await sky.ComputePool.start({
