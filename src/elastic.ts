@@ -11,6 +11,17 @@ import { z } from "zod";
  * How many nodes a pool has. A pool whose `max` exceeds its `min` is
  * elastic: it adds nodes while tasks wait for a free slot and retires nodes
  * idle past `idleTimeout`, never going below `min` nor above `max`.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../mod.ts";
+ * import { square } from "../examples/parallel.ts";
+ *
+ * // No node until a task arrives; up to 2 while tasks wait.
+ * const nodes: sky.NodesOptions = { min: 0, max: 2, idleTimeout: 1_000 };
+ * await using pool = await sky.ComputePool.start({ provider: sky.Local(), nodes, console: "silent" });
+ * console.log(pool.size, await pool.run(square(2)), pool.size); // 0 4 1
+ * ```
  */
 export interface NodesOptions {
   /**

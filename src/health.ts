@@ -8,7 +8,19 @@
 import { z } from "zod";
 import type { Compute } from "./compute.ts";
 
-/** Options of the pool's `healthCheck`. */
+/**
+ * Options of the pool's `healthCheck`.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../mod.ts";
+ * import { healthy } from "../examples/elastic.ts";
+ *
+ * const healthCheck: sky.HealthCheckOptions = { fn: healthy, interval: 5_000, failures: 3 };
+ * await using pool = await sky.ComputePool.start({ provider: sky.Local(), healthCheck, console: "silent" });
+ * console.log(pool.size); // 1, once its first check passed
+ * ```
+ */
 export interface HealthCheckOptions {
   /**
    * The check: a compute taking no argument, run on the node like any task

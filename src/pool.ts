@@ -808,6 +808,7 @@ export class ComputePool implements AsyncDisposable {
     this.#nodes[index] = node;
     try {
       await this.#startWorker(node);
+      if (this.#closed) throw new PoolClosedError();
       if (health) {
         node.health = new HealthMonitor(health, {
           probe: () => this.#probe(node),
