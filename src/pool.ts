@@ -738,6 +738,10 @@ export class ComputePool implements AsyncDisposable {
   async #bringUp(index: number, launched: Instance): Promise<void> {
     const instance = await this.#waitRunning(launched);
     this.#instances.set(instance.id, instance);
+    // A machine may get its private address only once it runs.
+    if (this.#joining.has(index) && instance.privateAddress) {
+      this.#joining.set(index, instance.privateAddress);
+    }
     const endpoint = instance.endpoint;
     if (!endpoint) {
       throw new ProvisioningError(`Instance ${instance.id} has no endpoint`);
@@ -1059,7 +1063,19 @@ export class ComputePool implements AsyncDisposable {
         clearTimeout(job.timer);
         retry.push(job);
       } else {
-        this.#settle(job, new NodeLostError(node.index, reason));
+        // Settled without its node (which is not to count it as done), so
+        // its TaskFailed is reported here.
+        const error = new NodeLostError(node.index, reason);
+        this.#emit({
+          type: "TaskFailed",
+          task: job.id,
+          name: job.name,
+          node: node.index,
+          elapsedMs: performance.now() - job.sentAt,
+          error: error.name,
+          message: error.message,
+        });
+        this.#settle(job, error);
       }
     }
     node.running.clear();
@@ -1276,9 +1292,12 @@ export class ComputePool implements AsyncDisposable {
     const candidates = this.#nodes.filter((n, rank): n is PoolNode =>
       n !== undefined && !n.dead && !n.retiring && !this.#joining.has(rank)
     );
-    const idle = candidates.filter((n) => !this.#busy(n)).reverse();
-    const busy = candidates.filter((n) => this.#busy(n)).reverse();
-    return [...idle, ...busy].slice(0, count);
+    const ready = candidates.filter((n) => this.#ready(n)).reverse();
+    const idle = ready.filter((n) => !this.#busy(n));
+    const busy = ready.filter((n) => this.#busy(n));
+    // Nodes restarting their worker go last.
+    const down = candidates.filter((n) => !this.#ready(n)).reverse();
+    return [...idle, ...busy, ...down].slice(0, count);
   }
 
   /** Launches `count` machines and brings them in; rejects when some did not come up. */
