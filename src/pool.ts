@@ -1052,6 +1052,8 @@ export class ComputePool implements AsyncDisposable {
   #lost(node: PoolNode, session: NodeSession, reason: string): void {
     // A worker that never became ready is the bring-up's failure to report.
     if (this.#closed || node.session !== session || !node.readyOnce) return;
+    // A node given up (its bring-up failed, or it left) is not restarted.
+    if (node.dead !== undefined) return;
     reason = node.unhealthy ?? reason;
     node.health?.stop();
     this.#emit({ type: "NodeLost", node: node.index, reason });

@@ -211,6 +211,102 @@ Deno.test("a node failing its health check takes no task until it passes", async
   assert.deepEqual((await pool.broadcast(info())).map((i) => i.node), [0, 1]);
 });
 
+/** The live processes whose working directory is under `dir`. */
+async function processesIn(dir: string): Promise<number[]> {
+  const found: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const cwd = await Deno.readLink(`/proc/${entry.name}/cwd`);
+      const pid = Number(entry.name);
+      if (cwd.startsWith(`${dir}/`) && await alive(pid)) found.push(pid);
+    } catch {
+      // Gone, or not ours to read.
+    }
+  }
+  return found;
+}
+
+/** The local provider, recording the machines it was asked to terminate. */
+function recordingTerminations(root: string) {
+  const local = sky.Local({ root });
+  const terminated: string[] = [];
+  const provider: sky.Provider<sky.LocalCluster> = {
+    ...local,
+    terminate(cluster, ids) {
+      terminated.push(...ids);
+      return local.terminate(cluster, ids);
+    },
+  };
+  return { provider, terminated };
+}
+
+Deno.test("a node that never passes its first health check is given up and its machine released", async () => {
+  const root = await freshRoot();
+  await Deno.mkdir(`${root}/node-1`, { recursive: true });
+  await Deno.writeTextFile(`${root}/node-1/sick`, "");
+  const { provider, terminated } = recordingTerminations(root);
+  const events: sky.PoolEvent[] = [];
+  await using pool = await sky.ComputePool.start({
+    provider,
+    nodes: { desired: 2, min: 1 },
+    healthCheck: { fn: notMarkedSick, interval: 100, failures: 3 },
+    console: "silent",
+    onEvent: (e) => events.push(e),
+  });
+  const sick = ofType(events, "InstanceLaunched").find((e) => e.node === 1)!;
+  await eventually(
+    () => terminated.includes(sick.instance),
+    10_000,
+    "node 1's machine to be released",
+  );
+  assert.deepEqual(
+    ofType(events, "HealthCheckFailed").map((e) => [e.node, e.failures]),
+    [[1, 1], [1, 2], [1, 3]],
+  );
+  assert.deepEqual(ofType(events, "NodeReady").map((e) => e.node), [0]);
+  assert.equal(pool.size, 1);
+  await eventually(
+    async () => (await processesIn(`${root}/node-1`)).length === 0,
+    5_000,
+    "no process left in node 1's directory",
+  );
+  assert.ok((await processesIn(`${root}/node-0`)).length > 0);
+  assert.deepEqual((await pool.broadcast(info())).map((i) => i.peers), [[
+    "127.0.0.1",
+  ]]);
+});
+
+Deno.test("a pool whose only node fails its first health checks does not start, and leaves nothing", async () => {
+  const root = await freshRoot();
+  await Deno.mkdir(`${root}/node-0`, { recursive: true });
+  await Deno.writeTextFile(`${root}/node-0/sick`, "");
+  const { provider, terminated } = recordingTerminations(root);
+  const events: sky.PoolEvent[] = [];
+  await assert.rejects(
+    () =>
+      sky.ComputePool.start({
+        provider,
+        healthCheck: { fn: notMarkedSick, interval: 50, failures: 2 },
+        console: "silent",
+        onEvent: (e) => events.push(e),
+      }),
+    (error: Error) => {
+      assert.equal(error.name, "ProvisioningError");
+      assert.match(error.message, /health check failed 2 time\(s\) in a row/);
+      return true;
+    },
+  );
+  const [launched] = ofType(events, "InstanceLaunched");
+  assert.ok(terminated.includes(launched.instance), terminated.join());
+  assert.equal(ofType(events, "ClusterDestroyed").length, 1);
+  const started = events.find((e) =>
+    e.type === "BootstrapPhase" && e.phase === "worker" &&
+    e.status === "completed"
+  );
+  assert.ok(started, "the worker started before its checks");
+});
+
 Deno.test("a node failing its health checks in a row is replaced on a new machine", async () => {
   const { pool, events, root } = await start({
     nodes: 2,
