@@ -848,9 +848,17 @@ export class ComputePool implements AsyncDisposable {
       node.session?.kill();
       await host.close().catch(() => {});
       if (this.#nodes[index] === node) this.#nodes[index] = before;
-      for (const job of node.pinned.splice(0)) {
-        this.#settle(job, new NodeLostError(index, node.dead));
+      const lost = new NodeLostError(index, node.dead);
+      for (const job of [...node.running]) {
+        // Only its health checks could run there: other tasks go elsewhere.
+        node.running.delete(job);
+        job.node = undefined;
+        clearTimeout(job.timer);
+        if (job.probe || job.pin !== undefined) this.#settle(job, lost);
+        else this.#queue.splice(this.#head, 0, job);
       }
+      for (const job of node.pinned.splice(0)) this.#settle(job, lost);
+      this.#drain();
       throw error;
     }
     if (this.#closed) {
@@ -1687,12 +1695,15 @@ export class ComputePool implements AsyncDisposable {
     job.node = node;
     job.sentAt = performance.now();
     node.running.add(job);
-    this.#emit({
-      type: "TaskStarted",
-      task: job.id,
-      name: job.name,
-      node: node.index,
-    });
+    // Health checks report through HealthCheckFailed, not as tasks.
+    if (!job.probe) {
+      this.#emit({
+        type: "TaskStarted",
+        task: job.id,
+        name: job.name,
+        node: node.index,
+      });
+    }
     if (job.timeout !== undefined) {
       job.timer = setTimeout(() => {
         node.session?.cancel(job.id);
@@ -1739,7 +1750,9 @@ export class ComputePool implements AsyncDisposable {
         node.whenIdle?.();
       }
       const elapsedMs = performance.now() - job.sentAt;
-      if (error) {
+      if (job.probe) {
+        // Reported by the health monitor.
+      } else if (error) {
         this.#emit({
           type: "TaskFailed",
           task: job.id,

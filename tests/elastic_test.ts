@@ -209,6 +209,9 @@ Deno.test("a node failing its health check takes no task until it passes", async
   await eventually(() => pool.size === 2, 10_000, "node 1 admitted");
   assert.deepEqual(ofType(events, "NodeReady").map((e) => e.node), [0, 1]);
   assert.deepEqual((await pool.broadcast(info())).map((i) => i.node), [0, 1]);
+  // Health checks are not reported as tasks: 4 naps and 3 broadcast tasks.
+  assert.equal(ofType(events, "TaskStarted").length, 7);
+  assert.equal(ofType(events, "TaskCompleted").length, 7);
 });
 
 /** The live processes whose working directory is under `dir`. */
