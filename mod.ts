@@ -43,6 +43,7 @@ export {
 } from "./src/compute.ts";
 export {
   ComputePool,
+  type HealthCheckOptions,
   type MapResults,
   type NodesOptions,
   type PoolOptions,

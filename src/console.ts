@@ -175,6 +175,7 @@ function styleOf(event: PoolEvent): Style | undefined {
       return event.status === "failed" ? "red" : "dim";
     case "InstancePreempted":
     case "InstanceReplaced":
+    case "HealthCheckFailed":
       return "yellow";
     case "NodeReady":
     case "ClusterReady":
@@ -226,11 +227,15 @@ function richConsole(
       case "ClusterReady":
         totalNodes = Math.max(totalNodes, event.nodes);
         break;
+      case "PoolResized":
+        totalNodes = event.nodes;
+        break;
       case "NodeReady":
         ready.add(event.node);
         break;
       case "NodeLost":
       case "InstancePreempted":
+      case "NodeRetired":
         ready.delete(event.node);
         break;
       case "ClusterDestroyed":

@@ -197,6 +197,46 @@ export interface InstanceReplaced extends EventBase {
   instance: string;
 }
 
+/**
+ * An elastic pool decided to change its number of nodes: it adds nodes for
+ * waiting tasks (`"queue"`) or to get back to `min` (`"min"`), retires idle
+ * ones (`"idle"`), or follows `pool.resize()` (`"resize"`).
+ */
+export interface PoolResized extends EventBase {
+  /** The event's type. */
+  type: "PoolResized";
+  /** The nodes it held (ready, starting or restarting) before. */
+  previous: number;
+  /** The nodes it is going to hold. */
+  nodes: number;
+  /** Why. */
+  reason: "queue" | "min" | "idle" | "resize";
+}
+
+/** A node left the pool: its tasks were done and its machine released. */
+export interface NodeRetired extends EventBase {
+  /** The event's type. */
+  type: "NodeRetired";
+  /** The node's index, free for a later node. */
+  node: number;
+  /** The provider's id of the machine. */
+  instance: string;
+  /** Why: it was idle past `idleTimeout`, or `pool.resize()` shrank the pool. */
+  reason: "idle" | "resize";
+}
+
+/** A node's health check failed. */
+export interface HealthCheckFailed extends EventBase {
+  /** The event's type. */
+  type: "HealthCheckFailed";
+  /** The node's index. */
+  node: number;
+  /** Failed checks in a row, this one included. */
+  failures: number;
+  /** Why it failed. */
+  message: string;
+}
+
 /** A line a task wrote with `console.*` on a node. */
 export interface Log extends EventBase {
   /** The event's type. */
@@ -247,6 +287,9 @@ export type PoolEvent =
   | NodeLost
   | InstancePreempted
   | InstanceReplaced
+  | PoolResized
+  | NodeRetired
+  | HealthCheckFailed
   | Log
   | ClusterDestroyed;
 
@@ -318,6 +361,12 @@ export function formatEvent(event: PoolEvent): string {
         return `Instance ${event.instance} of node ${event.node} was preempted`;
       case "InstanceReplaced":
         return `Node ${event.node}: instance ${event.previous} replaced by ${event.instance}`;
+      case "PoolResized":
+        return `Pool resized from ${event.previous} to ${event.nodes} node(s) (${event.reason})`;
+      case "NodeRetired":
+        return `Node ${event.node} retired (${event.reason}), instance ${event.instance} released`;
+      case "HealthCheckFailed":
+        return `Node ${event.node}: health check failed (${event.failures} in a row): ${event.message}`;
       case "Log":
         return `[node ${event.node}] ${event.line}`;
       case "ClusterDestroyed":

@@ -18,7 +18,11 @@ export interface AcceleratorInfo {
 export interface InstanceInfo {
   /** This node's index, from 0. */
   node: number;
-  /** How many nodes the pool has. */
+  /**
+   * How many nodes the pool has: the highest rank in use, plus one. In an
+   * elastic pool it follows the nodes as they join and leave; a task sees
+   * the value of the moment it started.
+   */
   totalNodes: number;
   /** Whether this is node 0. */
   isHead: boolean;
@@ -26,7 +30,11 @@ export interface InstanceInfo {
   headAddr: string;
   /** A port on node 0 free for the user's own coordination (e.g. a rendezvous). */
   headPort: number;
-  /** The private addresses of every node, by index. Empty where nodes have no private network. */
+  /**
+   * The private addresses of every node, by index (`totalNodes` entries):
+   * `""` for a rank no node holds at the moment (an elastic pool's), and
+   * where nodes have no private network.
+   */
   peers: string[];
   /** The accelerators of this node. */
   accelerators: AcceleratorInfo[];

@@ -141,6 +141,18 @@ export class NodeSession {
     });
   }
 
+  /**
+   * Tells the worker that the pool's nodes changed: tasks sent after this
+   * see the new `totalNodes`, `peers` and `headAddr` in `instanceInfo()`.
+   */
+  updateCluster(
+    cluster: Omit<Extract<ClientMessage, { t: "cluster" }>, "t">,
+  ): void {
+    if (!this.#lost) {
+      this.#writer.write(encodeFrame({ t: "cluster", ...cluster }));
+    }
+  }
+
   /** Asks the worker to drop a task; its call rejects once the worker confirms. */
   cancel(id: number): void {
     if (!this.#lost && this.#calls.has(id)) {

@@ -34,6 +34,17 @@ import {
   TaskTimeoutError,
 } from "./errors.ts";
 import { bootstrap, type BootstrapPlan, libraryBundle } from "./bootstrap.ts";
+import {
+  type NodesOptions,
+  nodesSchema,
+  planScaling,
+  type ResolvedNodes,
+} from "./elastic.ts";
+import {
+  type HealthCheckOptions,
+  healthCheckSchema,
+  HealthMonitor,
+} from "./health.ts";
 import type { BootstrapPhaseName, EventInit, PoolEvent } from "./events.ts";
 import { Image, type ResolvedImage } from "./image.ts";
 import type { InstanceInfo } from "./instance.ts";
@@ -61,16 +72,8 @@ const log = logger("pool");
 /** How many offers a pool tries before it gives up starting. */
 const MAX_OFFER_ATTEMPTS = 8;
 
-/** How many nodes a pool has. */
-export interface NodesOptions {
-  /** How many nodes to launch. */
-  desired: number;
-  /**
-   * How many must be ready before work starts; the rest join as they come.
-   * @default desired
-   */
-  min?: number;
-}
+export type { NodesOptions } from "./elastic.ts";
+export type { HealthCheckOptions } from "./health.ts";
 
 /** Options of {@linkcode ComputePool.start}. */
 export interface PoolOptions {
@@ -95,10 +98,18 @@ export interface PoolOptions {
    */
   selection?: Selection;
   /**
-   * How many nodes: a count, or `{ desired, min }`.
+   * How many nodes: a count, or `{ desired, min, max }` for a pool that
+   * starts once `min` are ready and grows and shrinks between `min` and
+   * `max` (see {@linkcode NodesOptions}).
    * @default 1
    */
   nodes?: number | NodesOptions;
+  /**
+   * A check run on each node: a node takes tasks only once it passed, and is
+   * replaced after `failures` failed checks in a row.
+   * @default no check
+   */
+  healthCheck?: HealthCheckOptions;
   /**
    * The allocation strategy, for providers that have spot machines.
    * @default "spot-if-available"
@@ -186,14 +197,8 @@ const optionsSchema = z.object({
     z.custom<Spec>(isSpec, "must be made with sky.Spec(...)"),
   ).min(1, "must hold at least one sky.Spec").optional(),
   selection: z.enum(["cheapest", "first"]).default("cheapest"),
-  nodes: z.union([
-    positiveInt,
-    z.object({ desired: positiveInt, min: positiveInt.optional() }).strict()
-      .refine(
-        (n) => (n.min ?? n.desired) <= n.desired,
-        "min must not exceed desired",
-      ),
-  ]).default(1),
+  nodes: nodesSchema,
+  healthCheck: healthCheckSchema.optional(),
   ...hardwareSchema,
   allocation: hardwareSchema.allocation.default("spot-if-available"),
   image: z.custom<ResolvedImage>(
@@ -270,6 +275,8 @@ interface Job {
   settled: boolean;
   /** How many times it was sent again after its node was lost. */
   attempts: number;
+  /** Whether it is a health check (never sent again, never counted as work). */
+  probe?: boolean;
   resolve(value: unknown): void;
   reject(error: Error): void;
 }
@@ -319,6 +326,22 @@ interface PoolNode {
   /** Average time between completions while work was queued, in ms. */
   gapMs: number;
   lastDoneAt: number;
+  /** Since when it runs no task (health checks aside), in ms of `performance.now()`. */
+  idleSince: number;
+  /** Whether it waits for its first successful health check (it takes no work). */
+  gated: boolean;
+  /** Its health checks, when the pool has some. */
+  health?: HealthMonitor;
+  /** Why it must be replaced though its machine is still there (failed health checks). */
+  unhealthy?: string;
+  /** Set once it is leaving the pool: it takes no new work. */
+  retiring?: boolean;
+  /** Called when its last task settles. */
+  whenIdle?: () => void;
+  /** The cluster view it was last sent, as JSON. */
+  view: string;
+  /** The worker's handshake answer. */
+  hello?: { pid: number; hostname: string };
 }
 
 /**
@@ -438,7 +461,8 @@ export class ComputePool implements AsyncDisposable {
   #cluster: unknown;
   #prepared = false;
   #instances = new Map<string, Instance>();
-  #nodes: PoolNode[] = [];
+  /** The nodes by rank; a rank is free where it holds nothing or a dead node. */
+  #nodes: (PoolNode | undefined)[] = [];
   /** Jobs not yet sent that may run on any node, consumed from `#head`. */
   #queue: Job[] = [];
   #head = 0;
@@ -449,6 +473,18 @@ export class ComputePool implements AsyncDisposable {
   #closed = false;
   #modules = new Map<string, string>();
   #plan: Promise<BootstrapPlan> | undefined;
+  /** The resolved `nodes` option; `resize()` moves its `min` and `max`. */
+  #scaling: ResolvedNodes;
+  /** Ranks of nodes still starting, with their private address. */
+  #joining = new Map<number, string>();
+  /** When nodes were last added by the scaling policy or `resize()`. */
+  #lastAdded = -Infinity;
+  #scaleTimer?: ReturnType<typeof setInterval>;
+  #scalePending = false;
+  /** Additions of nodes in progress. */
+  #growing = new Set<Promise<void>>();
+  /** Machines asked of the provider and not returned yet. */
+  #provisioning = 0;
 
   private constructor(options: Resolved) {
     this.id = `sky-${Date.now().toString(36)}-${(poolCounter++).toString(36)}${
@@ -456,6 +492,7 @@ export class ComputePool implements AsyncDisposable {
     }`;
     this.#provider = options.provider ?? options.specs![0].provider;
     this.#options = options;
+    this.#scaling = { ...options.nodes };
     this.#console = createConsole(options.console ?? defaultConsoleMode());
   }
 
@@ -510,9 +547,9 @@ export class ComputePool implements AsyncDisposable {
     return this.#provider;
   }
 
-  /** How many nodes are ready. */
+  /** How many nodes are ready and take tasks (admitted by their health check, not leaving). */
   get size(): number {
-    return this.#nodes.filter((n) => this.#ready(n)).length;
+    return this.#nodes.filter((n) => this.#takesWork(n)).length;
   }
 
   /** The process ids of the workers, by node (on their machines). */
@@ -583,12 +620,7 @@ export class ComputePool implements AsyncDisposable {
 
   async #start(): Promise<void> {
     const options = this.#options;
-    const nodes = typeof options.nodes === "number"
-      ? options.nodes
-      : options.nodes.desired;
-    const min = typeof options.nodes === "number"
-      ? nodes
-      : options.nodes.min ?? nodes;
+    const { desired: nodes, min } = options.nodes;
     const roots = [...new Set([...computeModules(), Deno.mainModule])]
       .filter((m) => m.startsWith("file:"));
     const wishes: (Partial<Spec> & Pick<Spec, "provider">)[] = options.specs ??
@@ -637,6 +669,7 @@ export class ComputePool implements AsyncDisposable {
       nodes: this.size,
       elapsedMs: Date.now() - this.#startedAt,
     });
+    if (this.#scaling.max > this.#scaling.min) this.#watchScaling();
   }
 
   async #provision(
@@ -656,27 +689,18 @@ export class ComputePool implements AsyncDisposable {
     });
     const instances = await this.#launch(candidates, wanted);
     const min = Math.min(wanted, instances.length);
-    const peers = instances.map((i) => i.privateAddress ?? "");
     let ready = 0;
     await new Promise<void>((resolve, reject) => {
       let failed = 0;
-      instances.forEach((instance, index) => {
-        this.#emit({
-          type: "InstanceLaunched",
-          node: index,
-          instance: instance.id,
-        });
-        this.#bringUp(index, instance, peers).then(() => {
+      if (min === 0) resolve();
+      for (const instance of instances) {
+        this.#join(instance).then(() => {
           if (++ready === min) resolve();
         }, (error) => {
           failed++;
           if (instances.length - failed < min) reject(error);
-          else {log.warn("Node {index} failed to start: {error}", {
-              index,
-              error,
-            });}
         });
-      });
+      }
     });
   }
 
@@ -702,6 +726,9 @@ export class ComputePool implements AsyncDisposable {
           region: offer.region,
           nodes,
         });
+        this.#accelerator = spec.accelerator;
+        // An elastic pool may start with no node, to wake on its first task.
+        if (nodes === 0) return [];
         const instances = await provider.provision(this.#cluster, nodes);
         for (const instance of instances) {
           this.#instances.set(instance.id, instance);
@@ -711,7 +738,6 @@ export class ComputePool implements AsyncDisposable {
             `Cannot start pool: ${provider.name} launched ${instances.length} of ${min} node(s)`,
           );
         }
-        this.#accelerator = spec.accelerator;
         return instances;
       } catch (error) {
         failures.push({ candidate, error });
@@ -761,6 +787,34 @@ export class ComputePool implements AsyncDisposable {
     );
   }
 
+  /**
+   * Brings a launched machine into the pool at the lowest free rank. When it
+   * fails, its machine is released and its rank freed.
+   */
+  async #join(instance: Instance): Promise<void> {
+    const index = this.#freeRank();
+    this.#joining.set(index, instance.privateAddress ?? "");
+    this.#emit({
+      type: "InstanceLaunched",
+      node: index,
+      instance: instance.id,
+    });
+    this.#announce();
+    try {
+      await this.#bringUp(index, instance);
+    } catch (error) {
+      log.warn("Node {index} failed to start: {error}", { index, error });
+      this.#instances.delete(instance.id);
+      await this.provider.terminate(this.#cluster, [instance.id]).catch(
+        () => {},
+      );
+      throw error;
+    } finally {
+      this.#joining.delete(index);
+      this.#announce();
+    }
+  }
+
   async #waitRunning(instance: Instance): Promise<Instance> {
     let current: Instance | undefined = instance;
     for (
@@ -779,13 +833,18 @@ export class ComputePool implements AsyncDisposable {
     return current;
   }
 
-  async #bringUp(
-    index: number,
-    launched: Instance,
-    peers: string[],
-  ): Promise<void> {
+  /**
+   * Brings a machine up as node `index`: waits for it to run, connects,
+   * ships the code, starts the worker and, with a health check, waits for
+   * its first success. On failure it leaves `#nodes[index]` as it found it.
+   */
+  async #bringUp(index: number, launched: Instance): Promise<void> {
     const instance = await this.#waitRunning(launched);
     this.#instances.set(instance.id, instance);
+    // A machine may get its private address only once it runs.
+    if (this.#joining.has(index) && instance.privateAddress) {
+      this.#joining.set(index, instance.privateAddress);
+    }
     const endpoint = instance.endpoint;
     if (!endpoint) {
       throw new ProvisioningError(`Instance ${instance.id} has no endpoint`);
@@ -805,16 +864,12 @@ export class ComputePool implements AsyncDisposable {
       node: index,
       instance: instance.id,
     });
-    // Machines with no private network between them (their provider gives
-    // no private address) run standalone: no peers to reach.
-    const standalone = peers.every((p) => p === "");
+    const view = this.#clusterView();
     const info: Omit<InstanceInfo, "hostname"> = {
       node: index,
-      totalNodes: peers.length,
+      ...view,
       isHead: index === 0,
-      headAddr: peers[0] ?? "",
       headPort: 29500,
-      peers: standalone ? [] : peers,
       accelerators: this.#accelerator
         ? [{
           name: this.#accelerator.name,
@@ -840,6 +895,7 @@ export class ComputePool implements AsyncDisposable {
       instance: instance.id,
       elapsedMs: Date.now() - bootStart,
     });
+    const health = this.#options.healthCheck;
     const node: PoolNode = {
       index,
       instance,
@@ -849,11 +905,87 @@ export class ComputePool implements AsyncDisposable {
       pinned: [],
       gapMs: Infinity,
       lastDoneAt: 0,
+      idleSince: performance.now(),
       restarts: 0,
       readyOnce: false,
+      gated: health !== undefined,
+      view: JSON.stringify(view),
     };
+    const before = this.#nodes[index];
     this.#nodes[index] = node;
-    await this.#startWorker(node);
+    try {
+      await this.#startWorker(node);
+      if (this.#closed) throw new PoolClosedError();
+      if (health) {
+        node.health = new HealthMonitor(health, {
+          probe: () => this.#probe(node),
+          busy: () => node.running.size >= this.#options.worker.concurrency,
+          failed: (failures, error) =>
+            this.#emit({
+              type: "HealthCheckFailed",
+              node: node.index,
+              failures,
+              message: error.message,
+            }),
+          unhealthy: (reason) => {
+            if (this.#nodes[node.index] !== node || node.retiring) return;
+            node.unhealthy = reason;
+            node.session?.kill();
+          },
+        });
+        await node.health.admit();
+        node.gated = false;
+        node.health.start();
+        this.#emit({
+          type: "NodeReady",
+          node: index,
+          instance: instance.id,
+          pid: node.hello!.pid,
+          hostname: node.hello!.hostname,
+        });
+        this.#drain();
+      }
+    } catch (error) {
+      node.health?.stop();
+      node.dead = error instanceof Error ? error.message : String(error);
+      node.session?.kill();
+      await host.close().catch(() => {});
+      if (this.#nodes[index] === node) this.#nodes[index] = before;
+      const lost = new NodeLostError(index, node.dead);
+      for (const job of [...node.running]) {
+        // Only its health checks could run there: other tasks go elsewhere.
+        node.running.delete(job);
+        job.node = undefined;
+        clearTimeout(job.timer);
+        if (job.probe || job.pin !== undefined) this.#settle(job, lost);
+        else this.#queue.splice(this.#head, 0, job);
+      }
+      for (const job of node.pinned.splice(0)) this.#settle(job, lost);
+      this.#drain();
+      throw error;
+    }
+    if (this.#closed) {
+      node.health?.stop();
+      node.session?.kill();
+      await host.close().catch(() => {});
+    }
+  }
+
+  /** Runs the health check once on a node, pinned to it. */
+  #probe(node: PoolNode): Promise<unknown> {
+    const health = this.#options.healthCheck!;
+    const job = this.#makeJob(health.fn(), node.index);
+    job.probe = true;
+    job.attempts = Infinity;
+    job.timeout = health.timeout;
+    const result = new Promise<unknown>((resolve, reject) => {
+      job.resolve = resolve;
+      job.reject = reject;
+    });
+    this.#jobs.set(job.id, job);
+    node.pinned.push(job);
+    this.#drain();
+    return result;
   }
 
   /** Opens the transport to a machine. */
@@ -993,13 +1125,20 @@ export class ComputePool implements AsyncDisposable {
     });
     this.#phase(node.index, "worker", "completed", started);
     node.readyOnce = true;
-    this.#emit({
-      type: "NodeReady",
-      node: node.index,
-      instance: node.instance.id,
-      pid: hello.pid,
-      hostname: hello.hostname,
-    });
+    node.hello = { pid: hello.pid, hostname: hello.hostname };
+    // A worker started with an older view of the cluster learns the current one.
+    node.view = "";
+    this.#announce();
+    // A node waiting for its first health check is ready once it passes.
+    if (!node.gated) {
+      this.#emit({
+        type: "NodeReady",
+        node: node.index,
+        instance: node.instance.id,
+        pid: hello.pid,
+        hostname: hello.hostname,
+      });
+    }
     this.#drain();
   }
 
@@ -1024,6 +1163,10 @@ export class ComputePool implements AsyncDisposable {
   #lost(node: PoolNode, session: NodeSession, reason: string): void {
     // A worker that never became ready is the bring-up's failure to report.
     if (this.#closed || node.session !== session || !node.readyOnce) return;
+    // A node given up (its bring-up failed, or it left) is not restarted.
+    if (node.dead !== undefined) return;
+    reason = node.unhealthy ?? reason;
+    node.health?.stop();
     this.#emit({ type: "NodeLost", node: node.index, reason });
     const retry: Job[] = [];
     for (const job of node.running) {
@@ -1033,7 +1176,19 @@ export class ComputePool implements AsyncDisposable {
         clearTimeout(job.timer);
         retry.push(job);
       } else {
-        this.#settle(job, new NodeLostError(node.index, reason));
+        // Settled without its node (which is not to count it as done), so
+        // its TaskFailed is reported here.
+        const error = new NodeLostError(node.index, reason);
+        this.#emit({
+          type: "TaskFailed",
+          task: job.id,
+          name: job.name,
+          node: node.index,
+          elapsedMs: performance.now() - job.sentAt,
+          error: error.name,
+          message: error.message,
+        });
+        this.#settle(job, error);
       }
     }
     node.running.clear();
@@ -1045,16 +1200,27 @@ export class ComputePool implements AsyncDisposable {
       0,
       ...retry.filter((j) => j.pin === undefined),
     );
+    if (node.retiring) {
+      // It was leaving anyway: its tasks go to the others.
+      node.dead = reason;
+      for (const job of node.pinned.splice(0)) {
+        this.#settle(job, new NodeLostError(node.index, reason));
+      }
+      node.whenIdle?.();
+      this.#drain();
+      return;
+    }
     this.#drain();
     this.#restart(node, reason);
   }
 
   async #restart(node: PoolNode, reason: string): Promise<void> {
-    while (!this.#closed && node.restarts < MAX_RESTARTS) {
+    while (!this.#closed && !node.retiring && node.restarts < MAX_RESTARTS) {
       node.restarts++;
       try {
         if (await this.#replaceIfGone(node)) return;
         await this.#startWorker(node);
+        if (!node.gated) node.health?.start();
         return;
       } catch (error) {
         log.warn("Node {node} could not restart its worker: {error}", {
@@ -1064,11 +1230,22 @@ export class ComputePool implements AsyncDisposable {
         await new Promise((r) => setTimeout(r, 250 * 2 ** node.restarts));
       }
     }
-    if (this.#closed) return;
+    if (this.#closed || node.retiring) return;
     // The node is gone for good: its pinned tasks cannot run anywhere else.
     node.dead = reason;
     for (const job of node.pinned.splice(0)) {
       this.#settle(job, new NodeLostError(node.index, reason));
+    }
+    if (this.#instances.delete(node.instance.id)) {
+      await this.provider.terminate(this.#cluster, [node.instance.id]).catch(
+        () => {},
+      );
+    }
+    this.#announce();
+    if (this.#scaling.max > this.#scaling.min) {
+      // An elastic pool starts another node instead.
+      this.#scale();
+      return;
     }
     if (!this.#nodes.some((n) => n && !n.dead)) {
       const error = new NodeLostError(node.index, `${reason}; no node is left`);
@@ -1078,72 +1255,348 @@ export class ComputePool implements AsyncDisposable {
 
   /**
    * Replaces a node whose machine the provider took back (a spot
-   * interruption, or a machine terminated under it): provisions a new
-   * machine for the same node index and brings it up there. Says whether it
-   * did; `false` when the machine is still there.
+   * interruption, or a machine terminated under it), or that failed its
+   * health checks: provisions a new machine and brings it up at the lowest
+   * free rank (the lost node's own, unless a lower one is free). Says
+   * whether it did; `false` when the machine is still there and healthy.
+   * An unhealthy machine is released only once its replacement was
+   * launched, so that the provider does not hand the same one back.
    */
   async #replaceIfGone(node: PoolNode): Promise<boolean> {
     const previous = node.instance;
-    const current = await this.provider.getInstance(this.#cluster, previous.id)
-      .catch(() => previous);
-    if (current && current.status !== "terminated") return false;
-    if (this.#instances.delete(previous.id)) {
-      this.#emit({
-        type: "InstancePreempted",
-        node: node.index,
-        instance: previous.id,
-      });
+    const unhealthy = node.unhealthy !== undefined;
+    if (!unhealthy) {
+      const current = await this.provider.getInstance(
+        this.#cluster,
+        previous.id,
+      )
+        .catch(() => previous);
+      if (current && current.status !== "terminated") return false;
+    }
+    const release = async () => {
+      if (!this.#instances.delete(previous.id)) return;
+      if (!unhealthy) {
+        this.#emit({
+          type: "InstancePreempted",
+          node: node.index,
+          instance: previous.id,
+        });
+      }
       node.session?.kill();
       await node.host.close().catch(() => {});
       await this.provider.terminate(this.#cluster, [previous.id]).catch(
         () => {},
       );
-    }
+    };
+    if (!unhealthy) await release();
     if (this.#closed) return true;
-    const [replacement] = await this.provider.provision(this.#cluster, 1);
+    let replacement: Instance | undefined;
+    try {
+      [replacement] = await this.provider.provision(this.#cluster, 1);
+    } finally {
+      if (unhealthy) await release();
+    }
     if (!replacement) {
       throw new ProvisioningError(
         `${this.provider.name} launched no machine to replace node ${node.index}`,
       );
     }
     this.#instances.set(replacement.id, replacement);
+    // The lost node's rank is free for its replacement, as is any lower one.
+    const index = this.#freeRank(node.index);
+    this.#joining.set(index, replacement.privateAddress ?? "");
     this.#emit({
       type: "InstanceLaunched",
-      node: node.index,
+      node: index,
       instance: replacement.id,
     });
-    const peers = this.#nodes.map((n) => n?.instance.privateAddress ?? "");
-    peers[node.index] = replacement.privateAddress ?? "";
     try {
-      await this.#bringUp(node.index, replacement, peers);
+      await this.#bringUp(index, replacement);
     } catch (error) {
-      const failed = this.#nodes[node.index];
-      if (failed !== node) {
-        failed.session?.kill();
-        await failed.host.close().catch(() => {});
-        this.#nodes[node.index] = node;
-      }
       this.#instances.delete(replacement.id);
       await this.provider.terminate(this.#cluster, [replacement.id]).catch(
         () => {},
       );
       throw error;
+    } finally {
+      this.#joining.delete(index);
     }
-    const fresh = this.#nodes[node.index];
+    const fresh = this.#nodes[index]!;
+    fresh.restarts = unhealthy ? node.restarts : 0;
+    if (index !== node.index && this.#nodes[node.index] === node) {
+      this.#nodes[node.index] = undefined;
+    }
+    node.dead = `replaced by node ${index}`;
     fresh.pinned.push(...node.pinned.splice(0));
     this.#emit({
       type: "InstanceReplaced",
-      node: node.index,
+      node: index,
       previous: previous.id,
       instance: replacement.id,
     });
-    if (this.#closed) {
-      fresh.session?.kill();
-      await fresh.host.close().catch(() => {});
-      return true;
-    }
+    this.#announce();
+    if (this.#closed) return true;
     this.#drain();
     return true;
+  }
+
+  /**
+   * Grows or shrinks the pool to `nodes` nodes, which become its `min` (and
+   * its `max`, when above it): an elastic pool keeps scaling between the
+   * two. Shrinking retires idle nodes first, then the highest ranks; a
+   * retired node takes no new task, finishes the ones it holds, and then
+   * leaves, so no task is lost. Resolves once the new nodes are ready, or
+   * the retired ones released.
+   *
+   * @param nodes How many nodes the pool should have.
+   * @returns Once the pool has that many.
+   * @throws {RangeError} (as a rejection) When `nodes` is not a non-negative integer.
+   * @throws {ProvisioningError} (as a rejection) When some new nodes could not be started.
+   * @throws {PoolClosedError} (as a rejection) When the pool is closed.
+   *
+   * @example
+   * ```ts
+   * import * as sky from "../mod.ts";
+   * import { square } from "../examples/parallel.ts";
+   *
+   * await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
+   * await pool.resize(2);
+   * console.log(pool.size); // 2
+   * await pool.resize(1);
+   * console.log(await pool.run(square(3)), pool.size); // 9 1
+   * ```
+   */
+  async resize(nodes: number): Promise<void> {
+    if (!Number.isInteger(nodes) || nodes < 0) {
+      throw new RangeError(
+        `Cannot resize pool: 'nodes' must be a non-negative integer, got ${
+          JSON.stringify(nodes) ?? String(nodes)
+        }`,
+      );
+    }
+    if (this.#closed) throw new PoolClosedError();
+    await Promise.allSettled(this.#growing);
+    const previous = this.#live();
+    this.#scaling.min = nodes;
+    this.#scaling.max = Math.max(this.#scaling.max, nodes);
+    if (this.#scaling.max > nodes) this.#watchScaling();
+    if (nodes === previous) return;
+    this.#emit({ type: "PoolResized", previous, nodes, reason: "resize" });
+    if (nodes > previous) return await this.#grow(nodes - previous);
+    const retiring = this.#retirees(previous - nodes).map((node) =>
+      this.#retire(node, "resize")
+    );
+    await Promise.all(retiring);
+  }
+
+  /** Nodes held and not leaving: ready, starting or restarting. */
+  #live(): number {
+    let live = this.#joining.size + this.#provisioning;
+    for (const [rank, node] of this.#nodes.entries()) {
+      if (node && !node.dead && !node.retiring && !this.#joining.has(rank)) {
+        live++;
+      }
+    }
+    return live;
+  }
+
+  /** The nodes to retire first: idle ones, then busy ones, highest rank first. */
+  #retirees(count: number): PoolNode[] {
+    const candidates = this.#nodes.filter((n, rank): n is PoolNode =>
+      n !== undefined && !n.dead && !n.retiring && !this.#joining.has(rank)
+    );
+    const ready = candidates.filter((n) => this.#ready(n)).reverse();
+    const idle = ready.filter((n) => !this.#busy(n));
+    const busy = ready.filter((n) => this.#busy(n));
+    // Nodes restarting their worker go last.
+    const down = candidates.filter((n) => !this.#ready(n)).reverse();
+    return [...idle, ...busy, ...down].slice(0, count);
+  }
+
+  /** Launches `count` machines and brings them in; rejects when some did not come up. */
+  #grow(count: number): Promise<void> {
+    this.#lastAdded = performance.now();
+    const growing = (async () => {
+      let instances: Instance[];
+      this.#provisioning += count;
+      try {
+        instances = await this.provider.provision(this.#cluster, count);
+      } catch (error) {
+        this.#provisioning -= count;
+        this.#starved(error);
+        throw error;
+      }
+      this.#provisioning -= count;
+      if (this.#closed) {
+        await this.provider.terminate(this.#cluster, instances.map((i) => i.id))
+          .catch(() => {});
+        throw new PoolClosedError();
+      }
+      for (const instance of instances) {
+        this.#instances.set(instance.id, instance);
+      }
+      const results = await Promise.allSettled(
+        instances.map((instance) => this.#join(instance)),
+      );
+      const failed = results.flatMap((r) =>
+        r.status === "rejected" ? [r.reason] : []
+      );
+      if (failed.length > 0 || instances.length < count) {
+        const started = instances.length - failed.length;
+        const error = new ProvisioningError(
+          `Cannot add ${count} node(s) on ${this.provider.name}: ${started} started${
+            failed.length > 0
+              ? `; ${
+                failed[0] instanceof Error
+                  ? failed[0].message
+                  : String(failed[0])
+              }`
+              : ""
+          }`,
+          { cause: failed[0] },
+        );
+        this.#starved(error);
+        throw error;
+      }
+    })();
+    this.#growing.add(growing);
+    growing.catch(() => {}).finally(() => this.#growing.delete(growing));
+    return growing;
+  }
+
+  /**
+   * Nodes could not be added: when the pool has none left, the tasks waiting
+   * for one fail instead of waiting for ever.
+   */
+  #starved(error: unknown): void {
+    if (this.#closed || this.#live() > 0) return;
+    const failure = new ProvisioningError(
+      `No node could be started to run the task: ${
+        error instanceof Error ? error.message : String(error)
+      }`,
+      { cause: error },
+    );
+    for (const job of [...this.#jobs.values()]) {
+      if (!job.probe) this.#settle(job, failure);
+    }
+  }
+
+  /**
+   * Takes a node out of the pool: it gets no new task, finishes those it
+   * holds, then its worker stops and its machine is released.
+   */
+  async #retire(node: PoolNode, reason: "idle" | "resize"): Promise<void> {
+    if (node.retiring || node.dead) return;
+    node.retiring = true;
+    node.health?.stop();
+    if (node.running.size > 0 || node.pinned.length > 0) {
+      await new Promise<void>((resolve) => node.whenIdle = resolve);
+    }
+    if (this.#closed) return;
+    node.dead ??= "retired";
+    await node.session?.close(new PoolClosedError("The node was retired"))
+      .catch(() => {});
+    await node.host.close().catch(() => {});
+    if (this.#instances.delete(node.instance.id)) {
+      await this.provider.terminate(this.#cluster, [node.instance.id]).catch(
+        (error) =>
+          log.warn("Cannot release the machine of node {node}: {error}", {
+            node: node.index,
+            error,
+          }),
+      );
+    }
+    if (this.#nodes[node.index] === node) this.#nodes[node.index] = undefined;
+    this.#emit({
+      type: "NodeRetired",
+      node: node.index,
+      instance: node.instance.id,
+      reason,
+    });
+    this.#announce();
+  }
+
+  /** Runs the scaling policy from now on (an elastic pool). */
+  #watchScaling(): void {
+    if (this.#scaleTimer !== undefined || this.#closed) return;
+    const { cooldown, idleTimeout } = this.#scaling;
+    const tick = Math.min(
+      1_000,
+      Math.max(10, Math.min(cooldown || idleTimeout, idleTimeout) / 4),
+    );
+    this.#scaleTimer = setInterval(() => this.#scale(), tick);
+    Deno.unrefTimer(this.#scaleTimer);
+  }
+
+  /** Runs the scaling policy at the end of this turn. */
+  #scaleSoon(): void {
+    if (this.#scalePending) return;
+    this.#scalePending = true;
+    queueMicrotask(() => {
+      this.#scalePending = false;
+      this.#scale();
+    });
+  }
+
+  /** Applies the scaling policy once. */
+  #scale(): void {
+    if (this.#closed) return;
+    // While tasks wait, the policy's timer keeps the program alive.
+    if (this.#scaleTimer !== undefined) {
+      if (this.#jobs.size > 0) Deno.refTimer(this.#scaleTimer);
+      else Deno.unrefTimer(this.#scaleTimer);
+    }
+    const now = performance.now();
+    const idle: { rank: number; since: number }[] = [];
+    const ranks = [...this.#joining.keys()];
+    for (const [rank, node] of this.#nodes.entries()) {
+      if (
+        node && !node.dead && !node.retiring && !this.#joining.has(rank)
+      ) ranks.push(rank);
+      if (
+        this.#takesWork(node) && !this.#joining.has(rank) && !this.#busy(node)
+      ) {
+        idle.push({ rank, since: node.idleSince });
+      }
+    }
+    let waiting = 0;
+    for (let i = this.#head; i < this.#queue.length; i++) {
+      if (!this.#queue[i].settled) waiting++;
+    }
+    const live = this.#live();
+    const plan = planScaling(this.#scaling, {
+      now,
+      live,
+      starting: this.#joining.size + this.#provisioning,
+      waiting,
+      concurrency: this.#options.worker.concurrency,
+      lastAdded: this.#lastAdded,
+      ranks,
+      idle,
+    });
+    if (plan.add > 0) {
+      this.#emit({
+        type: "PoolResized",
+        previous: live,
+        nodes: live + plan.add,
+        reason: live < this.#scaling.min ? "min" : "queue",
+      });
+      this.#grow(plan.add).catch((error) =>
+        log.warn("Cannot add {count} node(s): {error}", {
+          count: plan.add,
+          error,
+        })
+      );
+    }
+    if (plan.retire.length > 0) {
+      this.#emit({
+        type: "PoolResized",
+        previous: live,
+        nodes: live - plan.retire.length,
+        reason: "idle",
+      });
+      for (const rank of plan.retire) this.#retire(this.#nodes[rank]!, "idle");
+    }
   }
 
   #makeJob(task: Pending<unknown>, pin?: number): Job {
@@ -1188,8 +1641,11 @@ export class ComputePool implements AsyncDisposable {
     });
     this.#jobs.set(job.id, job);
     if (job.pin === undefined) this.#queue.push(job);
-    else this.#nodes[job.pin].pinned.push(job);
+    else this.#nodes[job.pin]!.pinned.push(job);
     this.#drain();
+    if (this.#scaleTimer !== undefined && this.#head < this.#queue.length) {
+      this.#scaleSoon();
+    }
     return promise;
   }
 
@@ -1224,6 +1680,75 @@ export class ComputePool implements AsyncDisposable {
       !node.session.lostReason && node.session.codeUrl !== "";
   }
 
+  /** Whether a node takes new work: ready, admitted by its health check, not leaving. */
+  #takesWork(
+    node: PoolNode | undefined,
+  ): node is PoolNode & { session: NodeSession } {
+    return this.#ready(node) && !node.gated && !node.retiring && !node.dead;
+  }
+
+  /** Whether a node runs or holds a task (health checks aside). */
+  #busy(node: PoolNode): boolean {
+    if (node.pinned.some((j) => !j.probe)) return true;
+    for (const job of node.running) if (!job.probe) return true;
+    return false;
+  }
+
+  /** The lowest rank no node holds; `also` counts as free. */
+  #freeRank(also?: number): number {
+    for (let rank = 0;; rank++) {
+      const node = this.#nodes[rank];
+      const held = this.#joining.has(rank) ||
+        node !== undefined && !node.dead && rank !== also;
+      if (!held) return rank;
+    }
+  }
+
+  /**
+   * The cluster as tasks see it: one entry of `peers` per rank up to the
+   * highest rank held (by a ready, starting or leaving node), `""` for a
+   * free rank; `totalNodes` is its length.
+   */
+  #clusterView(): Pick<InstanceInfo, "totalNodes" | "peers" | "headAddr"> {
+    const peers: string[] = [];
+    const ranks = Math.max(this.#nodes.length - 1, ...this.#joining.keys());
+    for (let rank = 0; rank <= ranks; rank++) {
+      const node = this.#nodes[rank];
+      peers[rank] = this.#joining.get(rank) ??
+        (node && !node.dead ? node.instance.privateAddress ?? "" : "");
+    }
+    while (
+      peers.length > 0 && peers.at(-1) === "" && !this.#holds(peers.length - 1)
+    ) {
+      peers.pop();
+    }
+    // Machines with no private network between them (their provider gives
+    // no private address) run standalone: no peers to reach.
+    const standalone = peers.every((p) => p === "");
+    return {
+      totalNodes: peers.length,
+      peers: standalone ? [] : peers,
+      headAddr: peers[0] ?? "",
+    };
+  }
+
+  #holds(rank: number): boolean {
+    const node = this.#nodes[rank];
+    return this.#joining.has(rank) || node !== undefined && !node.dead;
+  }
+
+  /** Sends the current cluster view to every ready worker whose view is older. */
+  #announce(): void {
+    if (this.#closed) return;
+    const view = this.#clusterView();
+    const text = JSON.stringify(view);
+    for (const node of this.#nodes) {
+      if (!this.#ready(node) || node.view === text) continue;
+      node.view = text;
+      node.session.updateCluster(view);
+    }
+  }
+
   /**
    * Sends queued jobs to nodes with a free slot: each node's pinned jobs
    * first, then the shared queue, round robin over the ready nodes. Settled
@@ -1233,6 +1758,13 @@ export class ComputePool implements AsyncDisposable {
     const nodes = this.#nodes;
     for (const node of nodes) {
       if (!this.#ready(node)) continue;
+      if (node.gated) {
+        // Only its health checks run before it is admitted.
+        const probes = node.pinned.filter((j) => j.probe);
+        node.pinned = node.pinned.filter((j) => !j.probe);
+        for (const job of probes) if (!job.settled) this.#send(job, node);
+        continue;
+      }
       while (
         node.pinned.length > 0 && node.running.size < this.#capacity(node)
       ) {
@@ -1250,7 +1782,9 @@ export class ComputePool implements AsyncDisposable {
       let target: PoolNode | undefined;
       for (let k = 0; k < nodes.length; k++) {
         const node = nodes[(this.#rr + k) % nodes.length];
-        if (this.#ready(node) && node.running.size < this.#capacity(node)) {
+        if (
+          this.#takesWork(node) && node.running.size < this.#capacity(node)
+        ) {
           target = node;
           this.#rr = (this.#rr + k + 1) % nodes.length;
           break;
@@ -1271,12 +1805,15 @@ export class ComputePool implements AsyncDisposable {
     job.node = node;
     job.sentAt = performance.now();
     node.running.add(job);
-    this.#emit({
-      type: "TaskStarted",
-      task: job.id,
-      name: job.name,
-      node: node.index,
-    });
+    // Health checks report through HealthCheckFailed, not as tasks.
+    if (!job.probe) {
+      this.#emit({
+        type: "TaskStarted",
+        task: job.id,
+        name: job.name,
+        node: node.index,
+      });
+    }
     if (job.timeout !== undefined) {
       job.timer = setTimeout(() => {
         node.session?.cancel(job.id);
@@ -1316,10 +1853,16 @@ export class ComputePool implements AsyncDisposable {
     this.#jobs.delete(job.id);
     const node = job.node;
     if (node) {
-      this.#completed(node);
+      if (!job.probe) this.#completed(node);
       node.running.delete(job);
+      if (!job.probe && !this.#busy(node)) node.idleSince = performance.now();
+      if (node.running.size === 0 && node.pinned.length === 0) {
+        node.whenIdle?.();
+      }
       const elapsedMs = performance.now() - job.sentAt;
-      if (error) {
+      if (job.probe) {
+        // Reported by the health monitor.
+      } else if (error) {
         this.#emit({
           type: "TaskFailed",
           task: job.id,
@@ -1373,11 +1916,24 @@ export class ComputePool implements AsyncDisposable {
     const pin = options.node;
     if (pin !== undefined) {
       const node = this.#nodes[pin];
-      if (!Number.isInteger(pin) || !node || node.dead) {
+      if (!Number.isInteger(pin) || !node || node.dead || node.retiring) {
+        const ranks = this.#nodes.flatMap((n, i) =>
+          n && !n.dead && !n.retiring ? [i] : []
+        );
         throw new RangeError(
-          `Cannot run on node ${pin}: the pool's nodes are 0 to ${
-            this.#nodes.length - 1
-          }${node?.dead ? ` and node ${pin} was lost (${node.dead})` : ""}`,
+          `Cannot run on node ${pin}: the pool's nodes are ${
+            ranks.length === 0
+              ? "none at the moment"
+              : ranks.at(-1) === ranks.length - 1
+              ? `0 to ${ranks.length - 1}`
+              : ranks.join(", ")
+          }${
+            node?.dead
+              ? ` and node ${pin} was lost (${node.dead})`
+              : node?.retiring
+              ? ` and node ${pin} is leaving the pool`
+              : ""
+          }`,
         );
       }
     }
@@ -1495,8 +2051,11 @@ export class ComputePool implements AsyncDisposable {
         `Cannot broadcast ${typeof task}: expected a task (call a compute)`,
       );
     }
-    // Every node that is up, or restarting its worker.
-    const nodes = this.#nodes.filter((n) => n && !n.dead && n.session);
+    // Every node that is up (admitted, not leaving), or restarting its worker.
+    const nodes = this.#nodes.filter((n): n is PoolNode =>
+      n !== undefined && !n.dead && n.session !== undefined && !n.gated &&
+      !n.retiring
+    );
     if (this.#closed) throw new PoolClosedError();
     const jobs = nodes.map((node) =>
       this.#makeJob(task as Pending<unknown>, node.index)
@@ -1592,7 +2151,9 @@ export class ComputePool implements AsyncDisposable {
     const pool = this;
     const ordered = options.ordered ?? true;
     async function* results(): AsyncGenerator<R, void, undefined> {
-      const window = Math.max(2, pool.size * pool.#capacity() * 2);
+      // An elastic pool may grow: enough tasks are in flight to make it.
+      const nodes = Math.max(pool.size, pool.#scaling.max);
+      const window = Math.max(2, nodes * pool.#capacity() * 2);
       const inFlight: { job: Job; result: Promise<[Job, unknown]> }[] = [];
       const abort = () => {
         for (const { job } of inFlight) pool.#cancel(job, "aborted");
@@ -1648,6 +2209,8 @@ export class ComputePool implements AsyncDisposable {
 
   async #close(): Promise<void> {
     this.#closed = true;
+    clearInterval(this.#scaleTimer);
+    for (const node of this.#nodes) node?.health?.stop();
     const closed = new PoolClosedError(
       "The pool was closed before the task finished",
     );
@@ -1656,14 +2219,16 @@ export class ComputePool implements AsyncDisposable {
     this.#head = 0;
     const errors: unknown[] = [];
     await Promise.all(
-      this.#nodes.filter(Boolean).map(async (node) => {
-        try {
-          await node.session?.close(closed);
-          await node.host.close();
-        } catch (error) {
-          errors.push(error);
-        }
-      }),
+      this.#nodes.filter((n): n is PoolNode => n !== undefined).map(
+        async (node) => {
+          try {
+            await node.session?.close(closed);
+            await node.host.close();
+          } catch (error) {
+            errors.push(error);
+          }
+        },
+      ),
     );
     if (this.#prepared) {
       try {

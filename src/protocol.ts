@@ -15,7 +15,7 @@ import { z } from "zod";
 import { ProtocolError } from "./errors.ts";
 
 /** The protocol's version; the handshake refuses a worker speaking another. */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** The largest frame either side accepts, in bytes (1 GiB). */
 export const MAX_FRAME_BYTES = 1024 * 1024 * 1024;
@@ -118,6 +118,19 @@ export const clientMessage = z.discriminatedUnion("t", [
     spec: sandboxSpec,
   }),
   z.object({ t: z.literal("cancel"), id }),
+  /**
+   * The pool's nodes changed (a node joined, left or was replaced): what
+   * `instanceInfo()` returns from the next task on.
+   */
+  z.object({
+    t: z.literal("cluster"),
+    /** How many ranks the pool holds: the highest rank in use, plus one. */
+    totalNodes: z.number().int().nonnegative(),
+    /** The private address of each rank; `""` for a free rank. */
+    peers: z.array(z.string()),
+    /** The private address of node 0. */
+    headAddr: z.string(),
+  }),
   z.object({ t: z.literal("bye") }),
 ]);
 

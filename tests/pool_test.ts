@@ -350,3 +350,26 @@ Deno.test("map() stops and cancels its tasks when its signal is aborted", async 
   assert.deepEqual(seen, [10]);
   assert.equal(await pool.run(square(2)), 4);
 });
+
+Deno.test("a task lost with its node past its retries fails once, with one TaskFailed event", async () => {
+  const events: sky.PoolEvent[] = [];
+  await using pool = await start({
+    retryOnInterruption: 1,
+    onEvent: (e) => events.push(e),
+  });
+  await assert.rejects(() => pool.run(exit(3)), sky.NodeLostError);
+  const task = events.find((e) => e.type === "TaskStarted")!;
+  const ends = events.filter((e) =>
+    (e.type === "TaskFailed" || e.type === "TaskCompleted") &&
+    e.task === (task as sky.TaskStarted).task
+  );
+  assert.equal(ends.length, 1, JSON.stringify(ends));
+  assert.equal((ends[0] as sky.TaskFailed).error, "NodeLostError");
+  // It was sent twice: once, and once again after its node was lost.
+  assert.equal(
+    events.filter((e) =>
+      e.type === "TaskStarted" && e.task === (task as sky.TaskStarted).task
+    ).length,
+    2,
+  );
+});

@@ -24,6 +24,8 @@ import {
   square,
   whoami,
 } from "./fixtures/cluster.ts";
+import { hostNotSick } from "./fixtures/elastic.ts";
+import { eventually } from "./helpers.ts";
 
 const { rig, reason } = await requireRig({ hosts: 3 });
 if (!rig) console.warn(`ssh_pool_test.ts: SSH pool tests ignored: ${reason}`);
@@ -230,6 +232,59 @@ rigTest("a host whose key changed is refused", async (hosts) => {
     await changed.restore();
   }
 });
+
+rigTest(
+  "a node failing its health checks is replaced on another host, and every node sees its address",
+  async (hosts) => {
+    const [a, b, c] = hosts;
+    const { stdout } = await new Deno.Command("getent", {
+      args: ["passwd", b.user],
+    }).output();
+    const home = new TextDecoder().decode(stdout).split(":")[5];
+    const marker = `${home}/skyward-sick`;
+    const events: sky.PoolEvent[] = [];
+    try {
+      await using pool = await sky.ComputePool.start({
+        provider: provider(hosts),
+        nodes: 2,
+        console: "silent",
+        healthCheck: { fn: hostNotSick, interval: 200, failures: 2 },
+        onEvent: (e) => events.push(e),
+      });
+      let infos = await pool.broadcast(info());
+      assert.deepEqual(infos.map((i) => i.peers), [
+        [a.address, b.address],
+        [a.address, b.address],
+      ]);
+      await Deno.writeTextFile(marker, "");
+      await eventually(
+        () => events.some((e) => e.type === "InstanceReplaced"),
+        60_000,
+        "node 1 to be replaced",
+      );
+      const replaced = events.find((e) =>
+        e.type === "InstanceReplaced"
+      ) as sky.InstanceReplaced;
+      assert.equal(replaced.node, 1);
+      assert.equal(replaced.previous, `${b.user}@${b.address}:${b.port}`);
+      assert.equal(replaced.instance, `${c.user}@${c.address}:${c.port}`);
+      await eventually(() => pool.size === 2, 30_000, "2 ready nodes");
+      infos = await pool.broadcast(info());
+      assert.deepEqual(infos.map((i) => [i.node, i.totalNodes]), [[0, 2], [
+        1,
+        2,
+      ]]);
+      for (const i of infos) {
+        assert.deepEqual(i.peers, [a.address, c.address]);
+        assert.equal(i.headAddr, a.address);
+      }
+      const users = await pool.broadcast(whoami());
+      assert.deepEqual(users.map((u) => u.user), [a.user, c.user]);
+    } finally {
+      await Deno.remove(marker).catch(() => {});
+    }
+  },
+);
 
 Deno.test({
   name: "the rig is released by the file that brought it up",

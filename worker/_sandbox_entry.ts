@@ -8,12 +8,14 @@
  *
  * Tasks arrive as `[id, key, payload]`, the payload an `ArrayBuffer` of
  * encoded arguments; results go back as encoded bytes too (see
- * `_sandbox_common.ts`).
+ * `_sandbox_common.ts`). `{ t: "info", instance }` replaces what
+ * `sky.instanceInfo()` returns, for the tasks that follow it.
  *
  * @module
  */
 import { decode } from "../src/codec.ts";
 import { lookupCompute } from "../src/compute.ts";
+import { setInstanceInfo } from "../src/instance.ts";
 import {
   currentTask,
   dropLoadGrants,
@@ -37,6 +39,7 @@ async function main(): Promise<void> {
     await holdLock(data!.lock);
     module = await new Promise<string>((resolve) => {
       port.onmessage = (event: MessageEvent) => {
+        if (event.data?.t === "info") setInstanceInfo(event.data.instance);
         if (event.data?.t !== "load") return;
         concurrency = Math.max(1, Number(event.data.concurrency) || 1);
         resolve(String(event.data.module));
@@ -74,6 +77,7 @@ async function main(): Promise<void> {
       if (at >= 0) waiting.splice(at, 1);
       port.postMessage({ t: "alive", id: message.id });
     } else if (message?.t === "ping") port.postMessage({ t: "pong" });
+    else if (message?.t === "info") setInstanceInfo(message.instance);
   };
   port.postMessage({ t: "ready" });
 

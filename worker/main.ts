@@ -288,6 +288,12 @@ function handle(
     case "define":
       sandboxes.define(message.m, message.k, message.spec);
       return;
+    case "cluster": {
+      const { t: _, ...cluster } = message;
+      setInstanceInfo({ ...instanceInfo(), ...cluster });
+      sandboxes.instance = instanceInfo();
+      return;
+    }
     case "cancel": {
       const task = tasks.get(message.id);
       if (!task || task.cancelled) return;

@@ -251,6 +251,19 @@ export class SandboxManager {
     return spec.kind === "deno" && spec.isolation === "shared";
   }
 
+  /**
+   * What `sky.instanceInfo()` returns in sandboxes: setting it reaches the
+   * live sandboxes before any task sent after it, and the ones started later.
+   */
+  set instance(info: InstanceInfo) {
+    this.#options.instance = info;
+    for (const sandbox of this.#live) {
+      if (sandbox.kind === "deno" && !sandbox.ended) {
+        sandbox.port.postMessage({ t: "info", instance: info });
+      }
+    }
+  }
+
   /** Records where a compute's tasks run (the `define` message). */
   define(module: string, key: string, spec: SandboxSpec): void {
     this.#specs.set(`${module}\0${key}`, spec);
