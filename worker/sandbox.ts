@@ -30,7 +30,7 @@
  * never returns) is reported through `fatal`: the worker process must then
  * exit, and the pool restarts it. Deno does not report a sandbox that runs
  * out of memory while it holds its lock (its thread just waits): one running
- * tasks that neither answers a ping nor uses the CPU for two seconds is
+ * tasks that neither answers a ping nor uses the CPU for ten seconds is
  * taken for that, and stopped.
  *
  * Tasks and results cross between the worker process and a sandbox as
@@ -116,8 +116,13 @@ const ANSWER_MS = 250;
 const JS_GRACE_MS = 1_000;
 /** How often sandboxes running tasks are checked for a hang. */
 const WATCH_MS = 1_000;
-/** Checks in a row without an answer or CPU use after which a sandbox is taken for hung. */
-const STALLS = 2;
+/**
+ * Checks in a row without an answer or CPU use after which a sandbox is taken
+ * for hung. Generous: on a loaded machine an idle sandbox (a task awaiting a
+ * timer or a socket) has been seen to take over half a second to answer, and
+ * a sandbox stopped by mistake fails a task that was doing nothing wrong.
+ */
+const STALLS = 10;
 /** Warm shared sandboxes kept; past this the least recently used idle one is stopped. */
 const MAX_WARM = 32;
 
