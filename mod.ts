@@ -47,6 +47,7 @@ export {
   type NodesOptions,
   type PoolOptions,
   type RunOptions,
+  type RunResult,
   type TaskHandle,
 } from "./src/pool.ts";
 export {
@@ -77,6 +78,7 @@ export {
   type TypedArray,
 } from "./src/shard.ts";
 export { wasm, type WasmOptions } from "./src/wasm.ts";
+export type { Streamed } from "./src/stream.ts";
 export type {
   ClusterSpec,
   Endpoint,

@@ -38,6 +38,7 @@ import { Image, type ResolvedImage } from "./image.ts";
 import type { InstanceInfo } from "./instance.ts";
 import { logger } from "./log.ts";
 import { NodeSession } from "./node.ts";
+import { splitStreams, type StreamArg, StreamedCall } from "./remote_stream.ts";
 import type { SandboxSpec } from "./protocol.ts";
 import { sandboxSpecOf } from "./sandbox.ts";
 import type { ClusterSpec, Endpoint, Instance, Provider } from "./provider.ts";
@@ -248,6 +249,10 @@ interface Job {
   settled: boolean;
   /** How many times it was sent again after its node was lost. */
   attempts: number;
+  /** Its streamed arguments, if any. */
+  streams?: StreamArg[];
+  /** Its streams on the node it was sent to. */
+  call?: StreamedCall;
   resolve(value: unknown): void;
   reject(error: Error): void;
 }
@@ -309,6 +314,43 @@ export interface TaskHandle<R> extends PromiseLike<R> {
   readonly id: number;
   /** Cancels the task; awaiting it then rejects with `TaskCancelledError`. */
   cancel(): void;
+}
+
+/**
+ * What {@linkcode ComputePool.run} returns: a promise of the result, which
+ * for a streamed result (an `AsyncIterable<T>`) can also be iterated
+ * directly.
+ *
+ * @typeParam R The task's (or group's) result.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../mod.ts";
+ * import { countdown } from "../examples/streaming.ts";
+ *
+ * await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
+ * const stream: sky.RunResult<AsyncIterable<number>> = pool.run(countdown(2));
+ * for await (const n of stream) console.log(n); // 2, 1
+ * ```
+ */
+export type RunResult<R> = [R] extends [never] ? Promise<R>
+  : [R] extends [AsyncIterable<infer T>] ? Promise<R> & AsyncIterable<T>
+  : Promise<R>;
+
+async function* iterateResult<T>(
+  result: Promise<unknown>,
+): AsyncGenerator<T, void, undefined> {
+  const value = await result;
+  if (
+    typeof value !== "object" || value === null ||
+    typeof (value as AsyncIterable<T>)[Symbol.asyncIterator] !== "function"
+  ) {
+    throw new TypeError(
+      "Cannot iterate the result of pool.run(): the task's result is not a stream " +
+        "(await it instead)",
+    );
+  }
+  yield* value as AsyncIterable<T>;
 }
 
 /**
@@ -923,7 +965,11 @@ export class ComputePool implements AsyncDisposable {
     const retry: Job[] = [];
     for (const job of node.running) {
       job.node = undefined;
-      if (job.attempts < this.#options.retryOnInterruption) {
+      // A job whose streams began cannot be sent again: it fails instead.
+      if (
+        job.attempts < this.#options.retryOnInterruption &&
+        !job.call?.unrepeatable
+      ) {
         job.attempts++;
         clearTimeout(job.timer);
         retry.push(job);
@@ -1056,7 +1102,8 @@ export class ComputePool implements AsyncDisposable {
           `nodes. Import it before ComputePool.start() so that it is part of the code bundle.`,
       );
     }
-    const args = encode(task.args, "args");
+    const split = splitStreams(task.args);
+    const args = encode(split?.args ?? task.args, "args");
     const job: Job = {
       id: this.#nextTask++,
       name: compute.id.name,
@@ -1070,6 +1117,7 @@ export class ComputePool implements AsyncDisposable {
       sentAt: 0,
       settled: false,
       attempts: 0,
+      streams: split?.streams,
       resolve: () => {},
       reject: () => {},
     };
@@ -1179,8 +1227,29 @@ export class ComputePool implements AsyncDisposable {
         this.#settle(job, new TaskTimeoutError(job.name, job.timeout!));
       }, job.timeout);
     }
-    node.session!.call(job.id, job.module, job.key, job.args, job.spec).then(
+    const session = node.session!;
+    const call = new StreamedCall(
+      session,
+      job.id,
+      job.streams ?? [],
+      (result) => job.resolve(result),
+      () => this.#cancel(job, "its generator did not return when left"),
+    );
+    job.call = call;
+    session.call(
+      job.id,
+      job.module,
+      job.key,
+      job.args,
+      job.spec,
+      call.hooks,
+    ).then(
       (payload) => {
+        if (call.opened) {
+          // A streamed result: its items went to the iterable.
+          this.#settle(job, undefined);
+          return;
+        }
         let value: unknown;
         try {
           value = decode(payload);
@@ -1202,12 +1271,14 @@ export class ComputePool implements AsyncDisposable {
         } else this.#settle(job, error);
       },
     );
+    call.start();
   }
 
   #settle(job: Job, error: Error | undefined, value?: unknown): void {
     if (job.settled) return;
     job.settled = true;
     clearTimeout(job.timer);
+    job.call?.end(error);
     this.#jobs.delete(job.id);
     const node = job.node;
     if (node) {
@@ -1291,6 +1362,18 @@ export class ComputePool implements AsyncDisposable {
    * task, `R[]` for `gather`, a typed tuple for `all`. When one task of a
    * group fails, the others are cancelled and the error is rethrown.
    *
+   * A task whose result streams (an async generator compute, or one that
+   * returns an `AsyncIterable` or a `ReadableStream`) resolves to an
+   * `AsyncIterable` of the items as the worker yields them, as soon as the
+   * function has returned; the returned promise can also be iterated
+   * directly: `for await (const x of pool.run(gen()))`. Leaving the loop
+   * early returns the generator on the worker (its `finally` runs there)
+   * and waits for it. An error thrown mid-stream reaches the loop after the
+   * items yielded before it; a node lost mid-stream fails the loop with
+   * `NodeLostError` (a streaming task is never sent again). Arguments that
+   * are `AsyncIterable`s or `ReadableStream`s stream to the worker, with
+   * backpressure, as the same kind.
+   *
    * @param task A task (`square(2)`) or a group (`sky.gather(...)`, `sky.all(...)`).
    * @param options An `AbortSignal` that cancels it.
    * @returns The result.
@@ -1309,8 +1392,24 @@ export class ComputePool implements AsyncDisposable {
    * const [a, b] = await pool.run(sky.all(square(1), square(2))); // [1, 4]
    * console.log(n, a, b);
    * ```
+   *
+   * @example Streaming
+   * ```ts
+   * import * as sky from "../mod.ts";
+   * import { countdown } from "../examples/streaming.ts";
+   *
+   * await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
+   * for await (const n of pool.run(countdown(3))) console.log(n); // 3, 2, 1
+   * ```
    */
-  async run<R>(task: Dispatchable<R>, options: RunOptions = {}): Promise<R> {
+  run<R>(task: Dispatchable<R>, options: RunOptions = {}): RunResult<R> {
+    const promise = this.#run(task, options);
+    return Object.assign(promise, {
+      [Symbol.asyncIterator]: () => iterateResult(promise),
+    }) as unknown as RunResult<R>;
+  }
+
+  async #run<R>(task: Dispatchable<R>, options: RunOptions): Promise<R> {
     const { jobs, results } = this.#dispatch(task, options);
     if (!isGroup(task)) return await results[0] as R;
     try {
@@ -1390,6 +1489,15 @@ export class ComputePool implements AsyncDisposable {
         `Cannot broadcast ${typeof task}: expected a task (call a compute)`,
       );
     }
+    const streamed = splitStreams(task.args);
+    if (streamed) {
+      throw new TypeError(
+        `Cannot broadcast '${task.compute.id.name}': argument ${
+          streamed.streams[0].arg
+        } is a stream, which can be read only once. Give each node its own with ` +
+          `pool.run(task, { node })`,
+      );
+    }
     // Every node that is up, or restarting its worker.
     const nodes = this.#nodes.filter((n) => n && !n.dead && n.session);
     if (this.#closed) throw new PoolClosedError();
@@ -1464,6 +1572,15 @@ export class ComputePool implements AsyncDisposable {
    * Applies a one-argument compute to every item, a bounded number in flight
    * at a time. Iterate the results as they come, or await them all.
    *
+   * The inputs are read as they arrive (an async iterable of unknown
+   * length, such as a queue or a socket, works), while fewer than a window
+   * of results (twice the pool's task slots) is pending; each result is
+   * yielded as soon as it is ready: the first of the pending ones in input
+   * order, or any with `{ ordered: false }` (the JavaScript shape of
+   * Modal's `.map` and Ray's `ray.wait`). A consumer that stops reading
+   * holds the inputs back. A failed task ends the loop with its error;
+   * leaving the loop cancels the tasks in flight.
+   *
    * @param compute The compute to apply.
    * @param items The inputs: an array, any iterable, or an async iterable.
    * @param options `ordered` (default `true`): results in input order, else as they complete.
@@ -1486,41 +1603,98 @@ export class ComputePool implements AsyncDisposable {
     // deno-lint-ignore no-this-alias
     const pool = this;
     const ordered = options.ordered ?? true;
+    interface Entry {
+      job: Job;
+      settled: boolean;
+      value?: unknown;
+      error?: unknown;
+    }
     async function* results(): AsyncGenerator<R, void, undefined> {
       const window = Math.max(2, pool.size * pool.#capacity() * 2);
-      const inFlight: { job: Job; result: Promise<[Job, unknown]> }[] = [];
+      const inFlight: Entry[] = [];
+      /** Settled entries, in completion order (unordered results). */
+      const ready: Entry[] = [];
+      let inputDone = false;
+      let inputFailed = false;
+      let inputError: unknown;
+      let stopped = false;
+      let wake: (() => void) | undefined;
+      let slot: (() => void) | undefined;
       const abort = () => {
+        stopped = true;
         for (const { job } of inFlight) pool.#cancel(job, "aborted");
+        wake?.();
+        slot?.();
       };
       options.signal?.addEventListener("abort", abort, { once: true });
+      // Reads the inputs while fewer than `window` results are pending,
+      // however fast they are consumed: results stream out as they come.
+      const feed = async () => {
+        try {
+          for await (const item of items as AsyncIterable<A>) {
+            while (inFlight.length >= window && !stopped) {
+              await new Promise<void>((resolve) => slot = resolve);
+              slot = undefined;
+            }
+            if (stopped) break;
+            const job = pool.#makeJob(
+              compute(item) as Pending<unknown>,
+              options.node,
+            );
+            const entry: Entry = { job, settled: false };
+            inFlight.push(entry);
+            pool.#enqueue(job).then((value) => {
+              entry.value = value;
+            }, (error) => {
+              entry.error = error ?? new Error("the task failed");
+            }).finally(() => {
+              entry.settled = true;
+              ready.push(entry);
+              wake?.();
+            });
+          }
+        } catch (error) {
+          inputFailed = true;
+          inputError = error;
+        } finally {
+          inputDone = true;
+          wake?.();
+        }
+      };
+      const feeding = feed();
       try {
-        for await (const item of items as AsyncIterable<A>) {
+        for (;;) {
           if (options.signal?.aborted) {
             throw new TaskCancelledError(compute.id.name, "aborted");
           }
-          const job = pool.#makeJob(
-            compute(item) as Pending<unknown>,
-            options.node,
-          );
-          const result = pool.#enqueue(job).then((v) =>
-            [job, v] as [Job, unknown]
-          );
-          result.catch(() => {});
-          inFlight.push({ job, result });
-          while (inFlight.length >= window) yield await take();
+          let next: Entry | undefined;
+          if (ordered) {
+            if (inFlight[0]?.settled) next = inFlight.shift();
+          } else if (ready.length > 0) {
+            next = ready.shift()!;
+            inFlight.splice(inFlight.indexOf(next), 1);
+          }
+          if (next) {
+            slot?.();
+            if (next.error !== undefined) throw next.error;
+            yield next.value as R;
+            continue;
+          }
+          if (inputDone && inFlight.length === 0) {
+            if (inputFailed) throw inputError;
+            return;
+          }
+          await new Promise<void>((resolve) => wake = resolve);
+          wake = undefined;
         }
-        while (inFlight.length > 0) yield await take();
       } finally {
+        stopped = true;
+        slot?.();
         options.signal?.removeEventListener("abort", abort);
         for (const { job } of inFlight) {
           pool.#cancel(job, "cancelled: the map was left early or failed");
         }
-      }
-      async function take(): Promise<R> {
-        if (ordered) return (await inFlight.shift()!.result)[1] as R;
-        const [job, value] = await Promise.race(inFlight.map((f) => f.result));
-        inFlight.splice(inFlight.findIndex((f) => f.job === job), 1);
-        return value as R;
+        feeding.catch(() => {});
       }
     }
     return {

@@ -15,10 +15,20 @@ import { z } from "zod";
 import { ProtocolError } from "./errors.ts";
 
 /** The protocol's version; the handshake refuses a worker speaking another. */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** The largest frame either side accepts, in bytes (1 GiB). */
 export const MAX_FRAME_BYTES = 1024 * 1024 * 1024;
+
+/**
+ * A message whose payload is larger than this travels as parts of this size
+ * (`{ t: "part" }` frames, see {@linkcode FrameWriter.send}), so that it
+ * never holds up the other messages on the connection.
+ */
+export const PART_BYTES = 256 * 1024;
+
+/** The largest message either side accepts, in bytes, when sent in parts (4 GiB). */
+export const MAX_MESSAGE_BYTES = 2 ** 32 - 1;
 
 const id = z.number().int().nonnegative();
 
@@ -105,6 +115,12 @@ export const clientMessage = z.discriminatedUnion("t", [
     m: z.string(),
     /** The compute's key within its module. */
     k: z.string(),
+    /**
+     * Arguments streamed in after the call (their place in the payload's
+     * array holds `null`): the argument's index, and whether the function
+     * gets a `ReadableStream` (else an `AsyncIterable`).
+     */
+    streams: z.array(z.tuple([id, z.boolean()])).optional(),
   }),
   /**
    * Declares where the tasks of a compute run; sent once per node, before
@@ -118,6 +134,21 @@ export const clientMessage = z.discriminatedUnion("t", [
     spec: sandboxSpec,
   }),
   z.object({ t: z.literal("cancel"), id }),
+  /**
+   * Items of streamed argument `s` of task `id` (the payload an encoded
+   * array); or its end; or its failure (the payload an encoded error).
+   */
+  z.object({
+    t: z.literal("in"),
+    id,
+    s: id,
+    end: z.boolean().optional(),
+    err: z.boolean().optional(),
+  }),
+  /** The client took `n` more bytes of the task's streamed result. */
+  z.object({ t: z.literal("credit"), id, n: id }),
+  /** The client left the task's streamed result: return the generator. */
+  z.object({ t: z.literal("stop"), id }),
   z.object({ t: z.literal("bye") }),
 ]);
 
@@ -134,7 +165,14 @@ export const workerMessage = z.discriminatedUnion("t", [
     /** Set when the handshake failed; the payload holds the error. */
     failed: z.boolean().optional(),
   }),
+  /** The result (a stream's end, for a streamed result). */
   z.object({ t: z.literal("ok"), id }),
+  /** The task's result is streamed: `yield` frames and its end follow. */
+  z.object({ t: z.literal("open"), id }),
+  /** Items of the task's streamed result (the payload an encoded array). */
+  z.object({ t: z.literal("yield"), id }),
+  /** The task took `n` more bytes of its streamed argument `s`. */
+  z.object({ t: z.literal("credit"), id, s: id, n: id }),
   z.object({
     t: z.literal("err"),
     id,
@@ -156,6 +194,18 @@ export type ClientMessage = z.infer<typeof clientMessage>;
 /** A message from a worker to the client. */
 export type WorkerMessage = z.infer<typeof workerMessage>;
 
+/**
+ * One part of a large message: the first part carries the message's size
+ * `n`, the last its header `h`; the receiver joins their payloads.
+ */
+export interface PartMessage {
+  t: "part";
+  /** Which message, among those being sent in parts. */
+  p: number;
+  n?: number;
+  h?: ClientMessage | WorkerMessage;
+}
+
 /** A decoded frame: its header and its raw payload. */
 export interface Frame<H> {
   header: H;
@@ -175,7 +225,7 @@ const headerDecoder = new Decoder();
  * @returns The frame's bytes.
  */
 export function encodeFrame(
-  header: ClientMessage | WorkerMessage,
+  header: ClientMessage | WorkerMessage | PartMessage,
   payload: Uint8Array = EMPTY,
 ): Uint8Array {
   const head = headerEncoder.encode(header);
@@ -207,6 +257,7 @@ export class FrameDecoder<H> {
   #chunks: Uint8Array[] = [];
   #buffered = 0;
   #need = -1;
+  #parts = new Map<number, { buffer: Uint8Array; at: number }>();
 
   /** @param schema The schema of the headers this side receives. */
   constructor(schema: z.ZodType<H>) {
@@ -247,12 +298,13 @@ export class FrameDecoder<H> {
       if (this.#buffered < this.#need) break;
       const body = this.#take(this.#need);
       this.#need = -1;
-      frames.push(this.#parse(body));
+      const frame = this.#parse(body);
+      if (frame) frames.push(frame);
     }
     return frames;
   }
 
-  #parse(body: Uint8Array): Frame<H> | ProtocolError {
+  #parse(body: Uint8Array): Frame<H> | ProtocolError | undefined {
     const headerLength = new DataView(body.buffer, body.byteOffset, 4)
       .getUint32(0);
     if (headerLength > body.length - 4) {
@@ -271,6 +323,12 @@ export class FrameDecoder<H> {
         },
       );
     }
+    let payload = body.subarray(4 + headerLength);
+    if ((raw as PartMessage | undefined)?.t === "part") {
+      const part = this.#part(raw as PartMessage, payload);
+      if (!part || part instanceof ProtocolError) return part;
+      [raw, payload] = part;
+    }
     const parsed = this.#schema.safeParse(raw);
     if (!parsed.success) {
       return new ProtocolError(
@@ -279,7 +337,56 @@ export class FrameDecoder<H> {
         }`,
       );
     }
-    return { header: parsed.data, payload: body.subarray(4 + headerLength) };
+    return { header: parsed.data, payload };
+  }
+
+  /** Adds a part of a large message; returns the message once complete. */
+  #part(
+    part: PartMessage,
+    payload: Uint8Array,
+  ): [unknown, Uint8Array] | ProtocolError | undefined {
+    if (!Number.isInteger(part.p)) {
+      return new ProtocolError("Received a part with no message number");
+    }
+    let message = this.#parts.get(part.p);
+    if (part.n !== undefined) {
+      if (
+        !Number.isInteger(part.n) || part.n < 0 || part.n > MAX_MESSAGE_BYTES
+      ) {
+        return new ProtocolError(
+          `Received a message announcing ${part.n} bytes; the limit is ${MAX_MESSAGE_BYTES}`,
+        );
+      }
+      try {
+        message = { buffer: new Uint8Array(part.n), at: 0 };
+      } catch (error) {
+        return new ProtocolError(
+          `Cannot receive a message of ${part.n} bytes: ${
+            error instanceof Error ? error.message : String(error)
+          }`,
+        );
+      }
+      this.#parts.set(part.p, message);
+    }
+    if (!message) {
+      return new ProtocolError(`Received a part of unknown message ${part.p}`);
+    }
+    if (message.at + payload.length > message.buffer.length) {
+      this.#parts.delete(part.p);
+      return new ProtocolError(
+        `Received more parts of message ${part.p} than its ${message.buffer.length} bytes`,
+      );
+    }
+    message.buffer.set(payload, message.at);
+    message.at += payload.length;
+    if (part.h === undefined) return undefined;
+    this.#parts.delete(part.p);
+    if (message.at !== message.buffer.length) {
+      return new ProtocolError(
+        `Message ${part.p} ended after ${message.at} of its ${message.buffer.length} bytes`,
+      );
+    }
+    return [part.h, message.buffer];
   }
 
   #take(n: number): Uint8Array {
@@ -305,14 +412,49 @@ export class FrameDecoder<H> {
   }
 }
 
+interface Round {
+  promise: Promise<void>;
+  resolve(): void;
+}
+
+function round(): Round {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => resolve = r);
+  return { promise, resolve };
+}
+
+interface Bulk {
+  part: number;
+  header: ClientMessage | WorkerMessage;
+  payload: Uint8Array;
+  at: number;
+  done: Round;
+  /** Messages of the same task sent after it, queued once it is written. */
+  after: (() => void)[];
+}
+
+function taskOf(header: ClientMessage | WorkerMessage): number | undefined {
+  return (header as { id?: number }).id;
+}
+
 /**
  * Writes frames to a byte stream, coalescing the frames queued in the same
  * turn of the event loop into one write.
+ *
+ * A message with a payload over {@linkcode PART_BYTES} (see
+ * {@linkcode FrameWriter.send}) is written in parts, one part at a time
+ * between the other frames, and several such messages take turns: a large
+ * value never holds up the small messages behind it.
  */
 export class FrameWriter {
   #writer: WritableStreamDefaultWriter<Uint8Array>;
   #queue: Uint8Array[] = [];
   #queued = 0;
+  #round: Round | undefined;
+  #bulk: Bulk[] = [];
+  /** The last message in parts of each task, which its next messages wait for. */
+  #lastBulk = new Map<number, Bulk>();
+  #nextPart = 1;
   #flushing: Promise<void> | undefined;
   #failed: unknown;
   #closed = false;
@@ -341,39 +483,131 @@ export class FrameWriter {
     if (this.closed) return Promise.resolve();
     this.#queue.push(frame);
     this.#queued += frame.length;
-    if (!this.#flushing) {
-      this.#flushing = batch
-        ? new Promise((resolve) => setImmediate(resolve)).then(() =>
-          this.#flush()
-        )
-        : Promise.resolve().then(() => this.#flush());
+    this.#round ??= round();
+    this.#start(batch);
+    return this.#round.promise;
+  }
+
+  /**
+   * Queues a message: as one frame when its payload is small, else in parts
+   * that take turns with the other frames. The messages of one task (by
+   * their `id`) keep their order. Settles like
+   * {@linkcode FrameWriter.write}, once the whole message is handed on.
+   *
+   * @param header The message.
+   * @param payload Its payload.
+   * @param batch As for {@linkcode FrameWriter.write}.
+   */
+  send(
+    header: ClientMessage | WorkerMessage,
+    payload: Uint8Array = EMPTY,
+    batch = false,
+  ): Promise<void> {
+    const task = taskOf(header);
+    const before = task === undefined ? undefined : this.#lastBulk.get(task);
+    if (payload.length <= PART_BYTES) {
+      const frame = encodeFrame(header, payload);
+      if (!before) return this.write(frame, batch);
+      return new Promise<void>((resolve) =>
+        before.after.push(() => this.write(frame).then(resolve))
+      );
     }
-    return this.#flushing;
+    if (this.closed) return Promise.resolve();
+    if (payload.length > MAX_MESSAGE_BYTES) {
+      throw new ProtocolError(
+        `Cannot send a message of ${payload.length} bytes: the limit is ${MAX_MESSAGE_BYTES}`,
+      );
+    }
+    const bulk: Bulk = {
+      part: this.#nextPart++,
+      header,
+      payload,
+      at: 0,
+      done: round(),
+      after: [],
+    };
+    if (task !== undefined) this.#lastBulk.set(task, bulk);
+    if (before) before.after.push(() => this.#queueBulk(bulk));
+    else this.#queueBulk(bulk);
+    return bulk.done.promise;
+  }
+
+  #queueBulk(bulk: Bulk): void {
+    if (this.closed) return bulk.done.resolve();
+    this.#bulk.push(bulk);
+    this.#start(false);
+  }
+
+  #start(batch: boolean): void {
+    if (this.#flushing) return;
+    this.#flushing = batch
+      ? new Promise((resolve) => setImmediate(resolve)).then(() =>
+        this.#flush()
+      )
+      : Promise.resolve().then(() => this.#flush());
   }
 
   async #flush(): Promise<void> {
-    while (this.#queue.length > 0 && !this.closed) {
-      const frames = this.#queue;
-      const size = this.#queued;
-      this.#queue = [];
-      this.#queued = 0;
+    while (!this.closed) {
       let bytes: Uint8Array;
-      if (frames.length === 1) bytes = frames[0];
-      else {
-        bytes = new Uint8Array(size);
-        let at = 0;
-        for (const frame of frames) {
-          bytes.set(frame, at);
-          at += frame.length;
+      let done: Round | undefined;
+      if (this.#queue.length > 0) {
+        const frames = this.#queue;
+        const size = this.#queued;
+        done = this.#round;
+        this.#queue = [];
+        this.#queued = 0;
+        this.#round = undefined;
+        if (frames.length === 1) bytes = frames[0];
+        else {
+          bytes = new Uint8Array(size);
+          let at = 0;
+          for (const frame of frames) {
+            bytes.set(frame, at);
+            at += frame.length;
+          }
         }
+      } else {
+        const bulk = this.#bulk.shift();
+        if (!bulk) break;
+        const end = Math.min(bulk.at + PART_BYTES, bulk.payload.length);
+        const last = end === bulk.payload.length;
+        bytes = encodeFrame({
+          t: "part",
+          p: bulk.part,
+          ...(bulk.at === 0 ? { n: bulk.payload.length } : {}),
+          ...(last ? { h: bulk.header } : {}),
+        }, bulk.payload.subarray(bulk.at, end));
+        bulk.at = end;
+        if (last) {
+          done = bulk.done;
+          const task = taskOf(bulk.header);
+          if (task !== undefined && this.#lastBulk.get(task) === bulk) {
+            this.#lastBulk.delete(task);
+          }
+          for (const next of bulk.after.splice(0)) next();
+        } else this.#bulk.push(bulk);
       }
       try {
         await this.#writer.write(bytes);
       } catch (error) {
         this.#failed = error ?? new Error("write failed");
       }
+      done?.resolve();
     }
     this.#flushing = undefined;
+    if (this.closed) this.#settleAll();
+  }
+
+  #settleAll(): void {
+    this.#round?.resolve();
+    this.#round = undefined;
+    this.#queue = [];
+    for (const bulk of [...this.#bulk.splice(0), ...this.#lastBulk.values()]) {
+      bulk.done.resolve();
+      for (const next of bulk.after.splice(0)) next();
+    }
+    this.#lastBulk.clear();
   }
 
   /** Flushes what is queued, then closes the stream. */
@@ -381,6 +615,7 @@ export class FrameWriter {
     if (this.#closed) return;
     await this.#flushing;
     this.#closed = true;
+    this.#settleAll();
     try {
       await this.#writer.close();
     } catch {

@@ -30,14 +30,18 @@ import {
 import {
   type ClientMessage,
   clientMessage,
-  encodeFrame,
   FrameDecoder,
   FrameWriter,
   PROTOCOL_VERSION,
   type WorkerMessage,
 } from "../src/protocol.ts";
+import { isStreamable } from "../src/stream.ts";
 import { protocolStreams } from "./_stdio.ts";
-import { SandboxManager } from "./sandbox.ts";
+import {
+  SandboxManager,
+  type TaskOutcome,
+  type TaskStreamMessage,
+} from "./sandbox.ts";
 
 // Taken before anything else runs: sandboxes must not reach the protocol.
 const stdio = protocolStreams();
@@ -51,10 +55,7 @@ const codeUrl = new URL(
 
 function send(header: WorkerMessage, payload?: Uint8Array): Promise<void> {
   // While other tasks are in hand, a result may wait a moment to share a write.
-  return out.write(
-    encodeFrame(header, payload),
-    running > 1 || queue.length > 0,
-  );
+  return out.send(header, payload, running > 1 || queue.length > 0);
 }
 
 // Tasks' console output goes back to the client as log frames; stdout itself
@@ -125,7 +126,18 @@ interface Task {
   cancelled: boolean;
   /** Whether its slot was given back (on cancellation, before it settled). */
   released: boolean;
+  /** Its streamed arguments: index, and whether a `ReadableStream`. */
+  streams?: [number, boolean][];
+  /** Stream messages that came before it was handed to its sandbox. */
+  early: TaskStreamMessage[];
+  started: boolean;
 }
+
+/**
+ * Items of streamed arguments that came before their task's call (a call
+ * sent in parts arrives after them); at most a stream window each.
+ */
+const orphans = new Map<number, TaskStreamMessage[]>();
 
 let concurrency = 1;
 let running = 0;
@@ -175,12 +187,30 @@ function fail(id: number, error: unknown): void {
 async function run(task: Task): Promise<void> {
   if (task.cancelled) return;
   if (sandboxed) {
-    const outcome = await sandboxes.run(
-      task.id,
+    const id = task.id;
+    const outcome = sandboxes.run(
+      id,
       task.module,
       task.key,
       task.payload,
+      task.streams,
+      {
+        open: () => send({ t: "open", id }),
+        item: (batch) => send({ t: "yield", id }, batch),
+        credit: (s, n) => send({ t: "credit", id, s, n }),
+      },
     );
+    task.started = true;
+    for (const message of task.early.splice(0)) sandboxes.send(message);
+    finish(task, await outcome);
+    return;
+  }
+  await runHere(task);
+}
+
+/** Reports how a sandboxed task ended. */
+function finish(task: Task, outcome: TaskOutcome): void {
+  {
     if (task.cancelled) return;
     if (outcome.t === "ser") {
       send({
@@ -190,8 +220,11 @@ async function run(task: Task): Promise<void> {
         problem: outcome.problem,
       });
     } else send({ t: outcome.t, id: task.id }, outcome.b);
-    return;
   }
+}
+
+/** Runs a task in the worker itself (`SKYWARD_UNSAFE_NO_SANDBOX=1`). */
+async function runHere(task: Task): Promise<void> {
   let value: unknown;
   try {
     await load(task.module);
@@ -202,8 +235,10 @@ async function run(task: Task): Promise<void> {
           `of their module, unconditionally, so that importing the module re-creates them`,
       );
     }
+    if (task.streams?.length) throw streamingNeedsSandbox();
     const args = decode(task.payload) as unknown[];
     value = await currentTask.run(task.id, () => compute.fn(...args));
+    if (isStreamable(value)) throw streamingNeedsSandbox();
   } catch (error) {
     if (!task.cancelled) fail(task.id, error);
     return;
@@ -218,6 +253,36 @@ async function run(task: Task): Promise<void> {
   }
   // Queued, not awaited: the slot is free for the next task at once.
   send({ t: "ok", id: task.id }, bytes);
+}
+
+function streamingNeedsSandbox(): Error {
+  return new Error(
+    "Cannot stream values to or from a worker that runs tasks without sandboxes " +
+      "(SKYWARD_UNSAFE_NO_SANDBOX=1): streams flow through the sandboxes",
+  );
+}
+
+/** The payload's bytes in a buffer of their own, to transfer to a sandbox. */
+function ownBuffer(payload: Uint8Array): ArrayBuffer {
+  return payload.byteOffset === 0 &&
+      payload.byteLength === payload.buffer.byteLength
+    ? payload.buffer as ArrayBuffer
+    : payload.slice().buffer;
+}
+
+/** Passes a stream message to its task, or keeps it until the task runs. */
+function forward(message: TaskStreamMessage): void {
+  const task = tasks.get(message.id);
+  if (!task) {
+    if (message.t !== "in") return;
+    const kept = orphans.get(message.id) ?? [];
+    orphans.set(message.id, kept);
+    kept.push(message);
+    return;
+  }
+  if (!sandboxed) return;
+  if (task.started) sandboxes.send(message);
+  else task.early.push(message);
 }
 
 async function hello(
@@ -279,7 +344,11 @@ function handle(
         payload,
         cancelled: false,
         released: false,
+        streams: message.streams,
+        early: orphans.get(message.id) ?? [],
+        started: false,
       };
+      orphans.delete(message.id);
       tasks.set(task.id, task);
       queue.push(task);
       pump();
@@ -301,6 +370,18 @@ function handle(
       tasks.delete(task.id);
       return fail(task.id, new TaskCancelledError(String(task.id)));
     }
+    case "in":
+      return forward({
+        t: "in",
+        id: message.id,
+        s: message.s,
+        b: payload.length > 0 ? ownBuffer(payload) : undefined,
+        end: message.end,
+        err: message.err,
+      });
+    case "credit":
+    case "stop":
+      return forward(message);
     case "bye":
       return shutdown(0);
   }

@@ -1,0 +1,324 @@
+/**
+ * Streams of values between a client and a worker, with credit-based flow
+ * control: the receiver lets the sender have {@linkcode STREAM_WINDOW} bytes
+ * of encoded items in flight and grants more as its consumer takes them;
+ * the sender stops at zero. A slow consumer therefore slows the producer,
+ * and each side holds at most a window (plus one batch) per stream.
+ *
+ * The same two pieces serve both directions and every hop: a
+ * {@linkcode Pump} reads an iterable and sends its items in batches (one
+ * encoded array each); an {@linkcode Inbox} receives the batches and is the
+ * `AsyncIterable` its consumer reads. They know nothing of frames or
+ * sockets: they are given a function that sends a batch and one that grants
+ * credit.
+ *
+ * @module
+ */
+import { setImmediate } from "node:timers";
+import { decode, encode } from "./codec.ts";
+
+/** Bytes of encoded items a sender may have in flight per stream before it waits for credit. */
+export const STREAM_WINDOW = 8 * 1024 * 1024;
+/** A batch is sent once its items reach about this many bytes. */
+const BATCH_BYTES = 256 * 1024;
+/** ... or this many items. */
+const BATCH_ITEMS = 4096;
+
+/**
+ * What a compute's result must be to be streamed back, and what an argument
+ * must be to be streamed in: an async iterable (an async generator), a
+ * `ReadableStream`, or a generator.
+ */
+export function isStreamable(
+  value: unknown,
+): value is AsyncIterable<unknown> | Iterable<unknown> {
+  if (typeof value !== "object" || value === null) return false;
+  if (
+    typeof ReadableStream !== "undefined" && value instanceof ReadableStream
+  ) {
+    return true;
+  }
+  if (
+    typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] ===
+      "function"
+  ) return true;
+  return Object.prototype.toString.call(value) === "[object Generator]";
+}
+
+/**
+ * The type a compute's result has on the client: a result that is streamed
+ * (an async generator, an `AsyncIterable`, a `ReadableStream`, a generator)
+ * arrives as an `AsyncIterable` of its items; any other result as itself.
+ *
+ * @typeParam R A compute's awaited result.
+ *
+ * @example
+ * ```ts
+ * import type { Streamed } from "../mod.ts";
+ *
+ * const items: Streamed<AsyncGenerator<number>> = (async function* () {
+ *   yield 1;
+ * })(); // an AsyncIterable<number>
+ * const plain: Streamed<number> = 4;
+ * console.log(plain, typeof items[Symbol.asyncIterator]); // 4 "function"
+ * ```
+ */
+export type Streamed<R> = R extends ReadableStream<infer T> ? AsyncIterable<T>
+  : R extends AsyncIterable<infer T> ? AsyncIterable<T>
+  : R extends Generator<infer T, unknown, unknown> ? AsyncIterable<T>
+  : R;
+
+type AnyIterator = {
+  next(): unknown;
+  return?(): unknown;
+};
+
+function iteratorOf(source: unknown): AnyIterator {
+  const async = (source as AsyncIterable<unknown>)[Symbol.asyncIterator];
+  if (typeof async === "function") return async.call(source);
+  return (source as Iterable<unknown>)[Symbol.iterator]();
+}
+
+function estimate(value: unknown): number {
+  if (ArrayBuffer.isView(value)) return value.byteLength + 8;
+  if (typeof value === "string") return value.length + 4;
+  return 16;
+}
+
+/**
+ * Reads an iterable and sends its items in batches, each an encoded array,
+ * no more than the receiver's credit ahead. Items are sent as soon as the
+ * source pauses (at the end of a turn of the event loop), or when a batch
+ * is full.
+ */
+export class Pump {
+  #source: unknown;
+  #send: (batch: Uint8Array) => void;
+  #path: string;
+  #credit = STREAM_WINDOW;
+  #wake: (() => void) | undefined;
+  #stopped = false;
+  #sent = 0;
+
+  /**
+   * @param source The items: an async iterable, a `ReadableStream` or an iterable.
+   * @param send Sends one batch.
+   * @param path What to call the items in a `SerializationError`, e.g. `"args[0]"`.
+   */
+  constructor(
+    source: unknown,
+    send: (batch: Uint8Array) => void,
+    path: string,
+  ) {
+    this.#source = source;
+    this.#send = send;
+    this.#path = path;
+  }
+
+  /** Lets the sender have `bytes` more in flight. */
+  grant(bytes: number): void {
+    this.#credit += bytes;
+    this.#wake?.();
+  }
+
+  /** Stops reading: the receiver is gone. The source's iterator is returned. */
+  stop(): void {
+    this.#stopped = true;
+    this.#wake?.();
+  }
+
+  /**
+   * Sends every item, then resolves. Rejects with the source's error (after
+   * sending the items read before it) or a `SerializationError` naming the
+   * item that cannot be sent. Resolves early once stopped.
+   */
+  async run(): Promise<void> {
+    const iterator = iteratorOf(this.#source);
+    let batch: unknown[] = [];
+    let size = 0;
+    let timer: ReturnType<typeof setImmediate> | undefined;
+    const flush = () => {
+      if (timer !== undefined) clearImmediate(timer);
+      timer = undefined;
+      if (batch.length === 0 || this.#stopped) return;
+      const items = batch;
+      batch = [];
+      size = 0;
+      const bytes = this.#encode(items);
+      this.#sent += items.length;
+      this.#credit -= bytes.length;
+      this.#send(bytes);
+    };
+    let done = false;
+    try {
+      while (!this.#stopped) {
+        while (this.#credit <= 0 && !this.#stopped) {
+          flush();
+          await new Promise<void>((resolve) => this.#wake = resolve);
+          this.#wake = undefined;
+        }
+        if (this.#stopped) break;
+        const result = await iterator.next() as IteratorResult<unknown>;
+        if (result.done || this.#stopped) {
+          done = result.done === true;
+          break;
+        }
+        batch.push(result.value);
+        size += estimate(result.value);
+        if (size >= BATCH_BYTES || batch.length >= BATCH_ITEMS) flush();
+        else timer ??= setImmediate(flush);
+      }
+      flush();
+    } catch (error) {
+      done = true;
+      flush();
+      throw error;
+    } finally {
+      if (timer !== undefined) clearImmediate(timer);
+      if (!done) await iterator.return?.();
+    }
+  }
+
+  #encode(items: unknown[]): Uint8Array {
+    try {
+      return encode(items, this.#path);
+    } catch (error) {
+      // Name the item by its place in the whole stream.
+      for (const [i, item] of items.entries()) {
+        encode(item, `${this.#path} item ${this.#sent + i}`);
+      }
+      throw error;
+    }
+  }
+}
+
+interface Batch {
+  items: unknown[];
+  bytes: number;
+}
+
+/**
+ * The receiving end of a stream: an `AsyncIterable` of the items sent by a
+ * {@linkcode Pump}, granting credit back as its consumer takes them. Values
+ * already received are delivered before an error or the end.
+ */
+export class Inbox<T = unknown> implements AsyncIterableIterator<T> {
+  #batches: Batch[] = [];
+  #current: Batch | undefined;
+  #index = 0;
+  #consumed = 0;
+  #ended = false;
+  #error: Error | undefined;
+  #closed = false;
+  #wake: (() => void) | undefined;
+  #grant: (bytes: number) => void;
+  #stop: () => void | Promise<void>;
+
+  /**
+   * @param grant Grants the sender credit for bytes taken.
+   * @param stop Called once when the consumer leaves before the end.
+   */
+  constructor(
+    grant: (bytes: number) => void,
+    stop: () => void | Promise<void> = () => {},
+  ) {
+    this.#grant = grant;
+    this.#stop = stop;
+  }
+
+  /** Whether the stream has ended, failed or been left. */
+  get finished(): boolean {
+    return this.#closed || this.#ended || this.#error !== undefined;
+  }
+
+  /** Adds a received batch (an encoded array of items). */
+  push(bytes: Uint8Array): void {
+    if (this.#closed || this.#ended) return;
+    this.#batches.push({
+      items: decode(bytes) as unknown[],
+      bytes: bytes.length,
+    });
+    this.#wake?.();
+  }
+
+  /** The sender is done: the consumer sees the end after the items received. */
+  end(): void {
+    this.#ended = true;
+    this.#wake?.();
+  }
+
+  /** The stream failed: the consumer gets `error` after the items received. */
+  fail(error: Error): void {
+    if (this.#ended || this.#error) return;
+    this.#error = error;
+    this.#wake?.();
+  }
+
+  /** Takes the next item, waiting for one. */
+  async next(): Promise<IteratorResult<T>> {
+    for (;;) {
+      if (this.#closed) return { done: true, value: undefined };
+      const current = this.#current;
+      if (current && this.#index < current.items.length) {
+        const value = current.items[this.#index];
+        current.items[this.#index++] = undefined;
+        return { done: false, value: value as T };
+      }
+      if (current) {
+        this.#current = undefined;
+        this.#consumed += current.bytes;
+        if (this.#consumed >= STREAM_WINDOW / 4 || this.#batches.length === 0) {
+          this.#grant(this.#consumed);
+          this.#consumed = 0;
+        }
+      }
+      const batch = this.#batches.shift();
+      if (batch) {
+        this.#current = batch;
+        this.#index = 0;
+        continue;
+      }
+      if (this.#error) {
+        const error = this.#error;
+        this.#closed = true;
+        throw error;
+      }
+      if (this.#ended) {
+        this.#closed = true;
+        return { done: true, value: undefined };
+      }
+      await new Promise<void>((resolve) => this.#wake = resolve);
+      this.#wake = undefined;
+    }
+  }
+
+  /** Leaves the stream: the sender is told to stop. */
+  async return(): Promise<IteratorResult<T>> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#batches = [];
+      this.#current = undefined;
+      if (!this.#ended && !this.#error) await this.#stop();
+    }
+    return { done: true, value: undefined };
+  }
+
+  /** The inbox is its own iterator. */
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+}
+
+/** A `ReadableStream` reading an inbox (for an argument that was a `ReadableStream`). */
+export function readableOf<T>(inbox: Inbox<T>): ReadableStream<T> {
+  return new ReadableStream<T>({
+    async pull(controller) {
+      const result = await inbox.next();
+      if (result.done) controller.close();
+      else controller.enqueue(result.value);
+    },
+    async cancel() {
+      await inbox.return();
+    },
+  }, { highWaterMark: 0 });
+}
