@@ -25,7 +25,10 @@ export const MAX_FRAME_BYTES = 1024 * 1024 * 1024;
  * (`{ t: "part" }` frames, see {@linkcode FrameWriter.send}), so that it
  * never holds up the other messages on the connection.
  */
-export const PART_BYTES = 256 * 1024;
+export const PART_BYTES = 512 * 1024;
+
+/** A payload at least this large is written as it is, not copied into its frame. */
+const DIRECT_BYTES = 16 * 1024;
 
 /** The largest message either side accepts, in bytes, when sent in parts (4 GiB). */
 export const MAX_MESSAGE_BYTES = 2 ** 32 - 1;
@@ -211,6 +214,11 @@ export interface Frame<H> {
   header: H;
   /** The payload's bytes (a view into the received buffer). */
   payload: Uint8Array;
+  /**
+   * Whether the payload's buffer holds this frame alone, so that it may be
+   * transferred (else it is shared with other frames).
+   */
+  owned?: boolean;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -228,20 +236,42 @@ export function encodeFrame(
   header: ClientMessage | WorkerMessage | PartMessage,
   payload: Uint8Array = EMPTY,
 ): Uint8Array {
+  const out = frameHead(header, payload.length, payload.length);
+  out.set(payload, out.length - payload.length);
+  return out;
+}
+
+/**
+ * The start of a frame: its lengths and header, followed by `room` bytes
+ * for the payload (0 when the payload is written on its own).
+ */
+function frameHead(
+  header: ClientMessage | WorkerMessage | PartMessage,
+  payloadLength: number,
+  room: number,
+): Uint8Array {
   const head = headerEncoder.encode(header);
-  const length = 4 + head.length + payload.length;
+  const length = 4 + head.length + payloadLength;
   if (length > MAX_FRAME_BYTES) {
     throw new ProtocolError(
       `Cannot send a frame of ${length} bytes: the limit is ${MAX_FRAME_BYTES}`,
     );
   }
-  const out = new Uint8Array(4 + length);
+  const out = new Uint8Array(8 + head.length + room);
   const view = new DataView(out.buffer);
   view.setUint32(0, length);
   view.setUint32(4, head.length);
   out.set(head, 8);
-  out.set(payload, 8 + head.length);
   return out;
+}
+
+/** A frame as the pieces to write: a payload of {@linkcode DIRECT_BYTES} or more is not copied. */
+function framePieces(
+  header: ClientMessage | WorkerMessage | PartMessage,
+  payload: Uint8Array,
+): Uint8Array[] {
+  if (payload.length < DIRECT_BYTES) return [encodeFrame(header, payload)];
+  return [frameHead(header, payload.length, 0), payload];
 }
 
 /**
@@ -258,6 +288,8 @@ export class FrameDecoder<H> {
   #buffered = 0;
   #need = -1;
   #parts = new Map<number, { buffer: Uint8Array; at: number }>();
+  /** Whether the last `#take` copied into a buffer of its own. */
+  #owned = false;
 
   /** @param schema The schema of the headers this side receives. */
   constructor(schema: z.ZodType<H>) {
@@ -297,14 +329,18 @@ export class FrameDecoder<H> {
       }
       if (this.#buffered < this.#need) break;
       const body = this.#take(this.#need);
+      const owned = this.#owned;
       this.#need = -1;
-      const frame = this.#parse(body);
+      const frame = this.#parse(body, owned);
       if (frame) frames.push(frame);
     }
     return frames;
   }
 
-  #parse(body: Uint8Array): Frame<H> | ProtocolError | undefined {
+  #parse(
+    body: Uint8Array,
+    owned: boolean,
+  ): Frame<H> | ProtocolError | undefined {
     const headerLength = new DataView(body.buffer, body.byteOffset, 4)
       .getUint32(0);
     if (headerLength > body.length - 4) {
@@ -328,6 +364,7 @@ export class FrameDecoder<H> {
       const part = this.#part(raw as PartMessage, payload);
       if (!part || part instanceof ProtocolError) return part;
       [raw, payload] = part;
+      owned = true;
     }
     const parsed = this.#schema.safeParse(raw);
     if (!parsed.success) {
@@ -337,7 +374,7 @@ export class FrameDecoder<H> {
         }`,
       );
     }
-    return { header: parsed.data, payload };
+    return { header: parsed.data, payload, owned };
   }
 
   /** Adds a part of a large message; returns the message once complete. */
@@ -391,6 +428,7 @@ export class FrameDecoder<H> {
 
   #take(n: number): Uint8Array {
     const first = this.#chunks[0];
+    this.#owned = false;
     if (first.length >= n) {
       this.#buffered -= n;
       if (first.length === n) this.#chunks.shift();
@@ -408,8 +446,45 @@ export class FrameDecoder<H> {
       else this.#chunks[0] = chunk.subarray(used);
     }
     this.#buffered -= n;
+    this.#owned = true;
     return out;
   }
+}
+
+/**
+ * Joins runs of small pieces into one buffer each, so that they share a
+ * write; large pieces stay as they are.
+ */
+function coalesce(pieces: Uint8Array[]): Uint8Array[] {
+  if (pieces.length === 1) return pieces;
+  const out: Uint8Array[] = [];
+  let run: Uint8Array[] = [];
+  let size = 0;
+  const join = () => {
+    if (run.length === 1) out.push(run[0]);
+    else if (run.length > 1) {
+      const joined = new Uint8Array(size);
+      let at = 0;
+      for (const piece of run) {
+        joined.set(piece, at);
+        at += piece.length;
+      }
+      out.push(joined);
+    }
+    run = [];
+    size = 0;
+  };
+  for (const piece of pieces) {
+    if (piece.length >= DIRECT_BYTES) {
+      join();
+      out.push(piece);
+    } else {
+      run.push(piece);
+      size += piece.length;
+    }
+  }
+  join();
+  return out;
 }
 
 interface Round {
@@ -449,7 +524,6 @@ function taskOf(header: ClientMessage | WorkerMessage): number | undefined {
 export class FrameWriter {
   #writer: WritableStreamDefaultWriter<Uint8Array>;
   #queue: Uint8Array[] = [];
-  #queued = 0;
   #round: Round | undefined;
   #bulk: Bulk[] = [];
   /** The last message in parts of each task, which its next messages wait for. */
@@ -480,9 +554,12 @@ export class FrameWriter {
    *   soon as the current microtasks have run.
    */
   write(frame: Uint8Array, batch = false): Promise<void> {
+    return this.#write([frame], batch);
+  }
+
+  #write(pieces: Uint8Array[], batch: boolean): Promise<void> {
     if (this.closed) return Promise.resolve();
-    this.#queue.push(frame);
-    this.#queued += frame.length;
+    for (const piece of pieces) this.#queue.push(piece);
     this.#round ??= round();
     this.#start(batch);
     return this.#round.promise;
@@ -506,10 +583,10 @@ export class FrameWriter {
     const task = taskOf(header);
     const before = task === undefined ? undefined : this.#lastBulk.get(task);
     if (payload.length <= PART_BYTES) {
-      const frame = encodeFrame(header, payload);
-      if (!before) return this.write(frame, batch);
+      const pieces = framePieces(header, payload);
+      if (!before) return this.#write(pieces, batch);
       return new Promise<void>((resolve) =>
-        before.after.push(() => this.write(frame).then(resolve))
+        before.after.push(() => this.#write(pieces, false).then(resolve))
       );
     }
     if (this.closed) return Promise.resolve();
@@ -549,30 +626,19 @@ export class FrameWriter {
 
   async #flush(): Promise<void> {
     while (!this.closed) {
-      let bytes: Uint8Array;
+      let pieces: Uint8Array[];
       let done: Round | undefined;
       if (this.#queue.length > 0) {
-        const frames = this.#queue;
-        const size = this.#queued;
+        pieces = coalesce(this.#queue);
         done = this.#round;
         this.#queue = [];
-        this.#queued = 0;
         this.#round = undefined;
-        if (frames.length === 1) bytes = frames[0];
-        else {
-          bytes = new Uint8Array(size);
-          let at = 0;
-          for (const frame of frames) {
-            bytes.set(frame, at);
-            at += frame.length;
-          }
-        }
       } else {
         const bulk = this.#bulk.shift();
         if (!bulk) break;
         const end = Math.min(bulk.at + PART_BYTES, bulk.payload.length);
         const last = end === bulk.payload.length;
-        bytes = encodeFrame({
+        pieces = framePieces({
           t: "part",
           p: bulk.part,
           ...(bulk.at === 0 ? { n: bulk.payload.length } : {}),
@@ -589,7 +655,13 @@ export class FrameWriter {
         } else this.#bulk.push(bulk);
       }
       try {
-        await this.#writer.write(bytes);
+        // The stream queues the pieces; waiting for the last is enough.
+        let written: Promise<void> | undefined;
+        for (const piece of pieces) {
+          written?.catch(() => {});
+          written = this.#writer.write(piece);
+        }
+        await written;
       } catch (error) {
         this.#failed = error ?? new Error("write failed");
       }

@@ -105,7 +105,11 @@ async function main(): Promise<void> {
         const inbox = inputs.get(`${id}:${m.s}`);
         if (!inbox) return;
         const bytes = m.b instanceof ArrayBuffer
-          ? new Uint8Array(m.b)
+          ? new Uint8Array(
+            m.b,
+            Number(m.o ?? 0),
+            m.l === undefined ? undefined : Number(m.l),
+          )
           : undefined;
         if (m.err && bytes) {
           inbox.fail(fromWireError(decode(bytes) as WireError));

@@ -262,12 +262,20 @@ function streamingNeedsSandbox(): Error {
   );
 }
 
-/** The payload's bytes in a buffer of their own, to transfer to a sandbox. */
-function ownBuffer(payload: Uint8Array): ArrayBuffer {
-  return payload.byteOffset === 0 &&
-      payload.byteLength === payload.buffer.byteLength
-    ? payload.buffer as ArrayBuffer
-    : payload.slice().buffer;
+/**
+ * The payload as a buffer to transfer to a sandbox, and where in it: the
+ * frame's own buffer when it has one, else a copy.
+ */
+function ownBytes(
+  payload: Uint8Array,
+  owned: boolean,
+): { b: ArrayBuffer; o?: number; l?: number } {
+  if (!owned) return { b: payload.slice().buffer };
+  return {
+    b: payload.buffer as ArrayBuffer,
+    o: payload.byteOffset,
+    l: payload.byteLength,
+  };
 }
 
 /** Passes a stream message to its task, or keeps it until the task runs. */
@@ -332,6 +340,7 @@ async function hello(
 function handle(
   message: ClientMessage,
   payload: Uint8Array,
+  owned = false,
 ): void | Promise<void> {
   switch (message.t) {
     case "hello":
@@ -375,7 +384,7 @@ function handle(
         t: "in",
         id: message.id,
         s: message.s,
-        b: payload.length > 0 ? ownBuffer(payload) : undefined,
+        ...(payload.length > 0 ? ownBytes(payload, owned) : {}),
         end: message.end,
         err: message.err,
       });
@@ -399,7 +408,7 @@ try {
     for (const frame of decoder.push(chunk)) {
       if (frame instanceof ProtocolError) {
         await send({ t: "perr", message: frame.message });
-      } else await handle(frame.header, frame.payload);
+      } else await handle(frame.header, frame.payload, frame.owned);
     }
   }
   if (decoder.pending > 0) {
