@@ -244,3 +244,21 @@ Deno.test("map() over an async iterable of unknown length streams each result ou
   assert.deepEqual(unordered, [10, 600]);
   assert.deepEqual(await pool.map(waitFor, delays), [600, 10]);
 });
+
+Deno.test("a worker without sandboxes refuses a streaming task with a clear error", async () => {
+  await using pool = await start({
+    image: sky.Image({ env: { SKYWARD_UNSAFE_NO_SANDBOX: "1" } }),
+  });
+  await assert.rejects(
+    () => Array.fromAsync(pool.run(countdown(2))),
+    /Cannot stream values to or from a worker that runs tasks without sandboxes/,
+  );
+  async function* one() {
+    yield 1;
+  }
+  await assert.rejects(
+    () => pool.run(sum(one())),
+    /Cannot stream values to or from a worker that runs tasks without sandboxes/,
+  );
+  assert.equal(await pool.run(twice(2)), 4);
+});

@@ -133,12 +133,6 @@ interface Task {
   started: boolean;
 }
 
-/**
- * Items of streamed arguments that came before their task's call (a call
- * sent in parts arrives after them); at most a stream window each.
- */
-const orphans = new Map<number, TaskStreamMessage[]>();
-
 let concurrency = 1;
 let running = 0;
 const queue: Task[] = [];
@@ -280,15 +274,10 @@ function ownBytes(
 
 /** Passes a stream message to its task, or keeps it until the task runs. */
 function forward(message: TaskStreamMessage): void {
+  // The client sends a task's messages after its call (in order, even
+  // behind a call sent in parts): an unknown task has ended.
   const task = tasks.get(message.id);
-  if (!task) {
-    if (message.t !== "in") return;
-    const kept = orphans.get(message.id) ?? [];
-    orphans.set(message.id, kept);
-    kept.push(message);
-    return;
-  }
-  if (!sandboxed) return;
+  if (!task || !sandboxed) return;
   if (task.started) sandboxes.send(message);
   else task.early.push(message);
 }
@@ -354,10 +343,9 @@ function handle(
         cancelled: false,
         released: false,
         streams: message.streams,
-        early: orphans.get(message.id) ?? [],
+        early: [],
         started: false,
       };
-      orphans.delete(message.id);
       tasks.set(task.id, task);
       queue.push(task);
       pump();
