@@ -6,7 +6,8 @@
  *   in this process;
  * - a 1 GiB byte stream sent to a worker and streamed back (MB/s), beside
  *   the same bytes echoed by a Deno child process over stdio in frames of
- *   the same size, with no decoding (`echo_server.ts`).
+ *   the same size, with no decoding (`echo_server.ts`); rounds of the two
+ *   interleaved so that both see the same machine, medians reported.
  *
  * Run with `deno task bench stream`, or `deno run -A bench/stream.ts`.
  *
@@ -19,6 +20,11 @@ import { printTable, row } from "./_util.ts";
 const ITEMS = 1_000_000;
 const BYTES = 1024 ** 3;
 const CHUNK = 64 * 1024;
+const ROUNDS = 3;
+
+function median(values: number[]): number {
+  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+}
 
 /** MB/s of `BYTES` echoed in `CHUNK`-sized frames by a child process over stdio. */
 async function stdioEcho(): Promise<number> {
@@ -80,18 +86,24 @@ export async function streamBenchmarks(): Promise<void> {
     );
   }
   {
-    const echo = await stdioEcho();
-    const t0 = performance.now();
-    let received = 0;
-    for await (const chunk of pool.run(echoStream(chunks()))) {
-      received += chunk.length;
+    const echoes: number[] = [];
+    const rates: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      echoes.push(await stdioEcho());
+      const t0 = performance.now();
+      let received = 0;
+      for await (const chunk of pool.run(echoStream(chunks()))) {
+        received += chunk.length;
+      }
+      rates.push(BYTES / 1e6 / ((performance.now() - t0) / 1000));
+      if (received !== BYTES) throw new Error(`received ${received} bytes`);
     }
-    const rate = BYTES / 1e6 / ((performance.now() - t0) / 1000);
-    if (received !== BYTES) throw new Error(`received ${received} bytes`);
+    const echo = median(echoes);
+    const rate = median(rates);
     row(
       "1 GiB byte stream to a worker and back, 64 KiB chunks",
-      `${rate.toFixed(0)} MB/s`,
-      `stdio frame echo: ${echo.toFixed(0)} MB/s`,
+      `${rate.toFixed(0)} MB/s (median of ${ROUNDS})`,
+      `stdio frame echo: ${echo.toFixed(0)} MB/s (median of ${ROUNDS})`,
       `${(rate / echo).toFixed(2)}x`,
     );
   }
