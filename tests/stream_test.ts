@@ -262,3 +262,17 @@ Deno.test("a worker without sandboxes refuses a streaming task with a clear erro
   );
   assert.equal(await pool.run(twice(2)), 4);
 });
+
+Deno.test("a streaming task past its timeout fails the loop with TaskTimeoutError and frees its slot", async () => {
+  await using pool = await start();
+  assert.deepEqual(await Array.fromAsync(pool.run(countdown(1))), [1]);
+  const seen: number[] = [];
+  await assert.rejects(
+    async () => {
+      for await (const i of pool.run(ticks(50).withTimeout(400))) seen.push(i);
+    },
+    sky.TaskTimeoutError,
+  );
+  assert.ok(seen.length >= 2, JSON.stringify(seen));
+  assert.deepEqual(await Array.fromAsync(pool.run(countdown(2))), [2, 1]);
+});

@@ -129,6 +129,9 @@ async function main(): Promise<void> {
       case "cancel": {
         const at = waiting.findIndex((t) => t.id === id);
         if (at >= 0) waiting.splice(at, 1);
+        // A streamed result nobody will take: return its generator, which
+        // would otherwise wait for credit for ever, holding its slot.
+        pumps.get(id)?.stop();
         port.postMessage({ t: "alive", id });
         return;
       }
