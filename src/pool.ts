@@ -37,6 +37,7 @@ import type { BootstrapPhaseName, EventInit, PoolEvent } from "./events.ts";
 import { Image, type ResolvedImage } from "./image.ts";
 import type { InstanceInfo } from "./instance.ts";
 import { logger } from "./log.ts";
+import { mapResults } from "./map.ts";
 import { NodeSession } from "./node.ts";
 import { splitStreams, type StreamArg, StreamedCall } from "./remote_stream.ts";
 import type { SandboxSpec } from "./protocol.ts";
@@ -1600,103 +1601,22 @@ export class ComputePool implements AsyncDisposable {
     items: Iterable<A> | AsyncIterable<A>,
     options: RunOptions & { ordered?: boolean } = {},
   ): MapResults<R> {
-    // deno-lint-ignore no-this-alias
-    const pool = this;
-    const ordered = options.ordered ?? true;
-    interface Entry {
-      job: Job;
-      settled: boolean;
-      value?: unknown;
-      error?: unknown;
-    }
-    async function* results(): AsyncGenerator<R, void, undefined> {
-      const window = Math.max(2, pool.size * pool.#capacity() * 2);
-      const inFlight: Entry[] = [];
-      /** Settled entries, in completion order (unordered results). */
-      const ready: Entry[] = [];
-      let inputDone = false;
-      let inputFailed = false;
-      let inputError: unknown;
-      let stopped = false;
-      let wake: (() => void) | undefined;
-      let slot: (() => void) | undefined;
-      const abort = () => {
-        stopped = true;
-        for (const { job } of inFlight) pool.#cancel(job, "aborted");
-        wake?.();
-        slot?.();
-      };
-      options.signal?.addEventListener("abort", abort, { once: true });
-      // Reads the inputs while fewer than `window` results are pending,
-      // however fast they are consumed: results stream out as they come.
-      const feed = async () => {
-        try {
-          for await (const item of items as AsyncIterable<A>) {
-            while (inFlight.length >= window && !stopped) {
-              await new Promise<void>((resolve) => slot = resolve);
-              slot = undefined;
-            }
-            if (stopped) break;
-            const job = pool.#makeJob(
-              compute(item) as Pending<unknown>,
-              options.node,
-            );
-            const entry: Entry = { job, settled: false };
-            inFlight.push(entry);
-            pool.#enqueue(job).then((value) => {
-              entry.value = value;
-            }, (error) => {
-              entry.error = error ?? new Error("the task failed");
-            }).finally(() => {
-              entry.settled = true;
-              ready.push(entry);
-              wake?.();
-            });
-          }
-        } catch (error) {
-          inputFailed = true;
-          inputError = error;
-        } finally {
-          inputDone = true;
-          wake?.();
-        }
-      };
-      const feeding = feed();
-      try {
-        for (;;) {
-          if (options.signal?.aborted) {
-            throw new TaskCancelledError(compute.id.name, "aborted");
-          }
-          let next: Entry | undefined;
-          if (ordered) {
-            if (inFlight[0]?.settled) next = inFlight.shift();
-          } else if (ready.length > 0) {
-            next = ready.shift()!;
-            inFlight.splice(inFlight.indexOf(next), 1);
-          }
-          if (next) {
-            slot?.();
-            if (next.error !== undefined) throw next.error;
-            yield next.value as R;
-            continue;
-          }
-          if (inputDone && inFlight.length === 0) {
-            if (inputFailed) throw inputError;
-            return;
-          }
-          await new Promise<void>((resolve) => wake = resolve);
-          wake = undefined;
-        }
-      } finally {
-        stopped = true;
-        slot?.();
-        options.signal?.removeEventListener("abort", abort);
-        for (const { job } of inFlight) {
-          pool.#cancel(job, "cancelled: the map was left early or failed");
-        }
-        feeding.catch(() => {});
-      }
-    }
+    const results = () =>
+      mapResults<A, R>(items, (item) => {
+        const job = this.#makeJob(
+          compute(item) as Pending<unknown>,
+          options.node,
+        );
+        return {
+          result: this.#enqueue(job),
+          cancel: (reason) => this.#cancel(job, reason),
+        };
+      }, {
+        window: Math.max(2, this.size * this.#capacity() * 2),
+        ordered: options.ordered ?? true,
+        signal: options.signal,
+        aborted: () => new TaskCancelledError(compute.id.name, "aborted"),
+      });
     return {
       [Symbol.asyncIterator]: () => results(),
       then: (onFulfilled, onRejected) =>
