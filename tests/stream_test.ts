@@ -14,6 +14,7 @@ import {
   ticks,
   twice,
   waitFor,
+  wasmOne,
   whereFrom,
 } from "./fixtures/streams.ts";
 import { tempRoot } from "./helpers.ts";
@@ -261,6 +262,17 @@ Deno.test("a worker without sandboxes refuses a streaming task with a clear erro
     /Cannot stream values to or from a worker that runs tasks without sandboxes/,
   );
   assert.equal(await pool.run(twice(2)), 4);
+});
+
+Deno.test("a stream argument to a WASM compute is a clear error", async () => {
+  await using pool = await start();
+  async function* one() {
+    yield 1;
+  }
+  await assert.rejects(
+    () => pool.run(wasmOne(one())),
+    /Cannot stream an argument to a WASM sandbox/,
+  );
 });
 
 Deno.test("a streaming task past its timeout fails the loop with TaskTimeoutError and frees its slot", async () => {

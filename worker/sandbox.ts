@@ -311,6 +311,11 @@ export class SandboxManager {
     let sandbox: Sandbox;
     try {
       if (this.#closed) throw new SandboxError("The worker is closing");
+      if (spec.kind !== "deno" && streams?.length) {
+        throw new SandboxError(
+          "Cannot stream an argument to a WASM sandbox: it takes whole values only",
+        );
+      }
       sandbox = spec.kind === "deno"
         ? this.#denoSandbox(spec, module)
         : this.#wasmSandbox();
@@ -374,7 +379,7 @@ export class SandboxManager {
   send(message: TaskStreamMessage): void {
     const sandbox = this.#byTask.get(message.id);
     const task = sandbox?.tasks.get(message.id);
-    if (!sandbox || !task) return;
+    if (!sandbox || !task || sandbox.kind !== "deno") return;
     const outgoing: Outgoing = [
       message,
       message.t === "in" && message.b ? [message.b] : [],
