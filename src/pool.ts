@@ -39,7 +39,12 @@ import type { InstanceInfo } from "./instance.ts";
 import { logger } from "./log.ts";
 import { mapResults } from "./map.ts";
 import { NodeSession } from "./node.ts";
-import { splitStreams, type StreamArg, StreamedCall } from "./remote_stream.ts";
+import {
+  splitStreams,
+  type StreamArg,
+  StreamedCall,
+  teeArgs,
+} from "./remote_stream.ts";
 import type { SandboxSpec } from "./protocol.ts";
 import { sandboxSpecOf } from "./sandbox.ts";
 import type { ClusterSpec, Endpoint, Instance, Provider } from "./provider.ts";
@@ -1470,7 +1475,9 @@ export class ComputePool implements AsyncDisposable {
 
   /**
    * Runs a task once on every ready node and resolves to the results by
-   * node index. Fails if any node's task fails.
+   * node index. Fails if any node's task fails. A streamed result gives one
+   * iterable per node; a streamed argument reaches every node whole (read
+   * once from its source, at the pace of the slowest node).
    *
    * @param task The task to run everywhere.
    * @returns One result per node, `results[i]` from node `i`.
@@ -1490,21 +1497,19 @@ export class ComputePool implements AsyncDisposable {
         `Cannot broadcast ${typeof task}: expected a task (call a compute)`,
       );
     }
-    const streamed = splitStreams(task.args);
-    if (streamed) {
-      throw new TypeError(
-        `Cannot broadcast '${task.compute.id.name}': argument ${
-          streamed.streams[0].arg
-        } is a stream, which can be read only once. Give each node its own with ` +
-          `pool.run(task, { node })`,
-      );
-    }
     // Every node that is up, or restarting its worker.
     const nodes = this.#nodes.filter((n) => n && !n.dead && n.session);
     if (this.#closed) throw new PoolClosedError();
-    const jobs = nodes.map((node) =>
-      this.#makeJob(task as Pending<unknown>, node.index)
-    );
+    // A streamed argument is split: every node gets every item.
+    const streamed = splitStreams(task.args);
+    const copies = streamed &&
+      teeArgs(task.args, streamed.streams, nodes.length);
+    const tasks = nodes.map((_, k) => {
+      if (!copies) return task as Pending<unknown>;
+      const copy = task.compute(...copies[k]) as Pending<unknown>;
+      return task.timeout === undefined ? copy : copy.withTimeout(task.timeout);
+    });
+    const jobs = nodes.map((node, k) => this.#makeJob(tasks[k], node.index));
     const results = jobs.map((job) => this.#enqueue(job));
     const abort = () => jobs.forEach((job) => this.#cancel(job, "aborted"));
     options.signal?.addEventListener("abort", abort, { once: true });

@@ -8,7 +8,7 @@
  */
 import { encode, toWireError } from "./codec.ts";
 import type { CallStream, NodeSession } from "./node.ts";
-import { Inbox, isStreamable, Pump } from "./stream.ts";
+import { Inbox, isStreamable, Pump, tee } from "./stream.ts";
 
 /** An argument streamed to the worker. */
 export interface StreamArg {
@@ -45,6 +45,25 @@ export function splitStreams(
   const rest = [...args];
   for (const { arg } of streams) rest[arg] = null;
   return { args: rest, streams };
+}
+
+/**
+ * Copies of a call's arguments, one per node of a broadcast: each streamed
+ * argument is split so that every node gets every item (the slowest node
+ * paces the source), with the kind it had.
+ */
+export function teeArgs(
+  args: readonly unknown[],
+  streams: StreamArg[],
+  count: number,
+): unknown[][] {
+  const copies = Array.from({ length: count }, () => [...args]);
+  for (const { arg, source, readable } of streams) {
+    tee(source, count).forEach((branch, k) => {
+      copies[k][arg] = readable ? ReadableStream.from(branch) : branch;
+    });
+  }
+  return copies;
 }
 
 /** How long leaving a streamed result waits for the worker's generator to return, in ms. */

@@ -378,3 +378,86 @@ export function readableOf<T>(inbox: Inbox<T>): ReadableStream<T> {
     },
   }, { highWaterMark: 0 });
 }
+
+/**
+ * Splits one iterable into `count` that each deliver every item, read from
+ * the source once. A branch may run at most `bound` items ahead of the
+ * slowest: the slowest reader paces the source. A branch left early stops
+ * counting; the source is returned when every branch has been left.
+ *
+ * @param source The items.
+ * @param count How many branches.
+ * @param bound Items held for the slower branches, at most.
+ * @returns The branches.
+ */
+export function tee<T>(
+  source: unknown,
+  count: number,
+  bound = 256,
+): AsyncIterableIterator<T>[] {
+  let iterator: AnyIterator | undefined;
+  const buffer: T[] = [];
+  let base = 0;
+  const positions: number[] = new Array(count).fill(0);
+  const active = new Set(positions.keys());
+  let done = false;
+  let failed = false;
+  let error: unknown;
+  let pulling: Promise<void> | undefined;
+  let waiters: (() => void)[] = [];
+  const trim = () => {
+    let min = Infinity;
+    for (const i of active) min = Math.min(min, positions[i]);
+    while (buffer.length > 0 && base < min) {
+      buffer.shift();
+      base++;
+    }
+    const woken = waiters;
+    waiters = [];
+    for (const wake of woken) wake();
+  };
+  const pull = () =>
+    pulling ??= (async () => {
+      try {
+        iterator ??= iteratorOf(source);
+        const result = await iterator.next() as IteratorResult<T>;
+        if (result.done) done = true;
+        else buffer.push(result.value);
+      } catch (cause) {
+        failed = true;
+        error = cause;
+      } finally {
+        pulling = undefined;
+      }
+    })();
+  const branch = (i: number): AsyncIterableIterator<T> => ({
+    async next(): Promise<IteratorResult<T>> {
+      for (;;) {
+        if (!active.has(i)) return { done: true, value: undefined };
+        const at = positions[i] - base;
+        if (at < buffer.length) {
+          const value = buffer[at];
+          positions[i]++;
+          trim();
+          return { done: false, value };
+        }
+        if (failed) throw error;
+        if (done) return { done: true, value: undefined };
+        if (buffer.length >= bound) {
+          await new Promise<void>((resolve) => waiters.push(resolve));
+        } else await pull();
+      }
+    },
+    async return(): Promise<IteratorResult<T>> {
+      if (active.delete(i)) {
+        trim();
+        if (active.size === 0 && !done && !failed) await iterator?.return?.();
+      }
+      return { done: true, value: undefined };
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  });
+  return Array.from({ length: count }, (_, i) => branch(i));
+}

@@ -18,6 +18,7 @@ import {
   whereFrom,
 } from "./fixtures/streams.ts";
 import { tempRoot } from "./helpers.ts";
+import { tee } from "../src/stream.ts";
 
 const root = await tempRoot();
 
@@ -173,7 +174,7 @@ Deno.test("both directions at once: a stream in, a stream out", async () => {
   assert.equal(expected, 20_000);
 });
 
-Deno.test("broadcast() of a generator gives one iterable per node; gather() one per task", async () => {
+Deno.test("broadcast() of a generator gives one iterable per node, a streamed argument reaches each node; gather() one per task", async () => {
   await using pool = await start({ nodes: 2 });
   const streams = await pool.broadcast(whereFrom(3));
   assert.equal(streams.length, 2);
@@ -189,13 +190,22 @@ Deno.test("broadcast() of a generator gives one iterable per node; gather() one 
     streamed.push(await Array.fromAsync(s));
   }
   assert.deepEqual(streamed, [[1], [2, 1]]);
-  async function* once() {
-    yield 1;
+  // A streamed argument of a broadcast reaches every node whole.
+  let pulled = 0;
+  async function* numbers() {
+    for (let i = 1; i <= 10_000; i++) {
+      pulled++;
+      yield i;
+    }
   }
-  await assert.rejects(
-    () => pool.broadcast(sum(once())),
-    /Cannot broadcast 'sum': argument 0 is a stream/,
-  );
+  assert.deepEqual(await pool.broadcast(sum(numbers())), [50005000, 50005000]);
+  assert.equal(pulled, 10_000);
+  const bytes = new Blob([new Uint8Array(1_000_000)]).stream();
+  const counts = await pool.broadcast(countBytes(bytes));
+  assert.deepEqual(counts.map((c) => [c.total, c.kind]), [
+    [1_000_000, "ReadableStream"],
+    [1_000_000, "ReadableStream"],
+  ]);
 });
 
 Deno.test("a node lost mid-stream ends the loop with NodeLostError, not silently and not never", async () => {
@@ -287,4 +297,34 @@ Deno.test("a streaming task past its timeout fails the loop with TaskTimeoutErro
   );
   assert.ok(seen.length >= 2, JSON.stringify(seen));
   assert.deepEqual(await Array.fromAsync(pool.run(countdown(2))), [2, 1]);
+});
+
+Deno.test("tee() gives every branch every item, the fastest at most `bound` ahead of the slowest", async () => {
+  let pulled = 0;
+  function* source() {
+    for (let i = 0; i < 100; i++) {
+      pulled++;
+      yield i;
+    }
+  }
+  const [a, b] = tee<number>(source(), 2, 10);
+  const first: number[] = [];
+  for (let i = 0; i < 10; i++) first.push((await a.next()).value as number);
+  const eleventh = a.next();
+  const state = await Promise.race([
+    eleventh.then(() => "resolved"),
+    new Promise((resolve) => setTimeout(() => resolve("waiting"), 100)),
+  ]);
+  assert.equal(state, "waiting");
+  assert.equal(pulled, 10);
+  assert.equal((await b.next()).value, 0);
+  assert.equal((await eleventh).value, 10);
+  const [restA, restB] = await Promise.all([
+    Array.fromAsync(a),
+    Array.fromAsync(b),
+  ]);
+  const all = Array.from({ length: 100 }, (_, i) => i);
+  assert.deepEqual([...first, 10, ...restA], all);
+  assert.deepEqual([0, ...restB], all);
+  assert.equal(pulled, 100);
 });
