@@ -235,9 +235,20 @@ export class Pump {
     try {
       return encode(items, this.#path);
     } catch (error) {
-      // Name the item by its place in the whole stream.
+      // Send the items before the one that cannot be sent, then name it by
+      // its place in the whole stream.
       for (const [i, item] of items.entries()) {
-        encode(item, `${this.#path} item ${this.#sent + i}`);
+        try {
+          encode(item, `${this.#path}[${this.#sent + i}]`);
+        } catch (itemError) {
+          if (i > 0) {
+            const bytes = encode(items.slice(0, i), this.#path);
+            this.#sent += i;
+            this.#credit -= bytes.length;
+            this.#send(bytes);
+          }
+          throw itemError;
+        }
       }
       throw error;
     }

@@ -16,6 +16,7 @@ import {
   waitFor,
   wasmOne,
   whereFrom,
+  yieldsFunction,
 } from "./fixtures/streams.ts";
 import { tempRoot } from "./helpers.ts";
 import { tee } from "../src/stream.ts";
@@ -95,6 +96,22 @@ Deno.test("an error mid-stream reaches the caller after the values yielded befor
     },
   );
   assert.deepEqual(seen, [0, 1, 2]);
+});
+
+Deno.test("a yielded value that cannot be sent is a SerializationError naming it, after the values before", async () => {
+  await using pool = await start();
+  const seen: unknown[] = [];
+  await assert.rejects(
+    async () => {
+      for await (const v of pool.run(yieldsFunction())) seen.push(v);
+    },
+    (error: Error) => {
+      assert.ok(error instanceof sky.SerializationError, String(error));
+      assert.equal(error.path, "yielded[2].onDone");
+      return true;
+    },
+  );
+  assert.deepEqual(seen, [1, 2]);
 });
 
 Deno.test("a slow consumer holds the worker's generator back (bounded buffers)", async () => {
