@@ -204,17 +204,15 @@ async function run(task: Task): Promise<void> {
 
 /** Reports how a sandboxed task ended. */
 function finish(task: Task, outcome: TaskOutcome): void {
-  {
-    if (task.cancelled) return;
-    if (outcome.t === "ser") {
-      send({
-        t: "err",
-        id: task.id,
-        path: outcome.path,
-        problem: outcome.problem,
-      });
-    } else send({ t: outcome.t, id: task.id }, outcome.b);
-  }
+  if (task.cancelled) return;
+  if (outcome.t === "ser") {
+    send({
+      t: "err",
+      id: task.id,
+      path: outcome.path,
+      problem: outcome.problem,
+    });
+  } else send({ t: outcome.t, id: task.id }, outcome.b);
 }
 
 /** Runs a task in the worker itself (`SKYWARD_UNSAFE_NO_SANDBOX=1`). */

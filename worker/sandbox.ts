@@ -163,7 +163,10 @@ export type TaskStreamMessage =
     t: "in";
     id: number;
     s: number;
+    /** The items' buffer, and where they are in it (all of it by default). */
     b?: ArrayBuffer;
+    o?: number;
+    l?: number;
     end?: boolean;
     err?: boolean;
   }
