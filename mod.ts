@@ -48,6 +48,7 @@ export {
   type NodesOptions,
   type PoolOptions,
   type RunOptions,
+  type RunResult,
   type TaskHandle,
 } from "./src/pool.ts";
 export {
@@ -84,6 +85,7 @@ export {
   type SpecOptions,
 } from "./src/spec.ts";
 export { wasm, type WasmOptions } from "./src/wasm.ts";
+export type { Streamed } from "./src/stream.ts";
 export type {
   ClusterSpec,
   Endpoint,

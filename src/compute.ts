@@ -13,6 +13,7 @@
  */
 
 import { checkSandboxOptions, type Permissions } from "./sandbox.ts";
+import type { Streamed } from "./stream.ts";
 
 export type { Permissions } from "./sandbox.ts";
 
@@ -283,7 +284,9 @@ function inspectSource(
  *
  * The returned callable builds a {@linkcode Pending} task; nothing runs until a
  * pool runs it. The result type is the function's awaited return type, so
- * `await pool.run(square(2))` is a `number` to the type checker.
+ * `await pool.run(square(2))` is a `number` to the type checker; a result
+ * that streams (an async generator, an `AsyncIterable`, a `ReadableStream`)
+ * is an `AsyncIterable` of its items.
  *
  * @param fn The function. Its arguments and result must be values the codec
  *   can send (plain data, `Map`, `Set`, `Date`, typed arrays, errors, ...).
@@ -307,7 +310,7 @@ function inspectSource(
 export function compute<A extends unknown[], R>(
   fn: (...args: A) => R,
   options: ComputeOptions = {},
-): Compute<A, Awaited<R>> {
+): Compute<A, Streamed<Awaited<R>>> {
   if (typeof fn !== "function") {
     throw new TypeError(
       `Cannot create a compute: expected a function, got ${
@@ -376,7 +379,7 @@ export function compute<A extends unknown[], R>(
   const self =
     ((...args: A) => pending(self, args, options.timeout)) as Compute<
       A,
-      Awaited<R>
+      Streamed<Awaited<R>>
     >;
   Object.defineProperties(self, {
     local: { value: (...args: A) => fn(...args) },
@@ -405,7 +408,7 @@ export function computeFor<A extends unknown[], R>(
   api: AnyFunction,
   fn: (...args: A) => R,
   options: ComputeOptions,
-): Compute<A, Awaited<R>> {
+): Compute<A, Streamed<Awaited<R>>> {
   creator = api;
   try {
     return compute(fn, options);

@@ -43,6 +43,17 @@ export interface NodeSessionHooks {
 interface Call {
   resolve(payload: Uint8Array): void;
   reject(error: Error): void;
+  stream?: CallStream;
+}
+
+/** What a streaming call is told, besides its end. */
+export interface CallStream {
+  /** The task's result is a stream: `item` calls and the end follow. */
+  open(): void;
+  /** A batch of the result's items (an encoded array). */
+  item(payload: Uint8Array): void;
+  /** The task took `bytes` more of its streamed argument `arg`. */
+  credit(arg: number, bytes: number): void;
 }
 
 /** One worker's connection, seen from the client. */
@@ -125,18 +136,22 @@ export class NodeSession {
     key: string,
     args: Uint8Array,
     spec?: SandboxSpec,
+    stream?: CallStream & { args: [number, boolean][] },
   ): Promise<Uint8Array> {
     return new Promise<Uint8Array>((resolve, reject) => {
       if (this.#lost) return reject(new NodeLostError(this.index, this.#lost));
-      this.#calls.set(id, { resolve, reject });
+      this.#calls.set(id, { resolve, reject, stream });
       if (spec && !this.#defined.has(`${module}\0${key}`)) {
         this.#defined.add(`${module}\0${key}`);
         this.#writer.write(
           encodeFrame({ t: "define", m: module, k: key, spec }),
         );
       }
-      this.#writer.write(
-        encodeFrame({ t: "call", id, m: module, k: key }, args),
+      this.#writer.send(
+        stream?.args.length
+          ? { t: "call", id, m: module, k: key, streams: stream.args }
+          : { t: "call", id, m: module, k: key },
+        args,
       );
     });
   }
@@ -151,6 +166,19 @@ export class NodeSession {
     if (!this.#lost) {
       this.#writer.write(encodeFrame({ t: "cluster", ...cluster }));
     }
+  }
+
+  /**
+   * Sends a stream message of a call in flight (items of a streamed
+   * argument, credit for its streamed result, or leaving that result).
+   * Ignored once the call has ended.
+   */
+  post(
+    message: Extract<ClientMessage, { t: "in" | "credit" | "stop" }>,
+    payload?: Uint8Array,
+  ): void {
+    if (this.#lost || !this.#calls.has(message.id)) return;
+    this.#writer.send(message, payload);
   }
 
   /** Asks the worker to drop a task; its call rejects once the worker confirms. */
@@ -265,6 +293,15 @@ export class NodeSession {
         }
         return;
       }
+      case "open":
+        this.#calls.get(message.id)?.stream?.open();
+        return;
+      case "yield":
+        this.#calls.get(message.id)?.stream?.item(payload);
+        return;
+      case "credit":
+        this.#calls.get(message.id)?.stream?.credit(message.s, message.n);
+        return;
       case "log":
         this.#hooks.log(message.s, message.l, message.id);
         return;

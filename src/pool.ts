@@ -49,7 +49,14 @@ import type { BootstrapPhaseName, EventInit, PoolEvent } from "./events.ts";
 import { Image, type ResolvedImage } from "./image.ts";
 import type { InstanceInfo } from "./instance.ts";
 import { logger } from "./log.ts";
+import { mapResults } from "./map.ts";
 import { NodeSession } from "./node.ts";
+import {
+  splitStreams,
+  type StreamArg,
+  StreamedCall,
+  teeArgs,
+} from "./remote_stream.ts";
 import type { SandboxSpec } from "./protocol.ts";
 import { sandboxSpecOf } from "./sandbox.ts";
 import type { Endpoint, Instance, Provider } from "./provider.ts";
@@ -277,6 +284,10 @@ interface Job {
   attempts: number;
   /** Whether it is a health check (never sent again, never counted as work). */
   probe?: boolean;
+  /** Its streamed arguments, if any. */
+  streams?: StreamArg[];
+  /** Its streams on the node it was sent to. */
+  call?: StreamedCall;
   resolve(value: unknown): void;
   reject(error: Error): void;
 }
@@ -354,6 +365,43 @@ export interface TaskHandle<R> extends PromiseLike<R> {
   readonly id: number;
   /** Cancels the task; awaiting it then rejects with `TaskCancelledError`. */
   cancel(): void;
+}
+
+/**
+ * What {@linkcode ComputePool.run} returns: a promise of the result, which
+ * for a streamed result (an `AsyncIterable<T>`) can also be iterated
+ * directly.
+ *
+ * @typeParam R The task's (or group's) result.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../mod.ts";
+ * import { countdown } from "../examples/streaming.ts";
+ *
+ * await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
+ * const stream: sky.RunResult<AsyncIterable<number>> = pool.run(countdown(2));
+ * for await (const n of stream) console.log(n); // 2, 1
+ * ```
+ */
+export type RunResult<R> = [R] extends [never] ? Promise<R>
+  : [R] extends [AsyncIterable<infer T>] ? Promise<R> & AsyncIterable<T>
+  : Promise<R>;
+
+async function* iterateResult<T>(
+  result: Promise<unknown>,
+): AsyncGenerator<T, void, undefined> {
+  const value = await result;
+  if (
+    typeof value !== "object" || value === null ||
+    typeof (value as AsyncIterable<T>)[Symbol.asyncIterator] !== "function"
+  ) {
+    throw new TypeError(
+      "Cannot iterate the result of pool.run(): the task's result is not a stream " +
+        "(await it instead)",
+    );
+  }
+  yield* value as AsyncIterable<T>;
 }
 
 /**
@@ -1171,7 +1219,11 @@ export class ComputePool implements AsyncDisposable {
     const retry: Job[] = [];
     for (const job of node.running) {
       job.node = undefined;
-      if (job.attempts < this.#options.retryOnInterruption) {
+      // A job whose streams began cannot be sent again: it fails instead.
+      if (
+        job.attempts < this.#options.retryOnInterruption &&
+        !job.call?.unrepeatable
+      ) {
         job.attempts++;
         clearTimeout(job.timer);
         retry.push(job);
@@ -1614,7 +1666,8 @@ export class ComputePool implements AsyncDisposable {
           `nodes. Import it before ComputePool.start() so that it is part of the code bundle.`,
       );
     }
-    const args = encode(task.args, "args");
+    const split = splitStreams(task.args);
+    const args = encode(split?.args ?? task.args, "args");
     const job: Job = {
       id: this.#nextTask++,
       name: compute.id.name,
@@ -1628,6 +1681,7 @@ export class ComputePool implements AsyncDisposable {
       sentAt: 0,
       settled: false,
       attempts: 0,
+      streams: split?.streams,
       resolve: () => {},
       reject: () => {},
     };
@@ -1821,8 +1875,29 @@ export class ComputePool implements AsyncDisposable {
         this.#settle(job, new TaskTimeoutError(job.name, job.timeout!));
       }, job.timeout);
     }
-    node.session!.call(job.id, job.module, job.key, job.args, job.spec).then(
+    const session = node.session!;
+    const call = new StreamedCall(
+      session,
+      job.id,
+      job.streams ?? [],
+      (result) => job.resolve(result),
+      () => this.#cancel(job, "its generator did not return when left"),
+    );
+    job.call = call;
+    session.call(
+      job.id,
+      job.module,
+      job.key,
+      job.args,
+      job.spec,
+      call.hooks,
+    ).then(
       (payload) => {
+        if (call.opened) {
+          // A streamed result: its items went to the iterable.
+          this.#settle(job, undefined);
+          return;
+        }
         let value: unknown;
         try {
           value = decode(payload);
@@ -1844,12 +1919,14 @@ export class ComputePool implements AsyncDisposable {
         } else this.#settle(job, error);
       },
     );
+    call.start();
   }
 
   #settle(job: Job, error: Error | undefined, value?: unknown): void {
     if (job.settled) return;
     job.settled = true;
     clearTimeout(job.timer);
+    job.call?.end(error);
     this.#jobs.delete(job.id);
     const node = job.node;
     if (node) {
@@ -1952,6 +2029,18 @@ export class ComputePool implements AsyncDisposable {
    * task, `R[]` for `gather`, a typed tuple for `all`. When one task of a
    * group fails, the others are cancelled and the error is rethrown.
    *
+   * A task whose result streams (an async generator compute, or one that
+   * returns an `AsyncIterable` or a `ReadableStream`) resolves to an
+   * `AsyncIterable` of the items as the worker yields them, as soon as the
+   * function has returned; the returned promise can also be iterated
+   * directly: `for await (const x of pool.run(gen()))`. Leaving the loop
+   * early returns the generator on the worker (its `finally` runs there)
+   * and waits for it. An error thrown mid-stream reaches the loop after the
+   * items yielded before it; a node lost mid-stream fails the loop with
+   * `NodeLostError` (a streaming task is never sent again). Arguments that
+   * are `AsyncIterable`s or `ReadableStream`s stream to the worker, with
+   * backpressure, as the same kind.
+   *
    * @param task A task (`square(2)`) or a group (`sky.gather(...)`, `sky.all(...)`).
    * @param options An `AbortSignal` that cancels it.
    * @returns The result.
@@ -1970,8 +2059,24 @@ export class ComputePool implements AsyncDisposable {
    * const [a, b] = await pool.run(sky.all(square(1), square(2))); // [1, 4]
    * console.log(n, a, b);
    * ```
+   *
+   * @example Streaming
+   * ```ts
+   * import * as sky from "../mod.ts";
+   * import { countdown } from "../examples/streaming.ts";
+   *
+   * await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
+   * for await (const n of pool.run(countdown(3))) console.log(n); // 3, 2, 1
+   * ```
    */
-  async run<R>(task: Dispatchable<R>, options: RunOptions = {}): Promise<R> {
+  run<R>(task: Dispatchable<R>, options: RunOptions = {}): RunResult<R> {
+    const promise = this.#run(task, options);
+    return Object.assign(promise, {
+      [Symbol.asyncIterator]: () => iterateResult(promise),
+    }) as unknown as RunResult<R>;
+  }
+
+  async #run<R>(task: Dispatchable<R>, options: RunOptions): Promise<R> {
     const { jobs, results } = this.#dispatch(task, options);
     if (!isGroup(task)) return await results[0] as R;
     try {
@@ -2031,7 +2136,9 @@ export class ComputePool implements AsyncDisposable {
 
   /**
    * Runs a task once on every ready node and resolves to the results by
-   * node index. Fails if any node's task fails.
+   * node index. Fails if any node's task fails. A streamed result gives one
+   * iterable per node; a streamed argument reaches every node whole (read
+   * once from its source, at the pace of the slowest node).
    *
    * @param task The task to run everywhere.
    * @returns One result per node, `results[i]` from node `i`.
@@ -2057,9 +2164,16 @@ export class ComputePool implements AsyncDisposable {
       !n.retiring
     );
     if (this.#closed) throw new PoolClosedError();
-    const jobs = nodes.map((node) =>
-      this.#makeJob(task as Pending<unknown>, node.index)
-    );
+    // A streamed argument is split: every node gets every item.
+    const streamed = splitStreams(task.args);
+    const copies = streamed &&
+      teeArgs(task.args, streamed.streams, nodes.length);
+    const tasks = nodes.map((_, k) => {
+      if (!copies) return task as Pending<unknown>;
+      const copy = task.compute(...copies[k]) as Pending<unknown>;
+      return task.timeout === undefined ? copy : copy.withTimeout(task.timeout);
+    });
+    const jobs = nodes.map((node, k) => this.#makeJob(tasks[k], node.index));
     const results = jobs.map((job) => this.#enqueue(job));
     const abort = () => jobs.forEach((job) => this.#cancel(job, "aborted"));
     options.signal?.addEventListener("abort", abort, { once: true });
@@ -2128,6 +2242,15 @@ export class ComputePool implements AsyncDisposable {
    * Applies a one-argument compute to every item, a bounded number in flight
    * at a time. Iterate the results as they come, or await them all.
    *
+   * The inputs are read as they arrive (an async iterable of unknown
+   * length, such as a queue or a socket, works), while fewer than a window
+   * of results (twice the pool's task slots) is pending; each result is
+   * yielded as soon as it is ready: the first of the pending ones in input
+   * order, or any with `{ ordered: false }` (the JavaScript shape of
+   * Modal's `.map` and Ray's `ray.wait`). A consumer that stops reading
+   * holds the inputs back. A failed task ends the loop with its error;
+   * leaving the loop cancels the tasks in flight.
+   *
    * @param compute The compute to apply.
    * @param items The inputs: an array, any iterable, or an async iterable.
    * @param options `ordered` (default `true`): results in input order, else as they complete.
@@ -2147,48 +2270,26 @@ export class ComputePool implements AsyncDisposable {
     items: Iterable<A> | AsyncIterable<A>,
     options: RunOptions & { ordered?: boolean } = {},
   ): MapResults<R> {
-    // deno-lint-ignore no-this-alias
-    const pool = this;
-    const ordered = options.ordered ?? true;
-    async function* results(): AsyncGenerator<R, void, undefined> {
-      // An elastic pool may grow: enough tasks are in flight to make it.
-      const nodes = Math.max(pool.size, pool.#scaling.max);
-      const window = Math.max(2, nodes * pool.#capacity() * 2);
-      const inFlight: { job: Job; result: Promise<[Job, unknown]> }[] = [];
-      const abort = () => {
-        for (const { job } of inFlight) pool.#cancel(job, "aborted");
-      };
-      options.signal?.addEventListener("abort", abort, { once: true });
-      try {
-        for await (const item of items as AsyncIterable<A>) {
-          if (options.signal?.aborted) {
-            throw new TaskCancelledError(compute.id.name, "aborted");
-          }
-          const job = pool.#makeJob(
-            compute(item) as Pending<unknown>,
-            options.node,
-          );
-          const result = pool.#enqueue(job).then((v) =>
-            [job, v] as [Job, unknown]
-          );
-          result.catch(() => {});
-          inFlight.push({ job, result });
-          while (inFlight.length >= window) yield await take();
-        }
-        while (inFlight.length > 0) yield await take();
-      } finally {
-        options.signal?.removeEventListener("abort", abort);
-        for (const { job } of inFlight) {
-          pool.#cancel(job, "cancelled: the map was left early or failed");
-        }
-      }
-      async function take(): Promise<R> {
-        if (ordered) return (await inFlight.shift()!.result)[1] as R;
-        const [job, value] = await Promise.race(inFlight.map((f) => f.result));
-        inFlight.splice(inFlight.findIndex((f) => f.job === job), 1);
-        return value as R;
-      }
-    }
+    const results = () =>
+      mapResults<A, R>(items, (item) => {
+        const job = this.#makeJob(
+          compute(item) as Pending<unknown>,
+          options.node,
+        );
+        return {
+          result: this.#enqueue(job),
+          cancel: (reason) => this.#cancel(job, reason),
+        };
+      }, {
+        // An elastic pool may grow: enough tasks are in flight to make it.
+        window: Math.max(
+          2,
+          Math.max(this.size, this.#scaling.max) * this.#capacity() * 2,
+        ),
+        ordered: options.ordered ?? true,
+        signal: options.signal,
+        aborted: () => new TaskCancelledError(compute.id.name, "aborted"),
+      });
     return {
       [Symbol.asyncIterator]: () => results(),
       then: (onFulfilled, onRejected) =>

@@ -5,7 +5,9 @@ import {
   clientMessage,
   encodeFrame,
   FrameDecoder,
+  FrameWriter,
   MAX_FRAME_BYTES,
+  PART_BYTES,
   PROTOCOL_VERSION,
   workerMessage,
 } from "../src/protocol.ts";
@@ -40,6 +42,71 @@ Deno.test("frames survive being split at every byte boundary", () => {
     assert.deepEqual(call.header, { t: "call", id: 1, m: "a.ts", k: "1:1" });
     assert.deepEqual([...call.payload], [1, 2, 3]);
   }
+});
+
+/** A FrameWriter whose writes are recorded, each taking a turn of the event loop. */
+function recordingWriter(): { writer: FrameWriter; writes: Uint8Array[] } {
+  const writes: Uint8Array[] = [];
+  const writer = new FrameWriter(
+    new WritableStream<Uint8Array>({
+      async write(chunk) {
+        writes.push(chunk.slice());
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      },
+    }),
+  );
+  return { writer, writes };
+}
+
+Deno.test("a large message goes in parts, between which other tasks' messages pass, and arrives whole", async () => {
+  const { writer, writes } = recordingWriter();
+  const big = new Uint8Array(PART_BYTES * 8 + 123).map((_, i) => i % 251);
+  const sent = writer.send({ t: "ok", id: 1 }, big);
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  // Sent while the large message is being written.
+  writer.send({ t: "ok", id: 2 }, new Uint8Array([7]));
+  await sent;
+  await writer.close();
+  assert.ok(writes.length >= 9, `${writes.length} writes`);
+  assert.ok(writes.every((w) => w.length <= PART_BYTES + 1024));
+  const decoder = new FrameDecoder(workerMessage);
+  const frames = writes.flatMap((w) => decoder.push(w));
+  assert.equal(frames.length, 2);
+  const [small, whole] = frames;
+  assert.ok(
+    !(small instanceof ProtocolError) && !(whole instanceof ProtocolError),
+  );
+  // The small message overtook the large one.
+  assert.deepEqual(small.header, { t: "ok", id: 2 });
+  assert.deepEqual(whole.header, { t: "ok", id: 1 });
+  assert.deepEqual(whole.payload, big);
+});
+
+Deno.test("messages of one task keep their order behind a large one", async () => {
+  const { writer, writes } = recordingWriter();
+  writer.send({ t: "yield", id: 5 }, new Uint8Array(PART_BYTES * 3));
+  writer.send({ t: "ok", id: 5 });
+  await writer.close();
+  const decoder = new FrameDecoder(workerMessage);
+  const frames = writes.flatMap((w) => decoder.push(w));
+  assert.deepEqual(
+    frames.map((f) => f instanceof ProtocolError ? f.message : f.header.t),
+    ["yield", "ok"],
+  );
+});
+
+Deno.test("a part of an unknown message, or parts longer than announced, are ProtocolErrors", () => {
+  const decoder = new FrameDecoder(workerMessage);
+  const stray = decoder.push(
+    encodeFrame({ t: "part", p: 9, h: { t: "ok", id: 1 } }, new Uint8Array(3)),
+  );
+  assert.ok(stray[0] instanceof ProtocolError);
+  assert.match(stray[0].message, /unknown message 9/);
+  const long = decoder.push(
+    encodeFrame({ t: "part", p: 1, n: 2 }, new Uint8Array(3)),
+  );
+  assert.ok(long[0] instanceof ProtocolError);
+  assert.match(long[0].message, /more parts of message 1/);
 });
 
 Deno.test("a frame with an invalid header is a ProtocolError in its place and the stream stays in sync", () => {

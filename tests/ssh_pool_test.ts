@@ -17,10 +17,12 @@ import {
 } from "./rig/rig.ts";
 import {
   connectTo,
+  doubled,
   env,
   info,
   listenOnce,
   nap,
+  same,
   square,
   whoami,
 } from "./fixtures/cluster.ts";
@@ -95,6 +97,40 @@ rigTest("every dispatch kind works over 3 SSH hosts", async (hosts) => {
   const users = await pool.broadcast(whoami());
   assert.deepEqual(users.map((u) => u.user), hosts.map((h) => h.user));
 });
+
+rigTest(
+  "streams flow both ways over SSH, beside a large value and small tasks",
+  async (hosts) => {
+    await using pool = await sky.ComputePool.start({
+      provider: provider(hosts.slice(0, 1)),
+      nodes: 1,
+      worker: { concurrency: 2 },
+      console: "silent",
+    });
+    async function* numbers() {
+      for (let i = 0; i < 50_000; i++) yield i;
+    }
+    let count = 0;
+    for await (const n of pool.run(doubled(numbers()))) {
+      assert.equal(n, count * 2);
+      count++;
+    }
+    assert.equal(count, 50_000);
+    // A 64 MiB value in parts; small tasks pass between them.
+    const big = new Uint8Array(64 * 1024 * 1024).fill(3);
+    let inFlight = true;
+    const echoed = pool.run(same(big)).finally(() => inFlight = false);
+    let small = 0;
+    while (inFlight) {
+      assert.equal(await pool.run(square(3)), 9);
+      small++;
+    }
+    const back = await echoed;
+    assert.equal(back.length, big.length);
+    assert.equal(back[big.length - 1], 3);
+    assert.ok(small > 1, `${small} small tasks during the transfer`);
+  },
+);
 
 rigTest(
   "a second pool on bootstrapped hosts skips every bootstrap phase",

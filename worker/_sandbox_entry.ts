@@ -6,20 +6,26 @@
  * sends it, `concurrency` at a time (the load message's), in the order they
  * came.
  *
- * Tasks arrive as `[id, key, payload]`, the payload an `ArrayBuffer` of
- * encoded arguments; results go back as encoded bytes too (see
- * `_sandbox_common.ts`). `{ t: "info", instance }` replaces what
- * `sky.instanceInfo()` returns, for the tasks that follow it.
+ * Tasks arrive as `[id, key, payload, streams?]`, the payload an
+ * `ArrayBuffer` of encoded arguments; results go back as encoded bytes too
+ * (see `_sandbox_common.ts`). A streamed argument is fed by `{ t: "in" }`
+ * messages and grants credit with `{ t: "credit", id, s, n }`; a streamed
+ * result goes back as `{ t: "open", id }`, then `{ t: "item", id, b }`
+ * batches as `{ t: "credit", id, n }` allows, then its outcome; `{ t:
+ * "stop", id }` returns its generator. `{ t: "info", instance }` replaces
+ * what `sky.instanceInfo()` returns, for the tasks that follow it.
  *
  * @module
  */
-import { decode } from "../src/codec.ts";
+import { decode, fromWireError, type WireError } from "../src/codec.ts";
 import { lookupCompute } from "../src/compute.ts";
 import { setInstanceInfo } from "../src/instance.ts";
+import { Inbox, isStreamable, Pump, readableOf } from "../src/stream.ts";
 import {
   currentTask,
   dropLoadGrants,
   holdLock,
+  post,
   prepare,
   sendError,
   sendResult,
@@ -52,55 +58,150 @@ async function main(): Promise<void> {
     port.postMessage({ t: "fail", b: buffer }, [buffer]);
     return;
   }
-  const waiting: [number, string, ArrayBuffer][] = [];
+  interface Task {
+    id: number;
+    key: string;
+    payload: ArrayBuffer;
+    inputs: [number, boolean, Inbox][];
+  }
+  const waiting: Task[] = [];
+  const inputs = new Map<string, Inbox>();
+  const pumps = new Map<number, Pump>();
+  const stopped = new Set<number>();
   let running = 0;
   const next = () => {
     while (running < concurrency && waiting.length > 0) {
-      const [id, key, payload] = waiting.shift()!;
+      const task = waiting.shift()!;
       running++;
-      run(id, key, payload).finally(() => {
+      run(task).finally(() => {
         running--;
         next();
       });
     }
   };
+  const accept = (
+    [id, key, payload, streams]: [
+      number,
+      string,
+      ArrayBuffer,
+      [number, boolean][]?,
+    ],
+  ) => {
+    const taskInputs = (streams ?? []).map(([arg, readable]) => {
+      const inbox = new Inbox((n) =>
+        post(port, { t: "credit", id, s: arg, n })
+      );
+      inputs.set(`${id}:${arg}`, inbox);
+      return [arg, readable, inbox] as [number, boolean, Inbox];
+    });
+    waiting.push({ id, key, payload, inputs: taskInputs });
+  };
+  const handle = (message: unknown) => {
+    if (Array.isArray(message)) {
+      accept(message as Parameters<typeof accept>[0]);
+      return;
+    }
+    const m = message as Record<string, unknown> | null;
+    const id = m?.id as number;
+    switch (m?.t) {
+      case "in": {
+        const inbox = inputs.get(`${id}:${m.s}`);
+        if (!inbox) return;
+        const bytes = m.b instanceof ArrayBuffer
+          ? new Uint8Array(
+            m.b,
+            Number(m.o ?? 0),
+            m.l === undefined ? undefined : Number(m.l),
+          )
+          : undefined;
+        if (m.err && bytes) {
+          inbox.fail(fromWireError(decode(bytes) as WireError));
+        } else if (bytes) inbox.push(bytes);
+        if (m.end) inbox.end();
+        return;
+      }
+      case "credit":
+        pumps.get(id)?.grant(Number(m.n));
+        return;
+      case "stop": {
+        const pump = pumps.get(id);
+        if (pump) pump.stop();
+        else stopped.add(id);
+        return;
+      }
+      case "cancel": {
+        const at = waiting.findIndex((t) => t.id === id);
+        if (at >= 0) waiting.splice(at, 1);
+        // A streamed result nobody will take: return its generator, which
+        // would otherwise wait for credit for ever, holding its slot.
+        pumps.get(id)?.stop();
+        port.postMessage({ t: "alive", id });
+        return;
+      }
+      case "ping":
+        port.postMessage({ t: "pong" });
+        return;
+      case "info":
+        setInstanceInfo(m.instance as Parameters<typeof setInstanceInfo>[0]);
+        return;
+    }
+  };
   port.onmessage = (event: MessageEvent) => {
     const message = event.data;
-    if (Array.isArray(message)) {
-      waiting.push(message as [number, string, ArrayBuffer]);
-      next();
-    } else if (message?.t === "tasks" && Array.isArray(message.tasks)) {
-      waiting.push(...message.tasks);
-      next();
-    } else if (message?.t === "cancel") {
-      const at = waiting.findIndex(([id]) => id === message.id);
-      if (at >= 0) waiting.splice(at, 1);
-      port.postMessage({ t: "alive", id: message.id });
-    } else if (message?.t === "ping") port.postMessage({ t: "pong" });
-    else if (message?.t === "info") setInstanceInfo(message.instance);
+    if (message?.t === "tasks" && Array.isArray(message.tasks)) {
+      for (const one of message.tasks) handle(one);
+    } else handle(message);
+    next();
   };
   port.postMessage({ t: "ready" });
 
-  async function run(
-    id: number,
-    key: string,
-    payload: ArrayBuffer,
-  ): Promise<void> {
+  async function run(task: Task): Promise<void> {
+    const { id, key } = task;
     let value: unknown;
     try {
-      const compute = lookupCompute(module, key);
-      if (!compute) {
-        throw new Error(
-          `No compute '${key}' in ${module}: computes must be created at the top level ` +
-            `of their module, unconditionally, so that importing the module re-creates them`,
-        );
+      try {
+        const compute = lookupCompute(module, key);
+        if (!compute) {
+          throw new Error(
+            `No compute '${key}' in ${module}: computes must be created at the top level ` +
+              `of their module, unconditionally, so that importing the module re-creates them`,
+          );
+        }
+        const args = decode(new Uint8Array(task.payload)) as unknown[];
+        for (const [arg, readable, inbox] of task.inputs) {
+          args[arg] = readable ? readableOf(inbox) : inbox;
+        }
+        value = await currentTask.run(id, () => compute.fn(...args));
+      } catch (error) {
+        sendError(port, id, error);
+        return;
       }
-      const args = decode(new Uint8Array(payload)) as unknown[];
-      value = await currentTask.run(id, () => compute.fn(...args));
-    } catch (error) {
-      sendError(port, id, error);
-      return;
+      if (!isStreamable(value)) {
+        sendResult(port, id, value);
+        return;
+      }
+      post(port, { t: "open", id });
+      const pump = new Pump(value, (batch) => {
+        const buffer = batch.buffer as ArrayBuffer;
+        post(port, { t: "item", id, b: buffer }, buffer);
+      }, "yielded");
+      pumps.set(id, pump);
+      if (stopped.delete(id)) pump.stop();
+      try {
+        await currentTask.run(id, () => pump.run());
+      } catch (error) {
+        sendError(port, id, error);
+        return;
+      } finally {
+        pumps.delete(id);
+      }
+      sendResult(port, id, null);
+    } finally {
+      stopped.delete(id);
+      for (const [arg, , inbox] of task.inputs) {
+        inputs.delete(`${id}:${arg}`);
+        inbox.return();
+      }
     }
-    sendResult(port, id, value);
   }
 }

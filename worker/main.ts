@@ -30,14 +30,18 @@ import {
 import {
   type ClientMessage,
   clientMessage,
-  encodeFrame,
   FrameDecoder,
   FrameWriter,
   PROTOCOL_VERSION,
   type WorkerMessage,
 } from "../src/protocol.ts";
+import { isStreamable } from "../src/stream.ts";
 import { protocolStreams } from "./_stdio.ts";
-import { SandboxManager } from "./sandbox.ts";
+import {
+  SandboxManager,
+  type TaskOutcome,
+  type TaskStreamMessage,
+} from "./sandbox.ts";
 
 // Taken before anything else runs: sandboxes must not reach the protocol.
 const stdio = protocolStreams();
@@ -51,10 +55,7 @@ const codeUrl = new URL(
 
 function send(header: WorkerMessage, payload?: Uint8Array): Promise<void> {
   // While other tasks are in hand, a result may wait a moment to share a write.
-  return out.write(
-    encodeFrame(header, payload),
-    running > 1 || queue.length > 0,
-  );
+  return out.send(header, payload, running > 1 || queue.length > 0);
 }
 
 // Tasks' console output goes back to the client as log frames; stdout itself
@@ -125,6 +126,11 @@ interface Task {
   cancelled: boolean;
   /** Whether its slot was given back (on cancellation, before it settled). */
   released: boolean;
+  /** Its streamed arguments: index, and whether a `ReadableStream`. */
+  streams?: [number, boolean][];
+  /** Stream messages that came before it was handed to its sandbox. */
+  early: TaskStreamMessage[];
+  started: boolean;
 }
 
 let concurrency = 1;
@@ -175,23 +181,42 @@ function fail(id: number, error: unknown): void {
 async function run(task: Task): Promise<void> {
   if (task.cancelled) return;
   if (sandboxed) {
-    const outcome = await sandboxes.run(
-      task.id,
+    const id = task.id;
+    const outcome = sandboxes.run(
+      id,
       task.module,
       task.key,
       task.payload,
+      task.streams,
+      {
+        open: () => send({ t: "open", id }),
+        item: (batch) => send({ t: "yield", id }, batch),
+        credit: (s, n) => send({ t: "credit", id, s, n }),
+      },
     );
-    if (task.cancelled) return;
-    if (outcome.t === "ser") {
-      send({
-        t: "err",
-        id: task.id,
-        path: outcome.path,
-        problem: outcome.problem,
-      });
-    } else send({ t: outcome.t, id: task.id }, outcome.b);
+    task.started = true;
+    for (const message of task.early.splice(0)) sandboxes.send(message);
+    finish(task, await outcome);
     return;
   }
+  await runHere(task);
+}
+
+/** Reports how a sandboxed task ended. */
+function finish(task: Task, outcome: TaskOutcome): void {
+  if (task.cancelled) return;
+  if (outcome.t === "ser") {
+    send({
+      t: "err",
+      id: task.id,
+      path: outcome.path,
+      problem: outcome.problem,
+    });
+  } else send({ t: outcome.t, id: task.id }, outcome.b);
+}
+
+/** Runs a task in the worker itself (`SKYWARD_UNSAFE_NO_SANDBOX=1`). */
+async function runHere(task: Task): Promise<void> {
   let value: unknown;
   try {
     await load(task.module);
@@ -202,8 +227,10 @@ async function run(task: Task): Promise<void> {
           `of their module, unconditionally, so that importing the module re-creates them`,
       );
     }
+    if (task.streams?.length) throw streamingNeedsSandbox();
     const args = decode(task.payload) as unknown[];
     value = await currentTask.run(task.id, () => compute.fn(...args));
+    if (isStreamable(value)) throw streamingNeedsSandbox();
   } catch (error) {
     if (!task.cancelled) fail(task.id, error);
     return;
@@ -218,6 +245,39 @@ async function run(task: Task): Promise<void> {
   }
   // Queued, not awaited: the slot is free for the next task at once.
   send({ t: "ok", id: task.id }, bytes);
+}
+
+function streamingNeedsSandbox(): Error {
+  return new Error(
+    "Cannot stream values to or from a worker that runs tasks without sandboxes " +
+      "(SKYWARD_UNSAFE_NO_SANDBOX=1): streams flow through the sandboxes",
+  );
+}
+
+/**
+ * The payload as a buffer to transfer to a sandbox, and where in it: the
+ * frame's own buffer when it has one, else a copy.
+ */
+function ownBytes(
+  payload: Uint8Array,
+  owned: boolean,
+): { b: ArrayBuffer; o?: number; l?: number } {
+  if (!owned) return { b: payload.slice().buffer };
+  return {
+    b: payload.buffer as ArrayBuffer,
+    o: payload.byteOffset,
+    l: payload.byteLength,
+  };
+}
+
+/** Passes a stream message to its task, or keeps it until the task runs. */
+function forward(message: TaskStreamMessage): void {
+  // The client sends a task's messages after its call (in order, even
+  // behind a call sent in parts): an unknown task has ended.
+  const task = tasks.get(message.id);
+  if (!task || !sandboxed) return;
+  if (task.started) sandboxes.send(message);
+  else task.early.push(message);
 }
 
 async function hello(
@@ -267,6 +327,7 @@ async function hello(
 function handle(
   message: ClientMessage,
   payload: Uint8Array,
+  owned = false,
 ): void | Promise<void> {
   switch (message.t) {
     case "hello":
@@ -279,6 +340,9 @@ function handle(
         payload,
         cancelled: false,
         released: false,
+        streams: message.streams,
+        early: [],
+        started: false,
       };
       tasks.set(task.id, task);
       queue.push(task);
@@ -307,6 +371,18 @@ function handle(
       tasks.delete(task.id);
       return fail(task.id, new TaskCancelledError(String(task.id)));
     }
+    case "in":
+      return forward({
+        t: "in",
+        id: message.id,
+        s: message.s,
+        ...(payload.length > 0 ? ownBytes(payload, owned) : {}),
+        end: message.end,
+        err: message.err,
+      });
+    case "credit":
+    case "stop":
+      return forward(message);
     case "bye":
       return shutdown(0);
   }
@@ -324,7 +400,7 @@ try {
     for (const frame of decoder.push(chunk)) {
       if (frame instanceof ProtocolError) {
         await send({ t: "perr", message: frame.message });
-      } else await handle(frame.header, frame.payload);
+      } else await handle(frame.header, frame.payload, frame.owned);
     }
   }
   if (decoder.pending > 0) {

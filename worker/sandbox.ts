@@ -152,10 +152,42 @@ export const sandboxEntries = [
   () => import("./_sandbox_host.ts"),
 ];
 
+/** What a task that streams is told, besides how it ended. */
+export interface TaskStreamHooks {
+  /** Its result is a stream: `item` calls follow, then its outcome. */
+  open(): void;
+  /** A batch of its result's items (an encoded array). */
+  item(batch: Uint8Array): void;
+  /** It took `bytes` more of its streamed argument `arg`. */
+  credit(arg: number, bytes: number): void;
+}
+
+/** A stream message for a task's sandbox: items of an argument, credit, or leaving the result. */
+export type TaskStreamMessage =
+  | {
+    t: "in";
+    id: number;
+    s: number;
+    /** The items' buffer, and where they are in it (all of it by default). */
+    b?: ArrayBuffer;
+    o?: number;
+    l?: number;
+    end?: boolean;
+    err?: boolean;
+  }
+  | { t: "credit"; id: number; n: number }
+  | { t: "stop"; id: number };
+
+type Outgoing = [unknown, ArrayBuffer[]];
+
 interface PendingTask {
   id: number;
   resolve(outcome: TaskOutcome): void;
   timer?: ReturnType<typeof setTimeout>;
+  hooks?: TaskStreamHooks;
+  /** Whether it has been sent to its sandbox; stream messages wait until then. */
+  posted: boolean;
+  early: Outgoing[];
 }
 
 interface Host {
@@ -176,8 +208,8 @@ interface Sandbox {
   exclusive: boolean;
   /** The compute specs it has been sent (WASM). */
   known: Set<string>;
-  /** Tasks to send at the end of this turn, in one message. */
-  outbox: [number, string, ArrayBuffer][];
+  /** Tasks and stream messages to send at the end of this turn, in one message. */
+  outbox: Outgoing[];
   lastUsed: number;
   /** Why it is being stopped, once it is. */
   stopping?: string;
@@ -280,7 +312,11 @@ export class SandboxManager {
    * @param id The task's id.
    * @param module The compute's module, relative to the code directory.
    * @param key The compute's key in it.
-   * @param payload The encoded arguments (copied before it is sent on).
+   * @param payload The encoded arguments (copied before it is sent on,
+   *   unless it is the whole of its buffer, which is then transferred).
+   * @param streams The arguments streamed in (index, and whether a
+   *   `ReadableStream`), fed by {@linkcode SandboxManager.send}.
+   * @param hooks Where a streamed result goes.
    * @returns How the task ended. Never rejects.
    */
   run(
@@ -288,12 +324,19 @@ export class SandboxManager {
     module: string,
     key: string,
     payload: Uint8Array,
+    streams?: [number, boolean][],
+    hooks?: TaskStreamHooks,
   ): Promise<TaskOutcome> {
     const specKey = `${module}\0${key}`;
     const spec = this.#specs.get(specKey) ?? DEFAULT_SPEC;
     let sandbox: Sandbox;
     try {
       if (this.#closed) throw new SandboxError("The worker is closing");
+      if (spec.kind !== "deno" && streams?.length) {
+        throw new SandboxError(
+          "Cannot stream an argument to a WASM sandbox: it takes whole values only",
+        );
+      }
       sandbox = spec.kind === "deno"
         ? this.#denoSandbox(spec, module)
         : this.#wasmSandbox();
@@ -308,12 +351,26 @@ export class SandboxManager {
     }
     const taskKey = sandbox.kind === "wasm" ? specKey : key;
     return new Promise<TaskOutcome>((resolve) => {
-      const task: PendingTask = { id, resolve };
+      const task: PendingTask = {
+        id,
+        resolve,
+        hooks,
+        posted: false,
+        early: [],
+      };
       sandbox.tasks.set(id, task);
       this.#byTask.set(id, sandbox);
       sandbox.ready.then(() => {
         if (!sandbox.tasks.has(id)) return;
-        this.#post(sandbox, [id, taskKey, payload.slice().buffer]);
+        const buffer = payload.byteOffset === 0 &&
+            payload.byteLength === payload.buffer.byteLength
+          ? payload.buffer as ArrayBuffer
+          : payload.slice().buffer;
+        this.#post(sandbox, [[id, taskKey, buffer, streams], [buffer]]);
+        task.posted = true;
+        for (const message of task.early.splice(0)) {
+          this.#post(sandbox, message);
+        }
         const limit = spec.kind === "js" || spec.kind === "wasm"
           ? spec.timeout
           : undefined;
@@ -333,6 +390,23 @@ export class SandboxManager {
         }
       }, (outcome: TaskOutcome) => this.#finish(sandbox, task, outcome));
     });
+  }
+
+  /**
+   * Passes a stream message to a task's sandbox: items of a streamed
+   * argument (their buffer is transferred), credit for its streamed result,
+   * or leaving that result. Ignored once the task has ended.
+   */
+  send(message: TaskStreamMessage): void {
+    const sandbox = this.#byTask.get(message.id);
+    const task = sandbox?.tasks.get(message.id);
+    if (!sandbox || !task || sandbox.kind !== "deno") return;
+    const outgoing: Outgoing = [
+      message,
+      message.t === "in" && message.b ? [message.b] : [],
+    ];
+    if (task.posted) this.#post(sandbox, outgoing);
+    else task.early.push(outgoing);
   }
 
   /**
@@ -589,17 +663,22 @@ export class SandboxManager {
     return sandbox;
   }
 
-  /** Sends a task; the tasks sent in one turn share a message. */
-  #post(sandbox: Sandbox, task: [number, string, ArrayBuffer]): void {
-    sandbox.outbox.push(task);
+  /**
+   * Sends a task (an array) or a stream message; those sent in one turn
+   * share a message, in order.
+   */
+  #post(sandbox: Sandbox, outgoing: Outgoing): void {
+    sandbox.outbox.push(outgoing);
     if (sandbox.outbox.length > 1) return;
     queueMicrotask(() => {
-      const tasks = sandbox.outbox;
+      const sent = sandbox.outbox;
       sandbox.outbox = [];
       if (sandbox.ended) return;
-      const buffers = tasks.map((t) => t[2]);
+      const buffers = sent.flatMap((o) => o[1]);
       sandbox.port.postMessage(
-        tasks.length === 1 ? tasks[0] : { t: "tasks", tasks },
+        sent.length === 1
+          ? sent[0][0]
+          : { t: "tasks", tasks: sent.map((o) => o[0]) },
         buffers,
       );
     });
@@ -638,6 +717,19 @@ export class SandboxManager {
             problem: String(m.problem),
           });
         }
+        return;
+      case "open":
+        task?.hooks?.open();
+        return;
+      case "item":
+        if (task?.hooks && m.b instanceof ArrayBuffer) {
+          task.hooks.item(new Uint8Array(m.b));
+        }
+        return;
+      case "credit":
+        if (
+          task?.hooks && typeof m.s === "number" && typeof m.n === "number"
+        ) task.hooks.credit(m.s, m.n);
         return;
       case "log":
         if (
