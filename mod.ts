@@ -49,6 +49,7 @@ export {
   type RunOptions,
   type TaskHandle,
 } from "./src/pool.ts";
+export type { DeadManSwitchOptions } from "./src/heartbeat.ts";
 export {
   ConfigError,
   NodeLostError,

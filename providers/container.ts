@@ -740,6 +740,9 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
     name: "container",
     options: resolved,
     cleanup,
+    sweepHint: (cluster) =>
+      `await sky.Container().cleanup({ cluster: "${cluster}" }), or ` +
+      `${cli.binary} rm -f $(${cli.binary} ps -aq --filter label=${CLUSTER_LABEL}=${cluster})`,
     offers(_spec: ClusterSpec): Promise<Offer[]> {
       return Promise.resolve([{
         provider: "container",

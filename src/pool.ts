@@ -33,6 +33,13 @@ import {
   TaskTimeoutError,
 } from "./errors.ts";
 import { bootstrap, type BootstrapPlan, libraryBundle } from "./bootstrap.ts";
+import {
+  after,
+  type DeadManSwitchOptions,
+  deadManSwitchSchema,
+  Heartbeat,
+  workerDeadManSettings,
+} from "./heartbeat.ts";
 import type { BootstrapPhaseName, EventInit, PoolEvent } from "./events.ts";
 import { Image, type ResolvedImage } from "./image.ts";
 import type { InstanceInfo } from "./instance.ts";
@@ -43,6 +50,7 @@ import { sandboxSpecOf } from "./sandbox.ts";
 import type { ClusterSpec, Endpoint, Instance, Provider } from "./provider.ts";
 import { SshConnection } from "./ssh.ts";
 import { SshHost } from "./ssh_host.ts";
+import { retrying, track, untrack } from "./teardown.ts";
 import { type Host, LocalHost } from "./transport.ts";
 
 const log = logger("pool");
@@ -134,6 +142,13 @@ export interface PoolOptions {
   console?: "rich" | "log" | "silent";
   /** Called with every event, from the first. */
   onEvent?: (event: PoolEvent) => void;
+  /**
+   * How workers notice that this client is gone (killed, lost, cut off) and
+   * stop — powering their machines off after a grace period on clouds — and
+   * the pool's hard time to live. See {@linkcode DeadManSwitchOptions}.
+   * @default heartbeat every 5 s, 6 missed, 5 min grace, no TTL
+   */
+  deadManSwitch?: DeadManSwitchOptions;
 }
 
 /** Options of a single dispatch. */
@@ -203,6 +218,7 @@ const optionsSchema = z.object({
     "must be a function",
   )
     .optional(),
+  deadManSwitch: deadManSwitchSchema,
 }).strict();
 
 type Resolved = z.infer<typeof optionsSchema>;
@@ -317,61 +333,6 @@ export interface TaskHandle<R> extends PromiseLike<R> {
  */
 export interface MapResults<R> extends AsyncIterable<R>, PromiseLike<R[]> {}
 
-const openPools = new Set<ComputePool>();
-let interrupted = 0;
-const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-
-function onSignal(signal: Deno.Signal): void {
-  interrupted++;
-  const code = signal === "SIGINT" ? 130 : 143;
-  if (interrupted > 1) {
-    const left = [...openPools].map((p) => `${p.id} (${p.provider.name})`).join(
-      ", ",
-    );
-    console.error(
-      `\nInterrupted again: exiting now. Pools that may be left: ${
-        left || "none"
-      }. ` +
-        `Local workers stop when their input closes; for cloud pools run the provider's cleanup().`,
-    );
-    Deno.exit(code);
-  }
-  console.error(
-    `\nInterrupted: closing ${openPools.size} pool(s); interrupt again to exit now`,
-  );
-  Promise.allSettled([...openPools].map((p) => p.close())).then(() =>
-    Deno.exit(code)
-  );
-}
-const listeners = new Map<Deno.Signal, () => void>();
-
-function track(pool: ComputePool): void {
-  openPools.add(pool);
-  if (listeners.size > 0) return;
-  for (const signal of signals) {
-    const listener = () => onSignal(signal);
-    try {
-      Deno.addSignalListener(signal, listener);
-      listeners.set(signal, listener);
-    } catch {
-      // Signals are not available here (e.g. on Windows for SIGTERM).
-    }
-  }
-}
-
-function untrack(pool: ComputePool): void {
-  openPools.delete(pool);
-  if (openPools.size > 0) return;
-  for (const [signal, listener] of listeners) {
-    Deno.removeSignalListener(signal, listener);
-  }
-  listeners.clear();
-}
-
-globalThis.addEventListener("unload", () => {
-  for (const pool of openPools) pool.kill();
-});
-
 const WORKER_MAIN = new URL("../worker/main.ts", import.meta.url);
 const LIBRARY_CONFIG = new URL("../deno.json", import.meta.url);
 const HISTORY_LIMIT = 1_000;
@@ -426,6 +387,12 @@ export class ComputePool implements AsyncDisposable {
   #closed = false;
   #modules = new Map<string, string>();
   #plan: Promise<BootstrapPlan> | undefined;
+  /** Provider calls and node bring-ups under way; closing waits for them. */
+  #inflight = new Set<Promise<unknown>>();
+  /** Every connection opened to a machine, also those not yet a node. */
+  #hosts = new Set<Host>();
+  #heartbeat: Heartbeat | undefined;
+  #ttl: (() => void) | undefined;
 
   private constructor(options: Resolved) {
     this.id = `sky-${Date.now().toString(36)}-${(poolCounter++).toString(36)}${
@@ -552,6 +519,24 @@ export class ComputePool implements AsyncDisposable {
 
   async #start(): Promise<void> {
     const options = this.#options;
+    this.#heartbeat = new Heartbeat(
+      options.deadManSwitch.heartbeatInterval,
+      () => {
+        for (const node of this.#nodes) node?.session?.ping();
+      },
+    );
+    const ttl = options.deadManSwitch.ttl;
+    if (ttl !== undefined) {
+      this.#ttl = after(ttl, () => {
+        log.warn("Pool {id} reached its ttl ({ttl} ms): closing it", {
+          id: this.id,
+          ttl,
+        });
+        this.close().catch((error) =>
+          log.error("Closing pool {id} failed: {error}", { id: this.id, error })
+        );
+      });
+    }
     const nodes = typeof options.nodes === "number"
       ? options.nodes
       : options.nodes.desired;
@@ -618,18 +603,20 @@ export class ComputePool implements AsyncDisposable {
         `Cannot start pool: ${provider.name} has no offers`,
       );
     }
-    this.#cluster = await provider.prepare(spec, offers[0]);
-    this.#prepared = true;
+    this.#checkOpen();
+    await this.#track(
+      provider.prepare(spec, offers[0]).then((cluster) => {
+        this.#cluster = cluster;
+        this.#prepared = true;
+      }),
+    );
     this.#emit({
       type: "ClusterProvisioned",
       provider: provider.name,
       region: offers[0].region,
       nodes,
     });
-    const instances = await provider.provision(this.#cluster, nodes);
-    for (const instance of instances) {
-      this.#instances.set(instance.id, instance);
-    }
+    const instances = await this.#launch(nodes);
     if (instances.length < min) {
       throw new ProvisioningError(
         `Cannot start pool: ${provider.name} launched ${instances.length} of ${min} node(s)`,
@@ -645,7 +632,7 @@ export class ComputePool implements AsyncDisposable {
           node: index,
           instance: instance.id,
         });
-        this.#bringUp(index, instance, peers).then(() => {
+        this.#track(this.#bringUp(index, instance, peers)).then(() => {
           if (++ready === min) resolve();
         }, (error) => {
           failed++;
@@ -657,6 +644,36 @@ export class ComputePool implements AsyncDisposable {
         });
       });
     });
+  }
+
+  /** Throws once the pool is closing: nothing new is launched then. */
+  #checkOpen(): void {
+    if (this.#closed) {
+      throw new PoolClosedError("The pool was closed while it was starting");
+    }
+  }
+
+  /** Keeps a promise in view until it settles, so that closing waits for it. */
+  #track<T>(promise: Promise<T>): Promise<T> {
+    this.#inflight.add(promise);
+    promise.then(
+      () => this.#inflight.delete(promise),
+      () => this.#inflight.delete(promise),
+    );
+    return promise;
+  }
+
+  /** Asks the provider for machines, recording each the moment it is known. */
+  #launch(count: number): Promise<Instance[]> {
+    this.#checkOpen();
+    return this.#track(
+      this.provider.provision(this.#cluster, count).then((instances) => {
+        for (const instance of instances) {
+          this.#instances.set(instance.id, instance);
+        }
+        return instances;
+      }),
+    );
   }
 
   async #waitRunning(instance: Instance): Promise<Instance> {
@@ -672,6 +689,7 @@ export class ComputePool implements AsyncDisposable {
         );
       }
       await new Promise((r) => setTimeout(r, delay));
+      this.#checkOpen();
       current = await this.provider.getInstance(this.#cluster, instance.id);
     }
     return current;
@@ -696,7 +714,13 @@ export class ComputePool implements AsyncDisposable {
         ? endpoint.dir
         : `${endpoint.host}:${endpoint.port}`,
     });
+    this.#checkOpen();
     const host = await this.#connect(endpoint, index);
+    this.#hosts.add(host);
+    if (this.#closed) {
+      await host.close().catch(() => {});
+      this.#checkOpen();
+    }
     const bootStart = Date.now();
     this.#emit({
       type: "InstanceProvisioned",
@@ -724,6 +748,7 @@ export class ComputePool implements AsyncDisposable {
       launch = endpoint.kind === "local"
         ? await this.#shipLocally(index, host, endpoint.dir)
         : await this.#bootstrapRemote(index, host);
+      this.#checkOpen();
     } catch (error) {
       await host.close().catch(() => {});
       throw error;
@@ -865,10 +890,23 @@ export class ComputePool implements AsyncDisposable {
   async #startWorker(node: PoolNode): Promise<void> {
     const started = Date.now();
     this.#phase(node.index, "worker", "started", started);
+    this.#checkOpen();
     const channel = await node.host.exec(node.launch.argv, {
       cwd: node.launch.cwd,
-      env: node.launch.env,
+      env: {
+        ...node.launch.env,
+        SKYWARD_DEADMAN: workerDeadManSettings(
+          this.#options.deadManSwitch,
+          this.provider.powerOffCommand,
+          this.#startedAt,
+        ),
+      },
     });
+    if (this.#closed) {
+      channel.kill();
+      await channel.exited;
+      this.#checkOpen();
+    }
     const session = new NodeSession(node.index, channel, {
       log: (stream, line, task) =>
         this.#emit({ type: "Log", node: node.index, task, stream, line }),
@@ -995,13 +1033,12 @@ export class ComputePool implements AsyncDisposable {
       );
     }
     if (this.#closed) return true;
-    const [replacement] = await this.provider.provision(this.#cluster, 1);
+    const [replacement] = await this.#launch(1);
     if (!replacement) {
       throw new ProvisioningError(
         `${this.provider.name} launched no machine to replace node ${node.index}`,
       );
     }
-    this.#instances.set(replacement.id, replacement);
     this.#emit({
       type: "InstanceLaunched",
       node: node.index,
@@ -1010,7 +1047,7 @@ export class ComputePool implements AsyncDisposable {
     const peers = this.#nodes.map((n) => n?.instance.privateAddress ?? "");
     peers[node.index] = replacement.privateAddress ?? "";
     try {
-      await this.#bringUp(node.index, replacement, peers);
+      await this.#track(this.#bringUp(node.index, replacement, peers));
     } catch (error) {
       const failed = this.#nodes[node.index];
       if (failed !== node) {
@@ -1543,6 +1580,8 @@ export class ComputePool implements AsyncDisposable {
 
   async #close(): Promise<void> {
     this.#closed = true;
+    this.#heartbeat?.stop();
+    this.#ttl?.();
     const closed = new PoolClosedError(
       "The pool was closed before the task finished",
     );
@@ -1560,11 +1599,22 @@ export class ComputePool implements AsyncDisposable {
         }
       }),
     );
+    // Connections of nodes still coming up: closing them cuts their
+    // bootstrap short. Then wait for every launch under way, so that each
+    // machine it brings is known, and terminated below.
+    await Promise.allSettled(
+      [...this.#hosts].map((host) => host.close()),
+    );
+    while (this.#inflight.size > 0) {
+      await Promise.allSettled([...this.#inflight]);
+    }
     if (this.#prepared) {
       try {
         const ids = [...this.#instances.keys()];
-        if (ids.length > 0) await this.provider.terminate(this.#cluster, ids);
-        await this.provider.teardown(this.#cluster);
+        if (ids.length > 0) {
+          await retrying(() => this.provider.terminate(this.#cluster, ids));
+        }
+        await retrying(() => this.provider.teardown(this.#cluster));
       } catch (error) {
         errors.push(error);
       }

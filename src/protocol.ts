@@ -15,7 +15,7 @@ import { z } from "zod";
 import { ProtocolError } from "./errors.ts";
 
 /** The protocol's version; the handshake refuses a worker speaking another. */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** The largest frame either side accepts, in bytes (1 GiB). */
 export const MAX_FRAME_BYTES = 1024 * 1024 * 1024;
@@ -118,6 +118,11 @@ export const clientMessage = z.discriminatedUnion("t", [
     spec: sandboxSpec,
   }),
   z.object({ t: z.literal("cancel"), id }),
+  /**
+   * The client's heartbeat, sent every few seconds: a worker that hears
+   * nothing from its client for too long stops (see `worker/_deadman.ts`).
+   */
+  z.object({ t: z.literal("ping") }),
   z.object({ t: z.literal("bye") }),
 ]);
 
