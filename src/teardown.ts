@@ -68,7 +68,19 @@ function onSignal(signal: Deno.Signal): void {
   closeAllAndExit(signal === "SIGINT" ? 130 : 143, "Interrupted");
 }
 
+/**
+ * While the pools close on the way out, the program's own failures (its
+ * tasks rejected with `PoolClosedError`) must neither cut the teardown short
+ * nor change the exit code.
+ */
+function swallowWhileExiting(event: Event): boolean {
+  if (exiting === undefined) return false;
+  event.preventDefault();
+  return true;
+}
+
 function onError(event: ErrorEvent): void {
+  if (swallowWhileExiting(event)) return;
   if (event.defaultPrevented || open.size === 0) return;
   event.preventDefault();
   console.error(
@@ -78,6 +90,7 @@ function onError(event: ErrorEvent): void {
 }
 
 function onRejection(event: PromiseRejectionEvent): void {
+  if (swallowWhileExiting(event)) return;
   if (event.defaultPrevented || open.size === 0) return;
   event.preventDefault();
   console.error(`error: Uncaught (in promise) ${Deno.inspect(event.reason)}`);
