@@ -7,7 +7,27 @@
  */
 import { z } from "zod";
 
-/** Options of the dead-man switch: how workers notice that their client is gone. */
+/**
+ * Options of the dead-man switch: how workers notice that their client is
+ * gone, and the pool's hard time to live.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../mod.ts";
+ *
+ * const deadManSwitch: sky.DeadManSwitchOptions = {
+ *   heartbeatInterval: 1_000,
+ *   missedHeartbeats: 10, // a worker stops after 10 s without its client
+ *   grace: 60_000, // and powers its cloud machine off a minute later
+ *   ttl: 3_600_000, // the pool lives an hour at most
+ * };
+ * await using pool = await sky.ComputePool.start({
+ *   provider: sky.Local(),
+ *   console: "silent",
+ *   deadManSwitch,
+ * });
+ * ```
+ */
 export interface DeadManSwitchOptions {
   /**
    * How often the client sends each worker a heartbeat, in milliseconds.
@@ -47,7 +67,16 @@ export interface ResolvedDeadManSwitch {
 
 const positiveInt = z.number().int().positive();
 
-/** Validates {@linkcode DeadManSwitchOptions} (used by the pool's options). */
+/**
+ * Validates {@linkcode DeadManSwitchOptions} (used by the pool's options).
+ *
+ * @example
+ * ```ts
+ * import { deadManSwitchSchema } from "./heartbeat.ts";
+ *
+ * console.log(deadManSwitchSchema.parse({ grace: 0 }).missedHeartbeats); // 6
+ * ```
+ */
 export const deadManSwitchSchema: z.ZodType<
   ResolvedDeadManSwitch,
   DeadManSwitchOptions | undefined
@@ -69,6 +98,14 @@ export const deadManSwitchSchema: z.ZodType<
  * @param powerOff The provider's power-off command, if its machines have one.
  * @param startedAt When the pool started (`Date.now()`), for the hard TTL.
  * @returns JSON, read by the worker when it starts.
+ *
+ * @example
+ * ```ts
+ * import { deadManSwitchSchema, workerDeadManSettings } from "./heartbeat.ts";
+ *
+ * const settings = workerDeadManSettings(deadManSwitchSchema.parse({}), undefined, Date.now());
+ * console.log(JSON.parse(settings).silenceMs); // 30000
+ * ```
  */
 export function workerDeadManSettings(
   options: ResolvedDeadManSwitch,
@@ -88,6 +125,14 @@ export function workerDeadManSettings(
 /**
  * Calls `beat` every `intervalMs` until stopped, without keeping the
  * process alive by itself.
+ *
+ * @example
+ * ```ts
+ * import { Heartbeat } from "./heartbeat.ts";
+ *
+ * const heartbeat = new Heartbeat(1_000, () => console.log("ping"));
+ * heartbeat.stop();
+ * ```
  */
 export class Heartbeat {
   #timer: ReturnType<typeof setInterval>;
@@ -112,6 +157,14 @@ export class Heartbeat {
  * single timer can wait), without keeping the process alive by itself.
  *
  * @returns A function that cancels it.
+ *
+ * @example
+ * ```ts
+ * import { after } from "./heartbeat.ts";
+ *
+ * const cancel = after(40 * 86_400_000, () => console.log("forty days later"));
+ * cancel();
+ * ```
  */
 export function after(ms: number, fn: () => void): () => void {
   let timer: ReturnType<typeof setTimeout>;

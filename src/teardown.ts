@@ -26,7 +26,18 @@ let exiting: number | undefined;
 const SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM"];
 const listeners = new Map<Deno.Signal, () => void>();
 
-/** What may be left of each pool, and how to sweep it. */
+/**
+ * What may be left of each pool, and how to sweep it: one line per pool.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../mod.ts";
+ * import { leftovers } from "./teardown.ts";
+ *
+ * const pool = { id: "sky-1", provider: sky.Local(), close: async () => {}, kill() {} };
+ * console.log(leftovers([pool]));
+ * ```
+ */
 export function leftovers(pools: Iterable<Closable> = open): string {
   const lines = [...pools].map((pool) =>
     `  ${pool.id} on ${pool.provider.name}: ${
@@ -105,6 +116,16 @@ function onUnload(): void {
  * Registers an open pool; the first one installs the handlers.
  *
  * @param pool The pool, until {@linkcode untrack} is called.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../mod.ts";
+ * import { track, untrack } from "./teardown.ts";
+ *
+ * const pool = { id: "sky-1", provider: sky.Local(), close: async () => {}, kill() {} };
+ * track(pool);
+ * untrack(pool);
+ * ```
  */
 export function track(pool: Closable): void {
   open.add(pool);
@@ -127,6 +148,16 @@ export function track(pool: Closable): void {
  * Forgets a closed pool; the last one removes the handlers.
  *
  * @param pool A pool given to {@linkcode track}.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../mod.ts";
+ * import { track, untrack } from "./teardown.ts";
+ *
+ * const pool = { id: "sky-1", provider: sky.Local(), close: async () => {}, kill() {} };
+ * track(pool);
+ * untrack(pool);
+ * ```
  */
 export function untrack(pool: Closable): void {
   if (!open.delete(pool) || open.size > 0) return;
@@ -150,6 +181,17 @@ export function untrack(pool: Closable): void {
  * @param attempts How many tries in all.
  * @returns What the step returned.
  * @throws The last error, when every try failed.
+ *
+ * @example
+ * ```ts
+ * import { retrying } from "./teardown.ts";
+ *
+ * let calls = 0;
+ * await retrying(async () => {
+ *   if (++calls < 2) throw new Error("passing failure");
+ * });
+ * console.log(calls); // 2
+ * ```
  */
 export async function retrying<T>(
   step: () => Promise<T>,
