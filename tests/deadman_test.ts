@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
 import { alive, eventually, tempRoot } from "./helpers.ts";
-import { requireRig, RIG_DIR } from "./rig/rig.ts";
+import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
+import { FaultyProvider } from "./faults.ts";
 import { nap } from "./fixtures/deadman_client.ts";
 
 const client = new URL("./fixtures/deadman_client.ts", import.meta.url)
@@ -228,6 +229,54 @@ rigTest(
       );
     } finally {
       await stopClient(child);
+      await Deno.remove(marker).catch(() => {});
+    }
+  },
+);
+
+rigTest(
+  "a worker cut off from a live pool does not power off once the pool restarted a worker there",
+  async () => {
+    const hosts = rig!.hosts as RigHost[];
+    const name = `skyward-poweroff-${crypto.randomUUID()}`;
+    const marker = `${RIG_DIR}/host0/tmp/${name}`;
+    const ready: number[] = [];
+    const provider = new FaultyProvider(
+      sky.SSH({
+        hosts: [`${hosts[0].user}@${hosts[0].address}:${hosts[0].port}`],
+        key: hosts[0].keyPath,
+        knownHosts: `${RIG_DIR}/known_hosts`,
+      }),
+      { links: true, powerOffCommand: `touch /tmp/${name}` },
+    );
+    try {
+      await using pool = await sky.ComputePool.start({
+        provider,
+        console: "silent",
+        deadManSwitch: {
+          heartbeatInterval: 200,
+          missedHeartbeats: 5,
+          grace: 3_000,
+        },
+        onEvent(event) {
+          if (event.type === "NodeReady") ready.push(event.pid);
+        },
+      });
+      assert.equal(await pool.run(nap(1)), 1);
+      // The connection drops: the worker's input ends without a goodbye.
+      for (const link of provider.links.values()) link.drop();
+      await eventually(() => ready.length === 2, 20_000, "a restarted worker");
+      await eventually(
+        async () => !(await alive(ready[0])),
+        10_000,
+        "the old worker",
+      );
+      assert.equal(await exists(marker), false, "the machine was powered off");
+      assert.equal(await pool.run(nap(1)), 1);
+      await pool.close();
+      // Closed with a goodbye: no power-off either.
+      assert.equal(await exists(marker), false);
+    } finally {
       await Deno.remove(marker).catch(() => {});
     }
   },

@@ -211,6 +211,35 @@ rigTest(
 );
 
 rigTest(
+  "an SSH link that goes silent without closing: the worker notices and stops, the pool restarts it; no task lost",
+  async (hosts) => {
+    const ledger = new Ledger();
+    const provider = new FaultyProvider(rigProvider(hosts), { links: true });
+    await using pool = await sky.ComputePool.start({
+      provider,
+      nodes: 2,
+      worker: { concurrency: 2 },
+      console: "silent",
+      onEvent: ledger.onEvent,
+      // A worker stops after 1 s without a heartbeat.
+      deadManSwitch: { heartbeatInterval: 200, missedHeartbeats: 5 },
+    });
+    ledger.killer.afterTasks(0, TASKS / 2, (node) => {
+      const link = provider.links.get(ledger.killer.instances[node])!;
+      link.stall();
+      setTimeout(() => link.resume(), 3_000);
+    });
+    const tally = await runAll(pool, ledger);
+    report("stall-connection-halfway", tally);
+    assert.ok(
+      ledger.events.some((e) => e.type === "NodeLost" && e.node === 0),
+      "the silent worker was not lost",
+    );
+    assertAllOnce(tally);
+  },
+);
+
+rigTest(
   "a slow SSH link (20 ms each way per chunk) delays tasks but loses none",
   async (hosts) => {
     const ledger = new Ledger();
