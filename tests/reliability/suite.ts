@@ -416,9 +416,9 @@ Deno.test("100 random failure points during start and close leave no process, na
   const runtimes: ("local" | "docker" | "podman")[] = [];
   for (let i = 0; i < 100; i++) {
     runtimes.push(
-      i % 10 === 3 && !docker.reason
+      i % 12 === 3 && !docker.reason
         ? "docker"
-        : i % 20 === 7 && !podman.reason
+        : i % 25 === 7 && !podman.reason
         ? "podman"
         : "local",
     );
@@ -439,7 +439,13 @@ Deno.test("100 random failure points during start and close leave no process, na
           ? { binary: "docker", host: docker.host! }
           : { binary: "podman" },
       );
-    const maxDelay = rand() * 40;
+    // Each call is delayed a little, and one of them long enough for the
+    // pool to close while it is under way (a launch still in flight).
+    const delays = new Map(CALLS.map((call) => [call, rand() * 40]));
+    delays.set(
+      CALLS[Math.floor(rand() * CALLS.length)],
+      rand() * (runtime === "local" ? 1_500 : 4_000),
+    );
     const provider = new FaultyProvider<unknown>(inner as sky.Provider, {
       // A lost reply to prepare leaves what only a sweep can find: the
       // pool never learns the cluster's record. Not injected.
@@ -448,12 +454,12 @@ Deno.test("100 random failure points during start and close leave no process, na
           !(call === "prepare" && point === "after")
           ? point
           : undefined,
-      delay: () => rand() * maxDelay,
+      delay: (call) => delays.get(call) ?? 0,
     });
     // A timeout closes the pool at a random moment of its start.
     const provisionTimeout = runtime === "local"
-      ? 100 + Math.floor(rand() * 3_000)
-      : 500 + Math.floor(rand() * 12_000);
+      ? 100 + Math.floor(rand() * 2_000)
+      : 500 + Math.floor(rand() * 8_000);
     try {
       const pool = await sky.ComputePool.start({
         provider,
