@@ -9,6 +9,7 @@ import * as sky from "../mod.ts";
 import { alive, eventually, tempRoot } from "./helpers.ts";
 import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
 import { FaultyProvider } from "./faults.ts";
+import { requireDocker } from "./rig/dockerd.ts";
 import { nap } from "./fixtures/deadman_client.ts";
 
 const client = new URL("./fixtures/deadman_client.ts", import.meta.url)
@@ -17,8 +18,14 @@ const root = await tempRoot();
 const { rig, reason } = await requireRig({ hosts: 1 });
 if (!rig) console.warn(`deadman_test.ts: SSH tests ignored: ${reason}`);
 
+const docker = await requireDocker();
+if (docker.reason) {
+  console.warn(`deadman_test.ts: Docker tests ignored: ${docker.reason}`);
+}
+
 interface Plan {
-  provider: "local" | string;
+  provider: "local" | "docker" | string;
+  dockerHost?: string;
   root?: string;
   nodes: number;
   powerOff?: string;
@@ -46,8 +53,11 @@ async function startClient(plan: Plan) {
   reader.releaseLock();
   child.stdout.cancel().catch(() => {});
   child.stderr.cancel().catch(() => {});
-  const { pids } = JSON.parse(text.split("\n")[0]) as { pids: number[] };
-  return { child, pids };
+  const { pids, id } = JSON.parse(text.split("\n")[0]) as {
+    pids: number[];
+    id: string;
+  };
+  return { child, pids, id };
 }
 
 async function stopClient(child: Deno.ChildProcess): Promise<void> {
@@ -281,3 +291,47 @@ rigTest(
     }
   },
 );
+
+Deno.test({
+  name:
+    "a container whose client was killed powers itself off after the grace period and is removed",
+  ignore: !!docker.reason,
+  async fn() {
+    const { child, id } = await startClient({
+      provider: "docker",
+      dockerHost: docker.host!,
+      nodes: 1,
+      deadManSwitch: {
+        heartbeatInterval: 200,
+        missedHeartbeats: 5,
+        grace: 3_000,
+      },
+    });
+    const containers = async () => {
+      const out = await new Deno.Command("docker", {
+        args: ["ps", "-aq", "--filter", `label=skyward.cluster=${id}`],
+        env: { DOCKER_HOST: docker.host! },
+        stdout: "piped",
+        stderr: "null",
+      }).output();
+      return new TextDecoder().decode(out.stdout).split("\n").filter(Boolean)
+        .length;
+    };
+    try {
+      assert.equal(await containers(), 1);
+      await stopClient(child);
+      await new Promise((r) => setTimeout(r, 1_000));
+      assert.equal(await containers(), 1, "stopped before the grace period");
+      await eventually(
+        async () => (await containers()) === 0,
+        20_000,
+        "the container to go",
+      );
+    } finally {
+      await stopClient(child);
+      await sky.Container({ binary: "docker", host: docker.host! }).cleanup({
+        cluster: id,
+      }).catch(() => {});
+    }
+  },
+});
