@@ -144,7 +144,11 @@ export class FaultyLink {
     try {
       for (;;) {
         const n = await from.read(buffer);
-        if (n === null) break;
+        if (n === null) {
+          // Half-close: the other side sees the end of this direction.
+          await to.closeWrite().catch(() => {});
+          return;
+        }
         const chunk = buffer.slice(0, n);
         if (this.delayMs > 0) {
           await new Promise((r) => setTimeout(r, this.delayMs));

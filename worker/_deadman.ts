@@ -163,7 +163,11 @@ export class DeadManSwitch {
         powerOff ? ` and powering the machine off in ${graceMs} ms` : ""
       }`,
     );
-    await this.#hooks.stop().catch(() => {});
+    // Stopping must not hang on a stream nobody reads any more.
+    await Promise.race([
+      this.#hooks.stop().catch(() => {}),
+      new Promise((r) => setTimeout(r, 2_000)),
+    ]);
     if (!powerOff) return this.#hooks.exit(3);
     if (graceMs > 0) await new Promise((r) => setTimeout(r, graceMs));
     const contact = Number(
