@@ -51,6 +51,7 @@ export {
   type RunResult,
   type TaskHandle,
 } from "./src/pool.ts";
+export type { DeadManSwitchOptions } from "./src/heartbeat.ts";
 export {
   ConfigError,
   NodeLostError,

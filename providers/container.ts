@@ -355,7 +355,8 @@ function entrypoint(ttlMs: number, user: string): string {
   return String.raw`set -e
 U=${user}
 if ! id "$U" >/dev/null 2>&1; then useradd -m -s /bin/sh "$U"; usermod -p '*' "$U"; fi
-mkdir -p /run/sshd /etc/skyward
+mkdir -p /run/sshd /etc/skyward /run/skyward
+chmod 1777 /run/skyward
 umask 077
 printf '%s\n' "$SKYWARD_HOST_KEY" >/etc/skyward/host_key
 umask 022
@@ -384,14 +385,17 @@ Subsystem sftp internal-sftp
 EOF
 /usr/sbin/sshd -D -e -f /etc/skyward/sshd_config &
 trap 'exit 0' TERM INT
-if [ ${ttl} -gt 0 ]; then
-  sleep ${ttl} &
-  wait $! || :
-  echo "skyward: the container's ttl of ${ttl} s is over: stopping" >&2
-  exit 0
-fi
+end=$(($(date +%s) + ${ttl}))
 while :; do
-  sleep 86400 &
+  if [ -e /run/skyward/poweroff ]; then
+    echo "skyward: the worker powered the container off" >&2
+    exit 0
+  fi
+  if [ ${ttl} -gt 0 ] && [ "$(date +%s)" -ge "$end" ]; then
+    echo "skyward: the container's ttl of ${ttl} s is over: stopping" >&2
+    exit 0
+  fi
+  sleep 1 &
   wait $! || :
 done
 `;
@@ -740,6 +744,12 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
     name: "container",
     options: resolved,
     cleanup,
+    // The container's entrypoint exits (and --rm removes it) once this
+    // file exists: the worker, not root, cannot stop it otherwise.
+    powerOffCommand: "touch /run/skyward/poweroff",
+    sweepHint: (cluster) =>
+      `await sky.Container().cleanup({ cluster: "${cluster}" }), or ` +
+      `${cli.binary} rm -f $(${cli.binary} ps -aq --filter label=${CLUSTER_LABEL}=${cluster})`,
     offers(_spec: ClusterSpec): Promise<Offer[]> {
       return Promise.resolve([{
         provider: "container",

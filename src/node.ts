@@ -188,6 +188,11 @@ export class NodeSession {
     }
   }
 
+  /** Sends the worker a heartbeat (see `heartbeat.ts`). */
+  ping(): void {
+    if (!this.#lost) this.#writer.write(encodeFrame({ t: "ping" }));
+  }
+
   /** Forgets a call (its caller gave up), so a late answer is ignored. */
   forget(id: number): void {
     this.#calls.delete(id);

@@ -45,6 +45,13 @@ import {
   healthCheckSchema,
   HealthMonitor,
 } from "./health.ts";
+import {
+  after,
+  type DeadManSwitchOptions,
+  deadManSwitchSchema,
+  Heartbeat,
+  workerDeadManSettings,
+} from "./heartbeat.ts";
 import type { BootstrapPhaseName, EventInit, PoolEvent } from "./events.ts";
 import { Image, type ResolvedImage } from "./image.ts";
 import type { InstanceInfo } from "./instance.ts";
@@ -72,6 +79,7 @@ import {
 } from "./spec.ts";
 import { SshConnection } from "./ssh.ts";
 import { SshHost } from "./ssh_host.ts";
+import { retrying, track, untrack } from "./teardown.ts";
 import { type Host, LocalHost } from "./transport.ts";
 
 const log = logger("pool");
@@ -184,6 +192,13 @@ export interface PoolOptions {
   console?: "rich" | "log" | "silent";
   /** Called with every event, from the first. */
   onEvent?: (event: PoolEvent) => void;
+  /**
+   * How workers notice that this client is gone (killed, lost, cut off) and
+   * stop — powering their machines off after a grace period on clouds — and
+   * the pool's hard time to live. See {@linkcode DeadManSwitchOptions}.
+   * @default heartbeat every 5 s, 6 missed, 5 min grace, no TTL
+   */
+  deadManSwitch?: DeadManSwitchOptions;
 }
 
 /** Options of a single dispatch. */
@@ -227,6 +242,7 @@ const optionsSchema = z.object({
     "must be a function",
   )
     .optional(),
+  deadManSwitch: deadManSwitchSchema,
 }).strict().superRefine((o, ctx) => {
   if ((o.provider === undefined) === (o.specs === undefined)) {
     ctx.addIssue({
@@ -410,61 +426,6 @@ async function* iterateResult<T>(
  */
 export interface MapResults<R> extends AsyncIterable<R>, PromiseLike<R[]> {}
 
-const openPools = new Set<ComputePool>();
-let interrupted = 0;
-const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-
-function onSignal(signal: Deno.Signal): void {
-  interrupted++;
-  const code = signal === "SIGINT" ? 130 : 143;
-  if (interrupted > 1) {
-    const left = [...openPools].map((p) => `${p.id} (${p.provider.name})`).join(
-      ", ",
-    );
-    console.error(
-      `\nInterrupted again: exiting now. Pools that may be left: ${
-        left || "none"
-      }. ` +
-        `Local workers stop when their input closes; for cloud pools run the provider's cleanup().`,
-    );
-    Deno.exit(code);
-  }
-  console.error(
-    `\nInterrupted: closing ${openPools.size} pool(s); interrupt again to exit now`,
-  );
-  Promise.allSettled([...openPools].map((p) => p.close())).then(() =>
-    Deno.exit(code)
-  );
-}
-const listeners = new Map<Deno.Signal, () => void>();
-
-function track(pool: ComputePool): void {
-  openPools.add(pool);
-  if (listeners.size > 0) return;
-  for (const signal of signals) {
-    const listener = () => onSignal(signal);
-    try {
-      Deno.addSignalListener(signal, listener);
-      listeners.set(signal, listener);
-    } catch {
-      // Signals are not available here (e.g. on Windows for SIGTERM).
-    }
-  }
-}
-
-function untrack(pool: ComputePool): void {
-  openPools.delete(pool);
-  if (openPools.size > 0) return;
-  for (const [signal, listener] of listeners) {
-    Deno.removeSignalListener(signal, listener);
-  }
-  listeners.clear();
-}
-
-globalThis.addEventListener("unload", () => {
-  for (const pool of openPools) pool.kill();
-});
-
 const WORKER_MAIN = new URL("../worker/main.ts", import.meta.url);
 const LIBRARY_CONFIG = new URL("../deno.json", import.meta.url);
 const HISTORY_LIMIT = 1_000;
@@ -533,6 +494,12 @@ export class ComputePool implements AsyncDisposable {
   #growing = new Set<Promise<void>>();
   /** Machines asked of the provider and not returned yet. */
   #provisioning = 0;
+  /** Provider calls and node bring-ups under way; closing waits for them. */
+  #inflight = new Set<Promise<unknown>>();
+  /** Every connection opened to a machine, also those not yet a node. */
+  #hosts = new Set<Host>();
+  #heartbeat: Heartbeat | undefined;
+  #ttl: (() => void) | undefined;
 
   private constructor(options: Resolved) {
     this.id = `sky-${Date.now().toString(36)}-${(poolCounter++).toString(36)}${
@@ -668,6 +635,24 @@ export class ComputePool implements AsyncDisposable {
 
   async #start(): Promise<void> {
     const options = this.#options;
+    this.#heartbeat = new Heartbeat(
+      options.deadManSwitch.heartbeatInterval,
+      () => {
+        for (const node of this.#nodes) node?.session?.ping();
+      },
+    );
+    const ttl = options.deadManSwitch.ttl;
+    if (ttl !== undefined) {
+      this.#ttl = after(ttl, () => {
+        log.warn("Pool {id} reached its ttl ({ttl} ms): closing it", {
+          id: this.id,
+          ttl,
+        });
+        this.close().catch((error) =>
+          log.error("Closing pool {id} failed: {error}", { id: this.id, error })
+        );
+      });
+    }
     const { desired: nodes, min } = options.nodes;
     const roots = [...new Set([...computeModules(), Deno.mainModule])]
       .filter((m) => m.startsWith("file:"));
@@ -735,7 +720,7 @@ export class ComputePool implements AsyncDisposable {
       count: bundle.files.length,
       root: bundle.root,
     });
-    const instances = await this.#launch(candidates, wanted);
+    const instances = await this.#launchBest(candidates, wanted);
     const min = Math.min(wanted, instances.length);
     let ready = 0;
     await new Promise<void>((resolve, reject) => {
@@ -757,7 +742,10 @@ export class ComputePool implements AsyncDisposable {
    * it made and tries the next. A `ConfigError` (credentials, a spec the
    * provider cannot meet) skips the rest of that provider's offers.
    */
-  async #launch(candidates: Candidate[], wanted: number): Promise<Instance[]> {
+  async #launchBest(
+    candidates: Candidate[],
+    wanted: number,
+  ): Promise<Instance[]> {
     const failures: { candidate: Candidate; error: unknown }[] = [];
     const refused = new Set<Provider<any>>();
     for (const candidate of candidates.slice(0, MAX_OFFER_ATTEMPTS)) {
@@ -766,8 +754,13 @@ export class ComputePool implements AsyncDisposable {
       const min = Math.min(wanted, nodes);
       this.#provider = provider;
       try {
-        this.#cluster = await provider.prepare(spec, offer);
-        this.#prepared = true;
+        this.#checkOpen();
+        await this.#track(
+          provider.prepare(spec, offer).then((cluster) => {
+            this.#cluster = cluster;
+            this.#prepared = true;
+          }),
+        );
         this.#emit({
           type: "ClusterProvisioned",
           provider: provider.name,
@@ -777,10 +770,7 @@ export class ComputePool implements AsyncDisposable {
         this.#accelerator = spec.accelerator;
         // An elastic pool may start with no node, to wake on its first task.
         if (nodes === 0) return [];
-        const instances = await provider.provision(this.#cluster, nodes);
-        for (const instance of instances) {
-          this.#instances.set(instance.id, instance);
-        }
+        const instances = await this.#launch(nodes);
         if (instances.length < min) {
           throw new ProvisioningError(
             `Cannot start pool: ${provider.name} launched ${instances.length} of ${min} node(s)`,
@@ -849,7 +839,7 @@ export class ComputePool implements AsyncDisposable {
     });
     this.#announce();
     try {
-      await this.#bringUp(index, instance);
+      await this.#track(this.#bringUp(index, instance));
     } catch (error) {
       log.warn("Node {index} failed to start: {error}", { index, error });
       this.#instances.delete(instance.id);
@@ -861,6 +851,36 @@ export class ComputePool implements AsyncDisposable {
       this.#joining.delete(index);
       this.#announce();
     }
+  }
+
+  /** Throws once the pool is closing: nothing new is launched then. */
+  #checkOpen(): void {
+    if (this.#closed) {
+      throw new PoolClosedError("The pool was closed while it was starting");
+    }
+  }
+
+  /** Keeps a promise in view until it settles, so that closing waits for it. */
+  #track<T>(promise: Promise<T>): Promise<T> {
+    this.#inflight.add(promise);
+    promise.then(
+      () => this.#inflight.delete(promise),
+      () => this.#inflight.delete(promise),
+    );
+    return promise;
+  }
+
+  /** Asks the provider for machines, recording each the moment it is known. */
+  #launch(count: number): Promise<Instance[]> {
+    this.#checkOpen();
+    return this.#track(
+      this.provider.provision(this.#cluster, count).then((instances) => {
+        for (const instance of instances) {
+          this.#instances.set(instance.id, instance);
+        }
+        return instances;
+      }),
+    );
   }
 
   async #waitRunning(instance: Instance): Promise<Instance> {
@@ -876,6 +896,7 @@ export class ComputePool implements AsyncDisposable {
         );
       }
       await new Promise((r) => setTimeout(r, delay));
+      this.#checkOpen();
       current = await this.provider.getInstance(this.#cluster, instance.id);
     }
     return current;
@@ -905,7 +926,13 @@ export class ComputePool implements AsyncDisposable {
         ? endpoint.dir
         : `${endpoint.host}:${endpoint.port}`,
     });
+    this.#checkOpen();
     const host = await this.#connect(endpoint, index);
+    this.#hosts.add(host);
+    if (this.#closed) {
+      await host.close().catch(() => {});
+      this.#checkOpen();
+    }
     const bootStart = Date.now();
     this.#emit({
       type: "InstanceProvisioned",
@@ -932,6 +959,7 @@ export class ComputePool implements AsyncDisposable {
       launch = endpoint.kind === "local"
         ? await this.#shipLocally(index, host, endpoint.dir)
         : await this.#bootstrapRemote(index, host);
+      this.#checkOpen();
     } catch (error) {
       await host.close().catch(() => {});
       throw error;
@@ -1150,10 +1178,23 @@ export class ComputePool implements AsyncDisposable {
   async #startWorker(node: PoolNode): Promise<void> {
     const started = Date.now();
     this.#phase(node.index, "worker", "started", started);
+    this.#checkOpen();
     const channel = await node.host.exec(node.launch.argv, {
       cwd: node.launch.cwd,
-      env: node.launch.env,
+      env: {
+        ...node.launch.env,
+        SKYWARD_DEADMAN: workerDeadManSettings(
+          this.#options.deadManSwitch,
+          this.provider.powerOffCommand,
+          this.#startedAt,
+        ),
+      },
     });
+    if (this.#closed) {
+      channel.kill();
+      await channel.exited;
+      this.#checkOpen();
+    }
     const session = new NodeSession(node.index, channel, {
       log: (stream, line, task) =>
         this.#emit({ type: "Log", node: node.index, task, stream, line }),
@@ -1344,7 +1385,7 @@ export class ComputePool implements AsyncDisposable {
     if (this.#closed) return true;
     let replacement: Instance | undefined;
     try {
-      [replacement] = await this.provider.provision(this.#cluster, 1);
+      [replacement] = await this.#launch(1);
     } finally {
       if (unhealthy) await release();
     }
@@ -1353,7 +1394,6 @@ export class ComputePool implements AsyncDisposable {
         `${this.provider.name} launched no machine to replace node ${node.index}`,
       );
     }
-    this.#instances.set(replacement.id, replacement);
     // The lost node's rank is free for its replacement, as is any lower one.
     const index = this.#freeRank(node.index);
     this.#joining.set(index, replacement.privateAddress ?? "");
@@ -1363,7 +1403,7 @@ export class ComputePool implements AsyncDisposable {
       instance: replacement.id,
     });
     try {
-      await this.#bringUp(index, replacement);
+      await this.#track(this.#bringUp(index, replacement));
     } catch (error) {
       this.#instances.delete(replacement.id);
       await this.provider.terminate(this.#cluster, [replacement.id]).catch(
@@ -1472,7 +1512,7 @@ export class ComputePool implements AsyncDisposable {
       let instances: Instance[];
       this.#provisioning += count;
       try {
-        instances = await this.provider.provision(this.#cluster, count);
+        instances = await this.#launch(count);
       } catch (error) {
         this.#provisioning -= count;
         this.#starved(error);
@@ -1483,9 +1523,6 @@ export class ComputePool implements AsyncDisposable {
         await this.provider.terminate(this.#cluster, instances.map((i) => i.id))
           .catch(() => {});
         throw new PoolClosedError();
-      }
-      for (const instance of instances) {
-        this.#instances.set(instance.id, instance);
       }
       const results = await Promise.allSettled(
         instances.map((instance) => this.#join(instance)),
@@ -2312,6 +2349,8 @@ export class ComputePool implements AsyncDisposable {
     this.#closed = true;
     clearInterval(this.#scaleTimer);
     for (const node of this.#nodes) node?.health?.stop();
+    this.#heartbeat?.stop();
+    this.#ttl?.();
     const closed = new PoolClosedError(
       "The pool was closed before the task finished",
     );
@@ -2331,11 +2370,22 @@ export class ComputePool implements AsyncDisposable {
         },
       ),
     );
+    // Connections of nodes still coming up: closing them cuts their
+    // bootstrap short. Then wait for every launch under way, so that each
+    // machine it brings is known, and terminated below.
+    await Promise.allSettled(
+      [...this.#hosts].map((host) => host.close()),
+    );
+    while (this.#inflight.size > 0) {
+      await Promise.allSettled([...this.#inflight]);
+    }
     if (this.#prepared) {
       try {
         const ids = [...this.#instances.keys()];
-        if (ids.length > 0) await this.provider.terminate(this.#cluster, ids);
-        await this.provider.teardown(this.#cluster);
+        if (ids.length > 0) {
+          await retrying(() => this.provider.terminate(this.#cluster, ids));
+        }
+        await retrying(() => this.provider.teardown(this.#cluster));
       } catch (error) {
         errors.push(error);
       }

@@ -15,7 +15,7 @@ import { z } from "zod";
 import { ProtocolError } from "./errors.ts";
 
 /** The protocol's version; the handshake refuses a worker speaking another. */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 
 /** The largest frame either side accepts, in bytes (1 GiB). */
 export const MAX_FRAME_BYTES = 1024 * 1024 * 1024;
@@ -165,6 +165,11 @@ export const clientMessage = z.discriminatedUnion("t", [
   z.object({ t: z.literal("credit"), id, n: id }),
   /** The client left the task's streamed result: return the generator. */
   z.object({ t: z.literal("stop"), id }),
+  /**
+   * The client's heartbeat, sent every few seconds: a worker that hears
+   * nothing from its client for too long stops (see `worker/_deadman.ts`).
+   */
+  z.object({ t: z.literal("ping") }),
   z.object({ t: z.literal("bye") }),
 ]);
 

@@ -115,6 +115,19 @@ export interface Instance {
 export interface Provider<C = unknown> {
   /** A short name, e.g. `"local"`, `"aws"`. */
   readonly name: string;
+  /**
+   * A shell command that powers one of its machines off from the inside, so
+   * that it stops billing (e.g. `sudo -n shutdown -h now` on a cloud whose
+   * machines terminate when shut down). A worker whose client is gone runs
+   * it after the pool's grace period. Leave it out for machines that must
+   * not be powered off (local processes, your own hosts).
+   */
+  readonly powerOffCommand?: string;
+  /**
+   * What to run to remove what a cluster may have left here, for messages
+   * after an interrupted teardown (e.g. a CLI command naming the cluster).
+   */
+  sweepHint?(clusterId: string): string;
   /** The offers that could satisfy the spec, best first: the pool takes the first. */
   offers(spec: ClusterSpec): Promise<Offer[]>;
   /** Creates what the cluster's machines need (keys, network) and returns its record. */

@@ -8,6 +8,8 @@
  * It opens no network port. Its environment carries:
  * - `SKYWARD_CODE_DIR`: the directory holding the shipped code;
  * - `SKYWARD_INSTANCE`: the node's `InstanceInfo` as JSON;
+ * - `SKYWARD_DEADMAN`: the dead-man switch's settings as JSON (see
+ *   `_deadman.ts`): heartbeat silence, grace, power-off command, hard TTL;
  * - `SKYWARD_UNSAFE_NO_SANDBOX=1`, for benchmarks only: run tasks in the
  *   worker itself, with all its permissions, as before sandboxes existed.
  *
@@ -36,6 +38,7 @@ import {
   type WorkerMessage,
 } from "../src/protocol.ts";
 import { isStreamable } from "../src/stream.ts";
+import { deadManSettings, DeadManSwitch } from "./_deadman.ts";
 import { protocolStreams } from "./_stdio.ts";
 import {
   SandboxManager,
@@ -52,6 +55,27 @@ const codeUrl = new URL(
   `file://${encodeURI(codeDir.endsWith("/") ? codeDir : `${codeDir}/`)}`,
 )
   .href;
+
+const deadManConfig = deadManSettings();
+const deadMan = deadManConfig &&
+  new DeadManSwitch(
+    deadManConfig,
+    decodeURIComponent(new URL("../.skyward-contact", codeUrl).pathname),
+    {
+      async stop() {
+        sandboxes.close();
+        await out.close();
+      },
+      say(line) {
+        try {
+          Deno.stderr.writeSync(new TextEncoder().encode(`${line}\n`));
+        } catch {
+          // Nobody is listening any more.
+        }
+      },
+      exit: (code) => Deno.exit(code),
+    },
+  );
 
 function send(header: WorkerMessage, payload?: Uint8Array): Promise<void> {
   // While other tasks are in hand, a result may wait a moment to share a write.
@@ -321,6 +345,7 @@ async function hello(
     await send({ ...reply, failed: true }, encode(toWireError(error), "error"));
     return;
   }
+  await deadMan?.greeted();
   await send(reply);
 }
 
@@ -383,7 +408,10 @@ function handle(
     case "credit":
     case "stop":
       return forward(message);
+    case "ping":
+      return;
     case "bye":
+      deadMan?.disarm();
       return shutdown(0);
   }
 }
@@ -395,8 +423,10 @@ async function shutdown(code: number): Promise<never> {
 }
 
 const decoder = new FrameDecoder(clientMessage);
+deadMan?.start();
 try {
   for await (const chunk of stdio.readable) {
+    deadMan?.heard();
     for (const frame of decoder.push(chunk)) {
       if (frame instanceof ProtocolError) {
         await send({ t: "perr", message: frame.message });
@@ -418,4 +448,6 @@ try {
   });
   await shutdown(2);
 }
+// The input ended without a goodbye: the client is gone.
+if (deadMan) await deadMan.inputEnded();
 await shutdown(0);

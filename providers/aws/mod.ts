@@ -151,6 +151,10 @@ export function AWS(options: AwsOptions = {}): AwsProvider {
   return {
     name: "aws",
     options,
+    // Instances are launched with instance-initiated shutdown = terminate.
+    powerOffCommand: "sudo -n shutdown -h now || sudo -n poweroff",
+    sweepHint: (cluster) =>
+      `deno run -A jsr:@skyward/skyward/cli cleanup --provider aws --cluster ${cluster}`,
     async offers(spec: ClusterSpec): Promise<Offer[]> {
       const c = await clientsFor(spec.region);
       return await cachedOffers(
