@@ -1316,7 +1316,11 @@ export async function bootstrap(
       return { code: null, signal: undefined };
     });
     signal?.throwIfAborted();
-    if (!done || exit.code !== 0) {
+    // The script's last act is its `done` line: a channel that then closes
+    // without an exit status (sshd has been seen to drop it when the
+    // connection goes through a proxy) does not undo that.
+    const statusLost = exit.code === null && exit.signal === undefined;
+    if (!done || (exit.code !== 0 && !statusLost)) {
       const output = [(await stderr).trim(), ...noise.slice(-5)].filter(Boolean)
         .join("\n").slice(-4_000) ||
         `the script ended with ${
