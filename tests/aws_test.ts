@@ -13,7 +13,6 @@ import * as sky from "../mod.ts";
 import {
   type FakeEc2,
   FakeEc2 as Fake,
-  type FakeHost,
   TEST_CREDENTIALS,
 } from "./fakes/ec2.ts";
 import {
@@ -25,6 +24,7 @@ import {
   square,
 } from "./fixtures/aws.ts";
 import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
+import { assertLifecycle, cloudHosts, rigTester } from "./clouds.ts";
 
 // The SDK's credential chain must never reach for the instance metadata service here.
 Deno.env.set("AWS_EC2_METADATA_DISABLED", "true");
@@ -33,16 +33,6 @@ const { rig, reason } = await requireRig({ hosts: 3 });
 if (!rig) console.warn(`aws_test.ts: AWS end-to-end tests ignored: ${reason}`);
 
 const RIG_CIDR = "10.213.0.0/24";
-
-function fakeHosts(hosts: RigHost[]): FakeHost[] {
-  return hosts.map((h) => ({
-    address: h.address,
-    user: h.user,
-    hostKey: h.hostKey,
-    authorizedKeysPath: `${RIG_DIR}/host${h.index}/authorized_keys`,
-    sshdPidPath: `${RIG_DIR}/host${h.index}/sshd.pid`,
-  }));
-}
 
 function provider(
   fake: FakeEc2,
@@ -80,9 +70,7 @@ async function assertEmpty(
   }
 }
 
-function rigTest(name: string, fn: (hosts: RigHost[]) => Promise<void>): void {
-  Deno.test({ name, ignore: !rig, fn: () => fn(rig!.hosts) });
-}
+const rigTest = rigTester(rig);
 
 function spec(overrides: Partial<sky.ClusterSpec> = {}): sky.ClusterSpec {
   return {
@@ -468,7 +456,7 @@ Deno.test("deno task aws:prices refreshes the price table from the Price List AP
 rigTest(
   "hello() on a 2-node sky.AWS pool: offers, prepare, provision, SSH, bootstrap, task, teardown",
   async (hosts) => {
-    await using fake = await Fake.start({ hosts: fakeHosts(hosts) });
+    await using fake = await Fake.start({ hosts: cloudHosts(hosts) });
     const events: sky.PoolEvent[] = [];
     {
       await using pool = await sky.ComputePool.start({
@@ -510,24 +498,7 @@ rigTest(
       // Host keys were read from the consoles (and the rig hosts' keys matched).
       assert.ok(fake.calls("GetConsoleOutput").length >= 2);
     }
-    const types = events.map((e) => e.type);
-    for (
-      const type of [
-        "ClusterProvisioned",
-        "InstanceLaunched",
-        "InstanceRunning",
-        "InstanceProvisioned",
-        "InstanceBootstrapped",
-        "NodeReady",
-        "ClusterReady",
-        "ClusterDestroyed",
-      ]
-    ) {
-      assert.ok(
-        types.includes(type as sky.PoolEvent["type"]),
-        `${type} missing from ${types.join(", ")}`,
-      );
-    }
+    assertLifecycle(events);
     const provisioned = events.find((e) =>
       e.type === "ClusterProvisioned"
     ) as sky.ClusterProvisioned;
@@ -539,7 +510,7 @@ rigTest(
 rigTest(
   "a spot capacity error falls back to on-demand (and an unreadable console means trust on first use)",
   async (hosts) => {
-    await using fake = await Fake.start({ hosts: fakeHosts(hosts) });
+    await using fake = await Fake.start({ hosts: cloudHosts(hosts) });
     fake.noSpotCapacity = true;
     fake.deny("ec2:GetConsoleOutput");
     {
@@ -562,7 +533,7 @@ rigTest(
 rigTest(
   "a spot instance terminated mid-run is replaced and its task retried",
   async (hosts) => {
-    await using fake = await Fake.start({ hosts: fakeHosts(hosts) });
+    await using fake = await Fake.start({ hosts: cloudHosts(hosts) });
     const events: sky.PoolEvent[] = [];
     {
       await using pool = await sky.ComputePool.start({
@@ -605,7 +576,7 @@ rigTest(
 rigTest(
   "an exception in the user's script still tears the AWS pool down",
   async (hosts) => {
-    await using fake = await Fake.start({ hosts: fakeHosts(hosts) });
+    await using fake = await Fake.start({ hosts: cloudHosts(hosts) });
     const env: FakeEnv = {
       endpoint: fake.endpoint,
       region: fake.region,

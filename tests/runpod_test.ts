@@ -16,27 +16,14 @@ import { RunPodApi } from "../providers/runpod/api.ts";
 import { runpodGpuIds } from "../providers/runpod/gpu_types.ts";
 import { BOOT_COMMAND, BOOT_SCRIPT } from "../providers/runpod/mod.ts";
 import { SshAuthenticationError, SshConnection } from "../src/ssh.ts";
-import {
-  FakeRunPod,
-  type RunPodFakeHost,
-  TEST_RUNPOD_KEY,
-} from "./fakes/runpod.ts";
+import { FakeRunPod, TEST_RUNPOD_KEY } from "./fakes/runpod.ts";
 import { info, nap, square } from "./fixtures/cluster.ts";
 import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
+import { assertLifecycle, cloudHosts, rigTester } from "./clouds.ts";
 
 const { rig, reason } = await requireRig({ hosts: 3 });
 if (!rig) {
   console.warn(`runpod_test.ts: RunPod end-to-end tests ignored: ${reason}`);
-}
-
-function fakeHosts(hosts: RigHost[]): RunPodFakeHost[] {
-  return hosts.map((h) => ({
-    address: h.address,
-    port: h.port,
-    user: h.user,
-    authorizedKeysPath: `${RIG_DIR}/host${h.index}/authorized_keys`,
-    sshdPidPath: `${RIG_DIR}/host${h.index}/sshd.pid`,
-  }));
 }
 
 function provider(
@@ -80,9 +67,7 @@ async function assertEmpty(
   }
 }
 
-function rigTest(name: string, fn: (hosts: RigHost[]) => Promise<void>): void {
-  Deno.test({ name, ignore: !rig, fn: () => fn(rig!.hosts) });
-}
+const rigTest = rigTester(rig);
 
 // ---------------------------------------------------------------------------
 // Offers and errors: no machine needed
@@ -567,7 +552,7 @@ Deno.test({
 rigTest(
   "a 2-node sky.RunPod pool: offers, spot pods, SSH on the mapped port, bootstrap, tasks, standalone nodes, teardown",
   async (hosts) => {
-    await using fake = await FakeRunPod.start({ hosts: fakeHosts(hosts) });
+    await using fake = await FakeRunPod.start({ hosts: cloudHosts(hosts) });
     const events: sky.PoolEvent[] = [];
     let poolId = "";
     {
@@ -604,20 +589,7 @@ rigTest(
         `skyward-${pool.id}-1`,
       ]);
     }
-    const types = events.map((e) => e.type);
-    for (
-      const type of [
-        "ClusterProvisioned",
-        "InstanceLaunched",
-        "InstanceRunning",
-        "InstanceBootstrapped",
-        "NodeReady",
-        "ClusterReady",
-        "ClusterDestroyed",
-      ] as const
-    ) {
-      assert.ok(types.includes(type), `${type} missing from ${types}`);
-    }
+    assertLifecycle(events);
     assert.equal(
       fake.calls("podTerminate").length,
       2,
@@ -630,7 +602,7 @@ rigTest(
 rigTest(
   "a spot pod taken back mid-run is replaced and its task retried",
   async (hosts) => {
-    await using fake = await FakeRunPod.start({ hosts: fakeHosts(hosts) });
+    await using fake = await FakeRunPod.start({ hosts: cloudHosts(hosts) });
     const events: sky.PoolEvent[] = [];
     {
       await using pool = await sky.ComputePool.start({

@@ -9,35 +9,20 @@ import * as sky from "../mod.ts";
 import { FakeRunPod, TEST_RUNPOD_KEY } from "./fakes/runpod.ts";
 import { FakeVastAI, TEST_VAST_KEY } from "./fakes/vastai.ts";
 import { info, square } from "./fixtures/cluster.ts";
-import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
+import { requireRig, type RigHost } from "./rig/rig.ts";
+import { cloudHosts, rigTester } from "./clouds.ts";
 
 const { rig, reason } = await requireRig({ hosts: 3 });
 if (!rig) {
   console.warn(`selection_test.ts: cross-cloud tests ignored: ${reason}`);
 }
 
-function rigTest(name: string, fn: (hosts: RigHost[]) => Promise<void>): void {
-  Deno.test({ name, ignore: !rig, fn: () => fn(rig!.hosts) });
-}
+const rigTest = rigTester(rig);
 
 /** Both fakes, handing out the same rig hosts (only one cloud is used at a time). */
 async function clouds(hosts: RigHost[]) {
-  const runpod = await FakeRunPod.start({
-    hosts: hosts.map((h) => ({
-      address: h.address,
-      port: h.port,
-      user: h.user,
-      authorizedKeysPath: `${RIG_DIR}/host${h.index}/authorized_keys`,
-      sshdPidPath: `${RIG_DIR}/host${h.index}/sshd.pid`,
-    })),
-  });
-  const vast = await FakeVastAI.start({
-    hosts: hosts.map((h) => ({
-      address: h.address,
-      user: h.user,
-      authorizedKeysPath: `${RIG_DIR}/host${h.index}/authorized_keys`,
-    })),
-  });
+  const runpod = await FakeRunPod.start({ hosts: cloudHosts(hosts) });
+  const vast = await FakeVastAI.start({ hosts: cloudHosts(hosts) });
   const user = (address: string) =>
     hosts.find((h) => h.address === address)?.user ?? "root";
   return {

@@ -14,24 +14,15 @@ import * as sky from "../mod.ts";
 import { HttpError } from "../providers/_http.ts";
 import { onstartScript } from "../providers/vastai/mod.ts";
 import { vastGpuNames } from "../providers/vastai/offers.ts";
-import type { FakeHost } from "./fakes/ec2.ts";
 import { FakeVastAI, TEST_VAST_KEY } from "./fakes/vastai.ts";
 import { hello, info, nap, square } from "./fixtures/aws.ts";
 import { FAKE_VAST_ENV, type FakeVastEnv } from "./fixtures/vastai.ts";
 import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
+import { assertLifecycle, cloudHosts, rigTester } from "./clouds.ts";
 
 const { rig, reason } = await requireRig({ hosts: 3 });
 if (!rig) {
   console.warn(`vastai_test.ts: Vast.ai end-to-end tests ignored: ${reason}`);
-}
-
-function fakeHosts(hosts: RigHost[]): FakeHost[] {
-  return hosts.map((h) => ({
-    address: h.address,
-    user: h.user,
-    authorizedKeysPath: `${RIG_DIR}/host${h.index}/authorized_keys`,
-    sshdPidPath: `${RIG_DIR}/host${h.index}/sshd.pid`,
-  }));
 }
 
 function provider(
@@ -77,9 +68,7 @@ async function assertEmpty(
   }
 }
 
-function rigTest(name: string, fn: (hosts: RigHost[]) => Promise<void>): void {
-  Deno.test({ name, ignore: !rig, fn: () => fn(rig!.hosts) });
-}
+const rigTest = rigTester(rig);
 
 // ---------------------------------------------------------------------------
 // Offers and errors: no machine needed
@@ -644,7 +633,7 @@ Deno.test({
 rigTest(
   "hello() on a 2-node sky.VastAI pool: search, key, create, SSH, bootstrap, task, teardown",
   async (hosts) => {
-    await using fake = await FakeVastAI.start({ hosts: fakeHosts(hosts) });
+    await using fake = await FakeVastAI.start({ hosts: cloudHosts(hosts) });
     const events: sky.PoolEvent[] = [];
     {
       await using pool = await sky.ComputePool.start({
@@ -680,24 +669,7 @@ rigTest(
       assert.equal(fake.sshKeys.length, 1);
       assert.ok(fake.sshKeys[0].endsWith(`skyward:${pool.id}`));
     }
-    const types = events.map((e) => e.type);
-    for (
-      const type of [
-        "ClusterProvisioned",
-        "InstanceLaunched",
-        "InstanceRunning",
-        "InstanceProvisioned",
-        "InstanceBootstrapped",
-        "NodeReady",
-        "ClusterReady",
-        "ClusterDestroyed",
-      ]
-    ) {
-      assert.ok(
-        types.includes(type as sky.PoolEvent["type"]),
-        `${type} missing from ${types.join(", ")}`,
-      );
-    }
+    assertLifecycle(events);
     await assertEmpty(fake, hosts);
   },
 );
@@ -705,7 +677,7 @@ rigTest(
 rigTest(
   "an outbid interruptible instance is replaced and its task retried",
   async (hosts) => {
-    await using fake = await FakeVastAI.start({ hosts: fakeHosts(hosts) });
+    await using fake = await FakeVastAI.start({ hosts: cloudHosts(hosts) });
     const events: sky.PoolEvent[] = [];
     {
       await using pool = await sky.ComputePool.start({
@@ -756,7 +728,7 @@ rigTest(
 rigTest(
   "an exception in the user's script still tears the Vast.ai pool down",
   async (hosts) => {
-    await using fake = await FakeVastAI.start({ hosts: fakeHosts(hosts) });
+    await using fake = await FakeVastAI.start({ hosts: cloudHosts(hosts) });
     const env: FakeVastEnv = {
       baseUrl: fake.baseUrl,
       users: Object.fromEntries(hosts.map((h) => [h.address, h.user])),

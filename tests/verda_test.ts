@@ -11,27 +11,17 @@
  */
 import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
-import type { FakeHost } from "./fakes/ec2.ts";
 import { FakeVerda, VERDA_TEST_CREDENTIALS } from "./fakes/verda.ts";
 import { VERDA_MODELS } from "../providers/verda/offers.ts";
 import { hello, info, nap, square } from "./fixtures/aws.ts";
 import { FAKE_VERDA_ENV, type FakeVerdaEnv } from "./fixtures/verda.ts";
 import { eventually } from "./helpers.ts";
 import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
+import { assertLifecycle, cloudHosts, rigTester } from "./clouds.ts";
 
 const { rig, reason } = await requireRig({ hosts: 3 });
 if (!rig) {
   console.warn(`verda_test.ts: Verda end-to-end tests ignored: ${reason}`);
-}
-
-function fakeHosts(hosts: RigHost[]): FakeHost[] {
-  return hosts.map((h) => ({
-    address: h.address,
-    user: h.user,
-    hostKey: h.hostKey,
-    authorizedKeysPath: `${RIG_DIR}/host${h.index}/authorized_keys`,
-    sshdPidPath: `${RIG_DIR}/host${h.index}/sshd.pid`,
-  }));
 }
 
 function provider(
@@ -76,9 +66,7 @@ async function assertEmpty(
   }
 }
 
-function rigTest(name: string, fn: (hosts: RigHost[]) => Promise<void>): void {
-  Deno.test({ name, ignore: !rig, fn: () => fn(rig!.hosts) });
-}
+const rigTest = rigTester(rig);
 
 // ---------------------------------------------------------------------------
 // Offers, credentials and errors: no machine needed
@@ -387,7 +375,7 @@ Deno.test("sky.Verda rejects bad options with a ConfigError naming the option", 
 rigTest(
   "hello() on a 2-node sky.Verda pool: offers, prepare, deploy, SSH, bootstrap, task, teardown",
   async (hosts) => {
-    await using fake = await FakeVerda.start({ hosts: fakeHosts(hosts) });
+    await using fake = await FakeVerda.start({ hosts: cloudHosts(hosts) });
     const events: sky.PoolEvent[] = [];
     {
       await using pool = await sky.ComputePool.start({
@@ -431,24 +419,7 @@ rigTest(
         `skyward-${pool.id}`,
       ]);
     }
-    const types = events.map((e) => e.type);
-    for (
-      const type of [
-        "ClusterProvisioned",
-        "InstanceLaunched",
-        "InstanceRunning",
-        "InstanceProvisioned",
-        "InstanceBootstrapped",
-        "NodeReady",
-        "ClusterReady",
-        "ClusterDestroyed",
-      ]
-    ) {
-      assert.ok(
-        types.includes(type as sky.PoolEvent["type"]),
-        `${type} missing from ${types.join(", ")}`,
-      );
-    }
+    assertLifecycle(events);
     const provisioned = events.find((e) =>
       e.type === "ClusterProvisioned"
     ) as sky.ClusterProvisioned;
@@ -461,7 +432,7 @@ rigTest(
 rigTest(
   "no Verda capacity where the availability said there was: the next location, then on-demand",
   async (hosts) => {
-    await using fake = await FakeVerda.start({ hosts: fakeHosts(hosts) });
+    await using fake = await FakeVerda.start({ hosts: cloudHosts(hosts) });
     fake.full.add("spot FIN-03");
     fake.full.add("on-demand FIN-01");
     {
@@ -493,7 +464,7 @@ rigTest(
 rigTest(
   "no Verda capacity anywhere: NoOffersError 'No instances available' naming the type and locations, and nothing left",
   async (hosts) => {
-    await using fake = await FakeVerda.start({ hosts: fakeHosts(hosts) });
+    await using fake = await FakeVerda.start({ hosts: cloudHosts(hosts) });
     for (
       const full of ["spot FIN-03", "on-demand FIN-01", "on-demand FIN-03"]
     ) {
@@ -537,7 +508,7 @@ rigTest(
 rigTest(
   "a Verda spot instance discontinued mid-run is replaced and its task retried",
   async (hosts) => {
-    await using fake = await FakeVerda.start({ hosts: fakeHosts(hosts) });
+    await using fake = await FakeVerda.start({ hosts: cloudHosts(hosts) });
     const events: sky.PoolEvent[] = [];
     {
       await using pool = await sky.ComputePool.start({
@@ -582,7 +553,7 @@ rigTest(
 rigTest(
   "an exception in the user's script still tears the Verda pool down",
   async (hosts) => {
-    await using fake = await FakeVerda.start({ hosts: fakeHosts(hosts) });
+    await using fake = await FakeVerda.start({ hosts: cloudHosts(hosts) });
     const env: FakeVerdaEnv = {
       baseUrl: fake.baseUrl,
       ...VERDA_TEST_CREDENTIALS,
