@@ -56,3 +56,56 @@ export function offersCache<O extends Offer>(
     return found;
   };
 }
+
+/**
+ * A price as the providers' messages write it: `$0.2100/h`, `$2.49/h`.
+ *
+ * @example
+ * ```ts
+ * import { perHour } from "./_offers.ts";
+ *
+ * console.log(perHour(2.49)); // "$2.49/h"
+ * ```
+ */
+export function perHour(n: number): string {
+  return `$${n < 1 ? n.toFixed(4) : n.toFixed(2)}/h`;
+}
+
+/**
+ * Why no offer is left under `maxHourlyCost`: the cheapest one and its price.
+ *
+ * @example
+ * ```ts
+ * import { overCap } from "./_offers.ts";
+ *
+ * console.log(overCap("p5.48xlarge", 98.32, 50));
+ * // "the cheapest, p5.48xlarge, costs $98.32/h, above maxHourlyCost $50.00/h"
+ * ```
+ */
+export function overCap(
+  instanceType: string,
+  price: number,
+  cap: number,
+): string {
+  return `the cheapest, ${instanceType}, costs ${
+    perHour(price)
+  }, above maxHourlyCost ${perHour(cap)}`;
+}
+
+/**
+ * Advice on the allocation, for "No instances available" messages.
+ *
+ * @example
+ * ```ts
+ * import { allocationHint } from "./_offers.ts";
+ *
+ * console.log(`Try another region${allocationHint("spot")}.`);
+ * ```
+ */
+export function allocationHint(allocation: ClusterSpec["allocation"]): string {
+  return allocation === "spot"
+    ? ", or allocation 'spot-if-available' to fall back to on-demand"
+    : allocation === "on-demand"
+    ? ", or allocation 'spot-if-available' to use spot machines when there are"
+    : ", or allocation 'on-demand'";
+}

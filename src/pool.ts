@@ -826,11 +826,12 @@ export class ComputePool implements AsyncDisposable {
   }
 
   /**
-   * Brings a launched machine into the pool at the lowest free rank. When it
-   * fails, its machine is released and its rank freed.
+   * Brings a launched machine into the pool at the lowest free rank
+   * (counting `freeing`, the rank of a node it replaces, as free) and says
+   * which. When it fails, its machine is released and its rank freed.
    */
-  async #join(instance: Instance): Promise<void> {
-    const index = this.#freeRank();
+  async #join(instance: Instance, freeing?: number): Promise<number> {
+    const index = this.#freeRank(freeing);
     this.#joining.set(index, instance.privateAddress ?? "");
     this.#emit({
       type: "InstanceLaunched",
@@ -851,6 +852,7 @@ export class ComputePool implements AsyncDisposable {
       this.#joining.delete(index);
       this.#announce();
     }
+    return index;
   }
 
   /** Throws once the pool is closing: nothing new is launched then. */
@@ -1395,24 +1397,7 @@ export class ComputePool implements AsyncDisposable {
       );
     }
     // The lost node's rank is free for its replacement, as is any lower one.
-    const index = this.#freeRank(node.index);
-    this.#joining.set(index, replacement.privateAddress ?? "");
-    this.#emit({
-      type: "InstanceLaunched",
-      node: index,
-      instance: replacement.id,
-    });
-    try {
-      await this.#track(this.#bringUp(index, replacement));
-    } catch (error) {
-      this.#instances.delete(replacement.id);
-      await this.provider.terminate(this.#cluster, [replacement.id]).catch(
-        () => {},
-      );
-      throw error;
-    } finally {
-      this.#joining.delete(index);
-    }
+    const index = await this.#join(replacement, node.index);
     const fresh = this.#nodes[index]!;
     fresh.restarts = unhealthy ? node.restarts : 0;
     if (index !== node.index && this.#nodes[node.index] === node) {

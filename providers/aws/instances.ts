@@ -18,7 +18,7 @@ import {
   type ResolvedAwsOptions,
 } from "./config.ts";
 import type { AwsCluster } from "./infra.ts";
-import { allocationHint } from "./offers.ts";
+import { allocationHint } from "../_offers.ts";
 
 const log = logger("aws");
 

@@ -18,6 +18,7 @@ import {
 } from "./instance_types.ts";
 import { onDemandPrice } from "./prices.ts";
 import { priceFor } from "../../src/spec.ts";
+import { allocationHint, overCap } from "../_offers.ts";
 
 /** An EC2 offer, with the spot price of each availability zone. */
 export interface AwsOffer extends Offer {
@@ -158,19 +159,6 @@ export async function spotPrices(
       [type, zones],
     ) => [type, new Map([...zones].map(([z, p]) => [z, p.price]))]),
   );
-}
-
-/** Advice on the allocation, for "No instances available" messages. */
-export function allocationHint(allocation: ClusterSpec["allocation"]): string {
-  return allocation === "spot"
-    ? ", or allocation 'spot-if-available' to fall back to on-demand"
-    : allocation === "on-demand"
-    ? ", or allocation 'spot-if-available' to use spot machines when there are"
-    : ", or allocation 'on-demand'";
-}
-
-function money(n: number): string {
-  return `$${n < 1 ? n.toFixed(4) : n.toFixed(2)}/h`;
 }
 
 /**
@@ -327,9 +315,11 @@ export async function findOffers(
       ).sort((a, b) => a.price! - b.price!)[0];
       throw noOffers(
         cheapest
-          ? `the cheapest, ${cheapest.offer.instanceType}, costs ${
-            money(cheapest.price!)
-          }, above maxHourlyCost ${money(spec.maxHourlyCost)}`
+          ? overCap(
+            cheapest.offer.instanceType,
+            cheapest.price!,
+            spec.maxHourlyCost,
+          )
           : `no price is known for ${
             usable.map((p) =>
               p.offer.instanceType

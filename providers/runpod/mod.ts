@@ -59,6 +59,7 @@ import {
 } from "./config.ts";
 import { catalogNameOf, RUNPOD_GPU_TYPES, runpodGpuIds } from "./gpu_types.ts";
 import { priceFor } from "../../src/spec.ts";
+import { overCap } from "../_offers.ts";
 
 export type { RunPodOptions, RunPodPodDetails };
 
@@ -159,10 +160,6 @@ exec /usr/sbin/sshd -D -e
 /** The pod's command line: decode and run {@linkcode BOOT_SCRIPT}. */
 export const BOOT_COMMAND =
   `sh -c 'printf %s "$SKYWARD_BOOT" | base64 -d | sh'`;
-
-function money(n: number): string {
-  return `$${n < 1 ? n.toFixed(4) : n.toFixed(2)}/h`;
-}
 
 type Market = "spot" | "on-demand";
 
@@ -460,9 +457,11 @@ async function findOffers(
     if (within.length === 0) {
       const cheapest = usable.sort((a, b) => a.price! - b.price!)[0];
       throw noOffers(
-        `the cheapest, ${cheapest.offer.instanceType}, costs ${
-          money(cheapest.price!)
-        }, above maxHourlyCost ${money(spec.maxHourlyCost)}`,
+        overCap(
+          cheapest.offer.instanceType,
+          cheapest.price!,
+          spec.maxHourlyCost,
+        ),
       );
     }
     usable = within;

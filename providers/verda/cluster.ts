@@ -22,7 +22,8 @@ import {
   type VerdaApi,
   type VerdaInstance,
 } from "./api.ts";
-import { allocationHint, type VerdaOffer } from "./offers.ts";
+import { allocationHint } from "../_offers.ts";
+import type { VerdaOffer } from "./offers.ts";
 
 const log = logger("verda");
 

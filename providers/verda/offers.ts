@@ -21,6 +21,7 @@ import {
 } from "./api.ts";
 import { z } from "zod";
 import { priceFor } from "../../src/spec.ts";
+import { allocationHint, overCap } from "../_offers.ts";
 
 /** A Verda offer, with the locations where each market has it now. */
 export interface VerdaOffer extends Offer {
@@ -72,19 +73,6 @@ export function carries(
 ): boolean {
   const wanted = VERDA_MODELS[accelerator.name];
   return wanted !== undefined && modelOf(type) === squash(wanted);
-}
-
-/** Advice on the allocation, for "No instances available" messages. */
-export function allocationHint(allocation: ClusterSpec["allocation"]): string {
-  return allocation === "spot"
-    ? ", or allocation 'spot-if-available' to fall back to on-demand"
-    : allocation === "on-demand"
-    ? ", or allocation 'spot-if-available' to use spot machines when there are"
-    : ", or allocation 'on-demand'";
-}
-
-function money(n: number): string {
-  return `$${n < 1 ? n.toFixed(4) : n.toFixed(2)}/h`;
 }
 
 /** Where each type can be deployed now, by market. */
@@ -284,9 +272,11 @@ export async function findOffers(
     if (within.length === 0) {
       const cheapest = priced.sort((a, b) => a.price! - b.price!)[0];
       throw noOffers(
-        `the cheapest, ${cheapest.offer.instanceType}, costs ${
-          money(cheapest.price!)
-        }, above maxHourlyCost ${money(spec.maxHourlyCost)}`,
+        overCap(
+          cheapest.offer.instanceType,
+          cheapest.price!,
+          spec.maxHourlyCost,
+        ),
       );
     }
     priced = within;
