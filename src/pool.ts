@@ -56,6 +56,7 @@ import type { BootstrapPhaseName, EventInit, PoolEvent } from "./events.ts";
 import { Image, type ResolvedImage } from "./image.ts";
 import type { InstanceInfo } from "./instance.ts";
 import { logger } from "./log.ts";
+import { longTimeout, show, unknownOption } from "./_options.ts";
 import { mapResults } from "./map.ts";
 import { NodeSession } from "./node.ts";
 import {
@@ -66,7 +67,13 @@ import {
 } from "./remote_stream.ts";
 import type { SandboxSpec } from "./protocol.ts";
 import { sandboxSpecOf } from "./sandbox.ts";
-import type { Endpoint, Instance, Provider } from "./provider.ts";
+import {
+  DEFAULT_NODE_LIMIT,
+  type Endpoint,
+  type Instance,
+  type NodeLimit,
+  type Provider,
+} from "./provider.ts";
 import {
   type Candidate,
   hardwareSchema,
@@ -258,27 +265,136 @@ const optionsSchema = z.object({
 type Resolved = z.infer<typeof optionsSchema>;
 
 function resolveOptions(options: unknown): Resolved {
+  if (
+    options !== undefined &&
+    (typeof options !== "object" || options === null || Array.isArray(options))
+  ) {
+    throw new ConfigError(
+      `Cannot start pool: the options must be an object such as { provider: sky.Local() }, got ${
+        show(options)
+      }`,
+    );
+  }
   const parsed = optionsSchema.safeParse(options ?? {});
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((issue) => {
-      const path = issue.path.join(".") || "options";
-      const got = issue.path.reduce<unknown>(
-        (v, k) =>
-          (v as Record<PropertyKey, unknown> | undefined)?.[k as PropertyKey],
-        options,
-      );
-      const shown = typeof got === "function"
-        ? "a function"
-        : JSON.stringify(got) ?? "undefined";
-      return issue.code === "unrecognized_keys"
-        ? `unknown option(s) ${issue.keys.map((k) => `'${k}'`).join(", ")}`
-        : `'${path}' ${
-          issue.message.replace(/^Invalid input: /, "")
-        } (got ${shown})`;
-    });
+    const issues = parsed.error.issues.flatMap((issue) =>
+      describeIssue(issue, options)
+    );
     throw new ConfigError(`Cannot start pool: ${issues.join("; ")}`);
   }
   return parsed.data;
+}
+
+/** The keys an object schema accepts, through optional, default and pipe wrappers. */
+function knownKeys(schema: z.ZodType, path: PropertyKey[]): string[] {
+  // deno-lint-ignore no-explicit-any
+  let at: any = schema;
+  for (let i = 0; i <= path.length; i++) {
+    for (let unwrap = 0; unwrap < 8; unwrap++) {
+      const def = at?._zod?.def;
+      if (!def) return [];
+      if (def.type === "object") break;
+      if (def.type === "union") {
+        at = def.options.find((o: z.ZodType) =>
+          (o as unknown as { _zod: { def: { type: string } } })._zod.def
+            .type === "object"
+        );
+      } else at = def.innerType ?? def.in;
+    }
+    if (i === path.length) break;
+    at = at?._zod?.def?.shape?.[path[i] as string];
+  }
+  return Object.keys(at?._zod?.def?.shape ?? {});
+}
+
+function nodeLimitOf(provider: Provider<any>): NodeLimit {
+  return provider.nodeLimit ?? DEFAULT_NODE_LIMIT;
+}
+
+/**
+ * Refuses, before anything is launched, a pool asking a provider for more
+ * nodes than it can hold.
+ */
+function checkNodeLimits(options: Resolved): void {
+  const wishes: { provider: Provider<any>; nodes?: number }[] = options.specs ??
+    [{ provider: options.provider! }];
+  const { max, desired } = options.nodes;
+  const elastic = max !== desired || options.nodes.min !== desired;
+  for (const [i, wish] of wishes.entries()) {
+    const limit = nodeLimitOf(wish.provider);
+    const [asked, option] = wish.nodes !== undefined
+      ? [wish.nodes, `specs[${i}].nodes`]
+      : [max, elastic ? "nodes.max" : "nodes"];
+    if (asked > limit.max) {
+      throw new ConfigError(
+        `Cannot start pool: '${option}' is ${asked}, more than ${wish.provider.name} allows ` +
+          `(at most ${limit.max}: ${limit.reason})`,
+      );
+    }
+  }
+}
+
+/** One message per problem of an option, quoting the value given. */
+function describeIssue(
+  issue: z.core.$ZodIssue,
+  options: unknown,
+  prefix: PropertyKey[] = [],
+): string[] {
+  const fullPath = [...prefix, ...issue.path];
+  const path = fullPath.join(".") || "options";
+  const got = fullPath.reduce<unknown>(
+    (v, k) =>
+      (v as Record<PropertyKey, unknown> | undefined)?.[k as PropertyKey],
+    options,
+  );
+  switch (issue.code) {
+    case "unrecognized_keys": {
+      const known = knownKeys(optionsSchema, fullPath);
+      return issue.keys.map((key) =>
+        `${unknownOption(key, known)}${fullPath.length ? ` in '${path}'` : ""}`
+      );
+    }
+    case "invalid_union": {
+      // The branch the value was meant for: the one that got past its type.
+      const branch = issue.errors.find((errors) =>
+        !errors.some((e) => e.code === "invalid_type" && e.path.length === 0)
+      );
+      if (branch) {
+        return branch.flatMap((e) => describeIssue(e, options, fullPath));
+      }
+      break;
+    }
+    case "invalid_type":
+      if (issue.message.startsWith("Invalid input")) {
+        const what = issue.expected === "int"
+          ? "an integer"
+          : issue.expected === "number"
+          ? "a finite number"
+          : issue.expected === "object"
+          ? "an object"
+          : issue.expected;
+        return [`'${path}' must be ${what} (got ${show(got)})`];
+      }
+      break;
+    case "too_small":
+    case "too_big":
+      if (/^Too (small|big): expected \w+ to (be|have) /.test(issue.message)) {
+        return [
+          `'${path}' must be ${
+            issue.message.replace(
+              /^Too (small|big): expected \w+ to (be|have) /,
+              "",
+            )
+          } (got ${show(got)})`,
+        ];
+      }
+      break;
+  }
+  return [
+    `'${path}' ${issue.message.replace(/^Invalid input: /, "")} (got ${
+      show(got)
+    })`,
+  ];
 }
 
 interface Job {
@@ -294,7 +410,8 @@ interface Job {
   pin?: number;
   node?: PoolNode;
   sentAt: number;
-  timer?: ReturnType<typeof setTimeout>;
+  /** Cancels its timeout's timer. */
+  timer?: () => void;
   settled: boolean;
   /** How many times it was sent again after its node was lost. */
   attempts: number;
@@ -535,7 +652,9 @@ export class ComputePool implements AsyncDisposable {
           `importing the module only defines its computes.`,
       );
     }
-    const pool = new ComputePool(resolveOptions(options));
+    const resolved = resolveOptions(options);
+    checkNodeLimits(resolved);
+    const pool = new ComputePool(resolved);
     track(pool);
     try {
       await pool.#start();
@@ -677,16 +796,16 @@ export class ComputePool implements AsyncDisposable {
         },
       };
     });
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let cancelDeadline: (() => void) | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(
+      cancelDeadline = longTimeout(
+        options.provisionTimeout,
         () =>
           reject(
             new ProvisioningError(
               `Cannot start pool: nodes were not ready within provisionTimeout (${options.provisionTimeout} ms)`,
             ),
           ),
-        options.provisionTimeout,
       );
     });
     try {
@@ -695,7 +814,7 @@ export class ComputePool implements AsyncDisposable {
         this.#provision(requests, roots, min),
       ]);
     } finally {
-      clearTimeout(timer);
+      cancelDeadline?.();
     }
     this.#emit({
       type: "ClusterReady",
@@ -1034,7 +1153,7 @@ export class ComputePool implements AsyncDisposable {
         // Only its health checks could run there: other tasks go elsewhere.
         node.running.delete(job);
         job.node = undefined;
-        clearTimeout(job.timer);
+        job.timer?.();
         if (job.probe || job.pin !== undefined) this.#settle(job, lost);
         else this.#queue.splice(this.#head, 0, job);
       }
@@ -1268,7 +1387,7 @@ export class ComputePool implements AsyncDisposable {
         !job.call?.unrepeatable
       ) {
         job.attempts++;
-        clearTimeout(job.timer);
+        job.timer?.();
         retry.push(job);
       } else {
         // Settled without its node (which is not to count it as done), so
@@ -1447,8 +1566,15 @@ export class ComputePool implements AsyncDisposable {
     if (!Number.isInteger(nodes) || nodes < 0) {
       throw new RangeError(
         `Cannot resize pool: 'nodes' must be a non-negative integer, got ${
-          JSON.stringify(nodes) ?? String(nodes)
+          show(nodes)
         }`,
+      );
+    }
+    const limit = nodeLimitOf(this.#provider);
+    if (nodes > limit.max) {
+      throw new RangeError(
+        `Cannot resize pool to ${nodes} nodes: ${this.#provider.name} allows at most ${limit.max} ` +
+          `(${limit.reason})`,
       );
     }
     if (this.#closed) throw new PoolClosedError();
@@ -1891,11 +2017,11 @@ export class ComputePool implements AsyncDisposable {
       });
     }
     if (job.timeout !== undefined) {
-      job.timer = setTimeout(() => {
+      job.timer = longTimeout(job.timeout, () => {
         node.session?.cancel(job.id);
         node.session?.forget(job.id);
         this.#settle(job, new TaskTimeoutError(job.name, job.timeout!));
-      }, job.timeout);
+      });
     }
     const session = node.session!;
     const call = new StreamedCall(
@@ -1947,7 +2073,7 @@ export class ComputePool implements AsyncDisposable {
   #settle(job: Job, error: Error | undefined, value?: unknown): void {
     if (job.settled) return;
     job.settled = true;
-    clearTimeout(job.timer);
+    job.timer?.();
     job.call?.end(error);
     this.#jobs.delete(job.id);
     const node = job.node;

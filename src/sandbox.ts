@@ -24,6 +24,7 @@
  * @module
  */
 import type { SandboxSpec } from "./protocol.ts";
+import { show } from "./_options.ts";
 
 /** Deno permissions of a task's sandbox, as in `Deno.PermissionOptionsObject`. */
 export interface Permissions {
@@ -108,8 +109,46 @@ export function checkPermissions(action: string, value: unknown): void {
         }`,
       );
     }
+    const wildcard = grant.find((g) => g.trim() === "*");
+    if (wildcard !== undefined) {
+      throw new TypeError(
+        `${action}: permission '${name}' lists "*", which Deno does not read as "any": ` +
+          `grant every ${WHAT[name]} with { ${name}: true }, or list each one` +
+          (name === "net"
+            ? ` (such as "example.com" or "example.com:443")`
+            : ""),
+      );
+    }
+    if (name === "net" || name === "import") {
+      const url = grant.find((g) => /^[a-z][a-z0-9+.-]*:\/\/|\//i.test(g));
+      if (url !== undefined) {
+        throw new TypeError(
+          `${action}: permission '${name}' lists ${
+            JSON.stringify(url)
+          }, which is not a host: list hosts such as "example.com" or "example.com:443", ` +
+            `without a scheme or a path`,
+        );
+      }
+    }
   }
 }
+
+/** What each permission grants, for messages. */
+const WHAT: Record<string, string> = {
+  read: "file",
+  write: "file",
+  net: "host",
+  env: "variable",
+  run: "program",
+  ffi: "library",
+  sys: "system information",
+  import: "host to import from",
+};
+
+/** The least `memoryLimit` of a Deno sandbox: with less, it cannot load its module. */
+export const MIN_DENO_MEMORY = 16 * 2 ** 20;
+/** The least `memoryLimit` of a WASM (QuickJS) task: with less, QuickJS cannot start. */
+export const MIN_WASM_MEMORY = 64 * 2 ** 10;
 
 /**
  * Checks a compute's sandbox options at definition time.
@@ -155,6 +194,16 @@ export function checkSandboxOptions(
       `${action}: 'memoryLimit' must be a positive number of bytes, got ${
         show(options.memoryLimit)
       }`,
+    );
+  }
+  const least = options.sandbox === "wasm" ? MIN_WASM_MEMORY : MIN_DENO_MEMORY;
+  if (options.memoryLimit !== undefined && options.memoryLimit < least) {
+    throw new RangeError(
+      `${action}: 'memoryLimit' is in bytes, and ${options.memoryLimit} bytes is less than a ${
+        options.sandbox === "wasm" ? "WASM" : "Deno"
+      } sandbox needs (at least ${least}, ${
+        least >= 2 ** 20 ? `${least / 2 ** 20} MiB` : `${least / 2 ** 10} KiB`
+      }); for 512 MiB write 512 * 2 ** 20`,
     );
   }
   if (options.sandbox === "wasm") {
@@ -299,14 +348,4 @@ function compact<T extends object>(value: T): T {
   return Object.fromEntries(
     Object.entries(value).filter(([, v]) => v !== undefined),
   ) as T;
-}
-
-function show(value: unknown): string {
-  if (typeof value === "function") return "a function";
-  if (typeof value === "bigint") return `${value}n`;
-  try {
-    return JSON.stringify(value) ?? String(value);
-  } catch {
-    return String(value);
-  }
 }

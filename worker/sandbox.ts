@@ -43,6 +43,7 @@
 import { encode, toWireError } from "../src/codec.ts";
 import type { InstanceInfo } from "../src/instance.ts";
 import type { SandboxSpec } from "../src/protocol.ts";
+import { longTimeout } from "../src/_options.ts";
 
 /** How a task ended: its encoded result, its encoded error, or an unsendable result. */
 export type TaskOutcome =
@@ -183,7 +184,8 @@ type Outgoing = [unknown, ArrayBuffer[]];
 interface PendingTask {
   id: number;
   resolve(outcome: TaskOutcome): void;
-  timer?: ReturnType<typeof setTimeout>;
+  /** Cancels its time limit's timer. */
+  timer?: () => void;
   hooks?: TaskStreamHooks;
   /** Whether it has been sent to its sandbox; stream messages wait until then. */
   posted: boolean;
@@ -375,18 +377,21 @@ export class SandboxManager {
           ? spec.timeout
           : undefined;
         if (limit !== undefined) {
-          task.timer = setTimeout(() => {
-            this.#finish(
-              sandbox,
-              task,
-              failure(
-                new SandboxError(
-                  `The task ran past its time limit of ${limit} ms in the WASM sandbox`,
+          task.timer = longTimeout(
+            spec.kind === "js" ? limit + JS_GRACE_MS : limit,
+            () => {
+              this.#finish(
+                sandbox,
+                task,
+                failure(
+                  new SandboxError(
+                    `The task ran past its time limit of ${limit} ms in the WASM sandbox`,
+                  ),
                 ),
-              ),
-            );
-            this.#stop(sandbox, "a task ran past its time limit");
-          }, spec.kind === "js" ? limit + JS_GRACE_MS : limit);
+              );
+              this.#stop(sandbox, "a task ran past its time limit");
+            },
+          );
         }
       }, (outcome: TaskOutcome) => this.#finish(sandbox, task, outcome));
     });
@@ -418,7 +423,7 @@ export class SandboxManager {
     const sandbox = this.#byTask.get(id);
     if (!sandbox) return;
     const task = sandbox.tasks.get(id)!;
-    clearTimeout(task.timer);
+    task.timer?.();
     sandbox.tasks.delete(id);
     this.#byTask.delete(id);
     if (sandbox.exclusive || sandbox.tasks.size === 0) {
@@ -750,7 +755,7 @@ export class SandboxManager {
 
   #finish(sandbox: Sandbox, task: PendingTask, outcome: TaskOutcome): void {
     if (sandbox.tasks.get(task.id) !== task) return;
-    clearTimeout(task.timer);
+    task.timer?.();
     sandbox.tasks.delete(task.id);
     this.#byTask.delete(task.id);
     task.resolve(outcome);
