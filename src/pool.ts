@@ -30,6 +30,7 @@ import {
   NoOffersError,
   PoolClosedError,
   ProvisioningError,
+  RemoteError,
   TaskCancelledError,
   TaskTimeoutError,
 } from "./errors.ts";
@@ -66,7 +67,7 @@ import {
   teeArgs,
 } from "./remote_stream.ts";
 import type { SandboxSpec } from "./protocol.ts";
-import { sandboxSpecOf } from "./sandbox.ts";
+import { explainDenied, sandboxSpecOf } from "./sandbox.ts";
 import {
   DEFAULT_NODE_LIMIT,
   type Endpoint,
@@ -305,6 +306,35 @@ function knownKeys(schema: z.ZodType, path: PropertyKey[]): string[] {
     at = at?._zod?.def?.shape?.[path[i] as string];
   }
   return Object.keys(at?._zod?.def?.shape ?? {});
+}
+
+/**
+ * A task refused a permission in its sandbox: the same error, with advice
+ * naming the compute and the option to add instead of Deno's "run again
+ * with --allow-…".
+ */
+function withPermissionAdvice(error: Error, job: Job): Error {
+  if (
+    !(error instanceof RemoteError) || error.remoteName !== "NotCapable"
+  ) return error;
+  const said = error.message.slice("NotCapable: ".length);
+  const advice = explainDenied(
+    said,
+    job.name,
+    job.spec.kind === "deno" ? job.spec.permissions : undefined,
+  );
+  if (!advice) return error;
+  const better = new RemoteError({
+    name: "NotCapable",
+    message: advice,
+    stack: error.remoteStack?.replace(said, advice),
+  }, { cause: error.cause, node: error.node });
+  for (const [key, value] of Object.entries(error)) {
+    if (!(key in better)) {
+      Object.defineProperty(better, key, { value, enumerable: true });
+    }
+  }
+  return better;
 }
 
 function nodeLimitOf(provider: Provider<any>): NodeLimit {
@@ -2064,7 +2094,7 @@ export class ComputePool implements AsyncDisposable {
               "TaskCancelledError"
         ) {
           this.#settle(job, new TaskCancelledError(job.name));
-        } else this.#settle(job, error);
+        } else this.#settle(job, withPermissionAdvice(error, job));
       },
     );
     call.start();

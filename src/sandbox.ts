@@ -13,7 +13,9 @@
  *    narrows a default with `false` or a shorter list, and extends it with
  *    `true` or a longer list);
  * 2. else the image's (`sky.Image({ permissions })`);
- * 3. else denied.
+ * 3. else the library's default, {@linkcode DEFAULT_PERMISSIONS}: reading
+ *    the host name (`sys: ["hostname"]`), and nothing else;
+ * 4. else denied.
  *
  * The image's variables (`sky.Image({ env })`) are part of the image's
  * default `env` grant: a task sees them, and no other variable of the node,
@@ -57,6 +59,17 @@ export const PERMISSION_NAMES = [
   "sys",
   "import",
 ] as const;
+
+/**
+ * What a Deno sandbox may do when neither its compute nor the image sets
+ * that permission: read the host name (`Deno.hostname()`,
+ * `os.hostname()`), which tells a task nothing it cannot learn from
+ * `sky.instanceInfo().hostname`. A compute or image that sets `sys`
+ * replaces it (`sys: false` denies it).
+ */
+export const DEFAULT_PERMISSIONS: Readonly<Permissions> = Object.freeze({
+  sys: Object.freeze(["hostname"]) as unknown as string[],
+});
 
 /** Every permission set to a grant; what a worker receives. */
 export type ResolvedPermissions = Record<
@@ -280,10 +293,60 @@ export function mergePermissions(
   }
   const out = {} as ResolvedPermissions;
   for (const name of PERMISSION_NAMES) {
-    const grant = compute?.[name] ?? defaults[name] ?? false;
+    const grant = compute?.[name] ?? defaults[name] ??
+      DEFAULT_PERMISSIONS[name] ?? false;
     out[name] = Array.isArray(grant) ? [...grant] : grant;
   }
   return out;
+}
+
+const DENIED =
+  /^Requires (read|write|net|env|run|ffi|sys|import) access(?: to "([^"]*)")?/;
+
+/**
+ * Advice for a task refused a permission, in place of Deno's "run again
+ * with the --allow-… flag" (wrong inside a pool, whose worker runs with
+ * every permission): which compute needs which permission, and the option
+ * that grants it.
+ *
+ * @param message Deno's message: `Requires sys access to "hostname", run again with the --allow-sys flag`.
+ * @param compute The compute's name.
+ * @param granted What its sandbox holds, to extend a list it already has.
+ * @returns The advice, or `undefined` when the message is not a refusal.
+ *
+ * @example
+ * ```ts
+ * import { explainDenied } from "./sandbox.ts";
+ *
+ * console.log(explainDenied('Requires sys access to "uid", run again with the --allow-sys flag', "whoami"));
+ * // compute 'whoami' needs sys access to "uid", which its sandbox does not grant. Grant it where
+ * // the compute is defined: sky.compute(fn, { permissions: { sys: ["uid"] } }) ...
+ * ```
+ */
+export function explainDenied(
+  message: string,
+  compute: string,
+  granted?: Partial<ResolvedPermissions>,
+): string | undefined {
+  const match = DENIED.exec(message);
+  if (!match) return undefined;
+  const [, name, what] = match as unknown as [
+    string,
+    (typeof PERMISSION_NAMES)[number],
+    string | undefined,
+  ];
+  const held = granted?.[name];
+  const list = [...(Array.isArray(held) ? held : []), what]
+    .filter((v): v is string => v !== undefined);
+  const grant = what === undefined
+    ? "true"
+    : `[${[...new Set(list)].map((v) => JSON.stringify(v)).join(", ")}]`;
+  return `compute '${compute}' needs ${name} access${
+    what === undefined ? "" : ` to "${what}"`
+  }, which its sandbox does not grant. Grant it where the compute is defined: ` +
+    `sky.compute(fn, { permissions: { ${name}: ${grant} } })` +
+    `, or for every compute of the pool in sky.Image({ permissions: { ${name}: ${grant} } }). ` +
+    `See the README's Security section for what each grant allows`;
 }
 
 const WASM_MODULE = Symbol.for("skyward.wasmModule");

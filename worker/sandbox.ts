@@ -91,6 +91,15 @@ const NO_PERMISSIONS: Permissions = {
   import: false,
 };
 
+/**
+ * What a compute that sets no permission runs with (the client's
+ * `DEFAULT_PERMISSIONS`): the warm spare sandbox holds these.
+ */
+const DEFAULT_PERMISSIONS: Permissions = {
+  ...NO_PERMISSIONS,
+  sys: ["hostname"],
+};
+
 /** What a compute that was never defined runs with. */
 const DEFAULT_SPEC: SandboxSpec = {
   kind: "deno",
@@ -271,10 +280,13 @@ export class SandboxManager {
    * common kind (starting one takes about half a second).
    */
   warm(): void {
-    const key = `${JSON.stringify(NO_PERMISSIONS)}\0${this.#heapMb}`;
+    const key = `${JSON.stringify(DEFAULT_PERMISSIONS)}\0${this.#heapMb}`;
     if (this.#spares.has(key) || this.#closed) return;
     try {
-      this.#spares.set(key, this.#spawn("deno", NO_PERMISSIONS, this.#heapMb));
+      this.#spares.set(
+        key,
+        this.#spawn("deno", DEFAULT_PERMISSIONS, this.#heapMb),
+      );
     } catch {
       // The first task reports why sandboxes cannot start.
     }
