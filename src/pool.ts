@@ -440,6 +440,8 @@ interface Job {
   pin?: number;
   node?: PoolNode;
   sentAt: number;
+  /** When it last started waiting for a node, in ms of `performance.now()`. */
+  queuedAt: number;
   /** Cancels its timeout's timer. */
   timer?: () => void;
   settled: boolean;
@@ -647,6 +649,10 @@ export class ComputePool implements AsyncDisposable {
   #hosts = new Set<Host>();
   #heartbeat: Heartbeat | undefined;
   #ttl: (() => void) | undefined;
+  /** The last node given up for good, once no node is left. */
+  #abandoned: { node: number; reason: string } | undefined;
+  /** Cancels the timer that fails tasks waiting for a node past provisionTimeout. */
+  #starving: (() => void) | undefined;
 
   private constructor(options: Resolved) {
     this.id = `sky-${Date.now().toString(36)}-${(poolCounter++).toString(36)}${
@@ -1439,6 +1445,8 @@ export class ComputePool implements AsyncDisposable {
     for (const job of retry) {
       if (job.pin !== undefined) node.pinned.unshift(job);
     }
+    const now = performance.now();
+    for (const job of retry) job.queuedAt = now;
     this.#queue.splice(
       this.#head,
       0,
@@ -1455,6 +1463,7 @@ export class ComputePool implements AsyncDisposable {
       return;
     }
     this.#drain();
+    this.#watchStarvation();
     this.#restart(node, reason);
   }
 
@@ -1489,12 +1498,17 @@ export class ComputePool implements AsyncDisposable {
     if (this.#scaling.max > this.#scaling.min) {
       // An elastic pool starts another node instead.
       this.#scale();
+      this.#watchStarvation();
       return;
     }
     if (!this.#nodes.some((n) => n && !n.dead)) {
-      const error = new NodeLostError(node.index, `${reason}; no node is left`);
-      for (const job of [...this.#jobs.values()]) this.#settle(job, error);
+      this.#abandoned = { node: node.index, reason };
+      const error = this.#hopeless();
+      if (error) {
+        for (const job of [...this.#jobs.values()]) this.#settle(job, error);
+      }
     }
+    this.#watchStarvation();
   }
 
   /**
@@ -1857,6 +1871,7 @@ export class ComputePool implements AsyncDisposable {
         this.#options.taskTimeout,
       pin,
       sentAt: 0,
+      queuedAt: 0,
       settled: false,
       attempts: 0,
       streams: split?.streams,
@@ -1871,6 +1886,14 @@ export class ComputePool implements AsyncDisposable {
       job.resolve = resolve;
       job.reject = reject;
     });
+    const hopeless = this.#hopeless();
+    if (hopeless) {
+      // No node is left and none is coming: waiting would be for ever.
+      job.settled = true;
+      job.reject(hopeless);
+      return promise;
+    }
+    job.queuedAt = performance.now();
     this.#jobs.set(job.id, job);
     if (job.pin === undefined) this.#queue.push(job);
     else this.#nodes[job.pin]!.pinned.push(job);
@@ -1878,7 +1901,67 @@ export class ComputePool implements AsyncDisposable {
     if (this.#scaleTimer !== undefined && this.#head < this.#queue.length) {
       this.#scaleSoon();
     }
+    this.#watchStarvation();
     return promise;
+  }
+
+  /**
+   * Why no task can run, when the pool has no node left and none coming
+   * (its last node was given up and no launch is under way).
+   */
+  #hopeless(): Error | undefined {
+    if (
+      !this.#abandoned || this.#closed || this.#joining.size > 0 ||
+      this.#provisioning > 0 || this.#nodes.some((n) => n && !n.dead)
+    ) return undefined;
+    const { node, reason } = this.#abandoned;
+    return new NodeLostError(
+      node,
+      `${reason}; no node is left, and the pool launches no other: ` +
+        `close it and start a new pool, or pool.resize(n) to launch new nodes`,
+    );
+  }
+
+  /**
+   * While the pool has no ready node, fails each task that has waited for
+   * one longer than `provisionTimeout` (a replacement that never comes),
+   * instead of letting it wait for ever.
+   */
+  #watchStarvation(): void {
+    if (this.#closed || this.size > 0) {
+      this.#starving?.();
+      this.#starving = undefined;
+      return;
+    }
+    if (this.#starving) return;
+    const waiting = [...this.#jobs.values()].filter((j) =>
+      !j.node && !j.probe && !j.settled
+    );
+    if (waiting.length === 0) return;
+    const limit = this.#options.provisionTimeout;
+    const oldest = Math.min(...waiting.map((j) => j.queuedAt));
+    this.#starving = longTimeout(oldest + limit - performance.now(), () => {
+      this.#starving = undefined;
+      if (this.#closed || this.size > 0) return;
+      const now = performance.now();
+      const lost = this.#abandoned ??
+        this.#nodes.findLast((n) => n?.dead !== undefined);
+      for (const job of [...this.#jobs.values()]) {
+        if (job.node || job.probe || now - job.queuedAt < limit) continue;
+        this.#settle(
+          job,
+          new ProvisioningError(
+            `Cannot run '${job.name}': no node became ready within provisionTimeout (${limit} ms)` +
+              (lost
+                ? `; the pool has none since node ${
+                  "index" in lost ? lost.index : lost.node
+                } was lost (${"index" in lost ? lost.dead : lost.reason})`
+                : ""),
+          ),
+        );
+      }
+      this.#watchStarvation();
+    });
   }
 
   /**
@@ -1987,6 +2070,10 @@ export class ComputePool implements AsyncDisposable {
    * jobs left in a queue are skipped.
    */
   #drain(): void {
+    if (this.#starving && this.size > 0) {
+      this.#starving();
+      this.#starving = undefined;
+    }
     const nodes = this.#nodes;
     for (const node of nodes) {
       if (!this.#ready(node)) continue;
@@ -2342,6 +2429,8 @@ export class ComputePool implements AsyncDisposable {
       !n.retiring
     );
     if (this.#closed) throw new PoolClosedError();
+    const hopeless = nodes.length === 0 ? this.#hopeless() : undefined;
+    if (hopeless) throw hopeless;
     // A streamed argument is split: every node gets every item.
     const streamed = splitStreams(task.args);
     const copies = streamed &&
@@ -2488,6 +2577,7 @@ export class ComputePool implements AsyncDisposable {
 
   async #close(): Promise<void> {
     this.#closed = true;
+    this.#starving?.();
     clearInterval(this.#scaleTimer);
     for (const node of this.#nodes) node?.health?.stop();
     this.#heartbeat?.stop();
