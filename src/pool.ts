@@ -318,6 +318,12 @@ function withPermissionAdvice(error: Error, job: Job): Error {
     !(error instanceof RemoteError) || error.remoteName !== "NotCapable"
   ) return error;
   const said = error.message.slice("NotCapable: ".length);
+  // Refused while loading a module: unless it is a remote import the task
+  // asked for, the compute's permissions are not what is missing.
+  if (
+    (error as { code?: unknown }).code === "ERR_MODULE_NOT_FOUND" &&
+    !/^Requires (import|net) access/.test(said)
+  ) return error;
   const advice = explainDenied(
     said,
     job.name,
@@ -653,6 +659,14 @@ export class ComputePool implements AsyncDisposable {
   #abandoned: { node: number; reason: string } | undefined;
   /** Cancels the timer that fails tasks waiting for a node past provisionTimeout. */
   #starving: (() => void) | undefined;
+  /** Work of the pool's own (starting, resizing, closing) the program waits for. */
+  #keepers = 0;
+  /**
+   * The timer that keeps the program alive while the pool works. The
+   * workers' processes do not: a pool that idles lets the program end (and
+   * the teardown closes it then).
+   */
+  #keepAlive: ReturnType<typeof setInterval> | undefined;
 
   private constructor(options: Resolved) {
     this.id = `sky-${Date.now().toString(36)}-${(poolCounter++).toString(36)}${
@@ -692,6 +706,7 @@ export class ComputePool implements AsyncDisposable {
     checkNodeLimits(resolved);
     const pool = new ComputePool(resolved);
     track(pool);
+    const release = pool.#hold();
     try {
       await pool.#start();
     } catch (error) {
@@ -705,8 +720,37 @@ export class ComputePool implements AsyncDisposable {
         }`,
         { cause: error },
       );
+    } finally {
+      release();
     }
     return pool;
+  }
+
+  /**
+   * Keeps the program alive until the returned function is called: for the
+   * pool's own work that a caller awaits (tasks are counted apart).
+   */
+  #hold(): () => void {
+    this.#keepers++;
+    this.#checkKeepAlive();
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#keepers--;
+      this.#checkKeepAlive();
+    };
+  }
+
+  /** Holds the program while the pool starts, resizes, closes or runs tasks. */
+  #checkKeepAlive(): void {
+    const busy = this.#keepers > 0 || this.#jobs.size > 0;
+    if (busy && this.#keepAlive === undefined) {
+      this.#keepAlive = setInterval(() => {}, 2 ** 30);
+    } else if (!busy && this.#keepAlive !== undefined) {
+      clearInterval(this.#keepAlive);
+      this.#keepAlive = undefined;
+    }
   }
 
   /**
@@ -1347,6 +1391,9 @@ export class ComputePool implements AsyncDisposable {
         ),
       },
     });
+    // An idle worker does not keep the program alive: the pool does, while
+    // it works (see #checkKeepAlive).
+    channel.unref?.();
     if (this.#closed) {
       channel.kill();
       await channel.exited;
@@ -1622,6 +1669,15 @@ export class ComputePool implements AsyncDisposable {
       );
     }
     if (this.#closed) throw new PoolClosedError();
+    const release = this.#hold();
+    try {
+      await this.#resize(nodes);
+    } finally {
+      release();
+    }
+  }
+
+  async #resize(nodes: number): Promise<void> {
     await Promise.allSettled(this.#growing);
     const previous = this.#live();
     this.#scaling.min = nodes;
@@ -1895,6 +1951,7 @@ export class ComputePool implements AsyncDisposable {
     }
     job.queuedAt = performance.now();
     this.#jobs.set(job.id, job);
+    this.#checkKeepAlive();
     if (job.pin === undefined) this.#queue.push(job);
     else this.#nodes[job.pin]!.pinned.push(job);
     this.#drain();
@@ -2193,6 +2250,7 @@ export class ComputePool implements AsyncDisposable {
     job.timer?.();
     job.call?.end(error);
     this.#jobs.delete(job.id);
+    this.#checkKeepAlive();
     const node = job.node;
     if (node) {
       if (!job.probe) this.#completed(node);
@@ -2571,7 +2629,10 @@ export class ComputePool implements AsyncDisposable {
    * @returns Once everything is released.
    */
   close(): Promise<void> {
-    this.#closing ??= this.#close();
+    if (!this.#closing) {
+      const release = this.#hold();
+      this.#closing = this.#close().finally(release);
+    }
     return this.#closing;
   }
 

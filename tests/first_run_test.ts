@@ -8,7 +8,7 @@ import {
   helloDenied,
   readsHome,
 } from "./fixtures/first_run.ts";
-import { tempRoot } from "./helpers.ts";
+import { alive, eventually, tempRoot } from "./helpers.ts";
 
 async function start(events: sky.PoolEvent[] = []) {
   return await sky.ComputePool.start({
@@ -65,4 +65,38 @@ Deno.test("the local provider's lines do not repeat its name as a region", async
     sky.formatEvent(prepared),
     "[ClusterProvisioned] Cluster prepared on local for 1 node(s)",
   );
+});
+
+Deno.test("a program that never closes its pool ends once its own work is done, closing the pool with one line", async () => {
+  const root = await tempRoot();
+  const script = new URL("./fixtures/forgotten_pool.ts", import.meta.url);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", script.pathname, root],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  // Hang detection, not a speed check: a program that hangs is killed.
+  const hang = setTimeout(() => child.kill("SIGKILL"), 120_000);
+  const { code, stdout, stderr } = await child.output();
+  clearTimeout(hang);
+  const out = new TextDecoder().decode(stdout);
+  const err = new TextDecoder().decode(stderr);
+  assert.equal(code, 0, `exit code; stderr: ${err}`);
+  // The work scheduled after the script's last line ran before the close.
+  assert.match(out, /result 16\nlater 25\n/);
+  const notices = err.split("\n").filter((l) => l.startsWith("skyward:"));
+  assert.equal(notices.length, 1, err);
+  assert.match(
+    notices[0],
+    /the program is done but pool sky-\S+ is still open: closing it now \(`await using pool = await sky\.ComputePool\.start\(\.\.\.\)` closes a pool cleanly/,
+  );
+  // Its worker was stopped, not left behind.
+  const pids = JSON.parse(/pids (\[.*\])/.exec(out)![1]) as number[];
+  for (const pid of pids) {
+    await eventually(
+      async () => !(await alive(pid)),
+      10_000,
+      `worker ${pid} to end`,
+    );
+  }
 });
