@@ -9,6 +9,10 @@ import {
   readsHome,
 } from "./fixtures/first_run.ts";
 import { alive, eventually, tempRoot } from "./helpers.ts";
+import { requireRig, RIG_DIR } from "./rig/rig.ts";
+
+const { rig, reason } = await requireRig({ hosts: 3 });
+if (!rig) console.warn(`first_run_test.ts: SSH test ignored: ${reason}`);
 
 async function start(events: sky.PoolEvent[] = []) {
   return await sky.ComputePool.start({
@@ -67,11 +71,15 @@ Deno.test("the local provider's lines do not repeat its name as a region", async
   );
 });
 
-Deno.test("a program that never closes its pool ends once its own work is done, closing the pool with one line", async () => {
-  const root = await tempRoot();
+/**
+ * Runs `tests/fixtures/forgotten_pool.ts` (a program that never closes its
+ * pool) with these arguments, and checks that it ends by itself: its work
+ * done, the pool closed with one line saying so, its workers stopped.
+ */
+async function forgottenPool(args: string[]): Promise<(number | null)[]> {
   const script = new URL("./fixtures/forgotten_pool.ts", import.meta.url);
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", script.pathname, root],
+    args: ["run", "-A", "--quiet", script.pathname, ...args],
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -90,13 +98,44 @@ Deno.test("a program that never closes its pool ends once its own work is done, 
     notices[0],
     /the program is done but pool sky-\S+ is still open: closing it now \(`await using pool = await sky\.ComputePool\.start\(\.\.\.\)` closes a pool cleanly/,
   );
+  return JSON.parse(/pids (\[.*\])/.exec(out)![1]);
+}
+
+Deno.test("a program that never closes its pool ends once its own work is done, closing the pool with one line", async () => {
+  const pids = await forgottenPool([await tempRoot()]);
   // Its worker was stopped, not left behind.
-  const pids = JSON.parse(/pids (\[.*\])/.exec(out)![1]) as number[];
+  assert.equal(pids.length, 1);
   for (const pid of pids) {
     await eventually(
-      async () => !(await alive(pid)),
+      async () => !(await alive(pid!)),
       10_000,
       `worker ${pid} to end`,
     );
   }
+});
+
+Deno.test({
+  name: "a program that never closes its SSH pool ends too",
+  ignore: !rig,
+  fn: async () => {
+    const host = rig!.hosts[rig!.hosts.length - 1];
+    await forgottenPool([
+      "ssh",
+      `${host.user}@${host.address}:${host.port}`,
+      host.keyPath,
+      `${RIG_DIR}/known_hosts`,
+    ]);
+    // The worker on the host was stopped by the close.
+    const workers = async () => {
+      const { stdout } = await new Deno.Command("pgrep", {
+        args: ["-u", host.user, "-f", "worker/main.ts"],
+      }).output();
+      return new TextDecoder().decode(stdout).trim();
+    };
+    await eventually(
+      async () => (await workers()) === "",
+      10_000,
+      "the worker on the host to end",
+    );
+  },
 });
