@@ -177,3 +177,13 @@ Deno.test("a timeout of 2^31 ms or more does not fire at once", async () => {
   assert.equal(await pool.run(sleep(200).withTimeout(2 ** 31)), 200);
   assert.equal(await pool.run(sleep(200)), 200);
 });
+
+Deno.test("sky.Spec() names an unknown option and the nearest known one", () => {
+  assert.throws(
+    () => sky.Spec({ provider: sky.Local(), nodse: 2 } as never),
+    {
+      name: "ConfigError",
+      message: /unknown option 'nodse' \(did you mean 'nodes'\?\)/,
+    },
+  );
+});
