@@ -61,6 +61,14 @@ const NODE_MEMORY = 128 * 2 ** 20;
  *
  * @param what The provider, for the message: `"sky.Local()"`.
  * @returns The bound and why.
+ *
+ * @example
+ * ```ts
+ * import { machineNodeLimit } from "./local.ts";
+ *
+ * console.log(machineNodeLimit("sky.Local()").reason);
+ * // sky.Local() runs each node on this machine, which holds 188 (one per 128 MiB of its 23.5 GiB of memory)
+ * ```
  */
 export function machineNodeLimit(what: string): NodeLimit {
   let total: number | undefined;

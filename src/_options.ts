@@ -10,6 +10,16 @@
  * A value as a message quotes it: `NaN`, `Infinity`, `-1`, `"text"`,
  * `a function`, `{"a":1}`. Unlike `JSON.stringify`, never `null` for a
  * number that JSON cannot hold.
+ *
+ * @param value Anything.
+ * @returns Its text for a message.
+ *
+ * @example
+ * ```ts
+ * import { show } from "./_options.ts";
+ *
+ * console.log(show(NaN), show({ max: Infinity }), show("2")); // NaN {"max":"Infinity"} "2"
+ * ```
  */
 export function show(value: unknown): string {
   if (typeof value === "function") return "a function";
@@ -60,6 +70,14 @@ function distance(a: string, b: string): number {
  * @param word The name given.
  * @param known The names accepted.
  * @returns The nearest known name, or `undefined`.
+ *
+ * @example
+ * ```ts
+ * import { nearest } from "./_options.ts";
+ *
+ * console.log(nearest("isolaton", ["name", "isolation"])); // "isolation"
+ * console.log(nearest("colour", ["name", "isolation"])); // undefined
+ * ```
  */
 export function nearest(
   word: string,
@@ -82,6 +100,15 @@ export function nearest(
  *
  * @param key The unknown key.
  * @param known The keys accepted there.
+ * @returns The message part.
+ *
+ * @example
+ * ```ts
+ * import { unknownOption } from "./_options.ts";
+ *
+ * console.log(unknownOption("timout", ["name", "timeout"]));
+ * // unknown option 'timout' (did you mean 'timeout'?)
+ * ```
  */
 export function unknownOption(key: string, known: readonly string[]): string {
   const near = nearest(key, known);
@@ -101,6 +128,14 @@ const MAX_DELAY = 2 ** 31 - 1;
  * @param ms The delay in milliseconds.
  * @param fn What to call.
  * @returns A function that cancels the timer.
+ *
+ * @example
+ * ```ts
+ * import { longTimeout } from "./_options.ts";
+ *
+ * const cancel = longTimeout(30 * 86_400_000, () => console.log("thirty days later"));
+ * cancel();
+ * ```
  */
 export function longTimeout(ms: number, fn: () => void): () => void {
   let timer: ReturnType<typeof setTimeout>;

@@ -35,7 +35,17 @@ export interface ClusterSpec {
   region?: string;
 }
 
-/** How many nodes one pool may hold on a provider, and why. */
+/**
+ * How many nodes one pool may hold on a provider, and why.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../mod.ts";
+ *
+ * const limit: sky.NodeLimit | undefined = sky.Local().nodeLimit;
+ * console.log(limit?.max, limit?.reason);
+ * ```
+ */
 export interface NodeLimit {
   /** The most nodes. */
   max: number;
@@ -48,6 +58,13 @@ export interface NodeLimit {
  * more than 1,000 machines — far above a cloud account's default quotas,
  * and low enough that a typo such as `nodes: 1e9` is refused before a
  * single request is made.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_NODE_LIMIT } from "./provider.ts";
+ *
+ * console.log(DEFAULT_NODE_LIMIT.max); // 1000
+ * ```
  */
 export const DEFAULT_NODE_LIMIT: NodeLimit = {
   max: 1_000,

@@ -66,6 +66,14 @@ export const PERMISSION_NAMES = [
  * `os.hostname()`), which tells a task nothing it cannot learn from
  * `sky.instanceInfo().hostname`. A compute or image that sets `sys`
  * replaces it (`sys: false` denies it).
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_PERMISSIONS, mergePermissions } from "./sandbox.ts";
+ *
+ * console.log(DEFAULT_PERMISSIONS.sys); // [ "hostname" ]
+ * console.log(mergePermissions(undefined, { sys: false }).sys); // false
+ * ```
  */
 export const DEFAULT_PERMISSIONS: Readonly<Permissions> = Object.freeze({
   sys: Object.freeze(["hostname"]) as unknown as string[],
@@ -158,9 +166,29 @@ const WHAT: Record<string, string> = {
   import: "host to import from",
 };
 
-/** The least `memoryLimit` of a Deno sandbox: with less, it cannot load its module. */
+/**
+ * The least `memoryLimit` of a Deno sandbox: with less, it cannot load its
+ * module.
+ *
+ * @example
+ * ```ts
+ * import { MIN_DENO_MEMORY } from "./sandbox.ts";
+ *
+ * console.log(MIN_DENO_MEMORY / 2 ** 20); // 16 (MiB)
+ * ```
+ */
 export const MIN_DENO_MEMORY = 16 * 2 ** 20;
-/** The least `memoryLimit` of a WASM (QuickJS) task: with less, QuickJS cannot start. */
+/**
+ * The least `memoryLimit` of a WASM (QuickJS) task: with less, QuickJS
+ * cannot start.
+ *
+ * @example
+ * ```ts
+ * import { MIN_WASM_MEMORY } from "./sandbox.ts";
+ *
+ * console.log(MIN_WASM_MEMORY / 2 ** 10); // 64 (KiB)
+ * ```
+ */
 export const MIN_WASM_MEMORY = 64 * 2 ** 10;
 
 /**

@@ -1006,6 +1006,14 @@ export class SshConnection {
    * Lets the program end while the connection is open (and after a
    * reconnection): its user keeps the program alive while it waits for
    * something on it.
+   *
+   * @example
+   * ```ts ignore
+   * import { SshConnection } from "./ssh.ts";
+   *
+   * const ssh = await SshConnection.connect({ host: "10.213.0.10", user: "skyrig0", privateKey: "…" });
+   * ssh.unref(); // an idle connection no longer keeps the program alive
+   * ```
    */
   unref(): void {
     this.#unref = true;
