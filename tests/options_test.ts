@@ -187,3 +187,16 @@ Deno.test("sky.Spec() names an unknown option and the nearest known one", () => 
     },
   );
 });
+
+Deno.test("intervals past the longest a timer takes are refused, not fired at once", async () => {
+  const provider = sky.Local({ root: await tempRoot() });
+  await assert.rejects(
+    () =>
+      sky.ComputePool.start({
+        provider,
+        console: "silent",
+        deadManSwitch: { heartbeatInterval: 2 ** 31 },
+      }),
+    /'deadManSwitch\.heartbeatInterval' must be at most 2147483647 ms \(24\.8 days\).*\(got 2147483648\)/,
+  );
+});
