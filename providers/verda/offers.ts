@@ -19,7 +19,7 @@ import {
   type VerdaApi,
   type VerdaInstanceType,
 } from "./api.ts";
-import { z } from "zod";
+import { z } from "npm:zod@4.6.7";
 import { priceFor } from "../../src/spec.ts";
 import { allocationHint, overCap } from "../_offers.ts";
 
