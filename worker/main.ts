@@ -18,6 +18,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { format } from "node:util";
 import { decode, encode, toWireError } from "../src/codec.ts";
+import { explainImport } from "./_imports.ts";
 import { lookupCompute } from "../src/compute.ts";
 import {
   ProtocolError,
@@ -199,7 +200,9 @@ function fail(id: number, error: unknown): void {
     send({ t: "err", id, path: error.path, problem: error.message });
     return;
   }
-  send({ t: "err", id }, encode(toWireError(error), "error"));
+  const wire = toWireError(error);
+  wire.message = explainImport(wire.message) ?? wire.message;
+  send({ t: "err", id }, encode(wire, "error"));
 }
 
 async function run(task: Task): Promise<void> {
