@@ -1289,6 +1289,9 @@ export async function bootstrap(
       DENO_DIR: denoDir,
       DENO_NO_UPDATE_CHECK: "1",
       SKYWARD_CODE_DIR: codeDir,
+      ...(ready.code.node.importHosts.length
+        ? { SKYWARD_IMPORT_HOSTS: ready.code.node.importHosts.join(",") }
+        : {}),
       ...(spec.npmConfigRegistry
         ? { NPM_CONFIG_REGISTRY: spec.npmConfigRegistry }
         : {}),

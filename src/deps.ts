@@ -234,6 +234,11 @@ export interface NodeDependencies {
   entries: string[];
   /** The Deno configuration the nodes run with, relative to the bundle's root. */
   config: string;
+  /**
+   * The hosts (`host:port`) of the remote modules vendored with the code,
+   * which a sandbox is allowed to import from while it loads the code.
+   */
+  importHosts: string[];
 }
 
 /** A bundle readied by {@linkcode nodeCode}. */
@@ -635,6 +640,24 @@ async function stage(
       files.push({ path: lock, data: encoder.encode(pruned) });
     }
     files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    const importHosts = new Set<string>();
+    const remotes = [
+      ...(typeof lib === "string" ? [lib] : []),
+      ...Object.keys(
+        lockText === undefined ? {} : JSON.parse(lockText).remote ?? {},
+      ),
+    ];
+    for (const url of remotes) {
+      try {
+        const u = new URL(url);
+        if (u.protocol !== "http:" && u.protocol !== "https:") continue;
+        importHosts.add(
+          `${u.hostname}:${u.port || (u.protocol === "https:" ? 443 : 80)}`,
+        );
+      } catch {
+        // Not a URL.
+      }
+    }
     const hashed = await hashBundle(code, files);
     return {
       ...code,
@@ -648,6 +671,7 @@ async function stage(
         )).slice(0, 32),
         entries: modules,
         config,
+        importHosts: [...importHosts].sort(),
       },
     };
   } finally {

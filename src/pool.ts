@@ -1156,7 +1156,13 @@ export class ComputePool implements AsyncDisposable {
         ["--cached-only", "--frozen"],
       ),
       cwd: bundle.project ? `${codeDir}/${bundle.project}` : codeDir,
-      env: { ...this.#options.image?.env, SKYWARD_CODE_DIR: codeDir },
+      env: {
+        ...this.#options.image?.env,
+        SKYWARD_CODE_DIR: codeDir,
+        ...(bundle.node.importHosts.length
+          ? { SKYWARD_IMPORT_HOSTS: bundle.node.importHosts.join(",") }
+          : {}),
+      },
     };
   }
 
