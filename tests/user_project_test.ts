@@ -205,14 +205,12 @@ function assertResults(r: Results, nodes: number): void {
   assert.equal(r.data, "forty-two\n");
   // Not declared: refused, naming the package and how to declare it.
   assert.match(r.leftPad, /^RemoteError: /);
-  assert.ok(
-    r.leftPad.includes(
-      `Cannot import "npm:left-pad@1.3.0"`,
-    ) &&
-      r.leftPad.includes(
-        `sky.Image({ imports: { "left-pad": "npm:left-pad@1.3.0" } })`,
-      ),
+  // (Where the client's cache knows the package, Deno names the version the
+  // task asked for; elsewhere only the package.)
+  assert.match(r.leftPad, /Cannot import "(?:npm:)?left-pad(?:@1\.3\.0)?"/);
+  assert.match(
     r.leftPad,
+    /sky\.Image\(\{ imports: \{ "left-pad": "npm:left-pad(?:@1\.3\.0)?" \} \}\)/,
   );
   assert.ok(
     r.undeclared.includes(`Cannot import "is-odd"`) &&
