@@ -71,7 +71,9 @@ if (import.meta.main) {
   const cloud = Object.hasOwn(clouds, where) ? clouds[where]() : undefined;
   if (!cloud && where !== "local") {
     throw new Error(
-      `Unknown provider '${where}': use local, ${Object.keys(clouds).join(", ")}`,
+      `Unknown provider '${where}': use local, ${
+        Object.keys(clouds).join(", ")
+      }`,
     );
   }
   await using pool = await sky.ComputePool.start({

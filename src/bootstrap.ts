@@ -35,7 +35,7 @@ import {
   includedFiles,
 } from "./bundle.ts";
 import { type LibrarySource, type NodeBundle, nodeCode } from "./deps.ts";
-import { ConfigError, ProvisioningError } from "./errors.ts";
+import { ProvisioningError } from "./errors.ts";
 import type { BootstrapPhaseName } from "./events.ts";
 import type { ResolvedImage } from "./image.ts";
 import type { Channel, Host } from "./transport.ts";
@@ -396,11 +396,16 @@ function checkPlan(plan: BootstrapPlan): void {
     const bundle = plan[name];
     if (name === "lib" && typeof bundle === "string") {
       if (!/^(?:https?|file):\/\/[^\s'"\\]+$/.test(bundle)) {
-        fail(`'lib' must be a bundle or the worker's URL, got ${JSON.stringify(bundle)}`);
+        fail(
+          `'lib' must be a bundle or the worker's URL, got ${
+            JSON.stringify(bundle)
+          }`,
+        );
       }
       continue;
     }
-    if (typeof bundle === "string" ||
+    if (
+      typeof bundle === "string" ||
       !bundle || typeof bundle.hash !== "string" || !Array.isArray(bundle.files)
     ) {
       fail(`'${name}' must be a bundle made with buildBundle()`);
@@ -417,7 +422,10 @@ async function prepare(plan: BootstrapPlan): Promise<Prepared> {
     ? {
       root: "",
       rootUrl: plan.lib,
-      hash: (await sha256Hex([encoder.encode(`url\0${plan.lib}`)])).slice(0, 32),
+      hash: (await sha256Hex([encoder.encode(`url\0${plan.lib}`)])).slice(
+        0,
+        32,
+      ),
       files: [],
     }
     : plan.lib;

@@ -181,7 +181,8 @@ async function build(roots: string[]): Promise<Bundle> {
     }
   }
   const root = commonDir([...files, `${projectDir}/.`]);
-  const inside = (path: string) => path.slice(root === "/" ? 1 : root.length + 1);
+  const inside = (path: string) =>
+    path.slice(root === "/" ? 1 : root.length + 1);
   const relative = [...files].map(inside).sort();
   return await hashFiles(
     root,
@@ -370,7 +371,9 @@ export async function includedFiles(
   for (const include of includes) {
     if (typeof include !== "string" || include === "") {
       throw new ConfigError(
-        `Cannot ship include ${JSON.stringify(include)}: it must be a path relative to the project (${project})`,
+        `Cannot ship include ${
+          JSON.stringify(include)
+        }: it must be a path relative to the project (${project})`,
       );
     }
     let relative = include.startsWith("/")

@@ -384,9 +384,9 @@ async function nodeConfig(
       );
     config.imports = { ...resolve(map.imports), ...(config.imports ?? {}) };
     config.scopes = Object.fromEntries(
-      Object.entries(map.scopes && typeof map.scopes === "object"
-        ? map.scopes
-        : {}).map(([k, v]) => [k, resolve(v)]),
+      Object.entries(
+        map.scopes && typeof map.scopes === "object" ? map.scopes : {},
+      ).map(([k, v]) => [k, resolve(v)]),
     );
     delete config.importMap;
   }
@@ -447,7 +447,10 @@ async function readTree(
     if (entry.isDirectory) {
       await readTree(full, `${prefix}${entry.name}/`, out);
     } else if (entry.isFile) {
-      out.push({ path: `${prefix}${entry.name}`, data: await Deno.readFile(full) });
+      out.push({
+        path: `${prefix}${entry.name}`,
+        data: await Deno.readFile(full),
+      });
     }
   }
 }
@@ -531,7 +534,8 @@ async function stage(
     }
   }
   const project = code.project ?? "";
-  const config = code.config ?? (project ? `${project}/deno.json` : "deno.json");
+  const config = code.config ??
+    (project ? `${project}/deno.json` : "deno.json");
   const configDir = posixDirname(config);
   const lock = configDir ? `${configDir}/deno.lock` : "deno.lock";
   const stub = configDir ? `${configDir}/${IMAGE_IMPORTS}` : IMAGE_IMPORTS;
@@ -560,7 +564,10 @@ async function stage(
       { path: config, data: encoder.encode(configText) },
       { path: stub, data: encoder.encode(stubText) },
       ...(oldLock
-        ? [{ path: lock, data: code.files.find((f) => f.path === oldLock)!.data }]
+        ? [{
+          path: lock,
+          data: code.files.find((f) => f.path === oldLock)!.data,
+        }]
         : []),
     ]);
     let workerEntry: string;
@@ -610,7 +617,11 @@ async function stage(
             : ""),
       );
     }
-    const graph = await npmGraph(configFile, `${codeDir}/${configDir}`, entries);
+    const graph = await npmGraph(
+      configFile,
+      `${codeDir}/${configDir}`,
+      entries,
+    );
     const packages = [...new Map(
       [...graph.values()].map((p) => [p.cachePath, p]),
     ).values()].sort((a, b) =>
@@ -688,7 +699,12 @@ async function hashBundle(
       "SHA-256",
       await new Blob([
         `node\0${code.hash}\0`,
-        ...files.flatMap((f) => [`${f.path}\0${f.data.length}\0`, f.data as Uint8Array<ArrayBuffer>]),
+        ...files.flatMap((
+          f,
+        ) => [
+          `${f.path}\0${f.data.length}\0`,
+          f.data as Uint8Array<ArrayBuffer>,
+        ]),
       ]).arrayBuffer(),
     ),
   );

@@ -19,7 +19,7 @@ import * as sky from "../mod.ts";
 import { square } from "./fixtures/cluster.ts";
 import { tempRoot } from "./helpers.ts";
 import { requireDocker } from "./rig/dockerd.ts";
-import { RIG_DIR, requireRig, type RigHost } from "./rig/rig.ts";
+import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
 
 const REPO = new URL("../", import.meta.url);
 const FIXTURE = new URL("./fixtures/user_project/", import.meta.url);
@@ -28,7 +28,9 @@ const { rig, reason: rigReason } = await requireRig({ hosts: 1 });
 if (!rig) console.warn(`user_project_test.ts: SSH cases ignored: ${rigReason}`);
 const docker = await requireDocker();
 if (docker.reason) {
-  console.warn(`user_project_test.ts: container cases ignored: ${docker.reason}`);
+  console.warn(
+    `user_project_test.ts: container cases ignored: ${docker.reason}`,
+  );
 }
 
 /** The client's Deno cache, as `deno info` reports it. */
@@ -93,7 +95,10 @@ type LibraryImport = { kind: "path" } | { kind: "url"; url: string };
 async function makeProject(library: LibraryImport): Promise<string> {
   const dir = await tempRoot();
   const repo = decodeURIComponent(REPO.pathname).replace(/\/$/, "");
-  assert.ok(!dir.startsWith(`${repo}/`), "the project is outside the repository");
+  assert.ok(
+    !dir.startsWith(`${repo}/`),
+    "the project is outside the repository",
+  );
   let app = await Deno.readTextFile(new URL("app.ts", FIXTURE));
   const lib = library.kind === "path"
     ? "@skyward/skyward"
@@ -117,9 +122,15 @@ async function makeProject(library: LibraryImport): Promise<string> {
   }
   await Deno.writeTextFile(`${dir}/app.ts`, app);
   await Deno.mkdir(`${dir}/lib`);
-  await Deno.copyFile(new URL("lib/greeting.ts", FIXTURE), `${dir}/lib/greeting.ts`);
+  await Deno.copyFile(
+    new URL("lib/greeting.ts", FIXTURE),
+    `${dir}/lib/greeting.ts`,
+  );
   await Deno.mkdir(`${dir}/data`);
-  await Deno.copyFile(new URL("data/input.txt", FIXTURE), `${dir}/data/input.txt`);
+  await Deno.copyFile(
+    new URL("data/input.txt", FIXTURE),
+    `${dir}/data/input.txt`,
+  );
   return dir;
 }
 
@@ -322,7 +333,9 @@ Deno.test({
 
 Deno.test("an include that does not exist is a ConfigError on every provider, before anything is launched", async () => {
   const image = sky.Image({ includes: ["tests/fixtures/no-such-dir"] });
-  const providers: sky.Provider<any>[] = [sky.Local({ root: await tempRoot() })];
+  const providers: sky.Provider<any>[] = [
+    sky.Local({ root: await tempRoot() }),
+  ];
   if (rig) {
     const host = rig.hosts[0];
     providers.push(sky.SSH({
@@ -342,7 +355,10 @@ Deno.test("an include that does not exist is a ConfigError on every provider, be
         onEvent: (e) => events.push(e.type),
       }),
       (error: Error) => {
-        assert.ok(error instanceof sky.ConfigError, `${provider.name}: ${error}`);
+        assert.ok(
+          error instanceof sky.ConfigError,
+          `${provider.name}: ${error}`,
+        );
         assert.match(error.message, /tests\/fixtures\/no-such-dir/);
         assert.match(error.message, /does not exist/);
         return true;
