@@ -1,21 +1,32 @@
 /**
- * The npm packages a shipped bundle needs, found on the client with
- * `deno info --json`, so that a node that cannot reach the registry can be
- * given them from the client's own cache.
+ * The code as nodes run it, and the npm packages it needs: readied on the
+ * client by {@linkcode nodeCode} before a pool launches anything.
  *
- * What Deno needs on the node, found by trying it (Deno 2.9):
+ * A node runs the worker with `--cached-only --frozen`, so it must be given
+ * everything up front: a Deno configuration (the project's, with the image's
+ * `imports` joining its import map), a lockfile that covers the whole graph,
+ * the remote modules (vendored beside the configuration) and the npm
+ * packages. The client makes them by laying the code out as on a node in a
+ * scratch directory and running `deno install` there, which fetches what its
+ * own cache lacks; then `deno info` says which npm packages the graph
+ * reaches, and where they are in the client's cache.
+ *
+ * What Deno needs on a node, found by trying it (Deno 2.9):
  *
  * - under the node's `DENO_DIR`, each package directory at the same place as
  *   in the client's npm cache, `npm/<registry host>/<name>/<version>/` (for
  *   example `npm/registry.npmjs.org/@msgpack/msgpack/3.1.3/`), copied as is;
- * - beside them, each package's `registry.json` (the cached packument) when
- *   the project has no lockfile: Deno resolves versions from it;
  * - with a lockfile, Deno installs the lockfile's whole npm snapshot at
  *   start-up, so every package of the lockfile must be there — including
  *   those only the client uses (a cloud SDK, test tools). The shipped
  *   lockfile is therefore pruned to the packages the shipped graph reaches
- *   ({@linkcode pruneLockfile}): its `npm` and `specifiers` entries for
- *   other packages are dropped, which Deno accepts without rewriting it.
+ *   ({@linkcode pruneLockfile}), which Deno accepts under `--frozen`;
+ * - with `vendor: true` Deno also wants `nodeModulesDir: "none"`, else it
+ *   makes a `node_modules` directory beside the configuration;
+ * - a task importing a package that is not in the lockfile fails before
+ *   anything is fetched ("The lockfile is out of date", or "npm package not
+ *   found in cache ... --cached-only"), which the worker rewords to say how
+ *   to declare it.
  *
  * @module
  */
@@ -555,6 +566,18 @@ async function stage(
     "// The image's imports, resolved on the nodes before the worker starts.\n" +
     names.map((name) => `import ${JSON.stringify(name)};\n`).join("");
   const modules = [...moduleFiles({ ...code, files: userFiles }), stub];
+  // What this client readied before, in an earlier run, while its packages
+  // are still in the cache.
+  const diskKey = (await sha256Hex(JSON.stringify([
+    code.hash,
+    typeof lib === "string" ? lib : lib.hash,
+    Object.entries(imports).sort(),
+    Deno.version.deno,
+    envOf("DENO_DIR") ?? "",
+    envOf("NPM_CONFIG_REGISTRY") ?? "",
+  ]))).slice(0, 32);
+  const cached = await loadStaged(diskKey);
+  if (cached) return await assemble(code, userFiles, cached);
 
   const dir = await Deno.makeTempDir({ prefix: "skyward-stage-" });
   try {
@@ -633,8 +656,7 @@ async function stage(
       `${configDir ? `${configDir}/` : ""}vendor/`,
       vendored,
     );
-    const files = [
-      ...userFiles,
+    const extras = [
       { path: config, data: encoder.encode(configText) },
       { path: stub, data: encoder.encode(stubText) },
       ...vendored,
@@ -648,9 +670,8 @@ async function stage(
     if (lockText !== undefined) {
       const pruned = pruneLockfile(lockText, new Set(graph.keys())) ??
         lockText;
-      files.push({ path: lock, data: encoder.encode(pruned) });
+      extras.push({ path: lock, data: encoder.encode(pruned) });
     }
-    files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     const importHosts = new Set<string>();
     const remotes = [
       ...(typeof lib === "string" ? [lib] : []),
@@ -669,25 +690,108 @@ async function stage(
         // Not a URL.
       }
     }
-    const hashed = await hashBundle(code, files);
-    return {
-      ...code,
-      files,
+    const staged: Staged = {
+      extras,
+      packages,
+      importHosts: [...importHosts].sort(),
+      entries: modules,
       config,
-      hash: hashed,
-      node: {
-        packages,
-        packagesHash: (await sha256Hex(
-          packages.map((p) => p.cachePath).join("\n"),
-        )).slice(0, 32),
-        entries: modules,
-        config,
-        importHosts: [...importHosts].sort(),
-      },
     };
+    await saveStaged(diskKey, staged).catch(() => {
+      // A cache that cannot be written: readied again next time.
+    });
+    return await assemble(code, userFiles, staged);
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
+}
+
+/** What staging adds to the user's files, as kept between runs. */
+interface Staged {
+  /** The node's configuration, the image's imports stub, the lockfile, vendored modules. */
+  extras: { path: string; data: Uint8Array }[];
+  packages: NpmPackage[];
+  importHosts: string[];
+  entries: string[];
+  config: string;
+}
+
+async function assemble(
+  code: Bundle,
+  userFiles: { path: string; data: Uint8Array }[],
+  staged: Staged,
+): Promise<NodeBundle> {
+  const files = [...userFiles, ...staged.extras].sort((a, b) =>
+    a.path < b.path ? -1 : a.path > b.path ? 1 : 0
+  );
+  return {
+    ...code,
+    files,
+    config: staged.config,
+    hash: await hashBundle(code, files),
+    node: {
+      packages: staged.packages,
+      packagesHash: (await sha256Hex(
+        staged.packages.map((p) => p.cachePath).join("\n"),
+      )).slice(0, 32),
+      entries: staged.entries,
+      config: staged.config,
+      importHosts: staged.importHosts,
+    },
+  };
+}
+
+function envOf(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where readied code is kept between runs: `$XDG_CACHE_HOME/skyward/staged`, else `~/.cache/skyward/staged`. */
+function stagedDir(): string | undefined {
+  const cache = envOf("XDG_CACHE_HOME") ??
+    (envOf("HOME") ? `${envOf("HOME")}/.cache` : undefined);
+  return cache ? `${cache}/skyward/staged` : undefined;
+}
+
+async function loadStaged(key: string): Promise<Staged | undefined> {
+  const base = stagedDir();
+  if (!base) return undefined;
+  try {
+    const dir = `${base}/${key}`;
+    const meta = JSON.parse(await Deno.readTextFile(`${dir}/meta.json`)) as
+      & Omit<Staged, "extras">
+      & { extras: string[] };
+    for (const pkg of meta.packages) {
+      if (!(await Deno.stat(pkg.localPath)).isDirectory) return undefined;
+    }
+    const extras = await Promise.all(
+      meta.extras.map(async (path) => ({
+        path,
+        data: await Deno.readFile(`${dir}/files/${path}`),
+      })),
+    );
+    return { ...meta, extras };
+  } catch {
+    return undefined;
+  }
+}
+
+async function saveStaged(key: string, staged: Staged): Promise<void> {
+  const base = stagedDir();
+  if (!base) return;
+  const dir = `${base}/${key}`;
+  const tmp = `${dir}.${Deno.pid}.tmp`;
+  await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  await writeFiles(`${tmp}/files`, staged.extras);
+  await Deno.writeTextFile(
+    `${tmp}/meta.json`,
+    JSON.stringify({ ...staged, extras: staged.extras.map((f) => f.path) }),
+  );
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  await Deno.rename(tmp, dir);
 }
 
 async function hashBundle(
