@@ -792,7 +792,23 @@ async function saveStaged(key: string, staged: Staged): Promise<void> {
   );
   await Deno.remove(dir, { recursive: true }).catch(() => {});
   await Deno.rename(tmp, dir);
+  // Keep the last few.
+  const kept: { path: string; at: number }[] = [];
+  for await (const entry of Deno.readDir(base)) {
+    if (!entry.isDirectory || entry.name.includes(".")) continue;
+    const path = `${base}/${entry.name}`;
+    const at = (await Deno.stat(path).catch(() => undefined))?.mtime
+      ?.getTime() ?? 0;
+    kept.push({ path, at });
+  }
+  kept.sort((a, b) => b.at - a.at);
+  for (const old of kept.slice(KEEP_STAGED)) {
+    await Deno.remove(old.path, { recursive: true }).catch(() => {});
+  }
 }
+
+/** How many readied code directories are kept between runs. */
+const KEEP_STAGED = 16;
 
 async function hashBundle(
   code: Bundle,
