@@ -627,17 +627,29 @@ async function stage(
       env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
     }).output();
     if (!install.success) {
-      const text = new TextDecoder().decode(install.stderr).trim()
+      const text = new TextDecoder().decode(install.stderr)
+        .replace(/\n*Stack backtrace:[\s\S]*$/, "").trim()
         .replaceAll(`file://${codeDir}/`, code.rootUrl)
         .replaceAll(`${codeDir}/`, `${code.root === "/" ? "" : code.root}/`);
+      // A failure at a line of the stub is that of one of the image's imports.
+      const line = text.match(
+        new RegExp(`${IMAGE_IMPORTS.replaceAll(".", "\\.")}:(\\d+):`),
+      )?.[1];
+      const name = line ? names[Number(line) - 2] : undefined;
+      if (name !== undefined) {
+        throw new ConfigError(
+          `Cannot get the image's import ${JSON.stringify(name)} (${
+            imports[name]
+          }): ${
+            text.split("\n")[0].replace(/^error: /, "")
+          }. Check its name and version in sky.Image({ imports }).`,
+        );
+      }
       const what = packageIn(text);
       throw new ConfigError(
         `Cannot get the dependencies the nodes need${
           what ? ` (${what})` : ""
-        }: \`deno install\` failed on the client: ${text}` +
-          (names.length
-            ? `\nCheck the names and versions in sky.Image({ imports }).`
-            : ""),
+        }: \`deno install\` failed on the client: ${text}`,
       );
     }
     const graph = await npmGraph(
