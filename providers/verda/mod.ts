@@ -213,6 +213,7 @@ export function Verda(options: VerdaOptions = {}): VerdaProvider {
     ttl: resolved.ttl,
     ...(resolved.maxLifetime ? { maxLifetime: resolved.maxLifetime } : {}),
     addressWait: 300_000,
+    orderWait: 180_000,
   };
   const cachedOffers = offersCache<VerdaOffer>(OFFERS_TTL);
 
