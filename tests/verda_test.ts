@@ -506,6 +506,24 @@ Deno.test("no_capacity after every create: NoOffersError naming each location, a
   await assertEmpty(fake);
 });
 
+Deno.test("teardown right after provision waits out Verda's refusal to delete a provisioning instance", async () => {
+  // Provisioning lasts 1.5 s; provision returns once the address is known,
+  // which is when provisioning starts.
+  await using fake = await FakeVerda.start({
+    hosts: [{ address: "127.0.0.1", user: "nobody" }],
+    bootMs: 1_500,
+  });
+  const { verda, cluster } = await provisionOne(fake);
+  assert.equal(fake.instances[0].status, "provisioning");
+  await verda.teardown(cluster);
+  const deletes = fake.requests.filter((r) =>
+    r.method === "PUT" && r.path === "/instances"
+  );
+  assert.equal(deletes[0].status, 400);
+  assert.equal(deletes.at(-1)!.status, 202);
+  await assertEmpty(fake);
+});
+
 Deno.test("Verda answers with null where its SDKs accept it: empty lists, no spot price, no GPU memory", async () => {
   await using fake = await FakeVerda.start({
     hosts: [{ address: "127.0.0.1", user: "nobody" }],
@@ -551,6 +569,14 @@ Deno.test("Verda prices are asked in USD, so that maxHourlyCost compares with th
   assert.deepEqual(
     fake.calls("GET /instance-types").map((c) => c.query.currency),
     ["usd"],
+  );
+  // Prices in another currency all the same are refused, not compared.
+  fake.forceCurrency = "eur";
+  await assert.rejects(
+    () => provider(fake).offers(spec()),
+    (error: Error) =>
+      error instanceof sky.ProvisioningError &&
+      /priced CPU\.4V\.16G in eur although USD was asked/.test(error.message),
   );
 });
 

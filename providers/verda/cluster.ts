@@ -672,9 +672,10 @@ export async function sweep(
   const live = instances.filter((i) => i.status !== "deleting").map((i) =>
     i.id
   );
+  const timeout = options.timeout ?? 600_000;
   try {
-    await deleteInstances(api, live, instances);
-    await waitGone(api, report.instances, options.timeout ?? 600_000);
+    await deleteWhenAllowed(api, live, instances, Date.now() + timeout);
+    await waitGone(api, report.instances, timeout);
   } catch (error) {
     problems.push(
       `instances ${report.instances.join(", ")}: ${(error as Error).message}`,
@@ -711,6 +712,47 @@ export async function sweep(
     );
   }
   return report;
+}
+
+/**
+ * Deletes instances, trying again while Verda refuses because some are
+ * still on their way up: it "forbids terminating provisioning instances"
+ * (dstack's Verda backend, `core/backends/verda/compute.py`, which meets
+ * "Can't discontinue a provisioning instance"; the Go SDK's own integration
+ * test `test/integration/instances_test.go` waits out `provisioning` and
+ * retries its delete).
+ */
+async function deleteWhenAllowed(
+  api: VerdaApi,
+  ids: string[],
+  known: VerdaInstance[],
+  deadline: number,
+): Promise<void> {
+  for (let delay = 1_000;; delay = Math.min(delay * 2, 10_000)) {
+    try {
+      return await deleteInstances(api, ids, known);
+    } catch (error) {
+      if (!(error instanceof ProvisioningError)) throw error;
+      known = await listInstances(api);
+      ids = ids.filter((id) =>
+        known.some((i) => i.id === id && i.status !== "deleting")
+      );
+      const starting = known.filter((i) =>
+        ids.includes(i.id) && PENDING.has(i.status)
+      );
+      if (ids.length === 0) return;
+      if (starting.length === 0 || Date.now() + delay > deadline) throw error;
+      log.info(
+        "Verda refused to delete {ids} while {starting} start(s) ({error}); trying again",
+        {
+          ids: ids.join(", "),
+          starting: starting.map((i) => `${i.id} (${i.status})`).join(", "),
+          error: (error as Error).message,
+        },
+      );
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
 }
 
 async function waitGone(

@@ -52,6 +52,10 @@
  *   `InstanceActionRequest`), listed `volume_ids` without it go to the trash,
  *   and volumes not listed stay, detached. See {@linkcode FakeVerda.volumes}
  *   and {@linkcode FakeVerda.trash}.
+ * - Deleting an instance while it is `provisioning` is refused with 400
+ *   "Can't discontinue a provisioning instance" (dstack's Verda backend,
+ *   `src/dstack/_internal/core/backends/verda/compute.py`; knob
+ *   {@linkcode FakeVerda.refuseDeleteWhileProvisioning}, on by default).
  * - Errors are `{ code, message }` (Go `errors.go` `APIError`) with Verda's
  *   codes (`invalid_request`, `unauthorized_request`, `not_found`,
  *   `service_unavailable`).
@@ -303,10 +307,18 @@ export class FakeVerda implements AsyncDisposable {
    * then goes to `no_capacity` instead of `provisioning`.
    */
   readonly noCapacityAfterCreate: Set<string> = new Set();
+  /**
+   * Refuse to delete an instance while it is `provisioning`, as Verda does
+   * (dstack's `core/backends/verda/compute.py`: "Can't discontinue a
+   * provisioning instance").
+   */
+  refuseDeleteWhileProvisioning = true;
   /** Answer `null` wherever the Go SDK accepts it (see the module doc). */
   nulls = false;
   /** The currency of prices when the request names none. */
   defaultCurrency: "usd" | "eur" = "eur";
+  /** Prices in this currency whatever the request asks, when set. */
+  forceCurrency?: "usd" | "eur";
   /** Volumes that exist and are not in the trash, attached or detached. */
   readonly volumes: FakeVerdaVolume[] = [];
   /** Volumes in the trash (Verda keeps them, billed, for 96 hours). */
@@ -557,8 +569,8 @@ export class FakeVerda implements AsyncDisposable {
     const id = decodeURIComponent(path.split("/")[2] ?? "");
     switch (`${method} ${path}`) {
       case "GET /instance-types": {
-        const currency = url.searchParams.get("currency") ??
-          this.defaultCurrency;
+        const currency = this.forceCurrency ??
+          url.searchParams.get("currency") ?? this.defaultCurrency;
         return Response.json(
           FAKE_VERDA_TYPES.map((t) => typeJson(t, currency, this.nulls)),
         );
@@ -859,6 +871,16 @@ export class FakeVerda implements AsyncDisposable {
         400,
         "invalid_request",
         `The fake does not implement action ${action}`,
+      );
+    }
+    if (
+      this.refuseDeleteWhileProvisioning &&
+      ids.some((id) => this.#instances.get(id)?.status === "provisioning")
+    ) {
+      throw new ApiError(
+        400,
+        "invalid_request",
+        "Can't discontinue a provisioning instance",
       );
     }
     const listed = Array.isArray(b.volume_ids)
