@@ -524,6 +524,20 @@ Deno.test("teardown right after provision waits out Verda's refusal to delete a 
   await assertEmpty(fake);
 });
 
+Deno.test("a Verda machine given back while provisioning is deleted once Verda allows it", async () => {
+  await using fake = await FakeVerda.start({
+    hosts: [{ address: "127.0.0.1", user: "nobody" }],
+    bootMs: 1_500,
+  });
+  const { verda, cluster, instances } = await provisionOne(fake);
+  assert.equal(fake.instances[0].status, "provisioning");
+  await verda.terminate(cluster, instances.map((i) => i.id));
+  assert.deepEqual(fake.instances.map((i) => i.status), ["deleting"]);
+  assert.equal(fake.volumes.length, 0);
+  await verda.teardown(cluster);
+  await assertEmpty(fake);
+});
+
 Deno.test("Verda answers with null where its SDKs accept it: empty lists, no spot price, no GPU memory", async () => {
   await using fake = await FakeVerda.start({
     hosts: [{ address: "127.0.0.1", user: "nobody" }],

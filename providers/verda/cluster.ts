@@ -722,10 +722,10 @@ export async function sweep(
  * test `test/integration/instances_test.go` waits out `provisioning` and
  * retries its delete).
  */
-async function deleteWhenAllowed(
+export async function deleteWhenAllowed(
   api: VerdaApi,
   ids: string[],
-  known: VerdaInstance[],
+  known: VerdaInstance[] | undefined,
   deadline: number,
 ): Promise<void> {
   for (let delay = 1_000;; delay = Math.min(delay * 2, 10_000)) {
@@ -733,11 +733,12 @@ async function deleteWhenAllowed(
       return await deleteInstances(api, ids, known);
     } catch (error) {
       if (!(error instanceof ProvisioningError)) throw error;
-      known = await listInstances(api);
+      const listed = await listInstances(api);
+      known = listed;
       ids = ids.filter((id) =>
-        known.some((i) => i.id === id && i.status !== "deleting")
+        listed.some((i) => i.id === id && i.status !== "deleting")
       );
-      const starting = known.filter((i) =>
+      const starting = listed.filter((i) =>
         ids.includes(i.id) && PENDING.has(i.status)
       );
       if (ids.length === 0) return;
