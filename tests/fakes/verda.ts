@@ -928,10 +928,16 @@ export class FakeVerda implements AsyncDisposable {
     const path = instance.host?.authorizedKeysPath;
     if (!path) return;
     const lines = this.#lines(instance);
-    await editKeys(path, (kept) => [
-      ...kept,
-      ...lines.filter((l) => !kept.includes(l)),
-    ]);
+    // Decided under the file's lock, which #release takes too: an instance
+    // deleted (or the fake closed) meanwhile is not granted again.
+    await editKeys(
+      path,
+      (kept) =>
+        this.#closed || instance.status === "deleting" ||
+          instance.status === "discontinued"
+          ? kept
+          : [...kept, ...lines.filter((l) => !kept.includes(l))],
+    );
     this.#watcher ??= setInterval(() => this.#watch(), 250);
   }
 
