@@ -471,9 +471,7 @@ Deno.test("the power-off command terminates its own pod with the pod-scoped key 
     stderr: "piped",
   }).output();
   assert.ok(run.success, new TextDecoder().decode(run.stderr));
-  const terminate = fake.requests.filter((r) =>
-    r.operation === "podTerminate"
-  );
+  const terminate = fake.requests.filter((r) => r.operation === "podTerminate");
   assert.deepEqual(terminate.map((r) => [r.podKey, r.variables]), [
     [pod.id, { podId: pod.id }],
   ]);

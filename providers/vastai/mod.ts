@@ -51,12 +51,12 @@ import {
   type ResolvedVastAIOptions,
   resolveVastOptions,
   sshKeySchema,
+  stripStrings,
   userSchema,
   type VastAIOptions,
   type VastApiInstance,
   vastClients,
   type VastInstanceDetails,
-  stripStrings,
 } from "./api.ts";
 import {
   describeQuery,
@@ -588,7 +588,8 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
             // Sent once: a lost answer is looked up by the pool's label and
             // this launch's mark before the create is sent again.
             const id = await createOnce({
-              what: `Vast.ai instance from offer ${offer.offerId} (label ${c.id})`,
+              what:
+                `Vast.ai instance from offer ${offer.offerId} (label ${c.id})`,
               create: async () => {
                 const created = await api.request(`/asks/${offer.offerId}/`, {
                   method: "PUT",

@@ -262,7 +262,11 @@ export class FakeRunPod implements AsyncDisposable {
   static start(options: FakeRunPodOptions = {}): Promise<FakeRunPod> {
     const ref: { fake?: FakeRunPod } = {};
     const server = Deno.serve(
-      { hostname: options.hostname ?? "127.0.0.1", port: 0, onListen: () => {} },
+      {
+        hostname: options.hostname ?? "127.0.0.1",
+        port: 0,
+        onListen: () => {},
+      },
       (request) => ref.fake!.#handle(request),
     );
     ref.fake = new FakeRunPod(server, options);
