@@ -615,6 +615,11 @@ Deno.test({
         `PUBLIC_KEY=${keys.publicKey}`,
         "-e",
         `SKYWARD_BOOT=${btoa(BOOT_SCRIPT)}`,
+        // What RunPod sets in every pod.
+        "-e",
+        "RUNPOD_POD_ID=pod0abc123",
+        "-e",
+        "RUNPOD_API_KEY=rpa_PODSCOPEDKEY0001",
         BASE_IMAGE,
         // RunPod splits the command line as a shell does.
         "sh",
@@ -643,6 +648,26 @@ Deno.test({
           "id -un; pgrep -x sshd >/dev/null && echo sshd",
         );
         assert.equal(result.stdout, "root\nsshd\n");
+        // The SSH session does not inherit the pod's environment: the
+        // power-off command finds the pod's id and key (in the file the
+        // command kept, else in PID 1's environment) and asks runpodctl
+        // (a stub that records its call) to remove the pod.
+        const stub = await ssh.run(
+          `mkdir -p /stub && printf '#!/bin/sh\\necho "$RUNPOD_API_KEY $RUNPOD_GRAPHQL_URL $*" >>/tmp/runpodctl.args\\n' >/stub/runpodctl && chmod 755 /stub/runpodctl && stat -c %a ${RUNPOD_ENV_FILE}`,
+        );
+        assert.equal(stub.stdout, "600\n");
+        const command = sky.RunPod({ apiKey: "x" }).powerOffCommand!;
+        const powerOff = `export PATH=/stub:$PATH\n${command}`;
+        // (The effect is checked, not the exit status, which an SSH channel
+        // may close without.)
+        await ssh.run(powerOff);
+        await ssh.run(`rm ${RUNPOD_ENV_FILE}`);
+        await ssh.run(powerOff);
+        assert.equal(
+          (await ssh.run("cat /tmp/runpodctl.args")).stdout,
+          "rpa_PODSCOPEDKEY0001 https://api.runpod.io/graphql remove pod pod0abc123\n"
+            .repeat(2),
+        );
       } finally {
         await ssh.close();
       }
