@@ -292,7 +292,10 @@ export const myPodsSchema = z.object({
   })).nullish(),
 });
 
-/** The account, for a credentials check. */
+/**
+ * The account, for a credentials check (runpodctl `internal/api/gpu.go`
+ * `GetUser`: `myself { id email clientBalance … }`).
+ */
 export const MYSELF = `query Myself { myself { id clientBalance } }`;
 
 /** What {@linkcode MYSELF} returns. */
