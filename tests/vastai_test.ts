@@ -743,7 +743,7 @@ Deno.test({
       }
       assert.equal(
         args.split("\n")[0],
-        "-fsS -X DELETE -H Authorization: Bearer per-instance-key https://console.vast.ai/api/v0/instances/7654321/",
+        "-fsS -X DELETE -H Authorization: Bearer per-instance-key -H Content-Type: application/json -d {} https://console.vast.ai/api/v0/instances/7654321/",
       );
     } finally {
       if (container) await docker("rm", "-f", container);

@@ -155,8 +155,10 @@ export function onstartScript(
       "while sleep $step; do",
       "  if awk '$2 ~ /:0016$/ && $4 == \"01\" { found = 1 } END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null; then idle=0; else idle=$((idle + step)); fi",
       '  if [ "$idle" -ge "$ttl" ]; then',
-      `    curl -fsS -X DELETE -H "Authorization: Bearer $CONTAINER_API_KEY" "${options.baseUrl}/instances/$CONTAINER_ID/" ||`,
-      `      wget -q -O- --method=DELETE --header="Authorization: Bearer $CONTAINER_API_KEY" "${options.baseUrl}/instances/$CONTAINER_ID/"`,
+      // As the CLI destroys (vast-cli `vast.py` `destroy_instance`): DELETE
+      // with the body {}.
+      `    curl -fsS -X DELETE -H "Authorization: Bearer $CONTAINER_API_KEY" -H 'Content-Type: application/json' -d '{}' "${options.baseUrl}/instances/$CONTAINER_ID/" ||`,
+      `      wget -q -O- --method=DELETE --header="Authorization: Bearer $CONTAINER_API_KEY" --header='Content-Type: application/json' --body-data='{}' "${options.baseUrl}/instances/$CONTAINER_ID/"`,
       "  fi",
       "done",
       "SKYWARD",
