@@ -203,6 +203,14 @@ Deno.test("offers: nothing fits → NoOffersError naming what was asked and what
       /Invalid sky\.VastAI options/.test(error.message) &&
       /minReliability/.test(error.message),
   );
+  // The instance listing is found beside /api/v0: another base is refused.
+  assert.throws(
+    () => sky.VastAI({ baseUrl: "http://127.0.0.1:9/vast" }),
+    (error: Error) =>
+      error instanceof sky.ConfigError &&
+      /baseUrl/.test(error.message) &&
+      /must end with \/api\/v0/.test(error.message),
+  );
 });
 
 Deno.test("missing key: ComputePool.start rejects with a ConfigError naming VAST_API_KEY and the vastai key file", async () => {
