@@ -612,10 +612,13 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
               },
               lookup: async () => {
                 const rows = await listInstances(c.id);
+                // This create's mark; else (should the listing not carry
+                // the env) an instance of the pool no other create claims.
                 const found = rows.find((r) =>
                   envOf(r).SKYWARD_LAUNCH === launch
                 ) ?? rows.find((r) =>
-                  r.extra_env == null && !c.launched.has(String(r.id))
+                  envOf(r).SKYWARD_LAUNCH === undefined &&
+                  !c.launched.has(String(r.id))
                 );
                 return found ? String(found.id) : undefined;
               },
