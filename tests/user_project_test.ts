@@ -127,10 +127,12 @@ async function makeProject(library: LibraryImport): Promise<string> {
     `${dir}/lib/greeting.ts`,
   );
   await Deno.mkdir(`${dir}/data`);
-  await Deno.copyFile(
-    new URL("data/input.txt", FIXTURE),
-    `${dir}/data/input.txt`,
-  );
+  for (const name of ["input.txt", "scratch.tmp"]) {
+    await Deno.copyFile(
+      new URL(`data/${name}`, FIXTURE),
+      `${dir}/data/${name}`,
+    );
+  }
   return dir;
 }
 
@@ -175,7 +177,7 @@ interface Results {
   broadcast: number[];
   local: number;
   formatDate: string;
-  data: string;
+  data: { text: string; files: string[] };
   leftPad: string;
   undeclared: string;
 }
@@ -212,8 +214,8 @@ function assertResults(r: Results, nodes: number): void {
   assert.equal(r.local, 36);
   // Declared only in the image: fetched by the client, shipped or fetched.
   assert.equal(r.formatDate, "2024/03/05");
-  // An include, relative to the project's root.
-  assert.equal(r.data, "forty-two\n");
+  // An include, relative to the project's root, less the excludes.
+  assert.deepEqual(r.data, { text: "forty-two\n", files: ["input.txt"] });
   // Not declared: refused, naming the package and how to declare it.
   assert.match(r.leftPad, /^RemoteError: /);
   // (Where the client's cache knows the package, Deno names the version the
