@@ -369,8 +369,12 @@ async function nodeConfig(
   }
   // An import map in a file of its own joins the configuration.
   if (typeof config.importMap === "string") {
-    const clientDir = `${bundle.root === "/" ? "" : bundle.root}/${configDir}`;
-    const mapUrl = new URL(config.importMap, `file://${clientDir}/`);
+    const clientDir = [bundle.root === "/" ? "" : bundle.root, configDir]
+      .filter(Boolean).join("/") || "/";
+    const mapUrl = new URL(
+      config.importMap,
+      `file://${clientDir.replace(/\/$/, "")}/`,
+    );
     let map: { imports?: unknown; scopes?: unknown };
     try {
       map = JSON.parse(await Deno.readTextFile(mapUrl));
@@ -569,7 +573,9 @@ async function stage(
   // What this client readied before, in an earlier run, while its packages
   // are still in the cache.
   const diskKey = (await sha256Hex(JSON.stringify([
+    STAGE_FORMAT,
     code.hash,
+    configText,
     typeof lib === "string" ? lib : lib.hash,
     Object.entries(imports).sort(),
     Deno.version.deno,
@@ -818,6 +824,9 @@ async function saveStaged(key: string, staged: Staged): Promise<void> {
     await Deno.remove(old.path, { recursive: true }).catch(() => {});
   }
 }
+
+/** The version of what staging makes: a change to it readies the code again. */
+const STAGE_FORMAT = 1;
 
 /** How many readied code directories are kept between runs. */
 const KEEP_STAGED = 16;

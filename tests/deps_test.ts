@@ -96,3 +96,27 @@ Deno.test("an image import that cannot be resolved is a ConfigError naming it", 
     },
   );
 });
+
+Deno.test("a project whose deno.json names an import map file ships that map in the nodes' configuration", async () => {
+  const dir = await tempRoot();
+  await Deno.mkdir(`${dir}/lib`);
+  await Deno.writeTextFile(`${dir}/lib/c.ts`, `export const c = 3;\n`);
+  await Deno.writeTextFile(
+    `${dir}/main.ts`,
+    `import { c } from "mapped/c.ts";\nexport const d = c + 1;\n`,
+  );
+  await Deno.writeTextFile(
+    `${dir}/import_map.json`,
+    JSON.stringify({ imports: { "mapped/": "./lib/" } }),
+  );
+  await Deno.writeTextFile(
+    `${dir}/deno.json`,
+    JSON.stringify({ importMap: "./import_map.json" }),
+  );
+  const code = await buildBundle([`file://${dir}/main.ts`]);
+  assert.ok(code.files.some((f) => f.path === "lib/c.ts"));
+  const shipped = await nodeCode(code, await libraryBundle());
+  const config = JSON.parse(text(shipped, "deno.json"));
+  assert.equal(config.importMap, undefined);
+  assert.deepEqual(config.imports, { "mapped/": "./lib/" });
+});
