@@ -118,7 +118,6 @@ Deno.test("a task printing 1 MiB lines in a loop keeps the worker under 384 MiB 
   } finally {
     await pool.close();
   }
-  console.log(`PEAK ${Math.round(peak / 2 ** 20)} MiB`);
   assert.ok(
     !over,
     `the worker grew to ${Math.round(peak / 2 ** 20)} MiB resident`,

@@ -228,6 +228,32 @@ function redirect(stream: "stdout" | "stderr") {
 console.log = console.info = console.debug = redirect("stdout");
 console.warn = console.error = console.trace = redirect("stderr");
 
+// The last resort: a failure no task owns is reported, not fatal. (Every
+// path a task's messages take is guarded above; this keeps a slip there
+// from ending every task of the node.)
+globalThis.addEventListener("unhandledrejection", (event) => {
+  event.preventDefault();
+  say(
+    `skyward worker: an unhandled rejection, ignored: ${
+      describe(event.reason)
+    }`,
+  );
+});
+globalThis.addEventListener("error", (event) => {
+  event.preventDefault();
+  say(`skyward worker: an uncaught error, ignored: ${describe(event.error)}`);
+});
+
+function describe(error: unknown): string {
+  try {
+    return error instanceof Error
+      ? (error.stack ?? error.message)
+      : String(error);
+  } catch {
+    return "(an error that cannot be described)";
+  }
+}
+
 (globalThis as Record<symbol, unknown>)[Symbol.for("skyward.worker")] = true;
 const instance = Deno.env.get("SKYWARD_INSTANCE");
 if (instance) {
