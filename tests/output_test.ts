@@ -225,3 +225,29 @@ Deno.test("output at a module's top level arrives as a Log event of its node, wi
     JSON.stringify(lines),
   );
 });
+
+Deno.test("a program's printed output holds no control character a task wrote, and its own lines stay apart", async () => {
+  const script = new URL("./fixtures/rich_script.ts", import.meta.url).pathname;
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--unstable-worker-options", script, root],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const out = new TextDecoder().decode(stdout);
+  const err = new TextDecoder().decode(stderr);
+  assert.equal(code, 0, err);
+  // Not a terminal: the rich console prints as "log" does.
+  assert.ok(
+    !/[\x00-\x08\x0b-\x1f\x7f]/.test(out + err),
+    JSON.stringify(out + err),
+  );
+  assert.match(
+    out,
+    /^\[node 0\] \\x1b\[2K\\r\[TaskCompleted\] Task 99 'forged' completed in 0\.0s$/m,
+  );
+  assert.match(err, /^\[node 0\] \\x1b\]0;pwned\\x07title set$/m);
+  // Written straight to stdout on the node: the node's line, escaped too.
+  assert.match(err, /^\[node 0\] \\x1b\[31mraw red\\x1b\[0m$/m);
+  assert.match(out, /^user: task 3 done$/m);
+});
