@@ -5,7 +5,6 @@
 // the node's own.
 import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
-import { createConsole, type WritableLike } from "../src/console.ts";
 import type { PoolEvent } from "../src/events.ts";
 import { LineSplitter, MAX_LINE_CHARS } from "../src/output.ts";
 import { square } from "./fixtures/computes.ts";
@@ -239,6 +238,7 @@ Deno.test("a program's printed output holds no control character a task wrote, a
   assert.equal(code, 0, err);
   // Not a terminal: the rich console prints as "log" does.
   assert.ok(
+    // deno-lint-ignore no-control-regex
     !/[\x00-\x08\x0b-\x1f\x7f]/.test(out + err),
     JSON.stringify(out + err),
   );
