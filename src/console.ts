@@ -375,6 +375,9 @@ const PRINTING = [
   "timeEnd",
 ] as const;
 
+/** Calls of the console's printing methods in progress. */
+let printing = 0;
+
 /** The console's own methods, while they are replaced. */
 let originals: Map<string, (...args: unknown[]) => unknown> | undefined;
 
@@ -386,11 +389,13 @@ function patchConsole(): void {
     const original = target[name];
     if (typeof original !== "function") continue;
     const wrapped = function (this: unknown, ...args: unknown[]): unknown {
-      for (const view of showing) view.hide();
+      // One method may call another (`table` calls `log`): the outermost
+      // call erases and draws.
+      if (printing++ === 0) { for (const view of showing) view.hide(); }
       try {
         return original.apply(this, args);
       } finally {
-        for (const view of showing) view.show();
+        if (--printing === 0) { for (const view of showing) view.show(); }
       }
     };
     originals.set(name, original as (...args: unknown[]) => unknown);
