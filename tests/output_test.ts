@@ -10,6 +10,7 @@ import { LineSplitter, MAX_LINE_CHARS } from "../src/output.ts";
 import { square } from "./fixtures/computes.ts";
 import { quiet } from "./fixtures/noisy_module.ts";
 import {
+  bigError,
   bigItem,
   bigResult,
   burst,
@@ -86,6 +87,22 @@ Deno.test("a streamed item too large for one message fails its task, not the wor
   assert.equal(await pool.run(square(5)), 25);
   assert.equal(pool.workerPids[0], pid);
   assert.ok(!events.some((e) => e.type === "NodeLost"));
+});
+
+Deno.test("an error too large for one message fails its task with an error saying so; the node keeps serving", async () => {
+  await using pool = await start();
+  const pid = pool.workerPids[0];
+  const error = await pool.run(bigError(2 * LIMIT)).then(
+    () => assert.fail("the task did not fail"),
+    (e) => e,
+  );
+  assert.ok(error instanceof sky.RemoteError, String(error));
+  assert.match(
+    error.message,
+    /^Error: The task failed, but its error is \d+ bytes once encoded, past the limit of 1048576 bytes/,
+  );
+  assert.equal(await pool.run(square(6)), 36);
+  assert.equal(pool.workerPids[0], pid);
 });
 
 Deno.test("a task printing 1 MiB lines in a loop keeps the worker under 384 MiB resident", async () => {
