@@ -18,9 +18,9 @@
  *
  * @module
  */
-// @ts-types="@types/ssh2"
-import { utils } from "ssh2";
-import { z } from "zod";
+// @ts-types="npm:@types/ssh2@1.15.6"
+import { utils } from "npm:ssh2@1.17.0";
+import { z } from "npm:zod@4.6.7";
 import { ConfigError, ProvisioningError } from "../src/errors.ts";
 import type {
   ClusterSpec,

@@ -42,6 +42,7 @@
  */
 import { encode, toWireError } from "../src/codec.ts";
 import type { InstanceInfo } from "../src/instance.ts";
+import { lineCost } from "../src/output.ts";
 import type { SandboxSpec } from "../src/protocol.ts";
 import { longTimeout } from "../src/_options.ts";
 
@@ -57,8 +58,17 @@ export interface SandboxManagerOptions {
   codeDir: string;
   /** What `sky.instanceInfo()` returns in sandboxes. */
   instance: InstanceInfo;
-  /** A line a task wrote with `console.*`. */
-  log(id: number | undefined, stream: "stdout" | "stderr", line: string): void;
+  /**
+   * A line a task wrote with `console.*` (or its module, while it was
+   * imported: then `id` is undefined). The sandbox is given back the
+   * line's output credit once the returned promise settles, so a sandbox
+   * has at most `LOG_CREDIT` bytes of output in flight.
+   */
+  log(
+    id: number | undefined,
+    stream: "stdout" | "stderr",
+    line: string,
+  ): void | Promise<void>;
   /** A sandbox could not be stopped: the worker process must exit. */
   fatal(reason: string): void;
   /**
@@ -115,7 +125,17 @@ const DEFAULT_IMPORT_HOSTS = [
   "cdn.jsdelivr.net:443",
   "raw.githubusercontent.com:443",
   "gist.githubusercontent.com:443",
+  // Those of the remote modules shipped (vendored) with the code.
+  ...(envOf("SKYWARD_IMPORT_HOSTS") ?? "").split(",").filter(Boolean),
 ];
+
+function envOf(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
 
 const WASM_HEAP_MB = 256;
 /** How long a sandbox may take to stop once terminated. */
@@ -133,6 +153,8 @@ const WATCH_MS = 1_000;
  * a sandbox stopped by mistake fails a task that was doing nothing wrong.
  */
 const STALLS = 10;
+/** Ended tasks per sandbox whose late output lines keep their task's id. */
+const RECENT = 64;
 /** Warm shared sandboxes kept; past this the least recently used idle one is stopped. */
 const MAX_WARM = 32;
 
@@ -140,16 +162,32 @@ function filePath(url: URL): string {
   return decodeURIComponent(url.pathname);
 }
 
+/**
+ * A sandbox's entry for a Node worker thread: its file, or when the library
+ * was imported from a URL (and is vendored with the code), a `data:` module
+ * importing that URL.
+ */
+function entryOf(name: string): string {
+  const url = new URL(name, import.meta.url);
+  return url.protocol === "file:"
+    ? filePath(url)
+    : `data:application/javascript,${
+      encodeURIComponent(`import ${JSON.stringify(url.href)};`)
+    }`;
+}
+
 const ENTRY = {
-  deno: filePath(new URL("./_sandbox_entry.ts", import.meta.url)),
-  wasm: filePath(new URL("./_wasm_entry.ts", import.meta.url)),
+  deno: entryOf("./_sandbox_entry.ts"),
+  wasm: entryOf("./_wasm_entry.ts"),
 };
 const HOST = new URL("./_sandbox_host.ts", import.meta.url);
 /** The library's modules a sandbox loads: its entry and what it imports. */
-const LIBRARY = [
-  filePath(new URL("./", import.meta.url)).replace(/\/$/, ""),
-  filePath(new URL("../src", import.meta.url)),
-];
+const LIBRARY = new URL(import.meta.url).protocol === "file:"
+  ? [
+    filePath(new URL("./", import.meta.url)).replace(/\/$/, ""),
+    filePath(new URL("../src", import.meta.url)),
+  ]
+  : [];
 
 /**
  * Names the sandbox entries with literal imports, so that the library
@@ -235,6 +273,8 @@ interface Sandbox {
   pinged?: number;
   /** Checks in a row that found it neither answering nor running. */
   stalls: number;
+  /** The last tasks it ran, whose late output lines keep their id. */
+  recent: number[];
   opened(): void;
   failed(outcome: TaskOutcome): void;
 }
@@ -636,6 +676,7 @@ export class SandboxManager {
       exclusive: false,
       heapMb,
       stalls: 0,
+      recent: [],
       known: new Set(),
       outbox: [],
       lastUsed: performance.now(),
@@ -748,13 +789,31 @@ export class SandboxManager {
           task?.hooks && typeof m.s === "number" && typeof m.n === "number"
         ) task.hooks.credit(m.s, m.n);
         return;
-      case "log":
+      case "log": {
         if (
-          typeof m.l === "string" && (m.s === "stdout" || m.s === "stderr")
-        ) {
-          this.#options.log(task?.id, m.s, m.l);
+          typeof m.l !== "string" || (m.s !== "stdout" && m.s !== "stderr")
+        ) return;
+        const cost = lineCost(m.l);
+        const ack = () => {
+          if (!sandbox.ended) {
+            sandbox.port.postMessage({ t: "logack", n: cost });
+          }
+        };
+        // A line may come after its task ended (a marker of lines dropped):
+        // it keeps its task's id if this sandbox ran that task.
+        const id = task?.id ??
+          (typeof m.id === "number" && sandbox.recent.includes(m.id)
+            ? m.id
+            : undefined);
+        let sent: void | Promise<void> = undefined;
+        try {
+          sent = this.#options.log(id, m.s, m.l);
+        } finally {
+          if (sent) sent.then(ack, ack);
+          else ack();
         }
         return;
+      }
       case "alive":
         if (typeof m.id === "number") sandbox.answered?.(m.id);
         return;
@@ -770,6 +829,8 @@ export class SandboxManager {
     task.timer?.();
     sandbox.tasks.delete(task.id);
     this.#byTask.delete(task.id);
+    sandbox.recent.push(task.id);
+    if (sandbox.recent.length > RECENT) sandbox.recent.shift();
     task.resolve(outcome);
     if (!sandbox.exclusive || sandbox.ended || sandbox.stopping) return;
     if (sandbox.kind === "wasm") this.#idle.get("wasm")!.push(sandbox);
