@@ -139,3 +139,64 @@ Deno.test({
     );
   },
 });
+
+Deno.test("from a project outside the repository: hello as written, a denied permission's advice, a pool left open", async () => {
+  const dir = await tempRoot();
+  const nodes = await tempRoot();
+  const repo = decodeURIComponent(new URL("../", import.meta.url).pathname)
+    .replace(/\/$/, "");
+  assert.ok(!dir.startsWith(`${repo}/`), "the project is outside the repo");
+  await Deno.writeTextFile(
+    `${dir}/deno.json`,
+    JSON.stringify({ imports: { "@skyward/skyward": `${repo}/mod.ts` } }),
+  );
+  await Deno.writeTextFile(
+    `${dir}/main.ts`,
+    `import * as sky from "@skyward/skyward";
+
+export const hello = sky.compute(() => \`Hello from \${Deno.hostname()}!\`);
+export const home = sky.compute(() => Deno.env.get("HOME"));
+
+if (import.meta.main) {
+  const pool = await sky.ComputePool.start({
+    provider: sky.Local({ root: ${JSON.stringify(nodes)} }),
+    nodes: 2,
+    console: "silent",
+  });
+  console.log(JSON.stringify(await pool.broadcast(hello())));
+  try {
+    await pool.run(home());
+  } catch (error) {
+    console.log((error as Error).message);
+  }
+}
+`,
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", "main.ts"],
+    cwd: dir,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const hang = setTimeout(() => child.kill("SIGKILL"), 180_000);
+  const { code, stdout, stderr } = await child.output();
+  clearTimeout(hang);
+  const out = new TextDecoder().decode(stdout).trim().split("\n");
+  const err = new TextDecoder().decode(stderr);
+  assert.equal(code, 0, `exit code; stderr: ${err}`);
+  const greeting = `Hello from ${Deno.hostname()}!`;
+  assert.deepEqual(JSON.parse(out[0]), [greeting, greeting]);
+  assert.match(
+    out[1],
+    /^NotCapable: compute 'home' needs env access to "HOME", which its sandbox does not grant\. Grant it where the compute is defined: sky\.compute\(fn, \{ permissions: \{ env: \["HOME"\] \} \}\)/,
+  );
+  assert.equal(
+    err.split("\n").filter((l) =>
+      /^skyward: the program is done but pool sky-\S+ is still open: closing it now/
+        .test(l)
+    ).length,
+    1,
+    err,
+  );
+});
