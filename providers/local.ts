@@ -18,7 +18,10 @@ import type {
 export interface LocalOptions {
   /**
    * The directory under which each node gets its own directory (`node-0`,
-   * `node-1`, ...). Shipped code is cached there between pools.
+   * `node-1`, ...). Shipped code is cached there between pools. A relative
+   * path is taken from the working directory when the pool starts. It may
+   * sit inside the user's project: nodes run with the shipped configuration
+   * only, not the project's `deno.json` above them.
    * @default `$XDG_CACHE_HOME/skyward/local`, else `~/.cache/skyward/local`
    */
   root?: string;
@@ -49,6 +52,18 @@ function defaultRoot(): string {
   return `${
     cache ?? Deno.makeTempDirSync({ prefix: "skyward-" })
   }/skyward/local`;
+}
+
+/** `path` made absolute against the working directory, `.` and `..` resolved. */
+function absolute(path: string): string {
+  const parts: string[] = [];
+  const joined = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
+  for (const part of joined.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") parts.pop();
+    else parts.push(part);
+  }
+  return `/${parts.join("/")}`;
 }
 
 /** The memory one local node needs: a Deno worker process and its warm sandbox. */
@@ -136,7 +151,17 @@ export function Local(options: LocalOptions = {}): LocalProvider {
       }]);
     },
     async prepare(spec: ClusterSpec): Promise<LocalCluster> {
-      const root = options.root ?? defaultRoot();
+      if (
+        options.root !== undefined &&
+        (typeof options.root !== "string" || options.root === "")
+      ) {
+        throw new ConfigError(
+          `Cannot prepare sky.Local(): 'root' must be a directory path, got ${
+            JSON.stringify(options.root) ?? String(options.root)
+          }`,
+        );
+      }
+      const root = absolute(options.root ?? defaultRoot());
       await Deno.mkdir(root, { recursive: true });
       return { id: spec.clusterId, root, launched: new Map(), next: 0 };
     },
