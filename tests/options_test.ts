@@ -44,7 +44,7 @@ Deno.test("compute() refuses a memoryLimit too small to run, saying it is in byt
     {
       name: "RangeError",
       message:
-        /'memoryLimit' is in bytes, and 1 bytes is less than a Deno sandbox needs \(at least 16777216, 16 MiB\)/,
+        /'memoryLimit' is in bytes, and 1 bytes is less than a Deno sandbox needs \(at least 33554432, 32 MiB\)/,
     },
   );
   assert.throws(
