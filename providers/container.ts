@@ -91,6 +91,17 @@ export interface ContainerOptions {
    * @default "skyward"
    */
   namePrefix?: string;
+  /**
+   * Keeps what each node was given — Deno, the npm packages, the shipped
+   * code — between pools, in a named volume per node index
+   * (`<namePrefix>-cache-0`, `<namePrefix>-cache-1`, ...) mounted at the
+   * login user's `~/.cache/skyward`, as a machine keeps its disk: a second
+   * pool finds them there and ships nothing again. `false`: every container
+   * starts empty. Remove the volumes with
+   * `sky.Container().cleanup({ caches: true })`.
+   * @default true
+   */
+  cache?: boolean;
 }
 
 /** A prepared container cluster: its network, its keys, its containers. */
@@ -122,6 +133,8 @@ export interface CleanupReport {
   containers: string[];
   /** Names of the networks removed. */
   networks: string[];
+  /** Names of the cache volumes removed (with `caches: true`). */
+  volumes: string[];
 }
 
 /** Options of {@linkcode ContainerProvider.cleanup}. */
@@ -135,6 +148,12 @@ export interface CleanupOptions {
   all?: boolean;
   /** Removes this cluster's containers and network only, whoever made them. */
   cluster?: string;
+  /**
+   * Also removes the nodes' cache volumes (see {@linkcode ContainerOptions.cache})
+   * that no container uses: the next pool ships Deno and its packages again.
+   * @default false
+   */
+  caches?: boolean;
 }
 
 /**
@@ -181,12 +200,16 @@ export interface ResolvedContainerOptions {
   host?: string;
   /** The prefix of names. */
   namePrefix: string;
+  /** Whether nodes keep their cache in a named volume per node index. */
+  cache: boolean;
 }
 
 const CLUSTER_LABEL = "skyward.cluster";
 const OWNER_LABEL = "skyward.owner";
 const NODE_LABEL = "skyward.node";
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+/** Where a node's cache volume is mounted: the bootstrap's cache directory. */
+const CACHE_MOUNT = `/home/${IMAGE_USER}/.cache/skyward`;
 
 const schema = z.object({
   binary: z.enum(["docker", "podman"]).default("docker"),
@@ -201,6 +224,7 @@ const schema = z.object({
   host: z.string().min(1).optional(),
   namePrefix: z.string().regex(NAME, "must be letters, digits, '_', '.' or '-'")
     .default("skyward"),
+  cache: z.boolean().default(true),
 }).strict();
 
 // ---------------------------------------------------------------------------
@@ -355,6 +379,12 @@ function entrypoint(ttlMs: number, user: string): string {
   return String.raw`set -e
 U=${user}
 if ! id "$U" >/dev/null 2>&1; then useradd -m -s /bin/sh "$U"; usermod -p '*' "$U"; fi
+C=/home/$U/.cache/skyward
+if [ -d "$C" ]; then
+  # The node's cache volume, made by the runtime as root: the user's own.
+  chown "$U:" "/home/$U" "/home/$U/.cache" "$C"
+  [ "$(stat -c %u "$C/deno" 2>/dev/null || id -u "$U")" = "$(id -u "$U")" ] || chown -R "$U:" "$C"
+fi
 mkdir -p /run/sshd /etc/skyward /run/skyward
 chmod 1777 /run/skyward
 umask 077
@@ -493,6 +523,7 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
   }
   const cli = new Cli(resolved);
   const prefix = resolved.namePrefix;
+  const cacheVolume = (index: number) => `${prefix}-cache-${index}`;
 
   async function inspect(names: string[]): Promise<Map<string, Inspected>> {
     const found = new Map<string, Inspected>();
@@ -648,6 +679,7 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
     const report: CleanupReport = {
       containers: [...containers].filter(([, l]) => doomed(l)).map(([n]) => n),
       networks: [...networks].filter(([, l]) => doomed(l)).map(([n]) => n),
+      volumes: [],
     };
     if (podman && Deno.build.os === "linux") {
       for (const [bridge, labels] of await listBridges()) {
@@ -661,7 +693,30 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
       if (podman) await removeBridge(network);
       else await removeNetwork(network);
     }
+    if (options.caches) report.volumes = await removeCaches();
     return report;
+  }
+
+  /** Removes the cache volumes no container uses; returns their names. */
+  async function removeCaches(): Promise<string[]> {
+    const pattern = new RegExp(`^${prefix.replaceAll(".", "\\.")}-cache-\\d+$`);
+    const names = lines(
+      await cli.must([
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        `name=${prefix}-cache-`,
+      ]),
+    ).filter((n) => pattern.test(n));
+    const removed: string[] = [];
+    for (const name of names) {
+      // A volume a container still uses is refused: it stays.
+      if ((await cli.run(["volume", "rm", name])).code === 0) {
+        removed.push(name);
+      }
+    }
+    return removed;
   }
 
   async function launch(cluster: ContainerCluster): Promise<Instance> {
@@ -695,6 +750,9 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
       "SKYWARD_HOST_KEY",
       "--env",
       "SKYWARD_AUTHORIZED_KEY",
+      ...(resolved.cache
+        ? ["--volume", `${cacheVolume(index)}:${CACHE_MOUNT}`]
+        : []),
       ...(resolved.cpus ? ["--cpus", String(resolved.cpus)] : []),
       ...(resolved.memory ? ["--memory", resolved.memory] : []),
       resolved.image,

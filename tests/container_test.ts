@@ -460,3 +460,50 @@ Deno.test("sky.Container() checks its options", () => {
   assert.equal(provider.options.binary, "docker");
   assert.equal(provider.options.image, "skyward-base:bookworm-v1");
 });
+
+containerTest(
+  "a second pool finds Deno, the code and the npm packages in the node's cache volume",
+  async (rt) => {
+    // A prefix of its own: its volume is this test's alone.
+    const namePrefix = `skytest-cache-${Date.now().toString(36)}`;
+    const volume = `${namePrefix}-cache-0`;
+    const phases = async (cache: boolean) => {
+      const seen: Record<string, string> = {};
+      await using pool = await start(rt, {
+        provider: rt.provider({ namePrefix, cache }),
+        onEvent: (e) => {
+          if (e.type === "BootstrapPhase" && e.status !== "started") {
+            seen[e.phase] = e.status;
+          }
+        },
+      });
+      assert.equal(await pool.run(square(3)), 9);
+      return seen;
+    };
+    try {
+      const first = await phases(true);
+      assert.equal(first.deno, "completed");
+      assert.equal(first.code, "completed");
+      assert.equal(first.deps, "completed");
+      const second = await phases(true);
+      assert.deepEqual(
+        [second.env, second.deno, second.code, second.deps],
+        ["skipped", "skipped", "skipped", "skipped"],
+      );
+      // Without the volume, the node starts empty again.
+      const none = await phases(false);
+      assert.equal(none.deno, "completed");
+      const report = await rt.provider({ namePrefix }).cleanup({
+        caches: true,
+      });
+      assert.deepEqual(report.volumes, [volume]);
+      assert.equal(
+        (await rt.cli("volume", "ls", "-q", "--filter", `name=${volume}`))
+          .trim(),
+        "",
+      );
+    } finally {
+      await rt.cli("volume", "rm", "-f", volume).catch(() => {});
+    }
+  },
+);
