@@ -20,7 +20,7 @@ async function docker(host: string, ...args: string[]): Promise<void> {
 }
 
 /** Milliseconds from `ComputePool.start` to the first result of a 1-node pool. */
-async function startToResult(provider: sky.ContainerProvider): Promise<number> {
+async function startToResult(provider: sky.Provider<any>): Promise<number> {
   const t0 = performance.now();
   await using pool = await sky.ComputePool.start({
     provider,
@@ -60,6 +60,8 @@ export async function containerBenchmarks(): Promise<void> {
     const shipped = await repeat(3, () => startToResult(provider(false)));
     const cold = await startToResult(provider(true));
     const warm = await repeat(5, () => startToResult(provider(true)));
+    // The floor on this machine now: a local process node, code in place.
+    const local = await repeat(5, () => startToResult(sky.Local()));
     const base = percentile(shipped, 0.5);
     row(
       "1-node container pool start to first result, cold cache volume",
@@ -72,6 +74,12 @@ export async function containerBenchmarks(): Promise<void> {
       `median ${ms(percentile(warm, 0.5))}, max ${ms(warm[warm.length - 1])}`,
       `no cache volume: median ${ms(base)}`,
       `${(percentile(warm, 0.5) / base).toFixed(2)}x`,
+    );
+    row(
+      "1-node container pool start to first result, warm, beside a local pool",
+      `median ${ms(percentile(warm, 0.5))}`,
+      `sky.Local(): median ${ms(percentile(local, 0.5))}`,
+      `${(percentile(warm, 0.5) / percentile(local, 0.5)).toFixed(2)}x`,
     );
   } finally {
     await docker(host, "volume", "rm", "-f", volume);

@@ -50,7 +50,7 @@ export interface ContainerOptions {
   /**
    * The image to run: any image with `/bin/sh`, `/usr/sbin/sshd`, `tar` and
    * coreutils (and a user `sky`, or `useradd`). Build the default one with
-   * `deno task image:build`.
+   * `deno run -A jsr:@skyward/skyward/cli image build`.
    * @default DEFAULT_IMAGE ("skyward-base:bookworm-v1")
    */
   image?: string;
@@ -490,7 +490,9 @@ interface Inspected {
  * addresses between nodes, without a cloud. The nodes are reached over SSH
  * and bootstrapped like cloud machines; the default image holds no Deno
  * (the pool uploads the client's binary) and is built with
- * `deno task image:build`.
+ * `skyward image build` (`deno run -A jsr:@skyward/skyward/cli image build`).
+ * Each node keeps Deno, the npm packages and the code in a volume per node
+ * index, so the next pool ships nothing again (`cache`).
  *
  * @param options The CLI, the image, limits, network and TTL.
  * @returns The provider, for `ComputePool.start({ provider })`.
@@ -845,7 +847,8 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
         throw new ConfigError(
           `Cannot start containers: the image ${resolved.image} is missing` +
             (resolved.image === DEFAULT_IMAGE
-              ? " (build it with: deno task image:build)"
+              ? " (build it with: deno run -A jsr:@skyward/skyward/cli image build, " +
+                "or from a clone: deno task image:build)"
               : ""),
         );
       }
