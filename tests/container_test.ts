@@ -34,6 +34,32 @@ for (const [binary, found] of Object.entries(runtimes)) {
   console.warn(`container_test.ts: ${binary} tests ignored: ${found.reason}`);
 }
 
+// The pools here keep their nodes' cache volumes (sky.Container's `cache`,
+// on by default) as a user's would: the volumes are removed at the end,
+// except one a container still uses (the daemon refuses those).
+globalThis.addEventListener("unload", () => {
+  for (const [binary, found] of Object.entries(runtimes)) {
+    if (found.host === null) continue;
+    const env: Record<string, string> = binary === "docker"
+      ? { DOCKER_HOST: found.host }
+      : {};
+    const sync = (args: string[]) =>
+      new TextDecoder().decode(
+        new Deno.Command(binary, { args, env, stderr: "null" }).outputSync()
+          .stdout,
+      );
+    const volumes = sync([
+      "volume",
+      "ls",
+      "-q",
+      "--filter",
+      "name=skyward-cache-",
+    ])
+      .split("\n").filter((n) => /^skyward-cache-\d+$/.test(n));
+    if (volumes.length > 0) sync(["volume", "rm", ...volumes]);
+  }
+});
+
 /** The test's handle on one container CLI. */
 interface Runtime {
   binary: Binary;
