@@ -96,7 +96,10 @@ export interface ContainerOptions {
    * code — between pools, in a named volume per node index
    * (`<namePrefix>-cache-0`, `<namePrefix>-cache-1`, ...) mounted at the
    * login user's `~/.cache/skyward`, as a machine keeps its disk: a second
-   * pool finds them there and ships nothing again. `false`: every container
+   * pool finds them there and ships nothing again. A pool's first
+   * container on a volume no running container uses keeps there the three
+   * most recent versions of the code (and of the library) and the two most
+   * recent Deno binaries, and removes the rest. `false`: every container
    * starts empty. Remove the volumes with
    * `sky.Container().cleanup({ caches: true })`.
    * @default true
@@ -125,6 +128,11 @@ export interface ContainerCluster {
   launched: Map<string, { hostKey: string; index: number; address?: string }>;
   /** The number of the next container. */
   next: number;
+  /**
+   * The cache volumes no running container used when the pool started:
+   * the first container of the pool to mount one prunes it.
+   */
+  prunable?: Set<string>;
 }
 
 /** What {@linkcode ContainerProvider.cleanup} removed. */
@@ -374,6 +382,9 @@ function ownerGone(label: string | undefined): boolean {
 // ---------------------------------------------------------------------------
 // The container's PID 1
 
+/** How many versions of the code (and of the library) a cache volume keeps. */
+const CODE_KEEP = 3;
+
 function entrypoint(ttlMs: number, user: string): string {
   const ttl = Math.ceil(ttlMs / 1000);
   return String.raw`set -e
@@ -384,7 +395,29 @@ if [ -d "$C" ]; then
   # The node's cache volume, made by the runtime as root: the user's own.
   chown "$U:" "/home/$U" "/home/$U/.cache" "$C"
   [ "$(stat -c %u "$C/deno" 2>/dev/null || id -u "$U")" = "$(id -u "$U")" ] || chown -R "$U:" "$C"
+  if [ -n "$SKYWARD_PRUNE" ]; then
+    # No container used the volume when the pool started: keep the most
+    # recent versions of the code and the library, and of Deno. Never fatal.
+    [ -e "$C/.lock" ] || { : >"$C/.lock" && chown "$U:" "$C/.lock"; } || :
+    (
+      set +e
+      prune() {
+        [ -d "$C/$1" ] || return 0
+        ls -1t "$C/$1" | tail -n +$(($2 + 1)) | while IFS= read -r _v; do
+          case $_v in *[!0-9A-Za-z.-]*|.*|'') continue ;; esac
+          rm -rf "$C/$1/$_v"
+        done
+      }
+      # Not while a bootstrap (of a pool started meanwhile) holds the volume.
+      exec 8>"$C/.lock" || exit 0
+      flock -w 10 8 || exit 0
+      prune code ${CODE_KEEP}
+      prune lib ${CODE_KEEP}
+      prune deno 2
+    ) || :
+  fi
 fi
+unset SKYWARD_PRUNE
 mkdir -p /run/sshd /etc/skyward /run/skyward
 chmod 1777 /run/skyward
 umask 077
@@ -699,6 +732,27 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
     return report;
   }
 
+  /** The cache volumes of the first `count` node indices that no running container mounts. */
+  async function freeCaches(count: number): Promise<Set<string>> {
+    const free = new Set(
+      Array.from({ length: count }, (_, i) => cacheVolume(i)),
+    );
+    const running = lines(
+      await cli.must(["ps", "-q", "--filter", `label=${CLUSTER_LABEL}`]),
+    );
+    if (running.length === 0) return free;
+    const out = await cli.must([
+      "inspect",
+      "--type",
+      "container",
+      "--format",
+      "{{range .Mounts}}{{.Name}} {{end}}",
+      ...running,
+    ]);
+    for (const name of out.split(/\s+/)) free.delete(name);
+    return free;
+  }
+
   /** Removes the cache volumes no container uses; returns their names. */
   async function removeCaches(): Promise<string[]> {
     const pattern = new RegExp(`^${prefix.replaceAll(".", "\\.")}-cache-\\d+$`);
@@ -724,6 +778,7 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
   async function launch(cluster: ContainerCluster): Promise<Instance> {
     const index = cluster.next++;
     const name = `${prefix}-${cluster.id}-${index}`;
+    const prune = cluster.prunable?.delete(cacheVolume(index)) ?? false;
     const hostKeys = utils.generateKeyPairSync("ed25519", { comment: name });
     const attached = cluster.bridge
       ? await addNamespace(cluster.bridge, index)
@@ -755,6 +810,7 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
       ...(resolved.cache
         ? ["--volume", `${cacheVolume(index)}:${CACHE_MOUNT}`]
         : []),
+      ...(prune ? ["--env", "SKYWARD_PRUNE=1"] : []),
       ...(resolved.cpus ? ["--cpus", String(resolved.cpus)] : []),
       ...(resolved.memory ? ["--memory", resolved.memory] : []),
       resolved.image,
@@ -860,6 +916,9 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
       }
       // What crashed clients on this machine left.
       await cleanup().catch(() => {});
+      const prunable = resolved.cache
+        ? await freeCaches(spec.nodes).catch(() => new Set<string>())
+        : undefined;
       const keys = utils.generateKeyPairSync("ed25519", {
         comment: `skyward-${spec.clusterId}`,
       });
@@ -877,6 +936,7 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
           publicKey: keys.public,
           launched: new Map(),
           next: 0,
+          prunable,
         };
       }
       const network = resolved.network ?? `${prefix}-${spec.clusterId}`;
@@ -901,6 +961,7 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
         publicKey: keys.public,
         launched: new Map(),
         next: 0,
+        prunable,
       };
     },
     async provision(

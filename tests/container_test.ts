@@ -533,3 +533,82 @@ containerTest(
     }
   },
 );
+
+containerTest(
+  "a pool's containers keep the last 3 versions of the code in their cache volume, unless another container uses it",
+  async (rt) => {
+    const namePrefix = `skytest-prune-${Date.now().toString(36)}`;
+    const volume = `${namePrefix}-cache-0`;
+    // Podman needs them explicit here (the provider passes the same).
+    const ulimits = [
+      "--ulimit",
+      "nofile=4096:4096",
+      "--ulimit",
+      "nproc=4096:4096",
+    ];
+    const codeIn = async (pool: sky.ComputePool) =>
+      (await rt.cli(
+        "exec",
+        `${namePrefix}-${pool.id}-0`,
+        "ls",
+        "/home/sky/.cache/skyward/code",
+      )).split("\n").filter(Boolean).sort();
+    // Five versions from earlier pools, an hour apart, old1 the most recent.
+    await rt.cli(
+      "run",
+      "--rm",
+      "--network",
+      "none",
+      ...ulimits,
+      "--volume",
+      `${volume}:/c`,
+      "skyward-base:bookworm-v1",
+      "sh",
+      "-c",
+      'for i in 1 2 3 4 5; do mkdir -p /c/code/old$i && touch -d "$i hours ago" /c/code/old$i; done; chown -R 1000:1000 /c',
+    );
+    const holder = `${namePrefix}-holder`;
+    try {
+      // A container of another pool uses the volume: nothing is removed.
+      await rt.cli(
+        "run",
+        "--detach",
+        "--rm",
+        "--network",
+        "none",
+        ...ulimits,
+        "--name",
+        holder,
+        "--label",
+        `skyward.cluster=${holder}`,
+        "--volume",
+        `${volume}:/c`,
+        "skyward-base:bookworm-v1",
+        "sleep",
+        "300",
+      );
+      const old = ["old1", "old2", "old3", "old4", "old5"];
+      let current: string;
+      {
+        await using pool = await start(rt, {
+          provider: rt.provider({ namePrefix }),
+        });
+        assert.equal(await pool.run(square(2)), 4);
+        const listed = await codeIn(pool);
+        assert.deepEqual(listed.filter((n) => n.startsWith("old")), old);
+        [current] = listed.filter((n) => !n.startsWith("old"));
+        assert.ok(current, listed.join(" "));
+      }
+      await rt.cli("rm", "-f", holder);
+      // Nothing uses it now: the 3 most recent stay (this code's among them).
+      await using pool = await start(rt, {
+        provider: rt.provider({ namePrefix }),
+      });
+      assert.equal(await pool.run(square(3)), 9);
+      assert.deepEqual(await codeIn(pool), [current, "old1", "old2"].sort());
+    } finally {
+      await rt.cli("rm", "-f", holder).catch(() => {});
+      await rt.cli("volume", "rm", "-f", volume).catch(() => {});
+    }
+  },
+);
