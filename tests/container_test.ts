@@ -157,6 +157,18 @@ async function start(
   }
 }
 
+/**
+ * Removes a volume, waiting for the containers of a closed pool that still
+ * use it to go (they run with `--rm`, which the daemon finishes on its own).
+ */
+async function removeVolume(rt: Runtime, volume: string): Promise<void> {
+  await eventually(
+    () => rt.cli("volume", "rm", "-f", volume).then(() => true, () => false),
+    30_000,
+    `the volume ${volume} to be removed`,
+  );
+}
+
 /** Defines the test once per container CLI that can run it. */
 function containerTest(
   name: string,
@@ -529,7 +541,7 @@ containerTest(
         "",
       );
     } finally {
-      await rt.cli("volume", "rm", "-f", volume).catch(() => {});
+      await removeVolume(rt, volume);
     }
   },
 );
@@ -608,7 +620,7 @@ containerTest(
       assert.deepEqual(await codeIn(pool), [current, "old1", "old2"].sort());
     } finally {
       await rt.cli("rm", "-f", holder).catch(() => {});
-      await rt.cli("volume", "rm", "-f", volume).catch(() => {});
+      await removeVolume(rt, volume);
     }
   },
 );
