@@ -18,9 +18,9 @@
  *
  * @module
  */
-// @ts-types="@types/ssh2"
-import { utils } from "ssh2";
-import { z } from "zod";
+// @ts-types="npm:@types/ssh2@1.15.6"
+import { utils } from "npm:ssh2@1.17.0";
+import { z } from "npm:zod@4.6.7";
 import { ConfigError, ProvisioningError } from "../src/errors.ts";
 import type {
   ClusterSpec,
@@ -29,6 +29,7 @@ import type {
   Provider,
 } from "../src/provider.ts";
 import { DEFAULT_IMAGE, IMAGE_USER } from "./container/image.ts";
+import { machineNodeLimit } from "./local.ts";
 import {
   addNamespace,
   createBridge,
@@ -859,6 +860,9 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
   return {
     name: "container",
     options: resolved,
+    get nodeLimit() {
+      return machineNodeLimit("sky.Container()");
+    },
     cleanup,
     // The container's entrypoint exits (and --rm removes it) once this
     // file exists: the worker, not root, cannot stop it otherwise.

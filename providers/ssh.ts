@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "npm:zod@4.6.7";
 import { ConfigError, ProvisioningError } from "../src/errors.ts";
 import type {
   ClusterSpec,
@@ -168,6 +168,11 @@ export function SSH(options: SshOptions): SshProvider {
   return {
     name: "ssh",
     targets,
+    nodeLimit: {
+      max: targets.length,
+      reason:
+        `sky.SSH() runs one node per host and was given ${targets.length}`,
+    },
     offers(spec: ClusterSpec): Promise<Offer[]> {
       if (spec.accelerator) {
         return Promise.reject(

@@ -44,6 +44,7 @@ import { encode, toWireError } from "../src/codec.ts";
 import type { InstanceInfo } from "../src/instance.ts";
 import { lineCost } from "../src/output.ts";
 import type { SandboxSpec } from "../src/protocol.ts";
+import { longTimeout } from "../src/_options.ts";
 
 /** How a task ended: its encoded result, its encoded error, or an unsendable result. */
 export type TaskOutcome =
@@ -100,6 +101,15 @@ const NO_PERMISSIONS: Permissions = {
   import: false,
 };
 
+/**
+ * What a compute that sets no permission runs with (the client's
+ * `DEFAULT_PERMISSIONS`): the warm spare sandbox holds these.
+ */
+const DEFAULT_PERMISSIONS: Permissions = {
+  ...NO_PERMISSIONS,
+  sys: ["hostname"],
+};
+
 /** What a compute that was never defined runs with. */
 const DEFAULT_SPEC: SandboxSpec = {
   kind: "deno",
@@ -115,7 +125,17 @@ const DEFAULT_IMPORT_HOSTS = [
   "cdn.jsdelivr.net:443",
   "raw.githubusercontent.com:443",
   "gist.githubusercontent.com:443",
+  // Those of the remote modules shipped (vendored) with the code.
+  ...(envOf("SKYWARD_IMPORT_HOSTS") ?? "").split(",").filter(Boolean),
 ];
+
+function envOf(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
 
 const WASM_HEAP_MB = 256;
 /** How long a sandbox may take to stop once terminated. */
@@ -142,16 +162,32 @@ function filePath(url: URL): string {
   return decodeURIComponent(url.pathname);
 }
 
+/**
+ * A sandbox's entry for a Node worker thread: its file, or when the library
+ * was imported from a URL (and is vendored with the code), a `data:` module
+ * importing that URL.
+ */
+function entryOf(name: string): string {
+  const url = new URL(name, import.meta.url);
+  return url.protocol === "file:"
+    ? filePath(url)
+    : `data:application/javascript,${
+      encodeURIComponent(`import ${JSON.stringify(url.href)};`)
+    }`;
+}
+
 const ENTRY = {
-  deno: filePath(new URL("./_sandbox_entry.ts", import.meta.url)),
-  wasm: filePath(new URL("./_wasm_entry.ts", import.meta.url)),
+  deno: entryOf("./_sandbox_entry.ts"),
+  wasm: entryOf("./_wasm_entry.ts"),
 };
 const HOST = new URL("./_sandbox_host.ts", import.meta.url);
 /** The library's modules a sandbox loads: its entry and what it imports. */
-const LIBRARY = [
-  filePath(new URL("./", import.meta.url)).replace(/\/$/, ""),
-  filePath(new URL("../src", import.meta.url)),
-];
+const LIBRARY = new URL(import.meta.url).protocol === "file:"
+  ? [
+    filePath(new URL("./", import.meta.url)).replace(/\/$/, ""),
+    filePath(new URL("../src", import.meta.url)),
+  ]
+  : [];
 
 /**
  * Names the sandbox entries with literal imports, so that the library
@@ -195,7 +231,8 @@ type Outgoing = [unknown, ArrayBuffer[]];
 interface PendingTask {
   id: number;
   resolve(outcome: TaskOutcome): void;
-  timer?: ReturnType<typeof setTimeout>;
+  /** Cancels its time limit's timer. */
+  timer?: () => void;
   hooks?: TaskStreamHooks;
   /** Whether it has been sent to its sandbox; stream messages wait until then. */
   posted: boolean;
@@ -283,10 +320,13 @@ export class SandboxManager {
    * common kind (starting one takes about half a second).
    */
   warm(): void {
-    const key = `${JSON.stringify(NO_PERMISSIONS)}\0${this.#heapMb}`;
+    const key = `${JSON.stringify(DEFAULT_PERMISSIONS)}\0${this.#heapMb}`;
     if (this.#spares.has(key) || this.#closed) return;
     try {
-      this.#spares.set(key, this.#spawn("deno", NO_PERMISSIONS, this.#heapMb));
+      this.#spares.set(
+        key,
+        this.#spawn("deno", DEFAULT_PERMISSIONS, this.#heapMb),
+      );
     } catch {
       // The first task reports why sandboxes cannot start.
     }
@@ -389,18 +429,21 @@ export class SandboxManager {
           ? spec.timeout
           : undefined;
         if (limit !== undefined) {
-          task.timer = setTimeout(() => {
-            this.#finish(
-              sandbox,
-              task,
-              failure(
-                new SandboxError(
-                  `The task ran past its time limit of ${limit} ms in the WASM sandbox`,
+          task.timer = longTimeout(
+            spec.kind === "js" ? limit + JS_GRACE_MS : limit,
+            () => {
+              this.#finish(
+                sandbox,
+                task,
+                failure(
+                  new SandboxError(
+                    `The task ran past its time limit of ${limit} ms in the WASM sandbox`,
+                  ),
                 ),
-              ),
-            );
-            this.#stop(sandbox, "a task ran past its time limit");
-          }, spec.kind === "js" ? limit + JS_GRACE_MS : limit);
+              );
+              this.#stop(sandbox, "a task ran past its time limit");
+            },
+          );
         }
       }, (outcome: TaskOutcome) => this.#finish(sandbox, task, outcome));
     });
@@ -432,7 +475,7 @@ export class SandboxManager {
     const sandbox = this.#byTask.get(id);
     if (!sandbox) return;
     const task = sandbox.tasks.get(id)!;
-    clearTimeout(task.timer);
+    task.timer?.();
     sandbox.tasks.delete(id);
     this.#byTask.delete(id);
     if (sandbox.exclusive || sandbox.tasks.size === 0) {
@@ -783,7 +826,7 @@ export class SandboxManager {
 
   #finish(sandbox: Sandbox, task: PendingTask, outcome: TaskOutcome): void {
     if (sandbox.tasks.get(task.id) !== task) return;
-    clearTimeout(task.timer);
+    task.timer?.();
     sandbox.tasks.delete(task.id);
     this.#byTask.delete(task.id);
     sandbox.recent.push(task.id);

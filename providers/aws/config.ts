@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "npm:zod@4.6.7";
 import { ConfigError, ProvisioningError } from "../../src/errors.ts";
 
 /** What the provider knows of an instance when it picks the SSH user. */
@@ -202,8 +202,8 @@ export function regionFrom(
     env("AWS_DEFAULT_REGION");
 }
 
-type Ec2Module = typeof import("@aws-sdk/client-ec2");
-type SsmModule = typeof import("@aws-sdk/client-ssm");
+type Ec2Module = typeof import("npm:@aws-sdk/client-ec2@3.1169.0");
+type SsmModule = typeof import("npm:@aws-sdk/client-ssm@3.1169.0");
 
 /** The SDK clients of one region. */
 export interface AwsClients {
@@ -231,7 +231,7 @@ export async function awsClients(
   options: ResolvedAwsOptions,
   poolRegion?: string,
 ): Promise<AwsClients> {
-  const sdk = await import("@aws-sdk/client-ec2");
+  const sdk = await import("npm:@aws-sdk/client-ec2@3.1169.0");
   const wanted = regionFrom(options, poolRegion);
   const common = {
     ...(wanted ? { region: wanted } : {}),
@@ -269,7 +269,7 @@ export async function awsClients(
       }
     },
     async parameter(name: string): Promise<string> {
-      ssm ??= import("@aws-sdk/client-ssm").then((module) => ({
+      ssm ??= import("npm:@aws-sdk/client-ssm@3.1169.0").then((module) => ({
         module,
         client: new module.SSMClient({ ...common, region }),
       }));
