@@ -18,10 +18,9 @@
  *
  * @module
  */
-// @ts-types="@types/ssh2"
-import { utils } from "ssh2";
 import { z } from "zod";
 import { ConfigError, ProvisioningError } from "../src/errors.ts";
+import { sshTransport } from "../src/transport.ts";
 import type {
   ClusterSpec,
   Instance,
@@ -667,7 +666,8 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
   async function launch(cluster: ContainerCluster): Promise<Instance> {
     const index = cluster.next++;
     const name = `${prefix}-${cluster.id}-${index}`;
-    const hostKeys = utils.generateKeyPairSync("ed25519", { comment: name });
+    const { generateKeyPair } = await sshTransport();
+    const hostKeys = generateKeyPair(name);
     const attached = cluster.bridge
       ? await addNamespace(cluster.bridge, index)
       : undefined;
@@ -703,13 +703,13 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
       entrypoint(resolved.ttl, IMAGE_USER),
     ];
     cluster.launched.set(name, {
-      hostKey: hostKeys.public,
+      hostKey: hostKeys.publicKey,
       index,
       address: attached?.address,
     });
     const out = await cli.run(args, {
       env: {
-        SKYWARD_HOST_KEY: hostKeys.private,
+        SKYWARD_HOST_KEY: hostKeys.privateKey,
         SKYWARD_AUTHORIZED_KEY: cluster.publicKey,
       },
       timeoutMs: 120_000,
@@ -799,9 +799,8 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
       }
       // What crashed clients on this machine left.
       await cleanup().catch(() => {});
-      const keys = utils.generateKeyPairSync("ed25519", {
-        comment: `skyward-${spec.clusterId}`,
-      });
+      const { generateKeyPair } = await sshTransport();
+      const keys = generateKeyPair(`skyward-${spec.clusterId}`);
       if (podman) {
         const bridge = await createBridge({
           [CLUSTER_LABEL]: spec.clusterId,
@@ -812,8 +811,8 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
           network: bridge.name,
           ownNetwork: true,
           bridge,
-          privateKey: keys.private,
-          publicKey: keys.public,
+          privateKey: keys.privateKey,
+          publicKey: keys.publicKey,
           launched: new Map(),
           next: 0,
         };
@@ -836,8 +835,8 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
         id: spec.clusterId,
         network,
         ownNetwork: !resolved.network,
-        privateKey: keys.private,
-        publicKey: keys.public,
+        privateKey: keys.privateKey,
+        publicKey: keys.publicKey,
         launched: new Map(),
         next: 0,
       };
