@@ -47,6 +47,8 @@ export function lazyModule<T>(url: URL): () => Promise<T> {
   let loading: Promise<T> | undefined;
   return () => {
     if (!loading) {
+      // Computed on purpose, so that Deno does not prefetch it (see above);
+      // `deno publish` warns that it cannot analyse it, which is the point.
       loading = import(href) as Promise<T>;
       loading.catch(() => loading = undefined);
     }
