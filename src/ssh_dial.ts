@@ -18,6 +18,17 @@ import type { Host, SshTransport } from "./transport.ts";
  * @param endpoint Where the machine is and how to log in.
  * @param retries How many times a refused or reset connection is tried again.
  * @returns The machine as a {@linkcode Host}.
+ *
+ * @example
+ * ```ts
+ * import { sshTransport } from "./transport.ts";
+ *
+ * const { dialSsh } = await sshTransport(); // loads npm:ssh2 now
+ * console.log(typeof dialSsh); // "function"
+ * // const host = await dialSsh({ kind: "ssh", host: "10.0.0.5", port: 22,
+ * //   user: "sky", privateKey }, 5);
+ * // const child = await host.exec(["uname", "-a"]);
+ * ```
  */
 export const dialSsh: SshTransport["dialSsh"] = async (
   endpoint: Extract<Endpoint, { kind: "ssh" }>,
@@ -40,6 +51,14 @@ export const dialSsh: SshTransport["dialSsh"] = async (
  *
  * @param comment The comment of both keys.
  * @returns The private key and the public key line.
+ *
+ * @example
+ * ```ts
+ * import { generateKeyPair } from "./ssh_dial.ts";
+ *
+ * const { publicKey } = generateKeyPair("sky-test");
+ * console.log(publicKey.startsWith("ssh-ed25519 ")); // true
+ * ```
  */
 export const generateKeyPair: SshTransport["generateKeyPair"] = (
   comment: string,

@@ -134,6 +134,14 @@ export class LocalHost implements Host {
  * The SSH transport as the pool sees it: `src/ssh_dial.ts`, loaded on first
  * use (it needs `npm:ssh2`, which a program that only runs local nodes
  * never downloads).
+ *
+ * @example
+ * ```ts
+ * import { sshTransport, type SshTransport } from "./transport.ts";
+ *
+ * const transport: SshTransport = await sshTransport();
+ * console.log(typeof transport.dialSsh); // "function"
+ * ```
  */
 export interface SshTransport {
   /**

@@ -94,6 +94,14 @@ export type AwsProvider = Provider<AwsCluster> & {
 /**
  * What `provider.ts`, loaded on first use, gives `sky.AWS()`: the provider
  * whose methods use the SDK.
+ *
+ * @example
+ * ```ts
+ * import type { AwsImplementation } from "./mod.ts";
+ *
+ * const { awsProvider }: AwsImplementation = await import("./provider.ts");
+ * console.log(typeof awsProvider); // "function"
+ * ```
  */
 export interface AwsImplementation {
   /**

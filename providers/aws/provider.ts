@@ -34,6 +34,17 @@ const OFFERS_TTL = 10 * 60_000;
  * @param options The options as given, kept on the provider.
  * @param resolved The same options, validated.
  * @returns The provider.
+ *
+ * @example
+ * ```ts
+ * import { awsProvider } from "./provider.ts";
+ *
+ * const provider = awsProvider({}, {
+ *   hostKeys: "console", hostKeyWait: 120_000, ttl: 600_000,
+ *   usePrivateIp: false, tags: {},
+ * });
+ * console.log(provider.name); // "aws"
+ * ```
  */
 export const awsProvider: AwsImplementation["awsProvider"] = (
   options: AwsOptions,

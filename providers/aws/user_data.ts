@@ -14,6 +14,14 @@ import type { ResolvedAwsOptions } from "./config.ts";
  *
  * @param options `ttl` and `maxLifetime`, in ms.
  * @returns A shell script, run by cloud-init at first boot.
+ *
+ * @example
+ * ```ts
+ * import { userData } from "./user_data.ts";
+ *
+ * const script = userData({ ttl: 600_000, maxLifetime: 3_600_000 });
+ * console.log(script.includes("skyward-ttl 600")); // true
+ * ```
  */
 export function userData(
   options: Pick<ResolvedAwsOptions, "ttl" | "maxLifetime">,
