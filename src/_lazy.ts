@@ -23,14 +23,18 @@
  *
  * @module
  */
+import { ProvisioningError } from "./errors.ts";
 
 /**
  * Makes a loader of a module of this library that imports it on the first
- * call and returns the same module afterwards; a failed import is tried
- * again on the next call.
+ * call and returns the same module afterwards. A failed import stays
+ * failed for the life of the process, as Deno keeps a module's failure.
  *
  * @param url The module's URL, made with `new URL("./x.ts", import.meta.url)`.
+ * @param what What the module brings, for the error, e.g. `"the AWS SDK (npm:@aws-sdk/client-ec2)"`.
  * @returns A function that resolves to the module.
+ * @throws {ProvisioningError} (as a rejection) When the module or a package
+ *   it imports cannot be loaded, e.g. the registry is unreachable.
  *
  * @example
  * ```ts
@@ -38,19 +42,26 @@
  *
  * const errors = lazyModule<{ ConfigError: ErrorConstructor }>(
  *   new URL("./errors.ts", import.meta.url),
+ *   "the error classes",
  * );
  * console.log((await errors()).ConfigError.name); // "ConfigError"
  * ```
  */
-export function lazyModule<T>(url: URL): () => Promise<T> {
+export function lazyModule<T>(url: URL, what: string): () => Promise<T> {
   const href = url.href;
   let loading: Promise<T> | undefined;
   return () => {
     if (!loading) {
       // Computed on purpose, so that Deno does not prefetch it (see above);
       // `deno publish` warns that it cannot analyse it, which is the point.
-      loading = import(href) as Promise<T>;
-      loading.catch(() => loading = undefined);
+      loading = (import(href) as Promise<T>).catch((error) => {
+        throw new ProvisioningError(
+          `Cannot load ${what}, which Skyward fetches on first use: ${
+            error instanceof Error ? error.message : String(error)
+          }`,
+          { cause: error },
+        );
+      });
     }
     return loading;
   };

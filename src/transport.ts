@@ -179,4 +179,4 @@ export interface SshTransport {
  */
 export const sshTransport: () => Promise<SshTransport> = lazyModule<
   SshTransport
->(new URL("./ssh_dial.ts", import.meta.url));
+>(new URL("./ssh_dial.ts", import.meta.url), "the SSH client (npm:ssh2)");

@@ -8,6 +8,8 @@
  * with `--cached-only`, constructing every provider, and prints no warning.
  */
 import assert from "node:assert/strict";
+import { lazyModule } from "../src/_lazy.ts";
+import { ProvisioningError } from "../src/errors.ts";
 
 const repo = new URL("..", import.meta.url);
 const config = new URL("deno.json", repo).pathname;
@@ -143,6 +145,36 @@ Deno.test("a sky.Local() script runs from a fresh DENO_DIR holding only its own 
       "local,aws,ssh,container,runpod,vastai,verda",
     );
     assert.deepEqual(stderr.match(/warning/i), null, stderr);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a module loaded on first use is imported once, and one that cannot load is a ProvisioningError naming what it brings", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "skyward-footprint-" });
+  try {
+    await Deno.writeTextFile(`${dir}/there.ts`, "export const value = 42;\n");
+    const there = lazyModule<{ value: number }>(
+      new URL(`file://${dir}/there.ts`),
+      "the test's module",
+    );
+    const loaded = await there();
+    assert.equal(loaded.value, 42);
+    assert.equal(await there(), loaded);
+    const missing = lazyModule<{ value: number }>(
+      new URL(`file://${dir}/missing.ts`),
+      "the test's SDK (npm:nothing)",
+    );
+    for (let attempt = 0; attempt < 2; attempt++) {
+      await assert.rejects(missing(), (error: Error) => {
+        assert.ok(error instanceof ProvisioningError, String(error));
+        assert.match(
+          error.message,
+          /^Cannot load the test's SDK \(npm:nothing\), which Skyward fetches on first use: .*missing\.ts/,
+        );
+        return true;
+      });
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

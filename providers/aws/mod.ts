@@ -116,6 +116,7 @@ export interface AwsImplementation {
 
 const implementation = lazyModule<AwsImplementation>(
   new URL("./provider.ts", import.meta.url),
+  "the AWS SDK (npm:@aws-sdk/client-ec2)",
 );
 
 /**
@@ -146,7 +147,6 @@ export function AWS(options: AwsOptions = {}): AwsProvider {
   let loaded: Promise<AwsProvider> | undefined;
   const real = (): Promise<AwsProvider> => {
     loaded ??= implementation().then((m) => m.awsProvider(options, resolved));
-    loaded.catch(() => loaded = undefined);
     return loaded;
   };
   return {
