@@ -91,27 +91,32 @@ export type AwsProvider = Provider<AwsCluster> & {
   cleanup(options?: AwsCleanupOptions): Promise<AwsCleanupReport>;
 };
 
+/** The AWS provider's methods that need the SDK, made by `provider.ts`. */
+export type AwsMethods = Omit<
+  AwsProvider,
+  "name" | "options" | "powerOffCommand" | "sweepHint"
+>;
+
 /**
- * What `provider.ts`, loaded on first use, gives `sky.AWS()`: the provider
- * whose methods use the SDK.
+ * What `provider.ts`, loaded on first use, gives `sky.AWS()`: the provider's
+ * methods, which use the SDK.
  *
  * @example
  * ```ts
  * import type { AwsImplementation } from "./mod.ts";
  *
- * const { awsProvider }: AwsImplementation = await import("./provider.ts");
- * console.log(typeof awsProvider); // "function"
+ * const { awsMethods }: AwsImplementation = await import("./provider.ts");
+ * console.log(typeof awsMethods); // "function"
  * ```
  */
 export interface AwsImplementation {
   /**
-   * Makes the provider.
+   * Makes the methods.
    *
-   * @param options The options as given.
-   * @param resolved The same options, validated.
-   * @returns The provider.
+   * @param resolved The provider's options, validated.
+   * @returns The methods.
    */
-  awsProvider(options: AwsOptions, resolved: ResolvedAwsOptions): AwsProvider;
+  awsMethods(resolved: ResolvedAwsOptions): AwsMethods;
 }
 
 const implementation = lazyModule<AwsImplementation>(
@@ -144,9 +149,9 @@ const implementation = lazyModule<AwsImplementation>(
  */
 export function AWS(options: AwsOptions = {}): AwsProvider {
   const resolved = resolveAwsOptions(options);
-  let loaded: Promise<AwsProvider> | undefined;
-  const real = (): Promise<AwsProvider> => {
-    loaded ??= implementation().then((m) => m.awsProvider(options, resolved));
+  let loaded: Promise<AwsMethods> | undefined;
+  const real = (): Promise<AwsMethods> => {
+    loaded ??= implementation().then((m) => m.awsMethods(resolved));
     return loaded;
   };
   return {

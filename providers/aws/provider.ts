@@ -8,12 +8,7 @@
 import { ConfigError } from "../../src/errors.ts";
 import type { ClusterSpec, Instance, Offer } from "../../src/provider.ts";
 import { type AwsClients, awsClients } from "./clients.ts";
-import type {
-  AwsCluster,
-  AwsOffer,
-  AwsOptions,
-  ResolvedAwsOptions,
-} from "./config.ts";
+import type { AwsCluster, AwsOffer, ResolvedAwsOptions } from "./config.ts";
 import { prepareCluster, sweep, terminateInstances } from "./infra.ts";
 import { describe, launch } from "./instances.ts";
 import { findOffers } from "./offers.ts";
@@ -22,34 +17,32 @@ import type {
   AwsCleanupOptions,
   AwsCleanupReport,
   AwsImplementation,
-  AwsProvider,
+  AwsMethods,
 } from "./mod.ts";
 
 /** How long offers are reused, in ms. */
 const OFFERS_TTL = 10 * 60_000;
 
 /**
- * Makes the AWS provider that `sky.AWS()` hands its calls to.
+ * Makes the methods that `sky.AWS()` hands its calls to.
  *
- * @param options The options as given, kept on the provider.
- * @param resolved The same options, validated.
- * @returns The provider.
+ * @param resolved The provider's options, validated.
+ * @returns The methods.
  *
  * @example
  * ```ts
- * import { awsProvider } from "./provider.ts";
+ * import { awsMethods } from "./provider.ts";
  *
- * const provider = awsProvider({}, {
+ * const methods = awsMethods({
  *   hostKeys: "console", hostKeyWait: 120_000, ttl: 600_000,
  *   usePrivateIp: false, tags: {},
  * });
- * console.log(provider.name); // "aws"
+ * console.log(typeof methods.offers); // "function"
  * ```
  */
-export const awsProvider: AwsImplementation["awsProvider"] = (
-  options: AwsOptions,
+export const awsMethods: AwsImplementation["awsMethods"] = (
   resolved: ResolvedAwsOptions,
-): AwsProvider => {
+): AwsMethods => {
   const clients = new Map<string, Promise<AwsClients>>();
   const cachedOffers = offersCache<AwsOffer>(OFFERS_TTL);
 
@@ -74,12 +67,6 @@ export const awsProvider: AwsImplementation["awsProvider"] = (
   }
 
   return {
-    name: "aws",
-    options,
-    // Instances are launched with instance-initiated shutdown = terminate.
-    powerOffCommand: "sudo -n shutdown -h now || sudo -n poweroff",
-    sweepHint: (cluster) =>
-      `deno run -A jsr:@skyward/skyward/cli cleanup --provider aws --cluster ${cluster}`,
     async offers(spec: ClusterSpec): Promise<Offer[]> {
       const c = await clientsFor(spec.region);
       return await cachedOffers(
