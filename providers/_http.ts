@@ -61,6 +61,19 @@ export interface HttpRequest<T> {
    * @default false
    */
   text?: boolean;
+  /**
+   * The request creates something (an instance, a pod, a key) and must not
+   * be sent twice blindly. A failure that leaves open whether the server
+   * acted on it — a network error, the attempt's timeout, a 5xx, or a 2xx
+   * whose body cannot be read or parsed — is then not retried but rejects
+   * with an {@linkcode AmbiguousRequestError}, so that the caller can look
+   * up whether the create took effect before trying again (see
+   * `createOnce` in `_create.ts`). Answers that say the request was not
+   * acted on (429, a 401 refreshed through `onUnauthorized`) are still
+   * retried, and any other 4xx is an {@linkcode HttpError} as usual.
+   * @default false
+   */
+  once?: boolean;
 }
 
 /**
@@ -104,6 +117,56 @@ export class HttpError extends ProvisioningError {
 }
 
 /**
+ * A request that creates something ({@linkcode HttpRequest.once}) failed in
+ * a way that leaves open whether the server acted on it: the connection
+ * dropped, the attempt timed out, the server answered 5xx, or it answered 2xx
+ * with a body that could not be read or parsed. Look up by the name or label
+ * the request set whether it took effect before sending it again.
+ *
+ * @example
+ * ```ts
+ * import { AmbiguousRequestError } from "./_http.ts";
+ *
+ * const error = new AmbiguousRequestError(
+ *   "Verda",
+ *   "POST",
+ *   "/instances",
+ *   "the connection closed",
+ * );
+ * console.log(error.message);
+ * // "Verda API: POST /instances may or may not have taken effect: the connection closed"
+ * ```
+ */
+export class AmbiguousRequestError extends ProvisioningError {
+  /** The response status, when there was a response. */
+  readonly status: number | undefined;
+
+  /**
+   * Creates the error.
+   *
+   * @param provider The provider's display name.
+   * @param method The request's method.
+   * @param path The request's path.
+   * @param detail What went wrong.
+   * @param options The response status, when there was one, and the cause.
+   */
+  constructor(
+    provider: string,
+    method: string,
+    path: string,
+    detail: string,
+    options: { status?: number; cause?: unknown } = {},
+  ) {
+    super(
+      `${provider} API: ${method} ${path} may or may not have taken effect: ${detail}`,
+      { cause: options.cause },
+    );
+    this.name = "AmbiguousRequestError";
+    this.status = options.status;
+  }
+}
+
+/**
  * A small JSON client for a cloud's API.
  *
  * @example
@@ -142,6 +205,8 @@ export class HttpClient {
    * parsed as `null`).
    * @throws {ConfigError} When the API refuses the credentials (401/403).
    * @throws {HttpError} On any other error status, after retries for 429/5xx.
+   * @throws {AmbiguousRequestError} For a `once` request whose failure leaves
+   * open whether the server acted on it.
    * @throws {ProvisioningError} When the response does not match the schema
    * or the API cannot be reached.
    */
@@ -170,6 +235,7 @@ export class HttpClient {
         body = JSON.stringify(request.body);
       }
       let response: Response;
+      let text: string;
       try {
         response = await fetch(url, {
           method,
@@ -177,19 +243,36 @@ export class HttpClient {
           body,
           signal: AbortSignal.timeout(o.timeoutMs ?? 30_000),
         });
+        text = await response.text();
       } catch (error) {
+        const detail = (error as Error).message;
+        if (request.once) {
+          throw new AmbiguousRequestError(o.provider, method, path, detail, {
+            cause: error,
+          });
+        }
         lastError = new ProvisioningError(
-          `${o.provider} API: ${method} ${path} failed: ${
-            (error as Error).message
-          }`,
+          `${o.provider} API: ${method} ${path} failed: ${detail}`,
           { cause: error },
         );
         if (attempt < attempts) await this.#backoff(attempt, null);
         continue;
       }
-      const text = await response.text();
       if (response.ok || request.accept?.includes(response.status)) {
-        return this.#parse(method, path, text, request.schema, request.text);
+        if (!request.once || !response.ok) {
+          return this.#parse(method, path, text, request.schema, request.text);
+        }
+        try {
+          return this.#parse(method, path, text, request.schema, request.text);
+        } catch (error) {
+          throw new AmbiguousRequestError(
+            o.provider,
+            method,
+            path,
+            `answered ${response.status} but ${(error as Error).message}`,
+            { status: response.status, cause: error },
+          );
+        }
       }
       const detail = errorDetail(text) || response.statusText;
       if (response.status === 401 && o.onUnauthorized && !refreshed) {
@@ -212,6 +295,15 @@ export class HttpClient {
         detail,
       );
       if (response.status !== 429 && response.status < 500) throw lastError;
+      if (request.once && response.status !== 429) {
+        throw new AmbiguousRequestError(
+          o.provider,
+          method,
+          path,
+          `answered ${response.status}: ${detail}`,
+          { status: response.status, cause: lastError },
+        );
+      }
       if (attempt < attempts) {
         await this.#backoff(attempt, response.headers.get("retry-after"));
       }

@@ -14,9 +14,18 @@ import { generateSshKeyPair } from "../providers/aws/keys.ts";
 import { z } from "zod";
 import { RunPodApi } from "../providers/runpod/api.ts";
 import { runpodGpuIds } from "../providers/runpod/gpu_types.ts";
-import { BOOT_COMMAND, BOOT_SCRIPT } from "../providers/runpod/mod.ts";
+import {
+  BOOT_COMMAND,
+  BOOT_SCRIPT,
+  RUNPOD_ENV_FILE,
+} from "../providers/runpod/mod.ts";
 import { SshAuthenticationError, SshConnection } from "../src/ssh.ts";
 import { FakeRunPod, TEST_RUNPOD_KEY } from "./fakes/runpod.ts";
+import {
+  FAKE_RUNPOD_ENV,
+  type FakeRunPodEnv,
+} from "./fixtures/runpod_client.ts";
+import { eventually } from "./helpers.ts";
 import { info, nap, square } from "./fixtures/cluster.ts";
 import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
 import { assertLifecycle, cloudHosts, rigTester } from "./clouds.ts";
@@ -353,21 +362,134 @@ Deno.test("provision: a spot pod at the minimum bid with the pool's key, sshd co
   await assertEmpty(fake);
 });
 
-Deno.test("a deploy retried after a gateway error leaves no pod behind: teardown finds pods by name", async () => {
+Deno.test("a deploy whose answer is lost (a gateway error, a dropped connection) is looked up by the pod's name, not sent again: exactly one pod exists", async () => {
   await using fake = await FakeRunPod.start();
   const runpod = provider(fake);
   const s = spec();
   const cluster = await runpod.prepare(s, (await runpod.offers(s))[0]);
   fake.failNextAfterwards(502);
   const [pod] = await runpod.provision(cluster, 1);
-  // The first attempt made a pod the client never heard of.
+  assert.equal(fake.calls("podRentInterruptable").length, 1);
+  assert.deepEqual(fake.live.map((p) => [p.id, p.name]), [
+    [pod.id, `skyward-${s.clusterId}-0`],
+  ]);
+  // The connection drops after the pod is made: the same.
+  fake.dropCreates = 1;
+  const [second] = await runpod.provision(cluster, 1);
   assert.equal(fake.calls("podRentInterruptable").length, 2);
-  assert.equal(fake.live.length, 2);
-  assert.deepEqual(
-    fake.live.map((p) => p.name),
-    [`skyward-${s.clusterId}-0`, `skyward-${s.clusterId}-0`],
+  assert.deepEqual(fake.live.map((p) => p.id), [pod.id, second.id]);
+  assert.equal(fake.live[1].name, `skyward-${s.clusterId}-1`);
+  await runpod.teardown(cluster);
+  await assertEmpty(fake);
+});
+
+Deno.test("podTerminate and pod are sent as runpodctl and runpod-python write them: no guessed input type, which RunPod would refuse", async () => {
+  await using fake = await FakeRunPod.start();
+  const runpod = provider(fake);
+  const s = spec();
+  const cluster = await runpod.prepare(s, (await runpod.offers(s))[0]);
+  const [pod] = await runpod.provision(cluster, 1);
+  assert.equal((await runpod.getInstance(cluster, pod.id))?.id, pod.id);
+  assert.deepEqual(fake.calls("pod").at(-1), { podId: pod.id });
+  await runpod.terminate(cluster, [pod.id]);
+  assert.deepEqual(fake.calls("podTerminate"), [{ podId: pod.id }]);
+  assert.deepEqual(fake.live, []);
+  // A type name no official client uses is refused before anything runs.
+  const api = new RunPodApi({ apiKey: TEST_RUNPOD_KEY, baseUrl: fake.baseUrl });
+  await assert.rejects(
+    () =>
+      api.run(
+        "podTerminate",
+        "mutation T($input: PodTerminateInput!) { podTerminate(input: $input) }",
+        { input: { podId: pod.id } },
+        z.unknown(),
+      ),
+    /RunPod podTerminate failed: Unknown type "PodTerminateInput"\./,
   );
-  assert.equal(pod.id, fake.live[1].id);
+  // The account's pods, as a null list when there are none.
+  fake.nullLists = true;
+  await using empty = await FakeRunPod.start();
+  empty.nullLists = true;
+  assert.deepEqual(await provider(empty).cleanup(), { pods: [], names: [] });
+  await runpod.teardown(cluster);
+});
+
+Deno.test("dataCenterId: the ids RunPod lists (EUR-IS-1, EUR-NO-1) are accepted and sent; one it does not list is a ConfigError naming those it does", async () => {
+  await using fake = await FakeRunPod.start();
+  for (const id of ["EUR-IS-1", "EUR-NO-1", "US-TX-3", "EU-RO-1"]) {
+    const runpod = provider(fake, [], { dataCenterId: id });
+    const s = spec();
+    const [offer] = await runpod.offers(s);
+    assert.equal(offer.region, id);
+    const cluster = await runpod.prepare(s, offer);
+    await runpod.provision(cluster, 1);
+    const input = fake.calls("podRentInterruptable").at(-1)!.input as {
+      dataCenterId: string;
+    };
+    assert.equal(input.dataCenterId, id);
+    await runpod.teardown(cluster);
+  }
+  await assert.rejects(
+    () => provider(fake, [], { dataCenterId: "EUR-XX-9" }).offers(spec()),
+    (error: Error) => {
+      assert.ok(error instanceof sky.ConfigError, String(error));
+      assert.match(
+        error.message,
+        /dataCenterId: "EUR-XX-9" \}\): RunPod lists no such data center; it lists EU-RO-1, EUR-IS-1, EUR-NO-1/,
+      );
+      return true;
+    },
+  );
+  assert.throws(
+    () => sky.RunPod({ dataCenterId: "EU RO 1" }),
+    (error: Error) =>
+      error instanceof sky.ConfigError && /dataCenterId/.test(error.message),
+  );
+  await assertEmpty(fake);
+});
+
+Deno.test("the power-off command terminates its own pod with the pod-scoped key RunPod sets in the pod", async () => {
+  await using fake = await FakeRunPod.start();
+  const runpod = provider(fake);
+  const s = spec();
+  const cluster = await runpod.prepare(s, (await runpod.offers(s))[0]);
+  const [pod, other] = await runpod.provision(cluster, 2);
+  const made = fake.pods.find((p) => p.id === pod.id)!;
+  const command = runpod.powerOffCommand!;
+  assert.match(command, /runpodctl remove pod "\$RUNPOD_POD_ID"/);
+  assert.ok(command.includes(RUNPOD_ENV_FILE));
+  // As in the pod: RUNPOD_POD_ID and its key in the environment, no runpodctl.
+  const run = await new Deno.Command("/bin/sh", {
+    args: ["-c", command],
+    clearEnv: true,
+    env: {
+      PATH: "/usr/bin:/bin",
+      RUNPOD_POD_ID: pod.id,
+      RUNPOD_API_KEY: made.apiKey,
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(run.success, new TextDecoder().decode(run.stderr));
+  const terminate = fake.requests.filter((r) => r.operation === "podTerminate");
+  assert.deepEqual(terminate.map((r) => [r.podKey, r.variables]), [
+    [pod.id, { podId: pod.id }],
+  ]);
+  assert.deepEqual(fake.live.map((p) => p.id), [other.id]);
+  // The pod's key terminates that pod and nothing else.
+  const refused = await new Deno.Command("/bin/sh", {
+    args: ["-c", command],
+    clearEnv: true,
+    env: {
+      PATH: "/usr/bin:/bin",
+      RUNPOD_POD_ID: other.id,
+      RUNPOD_API_KEY: made.apiKey,
+    },
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  assert.equal(refused.success, false);
+  assert.deepEqual(fake.live.map((p) => p.id), [other.id]);
   await runpod.teardown(cluster);
   await assertEmpty(fake);
 });
@@ -493,6 +615,11 @@ Deno.test({
         `PUBLIC_KEY=${keys.publicKey}`,
         "-e",
         `SKYWARD_BOOT=${btoa(BOOT_SCRIPT)}`,
+        // What RunPod sets in every pod.
+        "-e",
+        "RUNPOD_POD_ID=pod0abc123",
+        "-e",
+        "RUNPOD_API_KEY=rpa_PODSCOPEDKEY0001",
         BASE_IMAGE,
         // RunPod splits the command line as a shell does.
         "sh",
@@ -521,6 +648,26 @@ Deno.test({
           "id -un; pgrep -x sshd >/dev/null && echo sshd",
         );
         assert.equal(result.stdout, "root\nsshd\n");
+        // The SSH session does not inherit the pod's environment: the
+        // power-off command finds the pod's id and key (in the file the
+        // command kept, else in PID 1's environment) and asks runpodctl
+        // (a stub that records its call) to remove the pod.
+        const stub = await ssh.run(
+          `mkdir -p /stub && printf '#!/bin/sh\\necho "$RUNPOD_API_KEY $RUNPOD_GRAPHQL_URL $*" >>/tmp/runpodctl.args\\n' >/stub/runpodctl && chmod 755 /stub/runpodctl && stat -c %a ${RUNPOD_ENV_FILE}`,
+        );
+        assert.equal(stub.stdout, "600\n");
+        const command = sky.RunPod({ apiKey: "x" }).powerOffCommand!;
+        const powerOff = `export PATH=/stub:$PATH\n${command}`;
+        // (The effect is checked, not the exit status, which an SSH channel
+        // may close without.)
+        await ssh.run(powerOff);
+        await ssh.run(`rm ${RUNPOD_ENV_FILE}`);
+        await ssh.run(powerOff);
+        assert.equal(
+          (await ssh.run("cat /tmp/runpodctl.args")).stdout,
+          "rpa_PODSCOPEDKEY0001 https://api.runpod.io/graphql remove pod pod0abc123\n"
+            .repeat(2),
+        );
       } finally {
         await ssh.close();
       }
@@ -596,6 +743,77 @@ rigTest(
       `pool ${poolId} terminated ${fake.calls("podTerminate").length} pods`,
     );
     await assertEmpty(fake, hosts);
+  },
+);
+
+rigTest(
+  "a RunPod client killed with kill -9 leaves no pod: each worker terminates its own pod through the API",
+  async (hosts) => {
+    // The pods must reach the fake: it listens on the rig's bridge.
+    const bridge = hosts[0].address.replace(/\.\d+$/, ".1");
+    await using fake = await FakeRunPod.start({
+      hostname: bridge,
+      hosts: cloudHosts(hosts).map((h, i) => ({
+        ...h,
+        tmpDir: `${RIG_DIR}/host${hosts[i].index}/tmp`,
+      })),
+    });
+    const env: FakeRunPodEnv = {
+      baseUrl: fake.baseUrl,
+      apiKey: TEST_RUNPOD_KEY,
+      users: Object.fromEntries(hosts.map((h) => [h.address, h.user])),
+      nodes: 2,
+    };
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("./fixtures/runpod_client.ts", import.meta.url).pathname,
+      ],
+      env: { [FAKE_RUNPOD_ENV]: JSON.stringify(env) },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const stderr = new Response(child.stderr).text();
+    let line = "";
+    const reader = child.stdout.pipeThrough(new TextDecoderStream())
+      .getReader();
+    try {
+      while (!line.includes("\n")) {
+        const { value, done } = await reader.read();
+        if (done) {
+          throw new Error(`the client exited early: ${await stderr}`);
+        }
+        line += value;
+      }
+      const { pods } = JSON.parse(line.split("\n")[0]) as { pods: string[] };
+      assert.equal(pods.length, 2);
+      assert.deepEqual(fake.live.map((p) => p.id).sort(), [...pods].sort());
+      child.kill("SIGKILL");
+      await child.status;
+      // No teardown ran: each pod's worker terminated its own pod.
+      await eventually(() => fake.live.length === 0, 30_000, "pods gone");
+      const terminated = fake.requests.filter((r) =>
+        r.operation === "podTerminate"
+      );
+      assert.deepEqual(
+        terminated.map((r) => r.podKey).sort(),
+        [...pods].sort(),
+      );
+      await assertEmpty(fake, hosts);
+    } finally {
+      reader.releaseLock();
+      child.stdout.cancel().catch(() => {});
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Already gone.
+      }
+      await child.status;
+      await stderr.catch(() => "");
+      // Whatever is left, the test's own sweep removes.
+      await provider(fake).cleanup();
+    }
   },
 );
 

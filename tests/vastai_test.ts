@@ -203,6 +203,14 @@ Deno.test("offers: nothing fits → NoOffersError naming what was asked and what
       /Invalid sky\.VastAI options/.test(error.message) &&
       /minReliability/.test(error.message),
   );
+  // The instance listing is found beside /api/v0: another base is refused.
+  assert.throws(
+    () => sky.VastAI({ baseUrl: "http://127.0.0.1:9/vast" }),
+    (error: Error) =>
+      error instanceof sky.ConfigError &&
+      /baseUrl/.test(error.message) &&
+      /must end with \/api\/v0/.test(error.message),
+  );
 });
 
 Deno.test("missing key: ComputePool.start rejects with a ConfigError naming VAST_API_KEY and the vastai key file", async () => {
@@ -353,7 +361,8 @@ Deno.test("a failed create moves on to the next offer; teardown destroys the poo
   assert.equal(String(made.id), instance.id);
   assert.equal(made.offerId, 1002);
   assert.equal(made.label, s.clusterId);
-  assert.equal(made.request.runtype, "ssh_direct");
+  // The CLI's runtype for --ssh --direct: the proxy exists as a fallback.
+  assert.equal(made.request.runtype, "ssh_direc ssh_proxy");
   assert.equal(made.request.disk, 32);
   assert.equal(made.request.price, undefined);
   assert.equal(
@@ -389,6 +398,8 @@ Deno.test("SSH goes to the public address and mapped port, or through Vast.ai's 
     bootMs: 0,
   });
   fake.proxy = { host: "ssh7.vast.test", port: 31022 };
+  // Vast.ai's address fields can come with whitespace: they are trimmed.
+  fake.paddedAddresses = true;
   const endpointOf = async (vast: sky.VastAIProvider) => {
     const s = spec();
     const cluster = await vast.prepare(s, (await vast.offers(s))[0]);
@@ -507,6 +518,129 @@ Deno.test("a teardown that cannot finish says what may be left and how to sweep 
   await assertEmpty(fake);
 });
 
+Deno.test("teardown and cleanup page through /api/v1/instances/ with next_token, read a null list as none, and never use the deprecated v0 list", async () => {
+  await using fake = await FakeVastAI.start({
+    hosts: ["10.0.0.1", "10.0.0.2", "10.0.0.3"].map((address) => ({
+      address,
+      user: "nobody",
+    })),
+  });
+  fake.pageSize = 1;
+  fake.nullLists = true;
+  const vast = provider(fake);
+  const s = spec({ clusterId: "sky-paged-1", nodes: 3 });
+  const cluster = await vast.prepare(s, (await vast.offers(s))[0]);
+  const launched = await vast.provision(cluster, 3);
+  assert.equal(launched.length, 3);
+  // One instance per page: the sweep follows next_token to the last one.
+  const dry = await vast.cleanup({ dryRun: true });
+  assert.deepEqual(dry.instances.sort(), launched.map((i) => i.id).sort());
+  const pages = fake.calls("GET", /^\/api\/v1\/instances\/$/);
+  assert.equal(pages.length, 3);
+  assert.equal(pages[0].query.get("limit"), "25");
+  assert.equal(pages[0].query.get("after_token"), null);
+  assert.ok(pages[1].query.get("after_token"));
+  assert.deepEqual(JSON.parse(pages[0].query.get("order_by")!), [
+    { col: "id", dir: "asc" },
+  ]);
+  // The pool's own listing asks for its label only.
+  await vast.teardown(cluster);
+  const own = fake.calls("GET", /^\/api\/v1\/instances\/$/).at(-1)!;
+  assert.deepEqual(JSON.parse(own.query.get("select_filters")!), {
+    label: { in: ["sky-paged-1"] },
+  });
+  await assertEmpty(fake);
+  // Nothing left: the list is null, which is none, and the sweep finishes.
+  assert.deepEqual(await vast.cleanup(), {
+    clusters: [],
+    instances: [],
+    sshKeys: [],
+  });
+  assert.deepEqual(fake.calls("GET", /^\/instances\/$/), []);
+  // One instance is read with owner=me, as the CLI does.
+  await vast.getInstance(cluster, launched[0].id);
+  assert.equal(
+    fake.calls("GET", /^\/instances\/\d+\/$/).at(-1)!.query.get("owner"),
+    "me",
+  );
+});
+
+Deno.test("teardown destroys the instances the pool launched even when the listing fails, and says what may be left", async () => {
+  await using fake = await FakeVastAI.start({
+    hosts: [{ address: "10.0.0.1", user: "nobody" }],
+  });
+  const vast = provider(fake);
+  const s = spec({ clusterId: "sky-unlisted-1" });
+  const cluster = await vast.prepare(s, (await vast.offers(s))[0]);
+  const [instance] = await vast.provision(cluster, 1);
+  fake.failListing = true;
+  await assert.rejects(() => vast.teardown(cluster), (error: Error) => {
+    assert.ok(error instanceof sky.ProvisioningError, String(error));
+    assert.match(error.message, /^Vast\.ai teardown could not finish/);
+    assert.match(error.message, /listing the instances: .*500/);
+    assert.match(error.message, /cleanup\(\{ cluster: "sky-unlisted-1" \}\)/);
+    return true;
+  });
+  // The instance the pool knew of is destroyed all the same, and its key gone.
+  assert.deepEqual(
+    fake.calls("DELETE", /^\/instances\//).map((c) => c.path),
+    [`/instances/${instance.id}/`],
+  );
+  await assertEmpty(fake);
+});
+
+Deno.test("a destroy answered success: false is sent again (with the CLI's {} body), and reported with Vast.ai's msg when it never succeeds", async () => {
+  await using fake = await FakeVastAI.start({
+    hosts: [{ address: "10.0.0.1", user: "nobody" }],
+  });
+  const vast = provider(fake);
+  const s = spec({ clusterId: "sky-refused-1" });
+  const cluster = await vast.prepare(s, (await vast.offers(s))[0]);
+  const [first] = await vast.provision(cluster, 1);
+  fake.refuseDestroys = 1;
+  await vast.terminate(cluster, [first.id]);
+  const deletes = fake.calls("DELETE", /^\/instances\//);
+  assert.equal(deletes.length, 2);
+  assert.ok(deletes.every((d) => JSON.stringify(d.body) === "{}"));
+  assert.deepEqual(fake.live, []);
+
+  const [second] = await vast.provision(cluster, 1);
+  fake.refuseDestroys = Infinity;
+  await assert.rejects(() => vast.teardown(cluster), (error: Error) => {
+    assert.ok(error instanceof sky.ProvisioningError, String(error));
+    assert.match(
+      error.message,
+      new RegExp(
+        `instance ${second.id}: Vast\\.ai did not destroy instance ${second.id} \\(answered success: false\\): Instance is busy`,
+      ),
+    );
+    return true;
+  });
+  assert.equal(fake.live.length, 1);
+  fake.refuseDestroys = 0;
+  await vast.cleanup({ cluster: "sky-refused-1" });
+  await assertEmpty(fake);
+});
+
+Deno.test("a create whose connection drops after the instance is made is looked up, not sent again: exactly one instance exists", async () => {
+  await using fake = await FakeVastAI.start({
+    hosts: [{ address: "10.0.0.1", user: "nobody" }, {
+      address: "10.0.0.2",
+      user: "nobody",
+    }],
+  });
+  const vast = provider(fake);
+  const s = spec({ clusterId: "sky-dropped-1" });
+  const cluster = await vast.prepare(s, (await vast.offers(s))[0]);
+  fake.dropCreates = 1;
+  const launched = await vast.provision(cluster, 1);
+  assert.equal(fake.calls("PUT", /^\/asks\//).length, 1);
+  assert.equal(fake.live.length, 1);
+  assert.deepEqual(launched.map((i) => i.id), [String(fake.live[0].id)]);
+  await vast.teardown(cluster);
+  await assertEmpty(fake);
+});
+
 // ---------------------------------------------------------------------------
 // The onstart script, in a real container
 
@@ -617,7 +751,7 @@ Deno.test({
       }
       assert.equal(
         args.split("\n")[0],
-        "-fsS -X DELETE -H Authorization: Bearer per-instance-key https://console.vast.ai/api/v0/instances/7654321/",
+        "-fsS -X DELETE -H Authorization: Bearer per-instance-key -H Content-Type: application/json -d {} https://console.vast.ai/api/v0/instances/7654321/",
       );
     } finally {
       if (container) await docker("rm", "-f", container);

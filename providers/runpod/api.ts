@@ -1,9 +1,17 @@
 /**
  * RunPod's GraphQL API over the shared JSON client: one `POST /graphql` per
- * operation, authenticated with `Authorization: Bearer <key>`, variables
- * rather than inlined values, every answer checked with zod. GraphQL errors
- * (which RunPod sends with status 200) become {@linkcode RunPodError}s
- * carrying RunPod's own message.
+ * operation, authenticated with `Authorization: Bearer <key>`, values passed
+ * as variables, every answer checked with zod. GraphQL errors (which RunPod
+ * sends with status 200) become {@linkcode RunPodError}s carrying RunPod's
+ * own message.
+ *
+ * Each document follows an official client, named beside it: runpodctl
+ * (`api/pod.go`, `api/cloud.go`, `internal/api/gpu.go`) and runpod-python
+ * (`runpod/api/queries/pods.py`, `runpod/api/mutations/pods.py`). A variable
+ * is declared with an input type only where an official client declares
+ * that type; otherwise the input object is written inline around scalar
+ * variables, as the clients do, so that no guessed type name can make an
+ * operation fail.
  *
  * @module
  */
@@ -115,6 +123,7 @@ export class RunPodApi {
     document: string,
     variables: Record<string, unknown>,
     schema: z.ZodType<T>,
+    options: { once?: boolean } = {},
   ): Promise<T> {
     const answer = await this.#http.request("/graphql", {
       method: "POST",
@@ -122,6 +131,9 @@ export class RunPodApi {
       schema: graphqlAnswer,
       // GraphQL validation errors come as 400 with an `errors` list.
       accept: [400],
+      // A create is sent once: an ambiguous failure is looked up by the
+      // caller (see `createOnce`) before it is sent again.
+      ...(options.once ? { once: true } : {}),
     });
     const messages = answer.errors?.length
       ? answer.errors.map((e) => e.message)
@@ -151,9 +163,12 @@ export class RunPodApi {
 // ---------------------------------------------------------------------------
 // Documents and schemas
 
-/** The GPU types with their lowest prices for a pod's shape. */
+/**
+ * The GPU types with their lowest prices for a pod's shape. The input type
+ * is runpodctl's (`api/cloud.go` `GetCloud`: `$input: GpuLowestPriceInput!`).
+ */
 export const GPU_TYPES =
-  `query GpuTypes($lowestPriceInput: GpuLowestPriceInput) {
+  `query GpuTypes($lowestPriceInput: GpuLowestPriceInput!) {
   gpuTypes {
     id
     displayName
@@ -191,13 +206,22 @@ export const gpuTypeSchema = z.object({
 /** A GPU type with its prices. */
 export type GpuType = z.infer<typeof gpuTypeSchema>;
 
-/** An on-demand pod. */
+/**
+ * An on-demand pod, as runpodctl deploys one (`api/pod.go` `CreatePod`:
+ * `mutation createPod($input: PodFindAndDeployOnDemandInput!)`).
+ */
 export const DEPLOY_ON_DEMAND =
   `mutation Deploy($input: PodFindAndDeployOnDemandInput!) {
   podFindAndDeployOnDemand(input: $input) { id name desiredStatus costPerHr machineId }
 }`;
 
-/** A spot (interruptible) pod at a bid. */
+/**
+ * A spot (interruptible) pod at a bid. `PodRentInterruptableInput` is the
+ * input type of RunPod's GraphQL spec (graphql-spec.runpod.io, which
+ * SkyPilot's `sky/provision/runpod/api/pods.py` follows); its fields are
+ * those of runpod-python's `generate_pod_deployment_mutation` plus
+ * `bidPerGpu`.
+ */
 export const RENT_INTERRUPTABLE =
   `mutation Rent($input: PodRentInterruptableInput!) {
   podRentInterruptable(input: $input) { id name desiredStatus costPerHr machineId }
@@ -212,9 +236,13 @@ export const deployedSchema = z.object({
   machineId: z.string().nullish(),
 }).nullable();
 
-/** One pod, with its runtime's ports. */
-export const POD = `query Pod($input: PodFilter!) {
-  pod(input: $input) {
+/**
+ * One pod, with its runtime's ports: runpod-python
+ * `runpod/api/queries/pods.py` `generate_pod_query` writes the input inline,
+ * `pod(input: {podId: "..."})`; here the id is a `String!` variable.
+ */
+export const POD = `query Pod($podId: String!) {
+  pod(input: {podId: $podId}) {
     id
     name
     desiredStatus
@@ -247,7 +275,10 @@ export const podSchema = z.object({
 /** A pod with its runtime. */
 export type Pod = NonNullable<z.infer<typeof podSchema>>;
 
-/** The account's pods, for teardown and cleanup. */
+/**
+ * The account's pods, for teardown and cleanup (runpod-python
+ * `runpod/api/queries/pods.py` `QUERY_POD`: `myself { pods { ... } }`).
+ */
 export const MY_PODS = `query MyPods {
   myself { pods { id name desiredStatus } }
 }`;
@@ -261,7 +292,10 @@ export const myPodsSchema = z.object({
   })).nullish(),
 });
 
-/** The account, for a credentials check. */
+/**
+ * The account, for a credentials check (runpodctl `internal/api/gpu.go`
+ * `GetUser`: `myself { id email clientBalance … }`).
+ */
 export const MYSELF = `query Myself { myself { id clientBalance } }`;
 
 /** What {@linkcode MYSELF} returns. */
@@ -270,7 +304,26 @@ export const myselfSchema = z.object({
   clientBalance: z.number().nullish(),
 });
 
-/** Terminates a pod (its container disk and volume are deleted). */
-export const TERMINATE = `mutation Terminate($input: PodTerminateInput!) {
-  podTerminate(input: $input)
+/**
+ * Terminates a pod (its container disk and volume are deleted), exactly as
+ * runpodctl does (`api/pod.go` `RemovePod`, behind `runpodctl remove pod`):
+ * the input inlined around a `String!` variable.
+ */
+export const TERMINATE = `mutation terminatePod($podId: String!) {
+  podTerminate(input: {podId: $podId})
 }`;
+
+/**
+ * The data centers RunPod lists (runpodctl `internal/api/gpu.go`
+ * `ListDataCenters`, behind `runpodctl datacenter list`).
+ */
+export const DATA_CENTERS = `query DataCenters {
+  dataCenters { id name location }
+}`;
+
+/** What {@linkcode DATA_CENTERS} returns. */
+export const dataCentersSchema = z.array(z.object({
+  id: z.string(),
+  name: z.string().nullish(),
+  location: z.string().nullish(),
+})).nullable();

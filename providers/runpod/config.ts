@@ -35,7 +35,12 @@ export interface RunPodOptions {
    * @default "ALL"
    */
   cloudType?: "ALL" | "SECURE" | "COMMUNITY";
-  /** A data center to deploy in, e.g. `"EU-RO-1"`. @default any */
+  /**
+   * A data center to deploy in, one RunPod lists (`runpodctl datacenter
+   * list`), e.g. `"EU-RO-1"` or `"EUR-IS-1"`; an id RunPod does not list is
+   * a `ConfigError` naming those it does.
+   * @default any
+   */
   dataCenterId?: string;
   /**
    * The container image of the pods. It needs `/bin/sh`, `base64` and
@@ -80,9 +85,12 @@ const schema = z.object({
   apiKey: z.string().min(1).optional(),
   baseUrl: z.url().default(RUNPOD_BASE_URL),
   cloudType: z.enum(["ALL", "SECURE", "COMMUNITY"]).default("ALL"),
+  // RunPod's ids take several shapes (EU-RO-1, EUR-IS-1, US-TX-3,
+  // CA-MTL-1): only the characters are checked here; offers() checks the id
+  // against the data centers RunPod lists.
   dataCenterId: z.string().regex(
-    /^[A-Z]{2}-[A-Z0-9]+-\d+$/,
-    "not a data center id such as EU-RO-1",
+    /^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$/,
+    "not a data center id such as EU-RO-1 or EUR-IS-1",
   ).optional(),
   image: z.string().min(1).default(DEFAULT_IMAGE),
   containerDiskGb: z.number().int().positive().default(30),

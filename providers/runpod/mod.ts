@@ -16,6 +16,13 @@
  *   key and runs `sshd`. Pods are named `skyward-<pool id>-<n>`.
  * - **getInstance**: the pod's public IP and the port mapped to its port 22.
  * - **teardown**: `podTerminate` for every pod named after the cluster.
+ * - **dead-man switch**: a worker whose client is gone terminates its own
+ *   pod ({@linkcode runpodPowerOffCommand}), as RunPod documents it
+ *   (`runpodctl remove pod $RUNPOD_POD_ID` from inside the pod).
+ *
+ * Each GraphQL document follows an official client, named beside it in
+ * `api.ts` (runpodctl, runpod-python). Creates are sent once: a lost answer
+ * is looked up by the pod's name before the create is sent again.
  *
  * Pods have no private network between them: nodes run standalone, and
  * `instanceInfo().peers` is empty.
@@ -33,7 +40,10 @@ import type {
   Provider,
 } from "../../src/provider.ts";
 import { generateSshKeyPair } from "../aws/keys.ts";
+import { createOnce } from "../_create.ts";
 import {
+  DATA_CENTERS,
+  dataCentersSchema,
   DEPLOY_ON_DEMAND,
   deployedSchema,
   GPU_TYPES,
@@ -136,6 +146,9 @@ function podPrefix(clusterId: string): string {
   return `${PREFIX}${clusterId}-`;
 }
 
+/** Where {@linkcode BOOT_SCRIPT} keeps the pod's id and pod-scoped key (root only). */
+export const RUNPOD_ENV_FILE = "/tmp/.skyward-runpod.env";
+
 /**
  * The command of every pod: authorise the pool's key (`PUBLIC_KEY`) for the
  * login user and run `sshd` in the foreground, installing OpenSSH when the
@@ -145,6 +158,9 @@ function podPrefix(clusterId: string): string {
 export const BOOT_SCRIPT = `#!/bin/sh
 # Skyward: authorise the pool's key and serve SSH.
 umask 077
+# The pod's id and its pod-scoped API key, which RunPod sets in the pod's
+# environment, kept for the dead-man switch: SSH sessions do not inherit them.
+env | grep -E '^RUNPOD_(POD_ID|API_KEY)=[A-Za-z0-9_.-]+$' | sed 's/^/export /' >${RUNPOD_ENV_FILE}
 home=\${HOME:-/root}
 mkdir -p "$home/.ssh"
 printf '%s\\n' "$PUBLIC_KEY" >> "$home/.ssh/authorized_keys"
@@ -156,6 +172,43 @@ mkdir -p /run/sshd
 ssh-keygen -A >/dev/null 2>&1
 exec /usr/sbin/sshd -D -e
 `;
+
+/**
+ * The shell command a worker whose client is gone runs to terminate its own
+ * pod: RunPod's documented way is `runpodctl remove pod $RUNPOD_POD_ID` from
+ * inside the pod ("Manage Pods", docs.runpod.io), which authenticates with
+ * the pod-scoped `RUNPOD_API_KEY` RunPod sets in the pod's environment and
+ * sends `podTerminate` (runpodctl `api/pod.go` `RemovePod`). The two
+ * variables come from the file {@linkcode BOOT_SCRIPT} writes, else from
+ * the environment of the container's first process. Without `runpodctl`, or
+ * when it fails, the same mutation goes to the GraphQL API with `curl` or
+ * `wget`.
+ *
+ * @param baseUrl The API's origin (`RUNPOD_GRAPHQL_URL` for runpodctl).
+ * @returns The command, for the provider's `powerOffCommand`.
+ *
+ * @example
+ * ```ts
+ * import { runpodPowerOffCommand } from "./mod.ts";
+ *
+ * const command = runpodPowerOffCommand("https://api.runpod.io");
+ * console.log(command.includes("runpodctl remove pod")); // true
+ * ```
+ */
+export function runpodPowerOffCommand(baseUrl: string): string {
+  const url = `${baseUrl.replace(/\/$/, "")}/graphql`;
+  const quoted = `'${url.replaceAll("'", `'\\''`)}'`;
+  return [
+    `f=${RUNPOD_ENV_FILE}; [ -r "$f" ] && . "$f"`,
+    `[ -n "$RUNPOD_POD_ID" ] || eval "$(tr '\\0' '\\n' </proc/1/environ 2>/dev/null | grep -E '^RUNPOD_(POD_ID|API_KEY)=[A-Za-z0-9_.-]+$' | sed 's/^/export /')"`,
+    `[ -n "$RUNPOD_POD_ID" ] || { echo 'skyward: RUNPOD_POD_ID is not set: cannot terminate this pod' >&2; exit 1; }`,
+    `export RUNPOD_GRAPHQL_URL=${quoted}`,
+    `if command -v runpodctl >/dev/null 2>&1 && runpodctl remove pod "$RUNPOD_POD_ID"; then exit 0; fi`,
+    `q='{"query":"mutation terminatePod($podId: String!) { podTerminate(input: {podId: $podId}) }","variables":{"podId":"'"$RUNPOD_POD_ID"'"}}'`,
+    `curl -fsS -X POST -H 'content-type: application/json' -H "authorization: Bearer $RUNPOD_API_KEY" --data "$q" ${quoted} ||`,
+    `  wget -q -O- --header='content-type: application/json' --header="authorization: Bearer $RUNPOD_API_KEY" --post-data="$q" ${quoted}`,
+  ].join("\n");
+}
 
 /** The pod's command line: decode and run {@linkcode BOOT_SCRIPT}. */
 export const BOOT_COMMAND =
@@ -237,12 +290,8 @@ export function RunPod(options: RunPodOptions = {}): RunPodProvider {
   ): Promise<void> {
     await Promise.all(ids.map(async (podId) => {
       try {
-        await api().run(
-          "podTerminate",
-          TERMINATE,
-          { input: { podId } },
-          z.unknown(),
-        );
+        // runpodctl `api/pod.go` `RemovePod`: the input inlined.
+        await api().run("podTerminate", TERMINATE, { podId }, z.unknown());
         log.info("Terminated pod {id}", { id: podId });
       } catch (error) {
         if (!(error instanceof RunPodError && error.notFound)) throw error;
@@ -261,6 +310,7 @@ export function RunPod(options: RunPodOptions = {}): RunPodProvider {
   return {
     name: "runpod",
     options,
+    powerOffCommand: runpodPowerOffCommand(resolved.baseUrl),
     async offers(spec: ClusterSpec): Promise<RunPodOffer[]> {
       return await findOffers(api(), resolved, spec);
     },
@@ -294,19 +344,22 @@ export function RunPod(options: RunPodOptions = {}): RunPodProvider {
       cluster: RunPodCluster,
       count: number,
     ): Promise<Instance[]> {
-      return await launch(api(), clusterOf(cluster), resolved, count);
+      return await launch(api(), clusterOf(cluster), resolved, count, {
+        lookup: async (name) => {
+          const myself = await api().run("myself", MY_PODS, {}, myPodsSchema);
+          return (myself.pods ?? []).find((p) =>
+            p.name === name && p.desiredStatus !== "TERMINATED"
+          )?.id;
+        },
+      });
     },
     async getInstance(
       cluster: RunPodCluster,
       id: string,
     ): Promise<Instance | undefined> {
       const c = clusterOf(cluster);
-      const pod = await api().run(
-        "pod",
-        POD,
-        { input: { podId: id } },
-        podSchema,
-      );
+      // runpod-python `runpod/api/queries/pods.py` `generate_pod_query`.
+      const pod = await api().run("pod", POD, { podId: id }, podSchema);
       return pod ? toInstance(c, resolved, pod) : undefined;
     },
     async terminate(cluster: RunPodCluster, ids: string[]): Promise<void> {
@@ -378,6 +431,23 @@ async function findOffers(
     );
   }
   const count = accelerator.count;
+  if (options.dataCenterId) {
+    // runpodctl `internal/api/gpu.go` `ListDataCenters`: the ids RunPod has.
+    const centers = await api.run(
+      "dataCenters",
+      DATA_CENTERS,
+      {},
+      dataCentersSchema,
+    );
+    const ids = (centers ?? []).map((c) => c.id);
+    if (ids.length > 0 && !ids.includes(options.dataCenterId)) {
+      throw new ConfigError(
+        `sky.RunPod({ dataCenterId: "${options.dataCenterId}" }): RunPod lists no such data center; it lists ${
+          ids.join(", ")
+        }`,
+      );
+    }
+  }
   const types = await api.run(
     "gpuTypes",
     GPU_TYPES,
@@ -481,6 +551,7 @@ async function launch(
   cluster: RunPodCluster,
   options: ResolvedRunPodOptions,
   count: number,
+  pods: { lookup(name: string): Promise<string | undefined> },
 ): Promise<Instance[]> {
   const offer = cluster.offer;
   const markets = marketsFor(offer, cluster.allocation, cluster.maxHourlyCost);
@@ -516,19 +587,31 @@ async function launch(
         input.bidPerGpu = options.bidPerGpu ?? offer.minimumBidPerGpu;
       }
       try {
-        const pod = market === "spot"
-          ? await api.run(
-            "podRentInterruptable",
-            RENT_INTERRUPTABLE,
-            { input },
-            deployedSchema,
-          )
-          : await api.run(
-            "podFindAndDeployOnDemand",
-            DEPLOY_ON_DEMAND,
-            { input },
-            deployedSchema,
-          );
+        // Sent once: when the answer is lost, the pod's name (unique to this
+        // create) is looked up before the create is sent again.
+        const pod = await createOnce({
+          what: `RunPod pod ${name}`,
+          create: () =>
+            market === "spot"
+              ? api.run(
+                "podRentInterruptable",
+                RENT_INTERRUPTABLE,
+                { input },
+                deployedSchema,
+                { once: true },
+              )
+              : api.run(
+                "podFindAndDeployOnDemand",
+                DEPLOY_ON_DEMAND,
+                { input },
+                deployedSchema,
+                { once: true },
+              ),
+          lookup: async () => {
+            const id = await pods.lookup(name);
+            return id === undefined ? undefined : { id };
+          },
+        });
         if (!pod) {
           failures.push(`${market}: RunPod returned no pod`);
           break;

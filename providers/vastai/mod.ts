@@ -14,8 +14,12 @@
  *   or on demand, labelled with the pool's id and an onstart script that
  *   destroys the instance once no client has been connected for `ttl`; when
  *   an offer is gone or refused, the next one is tried.
- * - **teardown**: the instances labelled with the pool's id destroyed, then
- *   its SSH key deleted; `cleanup()` sweeps every Skyward pool's leftovers.
+ * - **teardown**: the instances the pool launched and those labelled with
+ *   its id destroyed (each destroy checked for `success`), then its SSH key
+ *   deleted; `cleanup()` sweeps every Skyward pool's leftovers.
+ *
+ * Each request follows the official `vastai` CLI and SDK (vast-ai/vast-cli),
+ * named beside it: `vast.py` and `vastai/api/instances.py`.
  *
  * Vast.ai has no private network between machines: each node runs on its
  * own, and `instanceInfo().peers` holds no addresses.
@@ -35,20 +39,23 @@ import type {
   Provider,
 } from "../../src/provider.ts";
 import { HttpError } from "../_http.ts";
+import { createOnce } from "../_create.ts";
 import { generateSshKeyPair } from "../aws/keys.ts";
 import {
   anySchema,
   createKeySchema,
   createSchema,
+  destroySchema,
   instanceSchema,
-  instancesSchema,
+  instancesPageSchema,
   type ResolvedVastAIOptions,
   resolveVastOptions,
   sshKeySchema,
+  stripStrings,
   userSchema,
   type VastAIOptions,
   type VastApiInstance,
-  vastClient,
+  vastClients,
   type VastInstanceDetails,
 } from "./api.ts";
 import {
@@ -80,6 +87,8 @@ export interface VastCluster {
   readonly privateKey: string;
   /** Offers already taken or refused, not to try again. */
   tried: Set<number>;
+  /** The ids of the instances the pool launched, destroyed at teardown even when the listing misses them. */
+  launched: Set<string>;
 }
 
 /** Options of {@linkcode VastAIProvider.cleanup}. */
@@ -146,8 +155,10 @@ export function onstartScript(
       "while sleep $step; do",
       "  if awk '$2 ~ /:0016$/ && $4 == \"01\" { found = 1 } END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null; then idle=0; else idle=$((idle + step)); fi",
       '  if [ "$idle" -ge "$ttl" ]; then',
-      `    curl -fsS -X DELETE -H "Authorization: Bearer $CONTAINER_API_KEY" "${options.baseUrl}/instances/$CONTAINER_ID/" ||`,
-      `      wget -q -O- --method=DELETE --header="Authorization: Bearer $CONTAINER_API_KEY" "${options.baseUrl}/instances/$CONTAINER_ID/"`,
+      // As the CLI destroys (vast-cli `vast.py` `destroy_instance`): DELETE
+      // with the body {}.
+      `    curl -fsS -X DELETE -H "Authorization: Bearer $CONTAINER_API_KEY" -H 'Content-Type: application/json' -d '{}' "${options.baseUrl}/instances/$CONTAINER_ID/" ||`,
+      `      wget -q -O- --method=DELETE --header="Authorization: Bearer $CONTAINER_API_KEY" --header='Content-Type: application/json' --body-data='{}' "${options.baseUrl}/instances/$CONTAINER_ID/"`,
       "  fi",
       "done",
       "SKYWARD",
@@ -240,12 +251,13 @@ const DEAD = new Set(["exited", "offline", "unknown", "stopped", "destroyed"]);
  */
 export function VastAI(options: VastAIOptions = {}): VastAIProvider {
   const resolved = resolveVastOptions(options);
-  const api = vastClient(resolved);
+  const { v0: api, v1 } = vastClients(resolved);
 
   function clusterOf(cluster: VastCluster): VastCluster {
     if (
       !cluster || typeof cluster !== "object" || !cluster.id ||
-      !cluster.query || !(cluster.tried instanceof Set)
+      !cluster.query || !(cluster.tried instanceof Set) ||
+      !(cluster.launched instanceof Set)
     ) {
       throw new ConfigError(
         "sky.VastAI() was given a cluster it did not prepare",
@@ -254,28 +266,104 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
     return cluster;
   }
 
-  async function listInstances(): Promise<VastApiInstance[]> {
-    const { instances } = await api.request("/instances/", {
-      schema: instancesSchema,
-    });
-    return instances;
+  /**
+   * Every instance of the account (or those with one label), as the CLI
+   * lists them: vast-cli `vastai/api/instances.py` `show_instances` (and
+   * `vast.py` `_fetch_all_instances_v1`) pages through `GET
+   * /api/v1/instances/` with `select_filters`, `order_by` by id and `limit`
+   * 25, passing each answer's `next_token` as the next `after_token`, reads
+   * `instances: null` as none, and strips every string of each row.
+   */
+  async function listInstances(label?: string): Promise<VastApiInstance[]> {
+    const rows: VastApiInstance[] = [];
+    const seen = new Set<string>();
+    let after: string | undefined;
+    for (;;) {
+      const page = await v1.request("/instances/", {
+        query: {
+          select_filters: JSON.stringify(
+            label === undefined ? {} : { label: { in: [label] } },
+          ),
+          order_by: JSON.stringify([{ col: "id", dir: "asc" }]),
+          limit: 25,
+          after_token: after,
+        },
+        schema: instancesPageSchema,
+      });
+      rows.push(...(page.instances ?? []).map(stripStrings));
+      const next = page.next_token;
+      if (!next || seen.has(next)) break;
+      seen.add(next);
+      after = next;
+    }
+    return label === undefined ? rows : rows.filter((r) => r.label === label);
   }
 
+  /** One instance, or `undefined` once Vast.ai no longer knows it. */
+  async function showInstance(
+    id: string,
+  ): Promise<VastApiInstance | undefined> {
+    // vast-cli `vastai/api/instances.py` `show_instance`: GET
+    // /instances/{id}/?owner=me, `instances: null` once it is gone.
+    const found = await api.request(
+      `/instances/${encodeURIComponent(id)}/`,
+      { query: { owner: "me" }, schema: instanceSchema, accept: [404] },
+    );
+    const instance = found?.instances;
+    if (!instance || String(instance.id) !== id) return undefined;
+    return stripStrings(instance);
+  }
+
+  /**
+   * Destroys an instance and makes sure it is: vast-cli `vast.py`
+   * `destroy_instance` (and `vastai/api/instances.py` `destroy_instance`)
+   * sends `DELETE /instances/{id}/` with the body `{}` and reads `success`,
+   * printing `msg` when it is false. A 2xx with `success: false` is not a
+   * destroyed instance: unless the instance is gone by then, the destroy is
+   * sent again, and reported with Vast.ai's `msg` if it never succeeds.
+   */
   async function destroy(id: string): Promise<void> {
-    await api.request(`/instances/${encodeURIComponent(id)}/`, {
-      method: "DELETE",
-      schema: anySchema,
-      accept: [404],
-    });
+    let msg = "";
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      try {
+        const answer = await api.request(
+          `/instances/${encodeURIComponent(id)}/`,
+          { method: "DELETE", body: {}, schema: destroySchema },
+        );
+        if (answer?.success !== false) return;
+        msg = answer.msg || answer.error || "success: false";
+      } catch (error) {
+        if (error instanceof HttpError && error.status === 404) return;
+        throw error;
+      }
+      log.info("Vast.ai did not destroy instance {id}: {msg}", { id, msg });
+      const found = await showInstance(id).catch(() => null);
+      if (found === undefined || found?.actual_status === "destroyed") return;
+      await new Promise((r) => setTimeout(r, 250 * attempt));
+    }
+    throw new ProvisioningError(
+      `Vast.ai did not destroy instance ${id} (answered success: false): ${msg}`,
+    );
+  }
+
+  /** The environment an instance was created with (`extra_env` pairs). */
+  function envOf(instance: VastApiInstance): Record<string, string> {
+    return Object.fromEntries(
+      (instance.extra_env ?? []).filter((pair) => pair.length >= 2).map((
+        [k, v],
+      ) => [String(k), String(v)]),
+    );
   }
 
   async function listKeys() {
+    // vast-cli `vast.py` `show__ssh_keys`: GET /ssh/.
     return await api.request("/ssh/", {
       schema: sshKeySchema.array(),
     });
   }
 
   async function deleteKey(id: number): Promise<void> {
+    // vast-cli `vast.py` `delete__ssh_key`: DELETE /ssh/{id}/.
     await api.request(`/ssh/${id}/`, {
       method: "DELETE",
       schema: anySchema,
@@ -328,11 +416,26 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
 
   async function sweep(
     cleanup: VastCleanupOptions,
+    launched: Iterable<string> = [],
   ): Promise<VastCleanupReport> {
     const mine = (label: string | null | undefined) =>
       !!label &&
       (cleanup.cluster ? label === cleanup.cluster : label.startsWith("sky-"));
-    const instances = (await listInstances()).filter((i) => mine(i.label));
+    const failures: string[] = [];
+    // The ids the pool launched are destroyed even when the listing fails or
+    // misses them; the listing adds what a lost answer may have launched.
+    const ids = new Set(launched);
+    let listed: VastApiInstance[] = [];
+    try {
+      listed = (await listInstances(cleanup.cluster)).filter((i) =>
+        mine(i.label)
+      );
+    } catch (error) {
+      if (ids.size === 0 || cleanup.dryRun) throw error;
+      failures.push(`listing the instances: ${(error as Error).message}`);
+    }
+    for (const i of listed) ids.add(String(i.id));
+    const instances = [...ids];
     const keys = (await listKeys()).filter((k) => {
       const line = (k.public_key ?? k.key ?? "").trim();
       const comment = line.split(/\s+/)[2] ?? "";
@@ -340,7 +443,8 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
         mine(comment.slice(KEY_COMMENT.length));
     });
     const clusters = new Set<string>();
-    for (const i of instances) clusters.add(i.label!);
+    if (cleanup.cluster && instances.length) clusters.add(cleanup.cluster);
+    for (const i of listed) clusters.add(i.label!);
     for (const k of keys) {
       clusters.add(
         (k.public_key ?? k.key ?? "").trim().split(/\s+/)[2].slice(
@@ -349,11 +453,10 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
       );
     }
     if (!cleanup.dryRun) {
-      const failures: string[] = [];
       await Promise.all(
-        instances.map((i) =>
-          destroy(String(i.id)).catch((e) =>
-            failures.push(`instance ${i.id}: ${(e as Error).message}`)
+        instances.map((id) =>
+          destroy(id).catch((e) =>
+            failures.push(`instance ${id}: ${(e as Error).message}`)
           )
         ),
       );
@@ -374,7 +477,7 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
     }
     return {
       clusters: [...clusters].sort(),
-      instances: instances.map((i) => String(i.id)),
+      instances,
       sshKeys: keys.map((k) => String(k.id)),
     };
   }
@@ -403,6 +506,7 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
         );
       }
       const pair = await generateSshKeyPair(`${KEY_COMMENT}${spec.clusterId}`);
+      // vast-cli `vast.py` `create__ssh_key`: POST /ssh/ { ssh_key }.
       const { key } = await api.request("/ssh/", {
         method: "POST",
         body: { ssh_key: pair.publicKey },
@@ -415,6 +519,7 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
         sshKeyId: key.id,
         publicKey: pair.publicKey,
         tried: new Set<number>(),
+        launched: new Set<string>(),
       } as Omit<VastCluster, "privateKey">;
       Object.defineProperty(cluster, "privateKey", {
         value: pair.privateKey,
@@ -457,14 +562,24 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
             c.query.maxHourlyCost,
           )
         ) {
+          // Marks this create, so that a lookup after a lost answer finds
+          // exactly the instance it made (in `extra_env`).
+          const launch = crypto.randomUUID();
+          // vast-cli `vastai/api/instances.py` `create_instance` (and
+          // `vast.py` `create__instance`): PUT /asks/{id}/ with `client_id:
+          // "me"`, the image, env, disk, label, onstart and, for SSH, the
+          // runtype `vast.py` `get_runtype` sets: "ssh_direc ssh_proxy" with
+          // --direct (so the proxy exists as a fallback), else "ssh_proxy".
           const body: Record<string, unknown> = {
             client_id: "me",
             image: resolved.image,
             disk: c.query.diskGb,
-            runtype: resolved.ssh === "direct" ? "ssh_direct" : "ssh_proxy",
+            runtype: resolved.ssh === "direct"
+              ? "ssh_direc ssh_proxy"
+              : "ssh_proxy",
             onstart: onstartScript(resolved),
             label: c.id,
-            env: { SKYWARD_CLUSTER: c.id },
+            env: { SKYWARD_CLUSTER: c.id, SKYWARD_LAUNCH: launch },
             target_state: "running",
             cancel_unavail: true,
           };
@@ -472,12 +587,43 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
             body.price = bidFor(offer, resolved, c.query.maxHourlyCost);
           }
           try {
-            const created = await api.request(`/asks/${offer.offerId}/`, {
-              method: "PUT",
-              body,
-              schema: createSchema,
+            // Sent once: a lost answer is looked up by the pool's label and
+            // this launch's mark before the create is sent again.
+            const id = await createOnce({
+              what:
+                `Vast.ai instance from offer ${offer.offerId} (label ${c.id})`,
+              create: async () => {
+                const created = await api.request(`/asks/${offer.offerId}/`, {
+                  method: "PUT",
+                  body,
+                  schema: createSchema,
+                  once: true,
+                });
+                if (created.success === false || created.new_contract == null) {
+                  throw new HttpError(
+                    "Vast.ai",
+                    "PUT",
+                    `/asks/${offer.offerId}/`,
+                    200,
+                    created.msg || created.error || "success: false",
+                  );
+                }
+                return String(created.new_contract);
+              },
+              lookup: async () => {
+                const rows = await listInstances(c.id);
+                // This create's mark; else (should the listing not carry
+                // the env) an instance of the pool no other create claims.
+                const found = rows.find((r) =>
+                  envOf(r).SKYWARD_LAUNCH === launch
+                ) ?? rows.find((r) =>
+                  envOf(r).SKYWARD_LAUNCH === undefined &&
+                  !c.launched.has(String(r.id))
+                );
+                return found ? String(found.id) : undefined;
+              },
             });
-            const id = String(created.new_contract);
+            c.launched.add(id);
             log.info("Created {market} instance {id} from offer {offer}", {
               market,
               id,
@@ -514,26 +660,23 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
       id: string,
     ): Promise<Instance | undefined> {
       const c = clusterOf(cluster);
-      const found = await api.request(
-        `/instances/${encodeURIComponent(id)}/`,
-        { schema: instanceSchema, accept: [404] },
-      );
-      const instance = found?.instances;
-      if (!instance || String(instance.id) !== id) return undefined;
-      return toInstance(c, instance);
+      const instance = await showInstance(id);
+      return instance ? toInstance(c, instance) : undefined;
     },
     async terminate(cluster: VastCluster, ids: string[]): Promise<void> {
       clusterOf(cluster);
       await Promise.all(ids.map((id) => destroy(id)));
+      for (const id of ids) cluster.launched.delete(id);
     },
     async teardown(cluster: VastCluster): Promise<void> {
       const c = clusterOf(cluster);
-      await sweep({ cluster: c.id });
+      await sweep({ cluster: c.id }, c.launched);
     },
     async cleanup(cleanup: VastCleanupOptions = {}) {
       return await sweep(cleanup);
     },
     async checkCredentials(): Promise<string> {
+      // vast-cli `vast.py` `show__user`: GET /users/current.
       const user = await api.request("/users/current/", { schema: userSchema });
       const credit = user.credit ?? user.balance;
       return `account ${user.id}${user.email ? ` (${user.email})` : ""}${

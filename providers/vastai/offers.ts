@@ -254,6 +254,8 @@ export async function searchOffers(
   query: VastQuery,
   options: ResolvedVastAIOptions,
 ): Promise<VastOffer[]> {
+  // vast-cli `vast.py` `search__offers`: POST /bundles/ with the query's
+  // `{ field: { op: value } }` filters, `type`, `order` and `limit`.
   const { offers } = await api.request("/bundles/", {
     method: "POST",
     body: searchBody(query, options),

@@ -1,7 +1,33 @@
 /**
- * A local RunPod for tests: an HTTP server on 127.0.0.1 that answers
- * `POST /graphql` for the operations the RunPod provider uses, written from
- * RunPod's public documentation:
+ * A local RunPod for tests: an HTTP server on 127.0.0.1 (or another local
+ * address) that answers `POST /graphql` for the operations the RunPod
+ * provider uses, written from RunPod's official clients and documentation:
+ *
+ * - runpodctl `api/pod.go`: `podTerminate(input: {podId: $podId})` with a
+ *   `String!` variable (`RemovePod`), `podStop` likewise (`StopPod`), and
+ *   `$input: PodFindAndDeployOnDemandInput!` (`CreatePod`);
+ *   runpodctl `api/cloud.go`: `$input: GpuLowestPriceInput!`;
+ *   runpodctl `internal/api/gpu.go` `ListDataCenters`: `dataCenters { id
+ *   name location }`, with ids such as `EU-RO-1`, `EUR-IS-1`, `EUR-NO-1`,
+ *   `US-TX-3` (runpodctl's `datacenter list` docs and RunPod's data center
+ *   list); a deploy to an id not listed fails.
+ * - runpod-python `runpod/api/queries/pods.py`: `pod(input: {podId: "..."})`
+ *   and `myself { pods { ... } }`; `runpod/api/mutations/pods.py`: the
+ *   deploy input's fields. The fake reads the pod id of `pod`,
+ *   `podTerminate` and `podStop` from an inline input (literal or
+ *   variable) or from an `$input` variable.
+ * - Variable types: only those an official client or RunPod's GraphQL spec
+ *   declares are known (`String`, `Int`, `Float`, `Boolean`, `ID`,
+ *   `GpuLowestPriceInput`, `PodFindAndDeployOnDemandInput`,
+ *   `PodRentInterruptableInput` — the spec's, cited by SkyPilot's
+ *   `sky/provision/runpod/api/pods.py`); any other is refused with status
+ *   400 and GraphQL's `Unknown type "…".`, as a GraphQL server validates a
+ *   document, so a guessed type name fails here as it could at RunPod.
+ * - Inside a pod, RunPod sets `RUNPOD_POD_ID` and a pod-scoped
+ *   `RUNPOD_API_KEY` ("Manage Pods": `runpodctl stop pod $RUNPOD_POD_ID`
+ *   from the pod); that key may stop or terminate its own pod and nothing
+ *   else. The fake writes both, as the pod's command saves them, to the
+ *   host's `tmpDir` when the host has one.
  *
  * - the GraphQL spec (graphql-spec.runpod.io): `gpuTypes` with
  *   `lowestPrice(input: GpuLowestPriceInput)` (`minimumBidPrice`,
@@ -46,6 +72,11 @@ export const TEST_RUNPOD_KEY = "rpa_SKYWARDFAKEKEY0000000000000000";
 export interface RunPodFakeHost extends FakeHost {
   /** The port its sshd listens on. @default 22 */
   port?: number;
+  /**
+   * The directory that is the host's `/tmp`: the pod's command keeps the
+   * pod's id and pod-scoped key there, and so does the fake.
+   */
+  tmpDir?: string;
 }
 
 /** A GPU type as the fake lists it; prices per GPU. */
@@ -144,6 +175,8 @@ export interface FakePod {
   host?: RunPodFakeHost;
   /** When the container's sshd starts answering. */
   readyAt: number;
+  /** The pod-scoped API key RunPod sets in the pod as `RUNPOD_API_KEY`. */
+  apiKey: string;
 }
 
 /** Options of {@linkcode FakeRunPod.start}. */
@@ -152,7 +185,30 @@ export interface FakeRunPodOptions {
   hosts?: RunPodFakeHost[];
   /** How long a pod has no runtime after its deploy, in ms. @default 200 */
   bootMs?: number;
+  /** The address to listen on. @default "127.0.0.1" */
+  hostname?: string;
 }
+
+/** The input and scalar types the fake knows, with the source of each. */
+const KNOWN_TYPES = new Set([
+  "String",
+  "Int",
+  "Float",
+  "Boolean",
+  "ID",
+  "GpuLowestPriceInput", // runpodctl api/cloud.go
+  "PodFindAndDeployOnDemandInput", // runpodctl api/pod.go
+  "PodRentInterruptableInput", // graphql-spec.runpod.io (SkyPilot's pods.py)
+]);
+
+/** The data centers the fake lists (RunPod's ids, several shapes). */
+export const FAKE_DATA_CENTERS = [
+  { id: "EU-RO-1", name: "EU-RO-1", location: "Europe" },
+  { id: "EUR-IS-1", name: "EUR-IS-1", location: "Europe" },
+  { id: "EUR-NO-1", name: "EUR-NO-1", location: "Europe" },
+  { id: "US-TX-3", name: "US-TX-3", location: "United States" },
+  { id: "CA-MTL-1", name: "CA-MTL-1", location: "Canada" },
+];
 
 const NO_CAPACITY =
   "There are no longer any instances available with the requested specifications. Please refresh and try again.";
@@ -168,11 +224,17 @@ export class FakeRunPod implements AsyncDisposable {
     operation: string;
     variables: Record<string, unknown>;
     auth: "bearer" | "query" | "none";
+    /** The pod whose pod-scoped key authenticated the request. */
+    podKey?: string;
   }[] = [];
   /** `podRentInterruptable` fails for lack of capacity. */
   noSpotCapacity = false;
   /** Every deploy fails for lack of capacity. */
   noCapacity = false;
+  /** How many of the next deploys make the pod and then drop the connection. */
+  dropCreates = 0;
+  /** `myself { pods }` is `null` when there are none. */
+  nullLists = false;
 
   #server: Deno.HttpServer;
   #hosts: RunPodFakeHost[];
@@ -185,7 +247,8 @@ export class FakeRunPod implements AsyncDisposable {
 
   private constructor(server: Deno.HttpServer, options: FakeRunPodOptions) {
     this.#server = server;
-    this.baseUrl = `http://127.0.0.1:${(server.addr as Deno.NetAddr).port}`;
+    const addr = server.addr as Deno.NetAddr;
+    this.baseUrl = `http://${addr.hostname}:${addr.port}`;
     this.#hosts = options.hosts ?? [];
     this.#bootMs = options.bootMs ?? 200;
   }
@@ -199,7 +262,11 @@ export class FakeRunPod implements AsyncDisposable {
   static start(options: FakeRunPodOptions = {}): Promise<FakeRunPod> {
     const ref: { fake?: FakeRunPod } = {};
     const server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      {
+        hostname: options.hostname ?? "127.0.0.1",
+        port: 0,
+        onListen: () => {},
+      },
       (request) => ref.fake!.#handle(request),
     );
     ref.fake = new FakeRunPod(server, options);
@@ -289,7 +356,25 @@ export class FakeRunPod implements AsyncDisposable {
     const operation =
       /^\s*(?:(?:query|mutation)\b[^{]*)?\{\s*(\w+)/.exec(query)?.[1] ?? "";
     const variables = body.variables ?? {};
-    this.requests.push({ operation, variables, auth });
+    const podKey = this.pods.find((p) => p.apiKey === key)?.id;
+    this.requests.push({
+      operation,
+      variables,
+      auth,
+      ...(podKey ? { podKey } : {}),
+    });
+    // A GraphQL server validates the document first: unknown types fail.
+    const head = /^\s*(?:query|mutation)\b[^{]*/.exec(query)?.[0] ?? "";
+    for (const [, type] of head.matchAll(/\$\w+\s*:\s*\[?\s*(\w+)/g)) {
+      if (!KNOWN_TYPES.has(type)) {
+        return json(400, {
+          errors: [{
+            message: `Unknown type "${type}".`,
+            extensions: { code: "GRAPHQL_VALIDATION_FAILED" },
+          }],
+        });
+      }
+    }
     const failure = this.#failures.shift();
     if (failure !== undefined) {
       return json(failure, {
@@ -300,7 +385,10 @@ export class FakeRunPod implements AsyncDisposable {
         }],
       });
     }
-    if (key !== TEST_RUNPOD_KEY) {
+    const selfService = podKey !== undefined &&
+      ["podTerminate", "podStop"].includes(operation) &&
+      podIdOf(query, variables) === podKey;
+    if (key !== TEST_RUNPOD_KEY && !selfService) {
       return json(401, { errors: [{ message: "Unauthorized" }] });
     }
     const run = this.#lock.then(() =>
@@ -309,6 +397,21 @@ export class FakeRunPod implements AsyncDisposable {
     this.#lock = run.catch(() => {});
     try {
       const data = { data: { [operation]: await run } };
+      if (
+        this.dropCreates > 0 &&
+        ["podFindAndDeployOnDemand", "podRentInterruptable"].includes(
+          operation,
+        )
+      ) {
+        this.dropCreates--;
+        // The pod exists; the client never hears of it.
+        return new Response(
+          new ReadableStream({
+            start: (c) => c.error(new Error("connection dropped")),
+          }),
+          { status: 200, headers: { "content-type": "application/json" } },
+        );
+      }
       const status = this.#failAfterwards;
       if (status !== undefined) {
         this.#failAfterwards = undefined;
@@ -343,12 +446,23 @@ export class FakeRunPod implements AsyncDisposable {
         return {
           id: "user_fake0001",
           clientBalance: 42.5,
-          pods: this.pods.map((p) => this.#pod(p)),
+          pods: this.#pods.size === 0 && this.nullLists
+            ? null
+            : this.pods.map((p) => this.#pod(p)),
         };
+      case "dataCenters":
+        return FAKE_DATA_CENTERS;
       case "pod": {
-        const { podId } = (variables.input ?? {}) as { podId?: string };
-        const pod = this.#pods.get(podId ?? "");
+        const pod = this.#pods.get(podIdOf(query, variables) ?? "");
         return pod ? this.#pod(pod) : null;
+      }
+      case "podStop": {
+        const podId = podIdOf(query, variables);
+        const pod = this.#pods.get(podId ?? "");
+        if (!pod) throw new GraphqlError(`Pod ${podId} not found`);
+        pod.desiredStatus = "EXITED";
+        await this.#release(pod, true);
+        return { id: pod.id, desiredStatus: pod.desiredStatus };
       }
       case "podFindAndDeployOnDemand":
       case "podRentInterruptable":
@@ -359,7 +473,7 @@ export class FakeRunPod implements AsyncDisposable {
           ),
         );
       case "podTerminate": {
-        const { podId } = (variables.input ?? {}) as { podId?: string };
+        const podId = podIdOf(query, variables);
         const pod = this.#pods.get(podId ?? "");
         if (!pod) throw new GraphqlError(`Pod ${podId} not found`);
         pod.desiredStatus = "TERMINATED";
@@ -451,6 +565,14 @@ export class FakeRunPod implements AsyncDisposable {
         `Variable "$input" got invalid value "${input.cloudType}" at "input.cloudType"; Value does not exist in "CloudTypeEnum" enum.`,
       );
     }
+    if (
+      input.dataCenterId != null &&
+      !FAKE_DATA_CENTERS.some((d) => d.id === input.dataCenterId)
+    ) {
+      throw new GraphqlError(
+        `Data center ${input.dataCenterId} does not exist.`,
+      );
+    }
     const count = Number(input.gpuCount);
     if (count > type.maxGpuCount) {
       throw new GraphqlError(
@@ -511,14 +633,30 @@ export class FakeRunPod implements AsyncDisposable {
       costPerHr: (bid ?? type.securePrice) * count,
       ...(host ? { host } : {}),
       readyAt: Date.now() + this.#bootMs,
+      apiKey: `rpa_POD${
+        [...crypto.getRandomValues(new Uint8Array(12))]
+          .map((b) => (b % 36).toString(36).toUpperCase()).join("")
+      }`,
     };
     this.#pods.set(pod.id, pod);
     await this.#authorize(pod);
     return pod;
   }
 
-  /** Authorises the pod's `PUBLIC_KEY` on its host, as its command does. */
+  /**
+   * Authorises the pod's `PUBLIC_KEY` on its host and keeps the pod's id and
+   * pod-scoped key in the host's `/tmp`, as its command does.
+   */
   async #authorize(pod: FakePod): Promise<void> {
+    const tmp = pod.host?.tmpDir;
+    if (tmp && !this.#closed) {
+      // World-readable here: the rig's login users are not root.
+      await Deno.writeTextFile(
+        `${tmp}/.skyward-runpod.env`,
+        `export RUNPOD_POD_ID=${pod.id}\nexport RUNPOD_API_KEY=${pod.apiKey}\n`,
+        { mode: 0o644 },
+      );
+    }
     const path = pod.host?.authorizedKeysPath;
     const key = pod.env.PUBLIC_KEY;
     if (!path || !key || this.#closed) return;
@@ -533,6 +671,13 @@ export class FakeRunPod implements AsyncDisposable {
   async #release(pod: FakePod, killSessions: boolean): Promise<void> {
     const host = pod.host;
     if (!host) return;
+    if (host.tmpDir) {
+      const file = `${host.tmpDir}/.skyward-runpod.env`;
+      const text = await Deno.readTextFile(file).catch(() => "");
+      if (text.includes(`RUNPOD_POD_ID=${pod.id}\n`)) {
+        await Deno.remove(file).catch(() => {});
+      }
+    }
     const path = host.authorizedKeysPath;
     if (path) {
       const text = await Deno.readTextFile(path).catch(() => "");
@@ -547,4 +692,25 @@ export class FakeRunPod implements AsyncDisposable {
       await killClusterSessions(host, cluster);
     }
   }
+}
+
+/**
+ * The pod id of a `pod`, `podTerminate` or `podStop` document: from an inline
+ * input (`input: {podId: $podId}` or `input: {podId: "…"}`, as runpodctl and
+ * runpod-python write it) or from an `$input` variable.
+ */
+function podIdOf(
+  query: string,
+  variables: Record<string, unknown>,
+): string | undefined {
+  const inline = /input\s*:\s*\{[^}]*podId\s*:\s*(?:\$(\w+)|"([^"]*)")/.exec(
+    query,
+  );
+  if (inline?.[1]) {
+    const value = variables[inline[1]];
+    return typeof value === "string" ? value : undefined;
+  }
+  if (inline?.[2] !== undefined) return inline[2];
+  const input = variables.input as { podId?: unknown } | undefined;
+  return typeof input?.podId === "string" ? input.podId : undefined;
 }

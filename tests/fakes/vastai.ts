@@ -1,24 +1,51 @@
 /**
  * A local Vast.ai for tests: an HTTP server on 127.0.0.1 that speaks the
- * parts of Vast.ai's REST API (`/api/v0`) the provider uses, written from
- * Vast.ai's API reference (docs.vast.ai/api-reference): Bearer
- * authentication (or `?api_key=`), answering 401 `{ success: false, error,
- * msg }` otherwise; `POST /bundles/` offer search with `{ field: { op:
- * value } }` filters (`eq`, `neq`, `gt`, `gte`, `lt`, `lte`, `in`, `notin`),
- * `type`, `order` and `limit`, answering `{ offers: [...] }`;
- * `PUT /asks/{id}/` answering `{ success, new_contract }`, or 410 when the
- * offer is taken and 400 for a bid under the offer's `min_bid`;
- * `GET /instances/` (`{ instances_found, instances }`), `GET
- * /instances/{id}/` (`{ instances: {...} }`) and `DELETE /instances/{id}/`;
- * `GET|POST /ssh/` and `DELETE /ssh/{id}/`; `GET /users/current/`.
+ * parts of Vast.ai's REST API the provider uses, written from Vast.ai's API
+ * reference (docs.vast.ai/api-reference) and its official CLI and SDK,
+ * vast-ai/vast-cli (`vast.py`, `vastai/api/instances.py`,
+ * `vastai/api/client.py`). Behaviour by source:
+ *
+ * - Bearer authentication (or `?api_key=`), answering 401 `{ success:
+ *   false, error, msg }` otherwise (API reference).
+ * - `POST /bundles/` offer search with `{ field: { op: value } }` filters
+ *   (`eq`, `neq`, `gt`, `gte`, `lt`, `lte`, `in`, `notin`), `type`, `order`
+ *   and `limit`, answering `{ offers: [...] }` (`vast.py` `search__offers`).
+ * - `PUT /asks/{id}/` answering `{ success, new_contract }` (`vast.py`
+ *   `create__instance`'s example), or 410 when the offer is taken and 400
+ *   for a bid under the offer's `min_bid`. The `runtype` decides the SSH
+ *   routes (`vast.py` `get_runtype`): `ssh_direc` maps port 22 on the
+ *   machine's address, `ssh_proxy` gives the proxy's `ssh_host`/`ssh_port`.
+ * - `GET /api/v1/instances/` (`vastai/api/instances.py` `show_instances_v1`,
+ *   `vast.py` `_fetch_all_instances_v1`): JSON-encoded `select_filters`
+ *   (`{ label: { in | eq } }`), `order_by`, `limit` (at most 25) and
+ *   `after_token`, answering `{ instances, next_token, total_instances }`;
+ *   `instances` is `null` when there are none if {@linkcode
+ *   FakeVastAI.nullLists} is set, and pages are {@linkcode
+ *   FakeVastAI.pageSize} long. Rows carry `extra_env` as `[name, value]`
+ *   pairs (`vast.py` `show__instances`) and, with {@linkcode
+ *   FakeVastAI.paddedAddresses}, address fields with surrounding whitespace
+ *   (which `vast.py` `strip_strings` removes).
+ * - The v0 `GET /instances/` list, which `vast.py` calls deprecated, still
+ *   answers `{ instances_found, instances }` (a provider should not use it).
+ * - `GET /instances/{id}/` (`vastai/api/instances.py` `show_instance`,
+ *   `?owner=me`): `{ instances: {...} }`, or `{ instances: null }` once the
+ *   instance is gone.
+ * - `DELETE /instances/{id}/` with the body `{}` (`vast.py`
+ *   `destroy_instance`): `{ success: true }`, or, as chosen per test,
+ *   `{ success: false, msg }` with status 200 while nothing is destroyed.
+ * - `GET|POST /ssh/` and `DELETE /ssh/{id}/` (`vast.py` `show__ssh_keys`,
+ *   `create__ssh_key`, `delete__ssh_key`); `GET /users/current/`.
  *
  * Each offer is a machine; an instance made from it is one of the SSH rig's
  * hosts, whose `authorized_keys` gets the account's SSH keys while the
- * instance lives, as Vast.ai installs the account's keys in new instances.
- * The onstart script is kept, not run.
+ * instance lives, as Vast.ai installs the account's keys in new instances
+ * (docs.vast.ai "Keys": keys are "automatically added to your future
+ * instances"). The onstart script is kept, not run.
  *
  * Knobs for tests: offers that are gone (410), no capacity at all, rate
- * limiting (429) for the next requests, failing destroys (500), an outbid
+ * limiting (429) for the next requests, failing destroys (500), destroys
+ * answered `success: false`, creates whose connection drops after the
+ * instance is made, null lists, short pages, padded addresses, an outbid
  * instance, boot delay.
  *
  * Test equipment only: nothing in the library imports it.
@@ -65,6 +92,8 @@ export interface FakeVastInstance {
   /** The public keys authorised on its host. */
   keys: string[];
   destroyed: boolean;
+  /** When it was made, in seconds since the epoch. */
+  startDate: number;
 }
 
 /** Offers the fake lists by default, cheapest on-demand first within each GPU. */
@@ -177,14 +206,37 @@ class BadRequest extends Error {
 export class FakeVastAI implements AsyncDisposable {
   /** The URL to pass as `sky.VastAI({ baseUrl })`. */
   readonly baseUrl: string;
-  /** Every request, in order: method, path and JSON body. */
-  readonly requests: { method: string; path: string; body: unknown }[] = [];
+  /** Every request, in order: method, path (`/api/v0` left out), query and JSON body. */
+  readonly requests: {
+    method: string;
+    path: string;
+    query: URLSearchParams;
+    body: unknown;
+  }[] = [];
   /** Every `PUT /asks/{id}/` answers 410: no capacity anywhere. */
   noCapacity = false;
   /** Offers whose `PUT /asks/{id}/` answers 410 (taken by someone else). */
   readonly gone = new Set<number>();
   /** `DELETE /instances/{id}/` answers 500. */
   failDestroy = false;
+  /**
+   * How many of the next `DELETE /instances/{id}/` answer 200 `{ success:
+   * false, msg }` and destroy nothing; `Infinity` for all of them.
+   */
+  refuseDestroys = 0;
+  /**
+   * How many of the next `PUT /asks/{id}/` make the instance and then drop
+   * the connection instead of answering.
+   */
+  dropCreates = 0;
+  /** `GET /api/v1/instances/` answers `instances: null` for an empty list. */
+  nullLists = false;
+  /** Rows per page of `GET /api/v1/instances/` (the CLI asks for 25). */
+  pageSize = 25;
+  /** Address fields come with surrounding whitespace. */
+  paddedAddresses = false;
+  /** `GET /api/v1/instances/` answers 500. */
+  failListing = false;
   /** How many of the next requests answer 429. */
   rateLimited = 0;
   /** Whether instances report port 22 mapped on their public address. */
@@ -245,7 +297,10 @@ export class FakeVastAI implements AsyncDisposable {
   }
 
   /** The requests to paths matching a pattern, e.g. `PUT /asks/`. */
-  calls(method: string, path: RegExp): { path: string; body: unknown }[] {
+  calls(
+    method: string,
+    path: RegExp,
+  ): { path: string; query: URLSearchParams; body: unknown }[] {
     return this.requests.filter((r) =>
       r.method === method && path.test(r.path)
     );
@@ -313,7 +368,12 @@ export class FakeVastAI implements AsyncDisposable {
       }
     }
     const path = url.pathname.replace(/^\/api\/v0/, "");
-    this.requests.push({ method: request.method, path, body });
+    this.requests.push({
+      method: request.method,
+      path,
+      query: url.searchParams,
+      body,
+    });
     if (this.rateLimited > 0) {
       this.rateLimited--;
       return this.#json(429, { detail: "API requests too frequent" });
@@ -361,7 +421,21 @@ export class FakeVastAI implements AsyncDisposable {
       return this.#json(200, { offers: this.#search(query as Filter) });
     }
     if (method === "PUT" && (m = /^\/asks\/(\d+)\/$/.exec(path))) {
-      return this.#create(Number(m[1]), (body ?? {}) as Filter);
+      const response = this.#create(Number(m[1]), (body ?? {}) as Filter);
+      if (response.ok && this.dropCreates > 0) {
+        this.dropCreates--;
+        // The instance exists; the client never hears of it.
+        return new Response(
+          new ReadableStream({
+            start: (c) => c.error(new Error("connection dropped")),
+          }),
+          { status: 200, headers: { "content-type": "application/json" } },
+        );
+      }
+      return response;
+    }
+    if (method === "GET" && path === "/api/v1/instances/") {
+      return this.#listV1(url.searchParams);
     }
     if (method === "GET" && path === "/instances/") {
       const list = this.live.map((i) => this.#view(i));
@@ -378,6 +452,14 @@ export class FakeVastAI implements AsyncDisposable {
       if (method === "DELETE") {
         if (this.failDestroy) {
           return this.#error(500, "server_error", "Internal error, try again");
+        }
+        if (this.refuseDestroys > 0 && instance && !instance.destroyed) {
+          this.refuseDestroys--;
+          return this.#json(200, {
+            success: false,
+            error: "busy",
+            msg: "Instance is busy with another operation, try again later",
+          });
         }
         if (!instance || instance.destroyed) {
           return this.#error(404, "no_such_instance", "Instance not found");
@@ -428,6 +510,49 @@ export class FakeVastAI implements AsyncDisposable {
       return this.#json(200, { success: true });
     }
     return this.#error(404, "not_found", `no route ${method} ${path}`);
+  }
+
+  #listV1(params: URLSearchParams): Response {
+    if (this.failListing) {
+      return this.#error(500, "server_error", "Internal error, try again");
+    }
+    const parse = (name: string, fallback: unknown) => {
+      const text = params.get(name);
+      if (text === null) return fallback;
+      try {
+        return JSON.parse(text);
+      } catch {
+        throw new BadRequest(`${name} must be JSON, got ${text}`);
+      }
+    };
+    const filters = parse("select_filters", {}) as Record<string, Filter>;
+    const order = parse("order_by", [{ col: "id", dir: "asc" }]) as {
+      col: string;
+      dir: string;
+    }[];
+    const limit = Math.min(Number(parse("limit", 25)), 25, this.pageSize);
+    const after = params.get("after_token");
+    let rows = this.live.map((i) => this.#view(i));
+    for (const [field, filter] of Object.entries(filters)) {
+      rows = rows.filter((r) => matches(r[field], filter));
+    }
+    rows.sort((a, b) => {
+      for (const { col, dir } of order) {
+        const x = a[col] as number, y = b[col] as number;
+        if (x !== y) return (x < y ? -1 : 1) * (dir === "desc" ? -1 : 1);
+      }
+      return 0;
+    });
+    const start = after === null ? 0 : Number(atob(after));
+    const page = rows.slice(start, start + limit);
+    const next = start + limit < rows.length
+      ? btoa(String(start + limit))
+      : null;
+    return this.#json(200, {
+      instances: page.length === 0 && this.nullLists ? null : page,
+      next_token: next,
+      total_instances: rows.length,
+    });
   }
 
   #search(query: Filter): FakeVastOffer[] {
@@ -514,6 +639,7 @@ export class FakeVastAI implements AsyncDisposable {
       host,
       keys: [...this.#keys.values()].map((k) => k.key),
       destroyed: false,
+      startDate: Date.now() / 1000,
     };
     this.#instances.set(instance.id, instance);
     this.#later(this.#bootMs, async () => {
@@ -527,6 +653,12 @@ export class FakeVastAI implements AsyncDisposable {
   #view(i: FakeVastInstance): Record<string, unknown> {
     const offer = this.offers.find((o) => o.id === i.offerId)!;
     const running = i.actual_status === "running";
+    const pad = (text: string | null | undefined) =>
+      text && this.paddedAddresses ? ` ${text}\n` : text;
+    const runtype = String(i.request.runtype ?? "ssh").split(/\s+/);
+    const direct = runtype.includes("ssh_direc") && this.directPorts;
+    const proxied = runtype.includes("ssh_proxy") || runtype.includes("ssh");
+    const env = (i.request.env ?? {}) as Record<string, string>;
     return {
       id: i.id,
       label: i.label,
@@ -541,11 +673,17 @@ export class FakeVastAI implements AsyncDisposable {
       num_gpus: offer.num_gpus,
       is_bid: i.is_bid,
       dph_total: offer.dph_total,
-      // The proxy's address and port, as Vast.ai's `sshN.vast.ai` gives them.
-      ssh_host: running ? (this.proxy?.host ?? i.host?.address) : null,
-      ssh_port: running ? (this.proxy?.port ?? 22) : null,
-      public_ipaddr: running ? i.host?.address : null,
-      ports: running && this.directPorts
+      image_runtype: i.request.runtype ?? null,
+      extra_env: Object.entries(env).map(([k, v]) => [k, String(v)]),
+      start_date: i.startDate,
+      // The proxy's address and port, as Vast.ai's `sshN.vast.ai` gives
+      // them, when the runtype asked for the proxy.
+      ssh_host: running && proxied
+        ? pad(this.proxy?.host ?? i.host?.address)
+        : null,
+      ssh_port: running && proxied ? (this.proxy?.port ?? 22) : null,
+      public_ipaddr: running ? pad(i.host?.address) : null,
+      ports: running && direct
         ? { "22/tcp": [{ HostIp: "0.0.0.0", HostPort: "22" }] }
         : {},
     };
