@@ -259,7 +259,9 @@ export class HttpClient {
         continue;
       }
       if (response.ok || request.accept?.includes(response.status)) {
-        if (!request.once || !response.ok) {
+        // A create answered 2xx (or an accepted 5xx) in a shape we cannot
+        // read may have taken effect all the same.
+        if (!request.once || (!response.ok && response.status < 500)) {
           return this.#parse(method, path, text, request.schema, request.text);
         }
         try {

@@ -448,3 +448,25 @@ Deno.test("createOnce: a clear refusal is not looked up nor retried", async () =
   assert.equal(lookups, 0);
   assert.equal(s.seen.length, 1);
 });
+
+Deno.test("a create answered with an accepted 5xx in a shape we cannot read is ambiguous", async () => {
+  await using s = serve([
+    () => new Response("<html>bad gateway</html>", { status: 503 }),
+    () => Response.json({ message: "Not enough resources" }, { status: 503 }),
+  ]);
+  const create = () =>
+    s.client().request("/instances", {
+      method: "POST",
+      schema: z.object({ message: z.string() }),
+      accept: [503],
+      once: true,
+    });
+  const error = await rejects(
+    create,
+    AmbiguousRequestError,
+    "may or may not have taken effect: answered 503",
+  );
+  assert.equal(error.status, 503);
+  // The API's own refusal, in the shape expected, is an answer.
+  assert.deepEqual(await create(), { message: "Not enough resources" });
+});

@@ -54,6 +54,8 @@ async function assertEmpty(
   assert.deepEqual(fake.instances.map((i) => `${i.id} ${i.status}`), []);
   assert.deepEqual(fake.sshKeys.map((k) => k.name), []);
   assert.deepEqual(fake.scripts.map((s) => s.name), []);
+  assert.deepEqual(fake.volumes.map((v) => v.name), [], "volumes left");
+  assert.deepEqual(fake.trash.map((v) => v.name), [], "volumes in the trash");
   for (const host of hosts) {
     const keys = await Deno.readTextFile(
       `${RIG_DIR}/host${host.index}/authorized_keys`,
@@ -336,6 +338,8 @@ Deno.test("Verda cleanup() sweeps every Skyward cluster's instances, keys and sc
   const [instance] = await verda.provision(cluster, 1);
   // The address is known when provision returns, for the peers list.
   assert.equal(instance.privateAddress, "127.0.0.1");
+  const osVolume = fake.instances[0].osVolumeId;
+  assert.ok(osVolume);
   const dry = await verda.cleanup({ dryRun: true });
   assert.deepEqual(dry.clusters, ["sky-orphan-1"]);
   assert.deepEqual(dry.instances, [instance.id]);
@@ -350,10 +354,13 @@ Deno.test("Verda cleanup() sweeps every Skyward cluster's instances, keys and sc
   // The user's own key, although its name starts alike, is kept.
   assert.deepEqual(fake.sshKeys.map((k) => k.name), ["skyward-laptop"]);
   fake.sshKeys.splice(0);
+  // `delete_permanently` applies to the volumes listed with it: the OS
+  // volume is listed, so it is deleted rather than put in the trash.
   const deleted = fake.calls("PUT /instances")[0].body;
   assert.deepEqual(deleted, {
     action: "delete",
     id: [instance.id],
+    volume_ids: [fake.instances[0]?.osVolumeId ?? osVolume],
     delete_permanently: true,
   });
   await assertEmpty(fake);
@@ -366,6 +373,224 @@ Deno.test("sky.Verda rejects bad options with a ConfigError naming the option", 
       error instanceof sky.ConfigError &&
       /location/.test(error.message) &&
       /FIN-01/.test(error.message),
+  );
+});
+
+/** One provisioned instance of a fresh cluster, and the provider that made it. */
+async function provisionOne(fake: FakeVerda, options: sky.VerdaOptions = {}) {
+  const verda = provider(fake, [], options);
+  const s = spec();
+  const cluster = await verda.prepare(s, (await verda.offers(s))[0]);
+  const instances = await verda.provision(cluster, 1);
+  return { verda, cluster, instances };
+}
+
+Deno.test("a Verda create answered with the whole instance as JSON is deployed, not refused (Go SDK instances.go)", async () => {
+  await using fake = await FakeVerda.start({
+    hosts: [{ address: "127.0.0.1", user: "nobody" }],
+  });
+  fake.createAnswer = "json";
+  const { verda, cluster, instances } = await provisionOne(fake);
+  try {
+    assert.equal(fake.instances.length, 1);
+    assert.deepEqual(instances.map((i) => i.id), [fake.instances[0].id]);
+    assert.equal(instances[0].privateAddress, "127.0.0.1");
+    assert.equal(fake.calls("POST /instances").length, 1);
+  } finally {
+    await verda.teardown(cluster);
+  }
+  await assertEmpty(fake);
+});
+
+Deno.test("a Verda create that succeeds and then drops the connection leaves exactly one instance, found by its hostname", async () => {
+  await using fake = await FakeVerda.start({
+    hosts: [{ address: "127.0.0.1", user: "nobody" }],
+  });
+  fake.dropAfterCreate = 1;
+  const { verda, cluster, instances } = await provisionOne(fake);
+  try {
+    assert.equal(fake.instances.length, 1);
+    assert.deepEqual(instances.map((i) => i.id), [fake.instances[0].id]);
+    assert.equal(fake.calls("POST /instances").length, 1);
+    assert.equal(fake.dropAfterCreate, 0);
+  } finally {
+    await verda.teardown(cluster);
+  }
+  await assertEmpty(fake);
+});
+
+Deno.test("a Verda SSH key or script create whose answer is lost is found by its name, not registered twice", async () => {
+  await using fake = await FakeVerda.start({
+    hosts: [{ address: "127.0.0.1", user: "nobody" }],
+  });
+  const verda = provider(fake);
+  const s = spec();
+  const offer = (await verda.offers(s))[0];
+  // The key is stored, then the fake answers 500: whether it took effect
+  // is unknown to the client.
+  const original = fake.sshKeys.push.bind(fake.sshKeys);
+  let lost = 1;
+  fake.sshKeys.push = (...keys) => {
+    const n = original(...keys);
+    if (lost-- > 0) throw new Error("answer lost after the key was stored");
+    return n;
+  };
+  const cluster = await verda.prepare(s, offer);
+  try {
+    assert.deepEqual(fake.sshKeys.map((k) => k.name), [
+      `skyward-${s.clusterId}`,
+    ]);
+    assert.equal(cluster.sshKeyId, fake.sshKeys[0].id);
+    assert.equal(fake.calls("POST /sshkeys").length, 1);
+    assert.equal(fake.scripts.length, 1);
+  } finally {
+    await verda.teardown(cluster);
+  }
+  await assertEmpty(fake);
+});
+
+Deno.test("a Verda instance that goes to no_capacity after its create is deleted and the next location tried", async () => {
+  await using fake = await FakeVerda.start({
+    hosts: [{ address: "127.0.0.1", user: "nobody" }],
+  });
+  fake.noCapacityAfterCreate.add("spot FIN-03");
+  fake.noCapacityAfterCreate.add("on-demand FIN-01");
+  const { verda, cluster, instances } = await provisionOne(fake);
+  try {
+    const live = fake.instances.filter((i) => i.status !== "deleting");
+    assert.deepEqual(
+      live.map((i) => `${i.isSpot ? "spot" : "on-demand"} ${i.location}`),
+      ["on-demand FIN-03"],
+    );
+    assert.deepEqual(instances.map((i) => i.id), [live[0].id]);
+    // The two that got no capacity were deleted; they had no OS volume yet,
+    // so none is listed (`null`, as both SDKs send by default).
+    const deletes = fake.calls("PUT /instances").map((c) =>
+      c.body as { action: string; id: string[]; volume_ids: unknown }
+    );
+    assert.equal(deletes.length, 2);
+    for (const body of deletes) {
+      assert.equal(body.action, "delete");
+      assert.equal(body.volume_ids, null);
+      assert.notDeepEqual(body.id, [live[0].id]);
+    }
+    assert.equal(fake.calls("POST /instances").length, 3);
+  } finally {
+    await verda.teardown(cluster);
+  }
+  await assertEmpty(fake);
+});
+
+Deno.test("no_capacity after every create: NoOffersError naming each location, and nothing left", async () => {
+  await using fake = await FakeVerda.start({
+    hosts: [{ address: "127.0.0.1", user: "nobody" }],
+  });
+  for (const full of ["spot FIN-03", "on-demand FIN-01", "on-demand FIN-03"]) {
+    fake.noCapacityAfterCreate.add(full);
+  }
+  const verda = provider(fake);
+  const s = spec();
+  const cluster = await verda.prepare(s, (await verda.offers(s))[0]);
+  try {
+    await assert.rejects(
+      () => verda.provision(cluster, 1),
+      (error: Error) =>
+        error instanceof sky.NoOffersError &&
+        /spot in FIN-03: instance \S+ went to no_capacity after it was created/
+          .test(error.message) &&
+        /on-demand in FIN-03/.test(error.message),
+    );
+  } finally {
+    await verda.teardown(cluster);
+  }
+  await assertEmpty(fake);
+});
+
+Deno.test("teardown right after provision waits out Verda's refusal to delete a provisioning instance", async () => {
+  // Provisioning lasts 1.5 s; provision returns once the address is known,
+  // which is when provisioning starts.
+  await using fake = await FakeVerda.start({
+    hosts: [{ address: "127.0.0.1", user: "nobody" }],
+    bootMs: 1_500,
+  });
+  const { verda, cluster } = await provisionOne(fake);
+  assert.equal(fake.instances[0].status, "provisioning");
+  await verda.teardown(cluster);
+  const deletes = fake.requests.filter((r) =>
+    r.method === "PUT" && r.path === "/instances"
+  );
+  assert.equal(deletes[0].status, 400);
+  assert.equal(deletes.at(-1)!.status, 202);
+  await assertEmpty(fake);
+});
+
+Deno.test("a Verda machine given back while provisioning is deleted once Verda allows it", async () => {
+  await using fake = await FakeVerda.start({
+    hosts: [{ address: "127.0.0.1", user: "nobody" }],
+    bootMs: 1_500,
+  });
+  const { verda, cluster, instances } = await provisionOne(fake);
+  assert.equal(fake.instances[0].status, "provisioning");
+  await verda.terminate(cluster, instances.map((i) => i.id));
+  assert.deepEqual(fake.instances.map((i) => i.status), ["deleting"]);
+  assert.equal(fake.volumes.length, 0);
+  await verda.teardown(cluster);
+  await assertEmpty(fake);
+});
+
+Deno.test("Verda answers with null where its SDKs accept it: empty lists, no spot price, no GPU memory", async () => {
+  await using fake = await FakeVerda.start({
+    hosts: [{ address: "127.0.0.1", user: "nobody" }],
+  });
+  fake.nulls = true;
+  const verda = provider(fake);
+  // Empty lists answered as null: nothing to sweep.
+  assert.deepEqual(await verda.cleanup(), {
+    clusters: [],
+    instances: [],
+    sshKeys: [],
+    scripts: [],
+  });
+  const cpu = await verda.offers(spec());
+  assert.equal(cpu[0].instanceType, "CPU.4V.16G");
+  // A null spot price is "spot does not sell it".
+  await assert.rejects(
+    () =>
+      verda.offers(
+        spec({ allocation: "spot", accelerator: sky.accelerators.L40S() }),
+      ),
+    (error: Error) =>
+      error instanceof sky.NoOffersError &&
+      /1L40S\.20V is sold out/.test(error.message),
+  );
+  fake.noCapacity = true;
+  await assert.rejects(
+    () => verda.offers(spec({ allocation: "on-demand" })),
+    (error: Error) =>
+      error instanceof sky.NoOffersError &&
+      /nothing is available now/.test(error.message),
+  );
+});
+
+Deno.test("Verda prices are asked in USD, so that maxHourlyCost compares with them", async () => {
+  await using fake = await FakeVerda.start({
+    hosts: [{ address: "127.0.0.1", user: "nobody" }],
+  });
+  // Without a currency, the fake prices in euros (90 cents to the dollar).
+  assert.equal(fake.defaultCurrency, "eur");
+  const offers = await provider(fake).offers(spec({ maxHourlyCost: 0.08 }));
+  assert.equal(offers[0].onDemandPrice, 0.0798);
+  assert.deepEqual(
+    fake.calls("GET /instance-types").map((c) => c.query.currency),
+    ["usd"],
+  );
+  // Prices in another currency all the same are refused, not compared.
+  fake.forceCurrency = "eur";
+  await assert.rejects(
+    () => provider(fake).offers(spec()),
+    (error: Error) =>
+      error instanceof sky.ProvisioningError &&
+      /priced CPU\.4V\.16G in eur although USD was asked/.test(error.message),
   );
 });
 
@@ -425,6 +650,28 @@ rigTest(
     ) as sky.ClusterProvisioned;
     assert.equal(provisioned.provider, "verda");
     assert.equal(provisioned.region, "FIN-03");
+    await assertEmpty(fake, hosts);
+  },
+);
+
+rigTest(
+  "Verda creates whose answers are lost: exactly one instance per node, and the pool works",
+  async (hosts) => {
+    await using fake = await FakeVerda.start({ hosts: cloudHosts(hosts) });
+    fake.dropAfterCreate = 2;
+    {
+      await using pool = await sky.ComputePool.start({
+        provider: provider(fake, hosts),
+        nodes: 2,
+        console: "silent",
+      });
+      assert.deepEqual(await pool.run(sky.gather(square(2), square(3))), [
+        4,
+        9,
+      ]);
+      assert.equal(fake.instances.length, 2);
+      assert.equal(fake.calls("POST /instances").length, 2);
+    }
     await assertEmpty(fake, hosts);
   },
 );

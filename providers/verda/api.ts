@@ -17,10 +17,24 @@ export const CREDENTIALS_HELP =
   "set VERDA_CLIENT_ID and VERDA_CLIENT_SECRET (an API client made in the Verda console, " +
   "https://console.verda.com/dashboard/api), or pass sky.Verda({ clientId, clientSecret })";
 
-/** Verda's prices come as numbers or as decimal strings. */
-const Price = z.union([z.number(), z.string()]).transform(Number).pipe(
-  z.number(),
-);
+/**
+ * Verda's prices come as numbers or as decimal strings (the Go SDK's
+ * `FlexibleFloat`, `pkg/verda/types.go`), and may be `null`: the Go SDK
+ * accepts `null` for every price field (`pkg/verda/instance_types.go`).
+ * `null`, a missing field and an empty string are "no price".
+ */
+const Price = z.union([z.number(), z.string(), z.null()]).optional()
+  .transform((v) =>
+    v === null || v === undefined || v === "" ? undefined : Number(v)
+  ).pipe(z.number().nonnegative().optional());
+
+/** A list that Verda may answer as `null` when empty (Go's nil slices). */
+export function list<T extends z.ZodType>(item: T) {
+  return z.array(item).nullish().transform((v) => v ?? []);
+}
+
+/** A `{ size_in_gigabytes }` record that may be `null`. */
+const Size = z.object({ size_in_gigabytes: z.number().nullish() }).nullish();
 
 const Token = z.object({
   access_token: z.string().min(1),
@@ -30,35 +44,63 @@ const Token = z.object({
   scope: z.string().optional(),
 });
 
-/** An instance type of `GET /instance-types`. */
+/**
+ * An instance type of `GET /instance-types?currency=usd`: the fields of
+ * `InstanceTypeInfo` (Go SDK `pkg/verda/instance_types.go`) and
+ * `InstanceType` (Python SDK `verda/instance_types/_instance_types.py`) the
+ * provider reads. The Go SDK accepts `null` in any of them.
+ */
 export const InstanceTypeSchema = z.object({
   instance_type: z.string(),
   price_per_hour: Price,
-  spot_price: Price.nullish(),
-  cpu: z.object({ number_of_cores: z.number() }),
+  spot_price: Price,
+  cpu: z.object({ number_of_cores: z.number().nullish() }).nullish(),
   gpu: z.object({
-    number_of_gpus: z.number(),
-    description: z.string().optional(),
-  }),
-  memory: z.object({ size_in_gigabytes: z.number() }),
-  gpu_memory: z.object({ size_in_gigabytes: z.number() }).nullish(),
+    number_of_gpus: z.number().nullish(),
+    description: z.string().nullish(),
+  }).nullish(),
+  memory: Size,
+  gpu_memory: Size,
   model: z.string().nullish(),
   currency: z.string().nullish(),
-});
-/** An instance type. */
+}).transform((t) => ({
+  instance_type: t.instance_type,
+  price_per_hour: t.price_per_hour,
+  spot_price: t.spot_price,
+  cores: t.cpu?.number_of_cores ?? 0,
+  gpus: t.gpu?.number_of_gpus ?? 0,
+  memoryGb: t.memory?.size_in_gigabytes ?? 0,
+  gpuMemoryGb: t.gpu_memory?.size_in_gigabytes ?? 0,
+  model: t.model ?? undefined,
+  currency: t.currency ?? undefined,
+}));
+/** An instance type, as the provider reads it. */
 export type VerdaInstanceType = z.infer<typeof InstanceTypeSchema>;
 
-/** `GET /instance-availability`: the types that can be deployed now, by location. */
-export const AvailabilitySchema = z.array(z.object({
+/**
+ * `GET /instance-availability`: the types that can be deployed now, by
+ * location (`LocationAvailability`, Go SDK
+ * `pkg/verda/instance_availability.go`; `null` lists accepted as Go does).
+ */
+export const AvailabilitySchema = list(z.object({
   location_code: z.string(),
-  availabilities: z.array(z.string()),
+  availabilities: list(z.string()),
 }));
 
-/** An instance as `GET /instances` describes it (the fields the provider reads). */
+/**
+ * An instance as `GET /instances` describes it (the fields the provider
+ * reads; `Instance` in Go SDK `pkg/verda/instances_types.go` and Python SDK
+ * `verda/instances/_instances.py`, where `ip` and `os_volume_id` are `null`
+ * until the instance is provisioned).
+ */
 export interface VerdaInstance {
   /** The instance's id, a UUID. */
   id: string;
-  /** Its state: `ordered`, `provisioning`, `running`, `offline`, `deleting`, … */
+  /**
+   * Its state: `new`, `ordered`, `provisioning`, `validating`, `running`,
+   * `offline`, `discontinued`, `no_capacity`, `error`, `deleting`, … (the
+   * `Status*` constants of Go SDK `pkg/verda/instances_types.go`).
+   */
   status: string;
   /** Its public IPv4 address, once it has one. */
   ip?: string | null;
@@ -74,6 +116,8 @@ export interface VerdaInstance {
   is_spot?: boolean | null;
   /** When it was created, ISO 8601. */
   created_at?: string | null;
+  /** Its OS volume's id, once it has one. */
+  os_volume_id?: string | null;
 }
 
 /** The schema of {@linkcode VerdaInstance}. */
@@ -87,6 +131,7 @@ export const InstanceSchema: z.ZodType<VerdaInstance> = z.object({
   instance_type: z.string().nullish(),
   is_spot: z.boolean().nullish(),
   created_at: z.string().nullish(),
+  os_volume_id: z.string().nullish(),
 });
 
 /** An SSH key or a startup script: what teardown looks for. */
@@ -105,7 +150,7 @@ export const ImageSchema = z.object({
 
 /** `GET /balance`. */
 export const BalanceSchema = z.object({
-  amount: Price,
+  amount: Price.pipe(z.number()),
   currency: z.string(),
 });
 

@@ -15,9 +15,11 @@ import type { ClusterSpec, Instance } from "../../src/provider.ts";
 import { userData } from "../aws/user_data.ts";
 import { generateSshKeyPair } from "../aws/keys.ts";
 import { HttpError } from "../_http.ts";
+import { createOnce } from "../_create.ts";
 import {
   ImageSchema,
   InstanceSchema,
+  list,
   NamedSchema,
   type VerdaApi,
   type VerdaInstance,
@@ -44,6 +46,11 @@ export interface ClusterOptions {
   maxLifetime?: number;
   /** How long `provision` waits for a new instance's address, in ms. */
   addressWait: number;
+  /**
+   * How long `provision` waits for a new instance to leave `ordered`, when
+   * Verda tells whether it has the capacity after all, in ms.
+   */
+  orderWait: number;
 }
 
 /** A prepared Verda cluster: what its instances are deployed with. */
@@ -108,7 +115,7 @@ async function chooseImage(
 ): Promise<string> {
   const images = await api.request("/images", {
     query: { instance_type: instanceType },
-    schema: z.array(ImageSchema),
+    schema: list(ImageSchema),
   });
   const ubuntu = images.filter((i) => i.image_type.startsWith("ubuntu-24.04"))
     .filter((i) => gpu === i.image_type.includes("cuda"));
@@ -145,17 +152,37 @@ export async function prepareCluster(
         offer.accelerator !== undefined,
       );
     const keys = await generateSshKeyPair(name);
-    const sshKeyId = await api.request("/sshkeys", {
-      method: "POST",
-      body: { name, key: keys.publicKey },
-      schema: z.string().min(1),
-      text: true,
+    // Both answer the new id as plain text (Python SDK
+    // `verda/ssh_keys/_ssh_keys.py` and `verda/startup_scripts/_startup_scripts.py`
+    // read `.text`; Go SDK `pkg/verda/ssh_keys.go` `createWithPlainTextResponse`).
+    // Sent once; on an ambiguous failure, found again by the pool's name.
+    const named = (path: string) => async () =>
+      (await api.request(path, { schema: list(NamedSchema) })).find((r) =>
+        r.name === name
+      )?.id;
+    const sshKeyId = await createOnce({
+      what: `Verda SSH key ${name}`,
+      create: () =>
+        api.request("/sshkeys", {
+          method: "POST",
+          body: { name, key: keys.publicKey },
+          schema: CreatedId,
+          text: true,
+          once: true,
+        }),
+      lookup: named("/sshkeys"),
     });
-    const scriptId = await api.request("/scripts", {
-      method: "POST",
-      body: { name, script: userData(options) },
-      schema: z.string().min(1),
-      text: true,
+    const scriptId = await createOnce({
+      what: `Verda startup script ${name}`,
+      create: () =>
+        api.request("/scripts", {
+          method: "POST",
+          body: { name, script: userData(options) },
+          schema: CreatedId,
+          text: true,
+          once: true,
+        }),
+      lookup: named("/scripts"),
     });
     const cluster = {
       id,
@@ -185,8 +212,20 @@ export async function prepareCluster(
   }
 }
 
-/** Verda's error body. */
-const Refusal = z.object({ code: z.string().optional(), message: z.string() });
+/** Verda's error body (`APIError`, Go SDK `pkg/verda/errors.go`). */
+const Refusal = z.object({ code: z.string().nullish(), message: z.string() });
+
+/**
+ * The id a create answers: plain text (what the Python SDK reads, `.text`,
+ * `verda/instances/_instances.py`), a JSON string, or a JSON object with the
+ * `id` — the Go SDK's `createWithPlainTextResponse` (`pkg/verda/instances.go`)
+ * handles "sometimes JSON, sometimes plain text ID" and its mock answers a
+ * whole `Instance` (`pkg/verda/testutil/mock_server.go`).
+ */
+const CreatedId = z.union([
+  z.string().trim().min(1),
+  z.object({ id: z.string().min(1) }).transform((o) => o.id),
+]);
 
 /** Whether an error of `POST /instances` means "no capacity there": try elsewhere. */
 export function isCapacityError(error: unknown): boolean {
@@ -196,11 +235,107 @@ export function isCapacityError(error: unknown): boolean {
       .test(error.detail);
 }
 
+/** Why a market and location could not take an instance: try the next. */
+class NoCapacityHere extends Error {}
+
+/**
+ * Deploys one instance with `POST /instances` (the body of the Python SDK's
+ * `InstancesService.create`, `verda/instances/_instances.py`, and Go SDK's
+ * `CreateInstanceRequest`, `pkg/verda/instances_types.go`). The request is
+ * sent once: when its answer is lost, the instance is looked up by its
+ * hostname (unique to this deploy) before the request is sent again, so a
+ * lost answer never deploys a second instance.
+ *
+ * @returns The new instance's id.
+ * @throws {NoCapacityHere} When Verda has no capacity for it there.
+ */
+async function deploy(
+  api: VerdaApi,
+  cluster: VerdaCluster,
+  spot: boolean,
+  location: string,
+): Promise<string> {
+  const hostname = `${cluster.id}-${crypto.randomUUID().slice(0, 6)}`;
+  const description = `${DESCRIPTION_PREFIX}${cluster.id}`;
+  return await createOnce({
+    what: `Verda instance ${hostname}`,
+    create: async () => {
+      const answer = await api.request("/instances", {
+        method: "POST",
+        body: {
+          instance_type: cluster.offer.instanceType,
+          image: cluster.image,
+          hostname,
+          description,
+          ssh_key_ids: [cluster.sshKeyId],
+          startup_script_id: cluster.scriptId,
+          location_code: location,
+          is_spot: spot,
+          // `Contract` of the Python SDK: `SPOT` or `PAY_AS_YOU_GO`.
+          contract: spot ? "SPOT" : "PAY_AS_YOU_GO",
+          os_volume: {
+            name: `${cluster.id}-os`,
+            size: cluster.diskGb,
+            // `OnSpotDiscontinue` (Python SDK `OSVolume`): without it a
+            // discontinued spot instance's volume is kept detached.
+            ...(spot ? { on_spot_discontinue: "delete_permanently" } : {}),
+          },
+        },
+        schema: z.union([CreatedId, Refusal]),
+        text: true,
+        // Verda answers "no capacity here" with 503 `service_unavailable`:
+        // not an outage to wait out but a reason to try elsewhere, so it is
+        // taken as an answer rather than retried.
+        accept: [503],
+        once: true,
+      }).catch((error) => {
+        // Capacity refused with another status, recognised by its wording.
+        throw isCapacityError(error)
+          ? new NoCapacityHere((error as HttpError).detail, { cause: error })
+          : error;
+      });
+      if (typeof answer === "string") return answer;
+      throw new NoCapacityHere(answer.message);
+    },
+    lookup: async () =>
+      (await listInstances(api)).find((i) =>
+        i.hostname === hostname && i.description === description
+      )?.id,
+  });
+}
+
+/**
+ * Waits until a new instance has left `new` and `ordered`, as the Python
+ * SDK's `create` does (`wait_for_status`, `verda/instances/_instances.py`:
+ * 0.5 s doubling to 5 s), since that is when Verda tells whether it had the
+ * capacity after all: an instance can go to `no_capacity` (`StatusNoCapacity`,
+ * Go SDK `pkg/verda/instances_types.go`) after its create succeeded.
+ *
+ * @returns The instance as last seen, or `undefined` when Verda no longer knows it.
+ */
+async function settle(
+  api: VerdaApi,
+  id: string,
+  wait: number,
+): Promise<VerdaInstance | undefined> {
+  const deadline = Date.now() + wait;
+  for (let delay = 500;; delay = Math.min(delay * 2, 5_000)) {
+    const found = await get(api, id);
+    if (
+      !found || !ORDERING.has(found.status) || Date.now() + delay > deadline
+    ) {
+      return found;
+    }
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}
+
 /**
  * Deploys up to `count` instances of the cluster's offer, one by one: each
- * market of the allocation in turn, each location with capacity in turn.
- * Waits (up to `addressWait`) for each one's address, so that every node
- * knows its peers.
+ * market of the allocation in turn, each location with capacity in turn. A
+ * location without capacity — a 503 on create, or an instance that goes to
+ * `no_capacity` after it — passes to the next. Waits (up to `addressWait`)
+ * for each one's address, so that every node knows its peers.
  *
  * @returns The instances deployed (at least one).
  * @throws {NoOffersError} "No instances available on Verda …" when no market
@@ -227,33 +362,25 @@ export async function launch(
         if (deployed || full.has(`${market} ${location}`)) continue;
         const spot = market === "spot";
         try {
-          const id = await api.request("/instances", {
-            method: "POST",
-            body: {
-              instance_type: type,
-              image: cluster.image,
-              hostname: `${cluster.id}-${crypto.randomUUID().slice(0, 6)}`,
-              description: `${DESCRIPTION_PREFIX}${cluster.id}`,
-              ssh_key_ids: [cluster.sshKeyId],
-              startup_script_id: cluster.scriptId,
-              location_code: location,
-              is_spot: spot,
-              contract: spot ? "SPOT" : "PAY_AS_YOU_GO",
-              os_volume: {
-                name: `${cluster.id}-os`,
-                size: cluster.diskGb,
-                ...(spot ? { on_spot_discontinue: "delete_permanently" } : {}),
-              },
-            },
-            // Verda answers "no capacity here" with 503 `service_unavailable`:
-            // not an outage to wait out but a reason to try elsewhere, so
-            // it is taken as an answer rather than retried.
-            schema: z.union([z.string().min(1), Refusal]),
-            text: true,
-            accept: [503],
-          });
-          if (typeof id !== "string") {
-            throw new HttpError("Verda", "POST", "/instances", 503, id.message);
+          const id = await deploy(api, cluster, spot, location);
+          const found = await settle(api, id, options.orderWait);
+          if (found && gone(found.status)) {
+            await deleteInstances(api, [id], [found]).catch((error) =>
+              log.warn("Deleting {id} ({status}) failed: {error}", {
+                id,
+                status: found.status,
+                error,
+              })
+            );
+            if (found.status === "no_capacity") {
+              throw new NoCapacityHere(
+                `instance ${id} went to no_capacity after it was created`,
+              );
+            }
+            throw new ProvisioningError(
+              `Verda instance ${id} (${type} in ${location}) went to ` +
+                `'${found.status}' right after it was created; it was deleted`,
+            );
           }
           log.info("Deployed {market} {type} in {location}: {id}", {
             market,
@@ -263,11 +390,9 @@ export async function launch(
           });
           deployed = { id, status: "pending", spot };
         } catch (error) {
-          if (!isCapacityError(error)) throw error;
+          if (!(error instanceof NoCapacityHere)) throw error;
           full.add(`${market} ${location}`);
-          failures.push(
-            `${market} in ${location}: ${(error as HttpError).detail}`,
-          );
+          failures.push(`${market} in ${location}: ${error.message}`);
           log.info("No {market} capacity for {type} in {location}", {
             market,
             type,
@@ -312,6 +437,14 @@ async function withAddress(
   }
 }
 
+/** `GET /instances`: the account's instances that are not deleted. */
+function listInstances(api: VerdaApi): Promise<VerdaInstance[]> {
+  // Python SDK `InstancesService.get`, Go SDK `InstanceService.Get`
+  // (`[]Instance`, which takes `null` as empty).
+  return api.request("/instances", { schema: list(InstanceSchema) });
+}
+
+/** `GET /instances/{id}` (Python SDK `get_by_id`), or `undefined` on 404. */
 async function get(
   api: VerdaApi,
   id: string,
@@ -324,9 +457,12 @@ async function get(
   return parsed.success && parsed.data.id === id ? parsed.data : undefined;
 }
 
+/** Statuses before Verda has placed the instance (Go SDK `pkg/verda/instances_types.go`). */
+const ORDERING = new Set(["new", "ordered"]);
+
+/** Statuses of an instance on its way to `running`. */
 const PENDING = new Set([
-  "new",
-  "ordered",
+  ...ORDERING,
   "provisioning",
   "validating",
   "pending",
@@ -376,31 +512,77 @@ export async function describe(
   };
 }
 
-/** Deletes instances for good (OS volume included); ids already gone are skipped. */
+/**
+ * Deletes instances for good, their OS volumes included; ids already gone
+ * are skipped.
+ *
+ * `PUT /instances` with the `delete` action (Python SDK
+ * `InstancesService.action`, `verda/instances/_instances.py`; Go SDK
+ * `InstanceService.Action`, `pkg/verda/instances.go`). `delete_permanently`
+ * applies only to the volumes listed in `volume_ids` — without them the OS
+ * volume goes to Verda's trash (Python SDK: "Only applicable when volume_ids
+ * is also provided"), where it is kept, and billed, for 96 hours. So each
+ * instance's OS volume (`os_volume_id`) is listed with it. Only the OS
+ * volume, the one Skyward created: another volume someone attached to the
+ * instance is detached, as Verda does by default, not deleted. An instance
+ * with no OS volume yet (still `ordered`) is deleted with `volume_ids: null`,
+ * what both SDKs send by default.
+ *
+ * @param ids The instances to delete.
+ * @param known Their descriptions, when the caller has them; else they are listed.
+ * @throws {ProvisioningError} When Verda refused to delete some.
+ */
 export async function deleteInstances(
   api: VerdaApi,
   ids: string[],
+  known?: VerdaInstance[],
 ): Promise<void> {
   if (ids.length === 0) return;
-  const answer = await api.request("/instances", {
-    method: "PUT",
-    body: { action: "delete", id: ids, delete_permanently: true },
-    schema: z.unknown(),
-    accept: [404, 207],
-  });
-  const results = z.array(z.object({
-    instanceId: z.string().optional(),
-    error: z.string().optional(),
-    statusCode: z.number().optional(),
-  })).safeParse(answer);
-  const failed = (results.success ? results.data : []).filter((r) =>
-    r.error && r.statusCode !== 404 && !/not found/i.test(r.error)
+  const byId = new Map(
+    (known ?? await listInstances(api)).map((i) => [i.id, i]),
   );
+  const volume = (id: string) => byId.get(id)?.os_volume_id ?? undefined;
+  const withVolume = ids.filter((id) => volume(id) !== undefined);
+  const without = ids.filter((id) => volume(id) === undefined);
+  const failed: string[] = [];
+  for (
+    const body of [
+      withVolume.length > 0
+        ? {
+          action: "delete",
+          id: withVolume,
+          volume_ids: withVolume.map((id) => volume(id)!),
+          delete_permanently: true,
+        }
+        : undefined,
+      without.length > 0
+        ? { action: "delete", id: without, volume_ids: null }
+        : undefined,
+    ]
+  ) {
+    if (!body) continue;
+    // 202 with a result per instance, 207 when some failed, or 204
+    // (`InstanceActionResult`, Go SDK `pkg/verda/instances.go`).
+    const answer = await api.request("/instances", {
+      method: "PUT",
+      body,
+      schema: z.unknown(),
+      accept: [404, 207],
+    });
+    const results = z.array(z.object({
+      instanceId: z.string().nullish(),
+      error: z.string().nullish(),
+      statusCode: z.number().nullish(),
+    })).safeParse(answer);
+    for (const r of results.success ? results.data : []) {
+      if (r.error && r.statusCode !== 404 && !/not found/i.test(r.error)) {
+        failed.push(`${r.instanceId}: ${r.error}`);
+      }
+    }
+  }
   if (failed.length > 0) {
     throw new ProvisioningError(
-      `Verda did not delete ${
-        failed.map((r) => `${r.instanceId}: ${r.error}`).join("; ")
-      }`,
+      `Verda did not delete ${failed.join("; ")}`,
     );
   }
 }
@@ -462,12 +644,12 @@ export async function sweep(
   const clusters = new Set<string>();
   const problems: string[] = [];
 
-  const instances = (await api.request("/instances", {
-    schema: z.array(InstanceSchema),
-  })).filter((i) => ours(clusterOfInstance(i)) && old(i.created_at));
+  const instances = (await listInstances(api)).filter((i) =>
+    ours(clusterOfInstance(i)) && old(i.created_at)
+  );
   for (const i of instances) clusters.add(clusterOfInstance(i)!);
   const named = async (path: string) =>
-    (await api.request(path, { schema: z.array(NamedSchema) })).filter((r) => {
+    (await api.request(path, { schema: list(NamedSchema) })).filter((r) => {
       // Only names a pool gives (`skyward-sky-…`): a key of the user's
       // own that merely starts with "skyward-" is left alone.
       const cluster = /^skyward-(sky-[a-z0-9-]+)$/.exec(r.name)?.[1];
@@ -490,9 +672,10 @@ export async function sweep(
   const live = instances.filter((i) => i.status !== "deleting").map((i) =>
     i.id
   );
+  const timeout = options.timeout ?? 600_000;
   try {
-    await deleteInstances(api, live);
-    await waitGone(api, report.instances, options.timeout ?? 600_000);
+    await deleteWhenAllowed(api, live, instances, Date.now() + timeout);
+    await waitGone(api, report.instances, timeout);
   } catch (error) {
     problems.push(
       `instances ${report.instances.join(", ")}: ${(error as Error).message}`,
@@ -531,6 +714,48 @@ export async function sweep(
   return report;
 }
 
+/**
+ * Deletes instances, trying again while Verda refuses because some are
+ * still on their way up: it "forbids terminating provisioning instances"
+ * (dstack's Verda backend, `core/backends/verda/compute.py`, which meets
+ * "Can't discontinue a provisioning instance"; the Go SDK's own integration
+ * test `test/integration/instances_test.go` waits out `provisioning` and
+ * retries its delete).
+ */
+export async function deleteWhenAllowed(
+  api: VerdaApi,
+  ids: string[],
+  known: VerdaInstance[] | undefined,
+  deadline: number,
+): Promise<void> {
+  for (let delay = 1_000;; delay = Math.min(delay * 2, 10_000)) {
+    try {
+      return await deleteInstances(api, ids, known);
+    } catch (error) {
+      if (!(error instanceof ProvisioningError)) throw error;
+      const listed = await listInstances(api);
+      known = listed;
+      ids = ids.filter((id) =>
+        listed.some((i) => i.id === id && i.status !== "deleting")
+      );
+      const starting = listed.filter((i) =>
+        ids.includes(i.id) && PENDING.has(i.status)
+      );
+      if (ids.length === 0) return;
+      if (starting.length === 0 || Date.now() + delay > deadline) throw error;
+      log.info(
+        "Verda refused to delete {ids} while {starting} start(s) ({error}); trying again",
+        {
+          ids: ids.join(", "),
+          starting: starting.map((i) => `${i.id} (${i.status})`).join(", "),
+          error: (error as Error).message,
+        },
+      );
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
 async function waitGone(
   api: VerdaApi,
   ids: string[],
@@ -539,10 +764,7 @@ async function waitGone(
   if (ids.length === 0) return;
   const deadline = Date.now() + timeout;
   for (let delay = 250;; delay = Math.min(delay * 2, 5_000)) {
-    const listed = new Set(
-      (await api.request("/instances", { schema: z.array(InstanceSchema) }))
-        .map((i) => i.id),
-    );
+    const listed = new Set((await listInstances(api)).map((i) => i.id));
     const left = ids.filter((id) => listed.has(id));
     if (left.length === 0) return;
     if (Date.now() > deadline) {

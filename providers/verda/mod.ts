@@ -36,7 +36,7 @@ import {
 } from "./api.ts";
 import {
   type ClusterOptions,
-  deleteInstances,
+  deleteWhenAllowed,
   describe,
   launch,
   prepareCluster,
@@ -213,6 +213,7 @@ export function Verda(options: VerdaOptions = {}): VerdaProvider {
     ttl: resolved.ttl,
     ...(resolved.maxLifetime ? { maxLifetime: resolved.maxLifetime } : {}),
     addressWait: 300_000,
+    orderWait: 180_000,
   };
   const cachedOffers = offersCache<VerdaOffer>(OFFERS_TTL);
 
@@ -258,7 +259,9 @@ export function Verda(options: VerdaOptions = {}): VerdaProvider {
     },
     async terminate(cluster: VerdaCluster, ids: string[]): Promise<void> {
       clusterOf(cluster);
-      await deleteInstances(api(), ids);
+      // A machine given back while still provisioning cannot be deleted
+      // yet: wait for it (a few minutes at most; teardown sweeps the rest).
+      await deleteWhenAllowed(api(), ids, undefined, Date.now() + 300_000);
     },
     async teardown(cluster: VerdaCluster): Promise<void> {
       await sweep(api(), { cluster: clusterOf(cluster).id });

@@ -11,15 +11,19 @@ import {
   type Accelerator,
   describeAccelerator,
 } from "../../src/accelerators.ts";
-import { ConfigError, NoOffersError } from "../../src/errors.ts";
+import {
+  ConfigError,
+  NoOffersError,
+  ProvisioningError,
+} from "../../src/errors.ts";
 import type { ClusterSpec, Offer } from "../../src/provider.ts";
 import {
   AvailabilitySchema,
   InstanceTypeSchema,
+  list,
   type VerdaApi,
   type VerdaInstanceType,
 } from "./api.ts";
-import { z } from "zod";
 import { priceFor } from "../../src/spec.ts";
 import { allocationHint, overCap } from "../_offers.ts";
 
@@ -61,7 +65,7 @@ const squash = (s: string) => s.toUpperCase().replace(/[^A-Z0-9]/g, "");
 
 /** The model token of an instance type: `"1H100.80S.30V"` → `"H100"`, `"CPU.4V.16G"` → `undefined`. */
 export function modelOf(type: VerdaInstanceType): string | undefined {
-  if (type.gpu.number_of_gpus === 0) return undefined;
+  if (type.gpus === 0) return undefined;
   if (type.model) return squash(type.model);
   return /^\d+([A-Z0-9]+)/i.exec(type.instance_type)?.[1]?.toUpperCase();
 }
@@ -81,8 +85,10 @@ async function availability(
   spot: boolean,
 ): Promise<Map<string, string[]>> {
   const answer = await api.request("/instance-availability", {
-    // Verda's Go SDK sends `is_spot`, its Python SDK `isSpot`: both, so
-    // that either spelling the API reads is there.
+    // Verda's Go SDK sends `is_spot` (`pkg/verda/instance_availability.go`),
+    // its Python SDK `isSpot` (`verda/instances/_instances.py`,
+    // `get_availabilities`): both, so that either spelling the API reads is
+    // there.
     query: { is_spot: spot, isSpot: spot },
     schema: AvailabilitySchema,
   });
@@ -150,7 +156,14 @@ export async function findOffers(
     throw noOffers("Verda's instance types are x86_64");
   }
   const [types, spot, onDemand] = await Promise.all([
-    api.request("/instance-types", { schema: z.array(InstanceTypeSchema) }),
+    // The currency the SDKs send (Python SDK
+    // `verda/instance_types/_instance_types.py`, `currency: Currency = 'usd'`;
+    // Go SDK `pkg/verda/instance_types.go`), so that prices compare with a
+    // USD `maxHourlyCost` and budget.
+    api.request("/instance-types", {
+      query: { currency: "usd" },
+      schema: list(InstanceTypeSchema),
+    }),
     spec.allocation === "on-demand"
       ? new Map<string, string[]>()
       : availability(api, true),
@@ -158,6 +171,16 @@ export async function findOffers(
       ? new Map<string, string[]>()
       : availability(api, false),
   ]);
+  const foreign = types.find((t) =>
+    t.currency !== undefined && t.currency.toLowerCase() !== "usd"
+  );
+  if (foreign) {
+    throw new ProvisioningError(
+      `Verda priced ${foreign.instance_type} in ${foreign.currency} although ` +
+        `USD was asked (GET /instance-types?currency=usd): its prices would not ` +
+        `compare with maxHourlyCost and the budget, which are in USD`,
+    );
+  }
   const minVcpus = spec.vcpus ??
     (accelerator || spec.memoryGb ? 0 : DEFAULT_VCPUS);
   const minMemory = spec.memoryGb ??
@@ -166,7 +189,7 @@ export async function findOffers(
   const fitting = types.filter((t) => {
     const name = t.instance_type;
     if (options.instanceType) return name === options.instanceType;
-    const gpus = t.gpu.number_of_gpus;
+    const gpus = t.gpus;
     if (!accelerator && gpus > 0) return false;
     if (accelerator) {
       if (!carries(t, accelerator)) return false;
@@ -174,7 +197,7 @@ export async function findOffers(
         rejected.push(`${name} has ${gpus}x ${accelerator.name}`);
         return false;
       }
-      const perDevice = (t.gpu_memory?.size_in_gigabytes ?? 0) / gpus;
+      const perDevice = t.gpuMemoryGb / gpus;
       if (
         perDevice > 0 &&
         Math.abs(perDevice - accelerator.memoryGb) >
@@ -185,11 +208,11 @@ export async function findOffers(
       }
     }
     if (
-      t.cpu.number_of_cores < minVcpus ||
-      t.memory.size_in_gigabytes < minMemory
+      t.cores < minVcpus ||
+      t.memoryGb < minMemory
     ) {
       rejected.push(
-        `${name} has ${t.cpu.number_of_cores} vCPUs and ${t.memory.size_in_gigabytes} GB`,
+        `${name} has ${t.cores} vCPUs and ${t.memoryGb} GB`,
       );
       return false;
     }
@@ -210,17 +233,19 @@ export async function findOffers(
   for (const t of fitting) {
     const spotLocations = here(spot.get(t.instance_type));
     const onDemandLocations = here(onDemand.get(t.instance_type));
+    // A price of 0 or none (`null`, which the SDKs accept) means the
+    // market does not sell the type.
     const spotPrice = spotLocations.length && t.spot_price
       ? t.spot_price
       : undefined;
-    const onDemandPrice = onDemandLocations.length
+    const onDemandPrice = onDemandLocations.length && t.price_per_hour
       ? t.price_per_hour
       : undefined;
     if (spotPrice === undefined && onDemandPrice === undefined) {
       rejected.push(`${t.instance_type} is sold out`);
       continue;
     }
-    const gpus = t.gpu.number_of_gpus;
+    const gpus = t.gpus;
     // Where the allocation would deploy first.
     const spotFirst = spotPrice !== undefined &&
       spec.allocation !== "on-demand" &&
@@ -231,8 +256,8 @@ export async function findOffers(
       instanceType: t.instance_type,
       region: (spotFirst ? spotLocations : onDemandLocations)[0] ??
         spotLocations[0],
-      vcpus: t.cpu.number_of_cores,
-      memoryGb: t.memory.size_in_gigabytes,
+      vcpus: t.cores,
+      memoryGb: t.memoryGb,
       ...(spotPrice !== undefined ? { spotPrice } : {}),
       ...(onDemandPrice !== undefined ? { onDemandPrice } : {}),
       ...(accelerator && gpus > 0
@@ -240,9 +265,7 @@ export async function findOffers(
           accelerator: {
             name: accelerator.name,
             count: gpus,
-            ...(t.gpu_memory?.size_in_gigabytes
-              ? { memoryGb: t.gpu_memory.size_in_gigabytes / gpus }
-              : {}),
+            ...(t.gpuMemoryGb ? { memoryGb: t.gpuMemoryGb / gpus } : {}),
           },
         }
         : {}),

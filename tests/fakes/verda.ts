@@ -3,34 +3,72 @@
  * that speaks the part of Verda's public REST API (`/v1`) the Verda provider
  * uses, keeps state, and hands out the SSH rig's hosts as instances.
  *
- * It follows Verda's public API documentation as the official SDKs
- * (`verda-cloud/sdk-python`, `verda-cloud/verdacloud-sdk-go`) encode it:
+ * It answers as Verda's official SDKs show the API answering — the Python SDK
+ * (`verda-cloud/sdk-python`, files under `verda/`) and the Go SDK
+ * (`verda-cloud/verdacloud-sdk-go`, files under `pkg/verda/`) — and, where
+ * they allow several forms, in each of them, chosen per test:
  *
  * - `POST /oauth2/token` with a JSON body, `grant_type` `client_credentials`
  *   (`client_id`, `client_secret`) or `refresh_token`, answering
  *   `{ access_token, refresh_token, expires_in, token_type, scope }`; every
- *   other call needs `Authorization: Bearer <access_token>`, else 401.
- * - `GET /instance-types` (prices as decimal strings), `GET
- *   /instance-availability?is_spot=` (`[{ location_code, availabilities }]`),
- *   `GET /images?instance_type=`, `GET /balance`.
+ *   other call needs `Authorization: Bearer <access_token>`, else 401
+ *   (Python `verda/authentication/_authentication.py`, Go `auth.go`).
+ * - `GET /instance-types?currency=` with prices as decimal strings (Go
+ *   `types.go` `FlexibleFloat`); priced in the currency asked, in
+ *   {@linkcode FakeVerda.defaultCurrency} when none is (Python
+ *   `verda/instance_types/_instance_types.py` always sends `usd`).
+ *   `GET /instance-availability?is_spot=` (Go `instance_availability.go`) or
+ *   `?isSpot=` (Python `verda/instances/_instances.py`), answering
+ *   `[{ location_code, availabilities }]`. `GET /images?instance_type=`,
+ *   `GET /balance`.
+ * - With {@linkcode FakeVerda.nulls}: `null` wherever the Go SDK accepts it
+ *   (its slices, pointers and `FlexibleFloat`s take `null`): empty lists,
+ *   `availabilities`, a type's `spot_price` when spot does not sell it, a
+ *   CPU type's `model` and `gpu_memory`.
  * - `POST /sshkeys` `{ name, key }` and `POST /scripts` `{ name, script }`
- *   answering the new id as plain text; `GET` lists them, `DELETE
- *   /sshkeys/{id}` and `DELETE /scripts/{id}` remove one.
- * - `POST /instances` answering the new id as plain text; no capacity is
- *   `503 { code: "service_unavailable", message: "Not enough resources …" }`;
- *   `GET /instances` (non-deleted ones), `GET /instances/{id}`; `PUT
- *   /instances` `{ action: "delete", id: [...] }` answering 202 with a result
- *   per instance (207 when some failed).
- * - Errors are `{ code, message }` with Verda's codes (`invalid_request`,
- *   `unauthorized_request`, `not_found`, `service_unavailable`).
+ *   answering the new id as plain text (Python `verda/ssh_keys/_ssh_keys.py`
+ *   and `verda/startup_scripts/_startup_scripts.py` read `.text`); `GET`
+ *   lists them, `DELETE /sshkeys/{id}` and `DELETE /scripts/{id}`.
+ * - `POST /instances` (body of Python `InstancesService.create`) answering
+ *   the new id as plain text (Python reads `.text`) or, with
+ *   {@linkcode FakeVerda.createAnswer} `"json"`, `201` with the whole
+ *   instance as JSON (Go `instances.go` `createWithPlainTextResponse`: "API's
+ *   inconsistent response format (sometimes JSON, sometimes plain text
+ *   ID)"; Go `testutil/mock_server.go` `handleCreateInstance`). No capacity
+ *   is `503 { code: "service_unavailable", message: "Not enough resources …" }`
+ *   or, after a create that succeeded, the instance's status `no_capacity`
+ *   (Go `instances_types.go` `StatusNoCapacity`; knob
+ *   {@linkcode FakeVerda.noCapacityAfterCreate}). A create can take effect
+ *   and then lose its answer: the connection breaks after the status line
+ *   (knob {@linkcode FakeVerda.dropAfterCreate}).
+ * - `GET /instances` (non-deleted ones, Python `get`), `GET /instances/{id}`
+ *   with `ip` and `os_volume_id` `null` until it is provisioned (Python
+ *   `Instance`). `PUT /instances` `{ action: "delete", id, volume_ids,
+ *   delete_permanently }` answering 202 with a result per instance (207 when
+ *   some failed; Go `instances.go` `Action`). `delete_permanently` applies
+ *   only to the volumes in `volume_ids` (Python `action`: "Only applicable
+ *   when volume_ids is also provided"); without `volume_ids` the OS volume
+ *   goes to the trash and the others are detached (Go `instances_types.go`
+ *   `InstanceActionRequest`), listed `volume_ids` without it go to the trash,
+ *   and volumes not listed stay, detached. See {@linkcode FakeVerda.volumes}
+ *   and {@linkcode FakeVerda.trash}.
+ * - Deleting an instance while it is `provisioning` is refused with 400
+ *   "Can't discontinue a provisioning instance" (dstack's Verda backend,
+ *   `src/dstack/_internal/core/backends/verda/compute.py`; knob
+ *   {@linkcode FakeVerda.refuseDeleteWhileProvisioning}, on by default).
+ * - Errors are `{ code, message }` (Go `errors.go` `APIError`) with Verda's
+ *   codes (`invalid_request`, `unauthorized_request`, `not_found`,
+ *   `service_unavailable`).
  *
- * An instance is `ordered`, then `provisioning` with its address, then
- * `running`; deploying one authorises the registered SSH key on a free rig
- * host (as Verda's image does for root), deleting it removes the key.
- * Startup scripts are kept, not run.
+ * An instance is `ordered`, then `provisioning` with its address and its OS
+ * volume, then `running`; deploying one authorises the registered SSH key on
+ * a free rig host (as Verda's image does for root), deleting it removes the
+ * key. A discontinued spot instance's OS volume follows its
+ * `on_spot_discontinue` (Python `OSVolume`). Startup scripts are kept, not
+ * run.
  *
- * Knobs: no capacity (everywhere, or for a market in a location while the
- * availability still lists it), rate limiting, token lifetime, expiring
+ * Other knobs: no capacity (everywhere, or for a market in a location while
+ * the availability still lists it), rate limiting, token lifetime, expiring
  * every token, discontinuing a spot instance.
  *
  * Test equipment only: nothing in the library imports it.
@@ -202,9 +240,20 @@ export interface FakeVerdaInstance {
   sshKeyIds: string[];
   startupScriptId: string | null;
   osVolume?: { name?: string; size?: number; on_spot_discontinue?: string };
+  /** The OS volume's id, once it is provisioned. */
+  osVolumeId: string | null;
   ip: string | null;
   host?: FakeHost;
   createdAt: Date;
+}
+
+/** A volume as the fake keeps it. */
+export interface FakeVerdaVolume {
+  id: string;
+  name: string;
+  size: number;
+  /** The instance it is attached to, or `null` once detached. */
+  instanceId: string | null;
 }
 
 interface Named {
@@ -243,6 +292,37 @@ export class FakeVerda implements AsyncDisposable {
    * the two calls.
    */
   readonly full: Set<string> = new Set();
+  /**
+   * How `POST /instances` answers the new id: as plain text, or the whole
+   * instance as JSON (201).
+   */
+  createAnswer: "text" | "json" = "text";
+  /**
+   * The next this many creates take effect, then their connection ends in
+   * the middle of the answer.
+   */
+  dropAfterCreate = 0;
+  /**
+   * `"<market> <location>"` pairs whose creates succeed but whose instance
+   * then goes to `no_capacity` instead of `provisioning`.
+   */
+  readonly noCapacityAfterCreate: Set<string> = new Set();
+  /**
+   * Refuse to delete an instance while it is `provisioning`, as Verda does
+   * (dstack's `core/backends/verda/compute.py`: "Can't discontinue a
+   * provisioning instance").
+   */
+  refuseDeleteWhileProvisioning = true;
+  /** Answer `null` wherever the Go SDK accepts it (see the module doc). */
+  nulls = false;
+  /** The currency of prices when the request names none. */
+  defaultCurrency: "usd" | "eur" = "eur";
+  /** Prices in this currency whatever the request asks, when set. */
+  forceCurrency?: "usd" | "eur";
+  /** Volumes that exist and are not in the trash, attached or detached. */
+  readonly volumes: FakeVerdaVolume[] = [];
+  /** Volumes in the trash (Verda keeps them, billed, for 96 hours). */
+  readonly trash: FakeVerdaVolume[] = [];
   /** The SSH keys registered: id, name and public key. */
   readonly sshKeys: (Named & { key: string })[] = [];
   /** The startup scripts registered. */
@@ -333,6 +413,13 @@ export class FakeVerda implements AsyncDisposable {
     const instance = this.#instances.get(id);
     if (!instance) throw new Error(`fake Verda: no instance ${id}`);
     instance.status = "discontinued";
+    const policy = instance.osVolume?.on_spot_discontinue ?? "keep_detached";
+    const os = instance.osVolumeId ? [instance.osVolumeId] : [];
+    this.#dropVolumes(
+      instance,
+      policy === "keep_detached" ? [] : os,
+      policy === "delete_permanently",
+    );
     await this.#release(instance);
     const cluster = instance.description.split(" ").pop();
     if (cluster && instance.host?.sshdPidPath) {
@@ -481,10 +568,15 @@ export class FakeVerda implements AsyncDisposable {
     const route = `${method} ${path.replace(/\/[^/]+$/, "/{id}")}`;
     const id = decodeURIComponent(path.split("/")[2] ?? "");
     switch (`${method} ${path}`) {
-      case "GET /instance-types":
-        return Response.json(FAKE_VERDA_TYPES.map(typeJson));
+      case "GET /instance-types": {
+        const currency = this.forceCurrency ??
+          url.searchParams.get("currency") ?? this.defaultCurrency;
+        return Response.json(
+          FAKE_VERDA_TYPES.map((t) => typeJson(t, currency, this.nulls)),
+        );
+      }
       case "GET /instance-availability":
-        return Response.json(this.#availability(url.searchParams));
+        return this.#list(this.#availability(url.searchParams));
       case "GET /images": {
         const type = url.searchParams.get("instance_type");
         const gpu = FAKE_VERDA_TYPES.find((t) => t.instance_type === type)
@@ -507,7 +599,7 @@ export class FakeVerda implements AsyncDisposable {
       case "GET /balance":
         return Response.json({ amount: 100.5, currency: "usd" });
       case "GET /sshkeys":
-        return Response.json(this.sshKeys.map((k) => ({
+        return this.#list(this.sshKeys.map((k) => ({
           id: k.id,
           name: k.name,
           key: k.key,
@@ -526,7 +618,7 @@ export class FakeVerda implements AsyncDisposable {
         return new Response(id, { status: 201 });
       }
       case "GET /scripts":
-        return Response.json(this.scripts.map((s) => ({
+        return this.#list(this.scripts.map((s) => ({
           id: s.id,
           name: s.name,
           script: s.script,
@@ -544,7 +636,9 @@ export class FakeVerda implements AsyncDisposable {
         return new Response(id, { status: 201 });
       }
       case "GET /instances":
-        return Response.json(this.instances.map(instanceJson));
+        return this.#list(
+          this.instances.map((i) => instanceJson(i, this.volumes)),
+        );
       case "POST /instances":
         return await this.#deploy(object(body));
       case "PUT /instances":
@@ -556,7 +650,7 @@ export class FakeVerda implements AsyncDisposable {
         if (!instance) {
           throw new ApiError(404, "not_found", `Instance ${id} not found`);
         }
-        return Response.json(instanceJson(instance));
+        return Response.json(instanceJson(instance, this.volumes));
       }
       case "DELETE /sshkeys/{id}":
       case "DELETE /scripts/{id}": {
@@ -586,6 +680,11 @@ export class FakeVerda implements AsyncDisposable {
     throw new ApiError(404, "not_found", `No route ${method} ${path}`);
   }
 
+  /** A list, or `null` for an empty one when {@linkcode nulls} is set. */
+  #list(items: unknown[]): Response {
+    return Response.json(this.nulls && items.length === 0 ? null : items);
+  }
+
   /** Free hosts: those no listed instance holds. */
   #free(): FakeHost[] {
     const busy = new Set(this.instances.map((i) => i.host));
@@ -604,6 +703,8 @@ export class FakeVerda implements AsyncDisposable {
         ? FAKE_VERDA_TYPES.filter((t) => !spot || Number(t.spot) > 0).map((t) =>
           t.instance_type
         )
+        : this.nulls
+        ? null
         : [],
     }));
   }
@@ -683,21 +784,83 @@ export class FakeVerda implements AsyncDisposable {
       ...(b.os_volume && typeof b.os_volume === "object"
         ? { osVolume: b.os_volume as FakeVerdaInstance["osVolume"] }
         : {}),
+      osVolumeId: null,
       ip: null,
-      host: free[0],
       createdAt: new Date(),
     };
     this.#instances.set(instance.id, instance);
-    await this.#grant(instance);
-    this.#later(this.#bootMs, () => {
-      if (instance.status !== "ordered") return;
-      instance.status = "provisioning";
-      instance.ip = instance.host?.address ?? null;
+    if (this.noCapacityAfterCreate.has(`${market} ${location}`)) {
+      // Accepted, then placed nowhere (Go `StatusNoCapacity`).
       this.#later(this.#bootMs, () => {
-        if (instance.status === "provisioning") instance.status = "running";
+        if (instance.status === "ordered") instance.status = "no_capacity";
       });
-    });
-    return new Response(instance.id, { status: 202 });
+    } else {
+      instance.host = free[0];
+      await this.#grant(instance);
+      this.#later(this.#bootMs, () => {
+        if (instance.status !== "ordered") return;
+        instance.status = "provisioning";
+        instance.ip = instance.host?.address ?? null;
+        const volume: FakeVerdaVolume = {
+          id: crypto.randomUUID(),
+          name: instance.osVolume?.name ?? `${instance.hostname}-os`,
+          size: instance.osVolume?.size ?? 50,
+          instanceId: instance.id,
+        };
+        this.volumes.push(volume);
+        instance.osVolumeId = volume.id;
+        this.#later(this.#bootMs, () => {
+          if (instance.status === "provisioning") instance.status = "running";
+        });
+      });
+    }
+    const answer = this.createAnswer === "json"
+      ? Response.json(instanceJson(instance, this.volumes), { status: 201 })
+      : new Response(instance.id, { status: 202 });
+    if (this.dropAfterCreate > 0) {
+      this.dropAfterCreate--;
+      // The status line and part of the body go out, then the connection
+      // ends short of the promised length: the client cannot read the answer.
+      const body = await answer.text();
+      return new Response(
+        new ReadableStream({
+          start(controller) {
+            controller.enqueue(
+              new TextEncoder().encode(body.slice(0, body.length >> 1)),
+            );
+            controller.close();
+          },
+        }),
+        {
+          status: answer.status,
+          headers: { "content-length": String(body.length + 100) },
+        },
+      );
+    }
+    return answer;
+  }
+
+  /**
+   * What deleting (or discontinuing) an instance does to its volumes:
+   * listed ones are deleted for good with `permanently`, else put in the
+   * trash; without a list, the OS volume goes to the trash and the others
+   * are detached.
+   */
+  #dropVolumes(
+    instance: FakeVerdaInstance,
+    listed: string[] | undefined,
+    permanently: boolean,
+  ): void {
+    for (
+      const volume of this.volumes.filter((v) => v.instanceId === instance.id)
+    ) {
+      const isOs = volume.id === instance.osVolumeId;
+      const drop = listed ? listed.includes(volume.id) : isOs;
+      volume.instanceId = null;
+      if (!drop) continue;
+      this.volumes.splice(this.volumes.indexOf(volume), 1);
+      if (!(permanently && listed)) this.trash.push(volume);
+    }
   }
 
   async #action(b: Record<string, unknown>): Promise<Response> {
@@ -710,6 +873,20 @@ export class FakeVerda implements AsyncDisposable {
         `The fake does not implement action ${action}`,
       );
     }
+    if (
+      this.refuseDeleteWhileProvisioning &&
+      ids.some((id) => this.#instances.get(id)?.status === "provisioning")
+    ) {
+      throw new ApiError(
+        400,
+        "invalid_request",
+        "Can't discontinue a provisioning instance",
+      );
+    }
+    const listed = Array.isArray(b.volume_ids)
+      ? b.volume_ids as string[]
+      : undefined;
+    const permanently = b.delete_permanently === true;
     const results = [];
     for (const id of ids) {
       const instance = this.#instances.get(id);
@@ -725,6 +902,7 @@ export class FakeVerda implements AsyncDisposable {
       }
       if (instance.status !== "deleting") {
         instance.status = "deleting";
+        this.#dropVolumes(instance, listed, permanently);
         await this.#release(instance);
         this.#later(this.#deleteMs, () => this.#instances.delete(id));
       }
@@ -750,10 +928,16 @@ export class FakeVerda implements AsyncDisposable {
     const path = instance.host?.authorizedKeysPath;
     if (!path) return;
     const lines = this.#lines(instance);
-    await editKeys(path, (kept) => [
-      ...kept,
-      ...lines.filter((l) => !kept.includes(l)),
-    ]);
+    // Decided under the file's lock, which #release takes too: an instance
+    // deleted (or the fake closed) meanwhile is not granted again.
+    await editKeys(
+      path,
+      (kept) =>
+        this.#closed || instance.status === "deleting" ||
+          instance.status === "discontinued"
+          ? kept
+          : [...kept, ...lines.filter((l) => !kept.includes(l))],
+    );
     this.#watcher ??= setInterval(() => this.#watch(), 250);
   }
 
@@ -838,11 +1022,16 @@ function str(value: unknown, name: string): string {
   return value;
 }
 
-function typeJson(t: TypeInfo) {
+/** Made-up exchange rate for prices asked in euros. */
+const EUR_PER_USD = 0.9;
+
+function typeJson(t: TypeInfo, currency: string, nulls: boolean) {
+  const rate = currency === "eur" ? EUR_PER_USD : 1;
+  const price = (usd: string) => (Number(usd) * rate).toFixed(4);
   return {
     id: `type-${t.instance_type}`,
     instance_type: t.instance_type,
-    model: t.model ?? "CPU Node",
+    model: t.model ?? (nulls ? null : "CPU Node"),
     name: t.instance_type,
     cpu: {
       description: `${t.cores} CPU`,
@@ -856,20 +1045,20 @@ function typeJson(t: TypeInfo) {
       description: `${t.memory}GB RAM`,
       size_in_gigabytes: t.memory,
     },
-    gpu_memory: {
+    gpu_memory: nulls && !t.gpuMemory ? null : {
       description: t.gpuMemory ? `${t.gpuMemory}GB VRAM` : "",
       size_in_gigabytes: t.gpuMemory,
     },
     storage: { description: "dynamic" },
-    price_per_hour: t.price,
-    spot_price: t.spot,
-    currency: "usd",
+    price_per_hour: price(t.price),
+    spot_price: nulls && Number(t.spot) === 0 ? null : price(t.spot),
+    currency,
     manufacturer: t.gpus ? "NVIDIA" : "AMD",
     description: t.gpus ? "Dedicated Hardware Instance" : "CPU Instance",
   };
 }
 
-function instanceJson(i: FakeVerdaInstance) {
+function instanceJson(i: FakeVerdaInstance, volumes: FakeVerdaVolume[]) {
   const type = FAKE_VERDA_TYPES.find((t) => t.instance_type === i.instanceType);
   return {
     id: i.id,
@@ -889,7 +1078,8 @@ function instanceJson(i: FakeVerdaInstance) {
     gpu_memory: { description: "", size_in_gigabytes: type?.gpuMemory },
     storage: { description: "dynamic" },
     ip: i.ip,
-    os_volume_id: i.ip ? `vol-${i.id.slice(0, 8)}` : null,
+    os_volume_id: i.osVolumeId,
+    volume_ids: volumes.filter((v) => v.instanceId === i.id).map((v) => v.id),
     location: i.location,
     image: i.image,
     startup_script_id: i.startupScriptId,
