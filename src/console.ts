@@ -7,12 +7,15 @@
  * interleave mid-line even when events arrive from many nodes at once. A
  * line a task wrote on a node (a `Log` event) goes to the stream it was
  * written to, stdout or stderr, prefixed `[node N] `; every other line goes
- * to stderr.
+ * to stderr. Text that came from tasks is printed with its control
+ * characters shown escaped (`\x1b`, `\r`): only the library's own colours
+ * reach the terminal.
  *
  * @module
  */
 
 import { formatEvent, type PoolEvent } from "./events.ts";
+import { escapeControls } from "./output.ts";
 
 /** How a pool prints its events: see {@linkcode createConsole}. */
 export type ConsoleMode = "rich" | "log" | "silent";
@@ -129,14 +132,19 @@ interface Printed {
  */
 function lineOf(event: PoolEvent): Printed | undefined {
   if (event.type === "TaskStarted") return undefined;
+  // What tasks wrote (in their output, their errors' messages, the names
+  // they chose) is shown with its control characters escaped: it cannot
+  // move the cursor, erase a line, or set the terminal's title.
   if (event.type !== "Log") {
-    return { stream: "stderr", text: formatEvent(event) };
+    return { stream: "stderr", text: escapeControls(formatEvent(event)) };
   }
   const prefix = `[node ${event.node}] `;
   const line = event.line.endsWith("\n") ? event.line.slice(0, -1) : event.line;
   return {
     stream: event.stream,
-    text: line.split("\n").map((part) => prefix + part).join("\n"),
+    text: line.split("\n").map((part) => prefix + escapeControls(part)).join(
+      "\n",
+    ),
   };
 }
 
@@ -266,12 +274,30 @@ function richConsole(
     return color ? paint("cyan", cut) : cut;
   }
 
+  /** Whether the status line is erased while the program prints. */
+  let hidden = false;
+
   function redraw(): void {
+    if (hidden) return;
     const next = status();
     if (next === shown) return;
     writeAll(stderr, CLEAR_LINE + next);
     shown = next;
   }
+
+  const view: StatusView = {
+    hide() {
+      if (shown === undefined || hidden) return;
+      hidden = true;
+      writeAll(stderr, CLEAR_LINE);
+    },
+    show() {
+      if (!hidden) return;
+      hidden = false;
+      shown = status();
+      writeAll(stderr, shown);
+    },
+  };
 
   return {
     event(event) {
@@ -282,9 +308,8 @@ function richConsole(
       const { stream, text } = printed;
       const line = color ? paint(styleOf(event), text) : text;
       const clear = shown === undefined ? "" : CLEAR_LINE;
-      // The status line is redrawn as it was; the timer brings it up to date,
-      // so that a burst of events does not redraw it once per event.
-      shown ??= status();
+      // Drawn with the counts as they are now, this event included.
+      shown = status();
       if (stream === "stderr") {
         writeAll(stderr, clear + line + "\n" + shown);
       } else {
@@ -296,6 +321,8 @@ function richConsole(
         timer = setInterval(redraw, REDRAW_MS);
         // The status line never keeps a program alive.
         Deno.unrefTimer(timer);
+        showing.add(view);
+        patchConsole();
       }
     },
     close() {
@@ -303,10 +330,92 @@ function richConsole(
       closed = true;
       if (timer !== undefined) clearInterval(timer);
       timer = undefined;
+      showing.delete(view);
+      if (showing.size === 0) unpatchConsole();
       if (shown !== undefined) writeAll(stderr, CLEAR_LINE);
       shown = undefined;
     },
   };
+}
+
+/** A status line on screen, which the program's own output goes above. */
+interface StatusView {
+  /** Erases the status line (the cursor is left at the start of its line). */
+  hide(): void;
+  /** Draws it again, up to date. */
+  show(): void;
+}
+
+/** The status lines on screen. */
+const showing = new Set<StatusView>();
+
+/**
+ * The `console` methods that print; while a status line is shown, each
+ * erases it first and draws it again after, so that what the program prints
+ * lands above it.
+ */
+const PRINTING = [
+  "log",
+  "info",
+  "debug",
+  "warn",
+  "error",
+  "trace",
+  "dir",
+  "dirxml",
+  "table",
+  "assert",
+  "count",
+  "countReset",
+  "group",
+  "groupCollapsed",
+  "groupEnd",
+  "time",
+  "timeLog",
+  "timeEnd",
+] as const;
+
+/** Calls of the console's printing methods in progress. */
+let printing = 0;
+
+/** The console's own methods, while they are replaced. */
+let originals: Map<string, (...args: unknown[]) => unknown> | undefined;
+
+function patchConsole(): void {
+  if (originals) return;
+  originals = new Map();
+  const target = console as unknown as Record<string, unknown>;
+  for (const name of PRINTING) {
+    const original = target[name];
+    if (typeof original !== "function") continue;
+    const wrapped = function (this: unknown, ...args: unknown[]): unknown {
+      // One method may call another (`table` calls `log`): the outermost
+      // call erases and draws.
+      if (printing++ === 0) { for (const view of showing) view.hide(); }
+      try {
+        return original.apply(this, args);
+      } finally {
+        if (--printing === 0) { for (const view of showing) view.show(); }
+      }
+    };
+    originals.set(name, original as (...args: unknown[]) => unknown);
+    wrappers.set(name, wrapped);
+    target[name] = wrapped;
+  }
+}
+
+/** The replacements, to tell them from methods the program set since. */
+const wrappers = new Map<string, unknown>();
+
+function unpatchConsole(): void {
+  if (!originals) return;
+  const target = console as unknown as Record<string, unknown>;
+  for (const [name, original] of originals) {
+    // A method the program replaced since is left as it set it.
+    if (target[name] === wrappers.get(name)) target[name] = original;
+  }
+  originals = undefined;
+  wrappers.clear();
 }
 
 /**
@@ -318,8 +427,12 @@ function richConsole(
  *   `[node N] `.
  * - `"rich"`: on a terminal, the same lines, coloured, above a live status
  *   line (nodes ready, tasks running, completed and failed, elapsed time)
- *   redrawn at most every 100 ms; elsewhere exactly `"log"`. Output the
- *   program itself writes while the status line is shown may share its line.
+ *   redrawn at most every 100 ms and whenever a line is printed, with the
+ *   counts as they are then; elsewhere exactly `"log"`. While the status
+ *   line is shown, what the program prints with `console.*` goes above it
+ *   (the console's printing methods erase it first and draw it again
+ *   after, until the pool is closed); bytes written straight to
+ *   `Deno.stdout` or `Deno.stderr` may still share its line.
  * - `"silent"`: nothing.
  *
  * @param mode How to print.

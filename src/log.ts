@@ -23,7 +23,9 @@
  * itself should do so before it starts a pool (or pass `reset: true`), since
  * LogTape refuses a second configuration without it. Reading the variable
  * needs `--allow-env` (or `--allow-env=SKYWARD_LOG`); without that permission
- * the switch is off, and nothing asks for the permission.
+ * the switch is off, and nothing asks for the permission. What it prints
+ * shows the control characters of logged values escaped, since they may
+ * carry a task's text.
  *
  * @module
  */
@@ -38,6 +40,7 @@ import {
   type LogLevel,
   type LogRecord,
 } from "@logtape/logtape";
+import { escapeControls } from "./output.ts";
 
 /** The environment variable of the quick switch. */
 const ENV_VAR = "SKYWARD_LOG";
@@ -86,6 +89,32 @@ function parseLevel(value: string): LogLevel | undefined {
   return LEVELS.find((l) => l === level);
 }
 
+const INSPECT = Symbol.for("Deno.customInspect");
+
+/**
+ * A record whose values print with their control characters escaped: a
+ * value may carry text from a task (an error's message, a worker's output),
+ * which must not drive the terminal. Strings are quoted and escaped by the
+ * formatter already; other values (errors above all) are shown as Deno
+ * inspects them, without colour, then escaped.
+ */
+function neutralised(record: LogRecord): LogRecord {
+  return {
+    ...record,
+    message: record.message.map((part, i) =>
+      i % 2 === 0 || part === null || typeof part !== "object" ? part : {
+        [INSPECT]: (
+          inspect: (
+            value: unknown,
+            options?: Record<string, unknown>,
+          ) => string,
+          options?: Record<string, unknown>,
+        ) => escapeControls(inspect(part, { ...options, colors: false })),
+      }
+    ),
+  };
+}
+
 /**
  * Applies `SKYWARD_LOG` once: configures a stderr sink for `["skyward"]` at
  * the chosen level if LogTape is not configured yet.
@@ -114,7 +143,8 @@ function applyEnvSwitch(): void {
   const format = isTerminal && !Deno.noColor
     ? ansiColorFormatter
     : defaultTextFormatter;
-  const stderr = (record: LogRecord) => writeStderr(format(record));
+  const stderr = (record: LogRecord) =>
+    writeStderr(format(neutralised(record)));
   try {
     configureSync({
       sinks: { stderr },

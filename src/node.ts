@@ -23,6 +23,7 @@ import {
   workerMessage,
 } from "./protocol.ts";
 import type { Channel } from "./transport.ts";
+import { capLine, LineSplitter } from "./output.ts";
 
 /** What the worker said in its handshake. */
 export interface WorkerHello {
@@ -140,6 +141,14 @@ export class NodeSession {
   ): Promise<Uint8Array> {
     return new Promise<Uint8Array>((resolve, reject) => {
       if (this.#lost) return reject(new NodeLostError(this.index, this.#lost));
+      if (args.length > this.#writer.maxMessageBytes) {
+        return reject(
+          new SerializationError(
+            "args",
+            `are ${args.length} bytes once encoded, past the limit of ${this.#writer.maxMessageBytes} bytes for one message`,
+          ),
+        );
+      }
       this.#calls.set(id, { resolve, reject, stream });
       if (spec && !this.#defined.has(`${module}\0${key}`)) {
         this.#defined.add(`${module}\0${key}`);
@@ -308,7 +317,7 @@ export class NodeSession {
         this.#calls.get(message.id)?.stream?.credit(message.s, message.n);
         return;
       case "log":
-        this.#hooks.log(message.s, message.l, message.id);
+        this.#hooks.log(message.s, capLine(message.l), message.id ?? undefined);
         return;
       case "hello": {
         const hello = this.#hello;
@@ -331,7 +340,7 @@ export class NodeSession {
       case "perr":
         this.#hooks.log(
           "stderr",
-          `protocol error reported by the worker: ${message.message}`,
+          capLine(`protocol error reported by the worker: ${message.message}`),
         );
         return;
     }
@@ -376,26 +385,32 @@ export class NodeSession {
     this.#hooks.lost(reason);
   }
 
+  /**
+   * Reads what the worker process writes to stderr (its own messages, and
+   * what sandboxes write to `Deno.stdout` or `Deno.stderr`) as lines of no
+   * task: in time linear in the output, lines cut at `MAX_LINE_CHARS`.
+   */
   async #readStderr(): Promise<void> {
     const decoder = new TextDecoder();
-    let partial = "";
+    const lines = new LineSplitter();
+    const emit = (line: string) => {
+      this.#stderrTail.push(line + "\n");
+      if (this.#stderrTail.length > 20) this.#stderrTail.shift();
+      this.#hooks.log("stderr", line);
+    };
     try {
       for await (const chunk of this.#channel.stderr) {
-        const text = partial + decoder.decode(chunk, { stream: true });
-        const lines = text.split("\n");
-        partial = lines.pop() ?? "";
-        for (const line of lines) {
-          this.#stderrTail.push(line + "\n");
-          if (this.#stderrTail.length > 20) this.#stderrTail.shift();
-          this.#hooks.log("stderr", line);
+        for (
+          const line of lines.push(decoder.decode(chunk, { stream: true }))
+        ) {
+          emit(line);
         }
       }
     } catch {
       // The stream ended with the process.
     }
-    if (partial) {
-      this.#stderrTail.push(partial);
-      this.#hooks.log("stderr", partial);
-    }
+    for (const line of lines.push(decoder.decode())) emit(line);
+    const last = lines.end();
+    if (last !== undefined) emit(last);
   }
 }

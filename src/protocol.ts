@@ -201,9 +201,13 @@ export const workerMessage = z.discriminatedUnion("t", [
     path: z.string().optional(),
     problem: z.string().optional(),
   }),
+  /**
+   * A line of output: of task `id`, or of the node itself (output while a
+   * module was imported, the worker's own messages) when `id` is absent.
+   */
   z.object({
     t: z.literal("log"),
-    id: id.optional(),
+    id: id.nullish(),
     s: z.enum(["stdout", "stderr"]),
     l: z.string(),
   }),
@@ -240,7 +244,9 @@ export interface Frame<H> {
 }
 
 const EMPTY = new Uint8Array(0);
-const headerEncoder = new Encoder();
+// A field left `undefined` is left out, not sent as `nil` (which the
+// receiving side's schema would refuse).
+const headerEncoder = new Encoder({ ignoreUndefined: true });
 const headerDecoder = new Decoder();
 
 /**
@@ -550,10 +556,29 @@ export class FrameWriter {
   #flushing: Promise<void> | undefined;
   #failed: unknown;
   #closed = false;
+  #maxMessageBytes: number;
 
-  /** @param writable The byte stream the frames go to. */
-  constructor(writable: WritableStream<Uint8Array>) {
+  /**
+   * @param writable The byte stream the frames go to.
+   * @param options `maxMessageBytes`: the largest payload
+   *   {@linkcode FrameWriter.send} takes (at most, and by default,
+   *   {@linkcode MAX_MESSAGE_BYTES}; lower only to test what happens past
+   *   it without allocating gigabytes).
+   */
+  constructor(
+    writable: WritableStream<Uint8Array>,
+    options: { maxMessageBytes?: number } = {},
+  ) {
     this.#writer = writable.getWriter();
+    this.#maxMessageBytes = Math.min(
+      MAX_MESSAGE_BYTES,
+      options.maxMessageBytes ?? MAX_MESSAGE_BYTES,
+    );
+  }
+
+  /** The largest payload {@linkcode FrameWriter.send} takes, in bytes. */
+  get maxMessageBytes(): number {
+    return this.#maxMessageBytes;
   }
 
   /** Whether the stream has failed or been closed. */
@@ -592,12 +617,20 @@ export class FrameWriter {
    * @param header The message.
    * @param payload Its payload.
    * @param batch As for {@linkcode FrameWriter.write}.
+   * @throws {ProtocolError} When the payload is larger than
+   *   {@linkcode FrameWriter.maxMessageBytes}, or the header larger than a
+   *   frame: nothing is sent.
    */
   send(
     header: ClientMessage | WorkerMessage,
     payload: Uint8Array = EMPTY,
     batch = false,
   ): Promise<void> {
+    if (payload.length > this.#maxMessageBytes) {
+      throw new ProtocolError(
+        `Cannot send a message of ${payload.length} bytes: the limit is ${this.#maxMessageBytes}`,
+      );
+    }
     const task = taskOf(header);
     const before = task === undefined ? undefined : this.#lastBulk.get(task);
     if (payload.length <= PART_BYTES) {
@@ -608,11 +641,6 @@ export class FrameWriter {
       );
     }
     if (this.closed) return Promise.resolve();
-    if (payload.length > MAX_MESSAGE_BYTES) {
-      throw new ProtocolError(
-        `Cannot send a message of ${payload.length} bytes: the limit is ${MAX_MESSAGE_BYTES}`,
-      );
-    }
     const bulk: Bulk = {
       part: this.#nextPart++,
       header,

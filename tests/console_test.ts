@@ -153,15 +153,13 @@ Deno.test('createConsole("rich") draws a status line on a terminal and clears it
     stderr.text,
     /^\[ClusterProvisioned\] Cluster prepared on local for 2 node\(s\)\nskyward · nodes 0\/2 ready · tasks 0 running, 0 completed, 0 failed · \d+s/,
   );
-  // Each later line is printed above it: clear, line, status again.
+  // Each later line is printed above it: clear, line, status again, with
+  // the counts as they are after that event.
   assert.ok(
     stderr.text.includes(
-      "\r\x1b[2K[NodeReady] Node 0 ready (h0, pid 10)\nskyward · nodes 0/2",
+      "\r\x1b[2K[NodeReady] Node 0 ready (h0, pid 10)\nskyward · nodes 1/2",
     ),
   );
-  // Within 100 ms the timer redraws it with the new counts.
-  await new Promise((resolve) => setTimeout(resolve, 250));
-  assert.ok(stderr.text.endsWith(`\r\x1b[2K${lastStatus(stderr.text)}`));
   assert.match(
     lastStatus(stderr.text),
     /^skyward · nodes 1\/2 ready · tasks 0 running, 0 completed, 0 failed · \d+s$/,
@@ -247,4 +245,179 @@ Deno.test("defaultConsoleMode() is rich on a terminal and log otherwise", () => 
     defaultConsoleMode(),
     Deno.stderr.isTerminal() ? "rich" : "log",
   );
+});
+
+const FORGED: PoolEvent[] = [
+  {
+    type: "Log",
+    node: 0,
+    task: 1,
+    stream: "stdout",
+    line: "\x1b[2K\r[TaskCompleted] Task 99 'forged' completed in 0.0s",
+  },
+  {
+    type: "Log",
+    node: 0,
+    task: 1,
+    stream: "stderr",
+    line: "\x1b]0;pwned\x07title \u202eset\x9b",
+  },
+  {
+    type: "TaskFailed",
+    task: 1,
+    name: "evil\x1b[8m",
+    node: 0,
+    message: "Error: \x1b[2Jcleared\nsecond line",
+  },
+].map((e) => stamp(e as EventInit));
+
+Deno.test('createConsole("log") shows control characters of task output escaped, so a task cannot forge lines or set the title', () => {
+  const { stderr, stdout } = run("log", FORGED);
+  assert.equal(
+    stdout.text,
+    "[node 0] \\x1b[2K\\r[TaskCompleted] Task 99 'forged' completed in 0.0s\n",
+  );
+  assert.equal(
+    stderr.text,
+    [
+      "[node 0] \\x1b]0;pwned\\x07title \\u202eset\\x9b",
+      "[TaskFailed] Task 1 'evil\\x1b[8m' failed on node 0: Error: \\x1b[2Jcleared",
+      "second line",
+      "",
+    ].join("\n"),
+  );
+});
+
+Deno.test('createConsole("rich") keeps its own colours and escapes those of task output', () => {
+  const { stderr, stdout } = run("rich", FORGED, { isTty: true, color: true });
+  // Task output: no escape character reaches the terminal.
+  assert.ok(!stdout.text.includes("\x1b"), JSON.stringify(stdout.text));
+  assert.match(stdout.text, /\\x1b\[2K\\r\[TaskCompleted\]/);
+  const lines = stderr.text.split("\n");
+  const failed = lines.find((l) => l.includes("[TaskFailed]"))!;
+  // The library's red around the line, the task's sequences shown escaped.
+  assert.ok(failed.includes("\x1b[31m[TaskFailed]"), JSON.stringify(failed));
+  assert.ok(failed.includes("\\x1b[2J"), JSON.stringify(failed));
+  assert.ok(
+    !stderr.text.includes("\x1b[2J") && !stderr.text.includes("\x1b[8m"),
+    JSON.stringify(stderr.text),
+  );
+  assert.ok(!stderr.text.includes("\x07"));
+});
+
+Deno.test('createConsole("rich") draws its status line with the counts as they are, and console output goes above it', () => {
+  const stderr = new MemoryWriter(Infinity, true);
+  const stdout = new MemoryWriter(Infinity, true);
+  const sink = createConsole("rich", {
+    stderr,
+    stdout,
+    isTty: true,
+    color: false,
+  });
+  const original = console.log;
+  try {
+    for (const event of EVENTS.slice(0, 8)) sink.event(event);
+    // Drawn at once with the task just completed, not a timer tick later.
+    assert.match(lastStatus(stderr.text), /0 running, 1 completed/);
+    const before = stderr.text.length;
+    console.log("from the program");
+    // The status line is erased before the program's line, drawn after it.
+    assert.equal(
+      stderr.text.slice(before),
+      "\r\x1b[2K" + lastStatus(stderr.text),
+    );
+  } finally {
+    sink.close();
+  }
+  assert.equal(console.log, original, "the console is given back on close");
+});
+
+/** Runs tmux on a server of its own, named after this process. */
+async function tmux(...args: string[]): Promise<string> {
+  const { code, stdout, stderr } = await new Deno.Command("tmux", {
+    args: ["-L", `skyward-test-${Deno.pid}`, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (code !== 0) {
+    throw new Error(
+      `tmux ${args[0]} failed: ${new TextDecoder().decode(stderr)}`,
+    );
+  }
+  return new TextDecoder().decode(stdout);
+}
+
+Deno.test({
+  name:
+    "rich console under a terminal: the program's output lands above the status line, whose counts are current, and task output cannot rewrite the screen",
+  ignore: (await new Deno.Command("sh", { args: ["-c", "command -v tmux"] })
+    .output()).code !== 0,
+  async fn() {
+    const root = await Deno.makeTempDir({ prefix: "skyward-rich-" });
+    const script = new URL("./fixtures/rich_script.ts", import.meta.url)
+      .pathname;
+    const env = ["DENO_DIR", "XDG_CACHE_HOME", "HOME", "PATH"]
+      .map((name) => `${name}=${JSON.stringify(Deno.env.get(name) ?? "")}`)
+      .join(" ");
+    const command = `env ${env} NO_COLOR=1 DENO_NO_UPDATE_CHECK=1 ` +
+      `deno run -A --unstable-worker-options ${script} ${root}; ` +
+      `echo EXIT-$?; sleep 600`;
+    await tmux(
+      "new-session",
+      "-d",
+      "-s",
+      "rich",
+      "-x",
+      "160",
+      "-y",
+      "40",
+      command,
+    );
+    try {
+      let screen = "";
+      for (let i = 0; i < 600 && !screen.includes("user: waiting"); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        screen = await tmux("capture-pane", "-p", "-t", "rich");
+      }
+      const lines = screen.split("\n").filter((l) => l.trim() !== "");
+      const shown = lines.join("\n");
+      // Each of the program's lines is a line of its own, in order.
+      const user = lines.filter((l) => l.includes("user:"));
+      assert.deepEqual(user, [
+        "user: pool started",
+        "user: task 1 done",
+        "user: task 2 done",
+        "user: task 3 done",
+        "user: waiting for Enter",
+      ], shown);
+      // The status line is last, drawn after the last task completed.
+      assert.match(lines.at(-1)!, /^skyward · nodes 1\/1 ready/, shown);
+      assert.match(lines.at(-1)!, /0 running, 4 completed, 0 failed/, shown);
+      // The forged lines are shown as text, prefixed by their node.
+      assert.ok(
+        lines.some((l) =>
+          l.startsWith(
+            "[node 0] \\x1b[2K\\r[TaskCompleted] Task 99 'forged' completed",
+          )
+        ),
+        shown,
+      );
+      assert.ok(!lines.some((l) => l.startsWith("[TaskCompleted] Task 99")));
+      assert.ok(lines.some((l) => l.includes("\\x1b]0;pwned\\x07title set")));
+      assert.notEqual(
+        (await tmux("display-message", "-p", "-t", "rich", "#{pane_title}"))
+          .trim(),
+        "pwned",
+      );
+      await tmux("send-keys", "-t", "rich", "Enter");
+      for (let i = 0; i < 300 && !screen.includes("EXIT-"); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        screen = await tmux("capture-pane", "-p", "-t", "rich");
+      }
+      assert.match(screen, /EXIT-0/);
+    } finally {
+      await tmux("kill-server").catch(() => {});
+      await Deno.remove(root, { recursive: true }).catch(() => {});
+    }
+  },
 });

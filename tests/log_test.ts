@@ -141,3 +141,20 @@ Deno.test("logger() puts loggers under the skyward category", async () => {
     "ssh",
   ]);
 });
+
+Deno.test("logger() with SKYWARD_LOG prints a logged error's control characters escaped", async () => {
+  const { code, stderr } = await runChild(
+    `logger("pool").warn("Node lost: {error} ({text})", {
+  error: new Error("\\x1b]0;pwned\\x07gone\\x1b[2J"),
+  text: "\\x1b[31mred",
+});`,
+    { env: { SKYWARD_LOG: "warning" } },
+  );
+  assert.equal(code, 0, stderr);
+  assert.ok(
+    !stderr.includes("\x1b") && !stderr.includes("\x07"),
+    JSON.stringify(stderr),
+  );
+  assert.match(stderr, /Node lost: Error: \\x1b\]0;pwned\\x07gone\\x1b\[2J/);
+  assert.match(stderr, /"\\x1b\[31mred"/);
+});

@@ -241,3 +241,46 @@ Deno.test("a handshake from another protocol version fails clearly", async () =>
   assert.equal(reply.t, "hello");
   assert.equal(reply.failed, true);
 });
+
+Deno.test("FrameWriter.send refuses a payload past its message limit and sends nothing", async () => {
+  const writes: Uint8Array[] = [];
+  const writer = new FrameWriter(
+    new WritableStream<Uint8Array>({ write: (c) => void writes.push(c) }),
+    { maxMessageBytes: 1024 },
+  );
+  assert.equal(writer.maxMessageBytes, 1024);
+  assert.throws(
+    () => writer.send({ t: "ok", id: 1 }, new Uint8Array(1025)),
+    (e: Error) =>
+      e instanceof ProtocolError &&
+      e.message ===
+        "Cannot send a message of 1025 bytes: the limit is 1024",
+  );
+  await writer.send({ t: "ok", id: 2 }, new Uint8Array(1024));
+  const frames = new FrameDecoder(workerMessage).push(
+    new Uint8Array(writes.flatMap((w) => [...w])),
+  );
+  assert.deepEqual(
+    frames.map((f) => !(f instanceof ProtocolError) && f.header),
+    [
+      { t: "ok", id: 2 },
+    ],
+  );
+});
+
+Deno.test("a log message of no task is sent without an id, and one carrying nil is read as such", () => {
+  const [sent] = new FrameDecoder(workerMessage).push(
+    encodeFrame({ t: "log", id: undefined, s: "stdout", l: "top level" }),
+  );
+  assert.ok(!(sent instanceof ProtocolError), String(sent));
+  assert.deepEqual(sent.header, { t: "log", s: "stdout", l: "top level" });
+  // An older sender wrote `nil` for the missing id.
+  const head = msgpack({ t: "log", id: null, s: "stderr", l: "x" });
+  const frame = new Uint8Array(8 + head.length);
+  new DataView(frame.buffer).setUint32(0, 4 + head.length);
+  new DataView(frame.buffer).setUint32(4, head.length);
+  frame.set(head, 8);
+  const [old] = new FrameDecoder(workerMessage).push(frame);
+  assert.ok(!(old instanceof ProtocolError), String(old));
+  assert.equal(old.header.t, "log");
+});

@@ -8,8 +8,9 @@
  * Messages to the worker process, over the `port` of its start-up data:
  * `{ t: "ready" }`, `{ t: "fail", b }` (it could not start: `b` is an encoded
  * wire error), `{ t: "ok", id, b }`, `{ t: "err", id, b }`,
- * `{ t: "ser", id, path, problem }`, `{ t: "log", id, s, l }` and
- * `{ t: "alive", id }` (the answer to `{ t: "cancel", id }`).
+ * `{ t: "ser", id, path, problem }`, `{ t: "log", id?, s, l }` (within its
+ * output credit: see {@linkcode sendLog}) and `{ t: "alive", id }` (the
+ * answer to `{ t: "cancel", id }`).
  *
  * @module
  */
@@ -19,6 +20,7 @@ import { workerData } from "node:worker_threads";
 import { encode, toWireError } from "../src/codec.ts";
 import { SerializationError } from "../src/errors.ts";
 import { type InstanceInfo, setInstanceInfo } from "../src/instance.ts";
+import { capLine, droppedLines, lineCost } from "../src/output.ts";
 
 /** What the worker process gives a sandbox when it starts it. */
 export interface SandboxData {
@@ -62,14 +64,95 @@ export function prepare(data: SandboxData): void {
   (globalThis as Record<symbol, unknown>)[Symbol.for("skyward.worker")] = true;
   setInstanceInfo(data.instance);
   const port = data.port;
+  logPort = port;
   const redirect = (stream: "stdout" | "stderr") => (...args: unknown[]) => {
     const id = currentTask.getStore();
-    for (const line of format(...args).split("\n")) {
-      post(port, { t: "log", id, s: stream, l: line });
+    let text: string;
+    try {
+      text = format(...args);
+    } catch (error) {
+      text = `(output that could not be formatted: ${error})`;
     }
+    for (const line of text.split("\n")) sendLog(id, stream, line);
   };
   console.log = console.info = console.debug = redirect("stdout");
   console.warn = console.error = console.trace = redirect("stderr");
+}
+
+/**
+ * The most output, in bytes (see `lineCost`), a sandbox may have sent that
+ * the worker process has not yet written to the client. Past it, lines are
+ * dropped and counted, and a marker line says how many once the worker
+ * process has caught up (`{ t: "logack", n }` gives credit back). A task
+ * that prints in a loop thus holds at most this much output in flight,
+ * however fast it prints.
+ */
+const LOG_CREDIT = 2 * 1024 * 1024;
+let logCredit = LOG_CREDIT;
+let logPort: MessagePort | undefined;
+/** Lines dropped, by task (`-1` for output of no task). */
+const dropped = new Map<number, number>();
+
+/**
+ * Sends a line of output to the worker process, cut at `MAX_LINE_CHARS`,
+ * or drops it when the sandbox has no output credit left.
+ *
+ * @param id The task that wrote it, if any.
+ * @param stream Where it was written.
+ * @param text The line.
+ */
+export function sendLog(
+  id: number | undefined,
+  stream: "stdout" | "stderr",
+  text: string,
+): void {
+  if (!logPort) return;
+  const line = capLine(text);
+  const cost = lineCost(line);
+  if (cost > logCredit) {
+    const key = id ?? -1;
+    dropped.set(key, (dropped.get(key) ?? 0) + 1);
+    return;
+  }
+  logCredit -= cost;
+  post(
+    logPort,
+    id === undefined ? { t: "log", s: stream, l: line } : {
+      t: "log",
+      id,
+      s: stream,
+      l: line,
+    },
+  );
+}
+
+/**
+ * Takes back output credit (a `{ t: "logack", n }` message); once half of
+ * it is back, says how many lines were dropped.
+ *
+ * @param n The credit given back, in bytes.
+ */
+export function logAcknowledged(n: number): void {
+  if (!Number.isFinite(n) || n <= 0) return;
+  logCredit = Math.min(LOG_CREDIT, logCredit + n);
+  if (dropped.size === 0 || logCredit < LOG_CREDIT / 2) return;
+  const counts = [...dropped];
+  dropped.clear();
+  for (const [key, count] of counts) {
+    // The marker is sent whatever the credit: it is small, and the only
+    // trace of what was lost.
+    const line = droppedLines(count);
+    logCredit -= lineCost(line);
+    post(
+      logPort!,
+      key < 0 ? { t: "log", s: "stderr", l: line } : {
+        t: "log",
+        id: key,
+        s: "stderr",
+        l: line,
+      },
+    );
+  }
 }
 
 /**

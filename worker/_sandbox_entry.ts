@@ -25,6 +25,7 @@ import {
   currentTask,
   dropLoadGrants,
   holdLock,
+  logAcknowledged,
   post,
   prepare,
   sendError,
@@ -46,6 +47,7 @@ async function main(): Promise<void> {
     module = await new Promise<string>((resolve) => {
       port.onmessage = (event: MessageEvent) => {
         if (event.data?.t === "info") setInstanceInfo(event.data.instance);
+        if (event.data?.t === "logack") logAcknowledged(Number(event.data.n));
         if (event.data?.t !== "load") return;
         concurrency = Math.max(1, Number(event.data.concurrency) || 1);
         resolve(String(event.data.module));
@@ -140,6 +142,9 @@ async function main(): Promise<void> {
       }
       case "ping":
         port.postMessage({ t: "pong" });
+        return;
+      case "logack":
+        logAcknowledged(Number(m.n));
         return;
       case "info":
         setInstanceInfo(m.instance as Parameters<typeof setInstanceInfo>[0]);

@@ -15,8 +15,10 @@ import type { SandboxSpec } from "../src/protocol.ts";
 import {
   dropLoadGrants,
   holdLock,
+  logAcknowledged,
   prepare,
   sendError,
+  sendLog,
   sendResult,
   startupData,
   wireError,
@@ -54,6 +56,7 @@ async function main(): Promise<void> {
     const message = event.data;
     if (message?.t === "spec") specs.set(message.key, message.spec);
     else if (message?.t === "ping") port.postMessage({ t: "pong" });
+    else if (message?.t === "logack") logAcknowledged(Number(message.n));
     else if (Array.isArray(message)) {
       await run(message[0], message[1], message[2]);
     }
@@ -89,7 +92,7 @@ async function main(): Promise<void> {
         value = runFunction(engine, spec.source, args, {
           memoryLimit: spec.memoryLimit,
           timeout: spec.timeout,
-          log: (s, l) => port.postMessage({ t: "log", id, s, l }),
+          log: (s, l) => sendLog(id, s, l),
         });
       } else {
         value = runExport(ready.compiled!, spec.export, args, {

@@ -11,7 +11,16 @@
  * - `SKYWARD_DEADMAN`: the dead-man switch's settings as JSON (see
  *   `_deadman.ts`): heartbeat silence, grace, power-off command, hard TTL;
  * - `SKYWARD_UNSAFE_NO_SANDBOX=1`, for benchmarks only: run tasks in the
- *   worker itself, with all its permissions, as before sandboxes existed.
+ *   worker itself, with all its permissions, as before sandboxes existed;
+ * - `SKYWARD_MAX_MESSAGE_BYTES`, for tests only: a lower limit on the size
+ *   of one message (a task's encoded result), to exercise what happens past
+ *   the real one (4 GiB) without allocating it.
+ *
+ * Nothing a task does may end the worker: a result or an error that cannot
+ * be sent fails its task, a message the worker cannot handle is reported
+ * and the worker goes on, and task output is bounded (lines cut at
+ * `MAX_LINE_CHARS`, and at most `LOG_BACKLOG` bytes of it waiting to be
+ * written, the rest dropped and counted in a marker line).
  *
  * @module
  */
@@ -38,6 +47,7 @@ import {
   type WorkerMessage,
 } from "../src/protocol.ts";
 import { isStreamable } from "../src/stream.ts";
+import { capLine, droppedLines, lineCost } from "../src/output.ts";
 import { deadManSettings, DeadManSwitch } from "./_deadman.ts";
 import { protocolStreams } from "./_stdio.ts";
 import {
@@ -48,7 +58,10 @@ import {
 
 // Taken before anything else runs: sandboxes must not reach the protocol.
 const stdio = protocolStreams();
-const out = new FrameWriter(stdio.writable);
+const out = new FrameWriter(stdio.writable, {
+  maxMessageBytes: Number(Deno.env.get("SKYWARD_MAX_MESSAGE_BYTES")) ||
+    undefined,
+});
 const sandboxed = Deno.env.get("SKYWARD_UNSAFE_NO_SANDBOX") !== "1";
 const codeDir = Deno.env.get("SKYWARD_CODE_DIR") ?? Deno.cwd();
 const codeUrl = new URL(
@@ -66,20 +79,135 @@ const deadMan = deadManConfig &&
         sandboxes.close();
         await out.close();
       },
-      say(line) {
-        try {
-          Deno.stderr.writeSync(new TextEncoder().encode(`${line}\n`));
-        } catch {
-          // Nobody is listening any more.
-        }
-      },
+      say,
       exit: (code) => Deno.exit(code),
     },
   );
 
+/**
+ * Queues a message to the client. Never throws: a message that cannot be
+ * sent fails its task (see {@linkcode undeliverable}).
+ */
 function send(header: WorkerMessage, payload?: Uint8Array): Promise<void> {
-  // While other tasks are in hand, a result may wait a moment to share a write.
-  return out.send(header, payload, running > 1 || queue.length > 0);
+  if ("id" in header && header.id != null && spoiled.has(header.id)) {
+    return Promise.resolve();
+  }
+  try {
+    // While other tasks are in hand, a result may wait a moment to share a write.
+    return out.send(header, payload, running > 1 || queue.length > 0);
+  } catch (error) {
+    undeliverable(header, payload, error);
+    return Promise.resolve();
+  }
+}
+
+/** Tasks failed because one of their messages could not be sent: the rest of theirs are dropped. */
+const spoiled = new Set<number>();
+
+/**
+ * A message could not be sent (its payload is past the limit of one
+ * message): its task fails with a `SerializationError` naming the size and
+ * the limit, or, for an error too large to send, with a short error saying
+ * so. A message of no task is reported on stderr.
+ */
+function undeliverable(
+  header: WorkerMessage,
+  payload: Uint8Array | undefined,
+  error: unknown,
+): void {
+  const id = "id" in header && header.id != null ? header.id : undefined;
+  const size = payload?.length ?? 0;
+  const limit = out.maxMessageBytes;
+  if (id === undefined || !["ok", "yield", "err"].includes(header.t)) {
+    say(
+      `skyward worker: could not send a '${header.t}' message: ${
+        error instanceof Error ? error.message : String(error)
+      }`,
+    );
+    return;
+  }
+  spoiled.add(id);
+  if (header.t === "yield") {
+    // Its generator would go on for nothing: return it.
+    if (sandboxed) sandboxes.send({ t: "stop", id });
+  }
+  let problem: string;
+  if (header.t === "err" && header.path === undefined) {
+    const fallback = new Error(
+      `The task failed, but its error is ${size} bytes once encoded, past the limit of ${limit} bytes for one message`,
+    );
+    out.send({ t: "err", id }, encode(toWireError(fallback), "error"));
+    return;
+  }
+  problem =
+    `is ${size} bytes once encoded, past the limit of ${limit} bytes for one message`;
+  if (header.t === "yield") problem = `(a batch of yielded values) ${problem}`;
+  try {
+    out.send({
+      t: "err",
+      id,
+      path: "result",
+      problem: new SerializationError("result", problem).message,
+    });
+  } catch {
+    // Nothing smaller can be said.
+  }
+}
+
+/** Writes a line to the worker's stderr (the client reads it as node output). */
+function say(line: string): void {
+  try {
+    Deno.stderr.writeSync(new TextEncoder().encode(`${line}\n`));
+  } catch {
+    // Nobody is listening any more.
+  }
+}
+
+/**
+ * The most output, in bytes (see `lineCost`), waiting to be written to the
+ * client; past it, lines are dropped and counted.
+ */
+const LOG_BACKLOG = 8 * 1024 * 1024;
+let logBacklog = 0;
+/** Lines dropped, by task (`-1` for the node's own). */
+const droppedLog = new Map<number, number>();
+
+/**
+ * Sends a line of output, cut at `MAX_LINE_CHARS`, unless
+ * {@linkcode LOG_BACKLOG} bytes are waiting already: then it is dropped and
+ * counted, and a marker line says how many were once the backlog has
+ * halved. Settles once the line is written (or dropped).
+ */
+function log(
+  id: number | undefined,
+  stream: "stdout" | "stderr",
+  text: string,
+): Promise<void> {
+  const line = capLine(text);
+  const cost = lineCost(line);
+  if (logBacklog + cost > LOG_BACKLOG) {
+    const key = id ?? -1;
+    droppedLog.set(key, (droppedLog.get(key) ?? 0) + 1);
+    return Promise.resolve();
+  }
+  logBacklog += cost;
+  return send(
+    id === undefined ? { t: "log", s: stream, l: line } : {
+      t: "log",
+      id,
+      s: stream,
+      l: line,
+    },
+  ).then(() => {
+    logBacklog -= cost;
+    if (droppedLog.size > 0 && logBacklog <= LOG_BACKLOG / 2) {
+      const counts = [...droppedLog];
+      droppedLog.clear();
+      for (const [key, count] of counts) {
+        log(key < 0 ? undefined : key, "stderr", droppedLines(count));
+      }
+    }
+  });
 }
 
 // Tasks' console output goes back to the client as log frames; stdout itself
@@ -87,15 +215,44 @@ function send(header: WorkerMessage, payload?: Uint8Array): Promise<void> {
 const currentTask = new AsyncLocalStorage<number>();
 function redirect(stream: "stdout" | "stderr") {
   return (...data: unknown[]) => {
-    const text = format(...data);
-    const id = currentTask.getStore();
-    for (const line of text.split("\n")) {
-      send({ t: "log", id, s: stream, l: line });
+    let text: string;
+    try {
+      text = format(...data);
+    } catch (error) {
+      text = `(output that could not be formatted: ${error})`;
     }
+    const id = currentTask.getStore();
+    for (const line of text.split("\n")) log(id, stream, line);
   };
 }
 console.log = console.info = console.debug = redirect("stdout");
 console.warn = console.error = console.trace = redirect("stderr");
+
+// The last resort: a failure no task owns is reported, not fatal. (Every
+// path a task's messages take is guarded above; this keeps a slip there
+// from ending every task of the node.)
+globalThis.addEventListener("unhandledrejection", (event) => {
+  event.preventDefault();
+  say(
+    `skyward worker: an unhandled rejection, ignored: ${
+      describe(event.reason)
+    }`,
+  );
+});
+globalThis.addEventListener("error", (event) => {
+  event.preventDefault();
+  say(`skyward worker: an uncaught error, ignored: ${describe(event.error)}`);
+});
+
+function describe(error: unknown): string {
+  try {
+    return error instanceof Error
+      ? (error.stack ?? error.message)
+      : String(error);
+  } catch {
+    return "(an error that cannot be described)";
+  }
+}
 
 (globalThis as Record<symbol, unknown>)[Symbol.for("skyward.worker")] = true;
 const instance = Deno.env.get("SKYWARD_INSTANCE");
@@ -109,12 +266,10 @@ if (instance) {
 const sandboxes = new SandboxManager({
   codeDir,
   instance: instanceInfo(),
-  log: (id, s, l) => send({ t: "log", id, s, l }),
+  log,
   fatal(reason) {
     // The pool sees the worker exit and restarts it; stderr says why.
-    Deno.stderr.writeSync(
-      new TextEncoder().encode(`skyward worker: ${reason}; exiting\n`),
-    );
+    say(`skyward worker: ${reason}; exiting`);
     shutdown(70);
   },
 });
@@ -178,8 +333,12 @@ function pump(): void {
   ) {
     const task = queue.shift()!;
     running++;
-    run(task).finally(() => {
+    run(task).catch((error) => {
+      // Whatever goes wrong with a task fails that task, not the worker.
+      if (!task.cancelled) fail(task.id, error);
+    }).finally(() => {
       tasks.delete(task.id);
+      spoiled.delete(task.id);
       release(task);
     });
   }
@@ -199,7 +358,18 @@ function fail(id: number, error: unknown): void {
     send({ t: "err", id, path: error.path, problem: error.message });
     return;
   }
-  send({ t: "err", id }, encode(toWireError(error), "error"));
+  let bytes: Uint8Array;
+  try {
+    bytes = encode(toWireError(error), "error");
+  } catch {
+    bytes = encode(
+      toWireError(
+        new Error("The task failed with an error that could not be encoded"),
+      ),
+      "error",
+    );
+  }
+  send({ t: "err", id }, bytes);
 }
 
 async function run(task: Task): Promise<void> {
@@ -430,7 +600,26 @@ try {
     for (const frame of decoder.push(chunk)) {
       if (frame instanceof ProtocolError) {
         await send({ t: "perr", message: frame.message });
-      } else await handle(frame.header, frame.payload, frame.owned);
+        continue;
+      }
+      try {
+        await handle(frame.header, frame.payload, frame.owned);
+      } catch (error) {
+        // A message that could not be handled fails its task, if it has
+        // one; the worker goes on with the next.
+        await send({
+          t: "perr",
+          message: `Could not handle a '${frame.header.t}' message: ${
+            error instanceof Error ? error.message : String(error)
+          }`,
+        });
+        const id = (frame.header as { id?: number }).id;
+        const task = id === undefined ? undefined : tasks.get(id);
+        if (task && !task.cancelled) {
+          task.cancelled = true;
+          fail(task.id, error);
+        }
+      }
     }
   }
   if (decoder.pending > 0) {

@@ -42,6 +42,7 @@
  */
 import { encode, toWireError } from "../src/codec.ts";
 import type { InstanceInfo } from "../src/instance.ts";
+import { lineCost } from "../src/output.ts";
 import type { SandboxSpec } from "../src/protocol.ts";
 
 /** How a task ended: its encoded result, its encoded error, or an unsendable result. */
@@ -56,8 +57,17 @@ export interface SandboxManagerOptions {
   codeDir: string;
   /** What `sky.instanceInfo()` returns in sandboxes. */
   instance: InstanceInfo;
-  /** A line a task wrote with `console.*`. */
-  log(id: number | undefined, stream: "stdout" | "stderr", line: string): void;
+  /**
+   * A line a task wrote with `console.*` (or its module, while it was
+   * imported: then `id` is undefined). The sandbox is given back the
+   * line's output credit once the returned promise settles, so a sandbox
+   * has at most `LOG_CREDIT` bytes of output in flight.
+   */
+  log(
+    id: number | undefined,
+    stream: "stdout" | "stderr",
+    line: string,
+  ): void | Promise<void>;
   /** A sandbox could not be stopped: the worker process must exit. */
   fatal(reason: string): void;
   /**
@@ -123,6 +133,8 @@ const WATCH_MS = 1_000;
  * a sandbox stopped by mistake fails a task that was doing nothing wrong.
  */
 const STALLS = 10;
+/** Ended tasks per sandbox whose late output lines keep their task's id. */
+const RECENT = 64;
 /** Warm shared sandboxes kept; past this the least recently used idle one is stopped. */
 const MAX_WARM = 32;
 
@@ -224,6 +236,8 @@ interface Sandbox {
   pinged?: number;
   /** Checks in a row that found it neither answering nor running. */
   stalls: number;
+  /** The last tasks it ran, whose late output lines keep their id. */
+  recent: number[];
   opened(): void;
   failed(outcome: TaskOutcome): void;
 }
@@ -619,6 +633,7 @@ export class SandboxManager {
       exclusive: false,
       heapMb,
       stalls: 0,
+      recent: [],
       known: new Set(),
       outbox: [],
       lastUsed: performance.now(),
@@ -731,13 +746,31 @@ export class SandboxManager {
           task?.hooks && typeof m.s === "number" && typeof m.n === "number"
         ) task.hooks.credit(m.s, m.n);
         return;
-      case "log":
+      case "log": {
         if (
-          typeof m.l === "string" && (m.s === "stdout" || m.s === "stderr")
-        ) {
-          this.#options.log(task?.id, m.s, m.l);
+          typeof m.l !== "string" || (m.s !== "stdout" && m.s !== "stderr")
+        ) return;
+        const cost = lineCost(m.l);
+        const ack = () => {
+          if (!sandbox.ended) {
+            sandbox.port.postMessage({ t: "logack", n: cost });
+          }
+        };
+        // A line may come after its task ended (a marker of lines dropped):
+        // it keeps its task's id if this sandbox ran that task.
+        const id = task?.id ??
+          (typeof m.id === "number" && sandbox.recent.includes(m.id)
+            ? m.id
+            : undefined);
+        let sent: void | Promise<void> = undefined;
+        try {
+          sent = this.#options.log(id, m.s, m.l);
+        } finally {
+          if (sent) sent.then(ack, ack);
+          else ack();
         }
         return;
+      }
       case "alive":
         if (typeof m.id === "number") sandbox.answered?.(m.id);
         return;
@@ -753,6 +786,8 @@ export class SandboxManager {
     clearTimeout(task.timer);
     sandbox.tasks.delete(task.id);
     this.#byTask.delete(task.id);
+    sandbox.recent.push(task.id);
+    if (sandbox.recent.length > RECENT) sandbox.recent.shift();
     task.resolve(outcome);
     if (!sandbox.exclusive || sandbox.ended || sandbox.stopping) return;
     if (sandbox.kind === "wasm") this.#idle.get("wasm")!.push(sandbox);
