@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { z } from "zod";
+import type { z } from "npm:zod@4.6.7";
 import { ConfigError, ProvisioningError } from "../src/errors.ts";
 
 /** Options of {@linkcode HttpClient}. */
@@ -171,7 +171,7 @@ export class AmbiguousRequestError extends ProvisioningError {
  *
  * @example
  * ```ts ignore
- * import { z } from "zod";
+ * import { z } from "npm:zod@4.6.7";
  * import { HttpClient } from "./_http.ts";
  *
  * const api = new HttpClient({

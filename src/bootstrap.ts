@@ -26,9 +26,16 @@
  *
  * @module
  */
-import { buildBundle, type Bundle, bundlePath } from "./bundle.ts";
-import { moduleFiles, npmDependencies } from "./deps.ts";
-import { ConfigError, ProvisioningError } from "./errors.ts";
+import {
+  buildBundle,
+  type Bundle,
+  bundlePath,
+  codeKey,
+  type IncludedFile,
+  includedFiles,
+} from "./bundle.ts";
+import { type LibrarySource, type NodeBundle, nodeCode } from "./deps.ts";
+import { ProvisioningError } from "./errors.ts";
 import type { BootstrapPhaseName } from "./events.ts";
 import type { ResolvedImage } from "./image.ts";
 import type { Channel, Host } from "./transport.ts";
@@ -52,8 +59,12 @@ export interface BootstrapPlan {
   cacheDir?: string;
   /** The user's code bundle (see `buildBundle`). */
   code: Bundle;
-  /** The library's worker bundle (see {@linkcode libraryBundle}). */
-  lib: Bundle;
+  /**
+   * The library's worker: its bundle (see {@linkcode libraryBundle}), or the
+   * worker module's URL when the library was imported from a URL (it is then
+   * vendored with the code).
+   */
+  lib: LibrarySource;
 }
 
 /** Where things are on a host once it is ready. */
@@ -62,11 +73,17 @@ export interface BootstrapResult {
   denoPath: string;
   /** The `DENO_DIR` to run the worker with; it holds the npm packages. */
   denoDir: string;
-  /** The user's code (with the image's `includes`): the worker's working directory and `SKYWARD_CODE_DIR`. */
+  /** The user's code (with the image's `includes`): `SKYWARD_CODE_DIR`. */
   codeDir: string;
   /**
+   * The project's root in the code directory, where the image's `includes`
+   * are (`codeDir` itself unless the code reaches outside the project): the
+   * worker's working directory.
+   */
+  projectDir: string;
+  /**
    * The hash in `codeDir/.skyward-hash`, which the worker checks against the
-   * `code` of its `hello`: `plan.code.hash`. (The directory's name also
+   * `code` of its `hello`: the hash of the code as shipped (see `nodeCode`). (The directory's name also
    * covers the image's `includes`, so it differs from this when there are
    * some.)
    */
@@ -245,6 +262,28 @@ export function libraryBundle(): Promise<Bundle> {
   return buildBundle([WORKER_MAIN.href]);
 }
 
+/**
+ * The library's worker as nodes get it: its bundle when the library is on
+ * the local file system (imported by path), else the worker module's URL
+ * (the library was imported from JSR or an `https:` URL), which is then
+ * vendored with the code.
+ *
+ * @returns The bundle or the URL.
+ *
+ * @example
+ * ```ts
+ * import { librarySource } from "./bootstrap.ts";
+ *
+ * const lib = await librarySource();
+ * console.log(typeof lib === "string" ? lib : lib.root);
+ * ```
+ */
+export function librarySource(): Promise<LibrarySource> {
+  return WORKER_MAIN.protocol === "file:"
+    ? libraryBundle()
+    : Promise.resolve(WORKER_MAIN.href);
+}
+
 // ---------------------------------------------------------------------------
 // Preparing: hashes, includes
 
@@ -256,19 +295,13 @@ type OptionSpec =
   | "probeTimeoutMs"
   | "aptLockTimeoutMs";
 
-/** An include: a file on the client, uploaded into the code directory. */
-interface IncludedFile {
-  /** Its path relative to the bundle's root (and to the code directory). */
-  path: string;
-  /** Its absolute path on the client. */
-  file: string;
-  size: number;
-  mtimeMs: number;
-}
-
 interface Prepared {
   spec: Omit<BootstrapScriptSpec, OptionSpec>;
   includes: IncludedFile[];
+  /** The code as the nodes run it (see `nodeCode`). */
+  code: NodeBundle;
+  /** The library's files (none when it is vendored with the code). */
+  lib: Bundle;
 }
 
 const encoder = new TextEncoder();
@@ -283,144 +316,6 @@ async function sha256Hex(parts: Uint8Array[]): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", all);
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0"))
     .join("");
-}
-
-/**
- * A glob as a regular expression over `/`-separated relative paths: `*`
- * and `?` stay within a segment, `**` spans segments, `[...]` and `{a,b}`
- * work as in shells. A pattern without `/` matches a name at any depth
- * (like `.gitignore`); a match on a directory covers what is inside.
- */
-function globToRegExp(glob: string): RegExp {
-  let pattern = glob.replace(/^\.\//, "").replace(/^\/+/, "").replace(
-    /\/+$/,
-    "",
-  );
-  const anywhere = !pattern.includes("/");
-  let out = "";
-  let braces = 0;
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i];
-    if (c === "*") {
-      if (pattern[i + 1] === "*") {
-        const slash = pattern[i + 2] === "/";
-        out += slash ? "(?:.*/)?" : ".*";
-        i += slash ? 2 : 1;
-      } else {
-        out += "[^/]*";
-      }
-    } else if (c === "?") {
-      out += "[^/]";
-    } else if (c === "[") {
-      const end = pattern.indexOf("]", i + 1);
-      if (end < 0) {
-        out += "\\[";
-      } else {
-        const body = pattern.slice(i + 1, end).replace(/^!/, "^").replace(
-          /\\/g,
-          "\\\\",
-        );
-        out += `[${body}]`;
-        i = end;
-      }
-    } else if (c === "{") {
-      braces++;
-      out += "(?:";
-    } else if (c === "}" && braces > 0) {
-      braces--;
-      out += ")";
-    } else if (c === "," && braces > 0) {
-      out += "|";
-    } else {
-      out += c.replace(/[.+^$()|\\]/g, "\\$&");
-    }
-  }
-  pattern = out;
-  return new RegExp(
-    anywhere ? `(?:^|/)${pattern}(?:/|$)` : `^${pattern}(?:/|$)`,
-  );
-}
-
-async function walk(
-  dir: string,
-  prefix: string,
-  skip: (path: string) => boolean,
-  out: string[],
-): Promise<void> {
-  const entries: Deno.DirEntry[] = [];
-  for await (const entry of Deno.readDir(dir)) entries.push(entry);
-  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  for (const entry of entries) {
-    const path = `${prefix}${entry.name}`;
-    if (skip(path)) continue;
-    const full = `${dir}/${entry.name}`;
-    const info = entry.isSymlink ? await Deno.stat(full) : entry;
-    if (info.isDirectory) await walk(full, `${path}/`, skip, out);
-    else if (info.isFile) out.push(path);
-  }
-}
-
-/**
- * The image's `includes`, less its `excludes`, as files relative to the
- * bundle's root. They are identified by path, size and modification time,
- * not read: a large data set costs a `stat` per file on a ready host, and is
- * streamed when it is uploaded.
- */
-async function includedFiles(
-  code: Bundle,
-  includes: readonly string[],
-  excludes: readonly string[],
-): Promise<IncludedFile[]> {
-  if (includes.length === 0) return [];
-  const patterns = excludes.map(globToRegExp);
-  const excluded = (path: string) => patterns.some((p) => p.test(path));
-  const paths = new Set<string>();
-  const root = code.root === "/" ? "" : code.root;
-  for (const include of includes) {
-    let relative = include.startsWith("/")
-      ? (include === code.root || include.startsWith(`${root}/`)
-        ? include.slice(root.length + 1)
-        : undefined)
-      : include;
-    relative = relative?.replace(/^\.\/+/, "").replace(/\/+$/, "");
-    if (
-      relative === undefined ||
-      relative.split("/").some((s) => s === "..")
-    ) {
-      throw new ConfigError(
-        `Cannot ship include '${include}': includes must be inside the project (${code.root})`,
-      );
-    }
-    const full = relative ? `${root}/${relative}` : code.root;
-    let info: Deno.FileInfo;
-    try {
-      info = await Deno.stat(full);
-    } catch {
-      throw new ConfigError(
-        `Cannot ship include '${include}': ${full} does not exist`,
-      );
-    }
-    if (info.isDirectory) {
-      const found: string[] = [];
-      await walk(full, relative ? `${relative}/` : "", excluded, found);
-      for (const path of found) paths.add(path);
-    } else if (!excluded(relative)) {
-      paths.add(relative);
-    }
-  }
-  const inBundle = new Set(code.files.map((f) => f.path));
-  return await Promise.all(
-    [...paths].filter((p) => !inBundle.has(p)).sort().map(async (path) => {
-      const file = `${root}/${path}`;
-      const info = await Deno.stat(file);
-      return {
-        path,
-        file,
-        size: info.size,
-        mtimeMs: info.mtime?.getTime() ?? 0,
-      };
-    }),
-  );
 }
 
 /** The client's `NPM_CONFIG_REGISTRY`, when set and readable. */
@@ -499,7 +394,18 @@ function checkPlan(plan: BootstrapPlan): void {
   }
   for (const name of ["code", "lib"] as const) {
     const bundle = plan[name];
+    if (name === "lib" && typeof bundle === "string") {
+      if (!/^(?:https?|file):\/\/[^\s'"\\]+$/.test(bundle)) {
+        fail(
+          `'lib' must be a bundle or the worker's URL, got ${
+            JSON.stringify(bundle)
+          }`,
+        );
+      }
+      continue;
+    }
     if (
+      typeof bundle === "string" ||
       !bundle || typeof bundle.hash !== "string" || !Array.isArray(bundle.files)
     ) {
       fail(`'${name}' must be a bundle made with buildBundle()`);
@@ -510,34 +416,41 @@ function checkPlan(plan: BootstrapPlan): void {
 const prepared = new WeakMap<BootstrapPlan, Promise<Prepared>>();
 
 async function prepare(plan: BootstrapPlan): Promise<Prepared> {
-  const { image, code, lib } = plan;
+  const { image } = plan;
+  const code = await nodeCode(plan.code, plan.lib, image.imports);
+  const lib: Bundle = typeof plan.lib === "string"
+    ? {
+      root: "",
+      rootUrl: plan.lib,
+      hash: (await sha256Hex([encoder.encode(`url\0${plan.lib}`)])).slice(
+        0,
+        32,
+      ),
+      files: [],
+    }
+    : plan.lib;
   const includes = await includedFiles(code, image.includes, image.excludes);
-  const codeKey = includes.length === 0 ? code.hash : (await sha256Hex([
-    encoder.encode(
-      [code.hash, ...includes.map((f) => `${f.path}\0${f.size}\0${f.mtimeMs}`)]
-        .join("\0\0"),
-    ),
-  ])).slice(0, 32);
+  const key = await codeKey(code, includes);
   const envEntries = Object.entries(image.env).sort(([a], [b]) =>
     a < b ? -1 : a > b ? 1 : 0
   );
   const envHash = (await sha256Hex([
     encoder.encode(JSON.stringify(envEntries)),
   ])).slice(0, 32);
-  const workerEntry = bundlePath(lib, WORKER_MAIN.href) ??
-    lib.files.find((f) => f.path.endsWith("worker/main.ts"))?.path;
+  const workerEntry = typeof plan.lib === "string"
+    ? plan.lib
+    : bundlePath(lib, WORKER_MAIN.href) ??
+      lib.files.find((f) => f.path.endsWith("worker/main.ts"))?.path;
   if (!workerEntry) {
     throw new TypeError(
       `Cannot bootstrap: the library bundle (root ${lib.root}) holds no worker/main.ts`,
     );
   }
-  const config = code.config
-    ? { in: "code" as const, path: code.config }
-    : lib.config
-    ? { in: "lib" as const, path: lib.config }
-    : undefined;
+  const config = { in: "code" as const, path: code.node.config };
   return {
     includes,
+    code,
+    lib,
     spec: {
       cacheDir: plan.cacheDir ?? "$HOME/.cache/skyward",
       denoVersion: plan.denoVersion,
@@ -546,7 +459,7 @@ async function prepare(plan: BootstrapPlan): Promise<Prepared> {
       env: image.env,
       envHash,
       codeHash: code.hash,
-      codeKey,
+      codeKey: key,
       libHash: lib.hash,
       // The package set follows from the graphs, configuration and lockfile:
       // from the bundles, whose hashes cover them all.
@@ -555,7 +468,7 @@ async function prepare(plan: BootstrapPlan): Promise<Prepared> {
       ])).slice(0, 32),
       config,
       workerEntry,
-      codeModules: moduleFiles(code),
+      codeModules: code.node.entries,
     },
   };
 }
@@ -924,7 +837,9 @@ export function bootstrapScript(spec: BootstrapScriptSpec): string {
     ? `--config ${dir(spec.config.in)}/${q(spec.config.path)} `
     : "";
   const entries = [
-    `"$LIB"/${q(spec.workerEntry)}`,
+    /^[a-z]+:\/\//.test(spec.workerEntry)
+      ? q(spec.workerEntry)
+      : `"$LIB"/${q(spec.workerEntry)}`,
     ...spec.codeModules.map((m) => `"$CODE"/${q(m)}`),
   ].join(" \\\n    ");
   const seconds = (ms: number) => Math.max(1, Math.ceil(ms / 1000));
@@ -962,7 +877,7 @@ export function bootstrapScript(spec: BootstrapScriptSpec): string {
     "    DENO_NO_UPDATE_CHECK=1",
     "    export DENO_DIR DENO_NO_UPDATE_CHECK",
     '    if [ -n "$NPM_REG" ]; then NPM_CONFIG_REGISTRY=$NPM_REG; export NPM_CONFIG_REGISTRY; fi',
-    `    exec "$DENO" install --entrypoint --quiet "$@" ${config}\\`,
+    `    exec "$DENO" install --entrypoint --quiet --frozen --allow-import "$@" ${config}\\`,
     `    ${entries}`,
     '  ) </dev/null >>"$LOG" 2>&1 9>&-',
     "}",
@@ -1193,7 +1108,7 @@ export async function bootstrap(
       );
     }
     if (message.what === "deps-list") {
-      const { packages } = await npmDependencies([plan.code, plan.lib]);
+      const packages = ready.code.node.packages;
       await reply(packages.map((p) => `${p.cachePath}\n`).join(""));
       return;
     }
@@ -1212,19 +1127,17 @@ export async function bootstrap(
       }
       entries.push({ path: "deno", file: Deno.execPath(), mode: 0o755 });
     } else if (message.what === "code") {
-      // Lockfiles go pruned to the packages the code uses (see deps.ts).
-      const { lockfiles } = await npmDependencies([plan.code, plan.lib]);
+      // The code goes as the nodes run it, lockfile pruned (see deps.ts).
       for (
         const [name, bundle, hash] of [
-          ["code", plan.code, spec.codeHash],
-          ["lib", plan.lib, spec.libHash],
+          ["code", ready.code, spec.codeHash],
+          ["lib", ready.lib, spec.libHash],
         ] as const
       ) {
         if (!message[name]) continue;
-        const lock = lockfiles.get(bundle.hash);
+        if (name === "lib") entries.push({ path: "lib", type: "directory" });
         for (const f of bundle.files) {
-          const data = f.path === lock?.path ? lock.data : f.data;
-          entries.push({ path: `${name}/${f.path}`, data });
+          entries.push({ path: `${name}/${f.path}`, data: f.data });
         }
         if (name === "code") {
           for (const f of ready.includes) {
@@ -1237,7 +1150,7 @@ export async function bootstrap(
         });
       }
     } else if (message.what === "deps") {
-      const { packages } = await npmDependencies([plan.code, plan.lib]);
+      const packages = ready.code.node.packages;
       const byPath = new Map(packages.map((p) => [p.cachePath, p]));
       const registries = new Set<string>();
       for (const path of message.packages ?? []) {
@@ -1363,15 +1276,19 @@ export async function bootstrap(
   }
 
   const codeDir = `${cache}/code/${spec.codeKey}`;
+  const project = ready.code.project;
   const libDir = `${cache}/lib/${spec.libHash}`;
   const denoDir = `${cache}/deno_dir`;
   return {
     denoPath: `${cache}/deno/${spec.denoVersion}/deno`,
     denoDir,
     codeDir,
+    projectDir: project ? `${codeDir}/${project}` : codeDir,
     codeHash: spec.codeHash,
     libDir,
-    workerEntry: `${libDir}/${spec.workerEntry}`,
+    workerEntry: /^[a-z]+:\/\//.test(spec.workerEntry)
+      ? spec.workerEntry
+      : `${libDir}/${spec.workerEntry}`,
     configPath: spec.config
       ? `${spec.config.in === "code" ? codeDir : libDir}/${spec.config.path}`
       : undefined,
@@ -1380,6 +1297,9 @@ export async function bootstrap(
       DENO_DIR: denoDir,
       DENO_NO_UPDATE_CHECK: "1",
       SKYWARD_CODE_DIR: codeDir,
+      ...(ready.code.node.importHosts.length
+        ? { SKYWARD_IMPORT_HOSTS: ready.code.node.importHosts.join(",") }
+        : {}),
       ...(spec.npmConfigRegistry
         ? { NPM_CONFIG_REGISTRY: spec.npmConfigRegistry }
         : {}),

@@ -27,6 +27,12 @@ export interface Bundle {
   files: BundleFile[];
   /** Whether the bundle carries a Deno configuration file, and its path. */
   config?: string;
+  /**
+   * The project's root, relative to `root` (`""` when they are the same): the
+   * directory of the Deno configuration in use, else the first module's
+   * directory. The image's `includes` are relative to it.
+   */
+  project?: string;
 }
 
 const CONFIG_NAMES = ["deno.json", "deno.jsonc"];
@@ -131,6 +137,7 @@ export function buildBundle(roots: string[]): Promise<Bundle> {
         bundle.root,
         bundle.files.map((f) => f.path),
         bundle.config,
+        bundle.project,
       );
       if (fresh.hash === bundle.hash) return bundle;
       cache.delete(key);
@@ -155,7 +162,12 @@ async function build(roots: string[]): Promise<Bundle> {
     }
   }
   const first = dirname(fromFileUrl(roots[0]));
-  const projectDir = findConfigDir(first) ?? first;
+  // The project: the directory of the Deno configuration in use, else the
+  // entry module's directory.
+  const main = Deno.mainModule.startsWith("file:")
+    ? dirname(fromFileUrl(Deno.mainModule))
+    : undefined;
+  const projectDir = findConfigDir(first) ?? main ?? first;
   const graphs = await Promise.all(
     roots.map((root) => moduleGraph(root, projectDir)),
   );
@@ -169,13 +181,14 @@ async function build(roots: string[]): Promise<Bundle> {
     }
   }
   const root = commonDir([...files, `${projectDir}/.`]);
-  const relative = [...files].map((f) =>
-    f.slice(root === "/" ? 1 : root.length + 1)
-  ).sort();
+  const inside = (path: string) =>
+    path.slice(root === "/" ? 1 : root.length + 1);
+  const relative = [...files].map(inside).sort();
   return await hashFiles(
     root,
     relative,
-    config && config.slice(root.length + 1),
+    config && inside(config),
+    projectDir === root ? "" : inside(projectDir),
   );
 }
 
@@ -183,6 +196,7 @@ async function hashFiles(
   root: string,
   paths: string[],
   config?: string,
+  project?: string,
 ): Promise<Bundle> {
   const encoder = new TextEncoder();
   const files: BundleFile[] = await Promise.all(
@@ -212,6 +226,7 @@ async function hashFiles(
     hash: (await sha256(all)).slice(0, 32),
     files,
     config,
+    project,
   };
 }
 
@@ -229,4 +244,210 @@ export function bundlePath(
   if (!moduleUrl.startsWith(bundle.rootUrl)) return undefined;
   const path = decodeURIComponent(moduleUrl.slice(bundle.rootUrl.length));
   return bundle.files.some((f) => f.path === path) ? path : undefined;
+}
+
+/** An include: a file on the client, uploaded into the code directory. */
+export interface IncludedFile {
+  /** Its path relative to the bundle's root (and to the code directory). */
+  path: string;
+  /** Its absolute path on the client. */
+  file: string;
+  size: number;
+  mtimeMs: number;
+}
+
+/**
+ * A glob as a regular expression over `/`-separated relative paths: `*`
+ * and `?` stay within a segment, `**` spans segments, `[...]` and `{a,b}`
+ * work as in shells. A pattern without `/` matches a name at any depth
+ * (like `.gitignore`); a match on a directory covers what is inside.
+ */
+function globToRegExp(glob: string): RegExp {
+  let pattern = glob.replace(/^\.\//, "").replace(/^\/+/, "").replace(
+    /\/+$/,
+    "",
+  );
+  const anywhere = !pattern.includes("/");
+  let out = "";
+  let braces = 0;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === "*") {
+      if (pattern[i + 1] === "*") {
+        const slash = pattern[i + 2] === "/";
+        out += slash ? "(?:.*/)?" : ".*";
+        i += slash ? 2 : 1;
+      } else {
+        out += "[^/]*";
+      }
+    } else if (c === "?") {
+      out += "[^/]";
+    } else if (c === "[") {
+      const end = pattern.indexOf("]", i + 1);
+      if (end < 0) {
+        out += "\\[";
+      } else {
+        const body = pattern.slice(i + 1, end).replace(/^!/, "^").replace(
+          /\\/g,
+          "\\\\",
+        );
+        out += `[${body}]`;
+        i = end;
+      }
+    } else if (c === "{") {
+      braces++;
+      out += "(?:";
+    } else if (c === "}" && braces > 0) {
+      braces--;
+      out += ")";
+    } else if (c === "," && braces > 0) {
+      out += "|";
+    } else {
+      out += c.replace(/[.+^$()|\\]/g, "\\$&");
+    }
+  }
+  pattern = out;
+  return new RegExp(
+    anywhere ? `(?:^|/)${pattern}(?:/|$)` : `^${pattern}(?:/|$)`,
+  );
+}
+
+async function walk(
+  dir: string,
+  prefix: string,
+  skip: (path: string) => boolean,
+  out: string[],
+): Promise<void> {
+  const entries: Deno.DirEntry[] = [];
+  for await (const entry of Deno.readDir(dir)) entries.push(entry);
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const entry of entries) {
+    const path = `${prefix}${entry.name}`;
+    if (skip(path)) continue;
+    const full = `${dir}/${entry.name}`;
+    const info = entry.isSymlink ? await Deno.stat(full) : entry;
+    if (info.isDirectory) await walk(full, `${path}/`, skip, out);
+    else if (info.isFile) out.push(path);
+  }
+}
+
+/**
+ * The image's `includes`, less its `excludes`, as files relative to the
+ * bundle's root. Both are relative to the project's root (the directory of
+ * the Deno configuration in use, else the entry module's): an include is a
+ * file or a directory there, an exclude a glob over paths there. Files are
+ * identified by path, size and modification time, not read: a large data
+ * set costs a `stat` per file on a ready host, and is streamed when it is
+ * uploaded.
+ *
+ * @param code The bundle the files go with.
+ * @param includes Paths of files or directories, relative to the project's root (or absolute, inside it).
+ * @param excludes Glob patterns of paths to leave out.
+ * @returns The files, sorted, without those already in the bundle.
+ * @throws {ConfigError} When an include is outside the project or does not exist.
+ *
+ * @example
+ * ```ts
+ * import { buildBundle, includedFiles } from "./bundle.ts";
+ *
+ * const bundle = await buildBundle([new URL("../examples/hello.ts", import.meta.url).href]);
+ * const files = await includedFiles(bundle, ["README.md"], []);
+ * console.log(files.map((f) => f.path)); // ["README.md"]
+ * ```
+ */
+export async function includedFiles(
+  code: Bundle,
+  includes: readonly string[],
+  excludes: readonly string[],
+): Promise<IncludedFile[]> {
+  if (includes.length === 0) return [];
+  const patterns = excludes.map(globToRegExp);
+  const excluded = (path: string) => patterns.some((p) => p.test(path));
+  const paths = new Set<string>();
+  const root = code.root === "/" ? "" : code.root;
+  const prefix = code.project ? `${code.project}/` : "";
+  const project = `${root}/${code.project ?? ""}`.replace(/\/+$/, "") || "/";
+  const inProject = project === "/" ? "" : project;
+  for (const include of includes) {
+    if (typeof include !== "string" || include === "") {
+      throw new ConfigError(
+        `Cannot ship include ${
+          JSON.stringify(include)
+        }: it must be a path relative to the project (${project})`,
+      );
+    }
+    let relative = include.startsWith("/")
+      ? (include === project || include.startsWith(`${inProject}/`)
+        ? include.slice(inProject.length + 1)
+        : undefined)
+      : include;
+    relative = relative?.replace(/^(?:\.\/+)+/, "").replace(/\/+$/, "");
+    if (relative === ".") relative = "";
+    if (
+      relative === undefined ||
+      relative.split("/").some((s) => s === "..")
+    ) {
+      throw new ConfigError(
+        `Cannot ship include '${include}': includes must be inside the project (${project})`,
+      );
+    }
+    const full = relative ? `${inProject}/${relative}` : project;
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(full);
+    } catch {
+      throw new ConfigError(
+        `Cannot ship include '${include}': ${full} does not exist (includes are relative to the project's root, ${project})`,
+      );
+    }
+    if (info.isDirectory) {
+      const found: string[] = [];
+      await walk(full, relative ? `${relative}/` : "", excluded, found);
+      for (const path of found) paths.add(path);
+    } else if (!excluded(relative)) {
+      paths.add(relative);
+    }
+  }
+  const inBundle = new Set(code.files.map((f) => f.path));
+  return await Promise.all(
+    [...paths].map((p) => `${prefix}${p}`).filter((p) => !inBundle.has(p))
+      .sort().map(async (path) => {
+        const file = `${root}/${path}`;
+        const info = await Deno.stat(file);
+        return {
+          path,
+          file,
+          size: info.size,
+          mtimeMs: info.mtime?.getTime() ?? 0,
+        };
+      }),
+  );
+}
+
+/**
+ * The name of a code directory on a node: the bundle's hash, or with
+ * includes a hash of it and of the included files' paths, sizes and times.
+ *
+ * @param bundle The bundle.
+ * @param includes Its includes (see {@linkcode includedFiles}).
+ * @returns 32 hex characters.
+ *
+ * @example
+ * ```ts
+ * import { codeKey } from "./bundle.ts";
+ *
+ * const bundle = { root: "/p", rootUrl: "file:///p/", hash: "ab12", files: [] };
+ * console.log(await codeKey(bundle, [])); // "ab12"
+ * ```
+ */
+export async function codeKey(
+  bundle: Bundle,
+  includes: readonly IncludedFile[],
+): Promise<string> {
+  if (includes.length === 0) return bundle.hash;
+  const text = [
+    bundle.hash,
+    ...includes.map((f) => `${f.path}\0${f.size}\0${f.mtimeMs}`),
+  ].join("\0\0");
+  return (await sha256(new TextEncoder().encode(text))).slice(0, 32);
 }

@@ -71,7 +71,7 @@ import {
   Encoder,
   ExtData,
   type ExtensionCodecType,
-} from "@msgpack/msgpack";
+} from "npm:@msgpack/msgpack@3.1.3";
 import { ProtocolError, SerializationError } from "./errors.ts";
 
 /** An error as it crosses the wire: plain data that {@linkcode encode} always accepts. */

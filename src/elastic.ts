@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "npm:zod@4.6.7";
 
 /**
  * How many nodes a pool has. A pool whose `max` exceeds its `min` is

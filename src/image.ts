@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "npm:zod@4.6.7";
 import { ConfigError } from "./errors.ts";
 import { checkPermissions, type Permissions } from "./sandbox.ts";
 

@@ -6,7 +6,7 @@
  * other library's logs:
  *
  * ```ts ignore
- * import { configure, getConsoleSink } from "@logtape/logtape";
+ * import { configure, getConsoleSink } from "npm:@logtape/logtape@2.4.2";
  *
  * await configure({
  *   sinks: { console: getConsoleSink() },
@@ -39,7 +39,7 @@ import {
   type Logger,
   type LogLevel,
   type LogRecord,
-} from "@logtape/logtape";
+} from "npm:@logtape/logtape@2.4.2";
 import { escapeControls } from "./output.ts";
 
 /** The environment variable of the quick switch. */

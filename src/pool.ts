@@ -5,9 +5,16 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "npm:zod@4.6.7";
 import type { Accelerator } from "./accelerators.ts";
-import { buildBundle, type Bundle, bundlePath } from "./bundle.ts";
+import {
+  buildBundle,
+  bundlePath,
+  codeKey,
+  type IncludedFile,
+  includedFiles,
+} from "./bundle.ts";
+import { type NodeBundle, nodeCode } from "./deps.ts";
 import { decode, encode } from "./codec.ts";
 import {
   type Compute,
@@ -33,7 +40,7 @@ import {
   TaskCancelledError,
   TaskTimeoutError,
 } from "./errors.ts";
-import { bootstrap, type BootstrapPlan, libraryBundle } from "./bootstrap.ts";
+import { bootstrap, type BootstrapPlan, librarySource } from "./bootstrap.ts";
 import {
   type NodesOptions,
   nodesSchema,
@@ -425,7 +432,6 @@ async function* iterateResult<T>(
 export interface MapResults<R> extends AsyncIterable<R>, PromiseLike<R[]> {}
 
 const WORKER_MAIN = new URL("../worker/main.ts", import.meta.url);
-const LIBRARY_CONFIG = new URL("../deno.json", import.meta.url);
 const HISTORY_LIMIT = 1_000;
 /** Worker restarts a node gets before it is given up. */
 const MAX_RESTARTS = 3;
@@ -464,7 +470,10 @@ export class ComputePool implements AsyncDisposable {
   #history: PoolEvent[] = [];
   #subscribers = new Set<(e: PoolEvent | null) => void>();
   #startedAt = Date.now();
-  #bundle!: Bundle;
+  /** The code as the nodes run it (see `nodeCode`). */
+  #bundle!: NodeBundle;
+  /** The image's `includes`, found at start. */
+  #includes: IncludedFile[] = [];
   #cluster: unknown;
   #prepared = false;
   #instances = new Map<string, Instance>();
@@ -708,8 +717,18 @@ export class ComputePool implements AsyncDisposable {
     roots: string[],
     wanted: number,
   ): Promise<void> {
+    const image = this.#options.image ?? Image();
     const [bundle, candidates] = await Promise.all([
-      buildBundle(roots),
+      buildBundle(roots).then(async (code) => {
+        // A missing include is the same error on every provider, before
+        // anything is launched.
+        this.#includes = await includedFiles(
+          code,
+          image.includes,
+          image.excludes,
+        );
+        return nodeCode(code, await librarySource(), image.imports);
+      }),
       rankOffers(requests, this.#options.selection),
     ]);
     this.#bundle = bundle;
@@ -1092,42 +1111,55 @@ export class ComputePool implements AsyncDisposable {
         `Cannot install apt packages on ${this.provider.name} nodes: they are processes on this machine`,
       );
     }
-    const codeDir = `${dir}/code/${this.#bundle.hash}`;
+    const bundle = this.#bundle;
+    const includes = this.#includes;
+    // Named by the code's hash and the includes' paths, sizes and times.
+    const key = await codeKey(bundle, includes);
+    const codeDir = `${dir}/code/${key}`;
     const started = Date.now();
     this.#phase(index, "code", "started", started);
     const present = await host.exists(codeDir);
     if (!present) {
       await host.writeTree(codeDir, [
-        ...this.#bundle.files,
+        ...bundle.files,
+        ...await Promise.all(includes.map(async (f) => ({
+          path: f.path,
+          data: await Deno.readFile(f.file),
+        }))),
         {
           path: ".skyward-hash",
-          data: new TextEncoder().encode(this.#bundle.hash),
+          data: new TextEncoder().encode(bundle.hash),
         },
       ]);
     }
     this.#phase(index, "code", present ? "skipped" : "completed", started);
-    const config = this.#bundle.config
-      ? `${codeDir}/${this.#bundle.config}`
-      : WORKER_MAIN.protocol === "file:"
-      ? decodeURIComponent(LIBRARY_CONFIG.pathname)
-      : undefined;
+    // The node runs from the client's Deno cache, which the code's
+    // dependencies were resolved into, with the code's lockfile frozen: a
+    // task cannot fetch a package or rewrite the lockfile (see deps.ts).
     return {
       argv: workerArgv(
         Deno.execPath(),
-        config,
+        `${codeDir}/${bundle.node.config}`,
         WORKER_MAIN.protocol === "file:"
           ? decodeURIComponent(WORKER_MAIN.pathname)
           : WORKER_MAIN.href,
+        ["--cached-only", "--frozen"],
       ),
-      cwd: codeDir,
-      env: { ...this.#options.image?.env, SKYWARD_CODE_DIR: codeDir },
+      cwd: bundle.project ? `${codeDir}/${bundle.project}` : codeDir,
+      env: {
+        ...this.#options.image?.env,
+        SKYWARD_CODE_DIR: codeDir,
+        ...(bundle.node.importHosts.length
+          ? { SKYWARD_IMPORT_HOSTS: bundle.node.importHosts.join(",") }
+          : {}),
+      },
     };
   }
 
   /** Runs the bootstrap script on a remote node. */
   async #bootstrapRemote(index: number, host: Host): Promise<WorkerLaunch> {
     // One plan for every node: the bootstrap caches its preparation per plan.
-    this.#plan ??= libraryBundle().then((lib) => ({
+    this.#plan ??= librarySource().then((lib) => ({
       image: this.#options.image ?? Image(),
       denoVersion: Deno.version.deno,
       code: this.#bundle,
@@ -1145,8 +1177,9 @@ export class ComputePool implements AsyncDisposable {
     return {
       argv: workerArgv(result.denoPath, result.configPath, result.workerEntry, [
         "--cached-only",
+        "--frozen",
       ]),
-      cwd: result.codeDir,
+      cwd: result.projectDir,
       env: { ...result.env },
     };
   }

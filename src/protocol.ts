@@ -10,8 +10,8 @@
  * @module
  */
 import { setImmediate } from "node:timers";
-import { Decoder, Encoder } from "@msgpack/msgpack";
-import { z } from "zod";
+import { Decoder, Encoder } from "npm:@msgpack/msgpack@3.1.3";
+import { z } from "npm:zod@4.6.7";
 import { ProtocolError } from "./errors.ts";
 
 /** The protocol's version; the handshake refuses a worker speaking another. */

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "npm:zod@4.6.7";
 import { type Accelerator, resolveAccelerator } from "./accelerators.ts";
 import { ConfigError, NoOffersError } from "./errors.ts";
 import type { ClusterSpec, Offer, Provider } from "./provider.ts";

@@ -23,14 +23,14 @@
 import { Buffer } from "node:buffer";
 import { connect as netConnect, type Socket } from "node:net";
 import type { Readable } from "node:stream";
-// @ts-types="@types/ssh2"
+// @ts-types="npm:@types/ssh2@1.15.6"
 import {
   Client,
   type ClientChannel,
   type ConnectConfig,
   type SFTPWrapper,
   utils,
-} from "ssh2";
+} from "npm:ssh2@1.17.0";
 import { logger } from "./log.ts";
 import {
   type HostKey,

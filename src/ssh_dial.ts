@@ -6,8 +6,8 @@
  * @module
  */
 import type { Endpoint } from "./provider.ts";
-// @ts-types="@types/ssh2"
-import { utils } from "ssh2";
+// @ts-types="npm:@types/ssh2@1.15.6"
+import { utils } from "npm:ssh2@1.17.0";
 import { SshConnection } from "./ssh.ts";
 import { SshHost } from "./ssh_host.ts";
 import type { Host, SshTransport } from "./transport.ts";

@@ -19,6 +19,7 @@ import {
   libraryBundle,
 } from "../src/bootstrap.ts";
 import { buildBundle } from "../src/bundle.ts";
+import { nodeCode } from "../src/deps.ts";
 import { decode, encode } from "../src/codec.ts";
 import { Image, type ImageOptions } from "../src/image.ts";
 import { sandboxSpecOf } from "../src/sandbox.ts";
@@ -313,12 +314,14 @@ Deno.test({
         "nested\n",
       );
       await assert.rejects(() => Deno.stat(`${data}/nested/scratch.tmp`));
-      // The includes change the directory, not the hash the worker checks.
-      assert.equal(r.codeHash, p.code.hash);
-      assert.notEqual(r.codeDir.split("/").pop(), p.code.hash);
+      // The includes change the directory, not the hash the worker checks:
+      // that of the code as shipped.
+      const shipped = await nodeCode(p.code, p.lib, p.image.imports);
+      assert.equal(r.codeHash, shipped.hash);
+      assert.notEqual(r.codeDir.split("/").pop(), shipped.hash);
       assert.equal(
         await Deno.readTextFile(`${r.codeDir}/.skyward-hash`),
-        p.code.hash,
+        shipped.hash,
       );
       // The environment file a login shell can source.
       const [envFile] = [...Deno.readDirSync(`${dir}/cache/env`)];

@@ -18,6 +18,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { format } from "node:util";
 import { workerData } from "node:worker_threads";
 import { encode, toWireError } from "../src/codec.ts";
+import { explainImport } from "./_imports.ts";
 import { SerializationError } from "../src/errors.ts";
 import { type InstanceInfo, setInstanceInfo } from "../src/instance.ts";
 import { capLine, droppedLines, lineCost } from "../src/output.ts";
@@ -192,6 +193,7 @@ const NOT_CAPABLE =
  */
 export function wireError(error: unknown): ArrayBuffer {
   const wire = toWireError(error);
+  wire.message = explainImport(wire.message) ?? wire.message;
   if (wire.name === "TypeError" && NOT_CAPABLE.test(wire.message)) {
     wire.name = "NotCapable";
   }

@@ -8,7 +8,7 @@
  *
  * Messages from the worker process:
  * - `{ t: "spawn", sid, entry, data, port, heapMb }`: start `entry` (a file
- *   path) with `data` and `port` as its `workerData`;
+ *   path, or a `data:` URL) with `data` and `port` as its `workerData`;
  * - `{ t: "kill", sid }`: stop it.
  *
  * Messages to the worker process: `{ t: "thread", sid, thread }` (its
@@ -38,7 +38,11 @@ function spawn(message: Spawn): void {
   let error: string | undefined;
   let worker: Worker;
   try {
-    worker = new Worker(message.entry, {
+    // A `data:` entry (the library was imported from a URL) goes as a URL.
+    const entry = message.entry.startsWith("data:")
+      ? new URL(message.entry)
+      : message.entry;
+    worker = new Worker(entry, {
       workerData: { ...message.data, port: message.port },
       // deno-lint-ignore no-explicit-any
       transferList: [message.port as any],

@@ -27,6 +27,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { format } from "node:util";
 import { decode, encode, toWireError } from "../src/codec.ts";
+import { explainImport } from "./_imports.ts";
 import { lookupCompute } from "../src/compute.ts";
 import {
   ProtocolError,
@@ -360,7 +361,9 @@ function fail(id: number, error: unknown): void {
   }
   let bytes: Uint8Array;
   try {
-    bytes = encode(toWireError(error), "error");
+    const wire = toWireError(error);
+    wire.message = explainImport(wire.message) ?? wire.message;
+    bytes = encode(wire, "error");
   } catch {
     bytes = encode(
       toWireError(

@@ -115,7 +115,17 @@ const DEFAULT_IMPORT_HOSTS = [
   "cdn.jsdelivr.net:443",
   "raw.githubusercontent.com:443",
   "gist.githubusercontent.com:443",
+  // Those of the remote modules shipped (vendored) with the code.
+  ...(envOf("SKYWARD_IMPORT_HOSTS") ?? "").split(",").filter(Boolean),
 ];
+
+function envOf(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
 
 const WASM_HEAP_MB = 256;
 /** How long a sandbox may take to stop once terminated. */
@@ -142,16 +152,32 @@ function filePath(url: URL): string {
   return decodeURIComponent(url.pathname);
 }
 
+/**
+ * A sandbox's entry for a Node worker thread: its file, or when the library
+ * was imported from a URL (and is vendored with the code), a `data:` module
+ * importing that URL.
+ */
+function entryOf(name: string): string {
+  const url = new URL(name, import.meta.url);
+  return url.protocol === "file:"
+    ? filePath(url)
+    : `data:application/javascript,${
+      encodeURIComponent(`import ${JSON.stringify(url.href)};`)
+    }`;
+}
+
 const ENTRY = {
-  deno: filePath(new URL("./_sandbox_entry.ts", import.meta.url)),
-  wasm: filePath(new URL("./_wasm_entry.ts", import.meta.url)),
+  deno: entryOf("./_sandbox_entry.ts"),
+  wasm: entryOf("./_wasm_entry.ts"),
 };
 const HOST = new URL("./_sandbox_host.ts", import.meta.url);
 /** The library's modules a sandbox loads: its entry and what it imports. */
-const LIBRARY = [
-  filePath(new URL("./", import.meta.url)).replace(/\/$/, ""),
-  filePath(new URL("../src", import.meta.url)),
-];
+const LIBRARY = new URL(import.meta.url).protocol === "file:"
+  ? [
+    filePath(new URL("./", import.meta.url)).replace(/\/$/, ""),
+    filePath(new URL("../src", import.meta.url)),
+  ]
+  : [];
 
 /**
  * Names the sandbox entries with literal imports, so that the library

@@ -25,10 +25,10 @@ import {
   type QuickJSHandle,
   type QuickJSWASMModule,
   shouldInterruptAfterDeadline,
-} from "quickjs-emscripten-core";
-import variant from "@jitl/quickjs-singlefile-mjs-release-sync";
-import * as acorn from "acorn";
-import findGlobals from "acorn-globals";
+} from "npm:quickjs-emscripten-core@0.32.0";
+import variant from "npm:@jitl/quickjs-singlefile-mjs-release-sync@0.32.0";
+import * as acorn from "npm:acorn@8.19.0";
+import findGlobals from "npm:acorn-globals@7.0.1";
 
 /** The memory limit of a QuickJS call when the compute sets none (64 MiB). */
 export const DEFAULT_JS_MEMORY = 64 * 1024 * 1024;

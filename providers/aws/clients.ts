@@ -6,12 +6,12 @@
  *
  * @module
  */
-import * as ec2Sdk from "@aws-sdk/client-ec2";
+import * as ec2Sdk from "npm:@aws-sdk/client-ec2@3.1169.0";
 import { ConfigError, ProvisioningError } from "../../src/errors.ts";
 import { awsError, regionFrom, type ResolvedAwsOptions } from "./config.ts";
 
 type Ec2Module = typeof ec2Sdk;
-type SsmModule = typeof import("@aws-sdk/client-ssm");
+type SsmModule = typeof import("npm:@aws-sdk/client-ssm@3.1169.0");
 
 /** The SDK clients of one region. */
 export interface AwsClients {
@@ -77,7 +77,7 @@ export async function awsClients(
       }
     },
     async parameter(name: string): Promise<string> {
-      ssm ??= import("@aws-sdk/client-ssm").then((module) => ({
+      ssm ??= import("npm:@aws-sdk/client-ssm@3.1169.0").then((module) => ({
         module,
         client: new module.SSMClient({ ...common, region }),
       }));

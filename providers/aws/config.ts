@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "npm:zod@4.6.7";
 import { ConfigError, ProvisioningError } from "../../src/errors.ts";
 import type { ClusterSpec, Offer } from "../../src/provider.ts";
 

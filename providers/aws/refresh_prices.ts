@@ -115,7 +115,7 @@ if (import.meta.main) {
     ...Object.values(CPU_FAMILIES).flat(),
   ]);
   const { PricingClient, GetProductsCommand } = await import(
-    "@aws-sdk/client-pricing"
+    "npm:@aws-sdk/client-pricing@3.1133.0"
   );
   // The Price List API lives in us-east-1 (and a few others), whatever region is priced.
   const client = new PricingClient({

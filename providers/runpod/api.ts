@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "npm:zod@4.6.7";
 import { ConfigError, ProvisioningError } from "../../src/errors.ts";
 import { HttpClient } from "../_http.ts";
 

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "npm:zod@4.6.7";
 import { ConfigError } from "../../src/errors.ts";
 import { RUNPOD_BASE_URL, RUNPOD_CREDENTIALS_HINT } from "./api.ts";
 

@@ -29,7 +29,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "npm:zod@4.6.7";
 import { describeAccelerator } from "../../src/accelerators.ts";
 import { ConfigError, NoOffersError } from "../../src/errors.ts";
 import { logger } from "../../src/log.ts";

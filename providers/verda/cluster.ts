@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "npm:zod@4.6.7";
 import { NoOffersError, ProvisioningError } from "../../src/errors.ts";
 import { logger } from "../../src/log.ts";
 import type { ClusterSpec, Instance } from "../../src/provider.ts";

@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "npm:zod@4.6.7";
 import { ConfigError } from "../../src/errors.ts";
 import type {
   ClusterSpec,
