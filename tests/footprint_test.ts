@@ -12,7 +12,6 @@ import { lazyModule } from "../src/_lazy.ts";
 import { ProvisioningError } from "../src/errors.ts";
 
 const repo = new URL("..", import.meta.url);
-const config = new URL("deno.json", repo).pathname;
 
 /** npm packages no local-only program nor node may load. */
 const HEAVY = /^(@aws-sdk\/|@smithy\/|ssh2@|cpu-features@|@types\/ssh2@)/;
@@ -27,7 +26,7 @@ interface Info {
 
 async function info(script: string): Promise<Info> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", "--config", config, script],
+    args: ["info", "--json", "--no-config", script],
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1" },
@@ -128,8 +127,7 @@ Deno.test("a sky.Local() script runs from a fresh DENO_DIR holding only its own 
         "run",
         "--cached-only",
         "--no-lock",
-        "--config",
-        config,
+        "--no-config",
         "-A",
         script,
       ],
