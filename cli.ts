@@ -44,6 +44,9 @@ export const CLOUDS: Readonly<Record<string, () => Provider<any>>> = {
   verda: () => Verda(),
 };
 
+/** The commands `main` runs. */
+const COMMANDS = ["offers", "providers", "cleanup", "help"];
+
 const USAGE = () =>
   `Usage: skyward <command> [options]
 
@@ -442,8 +445,14 @@ export async function main(
   const [command] = parsed.positionals;
   const values = parsed.values;
   if (!command || command === "help" || values.help) {
+    // Help asked for is an answer, not an error: exit 0. A command that
+    // does not exist is one, also with --help.
+    if (command && !COMMANDS.includes(command)) {
+      console.error(`Unknown command '${command}'\n\n${USAGE()}`);
+      return 2;
+    }
     console.log(USAGE());
-    return command && command !== "help" ? 2 : 0;
+    return 0;
   }
   if (command === "offers" || command === "providers") {
     try {

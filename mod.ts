@@ -91,6 +91,7 @@ export type {
   ClusterSpec,
   Endpoint,
   Instance,
+  NodeLimit,
   Offer,
   Provider,
 } from "./src/provider.ts";

@@ -28,6 +28,7 @@ import type {
   Provider,
 } from "../src/provider.ts";
 import { DEFAULT_IMAGE, IMAGE_USER } from "./container/image.ts";
+import { machineNodeLimit } from "./local.ts";
 import {
   addNamespace,
   createBridge,
@@ -743,6 +744,9 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
   return {
     name: "container",
     options: resolved,
+    get nodeLimit() {
+      return machineNodeLimit("sky.Container()");
+    },
     cleanup,
     // The container's entrypoint exits (and --rm removes it) once this
     // file exists: the worker, not root, cannot stop it otherwise.

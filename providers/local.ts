@@ -9,6 +9,7 @@ import { ConfigError } from "../src/errors.ts";
 import type {
   ClusterSpec,
   Instance,
+  NodeLimit,
   Offer,
   Provider,
 } from "../src/provider.ts";
@@ -50,6 +51,43 @@ function defaultRoot(): string {
   }/skyward/local`;
 }
 
+/** The memory one local node needs: a Deno worker process and its warm sandbox. */
+const NODE_MEMORY = 128 * 2 ** 20;
+
+/**
+ * How many nodes this machine can hold as local processes (or containers):
+ * one per 128 MiB of its memory, the resident size of an idle worker with
+ * its warm sandbox, rounded up.
+ *
+ * @param what The provider, for the message: `"sky.Local()"`.
+ * @returns The bound and why.
+ *
+ * @example
+ * ```ts
+ * import { machineNodeLimit } from "./local.ts";
+ *
+ * console.log(machineNodeLimit("sky.Local()").reason);
+ * // sky.Local() runs each node on this machine, which holds 188 (one per 128 MiB of its 23.5 GiB of memory)
+ * ```
+ */
+export function machineNodeLimit(what: string): NodeLimit {
+  let total: number | undefined;
+  try {
+    total = Deno.systemMemoryInfo().total;
+  } catch {
+    // No permission to read it: assume a small machine of 8 GiB.
+  }
+  const memory = total ?? 8 * 2 ** 30;
+  const max = Math.max(1, Math.floor(memory / NODE_MEMORY));
+  return {
+    max,
+    reason: `${what} runs each node on this machine, which holds ${max} ` +
+      `(one per 128 MiB of its ${(memory / 2 ** 30).toFixed(1)} GiB of memory${
+        total === undefined ? ", assumed" : ""
+      })`,
+  };
+}
+
 /** The local provider's type. */
 export type LocalProvider = Provider<LocalCluster> & {
   readonly options: LocalOptions;
@@ -75,6 +113,9 @@ export function Local(options: LocalOptions = {}): LocalProvider {
   return {
     name: "local",
     options,
+    get nodeLimit(): NodeLimit {
+      return machineNodeLimit("sky.Local()");
+    },
     offers(spec: ClusterSpec): Promise<Offer[]> {
       if (spec.accelerator) {
         return Promise.reject(

@@ -168,6 +168,11 @@ export function SSH(options: SshOptions): SshProvider {
   return {
     name: "ssh",
     targets,
+    nodeLimit: {
+      max: targets.length,
+      reason:
+        `sky.SSH() runs one node per host and was given ${targets.length}`,
+    },
     offers(spec: ClusterSpec): Promise<Offer[]> {
       if (spec.accelerator) {
         return Promise.reject(

@@ -13,6 +13,7 @@
  */
 
 import { checkSandboxOptions, type Permissions } from "./sandbox.ts";
+import { show, unknownOption } from "./_options.ts";
 import type { Streamed } from "./stream.ts";
 
 export type { Permissions } from "./sandbox.ts";
@@ -57,6 +58,45 @@ export interface ComputeOptions {
    * @default half the node's memory, at most 4 GiB (Deno); 64 MiB (WASM)
    */
   memoryLimit?: number;
+}
+
+/** The options {@linkcode compute} knows. */
+const COMPUTE_OPTIONS: readonly (keyof ComputeOptions)[] = [
+  "name",
+  "timeout",
+  "permissions",
+  "sandbox",
+  "isolation",
+  "memoryLimit",
+];
+
+/**
+ * Checks that a compute's options are an object of known keys.
+ *
+ * @throws {TypeError} When they are not an object, or a key is unknown (the
+ *   message names the nearest known one).
+ */
+function checkOptionKeys(options: unknown): void {
+  if (
+    typeof options !== "object" || options === null || Array.isArray(options)
+  ) {
+    throw new TypeError(
+      `Cannot create a compute: its options must be an object such as { timeout: 30_000 }, got ${
+        show(options)
+      }${
+        typeof options === "string"
+          ? ` (to name the compute, pass { name: ${JSON.stringify(options)} })`
+          : ""
+      }`,
+    );
+  }
+  for (const key of Object.keys(options)) {
+    if (!(COMPUTE_OPTIONS as readonly string[]).includes(key)) {
+      throw new TypeError(
+        `Cannot create a compute: ${unknownOption(key, COMPUTE_OPTIONS)}`,
+      );
+    }
+  }
 }
 
 // deno-lint-ignore no-explicit-any
@@ -159,8 +199,8 @@ function checkTimeout(where: string, ms: unknown): void {
   if (typeof ms !== "number" || !Number.isFinite(ms) || ms <= 0) {
     throw new RangeError(
       `Cannot set ${where}: the timeout must be a positive number of milliseconds, got ${
-        String(ms)
-      }`,
+        show(ms)
+      }${ms === Infinity ? " (leave it out for no limit)" : ""}`,
     );
   }
 }
@@ -292,8 +332,10 @@ function inspectSource(
  *   can send (plain data, `Map`, `Set`, `Date`, typed arrays, errors, ...).
  * @param options Name, timeout and sandbox of its tasks.
  * @returns The compute.
- * @throws {TypeError} When `fn` is not a function, or the compute is created
- *   where a worker cannot re-create it (inside a function or a block).
+ * @throws {TypeError} When `fn` is not a function, the options are not an
+ *   object of known keys (an unknown key is named with the nearest known
+ *   one), or the compute is created where a worker cannot re-create it
+ *   (inside a function or a block).
  * @throws {RangeError} When an option is out of range.
  *
  * Create computes at the top level of a module, as `examples/parallel.ts`
@@ -318,6 +360,7 @@ export function compute<A extends unknown[], R>(
       }`,
     );
   }
+  checkOptionKeys(options);
   if (options.timeout !== undefined) {
     checkTimeout("the compute's timeout", options.timeout);
   }

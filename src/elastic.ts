@@ -74,35 +74,36 @@ export const nodesSchema = z.union([
     cooldown: count.default(10_000),
     idleTimeout: z.number().int().positive().default(60_000),
   }).strict(),
-]).default(1).transform((nodes, ctx) => {
-  if (typeof nodes === "number") {
-    return {
-      desired: nodes,
-      min: nodes,
-      max: nodes,
-      pressure: 1,
-      cooldown: 10_000,
-      idleTimeout: 60_000,
-    };
-  }
-  const desired = nodes.desired ?? nodes.min ?? 1;
-  const min = nodes.min ?? desired;
-  const max = nodes.max ?? Math.max(desired, 1);
-  if (min > max) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["min"],
-      message: `must not exceed max (${max})`,
-    });
-  } else if (desired < min || desired > max) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["desired"],
-      message: `must be between min (${min}) and max (${max})`,
-    });
-  }
-  return { ...nodes, desired, min, max };
-});
+], { error: "must be a positive integer, or { desired, min, max }" }).default(1)
+  .transform((nodes, ctx) => {
+    if (typeof nodes === "number") {
+      return {
+        desired: nodes,
+        min: nodes,
+        max: nodes,
+        pressure: 1,
+        cooldown: 10_000,
+        idleTimeout: 60_000,
+      };
+    }
+    const desired = nodes.desired ?? nodes.min ?? 1;
+    const min = nodes.min ?? desired;
+    const max = nodes.max ?? Math.max(desired, 1);
+    if (min > max) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["min"],
+        message: `must not exceed max (${max})`,
+      });
+    } else if (desired < min || desired > max) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["desired"],
+        message: `must be between min (${min}) and max (${max})`,
+      });
+    }
+    return { ...nodes, desired, min, max };
+  });
 
 /** The `nodes` option with every default applied. */
 export type ResolvedNodes = z.output<typeof nodesSchema>;

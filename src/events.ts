@@ -324,8 +324,12 @@ export function formatEvent(event: PoolEvent): string {
   const text = (() => {
     switch (event.type) {
       case "ClusterProvisioned":
+        // Local processes and your own hosts have no region of their own
+        // ("local", "ssh"): "prepared on local in local" says nothing.
         return `Cluster prepared on ${event.provider}${
-          event.region ? ` in ${event.region}` : ""
+          event.region && event.region !== event.provider
+            ? ` in ${event.region}`
+            : ""
         } for ${event.nodes} node(s)`;
       case "InstanceLaunched":
         return `Launching instance ${event.instance} for node ${event.node}`;

@@ -58,7 +58,10 @@ export const healthCheckSchema = z.object({
       typeof (f as { id?: { key?: unknown } }).id?.key === "string",
     "must be a compute taking no argument, made with sky.compute(() => ...)",
   ),
-  interval: positive.default(30_000),
+  interval: positive.max(
+    2 ** 31 - 1,
+    "must be at most 2147483647 ms (24.8 days), the longest interval a timer takes",
+  ).default(30_000),
   timeout: positive.default(10_000),
   failures: positive.default(3),
 }).strict();

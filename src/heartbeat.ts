@@ -81,7 +81,10 @@ export const deadManSwitchSchema: z.ZodType<
   ResolvedDeadManSwitch,
   DeadManSwitchOptions | undefined
 > = z.object({
-  heartbeatInterval: positiveInt.default(5_000),
+  heartbeatInterval: positiveInt.max(
+    2 ** 31 - 1,
+    "must be at most 2147483647 ms (24.8 days), the longest interval a timer takes",
+  ).default(5_000),
   missedHeartbeats: positiveInt.default(6),
   grace: z.number().int().nonnegative().default(300_000),
   ttl: positiveInt.optional(),

@@ -37,6 +37,7 @@ import {
   NoOffersError,
   PoolClosedError,
   ProvisioningError,
+  RemoteError,
   TaskCancelledError,
   TaskTimeoutError,
 } from "./errors.ts";
@@ -63,6 +64,7 @@ import type { BootstrapPhaseName, EventInit, PoolEvent } from "./events.ts";
 import { Image, type ResolvedImage } from "./image.ts";
 import type { InstanceInfo } from "./instance.ts";
 import { logger } from "./log.ts";
+import { longTimeout, show, unknownOption } from "./_options.ts";
 import { mapResults } from "./map.ts";
 import { NodeSession } from "./node.ts";
 import {
@@ -72,8 +74,14 @@ import {
   teeArgs,
 } from "./remote_stream.ts";
 import type { SandboxSpec } from "./protocol.ts";
-import { sandboxSpecOf } from "./sandbox.ts";
-import type { Endpoint, Instance, Provider } from "./provider.ts";
+import { explainDenied, sandboxSpecOf } from "./sandbox.ts";
+import {
+  DEFAULT_NODE_LIMIT,
+  type Endpoint,
+  type Instance,
+  type NodeLimit,
+  type Provider,
+} from "./provider.ts";
 import {
   type Candidate,
   hardwareSchema,
@@ -263,27 +271,171 @@ const optionsSchema = z.object({
 type Resolved = z.infer<typeof optionsSchema>;
 
 function resolveOptions(options: unknown): Resolved {
+  if (
+    options !== undefined &&
+    (typeof options !== "object" || options === null || Array.isArray(options))
+  ) {
+    throw new ConfigError(
+      `Cannot start pool: the options must be an object such as { provider: sky.Local() }, got ${
+        show(options)
+      }`,
+    );
+  }
   const parsed = optionsSchema.safeParse(options ?? {});
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((issue) => {
-      const path = issue.path.join(".") || "options";
-      const got = issue.path.reduce<unknown>(
-        (v, k) =>
-          (v as Record<PropertyKey, unknown> | undefined)?.[k as PropertyKey],
-        options,
-      );
-      const shown = typeof got === "function"
-        ? "a function"
-        : JSON.stringify(got) ?? "undefined";
-      return issue.code === "unrecognized_keys"
-        ? `unknown option(s) ${issue.keys.map((k) => `'${k}'`).join(", ")}`
-        : `'${path}' ${
-          issue.message.replace(/^Invalid input: /, "")
-        } (got ${shown})`;
-    });
+    const issues = parsed.error.issues.flatMap((issue) =>
+      describeIssue(issue, options)
+    );
     throw new ConfigError(`Cannot start pool: ${issues.join("; ")}`);
   }
   return parsed.data;
+}
+
+/** The keys an object schema accepts, through optional, default and pipe wrappers. */
+function knownKeys(schema: z.ZodType, path: PropertyKey[]): string[] {
+  // deno-lint-ignore no-explicit-any
+  let at: any = schema;
+  for (let i = 0; i <= path.length; i++) {
+    for (let unwrap = 0; unwrap < 8; unwrap++) {
+      const def = at?._zod?.def;
+      if (!def) return [];
+      if (def.type === "object") break;
+      if (def.type === "union") {
+        at = def.options.find((o: z.ZodType) =>
+          (o as unknown as { _zod: { def: { type: string } } })._zod.def
+            .type === "object"
+        );
+      } else at = def.innerType ?? def.in;
+    }
+    if (i === path.length) break;
+    at = at?._zod?.def?.shape?.[path[i] as string];
+  }
+  return Object.keys(at?._zod?.def?.shape ?? {});
+}
+
+/**
+ * A task refused a permission in its sandbox: the same error, with advice
+ * naming the compute and the option to add instead of Deno's "run again
+ * with --allow-…".
+ */
+function withPermissionAdvice(error: Error, job: Job): Error {
+  if (
+    !(error instanceof RemoteError) || error.remoteName !== "NotCapable"
+  ) return error;
+  const said = error.message.slice("NotCapable: ".length);
+  // Refused while loading a module: unless it is a remote import the task
+  // asked for, the compute's permissions are not what is missing.
+  if (
+    (error as { code?: unknown }).code === "ERR_MODULE_NOT_FOUND" &&
+    !/^Requires (import|net) access/.test(said)
+  ) return error;
+  const advice = explainDenied(
+    said,
+    job.name,
+    job.spec.kind === "deno" ? job.spec.permissions : undefined,
+  );
+  if (!advice) return error;
+  const better = new RemoteError({
+    name: "NotCapable",
+    message: advice,
+    stack: error.remoteStack?.replace(said, advice),
+  }, { cause: error.cause, node: error.node });
+  for (const [key, value] of Object.entries(error)) {
+    if (!(key in better)) {
+      Object.defineProperty(better, key, { value, enumerable: true });
+    }
+  }
+  return better;
+}
+
+function nodeLimitOf(provider: Provider<any>): NodeLimit {
+  return provider.nodeLimit ?? DEFAULT_NODE_LIMIT;
+}
+
+/**
+ * Refuses, before anything is launched, a pool asking a provider for more
+ * nodes than it can hold.
+ */
+function checkNodeLimits(options: Resolved): void {
+  const wishes: { provider: Provider<any>; nodes?: number }[] = options.specs ??
+    [{ provider: options.provider! }];
+  const { max, desired } = options.nodes;
+  const elastic = max !== desired || options.nodes.min !== desired;
+  for (const [i, wish] of wishes.entries()) {
+    const limit = nodeLimitOf(wish.provider);
+    const [asked, option] = wish.nodes !== undefined
+      ? [wish.nodes, `specs[${i}].nodes`]
+      : [max, elastic ? "nodes.max" : "nodes"];
+    if (asked > limit.max) {
+      throw new ConfigError(
+        `Cannot start pool: '${option}' is ${asked}, more than ${wish.provider.name} allows ` +
+          `(at most ${limit.max}: ${limit.reason})`,
+      );
+    }
+  }
+}
+
+/** One message per problem of an option, quoting the value given. */
+function describeIssue(
+  issue: z.core.$ZodIssue,
+  options: unknown,
+  prefix: PropertyKey[] = [],
+): string[] {
+  const fullPath = [...prefix, ...issue.path];
+  const path = fullPath.join(".") || "options";
+  const got = fullPath.reduce<unknown>(
+    (v, k) =>
+      (v as Record<PropertyKey, unknown> | undefined)?.[k as PropertyKey],
+    options,
+  );
+  switch (issue.code) {
+    case "unrecognized_keys": {
+      const known = knownKeys(optionsSchema, fullPath);
+      return issue.keys.map((key) =>
+        `${unknownOption(key, known)}${fullPath.length ? ` in '${path}'` : ""}`
+      );
+    }
+    case "invalid_union": {
+      // The branch the value was meant for: the one that got past its type.
+      const branch = issue.errors.find((errors) =>
+        !errors.some((e) => e.code === "invalid_type" && e.path.length === 0)
+      );
+      if (branch) {
+        return branch.flatMap((e) => describeIssue(e, options, fullPath));
+      }
+      break;
+    }
+    case "invalid_type":
+      if (issue.message.startsWith("Invalid input")) {
+        const what = issue.expected === "int"
+          ? "an integer"
+          : issue.expected === "number"
+          ? "a finite number"
+          : issue.expected === "object"
+          ? "an object"
+          : issue.expected;
+        return [`'${path}' must be ${what} (got ${show(got)})`];
+      }
+      break;
+    case "too_small":
+    case "too_big":
+      if (/^Too (small|big): expected \w+ to (be|have) /.test(issue.message)) {
+        return [
+          `'${path}' must be ${
+            issue.message.replace(
+              /^Too (small|big): expected \w+ to (be|have) /,
+              "",
+            )
+          } (got ${show(got)})`,
+        ];
+      }
+      break;
+  }
+  return [
+    `'${path}' ${issue.message.replace(/^Invalid input: /, "")} (got ${
+      show(got)
+    })`,
+  ];
 }
 
 interface Job {
@@ -299,7 +451,10 @@ interface Job {
   pin?: number;
   node?: PoolNode;
   sentAt: number;
-  timer?: ReturnType<typeof setTimeout>;
+  /** When it last started waiting for a node, in ms of `performance.now()`. */
+  queuedAt: number;
+  /** Cancels its timeout's timer. */
+  timer?: () => void;
   settled: boolean;
   /** How many times it was sent again after its node was lost. */
   attempts: number;
@@ -507,6 +662,18 @@ export class ComputePool implements AsyncDisposable {
   #hosts = new Set<Host>();
   #heartbeat: Heartbeat | undefined;
   #ttl: (() => void) | undefined;
+  /** The last node given up for good, once no node is left. */
+  #abandoned: { node: number; reason: string } | undefined;
+  /** Cancels the timer that fails tasks waiting for a node past provisionTimeout. */
+  #starving: (() => void) | undefined;
+  /** Work of the pool's own (starting, resizing, closing) the program waits for. */
+  #keepers = 0;
+  /**
+   * The timer that keeps the program alive while the pool works. The
+   * workers' processes do not: a pool that idles lets the program end (and
+   * the teardown closes it then).
+   */
+  #keepAlive: ReturnType<typeof setInterval> | undefined;
 
   private constructor(options: Resolved) {
     this.id = `sky-${Date.now().toString(36)}-${(poolCounter++).toString(36)}${
@@ -542,8 +709,11 @@ export class ComputePool implements AsyncDisposable {
           `importing the module only defines its computes.`,
       );
     }
-    const pool = new ComputePool(resolveOptions(options));
+    const resolved = resolveOptions(options);
+    checkNodeLimits(resolved);
+    const pool = new ComputePool(resolved);
     track(pool);
+    const release = pool.#hold();
     try {
       await pool.#start();
     } catch (error) {
@@ -557,8 +727,37 @@ export class ComputePool implements AsyncDisposable {
         }`,
         { cause: error },
       );
+    } finally {
+      release();
     }
     return pool;
+  }
+
+  /**
+   * Keeps the program alive until the returned function is called: for the
+   * pool's own work that a caller awaits (tasks are counted apart).
+   */
+  #hold(): () => void {
+    this.#keepers++;
+    this.#checkKeepAlive();
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#keepers--;
+      this.#checkKeepAlive();
+    };
+  }
+
+  /** Holds the program while the pool starts, resizes, closes or runs tasks. */
+  #checkKeepAlive(): void {
+    const busy = this.#keepers > 0 || this.#jobs.size > 0;
+    if (busy && this.#keepAlive === undefined) {
+      this.#keepAlive = setInterval(() => {}, 2 ** 30);
+    } else if (!busy && this.#keepAlive !== undefined) {
+      clearInterval(this.#keepAlive);
+      this.#keepAlive = undefined;
+    }
   }
 
   /**
@@ -684,16 +883,16 @@ export class ComputePool implements AsyncDisposable {
         },
       };
     });
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let cancelDeadline: (() => void) | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(
+      cancelDeadline = longTimeout(
+        options.provisionTimeout,
         () =>
           reject(
             new ProvisioningError(
               `Cannot start pool: nodes were not ready within provisionTimeout (${options.provisionTimeout} ms)`,
             ),
           ),
-        options.provisionTimeout,
       );
     });
     try {
@@ -702,7 +901,7 @@ export class ComputePool implements AsyncDisposable {
         this.#provision(requests, roots, min),
       ]);
     } finally {
-      clearTimeout(timer);
+      cancelDeadline?.();
     }
     this.#emit({
       type: "ClusterReady",
@@ -1051,7 +1250,7 @@ export class ComputePool implements AsyncDisposable {
         // Only its health checks could run there: other tasks go elsewhere.
         node.running.delete(job);
         job.node = undefined;
-        clearTimeout(job.timer);
+        job.timer?.();
         if (job.probe || job.pin !== undefined) this.#settle(job, lost);
         else this.#queue.splice(this.#head, 0, job);
       }
@@ -1215,6 +1414,9 @@ export class ComputePool implements AsyncDisposable {
         ),
       },
     });
+    // An idle worker does not keep the program alive: the pool does, while
+    // it works (see #checkKeepAlive).
+    channel.unref?.();
     if (this.#closed) {
       channel.kill();
       await channel.exited;
@@ -1291,7 +1493,7 @@ export class ComputePool implements AsyncDisposable {
         !job.call?.unrepeatable
       ) {
         job.attempts++;
-        clearTimeout(job.timer);
+        job.timer?.();
         retry.push(job);
       } else {
         // Settled without its node (which is not to count it as done), so
@@ -1313,6 +1515,8 @@ export class ComputePool implements AsyncDisposable {
     for (const job of retry) {
       if (job.pin !== undefined) node.pinned.unshift(job);
     }
+    const now = performance.now();
+    for (const job of retry) job.queuedAt = now;
     this.#queue.splice(
       this.#head,
       0,
@@ -1329,6 +1533,7 @@ export class ComputePool implements AsyncDisposable {
       return;
     }
     this.#drain();
+    this.#watchStarvation();
     this.#restart(node, reason);
   }
 
@@ -1363,12 +1568,17 @@ export class ComputePool implements AsyncDisposable {
     if (this.#scaling.max > this.#scaling.min) {
       // An elastic pool starts another node instead.
       this.#scale();
+      this.#watchStarvation();
       return;
     }
     if (!this.#nodes.some((n) => n && !n.dead)) {
-      const error = new NodeLostError(node.index, `${reason}; no node is left`);
-      for (const job of [...this.#jobs.values()]) this.#settle(job, error);
+      this.#abandoned = { node: node.index, reason };
+      const error = this.#hopeless();
+      if (error) {
+        for (const job of [...this.#jobs.values()]) this.#settle(job, error);
+      }
     }
+    this.#watchStarvation();
   }
 
   /**
@@ -1470,11 +1680,27 @@ export class ComputePool implements AsyncDisposable {
     if (!Number.isInteger(nodes) || nodes < 0) {
       throw new RangeError(
         `Cannot resize pool: 'nodes' must be a non-negative integer, got ${
-          JSON.stringify(nodes) ?? String(nodes)
+          show(nodes)
         }`,
       );
     }
+    const limit = nodeLimitOf(this.#provider);
+    if (nodes > limit.max) {
+      throw new RangeError(
+        `Cannot resize pool to ${nodes} nodes: ${this.#provider.name} allows at most ${limit.max} ` +
+          `(${limit.reason})`,
+      );
+    }
     if (this.#closed) throw new PoolClosedError();
+    const release = this.#hold();
+    try {
+      await this.#resize(nodes);
+    } finally {
+      release();
+    }
+  }
+
+  async #resize(nodes: number): Promise<void> {
     await Promise.allSettled(this.#growing);
     const previous = this.#live();
     this.#scaling.min = nodes;
@@ -1724,6 +1950,7 @@ export class ComputePool implements AsyncDisposable {
         this.#options.taskTimeout,
       pin,
       sentAt: 0,
+      queuedAt: 0,
       settled: false,
       attempts: 0,
       streams: split?.streams,
@@ -1738,14 +1965,83 @@ export class ComputePool implements AsyncDisposable {
       job.resolve = resolve;
       job.reject = reject;
     });
+    const hopeless = this.#hopeless();
+    if (hopeless) {
+      // No node is left and none is coming: waiting would be for ever.
+      job.settled = true;
+      job.reject(hopeless);
+      return promise;
+    }
+    job.queuedAt = performance.now();
     this.#jobs.set(job.id, job);
+    this.#checkKeepAlive();
     if (job.pin === undefined) this.#queue.push(job);
     else this.#nodes[job.pin]!.pinned.push(job);
     this.#drain();
     if (this.#scaleTimer !== undefined && this.#head < this.#queue.length) {
       this.#scaleSoon();
     }
+    this.#watchStarvation();
     return promise;
+  }
+
+  /**
+   * Why no task can run, when the pool has no node left and none coming
+   * (its last node was given up and no launch is under way).
+   */
+  #hopeless(): Error | undefined {
+    if (
+      !this.#abandoned || this.#closed || this.#joining.size > 0 ||
+      this.#provisioning > 0 || this.#nodes.some((n) => n && !n.dead)
+    ) return undefined;
+    const { node, reason } = this.#abandoned;
+    return new NodeLostError(
+      node,
+      `${reason}; no node is left, and the pool launches no other: ` +
+        `close it and start a new pool, or pool.resize(n) to launch new nodes`,
+    );
+  }
+
+  /**
+   * While the pool has no ready node, fails each task that has waited for
+   * one longer than `provisionTimeout` (a replacement that never comes),
+   * instead of letting it wait for ever.
+   */
+  #watchStarvation(): void {
+    if (this.#closed || this.size > 0) {
+      this.#starving?.();
+      this.#starving = undefined;
+      return;
+    }
+    if (this.#starving) return;
+    const waiting = [...this.#jobs.values()].filter((j) =>
+      !j.node && !j.probe && !j.settled
+    );
+    if (waiting.length === 0) return;
+    const limit = this.#options.provisionTimeout;
+    const oldest = Math.min(...waiting.map((j) => j.queuedAt));
+    this.#starving = longTimeout(oldest + limit - performance.now(), () => {
+      this.#starving = undefined;
+      if (this.#closed || this.size > 0) return;
+      const now = performance.now();
+      const lost = this.#abandoned ??
+        this.#nodes.findLast((n) => n?.dead !== undefined);
+      for (const job of [...this.#jobs.values()]) {
+        if (job.node || job.probe || now - job.queuedAt < limit) continue;
+        this.#settle(
+          job,
+          new ProvisioningError(
+            `Cannot run '${job.name}': no node became ready within provisionTimeout (${limit} ms)` +
+              (lost
+                ? `; the pool has none since node ${
+                  "index" in lost ? lost.index : lost.node
+                } was lost (${"index" in lost ? lost.dead : lost.reason})`
+                : ""),
+          ),
+        );
+      }
+      this.#watchStarvation();
+    });
   }
 
   /**
@@ -1854,6 +2150,10 @@ export class ComputePool implements AsyncDisposable {
    * jobs left in a queue are skipped.
    */
   #drain(): void {
+    if (this.#starving && this.size > 0) {
+      this.#starving();
+      this.#starving = undefined;
+    }
     const nodes = this.#nodes;
     for (const node of nodes) {
       if (!this.#ready(node)) continue;
@@ -1914,11 +2214,11 @@ export class ComputePool implements AsyncDisposable {
       });
     }
     if (job.timeout !== undefined) {
-      job.timer = setTimeout(() => {
+      job.timer = longTimeout(job.timeout, () => {
         node.session?.cancel(job.id);
         node.session?.forget(job.id);
         this.#settle(job, new TaskTimeoutError(job.name, job.timeout!));
-      }, job.timeout);
+      });
     }
     const session = node.session!;
     const call = new StreamedCall(
@@ -1961,7 +2261,7 @@ export class ComputePool implements AsyncDisposable {
               "TaskCancelledError"
         ) {
           this.#settle(job, new TaskCancelledError(job.name));
-        } else this.#settle(job, error);
+        } else this.#settle(job, withPermissionAdvice(error, job));
       },
     );
     call.start();
@@ -1970,9 +2270,10 @@ export class ComputePool implements AsyncDisposable {
   #settle(job: Job, error: Error | undefined, value?: unknown): void {
     if (job.settled) return;
     job.settled = true;
-    clearTimeout(job.timer);
+    job.timer?.();
     job.call?.end(error);
     this.#jobs.delete(job.id);
+    this.#checkKeepAlive();
     const node = job.node;
     if (node) {
       if (!job.probe) this.#completed(node);
@@ -2209,6 +2510,8 @@ export class ComputePool implements AsyncDisposable {
       !n.retiring
     );
     if (this.#closed) throw new PoolClosedError();
+    const hopeless = nodes.length === 0 ? this.#hopeless() : undefined;
+    if (hopeless) throw hopeless;
     // A streamed argument is split: every node gets every item.
     const streamed = splitStreams(task.args);
     const copies = streamed &&
@@ -2349,12 +2652,16 @@ export class ComputePool implements AsyncDisposable {
    * @returns Once everything is released.
    */
   close(): Promise<void> {
-    this.#closing ??= this.#close();
+    if (!this.#closing) {
+      const release = this.#hold();
+      this.#closing = this.#close().finally(release);
+    }
     return this.#closing;
   }
 
   async #close(): Promise<void> {
     this.#closed = true;
+    this.#starving?.();
     clearInterval(this.#scaleTimer);
     for (const node of this.#nodes) node?.health?.stop();
     this.#heartbeat?.stop();

@@ -35,6 +35,42 @@ export interface ClusterSpec {
   region?: string;
 }
 
+/**
+ * How many nodes one pool may hold on a provider, and why.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../mod.ts";
+ *
+ * const limit: sky.NodeLimit | undefined = sky.Local().nodeLimit;
+ * console.log(limit?.max, limit?.reason);
+ * ```
+ */
+export interface NodeLimit {
+  /** The most nodes. */
+  max: number;
+  /** Why, for the message that refuses more: "sky.SSH() was given 3 hosts". */
+  reason: string;
+}
+
+/**
+ * The bound of providers that state none: no pool of this library launches
+ * more than 1,000 machines — far above a cloud account's default quotas,
+ * and low enough that a typo such as `nodes: 1e9` is refused before a
+ * single request is made.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_NODE_LIMIT } from "./provider.ts";
+ *
+ * console.log(DEFAULT_NODE_LIMIT.max); // 1000
+ * ```
+ */
+export const DEFAULT_NODE_LIMIT: NodeLimit = {
+  max: 1_000,
+  reason: "a pool holds at most 1,000 machines",
+};
+
 /** A kind of machine a provider can launch, with its price. */
 export interface Offer {
   /** The provider's name. */
@@ -115,6 +151,13 @@ export interface Instance {
 export interface Provider<C = unknown> {
   /** A short name, e.g. `"local"`, `"aws"`. */
   readonly name: string;
+  /**
+   * The most nodes one pool may hold on this provider, and why: a pool that
+   * asks for more (`nodes`, `{ desired, min, max }`, `resize(n)`) is refused
+   * at once, quoting the value. Providers that state none get
+   * {@linkcode DEFAULT_NODE_LIMIT}.
+   */
+  readonly nodeLimit?: NodeLimit;
   /**
    * A shell command that powers one of its machines off from the inside, so
    * that it stops billing (e.g. `sudo -n shutdown -h now` on a cloud whose

@@ -13,7 +13,9 @@
  *    narrows a default with `false` or a shorter list, and extends it with
  *    `true` or a longer list);
  * 2. else the image's (`sky.Image({ permissions })`);
- * 3. else denied.
+ * 3. else the library's default, {@linkcode DEFAULT_PERMISSIONS}: reading
+ *    the host name (`sys: ["hostname"]`), and nothing else;
+ * 4. else denied.
  *
  * The image's variables (`sky.Image({ env })`) are part of the image's
  * default `env` grant: a task sees them, and no other variable of the node,
@@ -24,6 +26,7 @@
  * @module
  */
 import type { SandboxSpec } from "./protocol.ts";
+import { show } from "./_options.ts";
 
 /** Deno permissions of a task's sandbox, as in `Deno.PermissionOptionsObject`. */
 export interface Permissions {
@@ -56,6 +59,25 @@ export const PERMISSION_NAMES = [
   "sys",
   "import",
 ] as const;
+
+/**
+ * What a Deno sandbox may do when neither its compute nor the image sets
+ * that permission: read the host name (`Deno.hostname()`,
+ * `os.hostname()`), which tells a task nothing it cannot learn from
+ * `sky.instanceInfo().hostname`. A compute or image that sets `sys`
+ * replaces it (`sys: false` denies it).
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_PERMISSIONS, mergePermissions } from "./sandbox.ts";
+ *
+ * console.log(DEFAULT_PERMISSIONS.sys); // [ "hostname" ]
+ * console.log(mergePermissions(undefined, { sys: false }).sys); // false
+ * ```
+ */
+export const DEFAULT_PERMISSIONS: Readonly<Permissions> = Object.freeze({
+  sys: Object.freeze(["hostname"]) as unknown as string[],
+});
 
 /** Every permission set to a grant; what a worker receives. */
 export type ResolvedPermissions = Record<
@@ -108,8 +130,66 @@ export function checkPermissions(action: string, value: unknown): void {
         }`,
       );
     }
+    const wildcard = grant.find((g) => g.trim() === "*");
+    if (wildcard !== undefined) {
+      throw new TypeError(
+        `${action}: permission '${name}' lists "*", which Deno does not read as "any": ` +
+          `grant every ${WHAT[name]} with { ${name}: true }, or list each one` +
+          (name === "net"
+            ? ` (such as "example.com" or "example.com:443")`
+            : ""),
+      );
+    }
+    if (name === "net" || name === "import") {
+      const url = grant.find((g) => /^[a-z][a-z0-9+.-]*:\/\/|\//i.test(g));
+      if (url !== undefined) {
+        throw new TypeError(
+          `${action}: permission '${name}' lists ${
+            JSON.stringify(url)
+          }, which is not a host: list hosts such as "example.com" or "example.com:443", ` +
+            `without a scheme or a path`,
+        );
+      }
+    }
   }
 }
+
+/** What each permission grants, for messages. */
+const WHAT: Record<string, string> = {
+  read: "file",
+  write: "file",
+  net: "host",
+  env: "variable",
+  run: "program",
+  ffi: "library",
+  sys: "system information",
+  import: "host to import from",
+};
+
+/**
+ * The least `memoryLimit` of a Deno sandbox: with less, it cannot load its
+ * module.
+ *
+ * @example
+ * ```ts
+ * import { MIN_DENO_MEMORY } from "./sandbox.ts";
+ *
+ * console.log(MIN_DENO_MEMORY / 2 ** 20); // 16 (MiB)
+ * ```
+ */
+export const MIN_DENO_MEMORY = 16 * 2 ** 20;
+/**
+ * The least `memoryLimit` of a WASM (QuickJS) task: with less, QuickJS
+ * cannot start.
+ *
+ * @example
+ * ```ts
+ * import { MIN_WASM_MEMORY } from "./sandbox.ts";
+ *
+ * console.log(MIN_WASM_MEMORY / 2 ** 10); // 64 (KiB)
+ * ```
+ */
+export const MIN_WASM_MEMORY = 64 * 2 ** 10;
 
 /**
  * Checks a compute's sandbox options at definition time.
@@ -155,6 +235,16 @@ export function checkSandboxOptions(
       `${action}: 'memoryLimit' must be a positive number of bytes, got ${
         show(options.memoryLimit)
       }`,
+    );
+  }
+  const least = options.sandbox === "wasm" ? MIN_WASM_MEMORY : MIN_DENO_MEMORY;
+  if (options.memoryLimit !== undefined && options.memoryLimit < least) {
+    throw new RangeError(
+      `${action}: 'memoryLimit' is in bytes, and ${options.memoryLimit} bytes is less than a ${
+        options.sandbox === "wasm" ? "WASM" : "Deno"
+      } sandbox needs (at least ${least}, ${
+        least >= 2 ** 20 ? `${least / 2 ** 20} MiB` : `${least / 2 ** 10} KiB`
+      }); for 512 MiB write 512 * 2 ** 20`,
     );
   }
   if (options.sandbox === "wasm") {
@@ -231,10 +321,60 @@ export function mergePermissions(
   }
   const out = {} as ResolvedPermissions;
   for (const name of PERMISSION_NAMES) {
-    const grant = compute?.[name] ?? defaults[name] ?? false;
+    const grant = compute?.[name] ?? defaults[name] ??
+      DEFAULT_PERMISSIONS[name] ?? false;
     out[name] = Array.isArray(grant) ? [...grant] : grant;
   }
   return out;
+}
+
+const DENIED =
+  /^Requires (read|write|net|env|run|ffi|sys|import) access(?: to "([^"]*)")?/;
+
+/**
+ * Advice for a task refused a permission, in place of Deno's "run again
+ * with the --allow-… flag" (wrong inside a pool, whose worker runs with
+ * every permission): which compute needs which permission, and the option
+ * that grants it.
+ *
+ * @param message Deno's message: `Requires sys access to "hostname", run again with the --allow-sys flag`.
+ * @param compute The compute's name.
+ * @param granted What its sandbox holds, to extend a list it already has.
+ * @returns The advice, or `undefined` when the message is not a refusal.
+ *
+ * @example
+ * ```ts
+ * import { explainDenied } from "./sandbox.ts";
+ *
+ * console.log(explainDenied('Requires sys access to "uid", run again with the --allow-sys flag', "whoami"));
+ * // compute 'whoami' needs sys access to "uid", which its sandbox does not grant. Grant it where
+ * // the compute is defined: sky.compute(fn, { permissions: { sys: ["uid"] } }) ...
+ * ```
+ */
+export function explainDenied(
+  message: string,
+  compute: string,
+  granted?: Partial<ResolvedPermissions>,
+): string | undefined {
+  const match = DENIED.exec(message);
+  if (!match) return undefined;
+  const [, name, what] = match as unknown as [
+    string,
+    (typeof PERMISSION_NAMES)[number],
+    string | undefined,
+  ];
+  const held = granted?.[name];
+  const list = [...(Array.isArray(held) ? held : []), what]
+    .filter((v): v is string => v !== undefined);
+  const grant = what === undefined
+    ? "true"
+    : `[${[...new Set(list)].map((v) => JSON.stringify(v)).join(", ")}]`;
+  return `compute '${compute}' needs ${name} access${
+    what === undefined ? "" : ` to "${what}"`
+  }, which its sandbox does not grant. Grant it where the compute is defined: ` +
+    `sky.compute(fn, { permissions: { ${name}: ${grant} } })` +
+    `, or for every compute of the pool in sky.Image({ permissions: { ${name}: ${grant} } }). ` +
+    `See the README's Security section for what each grant allows`;
 }
 
 const WASM_MODULE = Symbol.for("skyward.wasmModule");
@@ -299,14 +439,4 @@ function compact<T extends object>(value: T): T {
   return Object.fromEntries(
     Object.entries(value).filter(([, v]) => v !== undefined),
   ) as T;
-}
-
-function show(value: unknown): string {
-  if (typeof value === "function") return "a function";
-  if (typeof value === "bigint") return `${value}n`;
-  try {
-    return JSON.stringify(value) ?? String(value);
-  } catch {
-    return String(value);
-  }
 }

@@ -9,6 +9,7 @@ import { z } from "npm:zod@4.6.7";
 import { type Accelerator, resolveAccelerator } from "./accelerators.ts";
 import { ConfigError, NoOffersError } from "./errors.ts";
 import type { ClusterSpec, Offer, Provider } from "./provider.ts";
+import { unknownOption } from "./_options.ts";
 
 /** How machines are paid for, where a provider has spot machines. */
 export type Allocation =
@@ -84,6 +85,12 @@ export const providerSchema = z.custom<Provider>(
   "must be a provider, such as sky.Local()",
 );
 
+const SPEC_OPTIONS = [
+  "provider",
+  "nodes",
+  ...Object.keys(hardwareSchema),
+];
+
 const specSchema = z.object({
   provider: providerSchema,
   nodes: positiveInt.optional(),
@@ -125,7 +132,7 @@ export function Spec(options: SpecOptions): Spec {
       `Invalid sky.Spec: ${
         parsed.error.issues.map((i) =>
           i.code === "unrecognized_keys"
-            ? `unknown option(s) ${i.keys.map((k) => `'${k}'`).join(", ")}`
+            ? i.keys.map((k) => unknownOption(k, SPEC_OPTIONS)).join("; ")
             : `'${i.path.join(".")}' ${
               i.message.replace(/^Invalid input: /, "")
             }`

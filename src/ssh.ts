@@ -388,6 +388,38 @@ const UPLOAD_WINDOW = 64;
 const UPLOAD_FILES_IN_PARALLEL = 8;
 const SFTP_NO_SUCH_FILE = 2;
 
+let keepalivesUnrefed = false;
+
+/**
+ * ssh2 (1.17.0, `lib/client.js`, `resetKA`) re-arms a plain `setInterval`
+ * of its `sendKA` function after every packet received; it would keep the
+ * program alive after the connection let go of it. From the first
+ * connection that lets go on, those intervals are unref'd as they are
+ * armed: the socket, not the keepalive, decides whether the program waits.
+ */
+function unrefKeepalives(): void {
+  if (keepalivesUnrefed) return;
+  keepalivesUnrefed = true;
+  const original = globalThis.setInterval;
+  const patched = function (
+    handler: unknown,
+    timeout?: number,
+    ...args: unknown[]
+  ) {
+    const timer = (original as (...a: unknown[]) => unknown)(
+      handler,
+      timeout,
+      ...args,
+    );
+    if (typeof handler === "function" && handler.name === "sendKA") {
+      if (typeof timer === "number") Deno.unrefTimer(timer);
+      else (timer as { unref?(): void }).unref?.();
+    }
+    return timer;
+  };
+  globalThis.setInterval = patched as typeof globalThis.setInterval;
+}
+
 /**
  * One SSH connection to one host, shared by every command, upload and check
  * on it, and kept alive across drops.
@@ -419,6 +451,8 @@ export class SshConnection {
   #state: SshConnectionState = "reconnecting";
   #client: Client | null = null;
   #socket: Socket | null = null;
+  /** Whether the connection lets the program end (see {@linkcode SshConnection.unref}). */
+  #unref = false;
   #generation = 0;
   #pinned: HostKey | null = null;
   #ready: Promise<Client> | null = null;
@@ -968,10 +1002,30 @@ export class SshConnection {
     });
   }
 
+  /**
+   * Lets the program end while the connection is open (and after a
+   * reconnection): its user keeps the program alive while it waits for
+   * something on it.
+   *
+   * @example
+   * ```ts ignore
+   * import { SshConnection } from "./ssh.ts";
+   *
+   * const ssh = await SshConnection.connect({ host: "10.213.0.10", user: "skyrig0", privateKey: "…" });
+   * ssh.unref(); // an idle connection no longer keeps the program alive
+   * ```
+   */
+  unref(): void {
+    this.#unref = true;
+    this.#socket?.unref();
+    unrefKeepalives();
+  }
+
   #adoptClient(client: Client, socket: Socket): void {
     const generation = ++this.#generation;
     this.#client = client;
     this.#socket = socket;
+    if (this.#unref) socket.unref();
     let lastError: Error | undefined;
     client.on("error", (error: Error) => lastError = error);
     client.on("close", () => {

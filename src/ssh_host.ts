@@ -39,6 +39,7 @@ export class SshHost implements Host {
         })`,
       })),
       kill: () => process.kill(),
+      unref: () => this.connection.unref(),
     };
   }
 

@@ -3,7 +3,9 @@
  * uncaught exception or an unhandled rejection closes every open pool —
  * workers, machines, machines still being launched — before the process
  * exits. A second SIGINT or SIGTERM exits at once, after printing what may
- * be left and how to sweep it.
+ * be left and how to sweep it. A program whose own work is done while pools
+ * are still open (never closed) closes them, with one line saying so, and
+ * ends: an idle pool does not keep the program alive.
  *
  * @module
  */
@@ -113,6 +115,31 @@ function onUnload(): void {
 }
 
 /**
+ * The program's own work is done and only open pools are left (their
+ * workers do not keep the program alive while they idle): close them,
+ * saying so, and let the program end.
+ */
+function onBeforeUnload(): void {
+  if (open.size === 0 || exiting !== undefined) return;
+  const pools = [...open];
+  console.error(
+    `skyward: the program is done but ${
+      pools.length === 1
+        ? `pool ${pools[0].id} is`
+        : `pools ${pools.map((p) => p.id).join(", ")} are`
+    } still open: closing ${
+      pools.length === 1 ? "it" : "them"
+    } now (\`await using pool = await sky.ComputePool.start(...)\` closes a pool cleanly where its scope ends)`,
+  );
+  // Closing is work of its own: the program ends once it is done.
+  for (const pool of pools) {
+    pool.close().catch((error) =>
+      console.error(error instanceof Error ? error.message : String(error))
+    );
+  }
+}
+
+/**
  * Registers an open pool; the first one installs the handlers.
  *
  * @param pool The pool, until {@linkcode untrack} is called.
@@ -142,6 +169,7 @@ export function track(pool: Closable): void {
   globalThis.addEventListener("error", onError);
   globalThis.addEventListener("unhandledrejection", onRejection);
   globalThis.addEventListener("unload", onUnload);
+  globalThis.addEventListener("beforeunload", onBeforeUnload);
 }
 
 /**
@@ -170,6 +198,7 @@ export function untrack(pool: Closable): void {
   globalThis.removeEventListener("error", onError);
   globalThis.removeEventListener("unhandledrejection", onRejection);
   globalThis.removeEventListener("unload", onUnload);
+  globalThis.removeEventListener("beforeunload", onBeforeUnload);
 }
 
 /**

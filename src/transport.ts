@@ -23,6 +23,12 @@ export interface Channel {
   pid?: number;
   /** Stops the command (SIGKILL where possible). */
   kill(): void;
+  /**
+   * Lets the program end while the command runs (its stdio included): the
+   * caller keeps the program alive while it waits for the command. Where a
+   * transport cannot, it leaves this out.
+   */
+  unref?(): void;
 }
 
 /** A machine to run commands on and write files to. */
@@ -89,6 +95,9 @@ export class LocalHost implements Host {
         } catch {
           // Already gone.
         }
+      },
+      unref() {
+        child.unref();
       },
     });
   }

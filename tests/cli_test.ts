@@ -247,3 +247,33 @@ Deno.test("cleanup --provider sweeps each cloud through its own API", async () =
   assert.equal(none.code, 2);
   assert.match(none.err, /cleanup needs --provider aws\|runpod\|vastai\|verda/);
 });
+
+Deno.test("help exits 0 and prints the usage, for every command and flag", async () => {
+  const cli = new URL("../cli.ts", import.meta.url).pathname;
+  const exec = async (args: string[]) => {
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", cli, ...args],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder();
+    return { code, out: text.decode(stdout), err: text.decode(stderr) };
+  };
+  for (
+    const args of [
+      ["offers", "--help"],
+      ["providers", "-h"],
+      ["cleanup", "--help"],
+      ["--help"],
+      ["help"],
+      [],
+    ]
+  ) {
+    const { code, out } = await exec(args);
+    assert.equal(code, 0, `skyward ${args.join(" ")} exits 0`);
+    assert.match(out, /^Usage: skyward <command>/, args.join(" "));
+  }
+  const unknown = await exec(["ofers", "--help"]);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.err, /Unknown command 'ofers'/);
+});

@@ -124,7 +124,7 @@ Deno.test("bad dead-man switch options are refused with the option's name", asyn
       console: "silent",
       deadManSwitch: { graceMs: 5 } as sky.DeadManSwitchOptions,
     }),
-    /unknown option\(s\) 'graceMs'/,
+    /unknown option 'graceMs' \(did you mean 'grace'\?\) in 'deadManSwitch'/,
   );
 });
 

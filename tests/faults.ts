@@ -210,6 +210,11 @@ export class FaultyProvider<C = unknown> implements Provider<C> {
    * @param inner The real provider.
    * @param faults What to inject.
    */
+  /** The inner provider's bound, forwarded. */
+  get nodeLimit(): Provider<C>["nodeLimit"] {
+    return this.#inner.nodeLimit;
+  }
+
   constructor(inner: Provider<C>, faults: Faults = {}) {
     this.#inner = inner;
     this.#faults = faults;

@@ -272,7 +272,7 @@ Deno.test("bad options are a ConfigError naming the option and the value", async
     // deno-lint-ignore no-explicit-any
     () =>
       sky.ComputePool.start({ provider: sky.Local({ root }), nodez: 2 } as any),
-    /unknown option\(s\) 'nodez'/,
+    /unknown option 'nodez' \(did you mean 'nodes'\?\)/,
   );
 });
 

@@ -44,6 +44,7 @@ import { encode, toWireError } from "../src/codec.ts";
 import type { InstanceInfo } from "../src/instance.ts";
 import { lineCost } from "../src/output.ts";
 import type { SandboxSpec } from "../src/protocol.ts";
+import { longTimeout } from "../src/_options.ts";
 
 /** How a task ended: its encoded result, its encoded error, or an unsendable result. */
 export type TaskOutcome =
@@ -98,6 +99,15 @@ const NO_PERMISSIONS: Permissions = {
   ffi: false,
   sys: false,
   import: false,
+};
+
+/**
+ * What a compute that sets no permission runs with (the client's
+ * `DEFAULT_PERMISSIONS`): the warm spare sandbox holds these.
+ */
+const DEFAULT_PERMISSIONS: Permissions = {
+  ...NO_PERMISSIONS,
+  sys: ["hostname"],
 };
 
 /** What a compute that was never defined runs with. */
@@ -221,7 +231,8 @@ type Outgoing = [unknown, ArrayBuffer[]];
 interface PendingTask {
   id: number;
   resolve(outcome: TaskOutcome): void;
-  timer?: ReturnType<typeof setTimeout>;
+  /** Cancels its time limit's timer. */
+  timer?: () => void;
   hooks?: TaskStreamHooks;
   /** Whether it has been sent to its sandbox; stream messages wait until then. */
   posted: boolean;
@@ -309,10 +320,13 @@ export class SandboxManager {
    * common kind (starting one takes about half a second).
    */
   warm(): void {
-    const key = `${JSON.stringify(NO_PERMISSIONS)}\0${this.#heapMb}`;
+    const key = `${JSON.stringify(DEFAULT_PERMISSIONS)}\0${this.#heapMb}`;
     if (this.#spares.has(key) || this.#closed) return;
     try {
-      this.#spares.set(key, this.#spawn("deno", NO_PERMISSIONS, this.#heapMb));
+      this.#spares.set(
+        key,
+        this.#spawn("deno", DEFAULT_PERMISSIONS, this.#heapMb),
+      );
     } catch {
       // The first task reports why sandboxes cannot start.
     }
@@ -415,18 +429,21 @@ export class SandboxManager {
           ? spec.timeout
           : undefined;
         if (limit !== undefined) {
-          task.timer = setTimeout(() => {
-            this.#finish(
-              sandbox,
-              task,
-              failure(
-                new SandboxError(
-                  `The task ran past its time limit of ${limit} ms in the WASM sandbox`,
+          task.timer = longTimeout(
+            spec.kind === "js" ? limit + JS_GRACE_MS : limit,
+            () => {
+              this.#finish(
+                sandbox,
+                task,
+                failure(
+                  new SandboxError(
+                    `The task ran past its time limit of ${limit} ms in the WASM sandbox`,
+                  ),
                 ),
-              ),
-            );
-            this.#stop(sandbox, "a task ran past its time limit");
-          }, spec.kind === "js" ? limit + JS_GRACE_MS : limit);
+              );
+              this.#stop(sandbox, "a task ran past its time limit");
+            },
+          );
         }
       }, (outcome: TaskOutcome) => this.#finish(sandbox, task, outcome));
     });
@@ -458,7 +475,7 @@ export class SandboxManager {
     const sandbox = this.#byTask.get(id);
     if (!sandbox) return;
     const task = sandbox.tasks.get(id)!;
-    clearTimeout(task.timer);
+    task.timer?.();
     sandbox.tasks.delete(id);
     this.#byTask.delete(id);
     if (sandbox.exclusive || sandbox.tasks.size === 0) {
@@ -809,7 +826,7 @@ export class SandboxManager {
 
   #finish(sandbox: Sandbox, task: PendingTask, outcome: TaskOutcome): void {
     if (sandbox.tasks.get(task.id) !== task) return;
-    clearTimeout(task.timer);
+    task.timer?.();
     sandbox.tasks.delete(task.id);
     this.#byTask.delete(task.id);
     sandbox.recent.push(task.id);
