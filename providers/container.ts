@@ -18,10 +18,9 @@
  *
  * @module
  */
-// @ts-types="npm:@types/ssh2@1.15.6"
-import { utils } from "npm:ssh2@1.17.0";
 import { z } from "npm:zod@4.6.7";
 import { ConfigError, ProvisioningError } from "../src/errors.ts";
+import { sshTransport } from "../src/transport.ts";
 import type {
   ClusterSpec,
   Instance,
@@ -780,7 +779,8 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
     const index = cluster.next++;
     const name = `${prefix}-${cluster.id}-${index}`;
     const prune = cluster.prunable?.delete(cacheVolume(index)) ?? false;
-    const hostKeys = utils.generateKeyPairSync("ed25519", { comment: name });
+    const { generateKeyPair } = await sshTransport();
+    const hostKeys = generateKeyPair(name);
     const attached = cluster.bridge
       ? await addNamespace(cluster.bridge, index)
       : undefined;
@@ -820,13 +820,13 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
       entrypoint(resolved.ttl, IMAGE_USER),
     ];
     cluster.launched.set(name, {
-      hostKey: hostKeys.public,
+      hostKey: hostKeys.publicKey,
       index,
       address: attached?.address,
     });
     const out = await cli.run(args, {
       env: {
-        SKYWARD_HOST_KEY: hostKeys.private,
+        SKYWARD_HOST_KEY: hostKeys.privateKey,
         SKYWARD_AUTHORIZED_KEY: cluster.publicKey,
       },
       timeoutMs: 120_000,
@@ -923,9 +923,8 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
       const prunable = resolved.cache
         ? await freeCaches(spec.nodes).catch(() => new Set<string>())
         : undefined;
-      const keys = utils.generateKeyPairSync("ed25519", {
-        comment: `skyward-${spec.clusterId}`,
-      });
+      const { generateKeyPair } = await sshTransport();
+      const keys = generateKeyPair(`skyward-${spec.clusterId}`);
       if (podman) {
         const bridge = await createBridge({
           [CLUSTER_LABEL]: spec.clusterId,
@@ -936,8 +935,8 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
           network: bridge.name,
           ownNetwork: true,
           bridge,
-          privateKey: keys.private,
-          publicKey: keys.public,
+          privateKey: keys.privateKey,
+          publicKey: keys.publicKey,
           launched: new Map(),
           next: 0,
           prunable,
@@ -961,8 +960,8 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
         id: spec.clusterId,
         network,
         ownNetwork: !resolved.network,
-        privateKey: keys.private,
-        publicKey: keys.public,
+        privateKey: keys.privateKey,
+        publicKey: keys.publicKey,
         launched: new Map(),
         next: 0,
         prunable,
