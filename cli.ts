@@ -5,6 +5,7 @@
  * deno run -A jsr:@skyward/skyward/cli offers --accelerator A100 [--provider runpod,vastai] [--max-price 2] [--json]
  * deno run -A jsr:@skyward/skyward/cli providers
  * deno run -A jsr:@skyward/skyward/cli cleanup --provider aws [--region us-east-1] [--cluster sky-…] [--older-than 2h] [--dry-run]
+ * deno run -A jsr:@skyward/skyward/cli image build [--dockerfile|--debootstrap] [--dry-run]
  * deno task cli offers --accelerator H100:8     # from a clone
  * ```
  *
@@ -16,6 +17,8 @@
  * - `cleanup` removes what Skyward pools left at a provider — after a crash,
  *   a `kill -9`, a lost network — found by the `skyward:cluster` tag:
  *   instances first, then security groups and key pairs.
+ * - `image` builds the base image of `sky.Container()` (see
+ *   `providers/container/image.ts`): `image build`, `image dockerfile`.
  *
  * @example
  * ```ts ignore
@@ -54,6 +57,8 @@ Commands:
   offers     List machines and prices the clouds offer, cheapest first
   providers  Show which clouds have credentials, checked with one call each
   cleanup    Remove what Skyward pools left at a provider (found by tag)
+  image      Build sky.Container()'s base image: image build [--dockerfile|
+             --debootstrap], image dockerfile (see: skyward image --help)
   help       Show this help
 
 Options of offers:
@@ -418,6 +423,10 @@ export async function main(
   args: string[],
   options: MainOptions = {},
 ): Promise<number> {
+  if (args[0] === "image") {
+    const { imageCommand } = await import("./providers/container/image.ts");
+    return await imageCommand(args.slice(1));
+  }
   const clouds = options.clouds ?? CLOUDS;
   let parsed;
   try {

@@ -18,10 +18,9 @@
  *
  * @module
  */
-// @ts-types="npm:@types/ssh2@1.15.6"
-import { utils } from "npm:ssh2@1.17.0";
 import { z } from "npm:zod@4.6.7";
 import { ConfigError, ProvisioningError } from "../src/errors.ts";
+import { sshTransport } from "../src/transport.ts";
 import type {
   ClusterSpec,
   Instance,
@@ -51,7 +50,7 @@ export interface ContainerOptions {
   /**
    * The image to run: any image with `/bin/sh`, `/usr/sbin/sshd`, `tar` and
    * coreutils (and a user `sky`, or `useradd`). Build the default one with
-   * `deno task image:build`.
+   * `deno run -A jsr:@skyward/skyward/cli image build`.
    * @default DEFAULT_IMAGE ("skyward-base:bookworm-v1")
    */
   image?: string;
@@ -92,6 +91,20 @@ export interface ContainerOptions {
    * @default "skyward"
    */
   namePrefix?: string;
+  /**
+   * Keeps what each node was given — Deno, the npm packages, the shipped
+   * code — between pools, in a named volume per node index
+   * (`<namePrefix>-cache-0`, `<namePrefix>-cache-1`, ...) mounted at the
+   * login user's `~/.cache/skyward`, as a machine keeps its disk: a second
+   * pool finds them there and ships nothing again. A pool's first
+   * container on a volume no running container uses keeps there the three
+   * most recent versions of the code (and of the library) and the two most
+   * recent Deno binaries, and removes the rest. `false`: every container
+   * starts empty. Remove the volumes with
+   * `sky.Container().cleanup({ caches: true })`.
+   * @default true
+   */
+  cache?: boolean;
 }
 
 /** A prepared container cluster: its network, its keys, its containers. */
@@ -115,6 +128,11 @@ export interface ContainerCluster {
   launched: Map<string, { hostKey: string; index: number; address?: string }>;
   /** The number of the next container. */
   next: number;
+  /**
+   * The cache volumes no running container used when the pool started:
+   * the first container of the pool to mount one prunes it.
+   */
+  prunable?: Set<string>;
 }
 
 /** What {@linkcode ContainerProvider.cleanup} removed. */
@@ -123,6 +141,8 @@ export interface CleanupReport {
   containers: string[];
   /** Names of the networks removed. */
   networks: string[];
+  /** Names of the cache volumes removed (with `caches: true`). */
+  volumes: string[];
 }
 
 /** Options of {@linkcode ContainerProvider.cleanup}. */
@@ -136,6 +156,12 @@ export interface CleanupOptions {
   all?: boolean;
   /** Removes this cluster's containers and network only, whoever made them. */
   cluster?: string;
+  /**
+   * Also removes the nodes' cache volumes (see {@linkcode ContainerOptions.cache})
+   * that no container uses: the next pool ships Deno and its packages again.
+   * @default false
+   */
+  caches?: boolean;
 }
 
 /**
@@ -182,12 +208,16 @@ export interface ResolvedContainerOptions {
   host?: string;
   /** The prefix of names. */
   namePrefix: string;
+  /** Whether nodes keep their cache in a named volume per node index. */
+  cache: boolean;
 }
 
 const CLUSTER_LABEL = "skyward.cluster";
 const OWNER_LABEL = "skyward.owner";
 const NODE_LABEL = "skyward.node";
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+/** Where a node's cache volume is mounted: the bootstrap's cache directory. */
+const CACHE_MOUNT = `/home/${IMAGE_USER}/.cache/skyward`;
 
 const schema = z.object({
   binary: z.enum(["docker", "podman"]).default("docker"),
@@ -202,6 +232,7 @@ const schema = z.object({
   host: z.string().min(1).optional(),
   namePrefix: z.string().regex(NAME, "must be letters, digits, '_', '.' or '-'")
     .default("skyward"),
+  cache: z.boolean().default(true),
 }).strict();
 
 // ---------------------------------------------------------------------------
@@ -351,11 +382,42 @@ function ownerGone(label: string | undefined): boolean {
 // ---------------------------------------------------------------------------
 // The container's PID 1
 
+/** How many versions of the code (and of the library) a cache volume keeps. */
+const CODE_KEEP = 3;
+
 function entrypoint(ttlMs: number, user: string): string {
   const ttl = Math.ceil(ttlMs / 1000);
   return String.raw`set -e
 U=${user}
 if ! id "$U" >/dev/null 2>&1; then useradd -m -s /bin/sh "$U"; usermod -p '*' "$U"; fi
+C=/home/$U/.cache/skyward
+if [ -d "$C" ]; then
+  # The node's cache volume, made by the runtime as root: the user's own.
+  chown "$U:" "/home/$U" "/home/$U/.cache" "$C"
+  [ "$(stat -c %u "$C/deno" 2>/dev/null || id -u "$U")" = "$(id -u "$U")" ] || chown -R "$U:" "$C"
+  if [ -n "$SKYWARD_PRUNE" ]; then
+    # No container used the volume when the pool started: keep the most
+    # recent versions of the code and the library, and of Deno. Never fatal.
+    [ -e "$C/.lock" ] || { : >"$C/.lock" && chown "$U:" "$C/.lock"; } || :
+    (
+      set +e
+      prune() {
+        [ -d "$C/$1" ] || return 0
+        ls -1t "$C/$1" | tail -n +$(($2 + 1)) | while IFS= read -r _v; do
+          case $_v in *[!0-9A-Za-z.-]*|.*|'') continue ;; esac
+          rm -rf "$C/$1/$_v"
+        done
+      }
+      # Not while a bootstrap (of a pool started meanwhile) holds the volume.
+      exec 8>"$C/.lock" || exit 0
+      flock -w 10 8 || exit 0
+      prune code ${CODE_KEEP}
+      prune lib ${CODE_KEEP}
+      prune deno 2
+    ) || :
+  fi
+fi
+unset SKYWARD_PRUNE
 mkdir -p /run/sshd /etc/skyward /run/skyward
 chmod 1777 /run/skyward
 umask 077
@@ -461,7 +523,9 @@ interface Inspected {
  * addresses between nodes, without a cloud. The nodes are reached over SSH
  * and bootstrapped like cloud machines; the default image holds no Deno
  * (the pool uploads the client's binary) and is built with
- * `deno task image:build`.
+ * `skyward image build` (`deno run -A jsr:@skyward/skyward/cli image build`).
+ * Each node keeps Deno, the npm packages and the code in a volume per node
+ * index, so the next pool ships nothing again (`cache`).
  *
  * @param options The CLI, the image, limits, network and TTL.
  * @returns The provider, for `ComputePool.start({ provider })`.
@@ -494,6 +558,7 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
   }
   const cli = new Cli(resolved);
   const prefix = resolved.namePrefix;
+  const cacheVolume = (index: number) => `${prefix}-cache-${index}`;
 
   async function inspect(names: string[]): Promise<Map<string, Inspected>> {
     const found = new Map<string, Inspected>();
@@ -649,6 +714,7 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
     const report: CleanupReport = {
       containers: [...containers].filter(([, l]) => doomed(l)).map(([n]) => n),
       networks: [...networks].filter(([, l]) => doomed(l)).map(([n]) => n),
+      volumes: [],
     };
     if (podman && Deno.build.os === "linux") {
       for (const [bridge, labels] of await listBridges()) {
@@ -662,13 +728,59 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
       if (podman) await removeBridge(network);
       else await removeNetwork(network);
     }
+    if (options.caches) report.volumes = await removeCaches();
     return report;
+  }
+
+  /** The cache volumes of the first `count` node indices that no running container mounts. */
+  async function freeCaches(count: number): Promise<Set<string>> {
+    const free = new Set(
+      Array.from({ length: count }, (_, i) => cacheVolume(i)),
+    );
+    const running = lines(
+      await cli.must(["ps", "-q", "--filter", `label=${CLUSTER_LABEL}`]),
+    );
+    if (running.length === 0) return free;
+    const out = await cli.must([
+      "inspect",
+      "--type",
+      "container",
+      "--format",
+      "{{range .Mounts}}{{.Name}} {{end}}",
+      ...running,
+    ]);
+    for (const name of out.split(/\s+/)) free.delete(name);
+    return free;
+  }
+
+  /** Removes the cache volumes no container uses; returns their names. */
+  async function removeCaches(): Promise<string[]> {
+    const pattern = new RegExp(`^${prefix.replaceAll(".", "\\.")}-cache-\\d+$`);
+    const names = lines(
+      await cli.must([
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        `name=${prefix}-cache-`,
+      ]),
+    ).filter((n) => pattern.test(n));
+    const removed: string[] = [];
+    for (const name of names) {
+      // A volume a container still uses is refused: it stays.
+      if ((await cli.run(["volume", "rm", name])).code === 0) {
+        removed.push(name);
+      }
+    }
+    return removed;
   }
 
   async function launch(cluster: ContainerCluster): Promise<Instance> {
     const index = cluster.next++;
     const name = `${prefix}-${cluster.id}-${index}`;
-    const hostKeys = utils.generateKeyPairSync("ed25519", { comment: name });
+    const prune = cluster.prunable?.delete(cacheVolume(index)) ?? false;
+    const { generateKeyPair } = await sshTransport();
+    const hostKeys = generateKeyPair(name);
     const attached = cluster.bridge
       ? await addNamespace(cluster.bridge, index)
       : undefined;
@@ -696,6 +808,10 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
       "SKYWARD_HOST_KEY",
       "--env",
       "SKYWARD_AUTHORIZED_KEY",
+      ...(resolved.cache
+        ? ["--volume", `${cacheVolume(index)}:${CACHE_MOUNT}`]
+        : []),
+      ...(prune ? ["--env", "SKYWARD_PRUNE=1"] : []),
       ...(resolved.cpus ? ["--cpus", String(resolved.cpus)] : []),
       ...(resolved.memory ? ["--memory", resolved.memory] : []),
       resolved.image,
@@ -704,13 +820,13 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
       entrypoint(resolved.ttl, IMAGE_USER),
     ];
     cluster.launched.set(name, {
-      hostKey: hostKeys.public,
+      hostKey: hostKeys.publicKey,
       index,
       address: attached?.address,
     });
     const out = await cli.run(args, {
       env: {
-        SKYWARD_HOST_KEY: hostKeys.private,
+        SKYWARD_HOST_KEY: hostKeys.privateKey,
         SKYWARD_AUTHORIZED_KEY: cluster.publicKey,
       },
       timeoutMs: 120_000,
@@ -791,7 +907,8 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
         throw new ConfigError(
           `Cannot start containers: the image ${resolved.image} is missing` +
             (resolved.image === DEFAULT_IMAGE
-              ? " (build it with: deno task image:build)"
+              ? " (build it with: deno run -A jsr:@skyward/skyward/cli image build, " +
+                "or from a clone: deno task image:build)"
               : ""),
         );
       }
@@ -803,9 +920,11 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
       }
       // What crashed clients on this machine left.
       await cleanup().catch(() => {});
-      const keys = utils.generateKeyPairSync("ed25519", {
-        comment: `skyward-${spec.clusterId}`,
-      });
+      const prunable = resolved.cache
+        ? await freeCaches(spec.nodes).catch(() => new Set<string>())
+        : undefined;
+      const { generateKeyPair } = await sshTransport();
+      const keys = generateKeyPair(`skyward-${spec.clusterId}`);
       if (podman) {
         const bridge = await createBridge({
           [CLUSTER_LABEL]: spec.clusterId,
@@ -816,10 +935,11 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
           network: bridge.name,
           ownNetwork: true,
           bridge,
-          privateKey: keys.private,
-          publicKey: keys.public,
+          privateKey: keys.privateKey,
+          publicKey: keys.publicKey,
           launched: new Map(),
           next: 0,
+          prunable,
         };
       }
       const network = resolved.network ?? `${prefix}-${spec.clusterId}`;
@@ -840,10 +960,11 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
         id: spec.clusterId,
         network,
         ownNetwork: !resolved.network,
-        privateKey: keys.private,
-        publicKey: keys.public,
+        privateKey: keys.privateKey,
+        publicKey: keys.publicKey,
         launched: new Map(),
         next: 0,
+        prunable,
       };
     },
     async provision(

@@ -25,6 +25,16 @@ export interface LocalOptions {
    * @default `$XDG_CACHE_HOME/skyward/local`, else `~/.cache/skyward/local`
    */
   root?: string;
+  /**
+   * How many versions of the shipped code from earlier pools each node's
+   * directory keeps (`node-N/code/<hash>`: one per change of the project).
+   * A pool that starts removes the older ones, except those a running
+   * worker uses, then adds its own if missing. A removed version needed
+   * again is copied again, which on this machine is a quick local copy.
+   * @default 3 (switching between two branches, or undoing a change, copies
+   * nothing; the disk held stays near four copies of the project per node)
+   */
+  keepCode?: number;
 }
 
 /** A prepared local cluster. */
@@ -64,6 +74,83 @@ function absolute(path: string): string {
     else parts.push(part);
   }
   return `/${parts.join("/")}`;
+}
+
+/** How many versions of the code a node's directory keeps by default. */
+const DEFAULT_KEEP_CODE = 3;
+
+/** The working directories of this machine's processes (Linux; empty elsewhere). */
+async function workingDirectories(): Promise<Set<string>> {
+  const dirs = new Set<string>();
+  if (Deno.build.os !== "linux") return dirs;
+  try {
+    for await (const entry of Deno.readDir("/proc")) {
+      if (!/^\d+$/.test(entry.name)) continue;
+      try {
+        dirs.add(await Deno.readLink(`/proc/${entry.name}/cwd`));
+      } catch {
+        // Gone, or not ours to see.
+      }
+    }
+  } catch {
+    // No /proc.
+  }
+  return dirs;
+}
+
+/**
+ * Removes the versions of the shipped code beyond the `keep` most recent in
+ * each node directory under `root`, except those a process runs in (a
+ * worker's working directory is its code directory).
+ *
+ * @param root The directory holding `node-0`, `node-1`, ...
+ * @param keep How many versions each node keeps.
+ * @returns The directories removed.
+ *
+ * @example
+ * ```ts
+ * import { pruneCode } from "./local.ts";
+ *
+ * const root = await Deno.makeTempDir();
+ * console.log(await pruneCode(root, 3)); // []
+ * ```
+ */
+export async function pruneCode(root: string, keep: number): Promise<string[]> {
+  const removed: string[] = [];
+  let inUse: Set<string> | undefined;
+  for await (const node of Deno.readDir(root)) {
+    if (!node.isDirectory || !/^node-\d+$/.test(node.name)) continue;
+    const codeRoot = `${root}/${node.name}/code`;
+    const versions: { dir: string; time: number }[] = [];
+    try {
+      for await (const entry of Deno.readDir(codeRoot)) {
+        if (!entry.isDirectory || !/^[0-9A-Za-z]+$/.test(entry.name)) continue;
+        const dir = `${codeRoot}/${entry.name}`;
+        // The marker is written when the copy is complete; without it, the
+        // directory's own time.
+        const stat = await Deno.stat(`${dir}/.skyward-hash`).catch(() =>
+          Deno.stat(dir)
+        );
+        versions.push({ dir, time: stat.mtime?.getTime() ?? 0 });
+      }
+    } catch {
+      continue;
+    }
+    if (versions.length <= keep) continue;
+    versions.sort((a, b) => b.time - a.time);
+    inUse ??= await workingDirectories();
+    for (const { dir } of versions.slice(keep)) {
+      const real = await Deno.realPath(dir).catch(() => dir);
+      if (
+        [...inUse].some((cwd) => cwd === real || cwd.startsWith(`${real}/`))
+      ) continue;
+      await Deno.remove(dir, { recursive: true }).then(
+        () => removed.push(dir),
+        () => {},
+      );
+    }
+  }
+  return removed;
 }
 
 /** The memory one local node needs: a Deno worker process and its warm sandbox. */
@@ -125,6 +212,14 @@ export type LocalProvider = Provider<LocalCluster> & {
  * ```
  */
 export function Local(options: LocalOptions = {}): LocalProvider {
+  const keep = options.keepCode ?? DEFAULT_KEEP_CODE;
+  if (!Number.isInteger(keep) || keep < 1) {
+    throw new ConfigError(
+      `Invalid sky.Local options: 'keepCode' must be a positive integer, got ${
+        JSON.stringify(options.keepCode)
+      }`,
+    );
+  }
   return {
     name: "local",
     options,
@@ -163,6 +258,7 @@ export function Local(options: LocalOptions = {}): LocalProvider {
       }
       const root = absolute(options.root ?? defaultRoot());
       await Deno.mkdir(root, { recursive: true });
+      await pruneCode(root, keep).catch(() => {});
       return { id: spec.clusterId, root, launched: new Map(), next: 0 };
     },
     async provision(cluster: LocalCluster, count: number): Promise<Instance[]> {

@@ -42,7 +42,7 @@ export function show(value: unknown): string {
 }
 
 /** The edit distance between two words (insertions, deletions, substitutions, swaps). */
-function distance(a: string, b: string): number {
+export function distance(a: string, b: string): number {
   const d: number[][] = Array.from(
     { length: a.length + 1 },
     (_, i) => Array.from({ length: b.length + 1 }, (_, j) => i || j),

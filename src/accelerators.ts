@@ -9,6 +9,7 @@
  * @module
  */
 import { ConfigError } from "./errors.ts";
+import { distance } from "./_options.ts";
 
 /** Who makes an accelerator. */
 export type Manufacturer = "NVIDIA" | "AMD" | "Intel" | "AWS" | "Google";
@@ -599,32 +600,6 @@ function make(
       ? { cuda: Object.freeze({ min: spec.cuda[0], max: spec.cuda[1] }) }
       : {}),
   });
-}
-
-/** Edit distance counting a swap of neighbours as one edit (optimal string alignment). */
-function distance(a: string, b: string): number {
-  const d = Array.from(
-    { length: a.length + 1 },
-    (_, i) =>
-      Array.from(
-        { length: b.length + 1 },
-        (_, j) => (i === 0 ? j : j === 0 ? i : 0),
-      ),
-  );
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      d[i][j] = Math.min(
-        d[i - 1][j] + 1,
-        d[i][j - 1] + 1,
-        d[i - 1][j - 1] + cost,
-      );
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
-        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
-      }
-    }
-  }
-  return d[a.length][b.length];
 }
 
 /**

@@ -248,13 +248,10 @@ export class NodeSession {
     const cause = wire.cause === undefined
       ? undefined
       : this.#mapCause(wire.cause);
-    const stack = wire.stack && this.codeUrl && this.rootUrl
-      ? wire.stack.replaceAll(this.codeUrl, this.rootUrl)
-      : wire.stack;
     const error = new RemoteError({
       name: wire.name,
-      message: wire.message,
-      stack,
+      message: this.#clientPaths(wire.message),
+      stack: wire.stack && this.#clientPaths(wire.stack),
     }, {
       cause,
       node: this.index,
@@ -269,11 +266,25 @@ export class NodeSession {
     return error;
   }
 
-  #mapCause(cause: unknown): unknown {
-    if (cause instanceof Error && cause.stack && this.codeUrl && this.rootUrl) {
-      cause.stack = cause.stack.replaceAll(this.codeUrl, this.rootUrl);
+  #mapCause(cause: unknown, depth = 0): unknown {
+    if (cause instanceof Error && depth < 8) {
+      cause.message = this.#clientPaths(cause.message);
+      if (cause.stack) cause.stack = this.#clientPaths(cause.stack);
+      if (cause.cause !== undefined) {
+        cause.cause = this.#mapCause(cause.cause, depth + 1);
+      }
     }
     return cause;
+  }
+
+  /**
+   * Names the client's own files where a text names the node's shipped copy
+   * of them, as a URL (`file:///…/code/<hash>/app/x.ts`) or as a path
+   * (`/…/code/<hash>/app/x.ts`).
+   */
+  #clientPaths(text: string): string {
+    if (!text || !this.codeUrl || !this.rootUrl) return text;
+    return clientPaths(text, this.codeUrl, this.rootUrl);
   }
 
   #dispatch(message: WorkerMessage, payload: Uint8Array): void {
@@ -413,4 +424,49 @@ export class NodeSession {
     const last = lines.end();
     if (last !== undefined) emit(last);
   }
+}
+
+/**
+ * Rewrites the shipped copy's locations in a text to the client's: the code
+ * directory's URL to the project root's URL, and its path (the whole
+ * directory, or a file under it) to the root's path.
+ *
+ * @param text An error message or stack.
+ * @param codeUrl The code directory on the node, as a URL ending in `/`.
+ * @param rootUrl The project root on the client, as a URL ending in `/`.
+ * @returns The text naming the client's files.
+ *
+ * @example
+ * ```ts
+ * import { clientPaths } from "./node.ts";
+ *
+ * const text = "readfile '/n/code/ab12/app/data.csv'";
+ * console.log(clientPaths(text, "file:///n/code/ab12/", "file:///home/me/proj/"));
+ * // readfile '/home/me/proj/app/data.csv'
+ * ```
+ */
+export function clientPaths(
+  text: string,
+  codeUrl: string,
+  rootUrl: string,
+): string {
+  const out = text.replaceAll(codeUrl, rootUrl);
+  const path = (url: string) => {
+    try {
+      const u = new URL(url);
+      return u.protocol === "file:"
+        ? decodeURIComponent(u.pathname).replace(/\/+$/, "")
+        : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const code = path(codeUrl);
+  const root = path(rootUrl);
+  if (!code || root === undefined || !out.includes(code)) return out;
+  const escaped = code.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return out.replace(
+    new RegExp(`${escaped}(/|(?=$|[^\\w.\\-]))`, "g"),
+    (_, slash: string) => slash ? `${root}/` : root || "/",
+  );
 }

@@ -92,10 +92,8 @@ import {
   type Spec,
   type SpecRequest,
 } from "./spec.ts";
-import { SshConnection } from "./ssh.ts";
-import { SshHost } from "./ssh_host.ts";
 import { retrying, track, untrack } from "./teardown.ts";
-import { type Host, LocalHost } from "./transport.ts";
+import { type Host, LocalHost, sshTransport } from "./transport.ts";
 
 const log = logger("pool");
 
@@ -1331,16 +1329,8 @@ export class ComputePool implements AsyncDisposable {
     if (endpoint.kind === "local") return new LocalHost(endpoint.dir);
     const target = `${endpoint.user}@${endpoint.host}:${endpoint.port}`;
     try {
-      const connection = await SshConnection.connect({
-        host: endpoint.host,
-        port: endpoint.port,
-        user: endpoint.user,
-        privateKey: endpoint.privateKey,
-        hostKey: endpoint.hostKey,
-        knownHostsPath: endpoint.knownHostsPath,
-        retries: 5,
-      });
-      return new SshHost(connection);
+      const { dialSsh } = await sshTransport();
+      return await dialSsh(endpoint, 5);
     } catch (error) {
       throw new ProvisioningError(
         `Cannot reach node ${index} at ${target}: ${

@@ -6,6 +6,8 @@
  *
  * @module
  */
+import { lazyModule } from "./_lazy.ts";
+import type { Endpoint } from "./provider.ts";
 
 /** A command running on a node, with its stdio as byte streams. */
 export interface Channel {
@@ -136,3 +138,54 @@ export class LocalHost implements Host {
     return Promise.resolve();
   }
 }
+
+/**
+ * The SSH transport as the pool sees it: `src/ssh_dial.ts`, loaded on first
+ * use (it needs `npm:ssh2`, which a program that only runs local nodes
+ * never downloads).
+ *
+ * @example
+ * ```ts
+ * import { sshTransport, type SshTransport } from "./transport.ts";
+ *
+ * const transport: SshTransport = await sshTransport();
+ * console.log(typeof transport.dialSsh); // "function"
+ * ```
+ */
+export interface SshTransport {
+  /**
+   * Opens one SSH connection to a machine, retrying while it boots.
+   *
+   * @param endpoint Where the machine is and how to log in.
+   * @param retries How many times a refused or reset connection is tried again.
+   * @returns The machine as a {@linkcode Host}.
+   */
+  dialSsh(
+    endpoint: Extract<Endpoint, { kind: "ssh" }>,
+    retries: number,
+  ): Promise<Host>;
+  /**
+   * Makes an Ed25519 key pair in OpenSSH's formats.
+   *
+   * @param comment The comment of both keys.
+   * @returns The private key and the public key line.
+   */
+  generateKeyPair(comment: string): { privateKey: string; publicKey: string };
+}
+
+/**
+ * Loads the SSH transport (`src/ssh_dial.ts`) on first use: the only way the
+ * library reaches `npm:ssh2`, so that a program that only runs local nodes
+ * never downloads it (see `_lazy.ts`).
+ *
+ * @example
+ * ```ts
+ * import { sshTransport } from "./transport.ts";
+ *
+ * const { generateKeyPair } = await sshTransport();
+ * console.log(generateKeyPair("sky-test").publicKey.startsWith("ssh-ed25519 ")); // true
+ * ```
+ */
+export const sshTransport: () => Promise<SshTransport> = lazyModule<
+  SshTransport
+>(new URL("./ssh_dial.ts", import.meta.url), "the SSH client (npm:ssh2)");

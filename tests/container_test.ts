@@ -34,6 +34,32 @@ for (const [binary, found] of Object.entries(runtimes)) {
   console.warn(`container_test.ts: ${binary} tests ignored: ${found.reason}`);
 }
 
+// The pools here keep their nodes' cache volumes (sky.Container's `cache`,
+// on by default) as a user's would: the volumes are removed at the end,
+// except one a container still uses (the daemon refuses those).
+globalThis.addEventListener("unload", () => {
+  for (const [binary, found] of Object.entries(runtimes)) {
+    if (found.host === null) continue;
+    const env: Record<string, string> = binary === "docker"
+      ? { DOCKER_HOST: found.host }
+      : {};
+    const sync = (args: string[]) =>
+      new TextDecoder().decode(
+        new Deno.Command(binary, { args, env, stderr: "null" }).outputSync()
+          .stdout,
+      );
+    const volumes = sync([
+      "volume",
+      "ls",
+      "-q",
+      "--filter",
+      "name=skyward-cache-",
+    ])
+      .split("\n").filter((n) => /^skyward-cache-\d+$/.test(n));
+    if (volumes.length > 0) sync(["volume", "rm", ...volumes]);
+  }
+});
+
 /** The test's handle on one container CLI. */
 interface Runtime {
   binary: Binary;
@@ -129,6 +155,18 @@ async function start(
       { cause: error },
     );
   }
+}
+
+/**
+ * Removes a volume, waiting for the containers of a closed pool that still
+ * use it to go (they run with `--rm`, which the daemon finishes on its own).
+ */
+async function removeVolume(rt: Runtime, volume: string): Promise<void> {
+  await eventually(
+    () => rt.cli("volume", "rm", "-f", volume).then(() => true, () => false),
+    30_000,
+    `the volume ${volume} to be removed`,
+  );
 }
 
 /** Defines the test once per container CLI that can run it. */
@@ -460,3 +498,129 @@ Deno.test("sky.Container() checks its options", () => {
   assert.equal(provider.options.binary, "docker");
   assert.equal(provider.options.image, "skyward-base:bookworm-v1");
 });
+
+containerTest(
+  "a second pool finds Deno, the code and the npm packages in the node's cache volume",
+  async (rt) => {
+    // A prefix of its own: its volume is this test's alone.
+    const namePrefix = `skytest-cache-${Date.now().toString(36)}`;
+    const volume = `${namePrefix}-cache-0`;
+    const phases = async (cache: boolean) => {
+      const seen: Record<string, string> = {};
+      await using pool = await start(rt, {
+        provider: rt.provider({ namePrefix, cache }),
+        onEvent: (e) => {
+          if (e.type === "BootstrapPhase" && e.status !== "started") {
+            seen[e.phase] = e.status;
+          }
+        },
+      });
+      assert.equal(await pool.run(square(3)), 9);
+      return seen;
+    };
+    try {
+      const first = await phases(true);
+      assert.equal(first.deno, "completed");
+      assert.equal(first.code, "completed");
+      assert.equal(first.deps, "completed");
+      const second = await phases(true);
+      assert.deepEqual(
+        [second.env, second.deno, second.code, second.deps],
+        ["skipped", "skipped", "skipped", "skipped"],
+      );
+      // Without the volume, the node starts empty again.
+      const none = await phases(false);
+      assert.equal(none.deno, "completed");
+      const report = await rt.provider({ namePrefix }).cleanup({
+        caches: true,
+      });
+      assert.deepEqual(report.volumes, [volume]);
+      assert.equal(
+        (await rt.cli("volume", "ls", "-q", "--filter", `name=${volume}`))
+          .trim(),
+        "",
+      );
+    } finally {
+      await removeVolume(rt, volume);
+    }
+  },
+);
+
+containerTest(
+  "a pool's containers keep the last 3 versions of the code in their cache volume, unless another container uses it",
+  async (rt) => {
+    const namePrefix = `skytest-prune-${Date.now().toString(36)}`;
+    const volume = `${namePrefix}-cache-0`;
+    // Podman needs them explicit here (the provider passes the same).
+    const ulimits = [
+      "--ulimit",
+      "nofile=4096:4096",
+      "--ulimit",
+      "nproc=4096:4096",
+    ];
+    const codeIn = async (pool: sky.ComputePool) =>
+      (await rt.cli(
+        "exec",
+        `${namePrefix}-${pool.id}-0`,
+        "ls",
+        "/home/sky/.cache/skyward/code",
+      )).split("\n").filter(Boolean).sort();
+    // Five versions from earlier pools, an hour apart, old1 the most recent.
+    await rt.cli(
+      "run",
+      "--rm",
+      "--network",
+      "none",
+      ...ulimits,
+      "--volume",
+      `${volume}:/c`,
+      "skyward-base:bookworm-v1",
+      "sh",
+      "-c",
+      'for i in 1 2 3 4 5; do mkdir -p /c/code/old$i && touch -d "$i hours ago" /c/code/old$i; done; chown -R 1000:1000 /c',
+    );
+    const holder = `${namePrefix}-holder`;
+    try {
+      // A container of another pool uses the volume: nothing is removed.
+      await rt.cli(
+        "run",
+        "--detach",
+        "--rm",
+        "--network",
+        "none",
+        ...ulimits,
+        "--name",
+        holder,
+        "--label",
+        `skyward.cluster=${holder}`,
+        "--volume",
+        `${volume}:/c`,
+        "skyward-base:bookworm-v1",
+        "sleep",
+        "300",
+      );
+      const old = ["old1", "old2", "old3", "old4", "old5"];
+      let current: string;
+      {
+        await using pool = await start(rt, {
+          provider: rt.provider({ namePrefix }),
+        });
+        assert.equal(await pool.run(square(2)), 4);
+        const listed = await codeIn(pool);
+        assert.deepEqual(listed.filter((n) => n.startsWith("old")), old);
+        [current] = listed.filter((n) => !n.startsWith("old"));
+        assert.ok(current, listed.join(" "));
+      }
+      await rt.cli("rm", "-f", holder);
+      // Nothing uses it now: the 3 most recent stay (this code's among them).
+      await using pool = await start(rt, {
+        provider: rt.provider({ namePrefix }),
+      });
+      assert.equal(await pool.run(square(3)), 9);
+      assert.deepEqual(await codeIn(pool), [current, "old1", "old2"].sort());
+    } finally {
+      await rt.cli("rm", "-f", holder).catch(() => {});
+      await removeVolume(rt, volume);
+    }
+  },
+);

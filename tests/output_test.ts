@@ -22,16 +22,25 @@ import { tempRoot } from "./helpers.ts";
 const root = await tempRoot();
 /** The limit of one message on the workers of this file (the real one is 4 GiB). */
 const LIMIT = 1024 * 1024;
-Deno.env.set("SKYWARD_MAX_MESSAGE_BYTES", String(LIMIT));
 
+/**
+ * A pool whose workers have the lower limit. The variable is set only while
+ * the workers start: the test runner shares one process environment between
+ * test files, and the other files' workers keep the real limit.
+ */
 async function start(
   events: PoolEvent[] = [],
 ): Promise<sky.ComputePool> {
-  return await sky.ComputePool.start({
-    provider: sky.Local({ root }),
-    console: "silent",
-    onEvent: (e) => events.push(e),
-  });
+  Deno.env.set("SKYWARD_MAX_MESSAGE_BYTES", String(LIMIT));
+  try {
+    return await sky.ComputePool.start({
+      provider: sky.Local({ root }),
+      console: "silent",
+      onEvent: (e) => events.push(e),
+    });
+  } finally {
+    Deno.env.delete("SKYWARD_MAX_MESSAGE_BYTES");
+  }
 }
 
 /** Resident memory of a process, in bytes (`VmRSS` of /proc/<pid>/status). */

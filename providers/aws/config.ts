@@ -1,13 +1,14 @@
 /**
- * The AWS provider's options, its SDK clients (imported lazily, so that a
- * worker importing the library never loads the SDK) and the translation of
- * AWS errors into the library's: unauthorised → `ConfigError` naming the
+ * The AWS provider's options, the records it shares with `mod.ts` (its
+ * offers and clusters), and the translation of AWS errors into the
+ * library's: unauthorised → `ConfigError` naming the
  * denied action, missing credentials → `ConfigError` naming what to set.
  *
  * @module
  */
 import { z } from "npm:zod@4.6.7";
 import { ConfigError, ProvisioningError } from "../../src/errors.ts";
+import type { ClusterSpec, Offer } from "../../src/provider.ts";
 
 /** What the provider knows of an instance when it picks the SSH user. */
 export interface AwsInstanceDetails {
@@ -21,6 +22,56 @@ export interface AwsInstanceDetails {
   imageId?: string;
   /** Its tags. */
   tags: Record<string, string>;
+}
+
+/** An EC2 offer, with the spot price of each availability zone. */
+export interface AwsOffer extends Offer {
+  /** The provider. */
+  provider: "aws";
+  /** The region. */
+  region: string;
+  /** Spot price by availability zone, cheapest first. */
+  spotZones: [zone: string, price: number][];
+  /** Whether the on-demand price is another region's (the table has none for this one). */
+  priceEstimated?: boolean;
+}
+
+/** A prepared AWS cluster: what its instances are launched with. */
+export interface AwsCluster {
+  /** The cluster (pool) id, the value of every resource's `skyward:cluster` tag. */
+  readonly id: string;
+  /** The region. */
+  readonly region: string;
+  /** The offer chosen. */
+  readonly offer: AwsOffer;
+  /** How to buy instances. */
+  readonly allocation: ClusterSpec["allocation"];
+  /** The pool's price cap, USD per hour. */
+  readonly maxHourlyCost?: number;
+  /** The AMI. */
+  readonly imageId: string;
+  /** The AMI's root device, e.g. `/dev/sda1`. */
+  readonly rootDevice: string;
+  /** Root volume size, GiB. */
+  readonly diskGb: number;
+  /** The VPC. */
+  readonly vpcId: string;
+  /** Subnets to launch in, with their availability zones. */
+  readonly subnets: readonly { id: string; zone: string }[];
+  /** The cluster's security group. */
+  readonly securityGroupId: string;
+  /** The cluster's key pair. */
+  readonly keyName: string;
+  /** The key pair's private key (not enumerable, so never printed with the record). */
+  readonly privateKey: string;
+  /** The user data every instance boots with. */
+  readonly userData: string;
+  /** Tags of every resource. */
+  readonly tags: readonly { Key: string; Value: string }[];
+  /** SSH host keys read from each instance's console. */
+  readonly hostKeys: Map<string, string>;
+  /** When each instance was first seen running, epoch ms. */
+  readonly runningSince: Map<string, number>;
 }
 
 /** Options of {@linkcode AWS}. */
@@ -200,107 +251,6 @@ export function regionFrom(
 ): string | undefined {
   return poolRegion ?? options.region ?? env("AWS_REGION") ??
     env("AWS_DEFAULT_REGION");
-}
-
-type Ec2Module = typeof import("npm:@aws-sdk/client-ec2@3.1169.0");
-type SsmModule = typeof import("npm:@aws-sdk/client-ssm@3.1169.0");
-
-/** The SDK clients of one region. */
-export interface AwsClients {
-  /** The region they talk to. */
-  region: string;
-  /** The EC2 client. */
-  ec2: InstanceType<Ec2Module["EC2Client"]>;
-  /** The EC2 module, for its commands. */
-  sdk: Ec2Module;
-  /** Sends one EC2 command, translating its errors (see {@linkcode awsError}). */
-  send<O>(command: { input: unknown }, action: string): Promise<O>;
-  /** Reads an SSM parameter. */
-  parameter(name: string): Promise<string>;
-}
-
-/**
- * Makes the SDK clients of a region, importing the SDK on first use.
- *
- * @param options The provider's options.
- * @param poolRegion The pool's region option, when set.
- * @returns The clients.
- * @throws {ConfigError} When no region is configured anywhere.
- */
-export async function awsClients(
-  options: ResolvedAwsOptions,
-  poolRegion?: string,
-): Promise<AwsClients> {
-  const sdk = await import("npm:@aws-sdk/client-ec2@3.1169.0");
-  const wanted = regionFrom(options, poolRegion);
-  const common = {
-    ...(wanted ? { region: wanted } : {}),
-    ...(options.profile ? { profile: options.profile } : {}),
-    ...(options.credentials ? { credentials: options.credentials } : {}),
-    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
-    maxAttempts: 3,
-  };
-  const ec2 = new sdk.EC2Client(common);
-  let region: string;
-  try {
-    region = await ec2.config.region();
-  } catch (error) {
-    throw new ConfigError(
-      `No AWS region is configured: pass sky.AWS({ region: "us-east-1" }) (or the pool's 'region'), ` +
-        `or set AWS_DEFAULT_REGION, or a region in your profile (~/.aws/config)`,
-      { cause: error },
-    );
-  }
-  let ssm:
-    | Promise<
-      { client: { send(c: unknown): Promise<unknown> }; module: SsmModule }
-    >
-    | undefined;
-  return {
-    region,
-    ec2,
-    sdk,
-    async send<O>(command: { input: unknown }, action: string): Promise<O> {
-      try {
-        // deno-lint-ignore no-explicit-any
-        return await ec2.send(command as any) as O;
-      } catch (error) {
-        throw awsError(error, `ec2:${action}`, region);
-      }
-    },
-    async parameter(name: string): Promise<string> {
-      ssm ??= import("npm:@aws-sdk/client-ssm@3.1169.0").then((module) => ({
-        module,
-        client: new module.SSMClient({ ...common, region }),
-      }));
-      const { client, module } = await ssm;
-      try {
-        const out = await client.send(
-          new module.GetParameterCommand({ Name: name }),
-        ) as {
-          Parameter?: { Value?: string };
-        };
-        const value = out.Parameter?.Value;
-        if (!value) {
-          throw new ProvisioningError(`SSM parameter ${name} has no value`);
-        }
-        return value;
-      } catch (error) {
-        if ((error as Error).name === "ParameterNotFound") {
-          throw new ConfigError(
-            `The AMI parameter ${name} does not exist in ${region}: pass sky.AWS({ ami: "ami-…" })`,
-            { cause: error },
-          );
-        }
-        throw awsError(
-          error,
-          "ssm:GetParameter",
-          region,
-          `or pass sky.AWS({ ami: "ami-…" }) to skip the look-up`,
-        );
-      }
-    },
-  };
 }
 
 /** Error codes that mean "no capacity for this request here": try elsewhere. */

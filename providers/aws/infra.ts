@@ -9,14 +9,17 @@
 import { ConfigError, ProvisioningError } from "../../src/errors.ts";
 import { logger } from "../../src/log.ts";
 import type { ClusterSpec } from "../../src/provider.ts";
+import type { AwsClients } from "./clients.ts";
 import {
-  type AwsClients,
+  type AwsCluster,
+  type AwsOffer,
   errorCode,
   type ResolvedAwsOptions,
 } from "./config.ts";
 import { generateSshKeyPair } from "./keys.ts";
-import type { AwsOffer } from "./offers.ts";
-import { userData } from "./instances.ts";
+import { userData } from "./user_data.ts";
+
+export type { AwsCluster };
 
 const log = logger("aws");
 
@@ -24,44 +27,6 @@ const log = logger("aws");
 export const CLUSTER_TAG = "skyward:cluster";
 /** When the cluster was prepared, ISO 8601. */
 export const CREATED_TAG = "skyward:created";
-
-/** A prepared AWS cluster: what its instances are launched with. */
-export interface AwsCluster {
-  /** The cluster (pool) id, the value of every resource's `skyward:cluster` tag. */
-  readonly id: string;
-  /** The region. */
-  readonly region: string;
-  /** The offer chosen. */
-  readonly offer: AwsOffer;
-  /** How to buy instances. */
-  readonly allocation: ClusterSpec["allocation"];
-  /** The pool's price cap, USD per hour. */
-  readonly maxHourlyCost?: number;
-  /** The AMI. */
-  readonly imageId: string;
-  /** The AMI's root device, e.g. `/dev/sda1`. */
-  readonly rootDevice: string;
-  /** Root volume size, GiB. */
-  readonly diskGb: number;
-  /** The VPC. */
-  readonly vpcId: string;
-  /** Subnets to launch in, with their availability zones. */
-  readonly subnets: readonly { id: string; zone: string }[];
-  /** The cluster's security group. */
-  readonly securityGroupId: string;
-  /** The cluster's key pair. */
-  readonly keyName: string;
-  /** The key pair's private key (not enumerable, so never printed with the record). */
-  readonly privateKey: string;
-  /** The user data every instance boots with. */
-  readonly userData: string;
-  /** Tags of every resource. */
-  readonly tags: readonly { Key: string; Value: string }[];
-  /** SSH host keys read from each instance's console. */
-  readonly hostKeys: Map<string, string>;
-  /** When each instance was first seen running, epoch ms. */
-  readonly runningSince: Map<string, number>;
-}
 
 /** Tags of a cluster's resources. */
 export function clusterTags(

@@ -1,7 +1,9 @@
 /**
  * The AWS provider: EC2 instances as the pool's nodes, on the real EC2 API
- * through the AWS SDK (imported only when the provider is used, never by a
- * worker).
+ * through the AWS SDK. The SDK is downloaded and loaded when the provider
+ * is first used (its first call, not `sky.AWS()`), never by a program that
+ * does not use AWS nor by a worker: this module and `config.ts` hold the
+ * options and records, `provider.ts` the methods (see `src/_lazy.ts`).
  *
  * - **Offers**: instance types (`DescribeInstanceTypes`) that carry the
  *   accelerator and meet the vCPU, memory and architecture wishes, priced
@@ -20,7 +22,7 @@
  *
  * @module
  */
-import { ConfigError } from "../../src/errors.ts";
+import { lazyModule } from "../../src/_lazy.ts";
 import type {
   ClusterSpec,
   Instance,
@@ -28,21 +30,13 @@ import type {
   Provider,
 } from "../../src/provider.ts";
 import {
-  type AwsClients,
-  awsClients,
+  type AwsCluster,
   type AwsInstanceDetails,
+  type AwsOffer,
   type AwsOptions,
   resolveAwsOptions,
+  type ResolvedAwsOptions,
 } from "./config.ts";
-import {
-  type AwsCluster,
-  prepareCluster,
-  sweep,
-  terminateInstances,
-} from "./infra.ts";
-import { describe, launch } from "./instances.ts";
-import { type AwsOffer, findOffers } from "./offers.ts";
-import { offersCache } from "../_offers.ts";
 
 export type { AwsCluster, AwsInstanceDetails, AwsOffer, AwsOptions };
 
@@ -97,8 +91,38 @@ export type AwsProvider = Provider<AwsCluster> & {
   cleanup(options?: AwsCleanupOptions): Promise<AwsCleanupReport>;
 };
 
-/** How long offers are reused, in ms. */
-const OFFERS_TTL = 10 * 60_000;
+/** The AWS provider's methods that need the SDK, made by `provider.ts`. */
+export type AwsMethods = Omit<
+  AwsProvider,
+  "name" | "options" | "powerOffCommand" | "sweepHint"
+>;
+
+/**
+ * What `provider.ts`, loaded on first use, gives `sky.AWS()`: the provider's
+ * methods, which use the SDK.
+ *
+ * @example
+ * ```ts
+ * import type { AwsImplementation } from "./mod.ts";
+ *
+ * const { awsMethods }: AwsImplementation = await import("./provider.ts");
+ * console.log(typeof awsMethods); // "function"
+ * ```
+ */
+export interface AwsImplementation {
+  /**
+   * Makes the methods.
+   *
+   * @param resolved The provider's options, validated.
+   * @returns The methods.
+   */
+  awsMethods(resolved: ResolvedAwsOptions): AwsMethods;
+}
+
+const implementation = lazyModule<AwsImplementation>(
+  new URL("./provider.ts", import.meta.url),
+  "the AWS SDK (npm:@aws-sdk/client-ec2)",
+);
 
 /**
  * Runs nodes on EC2 instances. Credentials come from the standard chain
@@ -125,29 +149,11 @@ const OFFERS_TTL = 10 * 60_000;
  */
 export function AWS(options: AwsOptions = {}): AwsProvider {
   const resolved = resolveAwsOptions(options);
-  const clients = new Map<string, Promise<AwsClients>>();
-  const cachedOffers = offersCache<AwsOffer>(OFFERS_TTL);
-
-  function clientsFor(region?: string): Promise<AwsClients> {
-    const key = region ?? "";
-    let found = clients.get(key);
-    if (!found) {
-      found = awsClients(resolved, region);
-      clients.set(key, found);
-      found.catch(() => clients.delete(key));
-    }
-    return found;
-  }
-
-  function clusterOf(cluster: AwsCluster): AwsCluster {
-    if (
-      !cluster || typeof cluster !== "object" || !cluster.region || !cluster.id
-    ) {
-      throw new ConfigError("sky.AWS() was given a cluster it did not prepare");
-    }
-    return cluster;
-  }
-
+  let loaded: Promise<AwsMethods> | undefined;
+  const real = (): Promise<AwsMethods> => {
+    loaded ??= implementation().then((m) => m.awsMethods(resolved));
+    return loaded;
+  };
   return {
     name: "aws",
     options,
@@ -155,59 +161,26 @@ export function AWS(options: AwsOptions = {}): AwsProvider {
     powerOffCommand: "sudo -n shutdown -h now || sudo -n poweroff",
     sweepHint: (cluster) =>
       `deno run -A jsr:@skyward/skyward/cli cleanup --provider aws --cluster ${cluster}`,
-    async offers(spec: ClusterSpec): Promise<Offer[]> {
-      const c = await clientsFor(spec.region);
-      return await cachedOffers(
-        c.region,
-        spec,
-        () => findOffers(c, spec, resolved),
-      );
-    },
-    async prepare(spec: ClusterSpec, offer: Offer): Promise<AwsCluster> {
-      const c = await clientsFor(offer.region ?? spec.region);
-      const awsOffer: AwsOffer = {
-        ...offer,
-        provider: "aws",
-        region: c.region,
-        spotZones: (offer as Partial<AwsOffer>).spotZones ?? [],
-      };
-      return await prepareCluster(c, resolved, spec, awsOffer);
-    },
-    async checkCredentials(): Promise<string> {
-      const c = await clientsFor(undefined);
-      const out = await c.send<{ Vpcs?: { VpcId?: string }[] }>(
-        new c.sdk.DescribeVpcsCommand({
-          Filters: [{ Name: "isDefault", Values: ["true"] }],
-        }),
-        "DescribeVpcs",
-      );
-      const vpc = out.Vpcs?.[0]?.VpcId;
-      return `region ${c.region}, ${
-        vpc ? `default VPC ${vpc}` : "no default VPC"
-      }`;
-    },
-    async provision(cluster: AwsCluster, count: number): Promise<Instance[]> {
-      const c = clusterOf(cluster);
-      return await launch(await clientsFor(c.region), c, resolved, count);
-    },
-    async getInstance(
+    offers: async (spec: ClusterSpec): Promise<Offer[]> =>
+      await (await real()).offers(spec),
+    prepare: async (spec: ClusterSpec, offer: Offer): Promise<AwsCluster> =>
+      await (await real()).prepare(spec, offer),
+    checkCredentials: async (): Promise<string> =>
+      await (await real()).checkCredentials!(),
+    provision: async (
+      cluster: AwsCluster,
+      count: number,
+    ): Promise<Instance[]> => await (await real()).provision(cluster, count),
+    getInstance: async (
       cluster: AwsCluster,
       id: string,
-    ): Promise<Instance | undefined> {
-      const c = clusterOf(cluster);
-      return await describe(await clientsFor(c.region), c, resolved, id);
-    },
-    async terminate(cluster: AwsCluster, ids: string[]): Promise<void> {
-      const c = clusterOf(cluster);
-      if (ids.length === 0) return;
-      await terminateInstances(await clientsFor(c.region), ids);
-    },
-    async teardown(cluster: AwsCluster): Promise<void> {
-      const c = clusterOf(cluster);
-      await sweep(await clientsFor(c.region), { cluster: c.id });
-    },
-    async cleanup(cleanup: AwsCleanupOptions = {}): Promise<AwsCleanupReport> {
-      return await sweep(await clientsFor(cleanup.region), cleanup);
-    },
+    ): Promise<Instance | undefined> =>
+      await (await real()).getInstance(cluster, id),
+    terminate: async (cluster: AwsCluster, ids: string[]): Promise<void> =>
+      await (await real()).terminate(cluster, ids),
+    teardown: async (cluster: AwsCluster): Promise<void> =>
+      await (await real()).teardown(cluster),
+    cleanup: async (cleanup?: AwsCleanupOptions): Promise<AwsCleanupReport> =>
+      await (await real()).cleanup(cleanup),
   };
 }

@@ -8,8 +8,9 @@
  */
 import { describeAccelerator } from "../../src/accelerators.ts";
 import { NoOffersError } from "../../src/errors.ts";
-import type { ClusterSpec, Offer } from "../../src/provider.ts";
-import type { AwsClients, ResolvedAwsOptions } from "./config.ts";
+import type { ClusterSpec } from "../../src/provider.ts";
+import type { AwsClients } from "./clients.ts";
+import type { AwsOffer, ResolvedAwsOptions } from "./config.ts";
 import {
   CPU_FAMILIES,
   EC2_FAMILIES,
@@ -20,17 +21,7 @@ import { onDemandPrice } from "./prices.ts";
 import { priceFor } from "../../src/spec.ts";
 import { allocationHint, overCap } from "../_offers.ts";
 
-/** An EC2 offer, with the spot price of each availability zone. */
-export interface AwsOffer extends Offer {
-  /** The provider. */
-  provider: "aws";
-  /** The region. */
-  region: string;
-  /** Spot price by availability zone, cheapest first. */
-  spotZones: [zone: string, price: number][];
-  /** Whether the on-demand price is another region's (the table has none for this one). */
-  priceEstimated?: boolean;
-}
+export type { AwsOffer };
 
 /** Least vCPUs and memory of a CPU-only pool that names neither. */
 const DEFAULT_VCPUS = 2;
