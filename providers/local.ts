@@ -18,7 +18,10 @@ import type {
 export interface LocalOptions {
   /**
    * The directory under which each node gets its own directory (`node-0`,
-   * `node-1`, ...). Shipped code is cached there between pools.
+   * `node-1`, ...). Shipped code is cached there between pools. A relative
+   * path is taken from the working directory when the pool starts. It may
+   * sit inside the user's project: nodes run with the shipped configuration
+   * only, not the project's `deno.json` above them.
    * @default `$XDG_CACHE_HOME/skyward/local`, else `~/.cache/skyward/local`
    */
   root?: string;
@@ -59,6 +62,18 @@ function defaultRoot(): string {
   return `${
     cache ?? Deno.makeTempDirSync({ prefix: "skyward-" })
   }/skyward/local`;
+}
+
+/** `path` made absolute against the working directory, `.` and `..` resolved. */
+function absolute(path: string): string {
+  const parts: string[] = [];
+  const joined = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
+  for (const part of joined.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") parts.pop();
+    else parts.push(part);
+  }
+  return `/${parts.join("/")}`;
 }
 
 /** How many versions of the code a node's directory keeps by default. */
@@ -231,7 +246,17 @@ export function Local(options: LocalOptions = {}): LocalProvider {
       }]);
     },
     async prepare(spec: ClusterSpec): Promise<LocalCluster> {
-      const root = options.root ?? defaultRoot();
+      if (
+        options.root !== undefined &&
+        (typeof options.root !== "string" || options.root === "")
+      ) {
+        throw new ConfigError(
+          `Cannot prepare sky.Local(): 'root' must be a directory path, got ${
+            JSON.stringify(options.root) ?? String(options.root)
+          }`,
+        );
+      }
+      const root = absolute(options.root ?? defaultRoot());
       await Deno.mkdir(root, { recursive: true });
       await pruneCode(root, keep).catch(() => {});
       return { id: spec.clusterId, root, launched: new Map(), next: 0 };

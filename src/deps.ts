@@ -258,6 +258,27 @@ export type NodeBundle = Bundle & { readonly node: NodeDependencies };
 /** Where the stub importing each of the image's `imports` goes, beside the config. */
 const IMAGE_IMPORTS = ".skyward/image_imports.ts";
 
+/**
+ * An empty configuration at the root of the shipped code, when the node's
+ * configuration is deeper: where the code lands, no configuration outside
+ * it takes part.
+ *
+ * Deno (2.9) takes every path target of the import map (`"@skyward/skyward":
+ * "../lib/mod.ts"`) and registers the nearest `deno.json` at or above the
+ * target's folder as an implicit link, whose own import map then joins the
+ * node's (`resolve_auto_link_config_folders` in `libs/config/workspace/
+ * discovery.rs`). With no configuration between the target and the root of
+ * the shipped code, that search leaves the code: a node folder inside the
+ * user's project (`sky.Local({ root: "./.nodes" })`) found the project's own
+ * `deno.json`, whose imports point back at the client's files, and the
+ * frozen lockfile check failed. This file ends the search inside the code.
+ */
+const BARRIER = {
+  path: "deno.jsonc",
+  text:
+    "// Keeps Deno from looking above the shipped code for configuration.\n{}\n",
+};
+
 /** JSON with comments and trailing commas (`deno.jsonc`) to a value. */
 function parseJsonc(text: string): unknown {
   let out = "";
@@ -565,6 +586,10 @@ async function stage(
     null,
     2,
   ) + "\n";
+  const barrier = configDir !== "" &&
+      !userFiles.some((f) => f.path === "deno.json" || f.path === "deno.jsonc")
+    ? [{ path: BARRIER.path, data: encoder.encode(BARRIER.text) }]
+    : [];
   const names = Object.keys(imports).filter((name) => !name.endsWith("/"));
   const stubText =
     "// The image's imports, resolved on the nodes before the worker starts.\n" +
@@ -590,6 +615,7 @@ async function stage(
     const codeDir = `${dir}/code`;
     await writeFiles(codeDir, [
       ...userFiles,
+      ...barrier,
       { path: config, data: encoder.encode(configText) },
       { path: stub, data: encoder.encode(stubText) },
       ...(oldLock
@@ -675,6 +701,7 @@ async function stage(
       vendored,
     );
     const extras = [
+      ...barrier,
       { path: config, data: encoder.encode(configText) },
       { path: stub, data: encoder.encode(stubText) },
       ...vendored,
@@ -826,7 +853,7 @@ async function saveStaged(key: string, staged: Staged): Promise<void> {
 }
 
 /** The version of what staging makes: a change to it readies the code again. */
-const STAGE_FORMAT = 1;
+const STAGE_FORMAT = 2;
 
 /** How many readied code directories are kept between runs. */
 const KEEP_STAGED = 16;

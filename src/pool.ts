@@ -73,7 +73,7 @@ import {
   StreamedCall,
   teeArgs,
 } from "./remote_stream.ts";
-import type { SandboxSpec } from "./protocol.ts";
+import { SANDBOX_OUT_OF_MEMORY, type SandboxSpec } from "./protocol.ts";
 import { explainDenied, sandboxSpecOf } from "./sandbox.ts";
 import {
   DEFAULT_NODE_LIMIT,
@@ -337,6 +337,48 @@ function withPermissionAdvice(error: Error, job: Job): Error {
   if (!advice) return error;
   const better = new RemoteError({
     name: "NotCapable",
+    message: advice,
+    stack: error.remoteStack?.replace(said, advice),
+  }, { cause: error.cause, node: error.node });
+  for (const [key, value] of Object.entries(error)) {
+    if (!(key in better)) {
+      Object.defineProperty(better, key, { value, enumerable: true });
+    }
+  }
+  return better;
+}
+
+/**
+ * A task's sandbox ran out of memory (a `SandboxError` with code
+ * `ERR_SANDBOX_OUT_OF_MEMORY`): the same error, naming the compute and its
+ * `memoryLimit`, and how to raise it.
+ */
+function withMemoryAdvice(error: Error, job: Job): Error {
+  const marked = error as { code?: unknown; heapLimitMb?: unknown };
+  if (
+    !(error instanceof RemoteError) || error.remoteName !== "SandboxError" ||
+    marked.code !== SANDBOX_OUT_OF_MEMORY
+  ) return error;
+  const said = error.message.slice("SandboxError: ".length);
+  const limit = job.spec.kind === "deno" ? job.spec.memoryLimit : undefined;
+  const mib = limit === undefined
+    ? Number(marked.heapLimitMb)
+    : Math.round(limit / 2 ** 20 * 100) / 100;
+  const loading = said.includes("loading");
+  const what = limit === undefined
+    ? `the default heap limit of its sandbox, ${mib} MiB (it sets no memoryLimit)`
+    : `its memoryLimit of ${mib} MiB`;
+  const advice =
+    `compute '${job.name}' exceeded ${what}${
+      loading
+        ? " while its sandbox loaded its module (the module, its imports and this library count too)"
+        : ""
+    }. Its sandbox was stopped and is replaced for the next task. ` +
+    `To allow more, raise it where the compute is defined: sky.compute(fn, { memoryLimit: ${
+      Math.max(2 * Math.ceil(mib), 64)
+    } * 2 ** 20 })`;
+  const better = new RemoteError({
+    name: "SandboxError",
     message: advice,
     stack: error.remoteStack?.replace(said, advice),
   }, { cause: error.cause, node: error.node });
@@ -2261,7 +2303,12 @@ export class ComputePool implements AsyncDisposable {
               "TaskCancelledError"
         ) {
           this.#settle(job, new TaskCancelledError(job.name));
-        } else this.#settle(job, withPermissionAdvice(error, job));
+        } else {
+          this.#settle(
+            job,
+            withMemoryAdvice(withPermissionAdvice(error, job), job),
+          );
+        }
       },
     );
     call.start();

@@ -17,6 +17,13 @@ import { ProtocolError } from "./errors.ts";
 /** The protocol's version; the handshake refuses a worker speaking another. */
 export const PROTOCOL_VERSION = 5;
 
+/**
+ * The `code` of the `SandboxError` a task fails with when its sandbox ran
+ * out of memory; it also carries `heapLimitMb`. The client rewords it to
+ * name the compute and its `memoryLimit`.
+ */
+export const SANDBOX_OUT_OF_MEMORY = "ERR_SANDBOX_OUT_OF_MEMORY";
+
 /** The largest frame either side accepts, in bytes (1 GiB). */
 export const MAX_FRAME_BYTES = 1024 * 1024 * 1024;
 

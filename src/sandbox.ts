@@ -168,16 +168,17 @@ const WHAT: Record<string, string> = {
 
 /**
  * The least `memoryLimit` of a Deno sandbox: with less, it cannot load its
- * module.
+ * module. A sandbox's heap holds the library's modules (about 20 MiB) besides
+ * the compute's module and what its tasks allocate.
  *
  * @example
  * ```ts
  * import { MIN_DENO_MEMORY } from "./sandbox.ts";
  *
- * console.log(MIN_DENO_MEMORY / 2 ** 20); // 16 (MiB)
+ * console.log(MIN_DENO_MEMORY / 2 ** 20); // 32 (MiB)
  * ```
  */
-export const MIN_DENO_MEMORY = 16 * 2 ** 20;
+export const MIN_DENO_MEMORY = 32 * 2 ** 20;
 /**
  * The least `memoryLimit` of a WASM (QuickJS) task: with less, QuickJS
  * cannot start.

@@ -44,7 +44,7 @@ Deno.test("compute() refuses a memoryLimit too small to run, saying it is in byt
     {
       name: "RangeError",
       message:
-        /'memoryLimit' is in bytes, and 1 bytes is less than a Deno sandbox needs \(at least 16777216, 16 MiB\)/,
+        /'memoryLimit' is in bytes, and 1 bytes is less than a Deno sandbox needs \(at least 33554432, 32 MiB\)/,
     },
   );
   assert.throws(
@@ -199,4 +199,26 @@ Deno.test("intervals past the longest a timer takes are refused, not fired at on
       }),
     /'deadManSwitch\.heartbeatInterval' must be at most 2147483647 ms \(24\.8 days\).*\(got 2147483648\)/,
   );
+});
+
+Deno.test("sky.Local() refuses a root that is not a path, quoting it", async () => {
+  for (const root of [5, ""]) {
+    await assert.rejects(
+      () =>
+        sky.ComputePool.start({
+          provider: sky.Local({ root: root as unknown as string }),
+          console: "silent",
+        }),
+      (error: Error) => {
+        assert.equal(error.name, "ConfigError");
+        assert.match(
+          error.message,
+          new RegExp(
+            `'root' must be a directory path, got ${JSON.stringify(root)}`,
+          ),
+        );
+        return true;
+      },
+    );
+  }
 });

@@ -5,6 +5,8 @@ import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
 import {
   allocate,
+  allocateAsync,
+  allocateWithin,
   askForRead,
   connect,
   countFresh,
@@ -15,6 +17,7 @@ import {
   fetchUrl,
   hostname,
   importUrl,
+  largeLimit,
   loadFfi,
   meddleWithStdio,
   pid,
@@ -24,6 +27,7 @@ import {
   readHomeKey,
   rejectLater,
   scratch,
+  smallestLimit,
   spawn,
   spin,
   wasmAdd,
@@ -42,6 +46,7 @@ import {
   writeFile,
 } from "./fixtures/sandboxed.ts";
 import { square } from "./fixtures/computes.ts";
+import { heavyLoad } from "./fixtures/heavy_module.ts";
 import { tempRoot } from "./helpers.ts";
 import { mergePermissions } from "../src/sandbox.ts";
 
@@ -294,8 +299,46 @@ Deno.test("a sandbox that dies fails its task with a SandboxError and is replace
     /nobody catches this/,
   );
   assert.equal(await pool.run(square(6)), 36);
-  await refused(pool.run(allocate()), "SandboxError", /stopped/);
+  await refused(
+    pool.run(allocate()),
+    "SandboxError",
+    /exceeded its memoryLimit/,
+  );
   assert.equal(await pool.run(square(7)), 49);
+  assert.equal(pool.workerPids[0], workerPid, "the worker was not restarted");
+});
+
+Deno.test("memoryLimit: tasks within it run; one that allocates past it fails naming the compute and the limit, and the node keeps serving", async () => {
+  await using pool = await start();
+  const workerPid = pool.workerPids[0]!;
+  assert.equal(await pool.run(smallestLimit(1)), 2);
+  assert.equal(await pool.run(largeLimit(2)), 3);
+  // 24 MiB of numbers held at once, under a limit of 64 MiB.
+  assert.equal(await pool.run(allocateWithin(24)), 24 * 2 ** 17);
+  // (A time limit only so that a sandbox left hung fails the test.)
+  for (
+    const [task, name] of [
+      [allocate().withTimeout(120_000), "allocate"],
+      [allocateAsync().withTimeout(120_000), "allocateAsync"],
+    ] as const
+  ) {
+    const error = await refused(
+      pool.run(task),
+      "SandboxError",
+      new RegExp(`compute '${name}' exceeded its memoryLimit of 64 MiB`),
+    );
+    assert.doesNotMatch(error.message, /null/);
+    // The node keeps serving, in the same worker process.
+    assert.equal(await pool.run(allocateWithin(8)), 8 * 2 ** 17);
+    assert.equal(await pool.run(square(7)), 49);
+  }
+  // A module that does not fit: said so, not "Error: null".
+  await refused(
+    pool.run(heavyLoad().withTimeout(120_000)),
+    "SandboxError",
+    /compute 'heavyLoad' exceeded its memoryLimit of 32 MiB while its sandbox loaded its module/,
+  );
+  assert.equal(await pool.run(square(8)), 64);
   assert.equal(pool.workerPids[0], workerPid, "the worker was not restarted");
 });
 

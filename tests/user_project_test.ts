@@ -279,6 +279,21 @@ Deno.test("a project with its own deno.json mapping the library by path runs the
   assert.ok(!own.includes("dayjs"), "the project's deno.lock gained dayjs");
 });
 
+Deno.test("a project keeping its sky.Local() nodes inside itself (root: './.nodes') runs the seed's examples: nodes use the shipped configuration only", async () => {
+  await uncache("left-pad", "1.3.0");
+  const project = await makeProject({ kind: "path" });
+  // Relative to the program's working directory, the project's root: under
+  // the project's deno.json, which maps the library to the repository.
+  const results = await runApp(project, { kind: "local", root: "./.nodes" }, 1);
+  assertResults(results, 1);
+  const node = `${project}/.nodes/node-0`;
+  assert.ok(await exists(`${node}/code`), "the nodes live in the project");
+  await assertNothingFetched([node]);
+  // The project's own lockfile is the client's: the nodes did not touch it.
+  const own = await Deno.readTextFile(`${project}/deno.lock`).catch(() => "");
+  assert.ok(!own.includes("dayjs"), "the project's deno.lock gained dayjs");
+});
+
 Deno.test("a project with no deno.json importing the library by an http URL runs the seed's examples on sky.Local()", async () => {
   await uncache("left-pad", "1.3.0");
   await using server = serveLibrary();

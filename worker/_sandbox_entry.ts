@@ -17,6 +17,8 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
+import { getHeapStatistics } from "node:v8";
 import { decode, fromWireError, type WireError } from "../src/codec.ts";
 import { lookupCompute } from "../src/compute.ts";
 import { setInstanceInfo } from "../src/instance.ts";
@@ -34,12 +36,52 @@ import {
   wireError,
 } from "./_sandbox_common.ts";
 
+/** How often a sandbox running tasks checks that it has not run out of memory. */
+const HEAP_WATCH_MS = 100;
+
 const data = startupData("deno");
 if (data) await main();
+
+/**
+ * Watches for the sandbox running out of memory, and says so once with
+ * `{ t: "oom" }`. Deno does not always end a Node worker thread that
+ * reaches its heap limit: it interrupts the JavaScript running then and
+ * doubles the limit, so that a task awaiting between allocations is left
+ * for ever unsettled (or its promise rejected with `null`) while the
+ * thread goes on answering. The raised limit is the trace this looks for.
+ */
+function heapWatch(port: MessagePort): {
+  exceeded(): boolean;
+  watch(on: boolean): void;
+} {
+  const initial = getHeapStatistics().heap_size_limit;
+  let said = false;
+  let timer: ReturnType<typeof setInterval> | undefined;
+  const exceeded = () => {
+    if (getHeapStatistics().heap_size_limit <= initial) return false;
+    if (!said) {
+      said = true;
+      port.postMessage({ t: "oom" });
+    }
+    return true;
+  };
+  return {
+    exceeded,
+    watch(on) {
+      if (on && timer === undefined) {
+        timer = setInterval(exceeded, HEAP_WATCH_MS);
+      } else if (!on && timer !== undefined) {
+        clearInterval(timer);
+        timer = undefined;
+      }
+    },
+  };
+}
 
 async function main(): Promise<void> {
   const port = data!.port;
   prepare(data!);
+  const heap = heapWatch(port);
   let module = "";
   let concurrency = 1;
   try {
@@ -53,9 +95,12 @@ async function main(): Promise<void> {
         resolve(String(event.data.module));
       };
     });
+    heap.watch(true);
     await import(module);
+    heap.watch(false);
     dropLoadGrants(data!);
   } catch (error) {
+    if (heap.exceeded()) return;
     const buffer = wireError(error);
     port.postMessage({ t: "fail", b: buffer }, [buffer]);
     return;
@@ -75,10 +120,19 @@ async function main(): Promise<void> {
     while (running < concurrency && waiting.length > 0) {
       const task = waiting.shift()!;
       running++;
-      run(task).finally(() => {
-        running--;
-        next();
-      });
+      heap.watch(true);
+      // Started from the event loop's immediate queue, not from the message
+      // that brought it: a task that runs out of memory before its first
+      // await then ends the thread (Deno reports it), where inside a message
+      // handler it would leave the thread hung. (An immediate costs
+      // microseconds; a `setTimeout(0)` about 2 ms.)
+      setImmediate(() =>
+        run(task).finally(() => {
+          running--;
+          if (running === 0) heap.watch(false);
+          next();
+        })
+      );
     }
   };
   const accept = (
@@ -141,7 +195,7 @@ async function main(): Promise<void> {
         return;
       }
       case "ping":
-        port.postMessage({ t: "pong" });
+        if (!heap.exceeded()) port.postMessage({ t: "pong" });
         return;
       case "logack":
         logAcknowledged(Number(m.n));
@@ -178,7 +232,7 @@ async function main(): Promise<void> {
         }
         value = await currentTask.run(id, () => compute.fn(...args));
       } catch (error) {
-        sendError(port, id, error);
+        if (!heap.exceeded()) sendError(port, id, error);
         return;
       }
       if (!isStreamable(value)) {
@@ -195,7 +249,7 @@ async function main(): Promise<void> {
       try {
         await currentTask.run(id, () => pump.run());
       } catch (error) {
-        sendError(port, id, error);
+        if (!heap.exceeded()) sendError(port, id, error);
         return;
       } finally {
         pumps.delete(id);

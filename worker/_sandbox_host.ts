@@ -13,7 +13,8 @@
  *
  * Messages to the worker process: `{ t: "thread", sid, thread }` (its
  * thread id) once a sandbox has started, and `{ t: "exit", sid, code,
- * error? }` when it has ended, for whatever reason.
+ * error?, oom? }` when it has ended, for whatever reason (`oom` when it
+ * reached its heap limit).
  *
  * @module
  */
@@ -36,6 +37,7 @@ const scope = globalThis as unknown as {
 
 function spawn(message: Spawn): void {
   let error: string | undefined;
+  let oom = false;
   let worker: Worker;
   try {
     // A `data:` entry (the library was imported from a URL) goes as a URL.
@@ -64,13 +66,14 @@ function spawn(message: Spawn): void {
   // Its thread is named after this id: the worker process watches it.
   scope.postMessage({ t: "thread", sid: message.sid, thread: worker.threadId });
   worker.on("error", (cause: Error & { code?: string }) => {
-    error = cause?.code === "ERR_WORKER_OUT_OF_MEMORY"
+    oom = cause?.code === "ERR_WORKER_OUT_OF_MEMORY";
+    error = oom
       ? `it ran out of memory (its heap limit is ${message.heapMb} MiB)`
       : `it threw ${cause?.name ?? "Error"}: ${cause?.message ?? cause}`;
   });
   worker.on("exit", (code: number) => {
     sandboxes.delete(message.sid);
-    scope.postMessage({ t: "exit", sid: message.sid, code, error });
+    scope.postMessage({ t: "exit", sid: message.sid, code, error, oom });
   });
 }
 

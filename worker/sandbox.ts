@@ -28,10 +28,19 @@
  * `SandboxError` and is replaced by the next task that needs it. A sandbox
  * that does not stop within seconds of being terminated (a native call that
  * never returns) is reported through `fatal`: the worker process must then
- * exit, and the pool restarts it. Deno does not report a sandbox that runs
- * out of memory while it holds its lock (its thread just waits): one running
- * tasks that neither answers a ping nor uses the CPU for ten seconds is
- * taken for that, and stopped.
+ * exit, and the pool restarts it.
+ *
+ * A sandbox that reaches its heap limit fails its tasks with a
+ * `SandboxError` whose `code` is {@linkcode SANDBOX_OUT_OF_MEMORY} (the
+ * client names the compute and its `memoryLimit`). Deno shows it one of two
+ * ways: it ends the thread (`ERR_WORKER_OUT_OF_MEMORY`) when the limit is
+ * reached in code the event loop called (a timer, an immediate: tasks start
+ * from one), or it interrupts the code running in a promise job and doubles
+ * the limit, leaving that task unsettled for ever (or rejected with `null`);
+ * the sandbox watches its limit while it runs tasks and says `oom`. Reached
+ * inside a message handler, the thread just waits: one running tasks that
+ * neither answers a ping nor uses the CPU for ten seconds is taken for that,
+ * and stopped.
  *
  * Tasks and results cross between the worker process and a sandbox as
  * transferred `ArrayBuffer`s of encoded values (one copy, no structured
@@ -43,7 +52,7 @@
 import { encode, toWireError } from "../src/codec.ts";
 import type { InstanceInfo } from "../src/instance.ts";
 import { lineCost } from "../src/output.ts";
-import type { SandboxSpec } from "../src/protocol.ts";
+import { SANDBOX_OUT_OF_MEMORY, type SandboxSpec } from "../src/protocol.ts";
 import { longTimeout } from "../src/_options.ts";
 
 /** How a task ended: its encoded result, its encoded error, or an unsendable result. */
@@ -86,6 +95,22 @@ export class SandboxError extends Error {
     super(message);
     this.name = "SandboxError";
   }
+}
+
+/**
+ * The error of the tasks of a sandbox that ran out of memory: a
+ * {@linkcode SandboxError} with `code` {@linkcode SANDBOX_OUT_OF_MEMORY} and
+ * `heapLimitMb`, which the client turns into a message naming the compute.
+ */
+function outOfMemory(heapMb: number, loading: boolean): SandboxError {
+  return Object.assign(
+    new SandboxError(
+      `The sandbox ${
+        loading ? "loading this task's module" : "running this task"
+      } ran out of memory: its heap went past its limit of ${heapMb} MiB. It was stopped, and is replaced for the next task.`,
+    ),
+    { code: SANDBOX_OUT_OF_MEMORY, heapLimitMb: heapMb },
+  );
 }
 
 type Permissions = Extract<SandboxSpec, { kind: "deno" }>["permissions"];
@@ -267,6 +292,10 @@ interface Sandbox {
   answered?: (id: number) => void;
   /** The heap limit it was started with, in MiB. */
   heapMb: number;
+  /** Set once it is known to have run out of memory. */
+  oom?: boolean;
+  /** Set once it has loaded its module. */
+  loaded?: boolean;
   /** Its thread's `/proc/self/task/<tid>` directory, once known. */
   thread?: string;
   /** Set while a ping is unanswered: the thread's CPU ticks at the last check. */
@@ -692,9 +721,11 @@ export class SandboxManager {
         code: number;
         error?: string;
         thread?: number;
+        oom?: boolean;
       };
       if (message?.t === "thread") sandbox.thread = threadDir(message.thread);
       if (message?.t !== "exit") return;
+      if (message.oom) sandbox.oom = true;
       this.#end(
         sandbox,
         message.error ?? `it exited with code ${message.code}`,
@@ -753,6 +784,7 @@ export class SandboxManager {
     const task = typeof m.id === "number" ? sandbox.tasks.get(m.id) : undefined;
     switch (m.t) {
       case "ready":
+        sandbox.loaded = true;
         sandbox.opened();
         return;
       case "fail":
@@ -821,6 +853,10 @@ export class SandboxManager {
         sandbox.pinged = undefined;
         sandbox.stalls = 0;
         return;
+      case "oom":
+        sandbox.oom = true;
+        this.#stop(sandbox, "it ran out of memory");
+        return;
     }
   }
 
@@ -863,16 +899,22 @@ export class SandboxManager {
       ? `it was stopped because ${sandbox.stopping}`
       : reason;
     sandbox.failed(
-      failure(new SandboxError(`The sandbox could not start: ${why}`)),
+      failure(
+        sandbox.oom
+          ? outOfMemory(sandbox.heapMb, true)
+          : new SandboxError(`The sandbox could not start: ${why}`),
+      ),
     );
     for (const task of [...sandbox.tasks.values()]) {
       this.#finish(
         sandbox,
         task,
         failure(
-          new SandboxError(
-            `The sandbox running this task stopped: ${why}. It is replaced for the next task.`,
-          ),
+          sandbox.oom
+            ? outOfMemory(sandbox.heapMb, !sandbox.loaded)
+            : new SandboxError(
+              `The sandbox running this task stopped: ${why}. It is replaced for the next task.`,
+            ),
         ),
       );
     }
