@@ -361,6 +361,25 @@ function relocateMap(
 }
 
 /**
+ * A module imported by its absolute path or `file:` URL
+ * (`import * as sky from "/opt/skyward/mod.ts"`) would resolve on a node to
+ * that path of the node's own disk, outside the shipped copy: each module of
+ * the bundle is mapped, by its exact URL on the client, to its shipped copy.
+ * Exact keys match only those imports, never a module of the shipped copy.
+ */
+function absoluteImports(
+  bundle: Bundle,
+  configDir: string,
+): Record<string, string> {
+  const root = bundle.root === "/" ? "" : bundle.root;
+  const out: Record<string, string> = {};
+  for (const path of moduleFiles(bundle)) {
+    out[new URL(`file://${root}/${path}`).href] = relativeTo(configDir, path);
+  }
+  return out;
+}
+
+/**
  * The Deno configuration the nodes run with: the project's own (its
  * `imports` and `scopes` with local paths made relative), the image's
  * `imports` over it, remote modules vendored beside it and npm packages
@@ -438,7 +457,11 @@ async function nodeConfig(
   }
   const result: Record<string, unknown> = {
     ...config,
-    imports: { ...relocateMap(config.imports, bundle, configDir), ...imports },
+    imports: {
+      ...absoluteImports(bundle, configDir),
+      ...relocateMap(config.imports, bundle, configDir),
+      ...imports,
+    },
     vendor: true,
     nodeModulesDir: "none",
   };

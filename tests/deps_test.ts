@@ -43,6 +43,13 @@ function text(
   return new TextDecoder().decode(file.data);
 }
 
+/** An import map's entries but those of modules by their client URL (`file:` keys). */
+function named(imports: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(imports).filter(([key]) => !key.startsWith("file:")),
+  );
+}
+
 Deno.test("the nodes' configuration is the project's with the image's imports, local paths relative, remote modules vendored and a lockfile", async () => {
   const dir = await project();
   const code = await buildBundle([`file://${dir}/app/main.ts`]);
@@ -53,11 +60,14 @@ Deno.test("the nodes' configuration is the project's with the image's imports, l
   assert.notEqual(shipped.hash, code.hash);
   assert.equal(shipped.node.config, "deno.jsonc");
   const config = JSON.parse(text(shipped, "deno.jsonc"));
-  assert.deepEqual(config.imports, {
+  assert.deepEqual(named(config.imports), {
     "#lib/": "./lib/",
     abs: "./lib/b.ts",
     zod: "npm:zod@4.6.7",
   });
+  // A module imported by its absolute path or file: URL is its shipped copy.
+  assert.equal(config.imports[`file://${dir}/app/lib/b.ts`], "./lib/b.ts");
+  assert.equal(config.imports[`file://${dir}/app/main.ts`], "./main.ts");
   assert.equal(config.vendor, true);
   assert.equal(config.nodeModulesDir, "none");
   assert.equal(config.importMap, undefined);
@@ -118,5 +128,5 @@ Deno.test("a project whose deno.json names an import map file ships that map in 
   const shipped = await nodeCode(code, await libraryBundle());
   const config = JSON.parse(text(shipped, "deno.json"));
   assert.equal(config.importMap, undefined);
-  assert.deepEqual(config.imports, { "mapped/": "./lib/" });
+  assert.deepEqual(named(config.imports), { "mapped/": "./lib/" });
 });

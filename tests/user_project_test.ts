@@ -84,7 +84,10 @@ async function lockfiles(dir: string): Promise<Map<string, string>> {
   return found;
 }
 
-type LibraryImport = { kind: "path" } | { kind: "url"; url: string };
+type LibraryImport =
+  | { kind: "path" }
+  | { kind: "absolute" }
+  | { kind: "url"; url: string };
 
 /**
  * Makes the user's project in a temporary directory outside the repository:
@@ -102,6 +105,8 @@ async function makeProject(library: LibraryImport): Promise<string> {
   let app = await Deno.readTextFile(new URL("app.ts", FIXTURE));
   const lib = library.kind === "path"
     ? "@skyward/skyward"
+    : library.kind === "absolute"
+    ? `${repo}/mod.ts`
     : new URL("mod.ts", library.url).href;
   app = app.replace(`from "../../../mod.ts"`, `from ${JSON.stringify(lib)}`);
   if (library.kind === "path") {
@@ -316,6 +321,26 @@ Deno.test({
     const results = await runApp(project, sshProvider(host), 1);
     assertResults(results, 1);
     await assertNothingFetched([`/home/${host.user}/.cache/skyward`]);
+  },
+});
+
+Deno.test("a project with no deno.json importing the library by its absolute path runs the seed's examples on sky.Local(): nodes import the shipped copy", async () => {
+  await uncache("left-pad", "1.3.0");
+  const project = await makeProject({ kind: "absolute" });
+  const root = await tempRoot();
+  const results = await runApp(project, { kind: "local", root }, 2);
+  assertResults(results, 2);
+  await assertNothingFetched([`${root}/node-0`, `${root}/node-1`]);
+});
+
+Deno.test({
+  name:
+    "a project importing the library by its absolute path runs on an SSH host, where that path does not exist",
+  ignore: !rig,
+  fn: async () => {
+    const project = await makeProject({ kind: "absolute" });
+    const results = await runApp(project, sshProvider(rig!.hosts[0]), 1);
+    assertResults(results, 1);
   },
 });
 
