@@ -19,6 +19,7 @@
  * @module
  */
 import { z } from "npm:zod@4.6.7";
+import { optionsProblem } from "../src/_options.ts";
 import { ConfigError, ProvisioningError } from "../src/errors.ts";
 import { sshTransport } from "../src/transport.ts";
 import type {
@@ -545,7 +546,13 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
   const parsed = schema.safeParse(options);
   if (!parsed.success) {
     throw new ConfigError(
-      `Invalid sky.Container options: ${z.prettifyError(parsed.error)}`,
+      `Invalid sky.Container options: ${
+        optionsProblem(
+          parsed.error.issues,
+          Object.keys(schema.shape),
+          z.prettifyError(parsed.error),
+        )
+      }`,
     );
   }
   const resolved: ResolvedContainerOptions = parsed.data;

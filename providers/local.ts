@@ -6,6 +6,7 @@
  * @module
  */
 import { ConfigError } from "../src/errors.ts";
+import { show, unknownOption } from "../src/_options.ts";
 import type {
   ClusterSpec,
   Instance,
@@ -36,6 +37,9 @@ export interface LocalOptions {
    */
   keepCode?: number;
 }
+
+/** The options {@linkcode Local} takes. */
+const LOCAL_OPTIONS = ["root", "keepCode"] as const;
 
 /** A prepared local cluster. */
 export interface LocalCluster {
@@ -212,6 +216,20 @@ export type LocalProvider = Provider<LocalCluster> & {
  * ```
  */
 export function Local(options: LocalOptions = {}): LocalProvider {
+  if (
+    options === null || typeof options !== "object" || Array.isArray(options)
+  ) {
+    throw new ConfigError(
+      `Invalid sky.Local options: expected an object, got ${show(options)}`,
+    );
+  }
+  for (const key of Object.keys(options)) {
+    if (!(LOCAL_OPTIONS as readonly string[]).includes(key)) {
+      throw new ConfigError(
+        `Invalid sky.Local options: ${unknownOption(key, LOCAL_OPTIONS)}`,
+      );
+    }
+  }
   const keep = options.keepCode ?? DEFAULT_KEEP_CODE;
   if (!Number.isInteger(keep) || keep < 1) {
     throw new ConfigError(

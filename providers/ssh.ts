@@ -6,6 +6,7 @@
  * @module
  */
 import { z } from "npm:zod@4.6.7";
+import { optionsProblem } from "../src/_options.ts";
 import { ConfigError, ProvisioningError } from "../src/errors.ts";
 import type {
   ClusterSpec,
@@ -152,7 +153,13 @@ export function SSH(options: SshOptions): SshProvider {
   const parsed = schema.safeParse(options);
   if (!parsed.success) {
     throw new ConfigError(
-      `Invalid sky.SSH options: ${z.prettifyError(parsed.error)}`,
+      `Invalid sky.SSH options: ${
+        optionsProblem(
+          parsed.error.issues,
+          Object.keys(schema.shape),
+          z.prettifyError(parsed.error),
+        )
+      }`,
     );
   }
   const user = parsed.data.user ?? env("USER") ?? env("LOGNAME");

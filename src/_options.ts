@@ -146,3 +146,52 @@ export function longTimeout(ms: number, fn: () => void): () => void {
   arm(Math.max(0, ms));
   return () => clearTimeout(timer);
 }
+
+/** The part of a validation issue that {@linkcode optionsProblem} reads (zod's shape). */
+export interface OptionIssue {
+  /** The kind of problem, e.g. `"unrecognized_keys"`. */
+  code: string;
+  /** Where, from the options object. */
+  path: readonly PropertyKey[];
+  /** The unknown keys, for `"unrecognized_keys"`. */
+  keys?: readonly string[];
+}
+
+/**
+ * What is wrong with an options object, for a provider's or an image's
+ * factory: each unknown top-level key named with the nearest known one,
+ * else the validator's own description.
+ *
+ * @param issues The validation issues.
+ * @param known The options accepted.
+ * @param fallback The validator's description of the issues.
+ * @returns The message part.
+ *
+ * @example
+ * ```ts
+ * import { optionsProblem } from "./_options.ts";
+ *
+ * console.log(optionsProblem(
+ *   [{ code: "unrecognized_keys", path: [], keys: ["rot"] }],
+ *   ["root", "keepCode"],
+ *   "Unrecognized key: \"rot\"",
+ * )); // unknown option 'rot' (did you mean 'root'?)
+ * ```
+ */
+export function optionsProblem(
+  issues: readonly OptionIssue[],
+  known: readonly string[],
+  fallback: string,
+): string {
+  const unknown = issues.filter((i) =>
+    i.code === "unrecognized_keys" && i.path.length === 0
+  ).flatMap((i) => i.keys ?? []);
+  if (unknown.length === 0) return fallback;
+  const rest = issues.filter((i) =>
+    !(i.code === "unrecognized_keys" && i.path.length === 0)
+  );
+  return [
+    ...unknown.map((key) => unknownOption(key, known)),
+    ...(rest.length > 0 ? [fallback] : []),
+  ].join("; ");
+}

@@ -4,6 +4,7 @@
  * @module
  */
 import { z } from "npm:zod@4.6.7";
+import { optionsProblem } from "./_options.ts";
 import { ConfigError } from "./errors.ts";
 import { checkPermissions, type Permissions } from "./sandbox.ts";
 
@@ -84,7 +85,13 @@ export function Image(options: ImageOptions = {}): ResolvedImage {
   }
   const parsed = schema.safeParse(options);
   if (!parsed.success) {
-    throw new ConfigError(`Invalid image: ${z.prettifyError(parsed.error)}`);
+    throw new ConfigError(`Invalid image: ${
+      optionsProblem(
+        parsed.error.issues,
+        Object.keys(schema.shape),
+        z.prettifyError(parsed.error),
+      )
+    }`);
   }
   return Object.freeze({ kind: "image" as const, ...parsed.data });
 }

@@ -222,3 +222,39 @@ Deno.test("sky.Local() refuses a root that is not a path, quoting it", async () 
     );
   }
 });
+
+Deno.test("provider and image factories name an unknown option with the nearest known one", () => {
+  const cases: [() => unknown, RegExp][] = [
+    [
+      () => sky.Local({ rot: "./nodes" } as never),
+      /^Invalid sky\.Local options: unknown option 'rot' \(did you mean 'root'\?\)$/,
+    ],
+    [
+      () => sky.Local("./nodes" as never),
+      /expected an object, got "\.\/nodes"/,
+    ],
+    [
+      () => sky.SSH({ hosts: ["u@h"], keyy: "k" } as never),
+      /^Invalid sky\.SSH options: unknown option 'keyy' \(did you mean 'key'\?\)$/,
+    ],
+    [
+      () => sky.Container({ cpu: 2 } as never),
+      /^Invalid sky\.Container options: unknown option 'cpu' \(did you mean 'cpus'\?\)$/,
+    ],
+    [
+      () => sky.Image({ import: {} } as never),
+      /^Invalid image: unknown option 'import' \(did you mean 'imports'\?\)$/,
+    ],
+    [
+      () => sky.RunPod({ apiKey: "k", cloudTyp: "SECURE" } as never),
+      /unknown option 'cloudTyp' \(did you mean 'cloudType'\?\)/,
+    ],
+  ];
+  for (const [make, message] of cases) {
+    assert.throws(make, (e: unknown) => {
+      assert.ok(e instanceof sky.ConfigError, String(e));
+      assert.match(e.message, message);
+      return true;
+    });
+  }
+});

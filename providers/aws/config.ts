@@ -7,6 +7,7 @@
  * @module
  */
 import { z } from "npm:zod@4.6.7";
+import { optionsProblem } from "../../src/_options.ts";
 import { ConfigError, ProvisioningError } from "../../src/errors.ts";
 import type { ClusterSpec, Offer } from "../../src/provider.ts";
 
@@ -230,7 +231,13 @@ export function resolveAwsOptions(options: AwsOptions): ResolvedAwsOptions {
   const parsed = schema.safeParse(options ?? {});
   if (!parsed.success) {
     throw new ConfigError(
-      `Invalid sky.AWS options: ${z.prettifyError(parsed.error)}`,
+      `Invalid sky.AWS options: ${
+        optionsProblem(
+          parsed.error.issues,
+          Object.keys(schema.shape),
+          z.prettifyError(parsed.error),
+        )
+      }`,
     );
   }
   return parsed.data as ResolvedAwsOptions;

@@ -5,6 +5,7 @@
  * @module
  */
 import { z } from "npm:zod@4.6.7";
+import { optionsProblem } from "../../src/_options.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { RUNPOD_BASE_URL, RUNPOD_CREDENTIALS_HINT } from "./api.ts";
 
@@ -121,7 +122,13 @@ export function resolveRunPodOptions(
   const parsed = schema.safeParse(options ?? {});
   if (!parsed.success) {
     throw new ConfigError(
-      `Invalid sky.RunPod options: ${z.prettifyError(parsed.error)}`,
+      `Invalid sky.RunPod options: ${
+        optionsProblem(
+          parsed.error.issues,
+          Object.keys(schema.shape),
+          z.prettifyError(parsed.error),
+        )
+      }`,
     );
   }
   return parsed.data as ResolvedRunPodOptions;

@@ -15,6 +15,7 @@
  * @module
  */
 import { z } from "npm:zod@4.6.7";
+import { optionsProblem } from "../../src/_options.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { HttpClient } from "../_http.ts";
 
@@ -151,7 +152,13 @@ export function resolveVastOptions(
   const parsed = schema.safeParse(options ?? {});
   if (!parsed.success) {
     throw new ConfigError(
-      `Invalid sky.VastAI options: ${z.prettifyError(parsed.error)}`,
+      `Invalid sky.VastAI options: ${
+        optionsProblem(
+          parsed.error.issues,
+          Object.keys(schema.shape),
+          z.prettifyError(parsed.error),
+        )
+      }`,
     );
   }
   return parsed.data as ResolvedVastAIOptions;

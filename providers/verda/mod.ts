@@ -21,6 +21,7 @@
  * @module
  */
 import { z } from "npm:zod@4.6.7";
+import { optionsProblem } from "../../src/_options.ts";
 import { ConfigError } from "../../src/errors.ts";
 import type {
   ClusterSpec,
@@ -196,7 +197,13 @@ export function Verda(options: VerdaOptions = {}): VerdaProvider {
   const parsed = schema.safeParse(options ?? {});
   if (!parsed.success) {
     throw new ConfigError(
-      `Invalid sky.Verda options: ${z.prettifyError(parsed.error)}`,
+      `Invalid sky.Verda options: ${
+        optionsProblem(
+          parsed.error.issues,
+          Object.keys(schema.shape),
+          z.prettifyError(parsed.error),
+        )
+      }`,
     );
   }
   const resolved = parsed.data;
