@@ -417,6 +417,32 @@ function checkNodeLimits(options: Resolved): void {
   }
 }
 
+/**
+ * The client starts processes, reads the project to ship it, writes its
+ * caches, reads the environment and, but for local nodes, reaches machines:
+ * a program started without these permissions is told so once, naming each
+ * flag, instead of meeting Deno's refusals one at a time.
+ */
+function checkClientPermissions(options: Resolved): void {
+  const names: Deno.PermissionName[] = ["run", "read", "write", "env"];
+  const providers = options.specs?.map((s) => s.provider) ??
+    [options.provider!];
+  if (providers.some((p) => p.name !== "local")) names.push("net");
+  const missing = names.filter((name) =>
+    Deno.permissions.querySync({ name } as Deno.PermissionDescriptor)
+      .state !== "granted"
+  );
+  if (missing.length === 0) return;
+  throw new ConfigError(
+    `Cannot start pool: the program runs without ${
+      missing.map((name) => `--allow-${name}`).join(", ")
+    }. The client starts worker processes, reads your project to ship it, ` +
+      `keeps caches and reaches its machines; your tasks get none of this ` +
+      `(their sandboxes hold only what each compute declares). ` +
+      `Run the program with \`deno run -A\`.`,
+  );
+}
+
 /** One message per problem of an option, quoting the value given. */
 function describeIssue(
   issue: z.core.$ZodIssue,
@@ -753,6 +779,7 @@ export class ComputePool implements AsyncDisposable {
     }
     const resolved = resolveOptions(options);
     checkNodeLimits(resolved);
+    checkClientPermissions(resolved);
     const pool = new ComputePool(resolved);
     track(pool);
     const release = pool.#hold();

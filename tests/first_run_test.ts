@@ -200,3 +200,39 @@ if (import.meta.main) {
     err,
   );
 });
+
+Deno.test("a program run without -A is told once which flags it lacks, and to run with deno run -A", async () => {
+  const dir = await tempRoot();
+  const nodes = await tempRoot();
+  const mod = new URL("../mod.ts", import.meta.url).href;
+  await Deno.writeTextFile(
+    `${dir}/main.ts`,
+    `import * as sky from ${JSON.stringify(mod)};
+
+export const hello = sky.compute(() => "hello");
+
+if (import.meta.main) {
+  await using pool = await sky.ComputePool.start({
+    provider: sky.Local({ root: ${JSON.stringify(nodes)} }),
+    console: "silent",
+  });
+  console.log(await pool.run(hello()));
+}
+`,
+  );
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", "--allow-read", "--quiet", "main.ts"],
+    cwd: dir,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const err = new TextDecoder().decode(stderr);
+  assert.equal(code, 1, err);
+  assert.match(
+    err,
+    /ConfigError: Cannot start pool: the program runs without --allow-run, --allow-write, --allow-env\. .*Run the program with `deno run -A`\./,
+  );
+  // Nothing was started: no node directory was made.
+  assert.deepEqual([...Deno.readDirSync(nodes)], []);
+});
