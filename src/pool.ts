@@ -1376,7 +1376,10 @@ export class ComputePool implements AsyncDisposable {
   ): Promise<WorkerLaunch> {
     if (this.#options.image?.apt.length) {
       throw new ConfigError(
-        `Cannot install apt packages on ${this.provider.name} nodes: they are processes on this machine`,
+        `Cannot install apt packages on ${this.provider.name} nodes: they are processes on this machine. ` +
+          `Install ${
+            this.#options.image.apt.join(", ")
+          } on this machine yourself and leave 'apt' out of the image, or use a provider with machines of its own`,
       );
     }
     const bundle = this.#bundle;
