@@ -28,6 +28,12 @@ export interface Bundle {
   /** Whether the bundle carries a Deno configuration file, and its path. */
   config?: string;
   /**
+   * The modules some module of the bundle imports by an absolute path or a
+   * `file:` URL (`import * as sky from "/opt/skyward/mod.ts"`), relative to
+   * `root`: the nodes map those imports to the shipped copies.
+   */
+  absolute?: string[];
+  /**
    * The project's root, relative to `root` (`""` when they are the same): the
    * directory of the Deno configuration in use, else the first module's
    * directory. The image's `includes` are relative to it.
@@ -76,10 +82,25 @@ function commonDir(paths: string[]): string {
 }
 
 interface DenoInfo {
-  modules?: { specifier: string; local?: string; error?: string }[];
+  modules?: {
+    specifier: string;
+    local?: string;
+    error?: string;
+    dependencies?: {
+      specifier: string;
+      code?: { specifier?: string };
+      type?: { specifier?: string };
+    }[];
+  }[];
 }
 
-async function moduleGraph(root: string, cwd: string): Promise<string[]> {
+/** A module graph's local files, and those of them imported by an absolute path or `file:` URL. */
+interface Graph {
+  files: string[];
+  absolute: string[];
+}
+
+async function moduleGraph(root: string, cwd: string): Promise<Graph> {
   const output = await new Deno.Command(Deno.execPath(), {
     args: ["info", "--json", root],
     cwd,
@@ -96,14 +117,23 @@ async function moduleGraph(root: string, cwd: string): Promise<string[]> {
   }
   const info = JSON.parse(new TextDecoder().decode(output.stdout)) as DenoInfo;
   const files: string[] = [];
+  const absolute: string[] = [];
   for (const module of info.modules ?? []) {
     if (!module.specifier.startsWith("file:")) continue;
     if (module.error) {
       throw new ConfigError(`Cannot ship ${module.specifier}: ${module.error}`);
     }
     files.push(module.local ?? fromFileUrl(module.specifier));
+    for (const dependency of module.dependencies ?? []) {
+      if (!/^(\/|file:)/.test(dependency.specifier)) continue;
+      for (const target of [dependency.code, dependency.type]) {
+        if (target?.specifier?.startsWith("file:")) {
+          absolute.push(fromFileUrl(target.specifier));
+        }
+      }
+    }
   }
-  return files;
+  return { files, absolute };
 }
 
 async function sha256(data: Uint8Array): Promise<string> {
@@ -171,7 +201,7 @@ async function build(roots: string[]): Promise<Bundle> {
   const graphs = await Promise.all(
     roots.map((root) => moduleGraph(root, projectDir)),
   );
-  const files = new Set(graphs.flat());
+  const files = new Set(graphs.flatMap((g) => g.files));
   let config: string | undefined;
   for (const name of [...CONFIG_NAMES, "deno.lock"]) {
     const path = `${projectDir}/${name}`;
@@ -184,12 +214,18 @@ async function build(roots: string[]): Promise<Bundle> {
   const inside = (path: string) =>
     path.slice(root === "/" ? 1 : root.length + 1);
   const relative = [...files].map(inside).sort();
-  return await hashFiles(
+  const bundle = await hashFiles(
     root,
     relative,
     config && inside(config),
     projectDir === root ? "" : inside(projectDir),
   );
+  const absolute = [
+    ...new Set(
+      graphs.flatMap((g) => g.absolute).filter((path) => files.has(path)),
+    ),
+  ].map(inside).sort();
+  return absolute.length > 0 ? { ...bundle, absolute } : bundle;
 }
 
 async function hashFiles(

@@ -363,9 +363,11 @@ function relocateMap(
 /**
  * A module imported by its absolute path or `file:` URL
  * (`import * as sky from "/opt/skyward/mod.ts"`) would resolve on a node to
- * that path of the node's own disk, outside the shipped copy: each module of
- * the bundle is mapped, by its exact URL on the client, to its shipped copy.
- * Exact keys match only those imports, never a module of the shipped copy.
+ * that path of the node's own disk, outside the shipped copy: each module
+ * imported so is mapped, by its exact URL on the client, to its shipped copy.
+ * Exact keys match only those imports, never a module of the shipped copy,
+ * nor the relative imports of a worker running the library from the
+ * client's own files (local nodes).
  */
 function absoluteImports(
   bundle: Bundle,
@@ -373,7 +375,7 @@ function absoluteImports(
 ): Record<string, string> {
   const root = bundle.root === "/" ? "" : bundle.root;
   const out: Record<string, string> = {};
-  for (const path of moduleFiles(bundle)) {
+  for (const path of bundle.absolute ?? []) {
     out[new URL(`file://${root}/${path}`).href] = relativeTo(configDir, path);
   }
   return out;

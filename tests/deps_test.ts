@@ -17,7 +17,9 @@ async function project(): Promise<string> {
   await Deno.writeTextFile(`${dir}/app/lib/b.ts`, `export const b = 2;\n`);
   await Deno.writeTextFile(
     `${dir}/app/main.ts`,
-    `import { a } from "#lib/a.ts";\nimport { b } from "abs";\nexport const sum = a + b;\n`,
+    `import { a } from "#lib/a.ts";\nimport { b } from "abs";\n` +
+      `import { a as same } from "file://${dir}/app/lib/a.ts";\n` +
+      `export const sum = a + b + same;\n`,
   );
   await Deno.writeTextFile(
     `${dir}/app/deno.jsonc`,
@@ -65,9 +67,12 @@ Deno.test("the nodes' configuration is the project's with the image's imports, l
     abs: "./lib/b.ts",
     zod: "npm:zod@4.6.7",
   });
-  // A module imported by its absolute path or file: URL is its shipped copy.
-  assert.equal(config.imports[`file://${dir}/app/lib/b.ts`], "./lib/b.ts");
-  assert.equal(config.imports[`file://${dir}/app/main.ts`], "./main.ts");
+  // A module imported by its file: URL (or absolute path) is its shipped
+  // copy; no other module gets an entry of its own.
+  assert.deepEqual(
+    Object.entries(config.imports).filter(([key]) => key.startsWith("file:")),
+    [[`file://${dir}/app/lib/a.ts`, "./lib/a.ts"]],
+  );
   assert.equal(config.vendor, true);
   assert.equal(config.nodeModulesDir, "none");
   assert.equal(config.importMap, undefined);
