@@ -19,7 +19,7 @@
  * @module
  */
 import { z } from "npm:zod@4.6.7";
-import { optionsProblem } from "../src/_options.ts";
+import { parseOptions } from "../src/_options.ts";
 import { ConfigError, ProvisioningError } from "../src/errors.ts";
 import { sshTransport } from "../src/transport.ts";
 import type {
@@ -543,19 +543,8 @@ interface Inspected {
  * ```
  */
 export function Container(options: ContainerOptions = {}): ContainerProvider {
-  const parsed = schema.safeParse(options);
-  if (!parsed.success) {
-    throw new ConfigError(
-      `Invalid sky.Container options: ${
-        optionsProblem(
-          parsed.error.issues,
-          Object.keys(schema.shape),
-          z.prettifyError(parsed.error),
-        )
-      }`,
-    );
-  }
-  const resolved: ResolvedContainerOptions = parsed.data;
+  const valid = parseOptions(schema, options, "Invalid sky.Container options");
+  const resolved: ResolvedContainerOptions = valid;
   const podman = resolved.binary === "podman";
   if (podman && resolved.network) {
     throw new ConfigError(

@@ -6,7 +6,7 @@
  * @module
  */
 import { z } from "npm:zod@4.6.7";
-import { optionsProblem } from "../src/_options.ts";
+import { parseOptions } from "../src/_options.ts";
 import { ConfigError, ProvisioningError } from "../src/errors.ts";
 import type {
   ClusterSpec,
@@ -150,20 +150,9 @@ function instanceOf(cluster: SshCluster, id: string, index: number): Instance {
  * ```
  */
 export function SSH(options: SshOptions): SshProvider {
-  const parsed = schema.safeParse(options);
-  if (!parsed.success) {
-    throw new ConfigError(
-      `Invalid sky.SSH options: ${
-        optionsProblem(
-          parsed.error.issues,
-          Object.keys(schema.shape),
-          z.prettifyError(parsed.error),
-        )
-      }`,
-    );
-  }
-  const user = parsed.data.user ?? env("USER") ?? env("LOGNAME");
-  const targets = parsed.data.hosts.map((h) => {
+  const valid = parseOptions(schema, options, "Invalid sky.SSH options");
+  const user = valid.user ?? env("USER") ?? env("LOGNAME");
+  const targets = valid.hosts.map((h) => {
     if (!h.includes("@") && !user) {
       throw new ConfigError(
         `Cannot log in to '${h}': name the user (user@host, or the 'user' option, or set USER)`,
@@ -197,16 +186,16 @@ export function SSH(options: SshOptions): SshProvider {
       }]);
     },
     async prepare(spec: ClusterSpec): Promise<SshCluster> {
-      const candidates = parsed.data.key
-        ? [parsed.data.key]
+      const candidates = valid.key
+        ? [valid.key]
         : home
         ? [`${home}/.ssh/id_ed25519`, `${home}/.ssh/id_rsa`]
         : [];
       const keyPath = candidates.find(exists);
       if (!keyPath) {
         throw new ConfigError(
-          parsed.data.key
-            ? `Cannot read the SSH key '${parsed.data.key}': no such file`
+          valid.key
+            ? `Cannot read the SSH key '${valid.key}': no such file`
             : `No SSH key found (looked for ${
               candidates.join(", ") || "~/.ssh/id_ed25519"
             }): ` +
@@ -221,7 +210,7 @@ export function SSH(options: SshOptions): SshProvider {
           `Cannot read the SSH key '${keyPath}': ${(error as Error).message}`,
         );
       }
-      const knownHosts = parsed.data.knownHosts ??
+      const knownHosts = valid.knownHosts ??
         (home ? `${home}/.ssh/known_hosts` : undefined);
       return {
         id: spec.clusterId,

@@ -5,6 +5,8 @@
  *
  * @module
  */
+import { z } from "npm:zod@4.6.7";
+import { ConfigError } from "./errors.ts";
 
 /**
  * A value as a message quotes it: `NaN`, `Infinity`, `-1`, `"text"`,
@@ -194,4 +196,42 @@ export function optionsProblem(
     ...unknown.map((key) => unknownOption(key, known)),
     ...(rest.length > 0 ? [fallback] : []),
   ].join("; ");
+}
+
+/**
+ * Validates a factory's options against its schema: the parsed options, or a
+ * `ConfigError` naming each unknown option with the nearest known one
+ * ({@linkcode optionsProblem}), else the validator's description.
+ *
+ * @param schema The options' schema (a strict object).
+ * @param options The options given.
+ * @param what What the message starts with, e.g. `Invalid sky.SSH options`.
+ * @returns The parsed options.
+ * @throws {ConfigError} When the options do not fit the schema.
+ *
+ * @example
+ * ```ts
+ * import { z } from "npm:zod@4.6.7";
+ * import { parseOptions } from "./_options.ts";
+ *
+ * const schema = z.object({ root: z.string().optional() }).strict();
+ * console.log(parseOptions(schema, { root: "/tmp" }, "Invalid options")); // { root: "/tmp" }
+ * ```
+ */
+export function parseOptions<S extends z.ZodObject>(
+  schema: S,
+  options: unknown,
+  what: string,
+): z.output<S> {
+  const parsed = schema.safeParse(options);
+  if (parsed.success) return parsed.data;
+  throw new ConfigError(
+    `${what}: ${
+      optionsProblem(
+        parsed.error.issues,
+        Object.keys(schema.shape),
+        z.prettifyError(parsed.error),
+      )
+    }`,
+  );
 }

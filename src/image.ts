@@ -4,7 +4,7 @@
  * @module
  */
 import { z } from "npm:zod@4.6.7";
-import { optionsProblem } from "./_options.ts";
+import { parseOptions } from "./_options.ts";
 import { ConfigError } from "./errors.ts";
 import { checkPermissions, type Permissions } from "./sandbox.ts";
 
@@ -83,15 +83,6 @@ export function Image(options: ImageOptions = {}): ResolvedImage {
   } catch (error) {
     throw new ConfigError((error as Error).message);
   }
-  const parsed = schema.safeParse(options);
-  if (!parsed.success) {
-    throw new ConfigError(`Invalid image: ${
-      optionsProblem(
-        parsed.error.issues,
-        Object.keys(schema.shape),
-        z.prettifyError(parsed.error),
-      )
-    }`);
-  }
-  return Object.freeze({ kind: "image" as const, ...parsed.data });
+  const valid = parseOptions(schema, options, "Invalid image");
+  return Object.freeze({ kind: "image" as const, ...valid });
 }

@@ -335,17 +335,7 @@ function withPermissionAdvice(error: Error, job: Job): Error {
     job.spec.kind === "deno" ? job.spec.permissions : undefined,
   );
   if (!advice) return error;
-  const better = new RemoteError({
-    name: "NotCapable",
-    message: advice,
-    stack: error.remoteStack?.replace(said, advice),
-  }, { cause: error.cause, node: error.node });
-  for (const [key, value] of Object.entries(error)) {
-    if (!(key in better)) {
-      Object.defineProperty(better, key, { value, enumerable: true });
-    }
-  }
-  return better;
+  return reworded(error, said, advice);
 }
 
 /**
@@ -377,8 +367,17 @@ function withMemoryAdvice(error: Error, job: Job): Error {
     `To allow more, raise it where the compute is defined: sky.compute(fn, { memoryLimit: ${
       Math.max(2 * Math.ceil(mib), 64)
     } * 2 ** 20 })`;
+  return reworded(error, said, advice);
+}
+
+/**
+ * A remote error told better: the same error (remote name, cause, node and
+ * every field the worker sent) whose message, and its line in the remote
+ * stack, say `advice` instead of `said`.
+ */
+function reworded(error: RemoteError, said: string, advice: string): Error {
   const better = new RemoteError({
-    name: "SandboxError",
+    name: error.remoteName,
     message: advice,
     stack: error.remoteStack?.replace(said, advice),
   }, { cause: error.cause, node: error.node });

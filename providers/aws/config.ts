@@ -7,7 +7,7 @@
  * @module
  */
 import { z } from "npm:zod@4.6.7";
-import { optionsProblem } from "../../src/_options.ts";
+import { parseOptions } from "../../src/_options.ts";
 import { ConfigError, ProvisioningError } from "../../src/errors.ts";
 import type { ClusterSpec, Offer } from "../../src/provider.ts";
 
@@ -228,19 +228,8 @@ const schema = z.object({
  * @throws {ConfigError} Naming the bad option.
  */
 export function resolveAwsOptions(options: AwsOptions): ResolvedAwsOptions {
-  const parsed = schema.safeParse(options ?? {});
-  if (!parsed.success) {
-    throw new ConfigError(
-      `Invalid sky.AWS options: ${
-        optionsProblem(
-          parsed.error.issues,
-          Object.keys(schema.shape),
-          z.prettifyError(parsed.error),
-        )
-      }`,
-    );
-  }
-  return parsed.data as ResolvedAwsOptions;
+  const valid = parseOptions(schema, options ?? {}, "Invalid sky.AWS options");
+  return valid as ResolvedAwsOptions;
 }
 
 function env(name: string): string | undefined {

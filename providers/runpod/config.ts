@@ -5,7 +5,7 @@
  * @module
  */
 import { z } from "npm:zod@4.6.7";
-import { optionsProblem } from "../../src/_options.ts";
+import { parseOptions } from "../../src/_options.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { RUNPOD_BASE_URL, RUNPOD_CREDENTIALS_HINT } from "./api.ts";
 
@@ -119,19 +119,12 @@ const schema = z.object({
 export function resolveRunPodOptions(
   options: RunPodOptions,
 ): ResolvedRunPodOptions {
-  const parsed = schema.safeParse(options ?? {});
-  if (!parsed.success) {
-    throw new ConfigError(
-      `Invalid sky.RunPod options: ${
-        optionsProblem(
-          parsed.error.issues,
-          Object.keys(schema.shape),
-          z.prettifyError(parsed.error),
-        )
-      }`,
-    );
-  }
-  return parsed.data as ResolvedRunPodOptions;
+  const valid = parseOptions(
+    schema,
+    options ?? {},
+    "Invalid sky.RunPod options",
+  );
+  return valid as ResolvedRunPodOptions;
 }
 
 /**

@@ -15,7 +15,7 @@
  * @module
  */
 import { z } from "npm:zod@4.6.7";
-import { optionsProblem } from "../../src/_options.ts";
+import { parseOptions } from "../../src/_options.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { HttpClient } from "../_http.ts";
 
@@ -149,19 +149,12 @@ const schema = z.object({
 export function resolveVastOptions(
   options: VastAIOptions,
 ): ResolvedVastAIOptions {
-  const parsed = schema.safeParse(options ?? {});
-  if (!parsed.success) {
-    throw new ConfigError(
-      `Invalid sky.VastAI options: ${
-        optionsProblem(
-          parsed.error.issues,
-          Object.keys(schema.shape),
-          z.prettifyError(parsed.error),
-        )
-      }`,
-    );
-  }
-  return parsed.data as ResolvedVastAIOptions;
+  const valid = parseOptions(
+    schema,
+    options ?? {},
+    "Invalid sky.VastAI options",
+  );
+  return valid as ResolvedVastAIOptions;
 }
 
 function env(name: string): string | undefined {

@@ -21,7 +21,7 @@
  * @module
  */
 import { z } from "npm:zod@4.6.7";
-import { optionsProblem } from "../../src/_options.ts";
+import { parseOptions } from "../../src/_options.ts";
 import { ConfigError } from "../../src/errors.ts";
 import type {
   ClusterSpec,
@@ -194,19 +194,12 @@ const OFFERS_TTL = 60_000;
  * ```
  */
 export function Verda(options: VerdaOptions = {}): VerdaProvider {
-  const parsed = schema.safeParse(options ?? {});
-  if (!parsed.success) {
-    throw new ConfigError(
-      `Invalid sky.Verda options: ${
-        optionsProblem(
-          parsed.error.issues,
-          Object.keys(schema.shape),
-          z.prettifyError(parsed.error),
-        )
-      }`,
-    );
-  }
-  const resolved = parsed.data;
+  const valid = parseOptions(
+    schema,
+    options ?? {},
+    "Invalid sky.Verda options",
+  );
+  const resolved = valid;
   let client: VerdaApi | undefined;
   const api = () =>
     client ??= new VerdaApi({
