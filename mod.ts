@@ -50,8 +50,8 @@ export {
   type RunOptions,
   type RunResult,
   type TaskHandle,
-} from "./src/pool.ts";
-export type { DeadManSwitchOptions } from "./src/heartbeat.ts";
+} from "./src/pool/pool.ts";
+export type { DeadManSwitchOptions } from "./src/pool/deadman.ts";
 export {
   ConfigError,
   NodeLostError,
@@ -86,7 +86,7 @@ export {
   type SpecOptions,
 } from "./src/spec.ts";
 export { wasm, type WasmOptions } from "./src/wasm.ts";
-export type { Streamed } from "./src/stream.ts";
+export type { Streamed } from "./src/wire/stream.ts";
 export type {
   ClusterSpec,
   Endpoint,
@@ -102,7 +102,7 @@ export {
   type SshOptions,
   type SshProvider,
   type SshTarget,
-} from "./providers/ssh.ts";
+} from "./providers/ssh/mod.ts";
 export {
   type CleanupOptions,
   type CleanupReport,
@@ -111,13 +111,13 @@ export {
   type ContainerOptions,
   type ContainerProvider,
   type ResolvedContainerOptions,
-} from "./providers/container.ts";
+} from "./providers/container/mod.ts";
 export {
   Local,
   type LocalCluster,
   type LocalOptions,
   type LocalProvider,
-} from "./providers/local.ts";
+} from "./providers/local/mod.ts";
 export {
   Verda,
   type VerdaCleanupOptions,

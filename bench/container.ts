@@ -1,4 +1,4 @@
-// Benchmarks of container pools (providers/container.ts): a 1-node pool's
+// Benchmarks of container pools (providers/container/mod.ts): a 1-node pool's
 // start to its first result, cold (an empty cache volume) and warm (the
 // volume kept from the pool before), beside the same start without a cache
 // volume, which ships Deno and the npm packages every time.

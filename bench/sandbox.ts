@@ -16,7 +16,7 @@
  * @module
  */
 import * as sky from "../mod.ts";
-import { loadQuickJS, runFunction } from "../worker/wasm.ts";
+import { loadQuickJS, runFunction } from "../worker/sandbox/wasm.ts";
 import { ms, percentile, printTable, row, timeEach } from "./_util.ts";
 
 export const noop = sky.compute(() => null);

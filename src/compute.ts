@@ -14,7 +14,7 @@
 
 import { checkSandboxOptions, type Permissions } from "./sandbox.ts";
 import { show, unknownOption } from "./_options.ts";
-import type { Streamed } from "./stream.ts";
+import type { Streamed } from "./wire/stream.ts";
 
 export type { Permissions } from "./sandbox.ts";
 

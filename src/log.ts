@@ -40,7 +40,7 @@ import {
   type LogLevel,
   type LogRecord,
 } from "npm:@logtape/logtape@2.4.2";
-import { escapeControls } from "./output.ts";
+import { escapeControls } from "./wire/output.ts";
 
 /** The environment variable of the quick switch. */
 const ENV_VAR = "SKYWARD_LOG";

@@ -1,5 +1,5 @@
 /**
- * The bootstrap script (src/bootstrap.ts): generated for an image, run on a
+ * The bootstrap script (src/bootstrap/bootstrap.ts): generated for an image, run on a
  * host, idempotent. The rig tests run it over SSH on the hosts of
  * tests/rig/rig.ts, which have no internet: Deno and the npm packages are
  * shipped from this client. Without root or `sshd` they are ignored with the
@@ -17,10 +17,10 @@ import {
   type BootstrapResult,
   bootstrapScript,
   libraryBundle,
-} from "../src/bootstrap.ts";
-import { buildBundle } from "../src/bundle.ts";
-import { nodeCode } from "../src/deps.ts";
-import { decode, encode } from "../src/codec.ts";
+} from "../src/bootstrap/bootstrap.ts";
+import { buildBundle } from "../src/bootstrap/bundle.ts";
+import { nodeCode } from "../src/bootstrap/deps.ts";
+import { decode, encode } from "../src/wire/codec.ts";
 import { Image, type ImageOptions } from "../src/image.ts";
 import { sandboxSpecOf } from "../src/sandbox.ts";
 import {
@@ -28,10 +28,10 @@ import {
   FrameDecoder,
   PROTOCOL_VERSION,
   workerMessage,
-} from "../src/protocol.ts";
-import { shellQuote, SshConnection } from "../src/ssh.ts";
-import { SshHost } from "../src/ssh_host.ts";
-import { type Channel, type Host, LocalHost } from "../src/transport.ts";
+} from "../src/wire/protocol.ts";
+import { shellQuote, SshConnection } from "../src/transport/ssh.ts";
+import { SshHost } from "../src/transport/ssh_host.ts";
+import { type Channel, type Host, LocalHost } from "../src/transport/host.ts";
 import { requireRig, type RigHost } from "./rig/rig.ts";
 import { readEnv, readText } from "./fixtures/bootstrap/task.ts";
 

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { decode, encode, fromWireError, toWireError } from "../src/codec.ts";
+import {
+  decode,
+  encode,
+  fromWireError,
+  toWireError,
+} from "../src/wire/codec.ts";
 import { ProtocolError, SerializationError } from "../src/errors.ts";
 
 // --- A structural equality that knows what the codec keeps -----------------

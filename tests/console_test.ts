@@ -4,7 +4,7 @@ import {
   createConsole,
   defaultConsoleMode,
   type WritableLike,
-} from "../src/console.ts";
+} from "../src/pool/console.ts";
 import { type EventInit, formatEvent, type PoolEvent } from "../src/events.ts";
 
 /** An in-memory stream that takes at most `chunk` bytes per write. */

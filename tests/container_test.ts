@@ -1,5 +1,5 @@
 /**
- * Pools of containers (providers/container.ts) on a Docker daemon: each
+ * Pools of containers (providers/container/mod.ts) on a Docker daemon: each
  * node a container with its own address on the pool's network, reached over
  * SSH and bootstrapped like a cloud machine. Needs a daemon and the base
  * image (`deno task docker:up`, `deno task image:build`); without them these

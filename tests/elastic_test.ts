@@ -4,7 +4,11 @@
  */
 import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
-import { nodesSchema, planScaling, type ScalingState } from "../src/elastic.ts";
+import {
+  nodesSchema,
+  planScaling,
+  type ScalingState,
+} from "../src/pool/elastic.ts";
 import { info, nap, notMarkedSick, square } from "./fixtures/elastic.ts";
 import { alive, eventually } from "./helpers.ts";
 

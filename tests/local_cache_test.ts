@@ -1,8 +1,8 @@
 // The local provider's node directories keep a bounded number of versions
-// of the shipped code (providers/local.ts).
+// of the shipped code (providers/local/mod.ts).
 import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
-import { pruneCode } from "../providers/local.ts";
+import { pruneCode } from "../providers/local/mod.ts";
 import { square } from "./fixtures/computes.ts";
 import { tempRoot } from "./helpers.ts";
 

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
 import type { PoolEvent } from "../src/events.ts";
-import { LineSplitter, MAX_LINE_CHARS } from "../src/output.ts";
+import { LineSplitter, MAX_LINE_CHARS } from "../src/wire/output.ts";
 import { square } from "./fixtures/computes.ts";
 import { quiet } from "./fixtures/noisy_module.ts";
 import {

@@ -10,7 +10,7 @@ import {
   PART_BYTES,
   PROTOCOL_VERSION,
   workerMessage,
-} from "../src/protocol.ts";
+} from "../src/wire/protocol.ts";
 import { ProtocolError } from "../src/errors.ts";
 
 const WORKER = new URL("../worker/main.ts", import.meta.url).pathname;

@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
-import { generateSshKeyPair } from "../providers/aws/keys.ts";
+import { generateSshKeyPair } from "../providers/_keys.ts";
 import { z } from "zod";
 import { RunPodApi } from "../providers/runpod/api.ts";
 import { runpodGpuIds } from "../providers/runpod/gpu_types.ts";
@@ -19,7 +19,7 @@ import {
   BOOT_SCRIPT,
   RUNPOD_ENV_FILE,
 } from "../providers/runpod/mod.ts";
-import { SshAuthenticationError, SshConnection } from "../src/ssh.ts";
+import { SshAuthenticationError, SshConnection } from "../src/transport/ssh.ts";
 import { FakeRunPod, TEST_RUNPOD_KEY } from "./fakes/runpod.ts";
 import {
   FAKE_RUNPOD_ENV,

@@ -10,13 +10,13 @@ import {
   SshConnection,
   SshConnectionError,
   type SshConnectOptions,
-} from "../src/ssh.ts";
+} from "../src/transport/ssh.ts";
 import {
   fingerprint,
   hostKeyAlgorithms,
   lookupKnownHosts,
   parsePublicKey,
-} from "../src/ssh_host_keys.ts";
+} from "../src/transport/host_keys.ts";
 import {
   changeHostKey,
   requireRig,

@@ -19,7 +19,7 @@ import {
   yieldsFunction,
 } from "./fixtures/streams.ts";
 import { tempRoot } from "./helpers.ts";
-import { tee } from "../src/stream.ts";
+import { tee } from "../src/wire/stream.ts";
 
 const root = await tempRoot();
 

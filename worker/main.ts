@@ -26,8 +26,8 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { format } from "node:util";
-import { decode, encode, toWireError } from "../src/codec.ts";
-import { explainImport } from "./_imports.ts";
+import { decode, encode, toWireError } from "../src/wire/codec.ts";
+import { explainImport } from "./imports.ts";
 import { lookupCompute } from "../src/compute.ts";
 import {
   ProtocolError,
@@ -46,16 +46,16 @@ import {
   FrameWriter,
   PROTOCOL_VERSION,
   type WorkerMessage,
-} from "../src/protocol.ts";
-import { isStreamable } from "../src/stream.ts";
-import { capLine, droppedLines, lineCost } from "../src/output.ts";
-import { deadManSettings, DeadManSwitch } from "./_deadman.ts";
-import { protocolStreams } from "./_stdio.ts";
+} from "../src/wire/protocol.ts";
+import { isStreamable } from "../src/wire/stream.ts";
+import { capLine, droppedLines, lineCost } from "../src/wire/output.ts";
+import { deadManSettings, DeadManSwitch } from "./deadman.ts";
+import { protocolStreams } from "./stdio.ts";
 import {
   SandboxManager,
   type TaskOutcome,
   type TaskStreamMessage,
-} from "./sandbox.ts";
+} from "./sandbox/mod.ts";
 
 // Taken before anything else runs: sandboxes must not reach the protocol.
 const stdio = protocolStreams();

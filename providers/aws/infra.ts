@@ -16,8 +16,8 @@ import {
   errorCode,
   type ResolvedAwsOptions,
 } from "./config.ts";
-import { generateSshKeyPair } from "./keys.ts";
-import { userData } from "./user_data.ts";
+import { generateSshKeyPair } from "../_keys.ts";
+import { userData } from "../_user_data.ts";
 
 export type { AwsCluster };
 

@@ -19,7 +19,7 @@ import {
   type ResolvedAwsOptions,
 } from "./config.ts";
 import { allocationHint } from "../_offers.ts";
-export { userData } from "./user_data.ts";
+export { userData } from "../_user_data.ts";
 
 const log = logger("aws");
 

@@ -32,7 +32,7 @@
  *
  * @module
  */
-import { COMMAND_PATH, runCommand } from "./_command.ts";
+import { COMMAND_PATH, runCommand } from "./command.ts";
 
 /** The image {@linkcode buildImage} makes and `sky.Container()` runs by default. */
 export const DEFAULT_IMAGE = "skyward-base:bookworm-v1";

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { runCommand } from "./_command.ts";
+import { runCommand } from "./command.ts";
 
 /** A cluster's bridge. */
 export interface Bridge {

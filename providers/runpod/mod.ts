@@ -39,7 +39,7 @@ import type {
   Offer,
   Provider,
 } from "../../src/provider.ts";
-import { generateSshKeyPair } from "../aws/keys.ts";
+import { generateSshKeyPair } from "../_keys.ts";
 import { createOnce } from "../_create.ts";
 import {
   DATA_CENTERS,

@@ -40,7 +40,7 @@ import type {
 } from "../../src/provider.ts";
 import { HttpError } from "../_http.ts";
 import { createOnce } from "../_create.ts";
-import { generateSshKeyPair } from "../aws/keys.ts";
+import { generateSshKeyPair } from "../_keys.ts";
 import {
   anySchema,
   createKeySchema,

@@ -12,8 +12,8 @@ import { z } from "npm:zod@4.6.7";
 import { NoOffersError, ProvisioningError } from "../../src/errors.ts";
 import { logger } from "../../src/log.ts";
 import type { ClusterSpec, Instance } from "../../src/provider.ts";
-import { userData } from "../aws/user_data.ts";
-import { generateSshKeyPair } from "../aws/keys.ts";
+import { userData } from "../_user_data.ts";
+import { generateSshKeyPair } from "../_keys.ts";
 import { HttpError } from "../_http.ts";
 import { createOnce } from "../_create.ts";
 import {

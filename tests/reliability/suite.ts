@@ -17,7 +17,7 @@
  */
 import assert from "node:assert/strict";
 import * as sky from "../../mod.ts";
-import type { ContainerCluster } from "../../providers/container.ts";
+import type { ContainerCluster } from "../../providers/container/mod.ts";
 import {
   type FailurePoint,
   FaultyProvider,

@@ -1,0 +1,750 @@
+/**
+ * The wire protocol between a client and a worker: length-prefixed frames
+ * over one byte stream, each a small MessagePack header (validated with zod)
+ * followed by an opaque payload (a value encoded by the codec, not
+ * re-validated on the hot path).
+ *
+ * A frame is `u32 length | u32 headerLength | header | payload`, big-endian,
+ * where `length` counts everything after itself.
+ *
+ * @module
+ */
+import { setImmediate } from "node:timers";
+import { Decoder, Encoder } from "npm:@msgpack/msgpack@3.1.3";
+import { z } from "npm:zod@4.6.7";
+import { ProtocolError } from "../errors.ts";
+
+/** The protocol's version; the handshake refuses a worker speaking another. */
+export const PROTOCOL_VERSION = 5;
+
+/**
+ * The `code` of the `SandboxError` a task fails with when its sandbox ran
+ * out of memory; it also carries `heapLimitMb`. The client rewords it to
+ * name the compute and its `memoryLimit`.
+ */
+export const SANDBOX_OUT_OF_MEMORY = "ERR_SANDBOX_OUT_OF_MEMORY";
+
+/** The largest frame either side accepts, in bytes (1 GiB). */
+export const MAX_FRAME_BYTES = 1024 * 1024 * 1024;
+
+/**
+ * A message whose payload is larger than this travels as parts of this size
+ * (`{ t: "part" }` frames, see {@linkcode FrameWriter.send}), so that it
+ * never holds up the other messages on the connection.
+ */
+export const PART_BYTES = 512 * 1024;
+
+/** A payload at least this large is written as it is, not copied into its frame. */
+const DIRECT_BYTES = 16 * 1024;
+
+/** The largest message either side accepts, in bytes, when sent in parts (4 GiB). */
+export const MAX_MESSAGE_BYTES = 2 ** 32 - 1;
+
+const id = z.number().int().nonnegative();
+
+const grant = z.union([z.boolean(), z.array(z.string())]);
+
+/**
+ * Deno permissions of a sandbox, resolved on the client (the image's
+ * defaults merged with the compute's): every name present, `false` when
+ * denied. Relative paths are resolved on the worker, against the code
+ * directory.
+ */
+export const sandboxPermissions = z.object({
+  read: grant,
+  write: grant,
+  net: grant,
+  env: grant,
+  run: grant,
+  ffi: grant,
+  sys: grant,
+  import: grant,
+}).strict();
+
+const limit = z.number().int().positive().optional();
+
+/** Where and how a compute's tasks run on a worker (sent once per node by `define`). */
+export const sandboxSpec = z.discriminatedUnion("kind", [
+  /** A Deno sandbox holding exactly `permissions`, importing the compute's module. */
+  z.object({
+    kind: z.literal("deno"),
+    permissions: sandboxPermissions,
+    isolation: z.enum(["shared", "task"]),
+    /** Heap limit of the sandbox, in bytes. */
+    memoryLimit: limit,
+  }).strict(),
+  /** A self-contained function run by QuickJS compiled to WebAssembly. */
+  z.object({
+    kind: z.literal("js"),
+    /** The function's source text. */
+    source: z.string(),
+    memoryLimit: limit,
+    /** Time limit of one call, in milliseconds. */
+    timeout: limit,
+  }).strict(),
+  /** An export of a raw WebAssembly module. */
+  z.object({
+    kind: z.literal("wasm"),
+    module: z.instanceof(Uint8Array),
+    export: z.string(),
+    /** The largest its memory may grow to, in 64 KiB pages. */
+    memoryPages: limit,
+    timeout: limit,
+    /** Values of the module's imports, by module and name (a bigint as its decimal text). */
+    imports: z.record(
+      z.string(),
+      z.record(
+        z.string(),
+        z.union([z.number(), z.object({ bigint: z.string() }).strict()]),
+      ),
+    ).optional(),
+  }).strict(),
+]);
+
+/** Where and how a compute's tasks run on a worker. */
+export type SandboxSpec = z.infer<typeof sandboxSpec>;
+
+/** Messages the client sends to a worker. */
+export const clientMessage = z.discriminatedUnion("t", [
+  z.object({
+    t: z.literal("hello"),
+    v: z.number().int(),
+    /** Content hash of the shipped code. */
+    code: z.string(),
+    /** The client's Deno version. */
+    deno: z.string(),
+    /** Shipped modules (paths relative to the code directory) to import before answering. */
+    modules: z.array(z.string()),
+    /** Tasks the worker runs at once. */
+    concurrency: z.number().int().positive(),
+  }),
+  z.object({
+    t: z.literal("call"),
+    id,
+    /** Module path relative to the code directory. */
+    m: z.string(),
+    /** The compute's key within its module. */
+    k: z.string(),
+    /**
+     * Arguments streamed in after the call (their place in the payload's
+     * array holds `null`): the argument's index, and whether the function
+     * gets a `ReadableStream` (else an `AsyncIterable`).
+     */
+    streams: z.array(z.tuple([id, z.boolean()])).optional(),
+  }),
+  /**
+   * Declares where the tasks of a compute run; sent once per node, before
+   * its first `call`. A compute that was never defined runs in a Deno
+   * sandbox with no permissions.
+   */
+  z.object({
+    t: z.literal("define"),
+    m: z.string(),
+    k: z.string(),
+    spec: sandboxSpec,
+  }),
+  z.object({ t: z.literal("cancel"), id }),
+  /**
+   * The pool's nodes changed (a node joined, left or was replaced): what
+   * `instanceInfo()` returns from the next task on.
+   */
+  z.object({
+    t: z.literal("cluster"),
+    /** How many ranks the pool holds: the highest rank in use, plus one. */
+    totalNodes: z.number().int().nonnegative(),
+    /** The private address of each rank; `""` for a free rank. */
+    peers: z.array(z.string()),
+    /** The private address of node 0. */
+    headAddr: z.string(),
+  }),
+  /**
+   * Items of streamed argument `s` of task `id` (the payload an encoded
+   * array); or its end; or its failure (the payload an encoded error).
+   */
+  z.object({
+    t: z.literal("in"),
+    id,
+    s: id,
+    end: z.boolean().optional(),
+    err: z.boolean().optional(),
+  }),
+  /** The client took `n` more bytes of the task's streamed result. */
+  z.object({ t: z.literal("credit"), id, n: id }),
+  /** The client left the task's streamed result: return the generator. */
+  z.object({ t: z.literal("stop"), id }),
+  /**
+   * The client's heartbeat, sent every few seconds: a worker that hears
+   * nothing from its client for too long stops (see `worker/deadman.ts`).
+   */
+  z.object({ t: z.literal("ping") }),
+  z.object({ t: z.literal("bye") }),
+]);
+
+/** Messages a worker sends to the client. */
+export const workerMessage = z.discriminatedUnion("t", [
+  z.object({
+    t: z.literal("hello"),
+    v: z.number().int(),
+    deno: z.string(),
+    pid: z.number().int(),
+    hostname: z.string(),
+    /** The worker's code directory, as a file URL ending in `/`. */
+    codeUrl: z.string(),
+    /** Set when the handshake failed; the payload holds the error. */
+    failed: z.boolean().optional(),
+  }),
+  /** The result (a stream's end, for a streamed result). */
+  z.object({ t: z.literal("ok"), id }),
+  /** The task's result is streamed: `yield` frames and its end follow. */
+  z.object({ t: z.literal("open"), id }),
+  /** Items of the task's streamed result (the payload an encoded array). */
+  z.object({ t: z.literal("yield"), id }),
+  /** The task took `n` more bytes of its streamed argument `s`. */
+  z.object({ t: z.literal("credit"), id, s: id, n: id }),
+  z.object({
+    t: z.literal("err"),
+    id,
+    /** Set when the result could not be encoded: the path and the problem. */
+    path: z.string().optional(),
+    problem: z.string().optional(),
+  }),
+  /**
+   * A line of output: of task `id`, or of the node itself (output while a
+   * module was imported, the worker's own messages) when `id` is absent.
+   */
+  z.object({
+    t: z.literal("log"),
+    id: id.nullish(),
+    s: z.enum(["stdout", "stderr"]),
+    l: z.string(),
+  }),
+  z.object({ t: z.literal("perr"), message: z.string() }),
+]);
+
+/** A message from the client to a worker. */
+export type ClientMessage = z.infer<typeof clientMessage>;
+/** A message from a worker to the client. */
+export type WorkerMessage = z.infer<typeof workerMessage>;
+
+/**
+ * One part of a large message: the first part carries the message's size
+ * `n`, the last its header `h`; the receiver joins their payloads.
+ */
+export interface PartMessage {
+  t: "part";
+  /** Which message, among those being sent in parts. */
+  p: number;
+  n?: number;
+  h?: ClientMessage | WorkerMessage;
+}
+
+/** A decoded frame: its header and its raw payload. */
+export interface Frame<H> {
+  header: H;
+  /** The payload's bytes (a view into the received buffer). */
+  payload: Uint8Array;
+  /**
+   * Whether the payload's buffer holds this frame alone, so that it may be
+   * transferred (else it is shared with other frames).
+   */
+  owned?: boolean;
+}
+
+const EMPTY = new Uint8Array(0);
+// A field left `undefined` is left out, not sent as `nil` (which the
+// receiving side's schema would refuse).
+const headerEncoder = new Encoder({ ignoreUndefined: true });
+const headerDecoder = new Decoder();
+
+/**
+ * Builds one frame.
+ *
+ * @param header A client or worker message.
+ * @param payload The encoded value that goes with it, if any.
+ * @returns The frame's bytes.
+ */
+export function encodeFrame(
+  header: ClientMessage | WorkerMessage | PartMessage,
+  payload: Uint8Array = EMPTY,
+): Uint8Array {
+  const out = frameHead(header, payload.length, payload.length);
+  out.set(payload, out.length - payload.length);
+  return out;
+}
+
+/**
+ * The start of a frame: its lengths and header, followed by `room` bytes
+ * for the payload (0 when the payload is written on its own).
+ */
+function frameHead(
+  header: ClientMessage | WorkerMessage | PartMessage,
+  payloadLength: number,
+  room: number,
+): Uint8Array {
+  const head = headerEncoder.encode(header);
+  const length = 4 + head.length + payloadLength;
+  if (length > MAX_FRAME_BYTES) {
+    throw new ProtocolError(
+      `Cannot send a frame of ${length} bytes: the limit is ${MAX_FRAME_BYTES}`,
+    );
+  }
+  const out = new Uint8Array(8 + head.length + room);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, length);
+  view.setUint32(4, head.length);
+  out.set(head, 8);
+  return out;
+}
+
+/** A frame as the pieces to write: a payload of {@linkcode DIRECT_BYTES} or more is not copied. */
+function framePieces(
+  header: ClientMessage | WorkerMessage | PartMessage,
+  payload: Uint8Array,
+): Uint8Array[] {
+  if (payload.length < DIRECT_BYTES) return [encodeFrame(header, payload)];
+  return [frameHead(header, payload.length, 0), payload];
+}
+
+/**
+ * Splits a byte stream into frames, validating each header with a zod schema.
+ *
+ * Feed it chunks as they arrive with {@linkcode FrameDecoder.push}; it returns
+ * the complete frames. A frame whose header is not valid yields a
+ * `ProtocolError` in its place (the stream stays in sync); a length past the
+ * limit throws, since nothing after it can be trusted.
+ */
+export class FrameDecoder<H> {
+  #schema: z.ZodType<H>;
+  #chunks: Uint8Array[] = [];
+  #buffered = 0;
+  #need = -1;
+  #parts = new Map<number, { buffer: Uint8Array; at: number }>();
+  /** Whether the last `#take` copied into a buffer of its own. */
+  #owned = false;
+
+  /** @param schema The schema of the headers this side receives. */
+  constructor(schema: z.ZodType<H>) {
+    this.#schema = schema;
+  }
+
+  /** Bytes received that do not yet form a whole frame. */
+  get pending(): number {
+    return this.#buffered;
+  }
+
+  /**
+   * Adds received bytes.
+   *
+   * @returns The frames completed by them, or a `ProtocolError` per bad header.
+   * @throws {ProtocolError} When a frame announces a length past the limit.
+   */
+  push(chunk: Uint8Array): (Frame<H> | ProtocolError)[] {
+    if (chunk.length > 0) {
+      this.#chunks.push(chunk);
+      this.#buffered += chunk.length;
+    }
+    const frames: (Frame<H> | ProtocolError)[] = [];
+    for (;;) {
+      if (this.#need < 0) {
+        if (this.#buffered < 4) break;
+        const head = this.#take(4);
+        const length = new DataView(head.buffer, head.byteOffset, 4).getUint32(
+          0,
+        );
+        if (length < 4 || length > MAX_FRAME_BYTES) {
+          throw new ProtocolError(
+            `Received a frame announcing ${length} bytes; a frame is 4 to ${MAX_FRAME_BYTES} bytes`,
+          );
+        }
+        this.#need = length;
+      }
+      if (this.#buffered < this.#need) break;
+      const body = this.#take(this.#need);
+      const owned = this.#owned;
+      this.#need = -1;
+      const frame = this.#parse(body, owned);
+      if (frame) frames.push(frame);
+    }
+    return frames;
+  }
+
+  #parse(
+    body: Uint8Array,
+    owned: boolean,
+  ): Frame<H> | ProtocolError | undefined {
+    const headerLength = new DataView(body.buffer, body.byteOffset, 4)
+      .getUint32(0);
+    if (headerLength > body.length - 4) {
+      return new ProtocolError(
+        `Received a frame whose header (${headerLength} bytes) is longer than the frame (${body.length} bytes)`,
+      );
+    }
+    let raw: unknown;
+    try {
+      raw = headerDecoder.decode(body.subarray(4, 4 + headerLength));
+    } catch (error) {
+      return new ProtocolError(
+        `Received a frame whose header is not MessagePack`,
+        {
+          cause: error,
+        },
+      );
+    }
+    let payload = body.subarray(4 + headerLength);
+    if ((raw as PartMessage | undefined)?.t === "part") {
+      const part = this.#part(raw as PartMessage, payload);
+      if (!part || part instanceof ProtocolError) return part;
+      [raw, payload] = part;
+      owned = true;
+    }
+    const parsed = this.#schema.safeParse(raw);
+    if (!parsed.success) {
+      return new ProtocolError(
+        `Received an invalid message: ${
+          z.prettifyError(parsed.error).replaceAll("\n", " ")
+        }`,
+      );
+    }
+    return { header: parsed.data, payload, owned };
+  }
+
+  /** Adds a part of a large message; returns the message once complete. */
+  #part(
+    part: PartMessage,
+    payload: Uint8Array,
+  ): [unknown, Uint8Array] | ProtocolError | undefined {
+    if (!Number.isInteger(part.p)) {
+      return new ProtocolError("Received a part with no message number");
+    }
+    let message = this.#parts.get(part.p);
+    if (part.n !== undefined) {
+      if (
+        !Number.isInteger(part.n) || part.n < 0 || part.n > MAX_MESSAGE_BYTES
+      ) {
+        return new ProtocolError(
+          `Received a message announcing ${part.n} bytes; the limit is ${MAX_MESSAGE_BYTES}`,
+        );
+      }
+      try {
+        message = { buffer: new Uint8Array(part.n), at: 0 };
+      } catch (error) {
+        return new ProtocolError(
+          `Cannot receive a message of ${part.n} bytes: ${
+            error instanceof Error ? error.message : String(error)
+          }`,
+        );
+      }
+      this.#parts.set(part.p, message);
+    }
+    if (!message) {
+      return new ProtocolError(`Received a part of unknown message ${part.p}`);
+    }
+    if (message.at + payload.length > message.buffer.length) {
+      this.#parts.delete(part.p);
+      return new ProtocolError(
+        `Received more parts of message ${part.p} than its ${message.buffer.length} bytes`,
+      );
+    }
+    message.buffer.set(payload, message.at);
+    message.at += payload.length;
+    if (part.h === undefined) return undefined;
+    this.#parts.delete(part.p);
+    if (message.at !== message.buffer.length) {
+      return new ProtocolError(
+        `Message ${part.p} ended after ${message.at} of its ${message.buffer.length} bytes`,
+      );
+    }
+    return [part.h, message.buffer];
+  }
+
+  #take(n: number): Uint8Array {
+    const first = this.#chunks[0];
+    this.#owned = false;
+    if (first.length >= n) {
+      this.#buffered -= n;
+      if (first.length === n) this.#chunks.shift();
+      else this.#chunks[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    const out = new Uint8Array(n);
+    let filled = 0;
+    while (filled < n) {
+      const chunk = this.#chunks[0];
+      const used = Math.min(chunk.length, n - filled);
+      out.set(chunk.subarray(0, used), filled);
+      filled += used;
+      if (used === chunk.length) this.#chunks.shift();
+      else this.#chunks[0] = chunk.subarray(used);
+    }
+    this.#buffered -= n;
+    this.#owned = true;
+    return out;
+  }
+}
+
+/**
+ * Joins runs of small pieces into one buffer each, so that they share a
+ * write; large pieces stay as they are.
+ */
+function coalesce(pieces: Uint8Array[]): Uint8Array[] {
+  if (pieces.length === 1) return pieces;
+  const out: Uint8Array[] = [];
+  let run: Uint8Array[] = [];
+  let size = 0;
+  const join = () => {
+    if (run.length === 1) out.push(run[0]);
+    else if (run.length > 1) {
+      const joined = new Uint8Array(size);
+      let at = 0;
+      for (const piece of run) {
+        joined.set(piece, at);
+        at += piece.length;
+      }
+      out.push(joined);
+    }
+    run = [];
+    size = 0;
+  };
+  for (const piece of pieces) {
+    if (piece.length >= DIRECT_BYTES) {
+      join();
+      out.push(piece);
+    } else {
+      run.push(piece);
+      size += piece.length;
+    }
+  }
+  join();
+  return out;
+}
+
+interface Round {
+  promise: Promise<void>;
+  resolve(): void;
+}
+
+function round(): Round {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => resolve = r);
+  return { promise, resolve };
+}
+
+interface Bulk {
+  part: number;
+  header: ClientMessage | WorkerMessage;
+  payload: Uint8Array;
+  at: number;
+  done: Round;
+  /** Messages of the same task sent after it, queued once it is written. */
+  after: (() => void)[];
+}
+
+function taskOf(header: ClientMessage | WorkerMessage): number | undefined {
+  return (header as { id?: number }).id;
+}
+
+/**
+ * Writes frames to a byte stream, coalescing the frames queued in the same
+ * turn of the event loop into one write.
+ *
+ * A message with a payload over {@linkcode PART_BYTES} (see
+ * {@linkcode FrameWriter.send}) is written in parts, one part at a time
+ * between the other frames, and several such messages take turns: a large
+ * value never holds up the small messages behind it.
+ */
+export class FrameWriter {
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #queue: Uint8Array[] = [];
+  #round: Round | undefined;
+  #bulk: Bulk[] = [];
+  /** The last message in parts of each task, which its next messages wait for. */
+  #lastBulk = new Map<number, Bulk>();
+  #nextPart = 1;
+  #flushing: Promise<void> | undefined;
+  #failed: unknown;
+  #closed = false;
+  #maxMessageBytes: number;
+
+  /**
+   * @param writable The byte stream the frames go to.
+   * @param options `maxMessageBytes`: the largest payload
+   *   {@linkcode FrameWriter.send} takes (at most, and by default,
+   *   {@linkcode MAX_MESSAGE_BYTES}; lower only to test what happens past
+   *   it without allocating gigabytes).
+   */
+  constructor(
+    writable: WritableStream<Uint8Array>,
+    options: { maxMessageBytes?: number } = {},
+  ) {
+    this.#writer = writable.getWriter();
+    this.#maxMessageBytes = Math.min(
+      MAX_MESSAGE_BYTES,
+      options.maxMessageBytes ?? MAX_MESSAGE_BYTES,
+    );
+  }
+
+  /** The largest payload {@linkcode FrameWriter.send} takes, in bytes. */
+  get maxMessageBytes(): number {
+    return this.#maxMessageBytes;
+  }
+
+  /** Whether the stream has failed or been closed. */
+  get closed(): boolean {
+    return this.#closed || this.#failed !== undefined;
+  }
+
+  /**
+   * Queues a frame. Returns a promise that settles once it has been handed to
+   * the stream (await it for backpressure; it never rejects).
+   *
+   * @param frame The frame's bytes.
+   * @param batch Whether the frame may wait for the end of this turn of the
+   *   event loop, to share one write with the frames that follow it (for a
+   *   sender that knows more frames are coming). Otherwise it is written as
+   *   soon as the current microtasks have run.
+   */
+  write(frame: Uint8Array, batch = false): Promise<void> {
+    return this.#write([frame], batch);
+  }
+
+  #write(pieces: Uint8Array[], batch: boolean): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    for (const piece of pieces) this.#queue.push(piece);
+    this.#round ??= round();
+    this.#start(batch);
+    return this.#round.promise;
+  }
+
+  /**
+   * Queues a message: as one frame when its payload is small, else in parts
+   * that take turns with the other frames. The messages of one task (by
+   * their `id`) keep their order. Settles like
+   * {@linkcode FrameWriter.write}, once the whole message is handed on.
+   *
+   * @param header The message.
+   * @param payload Its payload.
+   * @param batch As for {@linkcode FrameWriter.write}.
+   * @throws {ProtocolError} When the payload is larger than
+   *   {@linkcode FrameWriter.maxMessageBytes}, or the header larger than a
+   *   frame: nothing is sent.
+   */
+  send(
+    header: ClientMessage | WorkerMessage,
+    payload: Uint8Array = EMPTY,
+    batch = false,
+  ): Promise<void> {
+    if (payload.length > this.#maxMessageBytes) {
+      throw new ProtocolError(
+        `Cannot send a message of ${payload.length} bytes: the limit is ${this.#maxMessageBytes}`,
+      );
+    }
+    const task = taskOf(header);
+    const before = task === undefined ? undefined : this.#lastBulk.get(task);
+    if (payload.length <= PART_BYTES) {
+      const pieces = framePieces(header, payload);
+      if (!before) return this.#write(pieces, batch);
+      return new Promise<void>((resolve) =>
+        before.after.push(() => this.#write(pieces, false).then(resolve))
+      );
+    }
+    if (this.closed) return Promise.resolve();
+    const bulk: Bulk = {
+      part: this.#nextPart++,
+      header,
+      payload,
+      at: 0,
+      done: round(),
+      after: [],
+    };
+    if (task !== undefined) this.#lastBulk.set(task, bulk);
+    if (before) before.after.push(() => this.#queueBulk(bulk));
+    else this.#queueBulk(bulk);
+    return bulk.done.promise;
+  }
+
+  #queueBulk(bulk: Bulk): void {
+    if (this.closed) return bulk.done.resolve();
+    this.#bulk.push(bulk);
+    this.#start(false);
+  }
+
+  #start(batch: boolean): void {
+    if (this.#flushing) return;
+    this.#flushing = batch
+      ? new Promise((resolve) => setImmediate(resolve)).then(() =>
+        this.#flush()
+      )
+      : Promise.resolve().then(() => this.#flush());
+  }
+
+  async #flush(): Promise<void> {
+    while (!this.closed) {
+      let pieces: Uint8Array[];
+      let done: Round | undefined;
+      if (this.#queue.length > 0) {
+        pieces = coalesce(this.#queue);
+        done = this.#round;
+        this.#queue = [];
+        this.#round = undefined;
+      } else {
+        const bulk = this.#bulk.shift();
+        if (!bulk) break;
+        const end = Math.min(bulk.at + PART_BYTES, bulk.payload.length);
+        const last = end === bulk.payload.length;
+        pieces = framePieces({
+          t: "part",
+          p: bulk.part,
+          ...(bulk.at === 0 ? { n: bulk.payload.length } : {}),
+          ...(last ? { h: bulk.header } : {}),
+        }, bulk.payload.subarray(bulk.at, end));
+        bulk.at = end;
+        if (last) {
+          done = bulk.done;
+          const task = taskOf(bulk.header);
+          if (task !== undefined && this.#lastBulk.get(task) === bulk) {
+            this.#lastBulk.delete(task);
+          }
+          for (const next of bulk.after.splice(0)) next();
+        } else this.#bulk.push(bulk);
+      }
+      try {
+        // The stream queues the pieces; waiting for the last is enough.
+        let written: Promise<void> | undefined;
+        for (const piece of pieces) {
+          written?.catch(() => {});
+          written = this.#writer.write(piece);
+        }
+        await written;
+      } catch (error) {
+        this.#failed = error ?? new Error("write failed");
+      }
+      done?.resolve();
+    }
+    this.#flushing = undefined;
+    if (this.closed) this.#settleAll();
+  }
+
+  #settleAll(): void {
+    this.#round?.resolve();
+    this.#round = undefined;
+    this.#queue = [];
+    for (const bulk of [...this.#bulk.splice(0), ...this.#lastBulk.values()]) {
+      bulk.done.resolve();
+      for (const next of bulk.after.splice(0)) next();
+    }
+    this.#lastBulk.clear();
+  }
+
+  /** Flushes what is queued, then closes the stream. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.#flushing;
+    this.#closed = true;
+    this.#settleAll();
+    try {
+      await this.#writer.close();
+    } catch {
+      // The other side is gone already.
+    }
+  }
+}

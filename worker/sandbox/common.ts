@@ -1,0 +1,253 @@
+/**
+ * What every sandbox (a Node worker thread started by a sandbox host) does
+ * before it runs tasks: read its start-up data, mark itself as a worker,
+ * send its console output to the worker process as log messages, hold the
+ * lock that lets the host stop it in a busy loop, and drop the permissions
+ * it had only for loading its modules.
+ *
+ * Messages to the worker process, over the `port` of its start-up data:
+ * `{ t: "ready" }`, `{ t: "fail", b }` (it could not start: `b` is an encoded
+ * wire error), `{ t: "ok", id, b }`, `{ t: "err", id, b }`,
+ * `{ t: "ser", id, path, problem }`, `{ t: "log", id?, s, l }` (within its
+ * output credit: see {@linkcode sendLog}) and `{ t: "alive", id }` (the
+ * answer to `{ t: "cancel", id }`).
+ *
+ * @module
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+import { format } from "node:util";
+import { workerData } from "node:worker_threads";
+import { encode, toWireError } from "../../src/wire/codec.ts";
+import { explainImport } from "../imports.ts";
+import { SerializationError } from "../../src/errors.ts";
+import { type InstanceInfo, setInstanceInfo } from "../../src/instance.ts";
+import { capLine, droppedLines, lineCost } from "../../src/wire/output.ts";
+
+/** What the worker process gives a sandbox when it starts it. */
+export interface SandboxData {
+  /** Which entry this data is for: `"deno"` or `"wasm"`. */
+  skyward: string;
+  /** The channel to the worker process. */
+  port: MessagePort;
+  /** What `sky.instanceInfo()` returns in the sandbox. */
+  instance: InstanceInfo;
+  /** A name for the lock the sandbox holds while it lives. */
+  lock: string;
+  /** Permissions granted only to load modules, dropped before the first task. */
+  revoke: Deno.PermissionDescriptor[];
+}
+
+/** The id of the task whose code is running, for its console output. */
+export const currentTask: AsyncLocalStorage<number> = new AsyncLocalStorage<
+  number
+>();
+
+/**
+ * Reads the start-up data of a sandbox of this kind, or `undefined` when
+ * this module runs anywhere else (then it does nothing).
+ */
+export function startupData(kind: string): SandboxData | undefined {
+  const data = workerData as SandboxData | undefined;
+  if (data?.skyward !== kind) return undefined;
+  // The task code shares this realm: it must not reach the channel.
+  const copy = { ...data };
+  for (const key of Object.keys(data)) {
+    delete (data as unknown as Record<string, unknown>)[key];
+  }
+  return copy;
+}
+
+/**
+ * Prepares the sandbox's realm before any user code is evaluated: the worker
+ * flag, the instance info, and the console.
+ */
+export function prepare(data: SandboxData): void {
+  (globalThis as Record<symbol, unknown>)[Symbol.for("skyward.worker")] = true;
+  setInstanceInfo(data.instance);
+  const port = data.port;
+  logPort = port;
+  const redirect = (stream: "stdout" | "stderr") => (...args: unknown[]) => {
+    const id = currentTask.getStore();
+    let text: string;
+    try {
+      text = format(...args);
+    } catch (error) {
+      text = `(output that could not be formatted: ${error})`;
+    }
+    for (const line of text.split("\n")) sendLog(id, stream, line);
+  };
+  console.log = console.info = console.debug = redirect("stdout");
+  console.warn = console.error = console.trace = redirect("stderr");
+}
+
+/**
+ * The most output, in bytes (see `lineCost`), a sandbox may have sent that
+ * the worker process has not yet written to the client. Past it, lines are
+ * dropped and counted, and a marker line says how many once the worker
+ * process has caught up (`{ t: "logack", n }` gives credit back). A task
+ * that prints in a loop thus holds at most this much output in flight,
+ * however fast it prints.
+ */
+const LOG_CREDIT = 2 * 1024 * 1024;
+let logCredit = LOG_CREDIT;
+let logPort: MessagePort | undefined;
+/** Lines dropped, by task (`-1` for output of no task). */
+const dropped = new Map<number, number>();
+
+/**
+ * Sends a line of output to the worker process, cut at `MAX_LINE_CHARS`,
+ * or drops it when the sandbox has no output credit left.
+ *
+ * @param id The task that wrote it, if any.
+ * @param stream Where it was written.
+ * @param text The line.
+ */
+export function sendLog(
+  id: number | undefined,
+  stream: "stdout" | "stderr",
+  text: string,
+): void {
+  if (!logPort) return;
+  const line = capLine(text);
+  const cost = lineCost(line);
+  if (cost > logCredit) {
+    const key = id ?? -1;
+    dropped.set(key, (dropped.get(key) ?? 0) + 1);
+    return;
+  }
+  logCredit -= cost;
+  post(
+    logPort,
+    id === undefined ? { t: "log", s: stream, l: line } : {
+      t: "log",
+      id,
+      s: stream,
+      l: line,
+    },
+  );
+}
+
+/**
+ * Takes back output credit (a `{ t: "logack", n }` message); once half of
+ * it is back, says how many lines were dropped.
+ *
+ * @param n The credit given back, in bytes.
+ */
+export function logAcknowledged(n: number): void {
+  if (!Number.isFinite(n) || n <= 0) return;
+  logCredit = Math.min(LOG_CREDIT, logCredit + n);
+  if (dropped.size === 0 || logCredit < LOG_CREDIT / 2) return;
+  const counts = [...dropped];
+  dropped.clear();
+  for (const [key, count] of counts) {
+    // The marker is sent whatever the credit: it is small, and the only
+    // trace of what was lost.
+    const line = droppedLines(count);
+    logCredit -= lineCost(line);
+    post(
+      logPort!,
+      key < 0 ? { t: "log", s: "stderr", l: line } : {
+        t: "log",
+        id: key,
+        s: "stderr",
+        l: line,
+      },
+    );
+  }
+}
+
+/**
+ * Takes the sandbox's lock and holds it for the sandbox's life. While a Node
+ * worker thread holds a lock, Deno interrupts its JavaScript when the thread
+ * is terminated, even in a busy loop (without one, `terminate()` only stops
+ * the thread's event loop).
+ */
+export function holdLock(name: string): Promise<void> {
+  return new Promise<void>((granted, failed) => {
+    (navigator as unknown as { locks: Locks }).locks.request(name, () => {
+      granted();
+      return new Promise<never>(() => {});
+    }).catch(failed);
+  });
+}
+
+/** The part of the Web Locks API used here. */
+interface Locks {
+  request(name: string, callback: () => Promise<never>): Promise<unknown>;
+}
+
+/** Drops the permissions that were granted only to load modules. */
+export function dropLoadGrants(data: SandboxData): void {
+  for (const descriptor of data.revoke) {
+    Deno.permissions.revokeSync(descriptor);
+  }
+}
+
+const NOT_CAPABLE =
+  /^Requires (read|write|net|env|run|ffi|sys|import) access\b/;
+
+/**
+ * Encodes a thrown value as a wire error. A module import refused for lack
+ * of a permission (Deno throws a `TypeError`) is named `NotCapable`, like
+ * every other refusal.
+ */
+export function wireError(error: unknown): ArrayBuffer {
+  const wire = toWireError(error);
+  wire.message = explainImport(wire.message) ?? wire.message;
+  if (wire.name === "TypeError" && NOT_CAPABLE.test(wire.message)) {
+    wire.name = "NotCapable";
+  }
+  return encode(wire, "error").buffer as ArrayBuffer;
+}
+
+const outbox: unknown[] = [];
+const transfers: ArrayBuffer[] = [];
+
+/**
+ * Sends a message to the worker process; the messages sent in one turn
+ * share one `{ t: "batch", messages }`.
+ */
+export function post(
+  port: MessagePort,
+  message: unknown,
+  buffer?: ArrayBuffer,
+): void {
+  outbox.push(message);
+  if (buffer) transfers.push(buffer);
+  if (outbox.length > 1) return;
+  queueMicrotask(() => {
+    const messages = outbox.splice(0);
+    const buffers = transfers.splice(0);
+    port.postMessage(
+      messages.length === 1 ? messages[0] : { t: "batch", messages },
+      buffers,
+    );
+  });
+}
+
+/** Sends a task's result, or why it could not be sent. */
+export function sendResult(
+  port: MessagePort,
+  id: number,
+  value: unknown,
+): void {
+  let bytes: Uint8Array;
+  try {
+    bytes = encode(value, "result");
+  } catch (error) {
+    sendError(port, id, error);
+    return;
+  }
+  const buffer = bytes.buffer as ArrayBuffer;
+  post(port, { t: "ok", id, b: buffer }, buffer);
+}
+
+/** Sends a task's failure. */
+export function sendError(port: MessagePort, id: number, error: unknown): void {
+  if (error instanceof SerializationError) {
+    post(port, { t: "ser", id, path: error.path, problem: error.message });
+    return;
+  }
+  const buffer = wireError(error);
+  post(port, { t: "err", id, b: buffer }, buffer);
+}
