@@ -1,7 +1,6 @@
 /**
  * Helpers for checking options: showing a value as the user wrote it,
- * suggesting the nearest known name for a misspelt one, and timers that
- * accept any duration.
+ * and suggesting the nearest known name for a misspelt one.
  *
  * @module
  */
@@ -117,36 +116,6 @@ export function unknownOption(key: string, known: readonly string[]): string {
   return `unknown option '${key}' (${
     near ? `did you mean '${near}'?` : `the options are ${known.join(", ")}`
   })`;
-}
-
-/** The longest delay `setTimeout` takes before it fires at once instead. */
-const MAX_DELAY = 2 ** 31 - 1;
-
-/**
- * Calls `fn` after `ms` milliseconds, for any `ms` (a single `setTimeout`
- * of 2³¹ ms or more fires at once). The timer keeps the program alive, as
- * `setTimeout` does.
- *
- * @param ms The delay in milliseconds.
- * @param fn What to call.
- * @returns A function that cancels the timer.
- *
- * @example
- * ```ts
- * import { longTimeout } from "./_options.ts";
- *
- * const cancel = longTimeout(30 * 86_400_000, () => console.log("thirty days later"));
- * cancel();
- * ```
- */
-export function longTimeout(ms: number, fn: () => void): () => void {
-  let timer: ReturnType<typeof setTimeout>;
-  const arm = (left: number) => {
-    const step = Math.min(left, MAX_DELAY);
-    timer = setTimeout(() => left > step ? arm(left - step) : fn(), step);
-  };
-  arm(Math.max(0, ms));
-  return () => clearTimeout(timer);
 }
 
 /** The part of a validation issue that {@linkcode optionsProblem} reads (zod's shape). */

@@ -29,7 +29,8 @@ import {
   PROTOCOL_VERSION,
   workerMessage,
 } from "../src/wire/protocol.ts";
-import { shellQuote, SshConnection } from "../src/transport/ssh.ts";
+import { shellQuote } from "../src/_shell.ts";
+import { SshConnection } from "../src/transport/ssh.ts";
 import { SshHost } from "../src/transport/ssh_host.ts";
 import { type Channel, type Host, LocalHost } from "../src/transport/host.ts";
 import { requireRig, type RigHost } from "./rig/rig.ts";

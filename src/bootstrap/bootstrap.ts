@@ -36,6 +36,8 @@ import {
 } from "./bundle.ts";
 import { type LibrarySource, type NodeBundle, nodeCode } from "./deps.ts";
 import { ProvisioningError } from "../errors.ts";
+import { sha256Hex } from "../_hash.ts";
+import { shellQuote } from "../_shell.ts";
 import type { BootstrapPhaseName } from "../events.ts";
 import type { ResolvedImage } from "../image.ts";
 import type { Channel, Host } from "../transport/host.ts";
@@ -306,18 +308,6 @@ interface Prepared {
 
 const encoder = new TextEncoder();
 
-async function sha256Hex(parts: Uint8Array[]): Promise<string> {
-  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    all.set(part, at);
-    at += part.length;
-  }
-  const digest = await crypto.subtle.digest("SHA-256", all);
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0"))
-    .join("");
-}
-
 /** The client's `NPM_CONFIG_REGISTRY`, when set and readable. */
 function clientRegistry(): string | undefined {
   try {
@@ -475,15 +465,6 @@ async function prepare(plan: BootstrapPlan): Promise<Prepared> {
 
 // ---------------------------------------------------------------------------
 // The script
-
-/** Quotes one word for a POSIX shell. */
-function shellQuote(words: string[]): string {
-  return words.map((word) =>
-    /^[A-Za-z0-9_./:=@%+,-]+$/.test(word)
-      ? word
-      : `'${word.replaceAll("'", `'\\''`)}'`
-  ).join(" ");
-}
 
 function cacheExpression(cacheDir: string): string {
   const home = cacheDir.match(/^(?:~|\$HOME|\$\{HOME\})(?:\/(.*))?$/);

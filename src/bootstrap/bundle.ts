@@ -6,6 +6,7 @@
  * @module
  */
 import { ConfigError } from "../errors.ts";
+import { sha256Hex } from "../_hash.ts";
 
 /** One file of a bundle. */
 export interface BundleFile {
@@ -136,15 +137,6 @@ async function moduleGraph(root: string, cwd: string): Promise<Graph> {
   return { files, absolute };
 }
 
-async function sha256(data: Uint8Array): Promise<string> {
-  const digest = await crypto.subtle.digest(
-    "SHA-256",
-    data as Uint8Array<ArrayBuffer>,
-  );
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0"))
-    .join("");
-}
-
 const cache = new Map<string, Promise<Bundle>>();
 
 /**
@@ -259,7 +251,7 @@ async function hashFiles(
   return {
     root,
     rootUrl,
-    hash: (await sha256(all)).slice(0, 32),
+    hash: (await sha256Hex(all)).slice(0, 32),
     files,
     config,
     project,
@@ -485,5 +477,5 @@ export async function codeKey(
     bundle.hash,
     ...includes.map((f) => `${f.path}\0${f.size}\0${f.mtimeMs}`),
   ].join("\0\0");
-  return (await sha256(new TextEncoder().encode(text))).slice(0, 32);
+  return (await sha256Hex(new TextEncoder().encode(text))).slice(0, 32);
 }

@@ -32,6 +32,7 @@
  */
 import type { Bundle } from "./bundle.ts";
 import { ConfigError } from "../errors.ts";
+import { sha256Hex } from "../_hash.ts";
 
 /** One npm package in the client's cache. */
 export interface NpmPackage {
@@ -157,15 +158,6 @@ export function pruneLockfile(
     );
   }
   return JSON.stringify(lock, null, 2) + "\n";
-}
-
-async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest(
-    "SHA-256",
-    new TextEncoder().encode(text),
-  );
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0"))
-    .join("");
 }
 
 interface DenoInfo {

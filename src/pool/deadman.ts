@@ -154,28 +154,3 @@ export class Heartbeat {
     clearInterval(this.#timer);
   }
 }
-
-/**
- * Calls `fn` once, `ms` milliseconds from now (also past the ~24 days a
- * single timer can wait), without keeping the process alive by itself.
- *
- * @returns A function that cancels it.
- *
- * @example
- * ```ts
- * import { after } from "./deadman.ts";
- *
- * const cancel = after(40 * 86_400_000, () => console.log("forty days later"));
- * cancel();
- * ```
- */
-export function after(ms: number, fn: () => void): () => void {
-  let timer: ReturnType<typeof setTimeout>;
-  const arm = (left: number) => {
-    const step = Math.min(left, 2_000_000_000);
-    timer = setTimeout(() => left > step ? arm(left - step) : fn(), step);
-    Deno.unrefTimer(timer);
-  };
-  arm(Math.max(0, ms));
-  return () => clearTimeout(timer);
-}

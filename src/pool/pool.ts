@@ -58,7 +58,6 @@ import {
   HealthMonitor,
 } from "./health.ts";
 import {
-  after,
   type DeadManSwitchOptions,
   deadManSwitchSchema,
   Heartbeat,
@@ -68,7 +67,8 @@ import type { BootstrapPhaseName, EventInit, PoolEvent } from "../events.ts";
 import { Image, type ResolvedImage } from "../image.ts";
 import type { InstanceInfo } from "../instance.ts";
 import { logger } from "../log.ts";
-import { longTimeout, show, unknownOption } from "../_options.ts";
+import { show, unknownOption } from "../_options.ts";
+import { after } from "../_timers.ts";
 import { mapResults } from "./map.ts";
 import { NodeSession } from "./node.ts";
 import {
@@ -929,7 +929,7 @@ export class ComputePool implements AsyncDisposable {
         this.close().catch((error) =>
           log.error("Closing pool {id} failed: {error}", { id: this.id, error })
         );
-      });
+      }, { keepAlive: false });
     }
     const { desired: nodes, min } = options.nodes;
     const roots = [...new Set([...computeModules(), Deno.mainModule])]
@@ -957,7 +957,7 @@ export class ComputePool implements AsyncDisposable {
     });
     let cancelDeadline: (() => void) | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      cancelDeadline = longTimeout(
+      cancelDeadline = after(
         options.provisionTimeout,
         () =>
           reject(
@@ -2095,7 +2095,7 @@ export class ComputePool implements AsyncDisposable {
     if (waiting.length === 0) return;
     const limit = this.#options.provisionTimeout;
     const oldest = Math.min(...waiting.map((j) => j.queuedAt));
-    this.#starving = longTimeout(oldest + limit - performance.now(), () => {
+    this.#starving = after(oldest + limit - performance.now(), () => {
       this.#starving = undefined;
       if (this.#closed || this.size > 0) return;
       const now = performance.now();
@@ -2289,7 +2289,7 @@ export class ComputePool implements AsyncDisposable {
       });
     }
     if (job.timeout !== undefined) {
-      job.timer = longTimeout(job.timeout, () => {
+      job.timer = after(job.timeout, () => {
         node.session?.cancel(job.id);
         node.session?.forget(job.id);
         this.#settle(job, new TaskTimeoutError(job.name, job.timeout!));

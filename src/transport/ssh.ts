@@ -32,6 +32,8 @@ import {
   utils,
 } from "npm:ssh2@1.17.0";
 import { logger } from "../log.ts";
+import { shellQuote } from "../_shell.ts";
+import { sleep } from "../_timers.ts";
 import {
   type HostKey,
   hostKeyAlgorithms,
@@ -1527,42 +1529,6 @@ function remotePath(path: string): string {
 
 function sftpCode(error: unknown): number | undefined {
   return (error as { code?: number })?.code;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-/**
- * Quotes arguments for a POSIX shell.
- *
- * @param argv The program and its arguments.
- * @returns One command line that runs exactly them.
- *
- * @example
- * ```ts
- * import { shellQuote } from "./ssh.ts";
- *
- * console.log(shellQuote(["echo", "it's", "$HOME"])); // echo 'it'\''s' '$HOME'
- * ```
- */
-export function shellQuote(argv: string[]): string {
-  return argv.map((arg) =>
-    /^[A-Za-z0-9_./:=@%+,-]+$/.test(arg)
-      ? arg
-      : `'${arg.replaceAll("'", `'\\''`)}'`
-  )
-    .join(" ");
 }
 
 function withEnv(

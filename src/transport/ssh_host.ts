@@ -3,7 +3,8 @@
  *
  * @module
  */
-import { shellQuote, type SshConnection } from "./ssh.ts";
+import { shellQuote } from "../_shell.ts";
+import type { SshConnection } from "./ssh.ts";
 import type { Channel, Host } from "./host.ts";
 
 /** A machine reached over SSH: commands are exec channels, files go by SFTP. */

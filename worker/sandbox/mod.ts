@@ -56,7 +56,7 @@ import {
   SANDBOX_OUT_OF_MEMORY,
   type SandboxSpec,
 } from "../../src/wire/protocol.ts";
-import { longTimeout } from "../../src/_options.ts";
+import { after } from "../../src/_timers.ts";
 
 /** How a task ended: its encoded result, its encoded error, or an unsendable result. */
 export type TaskOutcome =
@@ -461,7 +461,7 @@ export class SandboxManager {
           ? spec.timeout
           : undefined;
         if (limit !== undefined) {
-          task.timer = longTimeout(
+          task.timer = after(
             spec.kind === "js" ? limit + JS_GRACE_MS : limit,
             () => {
               this.#finish(
