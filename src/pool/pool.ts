@@ -71,13 +71,17 @@ import { show, unknownOption } from "../_options.ts";
 import { after } from "../_timers.ts";
 import { mapResults } from "./map.ts";
 import { NodeSession } from "./node.ts";
+import type { Job } from "./job.ts";
 import {
-  splitStreams,
-  type StreamArg,
-  StreamedCall,
-  teeArgs,
-} from "./remote_stream.ts";
-import { SANDBOX_OUT_OF_MEMORY, type SandboxSpec } from "../wire/protocol.ts";
+  isBusy,
+  isReady,
+  type PoolNode,
+  takesWork,
+  workerArgv,
+  type WorkerLaunch,
+} from "./node_state.ts";
+import { splitStreams, StreamedCall, teeArgs } from "./remote_stream.ts";
+import { SANDBOX_OUT_OF_MEMORY } from "../wire/protocol.ts";
 import { explainDenied, sandboxSpecOf } from "../sandbox.ts";
 import {
   DEFAULT_NODE_LIMIT,
@@ -509,99 +513,6 @@ function describeIssue(
   ];
 }
 
-interface Job {
-  id: number;
-  name: string;
-  module: string;
-  key: string;
-  args: Uint8Array;
-  /** Where it runs on the worker (sent once per node, before its first call). */
-  spec: SandboxSpec;
-  timeout: number | undefined;
-  /** The node it must run on, for broadcasts. */
-  pin?: number;
-  node?: PoolNode;
-  sentAt: number;
-  /** When it last started waiting for a node, in ms of `performance.now()`. */
-  queuedAt: number;
-  /** Cancels its timeout's timer. */
-  timer?: () => void;
-  settled: boolean;
-  /** How many times it was sent again after its node was lost. */
-  attempts: number;
-  /** Whether it is a health check (never sent again, never counted as work). */
-  probe?: boolean;
-  /** Its streamed arguments, if any. */
-  streams?: StreamArg[];
-  /** Its streams on the node it was sent to. */
-  call?: StreamedCall;
-  resolve(value: unknown): void;
-  reject(error: Error): void;
-}
-
-/** How a node's worker is started. */
-interface WorkerLaunch {
-  argv: string[];
-  cwd: string;
-  env: Record<string, string>;
-}
-
-function workerArgv(
-  deno: string,
-  config: string | undefined,
-  entry: string,
-  flags: string[] = [],
-): string[] {
-  return [
-    deno,
-    "run",
-    "--quiet",
-    "--no-prompt",
-    "-A",
-    "--unstable-worker-options",
-    ...flags,
-    ...(config ? ["--config", config] : []),
-    entry,
-  ];
-}
-
-interface PoolNode {
-  index: number;
-  instance: Instance;
-  host: Host;
-  launch: WorkerLaunch;
-  /** The worker's session; replaced when the worker is restarted. */
-  session?: NodeSession;
-  /** Worker restarts since the last task completed here. */
-  restarts: number;
-  /** Why the node was given up, once it was. */
-  dead?: string;
-  /** Whether its worker was ready once (only then is it restarted when lost). */
-  readyOnce: boolean;
-  running: Set<Job>;
-  /** Jobs waiting for this node only (broadcasts). */
-  pinned: Job[];
-  /** Average time between completions while work was queued, in ms. */
-  gapMs: number;
-  lastDoneAt: number;
-  /** Since when it runs no task (health checks aside), in ms of `performance.now()`. */
-  idleSince: number;
-  /** Whether it waits for its first successful health check (it takes no work). */
-  gated: boolean;
-  /** Its health checks, when the pool has some. */
-  health?: HealthMonitor;
-  /** Why it must be replaced though its machine is still there (failed health checks). */
-  unhealthy?: string;
-  /** Set once it is leaving the pool: it takes no new work. */
-  retiring?: boolean;
-  /** Called when its last task settles. */
-  whenIdle?: () => void;
-  /** The cluster view it was last sent, as JSON. */
-  view: string;
-  /** The worker's handshake answer. */
-  hello?: { pid: number; hostname: string };
-}
-
 /**
  * A task in flight: await it for its result, or cancel it.
  *
@@ -842,7 +753,7 @@ export class ComputePool implements AsyncDisposable {
 
   /** How many nodes are ready and take tasks (admitted by their health check, not leaving). */
   get size(): number {
-    return this.#nodes.filter((n) => this.#takesWork(n)).length;
+    return this.#nodes.filter((n) => takesWork(n)).length;
   }
 
   /** The process ids of the workers, by node (on their machines). */
@@ -1806,11 +1717,11 @@ export class ComputePool implements AsyncDisposable {
     const candidates = this.#nodes.filter((n, rank): n is PoolNode =>
       n !== undefined && !n.dead && !n.retiring && !this.#joining.has(rank)
     );
-    const ready = candidates.filter((n) => this.#ready(n)).reverse();
-    const idle = ready.filter((n) => !this.#busy(n));
-    const busy = ready.filter((n) => this.#busy(n));
+    const ready = candidates.filter((n) => isReady(n)).reverse();
+    const idle = ready.filter((n) => !isBusy(n));
+    const busy = ready.filter((n) => isBusy(n));
     // Nodes restarting their worker go last.
-    const down = candidates.filter((n) => !this.#ready(n)).reverse();
+    const down = candidates.filter((n) => !isReady(n)).reverse();
     return [...idle, ...busy, ...down].slice(0, count);
   }
 
@@ -1952,7 +1863,7 @@ export class ComputePool implements AsyncDisposable {
         node && !node.dead && !node.retiring && !this.#joining.has(rank)
       ) ranks.push(rank);
       if (
-        this.#takesWork(node) && !this.#joining.has(rank) && !this.#busy(node)
+        takesWork(node) && !this.#joining.has(rank) && !isBusy(node)
       ) {
         idle.push({ rank, since: node.idleSince });
       }
@@ -2143,27 +2054,6 @@ export class ComputePool implements AsyncDisposable {
     node.restarts = 0;
   }
 
-  #ready(
-    node: PoolNode | undefined,
-  ): node is PoolNode & { session: NodeSession } {
-    return node !== undefined && node.session !== undefined &&
-      !node.session.lostReason && node.session.codeUrl !== "";
-  }
-
-  /** Whether a node takes new work: ready, admitted by its health check, not leaving. */
-  #takesWork(
-    node: PoolNode | undefined,
-  ): node is PoolNode & { session: NodeSession } {
-    return this.#ready(node) && !node.gated && !node.retiring && !node.dead;
-  }
-
-  /** Whether a node runs or holds a task (health checks aside). */
-  #busy(node: PoolNode): boolean {
-    if (node.pinned.some((j) => !j.probe)) return true;
-    for (const job of node.running) if (!job.probe) return true;
-    return false;
-  }
-
   /** The lowest rank no node holds; `also` counts as free. */
   #freeRank(also?: number): number {
     for (let rank = 0;; rank++) {
@@ -2213,7 +2103,7 @@ export class ComputePool implements AsyncDisposable {
     const view = this.#clusterView();
     const text = JSON.stringify(view);
     for (const node of this.#nodes) {
-      if (!this.#ready(node) || node.view === text) continue;
+      if (!isReady(node) || node.view === text) continue;
       node.view = text;
       node.session.updateCluster(view);
     }
@@ -2231,7 +2121,7 @@ export class ComputePool implements AsyncDisposable {
     }
     const nodes = this.#nodes;
     for (const node of nodes) {
-      if (!this.#ready(node)) continue;
+      if (!isReady(node)) continue;
       if (node.gated) {
         // Only its health checks run before it is admitted.
         const probes = node.pinned.filter((j) => j.probe);
@@ -2257,7 +2147,7 @@ export class ComputePool implements AsyncDisposable {
       for (let k = 0; k < nodes.length; k++) {
         const node = nodes[(this.#rr + k) % nodes.length];
         if (
-          this.#takesWork(node) && node.running.size < this.#capacity(node)
+          takesWork(node) && node.running.size < this.#capacity(node)
         ) {
           target = node;
           this.#rr = (this.#rr + k + 1) % nodes.length;
@@ -2358,7 +2248,7 @@ export class ComputePool implements AsyncDisposable {
     if (node) {
       if (!job.probe) this.#completed(node);
       node.running.delete(job);
-      if (!job.probe && !this.#busy(node)) node.idleSince = performance.now();
+      if (!job.probe && !isBusy(node)) node.idleSince = performance.now();
       if (node.running.size === 0 && node.pinned.length === 0) {
         node.whenIdle?.();
       }
