@@ -1,0 +1,317 @@
+/**
+ * The provisioning sequence, apart from the pool: offer failover (prepare
+ * and launch the best offer, else release it and try the next), launching
+ * machines, waiting for them to run (with backoff), connecting to them, and
+ * releasing them — on every failure path, and all of them at the end.
+ *
+ * @module
+ */
+import type { Accelerator } from "../accelerators.ts";
+import {
+  ConfigError,
+  NoOffersError,
+  PoolClosedError,
+  ProvisioningError,
+} from "../errors.ts";
+import type { EventInit } from "../events.ts";
+import { logger } from "../log.ts";
+import type { Endpoint, Instance, Provider } from "../provider.ts";
+import { backoff } from "../_retry.ts";
+import type { Candidate } from "../spec.ts";
+import { sleep } from "../_timers.ts";
+import { type Host, LocalHost, sshTransport } from "../transport/host.ts";
+import { retrying } from "./teardown.ts";
+
+const log = logger("pool");
+
+/** How many offers a pool tries before it gives up starting. */
+const MAX_OFFER_ATTEMPTS = 8;
+
+/** How a launched machine is polled until it runs. */
+const RUNNING_POLL = { minDelay: 250, maxDelay: 5_000, jitter: 0 };
+
+/** What a {@linkcode Provisioner} needs from the pool. */
+export interface ProvisionerHooks {
+  /** Reports an event. */
+  emit(event: EventInit): void;
+  /** Whether the pool is closing: nothing new is launched then. */
+  closed(): boolean;
+  /** Keeps a promise in view until it settles, so that closing waits for it. */
+  track<T>(promise: Promise<T>): Promise<T>;
+  /** What ends the waits while the pool starts (its signal, its deadline). */
+  signal(): AbortSignal | undefined;
+}
+
+/**
+ * Owns the pool's cluster at its provider: which provider and offer were
+ * chosen, the machines launched and not yet released.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../../mod.ts";
+ * import { Provisioner } from "./provisioner.ts";
+ *
+ * const provisioner = new Provisioner(sky.Local(), {
+ *   emit: () => {},
+ *   closed: () => false,
+ *   track: (p) => p,
+ *   signal: () => undefined,
+ * });
+ * console.log(provisioner.provider.name); // local
+ * ```
+ */
+export class Provisioner {
+  /** The provider the machines come from (the chosen offer's). */
+  provider: Provider<any>;
+  /** The accelerators of the chosen spec. */
+  accelerator: Accelerator | undefined;
+  /** The machines launched and not released, by id. */
+  readonly instances: Map<string, Instance> = new Map();
+  #cluster: unknown;
+  #prepared = false;
+  #hooks: ProvisionerHooks;
+
+  /**
+   * @param provider The provider, until an offer is chosen.
+   * @param hooks Events, whether the pool is closing, and what to track.
+   */
+  constructor(provider: Provider<any>, hooks: ProvisionerHooks) {
+    this.provider = provider;
+    this.#hooks = hooks;
+  }
+
+  /** Whether a cluster was prepared at the provider (and is to be torn down). */
+  get prepared(): boolean {
+    return this.#prepared;
+  }
+
+  /**
+   * Throws once the pool is closing, or the start was aborted: nothing new
+   * is launched then.
+   */
+  checkOpen(): void {
+    this.#hooks.signal()?.throwIfAborted();
+    if (this.#hooks.closed()) {
+      throw new PoolClosedError("The pool was closed while it was starting");
+    }
+  }
+
+  /**
+   * Prepares and launches the best candidate; when that fails, releases what
+   * it made and tries the next. A `ConfigError` (credentials, a spec the
+   * provider cannot meet) skips the rest of that provider's offers.
+   *
+   * @param candidates The offers, best first.
+   * @param wanted How many machines must come up at least.
+   * @returns The machines launched.
+   */
+  async launchBest(
+    candidates: Candidate[],
+    wanted: number,
+  ): Promise<Instance[]> {
+    const failures: { candidate: Candidate; error: unknown }[] = [];
+    const refused = new Set<Provider<any>>();
+    for (const candidate of candidates.slice(0, MAX_OFFER_ATTEMPTS)) {
+      const { provider, spec, offer, nodes } = candidate;
+      if (refused.has(provider) || this.#hooks.closed()) continue;
+      this.#hooks.signal()?.throwIfAborted();
+      const min = Math.min(wanted, nodes);
+      this.provider = provider;
+      try {
+        this.checkOpen();
+        await this.#hooks.track(
+          provider.prepare(spec, offer).then((cluster) => {
+            this.#cluster = cluster;
+            this.#prepared = true;
+          }),
+        );
+        this.#hooks.emit({
+          type: "ClusterProvisioned",
+          provider: provider.name,
+          region: offer.region,
+          nodes,
+        });
+        this.accelerator = spec.accelerator;
+        // An elastic pool may start with no node, to wake on its first task.
+        if (nodes === 0) return [];
+        const instances = await this.launch(nodes);
+        if (instances.length < min) {
+          throw new ProvisioningError(
+            `Cannot start pool: ${provider.name} launched ${instances.length} of ${min} node(s)`,
+          );
+        }
+        return instances;
+      } catch (error) {
+        failures.push({ candidate, error });
+        if (error instanceof ConfigError) refused.add(provider);
+        if (candidates.length > 1 && !this.#hooks.signal()?.aborted) {
+          log.warn(
+            "Offer {type} of {provider} failed, trying the next: {error}",
+            { type: offer.instanceType, provider: provider.name, error },
+          );
+        }
+        if (this.#prepared) {
+          this.#prepared = false;
+          this.instances.clear();
+          await provider.teardown(this.#cluster).catch((e) =>
+            log.error("Teardown of a failed offer failed: {e}", { e })
+          );
+        }
+      }
+    }
+    this.#hooks.signal()?.throwIfAborted();
+    if (this.#hooks.closed()) throw new PoolClosedError();
+    if (failures.length === 1) throw failures[0].error;
+    const noCapacity = failures.every(({ error }) =>
+      error instanceof NoOffersError
+    );
+    const where = ({ candidate: c }: (typeof failures)[number]) =>
+      `${c.provider.name} ${c.offer.instanceType}${
+        c.offer.region ? ` (${c.offer.region})` : ""
+      }`;
+    const last = failures.at(-1)?.error;
+    if (noCapacity) {
+      throw new NoOffersError(
+        `${(failures[0].error as Error).message} (no capacity for the ${
+          failures.length - 1
+        } next offer(s) either: ${failures.slice(1).map(where).join(", ")})`,
+        { cause: last },
+      );
+    }
+    throw new ProvisioningError(
+      `Cannot start pool: none of ${failures.length} offer(s) could be launched: ${
+        failures.map((f) =>
+          `${where(f)}: ${
+            f.error instanceof Error ? f.error.message : String(f.error)
+          }`
+        ).join("; ")
+      }`,
+      { cause: last },
+    );
+  }
+
+  /**
+   * Asks the provider for machines, recording each the moment it is known.
+   *
+   * @param count How many.
+   * @returns The machines launched (perhaps fewer).
+   */
+  launch(count: number): Promise<Instance[]> {
+    this.checkOpen();
+    return this.#hooks.track(
+      this.provider.provision(this.#cluster, count).then((instances) => {
+        for (const instance of instances) {
+          this.instances.set(instance.id, instance);
+        }
+        return instances;
+      }),
+    );
+  }
+
+  /**
+   * Polls a launched machine, with backoff, until it runs.
+   *
+   * @param instance The machine as launched.
+   * @returns The machine as it runs (with its endpoint).
+   * @throws {ProvisioningError} When it was terminated first.
+   */
+  async waitRunning(instance: Instance): Promise<Instance> {
+    let current: Instance | undefined = instance;
+    for (let attempt = 1; current?.status !== "running"; attempt++) {
+      if (!current || current.status === "terminated") {
+        throw new ProvisioningError(
+          `Instance ${instance.id} was terminated before it ran`,
+        );
+      }
+      await sleep(backoff(attempt, RUNNING_POLL), this.#hooks.signal());
+      this.checkOpen();
+      current = await this.provider.getInstance(this.#cluster, instance.id);
+    }
+    this.instances.set(current.id, current);
+    return current;
+  }
+
+  /**
+   * Asks the provider whether a machine is still there.
+   *
+   * @param instance The machine.
+   * @returns Whether the provider still has it (an error counts as yes).
+   */
+  async isThere(instance: Instance): Promise<boolean> {
+    const current = await this.provider.getInstance(this.#cluster, instance.id)
+      .catch(() => instance);
+    return current !== undefined && current.status !== "terminated";
+  }
+
+  /**
+   * Opens the transport to a machine.
+   *
+   * @param endpoint Where it is.
+   * @param index The node it is to be, for the error.
+   * @returns The connection.
+   * @throws {ProvisioningError} When it cannot be reached.
+   */
+  async connect(endpoint: Endpoint, index: number): Promise<Host> {
+    if (endpoint.kind === "local") return new LocalHost(endpoint.dir);
+    const target = `${endpoint.user}@${endpoint.host}:${endpoint.port}`;
+    try {
+      const { dialSsh } = await sshTransport();
+      return await dialSsh(endpoint, 5);
+    } catch (error) {
+      throw new ProvisioningError(
+        `Cannot reach node ${index} at ${target}: ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+        { cause: error },
+      );
+    }
+  }
+
+  /**
+   * Releases machines the pool holds (those already released are skipped);
+   * a failure is logged, not thrown.
+   *
+   * @param ids The machines.
+   * @returns Whether any was still held.
+   */
+  async release(ids: string[]): Promise<boolean> {
+    const held = ids.filter((id) => this.instances.delete(id));
+    if (held.length === 0) return false;
+    await this.provider.terminate(this.#cluster, held).catch((error) =>
+      log.warn("Cannot release machine(s) {ids}: {error}", {
+        ids: held.join(", "),
+        error,
+      })
+    );
+    return true;
+  }
+
+  /**
+   * Releases machines launched for a pool that closed meanwhile (never
+   * recorded as held).
+   *
+   * @param instances The machines.
+   */
+  async discard(instances: Instance[]): Promise<void> {
+    for (const instance of instances) this.instances.delete(instance.id);
+    await this.provider.terminate(
+      this.#cluster,
+      instances.map((i) => i.id),
+    ).catch(() => {});
+  }
+
+  /**
+   * Terminates every machine held and tears the cluster down, each call
+   * retried.
+   *
+   * @throws What the provider threw last, when it could not.
+   */
+  async releaseAll(): Promise<void> {
+    if (!this.#prepared) return;
+    const ids = [...this.instances.keys()];
+    if (ids.length > 0) {
+      await retrying(() => this.provider.terminate(this.#cluster, ids));
+    }
+    await retrying(() => this.provider.teardown(this.#cluster));
+  }
+}
