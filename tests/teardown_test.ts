@@ -101,8 +101,9 @@ Deno.test("closing while machines are still being launched terminates them once 
   const provider: sky.Provider<any> = {
     ...local,
     async provision(cluster, count) {
-      // The launch outlives the pool's start: its reply comes late.
-      await new Promise((r) => setTimeout(r, 1_500));
+      // The launch outlives the pool's start: its reply comes after the
+      // deadline (which leaves time to build the code under load).
+      await new Promise((r) => setTimeout(r, 3_000));
       const instances = await local.provision(cluster, count);
       for (const instance of instances) alive.add(instance.id);
       launched += instances.length;
@@ -118,7 +119,7 @@ Deno.test("closing while machines are still being launched terminates them once 
       provider,
       nodes: 2,
       console: "silent",
-      provisionTimeout: 300,
+      provisionTimeout: 1_500,
     }),
     /provisionTimeout/,
   );
