@@ -36,11 +36,7 @@ import type { Host } from "../transport/host.ts";
 import { workerDeadManSettings } from "./deadman.ts";
 import { HealthMonitor } from "./health.ts";
 import { NodeSession } from "./node.ts";
-import {
-  type PoolNode,
-  transition,
-  type WorkerLaunch,
-} from "./node_state.ts";
+import { type PoolNode, transition, type WorkerLaunch } from "./node_state.ts";
 import type { ResolvedOptions } from "./options.ts";
 import type { Provisioner } from "./provisioner.ts";
 
@@ -114,7 +110,7 @@ export interface BringUpHooks {
  * @example
  * ```ts ignore
  * const bringUp = new BringUp(poolId, options, provisioner, hooks);
- * await bringUp.prepareCode([Deno.mainModule]);
+ * await bringUp.prepareCode();
  * await bringUp.bringUp(0, instance);
  * ```
  */
@@ -152,14 +148,16 @@ export class BringUp {
   }
 
   /**
-   * Builds the code the nodes run, from the modules that define computes.
+   * Builds the code the nodes run: the local module graph of the modules
+   * that define computes, and of the main module.
    *
-   * @param roots The modules to start the graph from.
    * @throws When an include is missing: the same error on every provider,
    *   before anything is launched.
    */
-  async prepareCode(roots: string[]): Promise<void> {
+  async prepareCode(): Promise<void> {
     const image = this.#options.image ?? Image();
+    const roots = [...new Set([...computeModules(), Deno.mainModule])]
+      .filter((m) => m.startsWith("file:"));
     const code = await buildBundle(roots);
     this.#includes = await includedFiles(
       code,
@@ -409,15 +407,19 @@ export class BringUp {
       code: this.#bundle,
       lib,
     }));
-    const result = await bootstrap(host, await this.#plan, (e) =>
-      this.#hooks.emit({
-        type: "BootstrapPhase",
-        node: index,
-        phase: e.phase,
-        status: e.status,
-        elapsedMs: e.elapsedMs,
-        ...(e.output === undefined ? {} : { output: e.output }),
-      }));
+    const result = await bootstrap(
+      host,
+      await this.#plan,
+      (e) =>
+        this.#hooks.emit({
+          type: "BootstrapPhase",
+          node: index,
+          phase: e.phase,
+          status: e.status,
+          elapsedMs: e.elapsedMs,
+          ...(e.output === undefined ? {} : { output: e.output }),
+        }),
+    );
     return {
       argv: workerArgv(result.denoPath, result.configPath, result.workerEntry, [
         "--cached-only",

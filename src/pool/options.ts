@@ -24,6 +24,7 @@ import {
   providerSchema,
   type Selection,
   type Spec,
+  type SpecRequest,
 } from "../spec.ts";
 import { type DeadManSwitchOptions, deadManSwitchSchema } from "./deadman.ts";
 import { type NodesOptions, nodesSchema } from "./elastic.ts";
@@ -453,4 +454,48 @@ function describeIssue(
       show(got)
     })`,
   ];
+}
+
+/**
+ * What to ask each provider for: one request per spec (or one for the
+ * pool's provider), the pool's hardware options being the defaults of each.
+ *
+ * @param options The resolved options.
+ * @param clusterId The pool's id, the cluster's name at the provider.
+ * @returns The requests whose offers are ranked.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../../mod.ts";
+ * import { resolveOptions, specRequests } from "./options.ts";
+ *
+ * const [request] = specRequests(resolveOptions({ provider: sky.Local(), nodes: 2 }), "sky-1");
+ * console.log(request.nodes, request.spec.clusterId); // 2 sky-1
+ * ```
+ */
+export function specRequests(
+  options: ResolvedOptions,
+  clusterId: string,
+): SpecRequest[] {
+  const wishes: (Partial<Spec> & Pick<Spec, "provider">)[] = options.specs ??
+    [{ provider: options.provider! }];
+  return wishes.map((wish) => {
+    const count = wish.nodes ?? options.nodes.desired;
+    return {
+      provider: wish.provider,
+      nodes: count,
+      spec: {
+        clusterId,
+        nodes: count,
+        allocation: wish.allocation ?? options.allocation,
+        maxHourlyCost: wish.maxHourlyCost ?? options.maxHourlyCost,
+        accelerator: wish.accelerator ?? options.accelerator,
+        vcpus: wish.vcpus ?? options.vcpus,
+        memoryGb: wish.memoryGb ?? options.memoryGb,
+        diskGb: wish.diskGb ?? options.diskGb,
+        architecture: wish.architecture ?? options.architecture,
+        region: wish.region ?? options.region,
+      },
+    };
+  });
 }

@@ -11,7 +11,6 @@
 import { decode, encode } from "../wire/codec.ts";
 import {
   type Compute,
-  computeModules,
   type Dispatchable,
   type Group,
   isGroup,
@@ -37,7 +36,6 @@ import { Heartbeat } from "./deadman.ts";
 import type { EventInit, PoolEvent } from "../events.ts";
 import type { InstanceInfo } from "../instance.ts";
 import { logger } from "../log.ts";
-import { show } from "../_options.ts";
 import { after } from "../_timers.ts";
 import { mapResults } from "./map.ts";
 import type { Job } from "./job.ts";
@@ -56,20 +54,19 @@ import { splitStreams, StreamedCall, teeArgs } from "./remote_stream.ts";
 import { SANDBOX_OUT_OF_MEMORY } from "../wire/protocol.ts";
 import { explainDenied, sandboxSpecOf } from "../sandbox.ts";
 import type { Instance, Provider } from "../provider.ts";
-import { rankOffers, type Spec, type SpecRequest } from "../spec.ts";
 import { track, untrack } from "./teardown.ts";
 import {
   checkClientPermissions,
   checkNodeLimits,
-  nodeLimitOf,
   type ResolvedOptions,
   resolveOptions,
   type RunOptions,
+  specRequests,
 } from "./options.ts";
-import { Provisioner } from "./provisioner.ts";
-import { BringUp } from "./bring_up.ts";
-import { Recovery } from "./recovery.ts";
-import { Scaler } from "./scaler.ts";
+import { Provisioner, type ProvisionerHooks } from "./provisioner.ts";
+import { BringUp, type BringUpHooks } from "./bring_up.ts";
+import { Recovery, type RecoveryHooks } from "./recovery.ts";
+import { Scaler, type ScalerHooks } from "./scaler.ts";
 import { shutdown } from "./shutdown.ts";
 
 const log = logger("pool");
@@ -283,69 +280,53 @@ export class ComputePool implements AsyncDisposable {
     }`;
     this.#options = options;
     this.#console = createConsole(options.console ?? defaultConsoleMode());
-    const emit = (event: EventInit) => this.#emit(event);
-    const closed = () => this.#closed;
-    const nodes = () => this.#nodes;
-    const provisioner = this.#provisioner = new Provisioner(
-      options.provider ?? options.specs![0].provider,
+    // What the collaborators ask of the pool: each reads its own part.
+    const hooks: ProvisionerHooks & BringUpHooks & RecoveryHooks & ScalerHooks =
       {
-        emit,
-        closed,
-        track: (promise) => this.#track(promise),
+        emit: (event) => this.#emit(event),
+        closed: () => this.#closed,
+        nodes: () => this.#nodes,
+        joining: () => this.#joining,
         signal: () => this.#starting,
-      },
-    );
-    const bringUp = this.#bringUp = new BringUp(this.id, options, provisioner, {
-      emit,
-      closed,
-      nodes,
-      addressed: (index, address) => {
-        if (this.#joining.has(index)) this.#joining.set(index, address);
-      },
-      clusterView: () => this.#clusterView(),
-      announce: () => this.#announce(),
-      drain: () => this.#drain(),
-      probe: (node) => this.#probe(node),
-      evict: (node, lost) => this.#evict(node, lost),
-      lost: (node, session, reason) =>
-        this.#recovery.lost(node, session, reason),
-    });
-    this.#recovery = new Recovery(provisioner, {
-      emit,
-      closed,
-      nodes,
-      retryOnInterruption: options.retryOnInterruption,
-      settle: (job, error) => this.#settle(job, error),
-      requeue: (jobs) => this.#queue.splice(this.#head, 0, ...jobs),
-      drain: () => this.#drain(),
-      watchStarvation: () => this.#watchStarvation(),
-      announce: () => this.#announce(),
-      startWorker: (node, admitted) => bringUp.startWorker(node, admitted),
-      join: (instance, freeing) => this.#join(instance, freeing),
-      abandoned: (node, reason) => this.#abandon(node.index, reason),
-    });
-    this.#scaler = new Scaler(options.nodes, provisioner, {
-      emit,
-      closed,
-      nodes,
-      joining: () => this.#joining,
-      busy: () => this.#jobs.size > 0,
-      waiting: () => {
-        let waiting = 0;
-        for (let i = this.#head; i < this.#queue.length; i++) {
-          if (!this.#queue[i].settled) waiting++;
-        }
-        return waiting;
-      },
-      concurrency: options.worker.concurrency,
-      join: (instance) => this.#join(instance),
-      announce: () => this.#announce(),
-      starved: (error) => {
-        for (const job of [...this.#jobs.values()]) {
-          if (!job.probe) this.#settle(job, error);
-        }
-      },
-    });
+        track: (promise) => this.#track(promise),
+        addressed: (index, address) => {
+          if (this.#joining.has(index)) this.#joining.set(index, address);
+        },
+        clusterView: () => this.#clusterView(),
+        announce: () => this.#announce(),
+        drain: () => this.#drain(),
+        probe: (node) => this.#probe(node),
+        evict: (node, lost) => this.#evict(node, lost),
+        lost: (node, session, why) => this.#recovery.lost(node, session, why),
+        startWorker: (node, admitted) =>
+          this.#bringUp.startWorker(node, admitted),
+        join: (instance: Instance, freeing?: number) =>
+          this.#join(instance, freeing),
+        abandoned: (node, reason) => this.#abandon(node.index, reason),
+        retryOnInterruption: options.retryOnInterruption,
+        concurrency: options.worker.concurrency,
+        settle: (job, error) => this.#settle(job, error),
+        requeue: (jobs) => this.#queue.splice(this.#head, 0, ...jobs),
+        watchStarvation: () => this.#watchStarvation(),
+        busy: () => this.#jobs.size > 0,
+        waiting: () => {
+          let waiting = 0;
+          for (let i = this.#head; i < this.#queue.length; i++) {
+            if (!this.#queue[i].settled) waiting++;
+          }
+          return waiting;
+        },
+        starved: (error) => {
+          for (const job of [...this.#jobs.values()]) {
+            if (!job.probe) this.#settle(job, error);
+          }
+        },
+      };
+    const provider = options.provider ?? options.specs![0].provider;
+    this.#provisioner = new Provisioner(provider, hooks);
+    this.#bringUp = new BringUp(this.id, options, this.#provisioner, hooks);
+    this.#recovery = new Recovery(this.#provisioner, hooks);
+    this.#scaler = new Scaler(options.nodes, this.#provisioner, hooks);
   }
 
   /**
@@ -527,7 +508,7 @@ export class ComputePool implements AsyncDisposable {
   async #start(): Promise<void> {
     const options = this.#options;
     const deadline = AbortSignal.timeout(options.provisionTimeout);
-    const starting = this.#starting = options.signal
+    this.#starting = options.signal
       ? AbortSignal.any([options.signal, deadline])
       : deadline;
     this.#heartbeat = new Heartbeat(
@@ -548,49 +529,24 @@ export class ComputePool implements AsyncDisposable {
         );
       }, { keepAlive: false });
     }
-    const { desired: nodes, min } = options.nodes;
-    const roots = [...new Set([...computeModules(), Deno.mainModule])]
-      .filter((m) => m.startsWith("file:"));
-    const wishes: (Partial<Spec> & Pick<Spec, "provider">)[] = options.specs ??
-      [{ provider: this.provider }];
-    const requests: SpecRequest[] = wishes.map((wish) => {
-      const count = wish.nodes ?? nodes;
-      return {
-        provider: wish.provider,
-        nodes: count,
-        spec: {
-          clusterId: this.id,
-          nodes: count,
-          allocation: wish.allocation ?? options.allocation,
-          maxHourlyCost: wish.maxHourlyCost ?? options.maxHourlyCost,
-          accelerator: wish.accelerator ?? options.accelerator,
-          vcpus: wish.vcpus ?? options.vcpus,
-          memoryGb: wish.memoryGb ?? options.memoryGb,
-          diskGb: wish.diskGb ?? options.diskGb,
-          architecture: wish.architecture ?? options.architecture,
-          region: wish.region ?? options.region,
-        },
-      };
-    });
-    // Aborted (by the caller, or past provisionTimeout): the start rejects
-    // at once; closing the pool then stops what is under way and releases it.
-    let stop: (() => void) | undefined;
-    const aborted = new Promise<never>((_, reject) => {
-      stop = () =>
-        reject(
-          options.signal?.aborted
-            ? options.signal.reason
-            : new ProvisioningError(
-              `Cannot start pool: nodes were not ready within provisionTimeout (${options.provisionTimeout} ms)`,
-            ),
-        );
-      if (starting.aborted) stop();
-      else starting.addEventListener("abort", stop, { once: true });
-    });
+    const provisioning = this.#provisioner.provisionCluster(
+      specRequests(options, this.id),
+      options.selection,
+      options.nodes.min,
+      {
+        prepareCode: () => this.#bringUp.prepareCode(),
+        join: (instance) => this.#join(instance),
+      },
+    );
     try {
-      await Promise.race([aborted, this.#provision(requests, roots, min)]);
-    } finally {
-      starting.removeEventListener("abort", stop!);
+      await provisioning;
+    } catch (error) {
+      if (deadline.aborted && !options.signal?.aborted) {
+        throw new ProvisioningError(
+          `Cannot start pool: nodes were not ready within provisionTimeout (${options.provisionTimeout} ms)`,
+        );
+      }
+      throw error;
     }
     this.#emit({
       type: "ClusterReady",
@@ -599,32 +555,6 @@ export class ComputePool implements AsyncDisposable {
     });
     const scaling = this.#scaler.scaling;
     if (scaling.max > scaling.min) this.#scaler.watch();
-  }
-
-  async #provision(
-    requests: SpecRequest[],
-    roots: string[],
-    wanted: number,
-  ): Promise<void> {
-    const [, candidates] = await Promise.all([
-      this.#bringUp.prepareCode(roots),
-      rankOffers(requests, this.#options.selection),
-    ]);
-    const instances = await this.#provisioner.launchBest(candidates, wanted);
-    const min = Math.min(wanted, instances.length);
-    let ready = 0;
-    await new Promise<void>((resolve, reject) => {
-      let failed = 0;
-      if (min === 0) resolve();
-      for (const instance of instances) {
-        this.#join(instance).then(() => {
-          if (++ready === min) resolve();
-        }, (error) => {
-          failed++;
-          if (instances.length - failed < min) reject(error);
-        });
-      }
-    });
   }
 
   /**
@@ -739,20 +669,7 @@ export class ComputePool implements AsyncDisposable {
    * ```
    */
   async resize(nodes: number): Promise<void> {
-    if (!Number.isInteger(nodes) || nodes < 0) {
-      throw new RangeError(
-        `Cannot resize pool: 'nodes' must be a non-negative integer, got ${
-          show(nodes)
-        }`,
-      );
-    }
-    const limit = nodeLimitOf(this.provider);
-    if (nodes > limit.max) {
-      throw new RangeError(
-        `Cannot resize pool to ${nodes} nodes: ${this.provider.name} allows at most ${limit.max} ` +
-          `(${limit.reason})`,
-      );
-    }
+    this.#scaler.check(nodes);
     if (this.#closed) throw new PoolClosedError();
     const release = this.#hold();
     try {
@@ -1170,9 +1087,7 @@ export class ComputePool implements AsyncDisposable {
     if (pin !== undefined) {
       const node = this.#nodes[pin];
       if (!Number.isInteger(pin) || !isStaying(node)) {
-        const ranks = this.#nodes.flatMap((n, i) =>
-          isStaying(n) ? [i] : []
-        );
+        const ranks = this.#nodes.flatMap((n, i) => isStaying(n) ? [i] : []);
         throw new RangeError(
           `Cannot run on node ${pin}: the pool's nodes are ${
             ranks.length === 0

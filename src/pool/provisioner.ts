@@ -17,7 +17,12 @@ import type { EventInit } from "../events.ts";
 import { logger } from "../log.ts";
 import type { Endpoint, Instance, Provider } from "../provider.ts";
 import { backoff } from "../_retry.ts";
-import type { Candidate } from "../spec.ts";
+import {
+  type Candidate,
+  rankOffers,
+  type Selection,
+  type SpecRequest,
+} from "../spec.ts";
 import { sleep } from "../_timers.ts";
 import { type Host, LocalHost, sshTransport } from "../transport/host.ts";
 import { retrying } from "./teardown.ts";
@@ -94,6 +99,75 @@ export class Provisioner {
     if (this.#hooks.closed()) {
       throw new PoolClosedError("The pool was closed while it was starting");
     }
+  }
+
+  /**
+   * The start's sequence: ranks the offers (while the code is built),
+   * launches the best, and brings its machines in, resolving once `wanted`
+   * of them are nodes (the others keep coming up). Rejects at once when the
+   * start's signal aborts.
+   *
+   * @param requests What to ask each provider for.
+   * @param selection How to rank the offers.
+   * @param wanted How many nodes must be ready.
+   * @param steps Builds the code; brings a machine in as a node.
+   */
+  async provisionCluster(
+    requests: SpecRequest[],
+    selection: Selection,
+    wanted: number,
+    steps: {
+      prepareCode(): Promise<void>;
+      join(instance: Instance): Promise<unknown>;
+    },
+  ): Promise<void> {
+    const signal = this.#hooks.signal();
+    signal?.throwIfAborted();
+    // Aborted: the start rejects at once with the signal's reason; closing
+    // the pool then stops what is under way and releases it.
+    let stop = () => {};
+    const aborted = new Promise<never>((_, reject) => {
+      stop = () => reject(signal!.reason);
+      signal?.addEventListener("abort", stop, { once: true });
+    });
+    try {
+      await Promise.race([
+        aborted,
+        this.#provisionCluster(requests, selection, wanted, steps),
+      ]);
+    } finally {
+      signal?.removeEventListener("abort", stop);
+    }
+  }
+
+  async #provisionCluster(
+    requests: SpecRequest[],
+    selection: Selection,
+    wanted: number,
+    steps: {
+      prepareCode(): Promise<void>;
+      join(instance: Instance): Promise<unknown>;
+    },
+  ): Promise<void> {
+    const [, candidates] = await Promise.all([
+      steps.prepareCode(),
+      rankOffers(requests, selection),
+    ]);
+    const instances = await this.launchBest(candidates, wanted);
+    const min = Math.min(wanted, instances.length);
+    let ready = 0;
+    await new Promise<void>((resolve, reject) => {
+      let failed = 0;
+      if (min === 0) resolve();
+      for (const instance of instances) {
+        steps.join(instance).then(() => {
+          if (++ready === min) resolve();
+        }, (error) => {
+          failed++;
+          if (instances.length - failed < min) reject(error);
+        });
+      }
+    });
   }
 
   /**

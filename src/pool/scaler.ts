@@ -20,7 +20,9 @@ import {
   takesWork,
   transition,
 } from "./node_state.ts";
+import { nodeLimitOf } from "./options.ts";
 import type { Provisioner } from "./provisioner.ts";
+import { show } from "../_options.ts";
 
 const log = logger("pool");
 
@@ -93,10 +95,35 @@ export class Scaler {
   }
 
   /**
+   * Refuses a size the pool cannot have.
+   *
+   * @param nodes The size asked for.
+   * @throws {RangeError} When it is not a non-negative integer, or more than
+   *   the provider holds.
+   */
+  check(nodes: number): void {
+    if (!Number.isInteger(nodes) || nodes < 0) {
+      throw new RangeError(
+        `Cannot resize pool: 'nodes' must be a non-negative integer, got ${
+          show(nodes)
+        }`,
+      );
+    }
+    const provider = this.#provisioner.provider;
+    const limit = nodeLimitOf(provider);
+    if (nodes > limit.max) {
+      throw new RangeError(
+        `Cannot resize pool to ${nodes} nodes: ${provider.name} allows at most ${limit.max} ` +
+          `(${limit.reason})`,
+      );
+    }
+  }
+
+  /**
    * Grows or shrinks the pool to `nodes` nodes, which become its `min` (and
    * its `max`, when above it).
    *
-   * @param nodes How many nodes, checked by the caller.
+   * @param nodes How many nodes, {@linkcode Scaler.check}ed.
    */
   async resize(nodes: number): Promise<void> {
     await Promise.allSettled(this.#growing);
