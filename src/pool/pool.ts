@@ -507,10 +507,18 @@ export class ComputePool implements AsyncDisposable {
 
   async #start(): Promise<void> {
     const options = this.#options;
-    const deadline = AbortSignal.timeout(options.provisionTimeout);
+    // The start's deadline (a timer that takes any length, where
+    // AbortSignal.timeout fires at once past 2^31 ms), and the caller's signal.
+    const deadline = new AbortController();
+    const cancelDeadline = after(options.provisionTimeout, () =>
+      deadline.abort(
+        new ProvisioningError(
+          `Cannot start pool: nodes were not ready within provisionTimeout (${options.provisionTimeout} ms)`,
+        ),
+      ));
     this.#starting = options.signal
-      ? AbortSignal.any([options.signal, deadline])
-      : deadline;
+      ? AbortSignal.any([options.signal, deadline.signal])
+      : deadline.signal;
     this.#heartbeat = new Heartbeat(
       options.deadManSwitch.heartbeatInterval,
       () => {
@@ -529,24 +537,18 @@ export class ComputePool implements AsyncDisposable {
         );
       }, { keepAlive: false });
     }
-    const provisioning = this.#provisioner.provisionCluster(
-      specRequests(options, this.id),
-      options.selection,
-      options.nodes.min,
-      {
-        prepareCode: () => this.#bringUp.prepareCode(),
-        join: (instance) => this.#join(instance),
-      },
-    );
     try {
-      await provisioning;
-    } catch (error) {
-      if (deadline.aborted && !options.signal?.aborted) {
-        throw new ProvisioningError(
-          `Cannot start pool: nodes were not ready within provisionTimeout (${options.provisionTimeout} ms)`,
-        );
-      }
-      throw error;
+      await this.#provisioner.provisionCluster(
+        specRequests(options, this.id),
+        options.selection,
+        options.nodes.min,
+        {
+          prepareCode: () => this.#bringUp.prepareCode(),
+          join: (instance) => this.#join(instance),
+        },
+      );
+    } finally {
+      cancelDeadline();
     }
     this.#emit({
       type: "ClusterReady",
