@@ -20,6 +20,31 @@ async function processesUnder(dir: string): Promise<number[]> {
   return pids;
 }
 
+/** Nothing is left of a pool whose nodes were under `root`: no machine held, no worker. */
+async function nothingLeft(root: string, held: Set<string>): Promise<void> {
+  assert.deepEqual([...held], [], "every machine launched is released");
+  await eventually(
+    async () => (await processesUnder(root)).length === 0,
+    10_000,
+    "no worker left",
+  );
+}
+
+/** Starts a 2-node pool on `provider` with `signal`. */
+function startTwo(
+  provider: sky.Provider<any>,
+  signal: AbortSignal,
+  onEvent?: (e: sky.PoolEvent) => void,
+): Promise<sky.ComputePool> {
+  return sky.ComputePool.start({
+    provider,
+    nodes: 2,
+    console: "silent",
+    signal,
+    onEvent,
+  });
+}
+
 /** A local provider that records which machines are held, and calls `onCall` at each call. */
 function recording(root: string, onCall: (call: string) => void = () => {}) {
   const local = sky.Local({ root });
@@ -60,22 +85,12 @@ Deno.test("aborting the start once machines are launched releases them and rejec
     if (call === "provision") controller.abort(reason);
   });
   await assert.rejects(
-    sky.ComputePool.start({
-      provider,
-      nodes: 2,
-      console: "silent",
-      signal: controller.signal,
-    }),
+    startTwo(provider, controller.signal),
     (error) => error === reason,
   );
   assert.ok(calls.includes("provision"), "machines were launched");
-  assert.deepEqual([...held], [], "every machine launched is released");
   assert.equal(calls.at(-1), "teardown");
-  await eventually(
-    async () => (await processesUnder(root)).length === 0,
-    10_000,
-    "no worker left",
-  );
+  await nothingLeft(root, held);
 });
 
 Deno.test("aborting the start while a worker starts stops it and leaves no process", async () => {
@@ -84,27 +99,16 @@ Deno.test("aborting the start while a worker starts stops it and leaves no proce
   const { provider, held } = recording(root);
   const events: string[] = [];
   await assert.rejects(
-    sky.ComputePool.start({
-      provider,
-      nodes: 2,
-      console: "silent",
-      signal: controller.signal,
-      onEvent: (e) => {
-        events.push(e.type);
-        if (e.type === "NodeReady") controller.abort();
-      },
+    startTwo(provider, controller.signal, (e) => {
+      events.push(e.type);
+      if (e.type === "NodeReady") controller.abort();
     }),
     (error) => (error as Error).name === "AbortError",
   );
   assert.ok(events.includes("NodeReady"), "a worker had started");
   assert.ok(!events.includes("ClusterReady"));
   assert.equal(events.at(-1), "ClusterDestroyed");
-  assert.deepEqual([...held], []);
-  await eventually(
-    async () => (await processesUnder(root)).length === 0,
-    10_000,
-    "no worker left",
-  );
+  await nothingLeft(root, held);
 });
 
 Deno.test("a signal aborted before the start rejects at once, before anything is asked of the provider", async () => {

@@ -38,7 +38,7 @@ import { HealthMonitor } from "./health.ts";
 import { NodeSession } from "./node.ts";
 import { type PoolNode, transition, type WorkerLaunch } from "./node_state.ts";
 import type { ResolvedOptions } from "./options.ts";
-import type { Provisioner } from "./provisioner.ts";
+import type { PoolHooks, Provisioner } from "./provisioner.ts";
 
 const log = logger("pool");
 
@@ -81,19 +81,13 @@ export function workerArgv(
 }
 
 /** What a {@linkcode BringUp} needs from the pool. */
-export interface BringUpHooks {
-  /** Reports an event. */
-  emit(event: EventInit): void;
-  /** Whether the pool is closing. */
-  closed(): boolean;
-  /** The nodes by rank (the bring-up places its node there). */
-  nodes(): (PoolNode | undefined)[];
+export interface BringUpHooks extends PoolHooks {
+  /** The pool's id (`instanceInfo().jobId`). */
+  poolId: string;
   /** A joining rank learnt its machine's private address. */
   addressed(index: number, address: string): void;
   /** The cluster as tasks see it, for the node's `instanceInfo()`. */
   clusterView(): Pick<InstanceInfo, "totalNodes" | "peers" | "headAddr">;
-  /** Sends the cluster view to the workers that need it. */
-  announce(): void;
   /** Sends queued work to nodes with free slots. */
   drain(): void;
   /** Runs the health check once on a node. */
@@ -109,13 +103,12 @@ export interface BringUpHooks {
  *
  * @example
  * ```ts ignore
- * const bringUp = new BringUp(poolId, options, provisioner, hooks);
+ * const bringUp = new BringUp(options, provisioner, hooks);
  * await bringUp.prepareCode();
  * await bringUp.bringUp(0, instance);
  * ```
  */
 export class BringUp {
-  #poolId: string;
   #options: ResolvedOptions;
   #provisioner: Provisioner;
   #hooks: BringUpHooks;
@@ -130,18 +123,15 @@ export class BringUp {
   readonly hosts: Set<Host> = new Set();
 
   /**
-   * @param poolId The pool's id (`instanceInfo().jobId`).
    * @param options The pool's resolved options.
    * @param provisioner Where the machines come from.
    * @param hooks What the bring-up tells the pool, and asks it.
    */
   constructor(
-    poolId: string,
     options: ResolvedOptions,
     provisioner: Provisioner,
     hooks: BringUpHooks,
   ) {
-    this.#poolId = poolId;
     this.#options = options;
     this.#provisioner = provisioner;
     this.#hooks = hooks;
@@ -237,7 +227,7 @@ export class BringUp {
           memory: accelerator.memory,
         }]
         : [],
-      jobId: this.#poolId,
+      jobId: this.#hooks.poolId,
     };
     let launch: WorkerLaunch;
     try {

@@ -283,6 +283,7 @@ export class ComputePool implements AsyncDisposable {
     // What the collaborators ask of the pool: each reads its own part.
     const hooks: ProvisionerHooks & BringUpHooks & RecoveryHooks & ScalerHooks =
       {
+        poolId: this.id,
         emit: (event) => this.#emit(event),
         closed: () => this.#closed,
         nodes: () => this.#nodes,
@@ -324,7 +325,7 @@ export class ComputePool implements AsyncDisposable {
       };
     const provider = options.provider ?? options.specs![0].provider;
     this.#provisioner = new Provisioner(provider, hooks);
-    this.#bringUp = new BringUp(this.id, options, this.#provisioner, hooks);
+    this.#bringUp = new BringUp(options, this.#provisioner, hooks);
     this.#recovery = new Recovery(this.#provisioner, hooks);
     this.#scaler = new Scaler(options.nodes, this.#provisioner, hooks);
   }

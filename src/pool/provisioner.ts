@@ -25,6 +25,7 @@ import {
 } from "../spec.ts";
 import { sleep } from "../_timers.ts";
 import { type Host, LocalHost, sshTransport } from "../transport/host.ts";
+import type { PoolNode } from "./node_state.ts";
 import { retrying } from "./teardown.ts";
 
 const log = logger("pool");
@@ -35,12 +36,31 @@ const MAX_OFFER_ATTEMPTS = 8;
 /** How a launched machine is polled until it runs. */
 const RUNNING_POLL = { minDelay: 250, maxDelay: 5_000, jitter: 0 };
 
-/** What a {@linkcode Provisioner} needs from the pool. */
-export interface ProvisionerHooks {
+/**
+ * What every collaborator of the pool (provisioner, bring-up, recovery,
+ * scaler) tells it and asks it; each adds what only it needs.
+ */
+export interface PoolHooks {
   /** Reports an event. */
   emit(event: EventInit): void;
-  /** Whether the pool is closing: nothing new is launched then. */
+  /** Whether the pool is closing: nothing new is started then. */
   closed(): boolean;
+  /** The nodes by rank (a collaborator may place or free one). */
+  nodes(): (PoolNode | undefined)[];
+  /** Sends the cluster view to the workers whose view is older. */
+  announce(): void;
+}
+
+/** The pool's steps in {@linkcode Provisioner.provisionCluster}. */
+export interface StartSteps {
+  /** Builds the code the nodes run (while the offers are ranked). */
+  prepareCode(): Promise<void>;
+  /** Brings a launched machine in as a node. */
+  join(instance: Instance): Promise<unknown>;
+}
+
+/** What a {@linkcode Provisioner} needs from the pool. */
+export interface ProvisionerHooks extends Pick<PoolHooks, "emit" | "closed"> {
   /** Keeps a promise in view until it settles, so that closing waits for it. */
   track<T>(promise: Promise<T>): Promise<T>;
   /** What ends the waits while the pool starts (its signal, its deadline). */
@@ -116,10 +136,7 @@ export class Provisioner {
     requests: SpecRequest[],
     selection: Selection,
     wanted: number,
-    steps: {
-      prepareCode(): Promise<void>;
-      join(instance: Instance): Promise<unknown>;
-    },
+    steps: StartSteps,
   ): Promise<void> {
     const signal = this.#hooks.signal();
     signal?.throwIfAborted();
@@ -144,10 +161,7 @@ export class Provisioner {
     requests: SpecRequest[],
     selection: Selection,
     wanted: number,
-    steps: {
-      prepareCode(): Promise<void>;
-      join(instance: Instance): Promise<unknown>;
-    },
+    steps: StartSteps,
   ): Promise<void> {
     const [, candidates] = await Promise.all([
       steps.prepareCode(),

@@ -8,7 +8,6 @@
  * @module
  */
 import { NodeLostError, ProvisioningError } from "../errors.ts";
-import type { EventInit } from "../events.ts";
 import { logger } from "../log.ts";
 import type { Instance } from "../provider.ts";
 import { backoff } from "../_retry.ts";
@@ -16,7 +15,7 @@ import { sleep } from "../_timers.ts";
 import type { Job } from "./job.ts";
 import type { NodeSession } from "./node.ts";
 import { type PoolNode, transition } from "./node_state.ts";
-import type { Provisioner } from "./provisioner.ts";
+import type { PoolHooks, Provisioner } from "./provisioner.ts";
 
 const log = logger("pool");
 
@@ -27,13 +26,7 @@ const MAX_RESTARTS = 3;
 const RESTART_BACKOFF = { minDelay: 500, maxDelay: 5_000, jitter: 0 };
 
 /** What a {@linkcode Recovery} needs from the pool. */
-export interface RecoveryHooks {
-  /** Reports an event. */
-  emit(event: EventInit): void;
-  /** Whether the pool is closing. */
-  closed(): boolean;
-  /** The nodes by rank. */
-  nodes(): (PoolNode | undefined)[];
+export interface RecoveryHooks extends PoolHooks {
   /** How many times a task is sent again after its node was lost. */
   retryOnInterruption: number;
   /** Settles a task with an error. */
@@ -44,8 +37,6 @@ export interface RecoveryHooks {
   drain(): void;
   /** Fails the tasks that wait too long for a node, while none is ready. */
   watchStarvation(): void;
-  /** Sends the cluster view to the workers that need it. */
-  announce(): void;
   /** Starts a node's worker again. */
   startWorker(node: PoolNode, admitted: boolean): Promise<void>;
   /** Brings a new machine in, at the lowest free rank counting `freeing`. */

@@ -7,7 +7,6 @@
  * @module
  */
 import { PoolClosedError, ProvisioningError } from "../errors.ts";
-import type { EventInit } from "../events.ts";
 import { logger } from "../log.ts";
 import type { Instance } from "../provider.ts";
 import { planScaling, type ResolvedNodes } from "./elastic.ts";
@@ -21,19 +20,13 @@ import {
   transition,
 } from "./node_state.ts";
 import { nodeLimitOf } from "./options.ts";
-import type { Provisioner } from "./provisioner.ts";
+import type { PoolHooks, Provisioner } from "./provisioner.ts";
 import { show } from "../_options.ts";
 
 const log = logger("pool");
 
 /** What a {@linkcode Scaler} needs from the pool. */
-export interface ScalerHooks {
-  /** Reports an event. */
-  emit(event: EventInit): void;
-  /** Whether the pool is closing. */
-  closed(): boolean;
-  /** The nodes by rank. */
-  nodes(): (PoolNode | undefined)[];
+export interface ScalerHooks extends PoolHooks {
   /** Ranks of nodes still starting. */
   joining(): ReadonlyMap<number, string>;
   /** Whether any task is waiting or running. */
@@ -44,8 +37,6 @@ export interface ScalerHooks {
   concurrency: number;
   /** Brings a launched machine in; resolves to its rank. */
   join(instance: Instance): Promise<number>;
-  /** Sends the cluster view to the workers that need it. */
-  announce(): void;
   /** No node is left nor coming: fails the tasks waiting for one. */
   starved(error: ProvisioningError): void;
 }
