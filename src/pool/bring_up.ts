@@ -497,6 +497,11 @@ export class BringUp {
     }
     // Given up while its worker started: nothing to announce.
     if (node.state === "gone") return;
+    // Lost between the handshake and now, when its loss was not yet the
+    // node's to report: reported now.
+    if (session.lostReason !== undefined) {
+      return this.#hooks.lost(node, session, session.lostReason);
+    }
     // A worker started with an older view of the cluster learns the current one.
     node.view = "";
     this.#hooks.announce();
