@@ -25,7 +25,7 @@
  *
  * @module
  */
-import type { SandboxSpec } from "./wire/protocol.ts";
+import type { SandboxSpec } from "./wire/messages.ts";
 import { show } from "./_options.ts";
 
 /** Deno permissions of a task's sandbox, as in `Deno.PermissionOptionsObject`. */

@@ -1,11 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import {
-  decode,
-  encode,
-  fromWireError,
-  toWireError,
-} from "../src/wire/codec.ts";
+import { decode, encode, toWireError } from "../src/wire/codec.ts";
+import { fromWireError } from "../src/wire/wire_error.ts";
 import { ProtocolError, SerializationError } from "../src/errors.ts";
 
 // --- A structural equality that knows what the codec keeps -----------------

@@ -39,14 +39,13 @@ import {
   instanceInfo,
   setInstanceInfo,
 } from "../src/instance.ts";
+import { FrameDecoder, FrameWriter } from "../src/wire/frames.ts";
 import {
   type ClientMessage,
   clientMessage,
-  FrameDecoder,
-  FrameWriter,
   PROTOCOL_VERSION,
   type WorkerMessage,
-} from "../src/wire/protocol.ts";
+} from "../src/wire/messages.ts";
 import { isStreamable } from "../src/wire/stream.ts";
 import { capLine, droppedLines, lineCost } from "../src/wire/output.ts";
 import { deadManSettings, DeadManSwitch } from "./deadman.ts";

@@ -73,24 +73,14 @@ import {
   type ExtensionCodecType,
 } from "npm:@msgpack/msgpack@3.1.3";
 import { ProtocolError, SerializationError } from "../errors.ts";
-
-/** An error as it crosses the wire: plain data that {@linkcode encode} always accepts. */
-export interface WireError {
-  /** The error's class name, e.g. `"TypeError"`, or the `name` it was given. */
-  name: string;
-  /** The error's message. */
-  message: string;
-  /** The stack as the sender printed it, when it had one. */
-  stack?: string;
-  /** The error's `cause`, present only when the error had one: any value that can be sent, or its text. */
-  cause?: unknown;
-  /**
-   * The error's own enumerable properties other than the four above, such as
-   * `code`, and the `errors` of an `AggregateError`; each is a value that can
-   * be sent, or its text.
-   */
-  props?: Record<string, unknown>;
-}
+import {
+  fromWireError,
+  makeSendable,
+  readError,
+  setOwn,
+  text,
+  type WireError,
+} from "./wire_error.ts";
 
 /**
  * How deeply values may nest. The MessagePack encoder counts the levels of
@@ -304,76 +294,12 @@ export function toWireError(error: unknown): WireError {
   const wire = readError(error);
   errorsInProgress.push(error);
   try {
-    makeSendable(wire);
+    makeSendable(wire, sendableOrText);
   } finally {
     errorsInProgress.pop();
   }
   return wire;
 }
-
-/**
- * Rebuilds an error from a {@linkcode WireError}: an instance of the built-in
- * class of that name (`TypeError`, `AggregateError`, …), or else an `Error`
- * whose `name` is the remote one. The stack is the remote stack (none when
- * the remote error had none), `cause` is set only when the remote error had
- * one, and `props` become own properties.
- *
- * @param wire The error as data, e.g. from {@linkcode toWireError}.
- * @returns The error.
- *
- * @example Rebuilding a remote error
- * ```ts
- * import { fromWireError } from "./codec.ts";
- *
- * const error = fromWireError({ name: "ValueError", message: "bad", props: { code: 7 } });
- * console.log(error.name, error.message, (error as Error & { code: number }).code); // "ValueError" "bad" 7
- * ```
- */
-export function fromWireError(wire: WireError): Error {
-  const name = typeof wire.name === "string" ? wire.name : "Error";
-  const message = typeof wire.message === "string" ? wire.message : "";
-  const options = Object.hasOwn(wire, "cause")
-    ? { cause: wire.cause }
-    : undefined;
-  const props = wire.props !== null && typeof wire.props === "object"
-    ? wire.props
-    : {};
-  let error: Error;
-  if (name === "AggregateError") {
-    const errors = Array.isArray(props.errors) ? props.errors : [];
-    error = new AggregateError(errors, message, options);
-  } else {
-    const BuiltIn = BUILT_IN_ERRORS.get(name);
-    error = BuiltIn
-      ? new BuiltIn(message, options)
-      : new Error(message, options);
-    if (!BuiltIn) error.name = name;
-  }
-  if (typeof wire.stack === "string") {
-    Object.defineProperty(error, "stack", {
-      value: wire.stack,
-      writable: true,
-      configurable: true,
-    });
-  } else {
-    delete error.stack;
-  }
-  for (const key of Object.keys(props)) {
-    if (key === "errors" && name === "AggregateError") continue;
-    setOwn(error, key, props[key]);
-  }
-  return error;
-}
-
-const BUILT_IN_ERRORS = new Map<string, ErrorConstructor>([
-  ["Error", Error],
-  ["TypeError", TypeError],
-  ["RangeError", RangeError],
-  ["SyntaxError", SyntaxError],
-  ["ReferenceError", ReferenceError],
-  ["EvalError", EvalError],
-  ["URIError", URIError],
-]);
 
 // --- Encoding -------------------------------------------------------------
 
@@ -502,7 +428,7 @@ function errorBytes(error: Error): Uint8Array {
     } catch {
       // Some part of the cause or the properties cannot be sent.
     }
-    makeSendable(wire);
+    makeSendable(wire, sendableOrText);
     try {
       return encodeNested(wire);
     } catch {
@@ -513,68 +439,6 @@ function errorBytes(error: Error): Uint8Array {
     return encodeNested(bare, true);
   } finally {
     errorsInProgress.pop();
-  }
-}
-
-/** Reads what is to be sent of an error, without throwing and without checking that it can be sent. */
-function readError(error: Error): WireError {
-  const name = read(error, "name");
-  const message = read(error, "message");
-  const stack = read(error, "stack");
-  const wire: WireError = {
-    name: typeof name === "string"
-      ? name
-      : name === undefined
-      ? "Error"
-      : text(name),
-    message: typeof message === "string"
-      ? message
-      : message === undefined
-      ? ""
-      : text(message),
-  };
-  if (typeof stack === "string") wire.stack = stack;
-  try {
-    if (Object.hasOwn(error, "cause")) wire.cause = read(error, "cause");
-    const props: Record<string, unknown> = {};
-    let any = false;
-    for (const key of Object.keys(error)) {
-      if (
-        key === "name" || key === "message" || key === "stack" ||
-        key === "cause"
-      ) continue;
-      setOwn(props, key, read(error, key));
-      any = true;
-    }
-    if (error instanceof AggregateError) {
-      props.errors = read(error, "errors");
-      any = true;
-    }
-    if (any) wire.props = props;
-  } catch {
-    // A proxy that refuses to list its keys: send the rest.
-  }
-  return wire;
-}
-
-function read(object: object, key: string): unknown {
-  try {
-    return (object as Record<string, unknown>)[key];
-  } catch (error) {
-    return `[${key} could not be read: ${text(error)}]`;
-  }
-}
-
-/** Replaces each part of the wire error that cannot be sent by its text. */
-function makeSendable(wire: WireError): void {
-  if (Object.hasOwn(wire, "cause")) wire.cause = sendableOrText(wire.cause, 2);
-  const props = wire.props;
-  if (props === undefined) return;
-  for (const key of Object.keys(props)) {
-    const value = props[key];
-    props[key] = key === "errors" && Array.isArray(value)
-      ? Array.from(value, (item) => sendableOrText(item, 4))
-      : sendableOrText(value, 3);
   }
 }
 
@@ -594,28 +458,6 @@ function sendableOrText(value: unknown, depth: number): unknown {
   } catch {
     return text(value);
   }
-}
-
-/** `String(value)`, and something still when that throws. */
-function text(value: unknown): string {
-  try {
-    return String(value);
-  } catch {
-    try {
-      return Object.prototype.toString.call(value);
-    } catch {
-      return "[a value that cannot be printed]";
-    }
-  }
-}
-
-function setOwn(object: object, key: string, value: unknown): void {
-  Object.defineProperty(object, key, {
-    value,
-    writable: true,
-    enumerable: true,
-    configurable: true,
-  });
 }
 
 // --- Decoding -------------------------------------------------------------

@@ -55,7 +55,7 @@ import { lineCost } from "../../src/wire/output.ts";
 import {
   SANDBOX_OUT_OF_MEMORY,
   type SandboxSpec,
-} from "../../src/wire/protocol.ts";
+} from "../../src/wire/messages.ts";
 import { after } from "../../src/_timers.ts";
 
 /** How a task ended: its encoded result, its encoded error, or an unsendable result. */
