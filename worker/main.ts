@@ -50,11 +50,8 @@ import { isStreamable } from "../src/wire/stream.ts";
 import { capLine, droppedLines, lineCost } from "../src/wire/output.ts";
 import { deadManSettings, DeadManSwitch } from "./deadman.ts";
 import { protocolStreams } from "./stdio.ts";
-import {
-  SandboxManager,
-  type TaskOutcome,
-  type TaskStreamMessage,
-} from "./sandbox/mod.ts";
+import { SandboxManager, type TaskStreamMessage } from "./sandbox/manager.ts";
+import type { TaskOutcome } from "./sandbox/outcome.ts";
 
 // Taken before anything else runs: sandboxes must not reach the protocol.
 const stdio = protocolStreams();
