@@ -95,33 +95,38 @@ const MAX_DEPTH = 100;
 /** Encoders and decoders whose buffers grew past this are dropped after use, so that one big message does not hold its memory for ever. */
 const RELEASE_BYTES = 1 << 20;
 
-// MessagePack extension types (0 to 127 are the application's). A payload
-// that holds values is itself a MessagePack value, encoded by a nested
-// encoder; the comments give its shape.
-/** `undefined`; empty payload. */
-const EXT_UNDEFINED = 0;
-/** `-0`; empty payload. */
-const EXT_NEGATIVE_ZERO = 1;
-/** A bigint: 8 bytes of big-endian int64, or else its hexadecimal text (with `-` when negative). */
-const EXT_BIGINT = 2;
-/** A `Date`: the big-endian float64 of `getTime()`, `NaN` for an invalid date. */
-const EXT_DATE = 3;
-/** An array that holds `undefined` or `-0` (the encoder writes those as `nil` and `0`): the array, with placeholders. */
-const EXT_ARRAY = 4;
-/** A plain object that holds `undefined` or `-0`, or has a `__proto__` key: `[key, value, key, value, …]`. */
-const EXT_OBJECT = 5;
-/** A `Map`: `[key, value, key, value, …]`. */
-const EXT_MAP = 6;
-/** A `Set`: `[member, …]`. */
-const EXT_SET = 7;
-/** An error: its {@linkcode WireError}. */
-const EXT_ERROR = 8;
-/** An `ArrayBuffer`: its bytes. */
-const EXT_ARRAY_BUFFER = 9;
-/** A `DataView`: its bytes. */
-const EXT_DATA_VIEW = 10;
-/** A typed array other than `Uint8Array` (which is MessagePack `bin`): its bytes, little-endian; the type is `EXT_TYPED_ARRAY` plus the index in `TYPED_ARRAY_NAMES`. */
-const EXT_TYPED_ARRAY = 16;
+/**
+ * The MessagePack extension types (0 to 127 are the application's). A
+ * payload that holds values is itself a MessagePack value, encoded by a
+ * nested encoder; the comments give its shape. The numbers are on the wire
+ * (from 0, in this order): add a type at the end, and never reorder them.
+ */
+enum Ext {
+  /** `undefined`; empty payload. */
+  Undefined,
+  /** `-0`; empty payload. */
+  NegativeZero,
+  /** A bigint: 8 bytes of big-endian int64, or else its hexadecimal text (with `-` when negative). */
+  Bigint,
+  /** A `Date`: the big-endian float64 of `getTime()`, `NaN` for an invalid date. */
+  Date,
+  /** An array that holds `undefined` or `-0` (the encoder writes those as `nil` and `0`): the array, with placeholders. */
+  Array,
+  /** A plain object that holds `undefined` or `-0`, or has a `__proto__` key: `[key, value, key, value, …]`. */
+  Object,
+  /** A `Map`: `[key, value, key, value, …]`. */
+  Map,
+  /** A `Set`: `[member, …]`. */
+  Set,
+  /** An error: its {@linkcode WireError}. */
+  Error,
+  /** An `ArrayBuffer`: its bytes. */
+  ArrayBuffer,
+  /** A `DataView`: its bytes. */
+  DataView,
+  /** A typed array other than `Uint8Array` (which is MessagePack `bin`): its bytes, little-endian; the type is `Ext.TypedArray` plus the index in `TYPED_ARRAY_NAMES`. */
+  TypedArray = 16,
+}
 
 const TYPED_ARRAY_NAMES = [
   "Int8Array",
@@ -156,7 +161,7 @@ for (const [index, name] of TYPED_ARRAY_NAMES.entries()) {
     | undefined;
   if (typeof create !== "function") continue;
   const kind = {
-    type: EXT_TYPED_ARRAY + index,
+    type: Ext.TypedArray + index,
     width: create.BYTES_PER_ELEMENT,
     create,
   };
@@ -174,10 +179,10 @@ class Placeholder {
   constructor(readonly ext: ExtData) {}
 }
 const UNDEFINED = new Placeholder(
-  new ExtData(EXT_UNDEFINED, new Uint8Array(0)),
+  new ExtData(Ext.Undefined, new Uint8Array(0)),
 );
 const NEGATIVE_ZERO = new Placeholder(
-  new ExtData(EXT_NEGATIVE_ZERO, new Uint8Array(0)),
+  new ExtData(Ext.NegativeZero, new Uint8Array(0)),
 );
 
 /** Thrown inside the encoder for a value that cannot be sent; {@linkcode encode} then looks for the path. */
@@ -399,7 +404,7 @@ function viewExt(view: ArrayBufferView): ExtData {
   const tag = (view as unknown as Record<symbol, unknown>)[Symbol.toStringTag];
   const kind = typedArrayByName.get(tag as string);
   if (kind === undefined) {
-    if (view instanceof DataView) return new ExtData(EXT_DATA_VIEW, bytes);
+    if (view instanceof DataView) return new ExtData(Ext.DataView, bytes);
     throw UNSENDABLE;
   }
   return new ExtData(
@@ -549,73 +554,73 @@ const codec: ExtensionCodecType<undefined> = {
     }
     if (Array.isArray(object)) {
       return holdsPlaceheld(object)
-        ? new ExtData(EXT_ARRAY, encodeTrusted(Array.from(object, placeheld)))
+        ? new ExtData(Ext.Array, encodeTrusted(Array.from(object, placeheld)))
         : null;
     }
     if (typeof object !== "object") {
       if (typeof object === "bigint") {
-        return new ExtData(EXT_BIGINT, bigintBytes(object));
+        return new ExtData(Ext.Bigint, bigintBytes(object));
       }
       throw UNSENDABLE; // a function or a symbol
     }
     const prototype = Object.getPrototypeOf(object);
     if (prototype === Object.prototype || prototype === null) {
       return needsObjectExt(object!)
-        ? new ExtData(EXT_OBJECT, encodeTrusted(objectEntries(object!)))
+        ? new ExtData(Ext.Object, encodeTrusted(objectEntries(object!)))
         : null;
     }
     if (object instanceof Placeholder) return object.ext;
     if (ArrayBuffer.isView(object)) {
       return object instanceof Uint8Array ? null : viewExt(object);
     }
-    if (object instanceof Date) return new ExtData(EXT_DATE, dateBytes(object));
+    if (object instanceof Date) return new ExtData(Ext.Date, dateBytes(object));
     if (object instanceof Map) {
       const flat: unknown[] = [];
       for (const [key, value] of object) {
         flat.push(placeheld(key), placeheld(value));
       }
-      return new ExtData(EXT_MAP, encodeTrusted(flat));
+      return new ExtData(Ext.Map, encodeTrusted(flat));
     }
     if (object instanceof Set) {
-      return new ExtData(EXT_SET, encodeTrusted(Array.from(object, placeheld)));
+      return new ExtData(Ext.Set, encodeTrusted(Array.from(object, placeheld)));
     }
     if (object instanceof Error) {
-      return new ExtData(EXT_ERROR, errorBytes(object));
+      return new ExtData(Ext.Error, errorBytes(object));
     }
     if (object instanceof ArrayBuffer) {
-      return new ExtData(EXT_ARRAY_BUFFER, new Uint8Array(object));
+      return new ExtData(Ext.ArrayBuffer, new Uint8Array(object));
     }
     throw UNSENDABLE;
   },
 
   decode(data: Uint8Array, type: number): unknown {
     switch (type) {
-      case EXT_UNDEFINED:
+      case Ext.Undefined:
         return undefined;
-      case EXT_NEGATIVE_ZERO:
+      case Ext.NegativeZero:
         return -0;
-      case EXT_BIGINT:
+      case Ext.Bigint:
         return bigintFrom(data);
-      case EXT_DATE:
+      case Ext.Date:
         return new Date(dataView(data).getFloat64(0));
-      case EXT_ARRAY:
+      case Ext.Array:
         return decodeArray(data);
-      case EXT_OBJECT:
+      case Ext.Object:
         return objectFrom(decodeArray(data));
-      case EXT_MAP:
+      case Ext.Map:
         return mapFrom(decodeArray(data));
-      case EXT_SET:
+      case Ext.Set:
         return new Set(decodeArray(data));
-      case EXT_ERROR: {
+      case Ext.Error: {
         const wire = decodeNested(data);
         if (wire === null || typeof wire !== "object") {
           throw new TypeError("An error payload is not an object");
         }
         return fromWireError(wire as WireError);
       }
-      case EXT_ARRAY_BUFFER:
+      case Ext.ArrayBuffer:
         return data.slice().buffer;
-      case EXT_DATA_VIEW:
+      case Ext.DataView:
         return dataView(data);
     }
     const kind = typedArrayByType.get(type);
