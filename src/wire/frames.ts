@@ -69,6 +69,14 @@ const headerDecoder = new Decoder();
  * @param header A client or worker message.
  * @param payload The encoded value that goes with it, if any.
  * @returns The frame's bytes.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame } from "./frames.ts";
+ *
+ * const frame = encodeFrame({ t: "ping" });
+ * console.log(new DataView(frame.buffer).getUint32(0) === frame.length - 4); // true
+ * ```
  */
 export function encodeFrame(
   header: ClientMessage | WorkerMessage | PartMessage,
@@ -119,6 +127,17 @@ function framePieces(
  * the complete frames. A frame whose header is not valid yields a
  * `ProtocolError` in its place (the stream stays in sync); a length past the
  * limit throws, since nothing after it can be trusted.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, FrameDecoder } from "./frames.ts";
+ * import { clientMessage } from "./messages.ts";
+ *
+ * const frame = encodeFrame({ t: "cancel", id: 7 });
+ * const decoder = new FrameDecoder(clientMessage);
+ * console.log(decoder.push(frame.subarray(0, 5))); // []: not whole yet
+ * console.log(decoder.push(frame.subarray(5))); // [{ header: { t: "cancel", id: 7 }, payload: …, owned: false }]
+ * ```
  */
 export class FrameDecoder<H> {
   #schema: z.ZodType<H>;
@@ -358,6 +377,17 @@ function taskOf(header: ClientMessage | WorkerMessage): number | undefined {
  * {@linkcode FrameWriter.send}) is written in parts, one part at a time
  * between the other frames, and several such messages take turns: a large
  * value never holds up the small messages behind it.
+ *
+ * @example
+ * ```ts
+ * import { FrameWriter } from "./frames.ts";
+ *
+ * const chunks: Uint8Array[] = [];
+ * const writer = new FrameWriter(new WritableStream({ write: (c) => void chunks.push(c) }));
+ * await writer.send({ t: "ping" });
+ * await writer.close();
+ * console.log(chunks.length); // 1
+ * ```
  */
 export class FrameWriter {
   #writer: WritableStreamDefaultWriter<Uint8Array>;

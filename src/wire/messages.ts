@@ -84,7 +84,17 @@ export const sandboxSpec = z.discriminatedUnion("kind", [
 /** Where and how a compute's tasks run on a worker. */
 export type SandboxSpec = z.infer<typeof sandboxSpec>;
 
-/** Messages the client sends to a worker. */
+/**
+ * Messages the client sends to a worker.
+ *
+ * @example
+ * ```ts
+ * import { clientMessage } from "./messages.ts";
+ *
+ * console.log(clientMessage.safeParse({ t: "cancel", id: 3 }).success); // true
+ * console.log(clientMessage.safeParse({ t: "cancel", id: -1 }).success); // false
+ * ```
+ */
 export const clientMessage = z.discriminatedUnion("t", [
   z.object({
     t: z.literal("hello"),
@@ -160,7 +170,16 @@ export const clientMessage = z.discriminatedUnion("t", [
   z.object({ t: z.literal("bye") }),
 ]);
 
-/** Messages a worker sends to the client. */
+/**
+ * Messages a worker sends to the client.
+ *
+ * @example
+ * ```ts
+ * import { workerMessage } from "./messages.ts";
+ *
+ * console.log(workerMessage.parse({ t: "ok", id: 3 })); // { t: "ok", id: 3 }
+ * ```
+ */
 export const workerMessage = z.discriminatedUnion("t", [
   z.object({
     t: z.literal("hello"),

@@ -14,7 +14,16 @@ export type TaskOutcome =
   | { t: "err"; b: Uint8Array }
   | { t: "ser"; path: string; problem: string };
 
-/** A sandbox failed, or a task ran past a sandbox limit. */
+/**
+ * A sandbox failed, or a task ran past a sandbox limit.
+ *
+ * @example
+ * ```ts
+ * import { SandboxError } from "./outcome.ts";
+ *
+ * console.log(new SandboxError("The worker is closing").name); // "SandboxError"
+ * ```
+ */
 export class SandboxError extends Error {
   /** @param message What happened. */
   constructor(message: string) {
@@ -27,6 +36,17 @@ export class SandboxError extends Error {
  * The error of the tasks of a sandbox that ran out of memory: a
  * {@linkcode SandboxError} with `code` {@linkcode SANDBOX_OUT_OF_MEMORY} and
  * `heapLimitMb`, which the client turns into a message naming the compute.
+ *
+ * @param heapMb The sandbox's heap limit, in MiB.
+ * @param loading Whether it was loading the task's module.
+ *
+ * @example
+ * ```ts
+ * import { outOfMemory } from "./outcome.ts";
+ *
+ * const error = outOfMemory(64, false) as Error & { code: string };
+ * console.log(error.code); // "ERR_SANDBOX_OUT_OF_MEMORY"
+ * ```
  */
 export function outOfMemory(heapMb: number, loading: boolean): SandboxError {
   return Object.assign(
@@ -39,7 +59,16 @@ export function outOfMemory(heapMb: number, loading: boolean): SandboxError {
   );
 }
 
-/** The outcome of a task that failed with `error`, encoded. */
+/**
+ * The outcome of a task that failed with `error`, encoded.
+ *
+ * @example
+ * ```ts
+ * import { failure, SandboxError } from "./outcome.ts";
+ *
+ * console.log(failure(new SandboxError("stopped")).t); // "err"
+ * ```
+ */
 export function failure(error: unknown): TaskOutcome {
   return { t: "err", b: encode(toWireError(error), "error") };
 }

@@ -52,7 +52,16 @@ function envOf(name: string): string | undefined {
   }
 }
 
-/** The path of a `file:` URL. */
+/**
+ * The path of a `file:` URL, decoded.
+ *
+ * @example
+ * ```ts
+ * import { filePath } from "./permissions.ts";
+ *
+ * console.log(filePath(new URL("file:///srv/my%20code/"))); // "/srv/my code/"
+ * ```
+ */
 export function filePath(url: URL): string {
   return decodeURIComponent(url.pathname);
 }
@@ -60,6 +69,14 @@ export function filePath(url: URL): string {
 /**
  * The permissions with their relative paths (`read`, `write`, `ffi`)
  * resolved against the code directory.
+ *
+ * @example
+ * ```ts
+ * import { NO_PERMISSIONS, resolvePaths } from "./permissions.ts";
+ *
+ * const resolved = resolvePaths({ ...NO_PERMISSIONS, read: ["data", "/tmp"] }, "file:///srv/code/");
+ * console.log(resolved.read); // ["/srv/code/data", "/tmp"]
+ * ```
  */
 export function resolvePaths(
   permissions: Permissions,
@@ -90,6 +107,14 @@ function covers(grant: boolean | string[], path: string): boolean {
  * the modules it loads and the hosts Deno imports remote modules from by
  * default, where the sandbox's own do not already give them. Those extras
  * are dropped by the sandbox before its first task (`revoke`).
+ *
+ * @example
+ * ```ts
+ * import { loadPermissions, NO_PERMISSIONS } from "./permissions.ts";
+ *
+ * const { options, revoke } = loadPermissions(NO_PERMISSIONS, ["/srv/code"], false);
+ * console.log(options.read, revoke); // ["/srv/code"] [{ name: "read", path: "/srv/code" }]
+ * ```
  */
 export function loadPermissions(
   permissions: Permissions,
@@ -126,7 +151,17 @@ export function loadPermissions(
 
 let enabled: boolean | undefined;
 
-/** Whether this process may give Web Workers permissions (`--unstable-worker-options`). */
+/**
+ * Whether this process may give Web Workers permissions
+ * (`--unstable-worker-options`, on the command line or in its config).
+ *
+ * @example
+ * ```ts ignore
+ * import { workerOptions } from "./permissions.ts";
+ *
+ * if (!workerOptions()) throw new Error("start the worker with --unstable-worker-options");
+ * ```
+ */
 export function workerOptions(): boolean {
   if (enabled !== undefined) return enabled;
   let argv: string[];

@@ -180,6 +180,18 @@ function startHost(
  * before it imports its module and becomes ready.
  *
  * @throws {SandboxError} When its host cannot start.
+ *
+ * @example
+ * ```ts ignore
+ * const sandbox = startSandbox("deno", NO_PERMISSIONS, 256, {
+ *   sid: 1,
+ *   instance,
+ *   codeDir,
+ *   message: (sandbox, message) => {},
+ *   end: (sandbox, reason) => {},
+ * });
+ * sandbox.port.postMessage({ t: "load", module, concurrency: 1 });
+ * ```
  */
 export function startSandbox(
   kind: "deno" | "wasm",

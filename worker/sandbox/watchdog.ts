@@ -24,6 +24,13 @@ export const STALLS = 10;
  * stops (through `stop`) one silent and idle for {@linkcode STALLS} checks.
  *
  * @returns Whether any sandbox runs tasks (else the checks may pause).
+ *
+ * @example
+ * ```ts
+ * import { checkHangs } from "./watchdog.ts";
+ *
+ * console.log(checkHangs([], () => {})); // false: no sandbox runs tasks
+ * ```
  */
 export function checkHangs(
   sandboxes: Iterable<Sandbox>,
@@ -52,7 +59,17 @@ export function checkHangs(
   return busy;
 }
 
-/** The `/proc` directory of the thread of the Node worker with this id, if found. */
+/**
+ * The `/proc` directory of the thread of the Node worker with this id, if
+ * found (on Linux).
+ *
+ * @example
+ * ```ts
+ * import { threadDir } from "./watchdog.ts";
+ *
+ * console.log(threadDir(undefined)); // undefined
+ * ```
+ */
 export function threadDir(id: number | undefined): string | undefined {
   if (id === undefined) return undefined;
   try {
