@@ -51,7 +51,7 @@ import {
   takesWork,
 } from "./node_state.ts";
 import { splitStreams, StreamedCall, teeArgs } from "./remote_stream.ts";
-import { SANDBOX_OUT_OF_MEMORY } from "../wire/protocol.ts";
+import { SANDBOX_OUT_OF_MEMORY } from "../wire/messages.ts";
 import { explainDenied, sandboxSpecOf } from "../sandbox.ts";
 import type { Instance, Provider } from "../provider.ts";
 import { track, untrack } from "./teardown.ts";
