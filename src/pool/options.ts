@@ -9,6 +9,7 @@
  */
 import { z } from "npm:zod@4.6.7";
 import type { Accelerator } from "../accelerators.ts";
+import { onWorker } from "../compute.ts";
 import { ConfigError } from "../errors.ts";
 import type { PoolEvent } from "../events.ts";
 import type { ResolvedImage } from "../image.ts";
@@ -498,4 +499,31 @@ export function specRequests(
       },
     };
   });
+}
+
+/**
+ * Refuses to start a pool while a worker imports the module that starts it
+ * (a missing `import.meta.main` guard), naming the place of the call.
+ *
+ * @throws {ConfigError} On a worker, saying how to guard the code.
+ *
+ * @example
+ * ```ts
+ * import { checkNotOnWorker } from "./options.ts";
+ *
+ * checkNotOnWorker(); // on the client: fine
+ * ```
+ */
+export function checkNotOnWorker(): void {
+  if (!onWorker()) return;
+  const caller = new Error().stack?.split("\n").slice(2).find((l) =>
+    !l.includes("/src/pool/")
+  )?.trim();
+  throw new ConfigError(
+    `ComputePool.start() was called while a worker imported your module (${
+      caller ?? "unknown place"
+    }). ` +
+      `Put the code that starts pools under \`if (import.meta.main) { ... }\`, so that ` +
+      `importing the module only defines its computes.`,
+  );
 }

@@ -15,7 +15,6 @@ import {
   type Group,
   isGroup,
   isPending,
-  onWorker,
   type Pending,
 } from "../compute.ts";
 import {
@@ -58,6 +57,7 @@ import { track, untrack } from "./teardown.ts";
 import {
   checkClientPermissions,
   checkNodeLimits,
+  checkNotOnWorker,
   type ResolvedOptions,
   resolveOptions,
   type RunOptions,
@@ -267,8 +267,6 @@ export class ComputePool implements AsyncDisposable {
    * the teardown closes it then).
    */
   #keepAlive: ReturnType<typeof setInterval> | undefined;
-  /** Ends the start: the caller's signal and `provisionTimeout`; unset once started. */
-  #starting: AbortSignal | undefined;
   #provisioner: Provisioner;
   #bringUp: BringUp;
   #recovery: Recovery;
@@ -288,7 +286,6 @@ export class ComputePool implements AsyncDisposable {
         closed: () => this.#closed,
         nodes: () => this.#nodes,
         joining: () => this.#joining,
-        signal: () => this.#starting,
         track: (promise) => this.#track(promise),
         addressed: (index, address) => {
           if (this.#joining.has(index)) this.#joining.set(index, address);
@@ -358,18 +355,7 @@ export class ComputePool implements AsyncDisposable {
    * ```
    */
   static async start(options: PoolOptions): Promise<ComputePool> {
-    if (onWorker()) {
-      const caller = new Error().stack?.split("\n").slice(2).find((l) =>
-        !l.includes("/src/pool/")
-      )?.trim();
-      throw new ConfigError(
-        `ComputePool.start() was called while a worker imported your module (${
-          caller ?? "unknown place"
-        }). ` +
-          `Put the code that starts pools under \`if (import.meta.main) { ... }\`, so that ` +
-          `importing the module only defines its computes.`,
-      );
-    }
+    checkNotOnWorker();
     const resolved = resolveOptions(options);
     checkNodeLimits(resolved);
     checkClientPermissions(resolved);
@@ -394,7 +380,6 @@ export class ComputePool implements AsyncDisposable {
         { cause: error },
       );
     } finally {
-      pool.#starting = undefined;
       release();
     }
     return pool;
@@ -508,18 +493,6 @@ export class ComputePool implements AsyncDisposable {
 
   async #start(): Promise<void> {
     const options = this.#options;
-    // The start's deadline (a timer that takes any length, where
-    // AbortSignal.timeout fires at once past 2^31 ms), and the caller's signal.
-    const deadline = new AbortController();
-    const cancelDeadline = after(options.provisionTimeout, () =>
-      deadline.abort(
-        new ProvisioningError(
-          `Cannot start pool: nodes were not ready within provisionTimeout (${options.provisionTimeout} ms)`,
-        ),
-      ));
-    this.#starting = options.signal
-      ? AbortSignal.any([options.signal, deadline.signal])
-      : deadline.signal;
     this.#heartbeat = new Heartbeat(
       options.deadManSwitch.heartbeatInterval,
       () => {
@@ -538,19 +511,15 @@ export class ComputePool implements AsyncDisposable {
         );
       }, { keepAlive: false });
     }
-    try {
-      await this.#provisioner.provisionCluster(
-        specRequests(options, this.id),
-        options.selection,
-        options.nodes.min,
-        {
-          prepareCode: () => this.#bringUp.prepareCode(),
-          join: (instance) => this.#join(instance),
-        },
-      );
-    } finally {
-      cancelDeadline();
-    }
+    await this.#provisioner.provisionCluster(specRequests(options, this.id), {
+      selection: options.selection,
+      wanted: options.nodes.min,
+      timeout: options.provisionTimeout,
+      signal: options.signal,
+    }, {
+      prepareCode: () => this.#bringUp.prepareCode(),
+      join: (instance) => this.#join(instance),
+    });
     this.#emit({
       type: "ClusterReady",
       nodes: this.size,

@@ -23,7 +23,7 @@ import {
   type Selection,
   type SpecRequest,
 } from "../spec.ts";
-import { sleep } from "../_timers.ts";
+import { after, sleep } from "../_timers.ts";
 import { type Host, LocalHost, sshTransport } from "../transport/host.ts";
 import type { PoolNode } from "./node_state.ts";
 import { retrying } from "./teardown.ts";
@@ -63,8 +63,6 @@ export interface StartSteps {
 export interface ProvisionerHooks extends Pick<PoolHooks, "emit" | "closed"> {
   /** Keeps a promise in view until it settles, so that closing waits for it. */
   track<T>(promise: Promise<T>): Promise<T>;
-  /** What ends the waits while the pool starts (its signal, its deadline). */
-  signal(): AbortSignal | undefined;
 }
 
 /**
@@ -80,7 +78,6 @@ export interface ProvisionerHooks extends Pick<PoolHooks, "emit" | "closed"> {
  *   emit: () => {},
  *   closed: () => false,
  *   track: (p) => p,
- *   signal: () => undefined,
  * });
  * console.log(provisioner.provider.name); // local
  * ```
@@ -95,6 +92,8 @@ export class Provisioner {
   #cluster: unknown;
   #prepared = false;
   #hooks: ProvisionerHooks;
+  /** Ends the waits while the pool starts: its deadline and the caller's signal. */
+  #starting: AbortSignal | undefined;
 
   /**
    * @param provider The provider, until an offer is chosen.
@@ -115,7 +114,7 @@ export class Provisioner {
    * is launched then.
    */
   checkOpen(): void {
-    this.#hooks.signal()?.throwIfAborted();
+    this.#starting?.throwIfAborted();
     if (this.#hooks.closed()) {
       throw new PoolClosedError("The pool was closed while it was starting");
     }
@@ -125,35 +124,54 @@ export class Provisioner {
    * The start's sequence: ranks the offers (while the code is built),
    * launches the best, and brings its machines in, resolving once `wanted`
    * of them are nodes (the others keep coming up). Rejects at once when the
-   * start's signal aborts.
+   * caller's signal aborts, or the start outlasts its deadline.
    *
    * @param requests What to ask each provider for.
-   * @param selection How to rank the offers.
-   * @param wanted How many nodes must be ready.
+   * @param plan How to rank the offers, how many nodes must be ready, by
+   *   when (`timeout`, in ms), and the caller's signal.
    * @param steps Builds the code; brings a machine in as a node.
+   * @throws {ProvisioningError} Past the deadline, naming `provisionTimeout`.
+   * @throws The signal's reason, when it aborts.
    */
   async provisionCluster(
     requests: SpecRequest[],
-    selection: Selection,
-    wanted: number,
+    plan: {
+      selection: Selection;
+      wanted: number;
+      timeout: number;
+      signal?: AbortSignal;
+    },
     steps: StartSteps,
   ): Promise<void> {
-    const signal = this.#hooks.signal();
-    signal?.throwIfAborted();
-    // Aborted: the start rejects at once with the signal's reason; closing
-    // the pool then stops what is under way and releases it.
+    plan.signal?.throwIfAborted();
+    // The deadline runs on after(), which takes any length, where
+    // AbortSignal.timeout fires at once past 2^31 ms.
+    const deadline = new AbortController();
+    const cancelDeadline = after(plan.timeout, () =>
+      deadline.abort(
+        new ProvisioningError(
+          `Cannot start pool: nodes were not ready within provisionTimeout (${plan.timeout} ms)`,
+        ),
+      ));
+    const signal = this.#starting = plan.signal
+      ? AbortSignal.any([plan.signal, deadline.signal])
+      : deadline.signal;
+    // Aborted: the start rejects at once; closing the pool then stops what
+    // is under way and releases it.
     let stop = () => {};
     const aborted = new Promise<never>((_, reject) => {
-      stop = () => reject(signal!.reason);
-      signal?.addEventListener("abort", stop, { once: true });
+      stop = () => reject(signal.reason);
+      signal.addEventListener("abort", stop, { once: true });
     });
     try {
       await Promise.race([
         aborted,
-        this.#provisionCluster(requests, selection, wanted, steps),
+        this.#provisionCluster(requests, plan.selection, plan.wanted, steps),
       ]);
     } finally {
-      signal?.removeEventListener("abort", stop);
+      cancelDeadline();
+      signal.removeEventListener("abort", stop);
+      this.#starting = undefined;
     }
   }
 
@@ -202,7 +220,7 @@ export class Provisioner {
     for (const candidate of candidates.slice(0, MAX_OFFER_ATTEMPTS)) {
       const { provider, spec, offer, nodes } = candidate;
       if (refused.has(provider) || this.#hooks.closed()) continue;
-      this.#hooks.signal()?.throwIfAborted();
+      this.#starting?.throwIfAborted();
       const min = Math.min(wanted, nodes);
       this.provider = provider;
       try {
@@ -232,7 +250,7 @@ export class Provisioner {
       } catch (error) {
         failures.push({ candidate, error });
         if (error instanceof ConfigError) refused.add(provider);
-        if (candidates.length > 1 && !this.#hooks.signal()?.aborted) {
+        if (candidates.length > 1 && !this.#starting?.aborted) {
           log.warn(
             "Offer {type} of {provider} failed, trying the next: {error}",
             { type: offer.instanceType, provider: provider.name, error },
@@ -247,7 +265,7 @@ export class Provisioner {
         }
       }
     }
-    this.#hooks.signal()?.throwIfAborted();
+    this.#starting?.throwIfAborted();
     if (this.#hooks.closed()) throw new PoolClosedError();
     if (failures.length === 1) throw failures[0].error;
     const noCapacity = failures.every(({ error }) =>
@@ -311,7 +329,7 @@ export class Provisioner {
           `Instance ${instance.id} was terminated before it ran`,
         );
       }
-      await sleep(backoff(attempt, RUNNING_POLL), this.#hooks.signal());
+      await sleep(backoff(attempt, RUNNING_POLL), this.#starting);
       this.checkOpen();
       current = await this.provider.getInstance(this.#cluster, instance.id);
     }
