@@ -84,8 +84,14 @@ export function workerArgv(
 export interface BringUpHooks extends PoolHooks {
   /** The pool's id (`instanceInfo().jobId`). */
   poolId: string;
+  /** Holds the lowest free rank (`freeing` counting as free) for a machine joining. */
+  reserve(address: string, freeing?: number): number;
   /** A joining rank learnt its machine's private address. */
   addressed(index: number, address: string): void;
+  /** A rank is no longer joining (its node is in, or failed). */
+  unreserve(index: number): void;
+  /** Keeps a promise in view until it settles, so that closing waits for it. */
+  track<T>(promise: Promise<T>): Promise<T>;
   /** The cluster as tasks see it, for the node's `instanceInfo()`. */
   clusterView(): Pick<InstanceInfo, "totalNodes" | "peers" | "headAddr">;
   /** Sends queued work to nodes with free slots. */
@@ -105,7 +111,7 @@ export interface BringUpHooks extends PoolHooks {
  * ```ts ignore
  * const bringUp = new BringUp(options, provisioner, hooks);
  * await bringUp.prepareCode();
- * await bringUp.bringUp(0, instance);
+ * const rank = await bringUp.join(instance);
  * ```
  */
 export class BringUp {
@@ -177,6 +183,37 @@ export class BringUp {
   }
 
   /**
+   * Brings a launched machine into the pool at the lowest free rank
+   * (counting `freeing`, the rank of a node it replaces, as free) and says
+   * which. When it fails, its machine is released and its rank freed.
+   *
+   * @param instance The machine, as launched.
+   * @param freeing The rank of the node it replaces, if any.
+   * @returns Its rank.
+   */
+  async join(instance: Instance, freeing?: number): Promise<number> {
+    const hooks = this.#hooks;
+    const index = hooks.reserve(instance.privateAddress ?? "", freeing);
+    hooks.emit({
+      type: "InstanceLaunched",
+      node: index,
+      instance: instance.id,
+    });
+    hooks.announce();
+    try {
+      await hooks.track(this.#bringUp(index, instance));
+    } catch (error) {
+      log.warn("Node {index} failed to start: {error}", { index, error });
+      await this.#provisioner.release([instance.id]);
+      throw error;
+    } finally {
+      hooks.unreserve(index);
+      hooks.announce();
+    }
+    return index;
+  }
+
+  /**
    * Brings a machine up as node `index`: waits for it to run, connects,
    * ships the code, starts the worker and, with a health check, waits for
    * its first success. On failure it leaves the node's rank as it found it.
@@ -184,7 +221,7 @@ export class BringUp {
    * @param index The node's rank.
    * @param launched The machine as launched.
    */
-  async bringUp(index: number, launched: Instance): Promise<void> {
+  async #bringUp(index: number, launched: Instance): Promise<void> {
     const provisioner = this.#provisioner;
     const emit = (e: EventInit) => this.#hooks.emit(e);
     const instance = await provisioner.waitRunning(launched);

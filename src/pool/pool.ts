@@ -287,9 +287,15 @@ export class ComputePool implements AsyncDisposable {
         nodes: () => this.#nodes,
         joining: () => this.#joining,
         track: (promise) => this.#track(promise),
+        reserve: (address, freeing) => {
+          const index = this.#freeRank(freeing);
+          this.#joining.set(index, address);
+          return index;
+        },
         addressed: (index, address) => {
           if (this.#joining.has(index)) this.#joining.set(index, address);
         },
+        unreserve: (index) => this.#joining.delete(index),
         clusterView: () => this.#clusterView(),
         announce: () => this.#announce(),
         drain: () => this.#drain(),
@@ -299,7 +305,7 @@ export class ComputePool implements AsyncDisposable {
         startWorker: (node, admitted) =>
           this.#bringUp.startWorker(node, admitted),
         join: (instance: Instance, freeing?: number) =>
-          this.#join(instance, freeing),
+          this.#bringUp.join(instance, freeing),
         abandoned: (node, reason) => this.#abandon(node.index, reason),
         retryOnInterruption: options.retryOnInterruption,
         concurrency: options.worker.concurrency,
@@ -518,7 +524,7 @@ export class ComputePool implements AsyncDisposable {
       signal: options.signal,
     }, {
       prepareCode: () => this.#bringUp.prepareCode(),
-      join: (instance) => this.#join(instance),
+      join: (instance) => this.#bringUp.join(instance),
     });
     this.#emit({
       type: "ClusterReady",
@@ -527,33 +533,6 @@ export class ComputePool implements AsyncDisposable {
     });
     const scaling = this.#scaler.scaling;
     if (scaling.max > scaling.min) this.#scaler.watch();
-  }
-
-  /**
-   * Brings a launched machine into the pool at the lowest free rank
-   * (counting `freeing`, the rank of a node it replaces, as free) and says
-   * which. When it fails, its machine is released and its rank freed.
-   */
-  async #join(instance: Instance, freeing?: number): Promise<number> {
-    const index = this.#freeRank(freeing);
-    this.#joining.set(index, instance.privateAddress ?? "");
-    this.#emit({
-      type: "InstanceLaunched",
-      node: index,
-      instance: instance.id,
-    });
-    this.#announce();
-    try {
-      await this.#track(this.#bringUp.bringUp(index, instance));
-    } catch (error) {
-      log.warn("Node {index} failed to start: {error}", { index, error });
-      await this.#provisioner.release([instance.id]);
-      throw error;
-    } finally {
-      this.#joining.delete(index);
-      this.#announce();
-    }
-    return index;
   }
 
   /** Keeps a promise in view until it settles, so that closing waits for it. */
