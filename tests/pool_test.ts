@@ -302,6 +302,11 @@ Deno.test("run() with a node index runs there, and an absent node fails at once"
     () => pool.run(square(1), { node: 5 }),
     /Cannot run on node 5: the pool's nodes are 0 to 1/,
   );
+  assert.deepEqual(await pool.map(square, [2, 3], { node: 1 }), [4, 9]);
+  await assert.rejects(
+    async () => await pool.map(square, [1, 2], { node: 5 }),
+    /Cannot run on node 5: the pool's nodes are 0 to 1/,
+  );
 });
 
 Deno.test("a worker killed mid-task is restarted and its task sent again", async () => {

@@ -1800,13 +1800,15 @@ export class ComputePool implements AsyncDisposable {
     const tasks = isGroup(task)
       ? (task as Group<R>).tasks
       : [task as Pending<unknown>];
-    const pin = options.node;
-    const unknownNode = pin === undefined
-      ? undefined
-      : this.#view.pinError(pin);
-    if (unknownNode) throw unknownNode;
-    const jobs = tasks.map((t) => this.#makeJob(t, pin));
+    const jobs = this.#jobsOf(tasks, options.node);
     return { jobs, results: this.#scheduler.submitAll(jobs, options.signal) };
+  }
+
+  /** Jobs for tasks, pinned to node `pin` when given: a node of the pool. */
+  #jobsOf(tasks: readonly Pending<unknown>[], pin: number | undefined): Job[] {
+    const absent = pin === undefined ? undefined : this.#view.pinError(pin);
+    if (absent) throw absent;
+    return tasks.map((t) => this.#makeJob(t, pin));
   }
 
   /**
@@ -2051,8 +2053,8 @@ export class ComputePool implements AsyncDisposable {
   ): MapResults<R> {
     const results = () =>
       mapResults<A, R>(items, (item) => {
-        const job = this.#makeJob(
-          compute(item) as Pending<unknown>,
+        const [job] = this.#jobsOf(
+          [compute(item) as Pending<unknown>],
           options.node,
         );
         return {
