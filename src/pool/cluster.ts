@@ -26,7 +26,19 @@ export interface ClusterHooks {
   closed(): boolean;
 }
 
-/** The ranks of a pool's nodes and the view of the cluster its tasks get. */
+/**
+ * The ranks of a pool's nodes and the view of the cluster its tasks get.
+ *
+ * @example
+ * ```ts
+ * import { ClusterView } from "./cluster.ts";
+ *
+ * const cluster = new ClusterView({ nodes: () => [], closed: () => false });
+ * cluster.joining.set(0, "10.0.0.1");
+ * console.log(cluster.freeRank()); // 1
+ * console.log(cluster.view()); // { totalNodes: 1, peers: ["10.0.0.1"], headAddr: "10.0.0.1" }
+ * ```
+ */
 export class ClusterView {
   /** Ranks of nodes still starting, with their private address (`""` until known). */
   readonly joining = new Map<number, string>();

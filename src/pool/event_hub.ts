@@ -30,7 +30,20 @@ function isLifecycle(event: PoolEvent): boolean {
   return !event.type.startsWith("Task") && event.type !== "Log";
 }
 
-/** The events of one pool: emitted once, delivered to every listener. */
+/**
+ * The events of one pool: emitted once, delivered to every listener.
+ *
+ * @example
+ * ```ts
+ * import { EventHub } from "./event_hub.ts";
+ * import { createConsole } from "./console.ts";
+ *
+ * const hub = new EventHub({ pool: "sky-1", console: createConsole("silent") });
+ * hub.emit({ type: "ClusterReady", nodes: 1, elapsedMs: 12 });
+ * hub.close();
+ * for await (const event of hub.events) console.log(event.type, event.pool); // ClusterReady sky-1
+ * ```
+ */
 export class EventHub {
   #options: EventHubOptions;
   #history: PoolEvent[] = [];

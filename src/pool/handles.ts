@@ -72,6 +72,17 @@ export interface MapResults<R> extends AsyncIterable<R>, PromiseLike<R[]> {}
  * Makes a result promise iterable, for `pool.run`: iterating it awaits the
  * result, then yields its items; a result that is not a stream is a
  * `TypeError`.
+ *
+ * @example
+ * ```ts
+ * import { runResult } from "./handles.ts";
+ *
+ * async function* countdown() {
+ *   yield 2;
+ *   yield 1;
+ * }
+ * for await (const n of runResult(Promise.resolve(countdown()))) console.log(n); // 2, 1
+ * ```
  */
 export function runResult<R>(promise: Promise<R>): RunResult<R> {
   return Object.assign(promise, {

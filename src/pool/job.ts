@@ -67,6 +67,19 @@ export interface JobContext {
  *
  * @throws {ConfigError} When the compute's module was not shipped.
  * @throws {SerializationError} When an argument cannot be sent.
+ *
+ * @example
+ * ```ts
+ * import { createJob } from "./job.ts";
+ * import { square } from "../../examples/parallel.ts";
+ *
+ * const job = createJob(square(3), undefined, {
+ *   nextId: () => 1,
+ *   moduleOf: () => "main.ts",
+ *   taskTimeout: 5_000,
+ * });
+ * console.log(job.id, job.module, job.timeout); // 1 "main.ts" 5000
+ * ```
  */
 export function createJob(
   task: Pending<unknown>,

@@ -35,6 +35,14 @@ export type Outcome =
  *
  * @param payload The encoded result.
  * @param streamed Whether the result streamed (its items went to its iterable).
+ *
+ * @example
+ * ```ts
+ * import { answered } from "./results.ts";
+ * import { encode } from "../wire/codec.ts";
+ *
+ * console.log(answered(encode(16), false)); // { kind: "done", value: 16 }
+ * ```
  */
 export function answered(payload: Uint8Array, streamed: boolean): Outcome {
   if (streamed) return { kind: "done", value: undefined };
@@ -51,6 +59,17 @@ export function answered(payload: Uint8Array, streamed: boolean): Outcome {
  *
  * @param job The task.
  * @param error What its call rejected with.
+ *
+ * @example
+ * ```ts
+ * import { failed } from "./results.ts";
+ * import { RemoteError } from "../errors.ts";
+ * import type { Job } from "./job.ts";
+ *
+ * const job = { name: "square", spec: { kind: "deno" } } as Job;
+ * const error = new RemoteError({ name: "TaskCancelledError", message: "cancelled" });
+ * console.log(failed(job, error).kind); // "cancelled"
+ * ```
  */
 export function failed(job: Job, error: Error): Outcome {
   if (error instanceof NodeLostError) return { kind: "lost" };
@@ -70,6 +89,14 @@ export function failed(job: Job, error: Error): Outcome {
  *
  * @param job The task.
  * @param reason Why, when the caller said.
+ *
+ * @example
+ * ```ts
+ * import { cancelled } from "./results.ts";
+ * import type { Job } from "./job.ts";
+ *
+ * console.log(cancelled({ name: "square" } as Job, "aborted").name); // "TaskCancelledError"
+ * ```
  */
 export function cancelled(job: Job, reason?: string): TaskCancelledError {
   return new TaskCancelledError(job.name, reason);
@@ -79,6 +106,14 @@ export function cancelled(job: Job, reason?: string): TaskCancelledError {
  * The error of a task that ran past its timeout.
  *
  * @param job The task, which has a timeout.
+ *
+ * @example
+ * ```ts
+ * import { timedOut } from "./results.ts";
+ * import type { Job } from "./job.ts";
+ *
+ * console.log(timedOut({ name: "square", timeout: 50 } as Job).name); // "TaskTimeoutError"
+ * ```
  */
 export function timedOut(job: Job): TaskTimeoutError {
   return new TaskTimeoutError(job.name, job.timeout!);
@@ -88,6 +123,20 @@ export function timedOut(job: Job): TaskTimeoutError {
  * A task refused a permission in its sandbox: the same error, with advice
  * naming the compute and the option to add instead of Deno's "run again
  * with --allow-…".
+ *
+ * @example
+ * ```ts
+ * import { withPermissionAdvice } from "./results.ts";
+ * import { RemoteError } from "../errors.ts";
+ * import type { Job } from "./job.ts";
+ *
+ * const job = { name: "fetchTitle", spec: { kind: "deno", permissions: {} } } as Job;
+ * const denied = new RemoteError({
+ *   name: "NotCapable",
+ *   message: 'Requires net access to "example.com:443", run again with the --allow-net flag',
+ * });
+ * console.log(withPermissionAdvice(denied, job).message); // names the compute and its `permissions`
+ * ```
  */
 export function withPermissionAdvice(error: Error, job: Job): Error {
   if (
@@ -113,6 +162,20 @@ export function withPermissionAdvice(error: Error, job: Job): Error {
  * A task's sandbox ran out of memory (a `SandboxError` with code
  * `ERR_SANDBOX_OUT_OF_MEMORY`): the same error, naming the compute and its
  * `memoryLimit`, and how to raise it.
+ *
+ * @example
+ * ```ts
+ * import { withMemoryAdvice } from "./results.ts";
+ * import { RemoteError } from "../errors.ts";
+ * import type { Job } from "./job.ts";
+ *
+ * const job = { name: "grow", spec: { kind: "deno", memoryLimit: 64 * 2 ** 20 } } as Job;
+ * const error = Object.assign(
+ *   new RemoteError({ name: "SandboxError", message: "out of memory" }),
+ *   { code: "ERR_SANDBOX_OUT_OF_MEMORY" },
+ * );
+ * console.log(withMemoryAdvice(error, job).message); // "SandboxError: compute 'grow' exceeded its memoryLimit of 64 MiB. …"
+ * ```
  */
 export function withMemoryAdvice(error: Error, job: Job): Error {
   const marked = error as { code?: unknown; heapLimitMb?: unknown };
@@ -145,12 +208,22 @@ export function withMemoryAdvice(error: Error, job: Job): Error {
  * A remote error told better: the same error (remote name, cause, node and
  * every field the worker sent) whose message, and its line in the remote
  * stack, say `advice` instead of `said`.
+ *
+ * @example
+ * ```ts
+ * import { reworded } from "./results.ts";
+ * import { RemoteError } from "../errors.ts";
+ *
+ * const error = new RemoteError({ name: "Error", message: "said", stack: "Error: said\n    at f" });
+ * const better = reworded(error, "said", "told better");
+ * console.log(better.message, better.remoteStack); // "Error: told better" "Error: told better\n    at f"
+ * ```
  */
 export function reworded(
   error: RemoteError,
   said: string,
   advice: string,
-): Error {
+): RemoteError {
   const better = new RemoteError({
     name: error.remoteName,
     message: advice,

@@ -8,8 +8,7 @@
  *
  * @module
  */
-import type { Pending } from "../compute.ts";
-import { isPending } from "../compute.ts";
+import { isPending, type Pending } from "../compute.ts";
 import {
   NodeLostError,
   PoolClosedError,
@@ -68,7 +67,29 @@ export interface SchedulerHooks
   backlog(): void;
 }
 
-/** The queue of a pool's tasks, and the policy that sends them to nodes. */
+/**
+ * The queue of a pool's tasks, and the policy that sends them to nodes.
+ *
+ * @example
+ * ```ts
+ * import { Scheduler } from "./scheduler.ts";
+ *
+ * const scheduler = new Scheduler({
+ *   concurrency: 2,
+ *   prefetch: 32,
+ *   provisionTimeout: 60_000,
+ *   moduleOf: () => undefined,
+ *   nodes: () => [],
+ *   closed: () => false,
+ *   emit: () => {},
+ *   starting: () => 0,
+ *   abandoned: () => undefined,
+ *   activity: () => {},
+ *   backlog: () => {},
+ * });
+ * console.log(scheduler.capacity(), scheduler.waiting()); // 34 0
+ * ```
+ */
 export class Scheduler {
   #hooks: SchedulerHooks;
   /** Jobs not yet sent that may run on any node, consumed from `#head`. */
