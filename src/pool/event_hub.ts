@@ -13,7 +13,7 @@ import type { ConsoleSink } from "./console.ts";
 const log = logger("pool");
 
 /** Lifecycle events kept for the iterators that start late. */
-export const HISTORY_LIMIT = 1_000;
+const HISTORY_LIMIT = 1_000;
 
 /** Where a pool's events go, besides its iterators. */
 export interface EventHubOptions {

@@ -1747,6 +1747,9 @@ export class ComputePool implements AsyncDisposable {
     }
   }
 
+  // The scheduler and the cluster view as the node side calls them (health
+  // probes, bring-up, loss, restart, scaling).
+
   #makeJob(task: Pending<unknown>, pin?: number): Job {
     return this.#scheduler.create(task, pin);
   }
