@@ -356,6 +356,25 @@ Deno.test("map() stops and cancels its tasks when its signal is aborted", async 
   assert.equal(await pool.run(square(2)), 4);
 });
 
+Deno.test("a signal aborted before run() or broadcast() cancels their tasks: none is sent", async () => {
+  const events: sky.PoolEvent[] = [];
+  await using pool = await start({
+    nodes: 2,
+    onEvent: (e) => events.push(e),
+  });
+  const signal = AbortSignal.abort();
+  await assert.rejects(
+    () => pool.run(sky.gather(square(1), square(2)), { signal }),
+    sky.TaskCancelledError,
+  );
+  await assert.rejects(
+    () => pool.broadcast(info(), { signal }),
+    sky.TaskCancelledError,
+  );
+  assert.equal(events.filter((e) => e.type === "TaskStarted").length, 0);
+  assert.equal(await pool.run(square(3)), 9);
+});
+
 Deno.test("a task lost with its node past its retries fails once, with one TaskFailed event", async () => {
   const events: sky.PoolEvent[] = [];
   await using pool = await start({

@@ -161,19 +161,23 @@ export class Scheduler {
 
   /**
    * Submits jobs that belong together (a group, a broadcast): aborting
-   * `signal` cancels those not settled yet.
+   * `signal` cancels those not settled yet; with a signal aborted already,
+   * none is sent.
    */
   submitAll(jobs: Job[], signal?: AbortSignal): Promise<unknown>[] {
+    if (signal?.aborted) {
+      return jobs.map((job) => {
+        job.settled = true;
+        return Promise.reject(cancelled(job, "aborted"));
+      });
+    }
     const results = jobs.map((job) => this.submit(job));
     if (signal) {
       const abort = () => this.abortAll(jobs, "aborted");
-      if (signal.aborted) abort();
-      else {
-        signal.addEventListener("abort", abort, { once: true });
-        Promise.allSettled(results).then(() =>
-          signal.removeEventListener("abort", abort)
-        );
-      }
+      signal.addEventListener("abort", abort, { once: true });
+      Promise.allSettled(results).then(() =>
+        signal.removeEventListener("abort", abort)
+      );
     }
     return results;
   }
