@@ -10,7 +10,7 @@ import { ConfigError } from "../errors.ts";
 import type { ResolvedImage } from "../image.ts";
 import { sandboxSpecOf } from "../sandbox.ts";
 import { encode } from "../wire/codec.ts";
-import type { SandboxSpec } from "../wire/protocol.ts";
+import type { SandboxSpec } from "../wire/messages.ts";
 import {
   splitStreams,
   type StreamArg,

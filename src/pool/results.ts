@@ -14,7 +14,7 @@ import {
   TaskCancelledError,
   TaskTimeoutError,
 } from "../errors.ts";
-import { SANDBOX_OUT_OF_MEMORY } from "../wire/protocol.ts";
+import { SANDBOX_OUT_OF_MEMORY } from "../wire/messages.ts";
 import { explainDenied } from "../sandbox.ts";
 import type { Job } from "./job.ts";
 
