@@ -1,12 +1,17 @@
 /**
- * Pieces the cloud providers' end-to-end tests share: the rig's hosts as a
- * fake cloud hands them out, tests that need the rig, and the lifecycle
- * every pool goes through.
+ * Pieces the providers' end-to-end tests share: the rig's hosts as a fake
+ * cloud hands them out, tests that need the rig, the lifecycle every pool
+ * goes through, and what each provider (or its fake) still holds after a
+ * pool, listed one line per resource.
  *
  * @module
  */
 import assert from "node:assert/strict";
 import type * as sky from "../mod.ts";
+import type { FakeEc2 } from "./fakes/ec2.ts";
+import type { FakeRunPod } from "./fakes/runpod.ts";
+import type { FakeVastAI } from "./fakes/vastai.ts";
+import type { FakeVerda } from "./fakes/verda.ts";
 import { RIG_DIR, type RigHost, type RigLease } from "./rig/rig.ts";
 
 /** A rig host as a fake cloud hands it out as a machine. */
@@ -45,9 +50,15 @@ export function rigTester(
     Deno.test({ name, ignore: !rig, fn: () => fn(rig!.hosts) });
 }
 
-/** Asserts that a pool went through every lifecycle event, start to teardown. */
+/**
+ * Asserts that a pool went through every lifecycle event, in order: the
+ * cluster provisioned first; for each node, launched, running, provisioned,
+ * bootstrapped, then ready; the cluster ready once every node of the start
+ * was; destroyed last.
+ */
 export function assertLifecycle(events: sky.PoolEvent[]): void {
   const types = events.map((e) => e.type);
+  const trail = types.join(", ");
   for (
     const type of [
       "ClusterProvisioned",
@@ -62,7 +73,98 @@ export function assertLifecycle(events: sky.PoolEvent[]): void {
   ) {
     assert.ok(
       types.includes(type as sky.PoolEvent["type"]),
-      `${type} missing from ${types.join(", ")}`,
+      `${type} missing from ${trail}`,
     );
   }
+  assert.equal(types[0], "ClusterProvisioned", trail);
+  assert.equal(types.at(-1), "ClusterDestroyed", trail);
+  const ready = types.indexOf("ClusterReady");
+  const { nodes } = events[0] as sky.ClusterProvisioned;
+  for (let node = 0; node < nodes; node++) {
+    const at = [
+      "InstanceLaunched",
+      "InstanceRunning",
+      "InstanceProvisioned",
+      "InstanceBootstrapped",
+      "NodeReady",
+    ].map((type) =>
+      events.findIndex((e) =>
+        e.type === type && (e as { node: number }).node === node
+      )
+    );
+    assert.ok(
+      at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1])),
+      `node ${node}'s lifecycle is missing or out of order: ${trail}`,
+    );
+    assert.ok(at[4] < ready, `ClusterReady before node ${node}: ${trail}`);
+  }
+}
+
+/** The lines of the rig hosts' `authorized_keys` that `ours` recognises. */
+async function authorised(
+  hosts: RigHost[],
+  ours: (line: string) => boolean,
+): Promise<string[]> {
+  const left: string[] = [];
+  for (const host of hosts) {
+    const keys = await Deno.readTextFile(
+      `${RIG_DIR}/host${host.index}/authorized_keys`,
+    );
+    for (const line of keys.split("\n")) {
+      if (line && ours(line)) left.push(`key authorised on ${host.name}: ${line.slice(-40)}`);
+    }
+  }
+  return left;
+}
+
+/** What the fake EC2 holds (live instances, groups, key pairs) and the keys it authorised on the hosts. */
+export async function ec2Leftovers(
+  fake: FakeEc2,
+  hosts: RigHost[] = [],
+): Promise<string[]> {
+  return [
+    ...fake.live.map((i) => `instance ${i.id} ${i.state}`),
+    ...fake.securityGroups.map((g) => `security group ${g}`),
+    ...fake.keyPairs.map((k) => `key pair ${k}`),
+    ...await authorised(hosts, (line) => line.includes("fake-ec2:")),
+  ];
+}
+
+/** What the fake RunPod holds (pods not terminated) and the keys it authorised on the hosts. */
+export async function runpodLeftovers(
+  fake: FakeRunPod,
+  hosts: RigHost[] = [],
+): Promise<string[]> {
+  return [
+    ...fake.live.map((p) => `pod ${p.name} ${p.desiredStatus}`),
+    ...await authorised(hosts, (line) => line.includes("fake-runpod:")),
+  ];
+}
+
+/** What the fake Vast.ai holds (instances not destroyed, SSH keys) and the keys it authorised on the hosts. */
+export async function vastaiLeftovers(
+  fake: FakeVastAI,
+  hosts: RigHost[] = [],
+): Promise<string[]> {
+  const ours = fake.instances.map((i) => `fake-vastai:${i.id}`);
+  return [
+    ...fake.live.map((i) => `instance ${i.id} ${i.actual_status}`),
+    ...fake.sshKeys.map((k) => `ssh key ${k.slice(-40)}`),
+    ...await authorised(hosts, (line) => ours.some((t) => line.endsWith(t))),
+  ];
+}
+
+/** What the fake Verda holds (instances, SSH keys, scripts, volumes, the trash) and the keys it authorised on the hosts. */
+export async function verdaLeftovers(
+  fake: FakeVerda,
+  hosts: RigHost[] = [],
+): Promise<string[]> {
+  return [
+    ...fake.instances.map((i) => `instance ${i.id} ${i.status}`),
+    ...fake.sshKeys.map((k) => `ssh key ${k.name}`),
+    ...fake.scripts.map((s) => `script ${s.name}`),
+    ...fake.volumes.map((v) => `volume ${v.name}`),
+    ...fake.trash.map((v) => `volume in the trash ${v.name}`),
+    ...await authorised(hosts, (line) => line.includes("fake-verda:")),
+  ];
 }

@@ -1,0 +1,78 @@
+/**
+ * How the conformance suite makes a provider: a recipe that is plain JSON,
+ * so that the same provider can be made in the test's process and in a
+ * child process playing the user's script (tests/providers/user_script.ts).
+ * The fakes' machines are the rig's hosts, each with its own login user:
+ * the recipe carries them, and {@linkcode makeProvider} turns them into the
+ * provider's `sshUser`.
+ *
+ * @module
+ */
+import * as sky from "../../mod.ts";
+
+/** The providers of the library, as the suite names them. */
+export type ProviderKind =
+  | "local"
+  | "ssh"
+  | "container"
+  | "aws"
+  | "runpod"
+  | "vastai"
+  | "verda";
+
+/** A provider and the pool options it needs, as JSON. */
+export interface ProviderRecipe {
+  /** Which factory to call. */
+  kind: ProviderKind;
+  /** The factory's options, without functions. */
+  options: Record<string, unknown>;
+  /** The login user of each rig host, by address (the fakes' machines). */
+  users?: Record<string, string>;
+  /** Pool options this provider needs (e.g. RunPod's accelerator). */
+  pool?: { accelerator?: string; allocation?: sky.Allocation };
+  /** Environment variables the user's script runs with, beside the test's. */
+  env?: Record<string, string>;
+}
+
+/** The environment variable that gives the user's script its recipe. */
+export const RECIPE_ENV = "SKYWARD_TEST_RECIPE";
+
+/**
+ * Makes the provider a recipe describes.
+ *
+ * @param recipe What to make.
+ * @returns A new provider.
+ */
+export function makeProvider(recipe: ProviderRecipe): sky.Provider<any> {
+  const user = (address: string | undefined, fallback: string) =>
+    recipe.users?.[address ?? ""] ?? fallback;
+  const options = recipe.options;
+  switch (recipe.kind) {
+    case "local":
+      return sky.Local(options as sky.LocalOptions);
+    case "ssh":
+      return sky.SSH(options as unknown as sky.SshOptions);
+    case "container":
+      return sky.Container(options as sky.ContainerOptions);
+    case "aws":
+      return sky.AWS({
+        ...options as sky.AwsOptions,
+        sshUser: (i) => user(i.publicIp, "ubuntu"),
+      });
+    case "runpod":
+      return sky.RunPod({
+        ...options as sky.RunPodOptions,
+        sshUser: (pod) => user(pod.ip, "root"),
+      });
+    case "vastai":
+      return sky.VastAI({
+        ...options as sky.VastAIOptions,
+        sshUser: (i) => user(i.sshHost, "root"),
+      });
+    case "verda":
+      return sky.Verda({
+        ...options as sky.VerdaOptions,
+        sshUser: (i) => user(i.ip ?? undefined, "root"),
+      });
+  }
+}
