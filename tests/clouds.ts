@@ -12,6 +12,7 @@ import type { FakeEc2 } from "./fakes/ec2.ts";
 import type { FakeRunPod } from "./fakes/runpod.ts";
 import type { FakeVastAI } from "./fakes/vastai.ts";
 import type { FakeVerda } from "./fakes/verda.ts";
+import { listBridges } from "../providers/container/netns.ts";
 import { RIG_DIR, type RigHost, type RigLease } from "./rig/rig.ts";
 
 /** A rig host as a fake cloud hands it out as a machine. */
@@ -111,7 +112,9 @@ async function authorised(
       `${RIG_DIR}/host${host.index}/authorized_keys`,
     );
     for (const line of keys.split("\n")) {
-      if (line && ours(line)) left.push(`key authorised on ${host.name}: ${line.slice(-40)}`);
+      if (line && ours(line)) {
+        left.push(`key authorised on ${host.name}: ${line.slice(-40)}`);
+      }
     }
   }
   return left;
@@ -167,4 +170,70 @@ export async function verdaLeftovers(
     ...fake.trash.map((v) => `volume in the trash ${v.name}`),
     ...await authorised(hosts, (line) => line.includes("fake-verda:")),
   ];
+}
+
+/** A container CLI, on a daemon. */
+export interface ContainerCli {
+  /** The CLI. */
+  binary: "docker" | "podman";
+  /** The daemon, for Docker ("" for Podman, which has none). */
+  host: string;
+}
+
+/** Runs a container CLI; a failure throws with its stderr. */
+export async function containerCli(
+  { binary, host }: ContainerCli,
+  ...args: string[]
+): Promise<string> {
+  const out = await new Deno.Command(binary, {
+    args,
+    env: binary === "docker" ? { DOCKER_HOST: host } : {},
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(
+      `${binary} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`,
+    );
+  }
+  return new TextDecoder().decode(out.stdout);
+}
+
+/**
+ * Names of the containers and networks (for Podman, bridges) that carry a
+ * cluster's label.
+ */
+export async function containerLeftovers(
+  cli: ContainerCli,
+  cluster: string,
+): Promise<string[]> {
+  const filter = `label=skyward.cluster=${cluster}`;
+  const lines = (text: string) => text.split("\n").filter(Boolean);
+  const containers = lines(
+    await containerCli(
+      cli,
+      "ps",
+      "-a",
+      "--filter",
+      filter,
+      "--format",
+      "{{.Names}}",
+    ),
+  );
+  if (cli.binary === "podman") {
+    const bridges = [...await listBridges()]
+      .filter(([, labels]) => labels["skyward.cluster"] === cluster)
+      .map(([name]) => name);
+    return [...containers, ...bridges];
+  }
+  const networks = await containerCli(
+    cli,
+    "network",
+    "ls",
+    "--filter",
+    filter,
+    "--format",
+    "{{.Name}}",
+  );
+  return [...containers, ...lines(networks)];
 }

@@ -8,7 +8,6 @@
  */
 import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
-import { listBridges } from "../providers/container/netns.ts";
 import {
   type DockerRequirement,
   requireDocker,
@@ -22,6 +21,7 @@ import {
   square,
 } from "./fixtures/cluster.ts";
 import { eventually } from "./helpers.ts";
+import { containerCli, containerLeftovers } from "./clouds.ts";
 
 type Binary = "docker" | "podman";
 
@@ -74,24 +74,7 @@ interface Runtime {
 }
 
 function runtime(binary: Binary, host: string): Runtime {
-  const env: Record<string, string> = binary === "docker"
-    ? { DOCKER_HOST: host }
-    : {};
-  async function cli(...args: string[]): Promise<string> {
-    const out = await new Deno.Command(binary, {
-      args,
-      env,
-      stdout: "piped",
-      stderr: "piped",
-    })
-      .output();
-    if (!out.success) {
-      throw new Error(
-        `${binary} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`,
-      );
-    }
-    return new TextDecoder().decode(out.stdout);
-  }
+  const cli = (...args: string[]) => containerCli({ binary, host }, ...args);
   return {
     binary,
     host,
@@ -102,28 +85,7 @@ function runtime(binary: Binary, host: string): Runtime {
         ...(binary === "docker" ? { host } : {}),
         ...options,
       }),
-    async labelled(cluster) {
-      const filter = `label=skyward.cluster=${cluster}`;
-      const containers =
-        (await cli("ps", "-a", "--filter", filter, "--format", "{{.Names}}"))
-          .split("\n").filter(Boolean);
-      if (binary === "podman") {
-        const bridges = [...await listBridges()]
-          .filter(([, labels]) => labels["skyward.cluster"] === cluster).map((
-            [name],
-          ) => name);
-        return [...containers, ...bridges];
-      }
-      const networks = await cli(
-        "network",
-        "ls",
-        "--filter",
-        filter,
-        "--format",
-        "{{.Name}}",
-      );
-      return [...containers, ...networks.split("\n").filter(Boolean)];
-    },
+    labelled: (cluster) => containerLeftovers({ binary, host }, cluster),
   };
 }
 

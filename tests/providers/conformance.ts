@@ -84,7 +84,10 @@ export const CAPABILITIES: Record<ProviderKind, Capabilities> = {
   },
   container: {
     spot: "no market: containers on the user's daemon",
-    reclaim: { by: "`docker kill` of the node's container", outcome: "replaced" },
+    reclaim: {
+      by: "`docker kill` of the node's container",
+      outcome: "replaced",
+    },
     peers: "private",
   },
   aws: {
@@ -356,7 +359,10 @@ async function taskErrorScenario(session: RigSession) {
 async function scriptErrorScenario(session: RigSession) {
   const output = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL("./user_script.ts", import.meta.url).pathname],
-    env: { ...session.recipe.env, [RECIPE_ENV]: JSON.stringify(session.recipe) },
+    env: {
+      ...session.recipe.env,
+      [RECIPE_ENV]: JSON.stringify(session.recipe),
+    },
     stdout: "piped",
     stderr: "piped",
   }).output();

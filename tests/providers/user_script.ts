@@ -8,7 +8,7 @@
  * @module
  */
 import * as sky from "../../mod.ts";
-import { makeProvider, RECIPE_ENV, type ProviderRecipe } from "./recipes.ts";
+import { makeProvider, type ProviderRecipe, RECIPE_ENV } from "./recipes.ts";
 
 /** Each node's greeting, naming its host. */
 export const hello = sky.compute(() => `Hello from ${Deno.hostname()}!`, {
