@@ -85,7 +85,7 @@ export const CAPABILITIES: Record<ProviderKind, Capabilities> = {
   container: {
     spot: "no market: containers on the user's daemon",
     reclaim: {
-      by: "`docker kill` of the node's container",
+      by: "the node's container killed (`docker kill`, `podman kill`)",
       outcome: "replaced",
     },
     peers: "private",
