@@ -52,6 +52,23 @@ export function rigTester(
 }
 
 /**
+ * Declares the last test of a file that needs the rig: it takes the rig down
+ * if this file brought it up (see `requireRig`).
+ */
+export function releaseRigAtEnd(rig: RigLease | null): void {
+  Deno.test({
+    name: "the rig is released by the file that brought it up",
+    ignore: !rig?.created,
+    fn: () => rig!.release(),
+  });
+}
+
+/** The login user of each rig host, by address: a fake's machines' `sshUser`. */
+export function rigUsers(hosts: RigHost[]): Record<string, string> {
+  return Object.fromEntries(hosts.map((h) => [h.address, h.user]));
+}
+
+/**
  * Asserts that a pool went through every lifecycle event, in order: the
  * cluster provisioned first; for each node, launched, running, provisioned,
  * bootstrapped, then ready; the cluster ready once every node of the start
@@ -101,10 +118,14 @@ export function assertLifecycle(events: sky.PoolEvent[]): void {
   }
 }
 
-/** The lines of the rig hosts' `authorized_keys` that `ours` recognises. */
+/**
+ * The lines of the rig hosts' `authorized_keys` that a fake added for one
+ * of its machines (`<key> fake-<cloud>:<id>`): only this fake's, as other
+ * tests may use the hosts at the same time.
+ */
 async function authorised(
   hosts: RigHost[],
-  ours: (line: string) => boolean,
+  tags: string[],
 ): Promise<string[]> {
   const left: string[] = [];
   for (const host of hosts) {
@@ -112,9 +133,8 @@ async function authorised(
       `${RIG_DIR}/host${host.index}/authorized_keys`,
     );
     for (const line of keys.split("\n")) {
-      if (line && ours(line)) {
-        left.push(`key authorised on ${host.name}: ${line.slice(-40)}`);
-      }
+      const tag = tags.find((t) => line.endsWith(` ${t}`));
+      if (tag) left.push(`key authorised on ${host.name} for ${tag}`);
     }
   }
   return left;
@@ -129,7 +149,7 @@ export async function ec2Leftovers(
     ...fake.live.map((i) => `instance ${i.id} ${i.state}`),
     ...fake.securityGroups.map((g) => `security group ${g}`),
     ...fake.keyPairs.map((k) => `key pair ${k}`),
-    ...await authorised(hosts, (line) => line.includes("fake-ec2:")),
+    ...await authorised(hosts, fake.instances.map((i) => `fake-ec2:${i.id}`)),
   ];
 }
 
@@ -140,7 +160,7 @@ export async function runpodLeftovers(
 ): Promise<string[]> {
   return [
     ...fake.live.map((p) => `pod ${p.name} ${p.desiredStatus}`),
-    ...await authorised(hosts, (line) => line.includes("fake-runpod:")),
+    ...await authorised(hosts, fake.pods.map((p) => `fake-runpod:${p.id}`)),
   ];
 }
 
@@ -149,11 +169,13 @@ export async function vastaiLeftovers(
   fake: FakeVastAI,
   hosts: RigHost[] = [],
 ): Promise<string[]> {
-  const ours = fake.instances.map((i) => `fake-vastai:${i.id}`);
   return [
     ...fake.live.map((i) => `instance ${i.id} ${i.actual_status}`),
     ...fake.sshKeys.map((k) => `ssh key ${k.slice(-40)}`),
-    ...await authorised(hosts, (line) => ours.some((t) => line.endsWith(t))),
+    ...await authorised(
+      hosts,
+      fake.instances.map((i) => `fake-vastai:${i.id}`),
+    ),
   ];
 }
 
@@ -168,7 +190,15 @@ export async function verdaLeftovers(
     ...fake.scripts.map((s) => `script ${s.name}`),
     ...fake.volumes.map((v) => `volume ${v.name}`),
     ...fake.trash.map((v) => `volume in the trash ${v.name}`),
-    ...await authorised(hosts, (line) => line.includes("fake-verda:")),
+    // A deleted instance leaves the fake's list: its id is in the request
+    // that deleted it.
+    ...await authorised(
+      hosts,
+      [
+        ...fake.instances.map((i) => i.id),
+        ...JSON.stringify(fake.requests).match(/[0-9a-f-]{36}/g) ?? [],
+      ].map((id) => `fake-verda:${id}`),
+    ),
   ];
 }
 

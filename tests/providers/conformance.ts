@@ -62,6 +62,11 @@ export interface Capabilities {
    * the nodes run standalone (`peers` empty).
    */
   peers: "private" | "none";
+  /**
+   * What the provider makes for a pool and must remove (as listed by the
+   * rig's `leftovers`), or `null` when it makes nothing but processes.
+   */
+  makes: string | null;
 }
 
 /** The table of capabilities, one row per provider. */
@@ -73,6 +78,7 @@ export const CAPABILITIES: Record<ProviderKind, Capabilities> = {
       outcome: "restarted",
     },
     peers: "private",
+    makes: null,
   },
   ssh: {
     spot: "no market: the hosts are the user's own",
@@ -81,6 +87,7 @@ export const CAPABILITIES: Record<ProviderKind, Capabilities> = {
       outcome: "restarted",
     },
     peers: "private",
+    makes: null,
   },
   container: {
     spot: "no market: containers on the user's daemon",
@@ -89,6 +96,7 @@ export const CAPABILITIES: Record<ProviderKind, Capabilities> = {
       outcome: "replaced",
     },
     peers: "private",
+    makes: "containers and a network",
   },
   aws: {
     spot: true,
@@ -97,11 +105,14 @@ export const CAPABILITIES: Record<ProviderKind, Capabilities> = {
       outcome: "replaced",
     },
     peers: "private",
+    makes:
+      "instances, a security group, a key pair, keys authorised on the hosts",
   },
   runpod: {
     spot: true,
     reclaim: { by: "a spot pod taken back by the fake", outcome: "replaced" },
     peers: "none",
+    makes: "pods, keys authorised on the hosts",
   },
   vastai: {
     spot: true,
@@ -110,6 +121,7 @@ export const CAPABILITIES: Record<ProviderKind, Capabilities> = {
       outcome: "replaced",
     },
     peers: "none",
+    makes: "instances, an SSH key, keys authorised on the hosts",
   },
   verda: {
     spot: true,
@@ -118,6 +130,8 @@ export const CAPABILITIES: Record<ProviderKind, Capabilities> = {
       outcome: "replaced",
     },
     peers: "private",
+    makes:
+      "instances, an SSH key, a startup script, volumes, keys authorised on the hosts",
   },
 };
 
@@ -261,8 +275,11 @@ async function helloScenario(rig: ProviderRig, session: RigSession) {
       assert.deepEqual(infos.map((i) => i.headAddr), ["", ""]);
     }
     assert.deepEqual(await pool.run(sky.gather(nap(1), nap(2))), [1, 2]);
-    // The leak check sees the workers while they run.
+    // The leak checks see what the pool holds while it runs.
     assert.ok((await poolProcesses(id)).length >= 2, "no worker process seen");
+    if (CAPABILITIES[rig.kind].makes) {
+      assert.notDeepEqual(await session.leftovers(id), [], "nothing seen");
+    }
     await session.check?.("hello", pool, events);
   }
   assertLifecycle(events);

@@ -4,7 +4,7 @@
  * sshd. Without root or sshd these tests are ignored with the reason
  * printed; under `CI=true` that is a failure instead.
  */
-import { cloudHosts } from "../clouds.ts";
+import { cloudHosts, releaseRigAtEnd } from "../clouds.ts";
 import { killClusterSessions } from "../fakes/ec2.ts";
 import { requireRig, RIG_DIR } from "../rig/rig.ts";
 import { conformance } from "./conformance.ts";
@@ -40,8 +40,4 @@ conformance({
     }),
 });
 
-Deno.test({
-  name: "the rig is released by the file that brought it up",
-  ignore: !rig?.created,
-  fn: () => rig!.release(),
-});
+releaseRigAtEnd(rig);
