@@ -287,7 +287,6 @@ async function helloScenario(rig: ProviderRig, session: RigSession) {
 }
 
 async function reclaimScenario(
-  rig: ProviderRig,
   session: RigSession,
   reclaim: Exclude<Reclaim, { unsupported: string }>,
 ) {
@@ -319,6 +318,11 @@ async function reclaimScenario(
       .catch((error) => {
         throw new Error(`${error.message}; the pool's events:\n${trail()}`);
       });
+    assert.equal(
+      events.filter((e) => e.type === "NodeReady" && e.node === 0).length,
+      1,
+      `node 0 was left alone:\n${trail()}`,
+    );
     const starts = events.filter((e) => e.type === "TaskStarted");
     assert.ok(starts.length >= 3, `a task was sent again:\n${trail()}`);
     assert.deepEqual(events.filter((e) => e.type === "TaskFailed"), []);
@@ -431,7 +435,7 @@ export function conformance(rig: ProviderRig): void {
     test(
       "reclaim",
       `a machine taken back mid-run (${reclaim.by}): its task is retried, the node is ${reclaim.outcome}, the pool answers, nothing left`,
-      (session) => reclaimScenario(rig, session, reclaim),
+      (session) => reclaimScenario(session, reclaim),
     );
   }
   test(

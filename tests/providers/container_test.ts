@@ -5,6 +5,7 @@
  * base image these tests are ignored with the reason printed; under
  * `CI=true` that is a failure instead.
  */
+import assert from "node:assert/strict";
 import {
   type ContainerCli,
   containerCli,
@@ -41,6 +42,11 @@ for (
         // The nodes' cache volumes (`cache`, on by default) are kept by
         // design, for the next pool; anything else is a leak.
         leftovers: (pool) => containerLeftovers(cli, pool),
+        check: async (scenario, pool) => {
+          if (scenario !== "hello") return;
+          // Two containers and the pool's network, all carrying its label.
+          assert.equal((await containerLeftovers(cli, pool.id)).length, 3);
+        },
         [Symbol.asyncDispose]: () => Promise.resolve(),
       }),
   });
