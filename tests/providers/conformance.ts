@@ -326,6 +326,10 @@ async function reclaimScenario(
     const starts = events.filter((e) => e.type === "TaskStarted");
     assert.ok(starts.length >= 3, `a task was sent again:\n${trail()}`);
     assert.deepEqual(events.filter((e) => e.type === "TaskFailed"), []);
+    assert.ok(
+      events.some((e) => e.type === "NodeLost" && e.node === 1),
+      `node 1 lost:\n${trail()}`,
+    );
     if (reclaim.outcome === "replaced") {
       const preempted = events.find((e) => e.type === "InstancePreempted");
       assert.deepEqual(preempted && [preempted.node, preempted.instance], [

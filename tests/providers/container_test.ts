@@ -13,6 +13,7 @@ import {
 } from "../clouds.ts";
 import { requireDocker, requirePodman } from "../rig/dockerd.ts";
 import { conformance } from "./conformance.ts";
+import { info } from "./user_script.ts";
 
 for (
   const [binary, found] of [
@@ -42,10 +43,17 @@ for (
         // The nodes' cache volumes (`cache`, on by default) are kept by
         // design, for the next pool; anything else is a leak.
         leftovers: (pool) => containerLeftovers(cli, pool),
-        check: async (scenario, pool) => {
-          if (scenario !== "hello") return;
+        check: async (scenario, pool, events) => {
+          const names = await containerLeftovers(cli, pool.id);
           // Two containers and the pool's network, all carrying its label.
-          assert.equal((await containerLeftovers(cli, pool.id)).length, 3);
+          assert.equal(names.length, 3, names.join(" "));
+          if (scenario !== "reclaim") return;
+          const replaced = events.find((e) => e.type === "InstanceReplaced")!;
+          assert.ok(!names.includes(replaced.previous), names.join(" "));
+          assert.deepEqual(
+            (await pool.broadcast(info())).map((i) => i.hostname),
+            [`skyward-${pool.id}-0`, replaced.instance],
+          );
         },
         [Symbol.asyncDispose]: () => Promise.resolve(),
       }),
