@@ -38,41 +38,37 @@ export interface ProviderRecipe {
 export const RECIPE_ENV = "SKYWARD_TEST_RECIPE";
 
 /**
+ * The clouds' factories, with the field of their machines' details that
+ * holds the address SSH goes to, and the login user of their images.
+ */
+const CLOUDS = {
+  aws: { factory: sky.AWS, address: "publicIp", user: "ubuntu" },
+  runpod: { factory: sky.RunPod, address: "ip", user: "root" },
+  vastai: { factory: sky.VastAI, address: "sshHost", user: "root" },
+  verda: { factory: sky.Verda, address: "ip", user: "root" },
+} as const;
+
+/**
  * Makes the provider a recipe describes.
  *
  * @param recipe What to make.
  * @returns A new provider.
  */
 export function makeProvider(recipe: ProviderRecipe): sky.Provider<any> {
-  const user = (address: string | undefined, fallback: string) =>
-    recipe.users?.[address ?? ""] ?? fallback;
-  const options = recipe.options;
+  const options = recipe.options as any;
   switch (recipe.kind) {
     case "local":
-      return sky.Local(options as sky.LocalOptions);
+      return sky.Local(options);
     case "ssh":
-      return sky.SSH(options as unknown as sky.SshOptions);
+      return sky.SSH(options);
     case "container":
-      return sky.Container(options as sky.ContainerOptions);
-    case "aws":
-      return sky.AWS({
-        ...options as sky.AwsOptions,
-        sshUser: (i) => user(i.publicIp, "ubuntu"),
-      });
-    case "runpod":
-      return sky.RunPod({
-        ...options as sky.RunPodOptions,
-        sshUser: (pod) => user(pod.ip, "root"),
-      });
-    case "vastai":
-      return sky.VastAI({
-        ...options as sky.VastAIOptions,
-        sshUser: (i) => user(i.sshHost, "root"),
-      });
-    case "verda":
-      return sky.Verda({
-        ...options as sky.VerdaOptions,
-        sshUser: (i) => user(i.ip ?? undefined, "root"),
-      });
+      return sky.Container(options);
   }
+  const cloud = CLOUDS[recipe.kind];
+  const factory = cloud.factory as (options: unknown) => sky.Provider<any>;
+  return factory({
+    ...options,
+    sshUser: (machine: Record<string, string | undefined>) =>
+      recipe.users?.[machine[cloud.address] ?? ""] ?? cloud.user,
+  });
 }

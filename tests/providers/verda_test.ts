@@ -6,73 +6,50 @@
  */
 import assert from "node:assert/strict";
 import type * as sky from "../../mod.ts";
-import {
-  cloudHosts,
-  releaseRigAtEnd,
-  rigUsers,
-  verdaLeftovers,
-} from "../clouds.ts";
+import { verdaLeftovers } from "../clouds.ts";
 import { FakeVerda, VERDA_TEST_CREDENTIALS } from "../fakes/verda.ts";
-import { requireRig } from "../rig/rig.ts";
-import { conformance } from "./conformance.ts";
+import { fakeCloudConformance } from "./fake_cloud.ts";
 import { info } from "./user_script.ts";
 
-const { rig, reason } = await requireRig({ hosts: 3 });
-if (!rig) console.warn(`providers/verda_test.ts: ignored: ${reason}`);
-const hosts = rig?.hosts ?? [];
-
-conformance({
+await fakeCloudConformance({
   name: "sky.Verda (fake Verda)",
   kind: "verda",
-  unavailable: reason,
-  open: async () => {
-    const fake = await FakeVerda.start({ hosts: cloudHosts(hosts) });
-    return {
-      recipe: {
-        kind: "verda",
-        options: { baseUrl: fake.baseUrl, ...VERDA_TEST_CREDENTIALS },
-        users: rigUsers(hosts),
-      },
-      takeBack: (node) => fake.discontinue(node.instance),
-      leftovers: () => verdaLeftovers(fake, hosts),
-      check: async (scenario, pool, events) => {
-        const infos = await pool.broadcast(info());
-        assert.equal(new Set(infos.map((i) => i.hostname)).size, 2);
-        if (scenario !== "hello") return;
-        const addresses = fake.instances.map((i) => i.ip);
-        assert.deepEqual(infos[0].peers, addresses);
-        assert.deepEqual(
-          infos.map((i) => i.hostname).sort(),
-          fake.instances.map((i) => i.host!.user).sort(),
-        );
-        // What was asked of Verda.
-        assert.equal(fake.instances.length, 2);
-        const instance = fake.instances[0];
-        assert.equal(instance.instanceType, "CPU.4V.16G");
-        assert.equal(instance.isSpot, true);
-        assert.equal(instance.contract, "SPOT");
-        assert.equal(instance.location, "FIN-03");
-        assert.equal(instance.image, "ubuntu-24.04");
-        assert.equal(instance.description, `Skyward cluster ${pool.id}`);
-        assert.deepEqual(instance.sshKeyIds, [fake.sshKeys[0].id]);
-        assert.equal(instance.startupScriptId, fake.scripts[0].id);
-        assert.deepEqual(instance.osVolume, {
-          name: `${pool.id}-os`,
-          size: 50,
-          on_spot_discontinue: "delete_permanently",
-        });
-        assert.deepEqual(fake.sshKeys.map((k) => k.name), [
-          `skyward-${pool.id}`,
-        ]);
-        const provisioned = events.find((e) =>
-          e.type === "ClusterProvisioned"
-        ) as sky.ClusterProvisioned;
-        assert.equal(provisioned.provider, "verda");
-        assert.equal(provisioned.region, "FIN-03");
-      },
-      [Symbol.asyncDispose]: () => fake.close(),
-    };
+  start: (hosts) => FakeVerda.start({ hosts }),
+  recipe: (fake) => ({
+    options: { baseUrl: fake.baseUrl, ...VERDA_TEST_CREDENTIALS },
+  }),
+  takeBack: (fake, node) => fake.discontinue(node.instance),
+  leftovers: verdaLeftovers,
+  check: (fake) => async (scenario, pool, events) => {
+    const infos = await pool.broadcast(info());
+    assert.equal(new Set(infos.map((i) => i.hostname)).size, 2);
+    if (scenario !== "hello") return;
+    assert.deepEqual(infos[0].peers, fake.instances.map((i) => i.ip));
+    assert.deepEqual(
+      infos.map((i) => i.hostname).sort(),
+      fake.instances.map((i) => i.host!.user).sort(),
+    );
+    // What was asked of Verda.
+    assert.equal(fake.instances.length, 2);
+    const instance = fake.instances[0];
+    assert.equal(instance.instanceType, "CPU.4V.16G");
+    assert.equal(instance.isSpot, true);
+    assert.equal(instance.contract, "SPOT");
+    assert.equal(instance.location, "FIN-03");
+    assert.equal(instance.image, "ubuntu-24.04");
+    assert.equal(instance.description, `Skyward cluster ${pool.id}`);
+    assert.deepEqual(instance.sshKeyIds, [fake.sshKeys[0].id]);
+    assert.equal(instance.startupScriptId, fake.scripts[0].id);
+    assert.deepEqual(instance.osVolume, {
+      name: `${pool.id}-os`,
+      size: 50,
+      on_spot_discontinue: "delete_permanently",
+    });
+    assert.deepEqual(fake.sshKeys.map((k) => k.name), [`skyward-${pool.id}`]);
+    const provisioned = events.find((e) =>
+      e.type === "ClusterProvisioned"
+    ) as sky.ClusterProvisioned;
+    assert.equal(provisioned.provider, "verda");
+    assert.equal(provisioned.region, "FIN-03");
   },
 });
-
-releaseRigAtEnd(rig);
