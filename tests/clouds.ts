@@ -119,87 +119,82 @@ export function assertLifecycle(events: sky.PoolEvent[]): void {
 }
 
 /**
- * The lines of the rig hosts' `authorized_keys` that a fake added for one
- * of its machines (`<key> fake-<cloud>:<id>`): only this fake's, as other
- * tests may use the hosts at the same time.
+ * What a fake holds, and the lines of the rig hosts' `authorized_keys` it
+ * added for one of its machines (`<key> <prefix>:<id>`): only this fake's,
+ * as other tests may use the hosts at the same time.
  */
-async function authorised(
+async function held(
   hosts: RigHost[],
-  tags: string[],
+  prefix: string,
+  ids: string[],
+  resources: string[],
 ): Promise<string[]> {
-  const left: string[] = [];
+  const left = [...resources];
   for (const host of hosts) {
     const keys = await Deno.readTextFile(
       `${RIG_DIR}/host${host.index}/authorized_keys`,
     );
     for (const line of keys.split("\n")) {
-      const tag = tags.find((t) => line.endsWith(` ${t}`));
-      if (tag) left.push(`key authorised on ${host.name} for ${tag}`);
+      const id = ids.find((id) => line.endsWith(` ${prefix}:${id}`));
+      if (id) left.push(`key authorised on ${host.name} for ${id}`);
     }
   }
   return left;
 }
 
 /** What the fake EC2 holds (live instances, groups, key pairs) and the keys it authorised on the hosts. */
-export async function ec2Leftovers(
+export function ec2Leftovers(
   fake: FakeEc2,
   hosts: RigHost[] = [],
 ): Promise<string[]> {
-  return [
+  return held(hosts, "fake-ec2", fake.instances.map((i) => i.id), [
     ...fake.live.map((i) => `instance ${i.id} ${i.state}`),
     ...fake.securityGroups.map((g) => `security group ${g}`),
     ...fake.keyPairs.map((k) => `key pair ${k}`),
-    ...await authorised(hosts, fake.instances.map((i) => `fake-ec2:${i.id}`)),
-  ];
+  ]);
 }
 
 /** What the fake RunPod holds (pods not terminated) and the keys it authorised on the hosts. */
-export async function runpodLeftovers(
+export function runpodLeftovers(
   fake: FakeRunPod,
   hosts: RigHost[] = [],
 ): Promise<string[]> {
-  return [
-    ...fake.live.map((p) => `pod ${p.name} ${p.desiredStatus}`),
-    ...await authorised(hosts, fake.pods.map((p) => `fake-runpod:${p.id}`)),
-  ];
+  const live = fake.live.map((p) => `pod ${p.name} ${p.desiredStatus}`);
+  return held(hosts, "fake-runpod", fake.pods.map((p) => p.id), live);
 }
 
 /** What the fake Vast.ai holds (instances not destroyed, SSH keys) and the keys it authorised on the hosts. */
-export async function vastaiLeftovers(
+export function vastaiLeftovers(
   fake: FakeVastAI,
   hosts: RigHost[] = [],
 ): Promise<string[]> {
-  return [
+  const ids = fake.instances.map((i) => String(i.id));
+  return held(hosts, "fake-vastai", ids, [
     ...fake.live.map((i) => `instance ${i.id} ${i.actual_status}`),
     ...fake.sshKeys.map((k) => `ssh key ${k.slice(-40)}`),
-    ...await authorised(
-      hosts,
-      fake.instances.map((i) => `fake-vastai:${i.id}`),
-    ),
-  ];
+  ]);
 }
 
-/** What the fake Verda holds (instances, SSH keys, scripts, volumes, the trash) and the keys it authorised on the hosts. */
-export async function verdaLeftovers(
+/**
+ * What the fake Verda holds (instances, SSH keys, scripts, volumes, the
+ * trash) and the keys it authorised on the hosts. A deleted instance leaves
+ * the fake's list: its id is in the request that deleted it.
+ */
+export function verdaLeftovers(
   fake: FakeVerda,
   hosts: RigHost[] = [],
 ): Promise<string[]> {
-  return [
+  const ids = [
+    ...fake.instances.map((i) => i.id),
+    ...JSON.stringify(fake.requests).match(/[0-9a-f-]{36}/g) ?? [],
+  ];
+  return held(hosts, "fake-verda", ids, [
     ...fake.instances.map((i) => `instance ${i.id} ${i.status}`),
     ...fake.sshKeys.map((k) => `ssh key ${k.name}`),
     ...fake.scripts.map((s) => `script ${s.name}`),
     ...fake.volumes.map((v) => `volume ${v.name}`),
     ...fake.trash.map((v) => `volume in the trash ${v.name}`),
-    // A deleted instance leaves the fake's list: its id is in the request
-    // that deleted it.
-    ...await authorised(
-      hosts,
-      [
-        ...fake.instances.map((i) => i.id),
-        ...JSON.stringify(fake.requests).match(/[0-9a-f-]{36}/g) ?? [],
-      ].map((id) => `fake-verda:${id}`),
-    ),
-  ];
+  ]);
 }
 
 /** A container CLI, on a daemon. */

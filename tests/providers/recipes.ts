@@ -56,15 +56,11 @@ const CLOUDS = {
  */
 export function makeProvider(recipe: ProviderRecipe): sky.Provider<any> {
   const options = recipe.options as any;
-  switch (recipe.kind) {
-    case "local":
-      return sky.Local(options);
-    case "ssh":
-      return sky.SSH(options);
-    case "container":
-      return sky.Container(options);
-  }
-  const cloud = CLOUDS[recipe.kind];
+  const { kind } = recipe;
+  if (kind === "local") return sky.Local(options);
+  if (kind === "ssh") return sky.SSH(options);
+  if (kind === "container") return sky.Container(options);
+  const cloud = CLOUDS[kind];
   const factory = cloud.factory as (options: unknown) => sky.Provider<any>;
   return factory({
     ...options,
