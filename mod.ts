@@ -161,8 +161,10 @@ export {
 } from "./providers/vastai/mod.ts";
 export {
   type Accelerator,
+  ACCELERATOR_MODELS,
   type AcceleratorFactories,
   type AcceleratorFactory,
+  type AcceleratorModel,
   type AcceleratorOptions,
   type Accelerators,
   accelerators,

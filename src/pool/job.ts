@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { SandboxSpec } from "../wire/protocol.ts";
+import type { SandboxSpec } from "../wire/messages.ts";
 import type { StreamArg, StreamedCall } from "./remote_stream.ts";
 import type { PoolNode } from "./node_state.ts";
 

@@ -81,7 +81,7 @@ import {
   type WorkerLaunch,
 } from "./node_state.ts";
 import { splitStreams, StreamedCall, teeArgs } from "./remote_stream.ts";
-import { SANDBOX_OUT_OF_MEMORY } from "../wire/protocol.ts";
+import { SANDBOX_OUT_OF_MEMORY } from "../wire/messages.ts";
 import { explainDenied, sandboxSpecOf } from "../sandbox.ts";
 import {
   DEFAULT_NODE_LIMIT,
