@@ -30,9 +30,10 @@ import {
   workerMessage,
 } from "../src/wire/protocol.ts";
 import { shellQuote } from "../src/_shell.ts";
-import { SshConnection } from "../src/transport/ssh.ts";
-import { SshHost } from "../src/transport/ssh_host.ts";
-import { type Channel, type Host, LocalHost } from "../src/transport/host.ts";
+import { SshConnection } from "../src/transport/ssh/connection.ts";
+import { SshHost } from "../src/transport/ssh/host.ts";
+import type { Channel, Host } from "../src/transport/host.ts";
+import { LocalHost } from "../src/transport/local.ts";
 import { requireRig, type RigHost } from "./rig/rig.ts";
 import { readEnv, readText } from "./fixtures/bootstrap/task.ts";
 
