@@ -1,5 +1,5 @@
 /**
- * The bootstrap script (src/bootstrap/bootstrap.ts): generated for an image, run on a
+ * The bootstrap script (src/bootstrap/script.ts, run by src/bootstrap/bootstrap.ts): generated for an image, run on a
  * host, idempotent. The rig tests run it over SSH on the hosts of
  * tests/rig/rig.ts, which have no internet: Deno and the npm packages are
  * shipped from this client. Without root or `sshd` they are ignored with the
@@ -13,13 +13,13 @@ import {
   bootstrap,
   BootstrapError,
   type BootstrapPhaseReport,
-  type BootstrapPlan,
   type BootstrapResult,
-  bootstrapScript,
-  libraryBundle,
 } from "../src/bootstrap/bootstrap.ts";
+import type { BootstrapPlan } from "../src/bootstrap/plan.ts";
+import { bootstrapScript } from "../src/bootstrap/script.ts";
+import { libraryBundle } from "../src/bootstrap/worker.ts";
 import { buildBundle } from "../src/bootstrap/bundle.ts";
-import { nodeCode } from "../src/bootstrap/deps.ts";
+import { nodeCode } from "../src/bootstrap/stage.ts";
 import { decode, encode } from "../src/wire/codec.ts";
 import { Image, type ImageOptions } from "../src/image.ts";
 import { sandboxSpecOf } from "../src/sandbox.ts";

@@ -14,7 +14,7 @@ import {
   type IncludedFile,
   includedFiles,
 } from "../bootstrap/bundle.ts";
-import { type NodeBundle, nodeCode } from "../bootstrap/deps.ts";
+import { type NodeBundle, nodeCode } from "../bootstrap/stage.ts";
 import { decode, encode } from "../wire/codec.ts";
 import {
   type Compute,
@@ -41,11 +41,9 @@ import {
   TaskCancelledError,
   TaskTimeoutError,
 } from "../errors.ts";
-import {
-  bootstrap,
-  type BootstrapPlan,
-  librarySource,
-} from "../bootstrap/bootstrap.ts";
+import { bootstrap } from "../bootstrap/bootstrap.ts";
+import type { BootstrapPlan } from "../bootstrap/plan.ts";
+import { librarySource, WORKER_MAIN, workerArgv } from "../bootstrap/worker.ts";
 import {
   type NodesOptions,
   nodesSchema,
@@ -77,7 +75,6 @@ import {
   isReady,
   type PoolNode,
   takesWork,
-  workerArgv,
   type WorkerLaunch,
 } from "./node_state.ts";
 import { splitStreams, StreamedCall, teeArgs } from "./remote_stream.ts";
@@ -101,7 +98,8 @@ import {
   type SpecRequest,
 } from "../spec.ts";
 import { retrying, track, untrack } from "./teardown.ts";
-import { type Host, LocalHost, sshTransport } from "../transport/host.ts";
+import { type Host, sshTransport } from "../transport/host.ts";
+import { LocalHost } from "../transport/local.ts";
 
 const log = logger("pool");
 
@@ -568,7 +566,6 @@ async function* iterateResult<T>(
  */
 export interface MapResults<R> extends AsyncIterable<R>, PromiseLike<R[]> {}
 
-const WORKER_MAIN = new URL("../../worker/main.ts", import.meta.url);
 const HISTORY_LIMIT = 1_000;
 /** Worker restarts a node gets before it is given up. */
 const MAX_RESTARTS = 3;
