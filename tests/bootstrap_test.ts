@@ -35,6 +35,7 @@ import { SshHost } from "../src/transport/ssh/host.ts";
 import type { Channel, Host } from "../src/transport/host.ts";
 import { LocalHost } from "../src/transport/local.ts";
 import { requireRig, type RigHost } from "./rig/rig.ts";
+import { rigTester } from "./clouds.ts";
 import { readEnv, readText } from "./fixtures/bootstrap/task.ts";
 
 const { rig, reason } = await requireRig({ hosts: 3 });
@@ -86,6 +87,20 @@ async function run(host: Host, p: BootstrapPlan) {
     ms: performance.now() - started,
     done: performance.now(),
   };
+}
+
+/** The bootstrap stopped at the apt phase, and reported it failed with the error's output. */
+function assertAptFailed(
+  reports: BootstrapPhaseReport[],
+  error: BootstrapError,
+): void {
+  assert.deepEqual(statuses(reports), [
+    "env:started",
+    "env:completed",
+    "apt:started",
+    "apt:failed",
+  ]);
+  assert.equal(reports.at(-1)?.output, error.output);
 }
 
 function statuses(reports: BootstrapPhaseReport[]): string[] {
@@ -412,13 +427,7 @@ Deno.test({
         error.output,
         /apt-get install skyward-no-such-package failed/,
       );
-      assert.deepEqual(statuses(reports), [
-        "env:started",
-        "env:completed",
-        "apt:started",
-        "apt:failed",
-      ]);
-      assert.equal(reports.at(-1)?.output, error.output);
+      assertAptFailed(reports, error);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
@@ -461,9 +470,21 @@ Deno.test({
   },
 });
 
-Deno.test("a script that dies mid-phase is a BootstrapError naming that phase", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "skyward-bootstrap-" });
-  try {
+/** A test given a fresh temporary directory, removed when it ends. */
+function tempDirTest(name: string, fn: (dir: string) => Promise<void>): void {
+  Deno.test(name, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "skyward-bootstrap-" });
+    try {
+      await fn(dir);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+tempDirTest(
+  "a script that dies mid-phase is a BootstrapError naming that phase",
+  async (dir) => {
     const channels: Channel[] = [];
     const host = new (class extends CountingHost {
       override async exec(
@@ -490,14 +511,12 @@ Deno.test("a script that dies mid-phase is a BootstrapError naming that phase", 
       "deno:started",
       "deno:failed",
     ]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("a host without tar gets its files through Host.writeTree", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "skyward-bootstrap-" });
-  try {
+tempDirTest(
+  "a host without tar gets its files through Host.writeTree",
+  async (dir) => {
     // A PATH with every command of this machine but tar.
     await Deno.mkdir(`${dir}/bin`);
     const seen = new Set(["tar"]);
@@ -523,14 +542,12 @@ Deno.test("a host without tar gets its files through Host.writeTree", async () =
       ),
       "hello from an include\n",
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("two bootstraps of one host at once take turns: one does the work, the other finds it done", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "skyward-bootstrap-" });
-  try {
+tempDirTest(
+  "two bootstraps of one host at once take turns: one does the work, the other finds it done",
+  async (dir) => {
     const p = await plan(IMAGE, `${dir}/cache`);
     const [a, b] = await Promise.all([
       run(new LocalHost(dir), p),
@@ -548,14 +565,12 @@ Deno.test("two bootstraps of one host at once take turns: one does the work, the
     ]);
     assert.deepEqual(done(waited), Array(5).fill("skipped"));
     assert.deepEqual(a.result, b.result);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("an aborted bootstrap rejects with the signal's reason, and the next one completes and leaves no staging files", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "skyward-bootstrap-" });
-  try {
+tempDirTest(
+  "an aborted bootstrap rejects with the signal's reason, and the next one completes and leaves no staging files",
+  async (dir) => {
     const p = await plan({ deno: "upload" }, `${dir}/cache`);
     const controller = new AbortController();
     const reason = new Error("stop");
@@ -573,14 +588,12 @@ Deno.test("an aborted bootstrap rejects with the signal's reason, and the next o
       ["skipped", "skipped", "completed", "completed", "completed"],
     );
     assert.deepEqual([...Deno.readDirSync(`${dir}/cache/tmp`)], []);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("a host on another platform that cannot download Deno fails phase 'deno', saying why", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "skyward-bootstrap-" });
-  try {
+tempDirTest(
+  "a host on another platform that cannot download Deno fails phase 'deno', saying why",
+  async (dir) => {
     // The host says it is a Mac on ARM.
     await Deno.mkdir(`${dir}/bin`);
     await Deno.writeTextFile(
@@ -609,20 +622,13 @@ Deno.test("a host on another platform that cannot download Deno fails phase 'den
       error.output,
       /the host is Darwin\/arm64 and cannot download Deno; this client's Deno \(x86_64-unknown-linux-gnu\) does not run there/,
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
 // ---------------------------------------------------------------------------
 // On the rig: real hosts over SSH, without internet
 
-function rigTest(
-  name: string,
-  fn: (hosts: RigHost[]) => Promise<void>,
-): void {
-  Deno.test({ name, ignore: !rig, fn: () => fn(rig!.hosts) });
-}
+const rigTest = rigTester(rig);
 
 /** The first host's bootstrap, shared by the tests that follow it. */
 let ready: BootstrapResult | undefined;
@@ -898,13 +904,7 @@ rigTest(
           `user ${hosts[1].user} is not root and has no passwordless sudo`,
         ),
       );
-      assert.deepEqual(statuses(reports), [
-        "env:started",
-        "env:completed",
-        "apt:started",
-        "apt:failed",
-      ]);
-      assert.equal(reports.at(-1)?.output, error.output);
+      assertAptFailed(reports, error);
     } finally {
       await host.close();
     }

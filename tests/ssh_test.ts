@@ -25,13 +25,12 @@ import {
   startSshd,
   stopSshd,
 } from "./rig/rig.ts";
+import { rigTester } from "./clouds.ts";
 
 const { rig, reason } = await requireRig({ hosts: 3 });
 if (!rig) console.warn(`ssh_test.ts: SSH rig tests ignored: ${reason}`);
 
-function rigTest(name: string, fn: (hosts: RigHost[]) => Promise<void>): void {
-  Deno.test({ name, ignore: !rig, fn: () => fn(rig!.hosts) });
-}
+const rigTest = rigTester(rig);
 
 function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(`Assertion failed: ${message}`);
