@@ -22,7 +22,8 @@ import {
   BOOT_SCRIPT,
   RUNPOD_ENV_FILE,
 } from "../providers/runpod/mod.ts";
-import { SshAuthenticationError, SshConnection } from "../src/transport/ssh.ts";
+import { SshConnection } from "../src/transport/ssh/connection.ts";
+import { SshAuthenticationError } from "../src/transport/ssh/errors.ts";
 import { FakeRunPod, TEST_RUNPOD_KEY } from "./fakes/runpod.ts";
 import {
   FAKE_RUNPOD_ENV,
