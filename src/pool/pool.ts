@@ -1163,7 +1163,7 @@ export class ComputePool implements AsyncDisposable {
     this.#phase(index, "code", present ? "skipped" : "completed", started);
     // The node runs from the client's Deno cache, which the code's
     // dependencies were resolved into, with the code's lockfile frozen: a
-    // task cannot fetch a package or rewrite the lockfile (see deps.ts).
+    // task cannot fetch a package or rewrite the lockfile (see src/bootstrap/stage.ts).
     return {
       argv: workerArgv(
         Deno.execPath(),
