@@ -14,6 +14,7 @@ import type {
   Offer,
   Provider,
 } from "../../src/provider.ts";
+import { pathExistsSync } from "../../src/_fs.ts";
 
 /** Options of {@linkcode SSH}. */
 export interface SshOptions {
@@ -78,15 +79,6 @@ function env(name: string): string | undefined {
     return Deno.env.get(name);
   } catch {
     return undefined;
-  }
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -191,7 +183,7 @@ export function SSH(options: SshOptions): SshProvider {
         : home
         ? [`${home}/.ssh/id_ed25519`, `${home}/.ssh/id_rsa`]
         : [];
-      const keyPath = candidates.find(exists);
+      const keyPath = candidates.find(pathExistsSync);
       if (!keyPath) {
         throw new ConfigError(
           valid.key
@@ -216,7 +208,7 @@ export function SSH(options: SshOptions): SshProvider {
         id: spec.clusterId,
         targets,
         privateKey,
-        knownHostsPath: knownHosts && exists(knownHosts)
+        knownHostsPath: knownHosts && pathExistsSync(knownHosts)
           ? knownHosts
           : undefined,
         used: new Map(),

@@ -14,12 +14,10 @@ import {
   type IncludedFile,
   includedFiles,
 } from "../bootstrap/bundle.ts";
-import {
-  bootstrap,
-  type BootstrapPlan,
-  librarySource,
-} from "../bootstrap/bootstrap.ts";
-import { type NodeBundle, nodeCode } from "../bootstrap/deps.ts";
+import { bootstrap } from "../bootstrap/bootstrap.ts";
+import type { BootstrapPlan } from "../bootstrap/plan.ts";
+import { type NodeBundle, nodeCode } from "../bootstrap/stage.ts";
+import { librarySource, WORKER_MAIN, workerArgv } from "../bootstrap/worker.ts";
 import { computeModules } from "../compute.ts";
 import {
   ConfigError,
@@ -41,44 +39,6 @@ import type { ResolvedOptions } from "./options.ts";
 import type { PoolHooks, Provisioner } from "./provisioner.ts";
 
 const log = logger("pool");
-
-/** The worker's entry, as the client runs it for local nodes. */
-const WORKER_MAIN = new URL("../../worker/main.ts", import.meta.url);
-
-/**
- * The command line that starts a node's worker.
- *
- * @param deno The Deno binary on the node.
- * @param config The `deno.json` the code runs with, if any.
- * @param entry The worker's entry.
- * @param flags More flags for `deno run`.
- * @returns The argv.
- *
- * @example
- * ```ts
- * import { workerArgv } from "./bring_up.ts";
- *
- * console.log(workerArgv("deno", undefined, "main.ts")[1]); // run
- * ```
- */
-export function workerArgv(
-  deno: string,
-  config: string | undefined,
-  entry: string,
-  flags: string[] = [],
-): string[] {
-  return [
-    deno,
-    "run",
-    "--quiet",
-    "--no-prompt",
-    "-A",
-    "--unstable-worker-options",
-    ...flags,
-    ...(config ? ["--config", config] : []),
-    entry,
-  ];
-}
 
 /** What a {@linkcode BringUp} needs from the pool. */
 export interface BringUpHooks extends PoolHooks {
@@ -404,7 +364,7 @@ export class BringUp {
     this.#phase(index, "code", present ? "skipped" : "completed", started);
     // The node runs from the client's Deno cache, which the code's
     // dependencies were resolved into, with the code's lockfile frozen: a
-    // task cannot fetch a package or rewrite the lockfile (see deps.ts).
+    // task cannot fetch a package or rewrite the lockfile (see src/bootstrap/stage.ts).
     return {
       argv: workerArgv(
         Deno.execPath(),

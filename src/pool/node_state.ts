@@ -169,18 +169,18 @@ export function takesWork(
 }
 
 /**
- * Whether a node waits for its first successful health check: only health
- * checks are sent to it.
+ * Whether a node is not admitted yet: its worker is starting, or waits for
+ * its first successful health check (only health checks are sent to it).
  *
  * @example
  * ```ts
- * import { isAdmitting, type PoolNode } from "./node_state.ts";
+ * import { isGated, type PoolNode } from "./node_state.ts";
  *
- * console.log(isAdmitting({ state: "admitting" } as PoolNode)); // true
+ * console.log(isGated({ state: "admitting" } as PoolNode)); // true
  * ```
  */
-export function isAdmitting(node: PoolNode | undefined): boolean {
-  return node?.state === "admitting";
+export function isGated(node: PoolNode | undefined): boolean {
+  return node?.state === "starting" || node?.state === "admitting";
 }
 
 /**
@@ -199,16 +199,30 @@ export function isGone(node: PoolNode | undefined): boolean {
 }
 
 /**
+ * Why a node was given up, once it was.
+ *
+ * @example
+ * ```ts
+ * import { goneReason, type PoolNode } from "./node_state.ts";
+ *
+ * console.log(goneReason({ state: "gone", reason: "retired" } as PoolNode)); // retired
+ * ```
+ */
+export function goneReason(node: PoolNode | undefined): string | undefined {
+  return node?.state === "gone" ? node.reason : undefined;
+}
+
+/**
  * Whether a node is leaving the pool: it takes no new work.
  *
  * @example
  * ```ts
- * import { isRetiring, type PoolNode } from "./node_state.ts";
+ * import { isLeaving, type PoolNode } from "./node_state.ts";
  *
- * console.log(isRetiring({ state: "retiring" } as PoolNode)); // true
+ * console.log(isLeaving({ state: "retiring" } as PoolNode)); // true
  * ```
  */
-export function isRetiring(node: PoolNode | undefined): boolean {
+export function isLeaving(node: PoolNode | undefined): boolean {
   return node?.state === "retiring";
 }
 

@@ -24,7 +24,8 @@ import {
   type SpecRequest,
 } from "../spec.ts";
 import { after, sleep } from "../_timers.ts";
-import { type Host, LocalHost, sshTransport } from "../transport/host.ts";
+import { type Host, sshTransport } from "../transport/host.ts";
+import { LocalHost } from "../transport/local.ts";
 import type { PoolNode } from "./node_state.ts";
 import { retrying } from "./teardown.ts";
 
