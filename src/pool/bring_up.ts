@@ -33,6 +33,7 @@ import type { Instance } from "../provider.ts";
 import type { Host } from "../transport/host.ts";
 import { workerDeadManSettings } from "./deadman.ts";
 import { HealthMonitor } from "./health.ts";
+import type { Job } from "./job.ts";
 import { NodeSession } from "./node.ts";
 import { type PoolNode, transition, type WorkerLaunch } from "./node_state.ts";
 import type { ResolvedOptions } from "./options.ts";
@@ -58,8 +59,10 @@ export interface BringUpHooks extends PoolHooks {
   drain(): void;
   /** Runs the health check once on a node. */
   probe(node: PoolNode): Promise<unknown>;
-  /** A node failed to come up: its tasks go elsewhere or fail with `error`. */
-  evict(node: PoolNode, error: NodeLostError): void;
+  /** Settles a task with an error. */
+  settle(job: Job, error: Error): void;
+  /** Puts tasks back at the head of the shared queue. */
+  requeue(jobs: Job[]): void;
   /** A node's worker stopped answering. */
   lost(node: PoolNode, session: NodeSession, reason: string): void;
 }
@@ -276,7 +279,7 @@ export class BringUp {
       node.session?.kill();
       await host.close().catch(() => {});
       if (nodes[index] === node) nodes[index] = before;
-      this.#hooks.evict(node, new NodeLostError(index, node.reason!));
+      this.#evict(node, new NodeLostError(index, node.reason!));
       throw error;
     }
     if (this.#hooks.closed()) {
@@ -284,6 +287,22 @@ export class BringUp {
       node.session?.kill();
       await host.close().catch(() => {});
     }
+  }
+
+  /**
+   * A node failed to come up: only its health checks could run there, so
+   * its other tasks go back to the queue and its pinned ones fail.
+   */
+  #evict(node: PoolNode, lost: NodeLostError): void {
+    for (const job of [...node.running]) {
+      node.running.delete(job);
+      job.node = undefined;
+      job.timer?.();
+      if (job.probe || job.pin !== undefined) this.#hooks.settle(job, lost);
+      else this.#hooks.requeue([job]);
+    }
+    for (const job of node.pinned.splice(0)) this.#hooks.settle(job, lost);
+    this.#hooks.drain();
   }
 
   /** Waits for a node's first successful health check, then admits it. */

@@ -19,7 +19,6 @@ import {
 import { createConsole, defaultConsoleMode } from "./console.ts";
 import {
   ConfigError,
-  type NodeLostError,
   PoolClosedError,
   ProvisioningError,
   TaskCancelledError,
@@ -37,7 +36,7 @@ import {
   type PoolNode,
   takesWork,
 } from "./node_state.ts";
-import { ClusterView, type View } from "./cluster.ts";
+import { ClusterView } from "./cluster.ts";
 import { EventHub } from "./event_hub.ts";
 import {
   type MapResults,
@@ -167,7 +166,7 @@ export class ComputePool implements AsyncDisposable {
         joining: () => this.#joining,
         track: (promise) => this.#track(promise),
         reserve: (address, freeing) => {
-          const index = this.#freeRank(freeing);
+          const index = this.#view.freeRank(freeing);
           this.#joining.set(index, address);
           return index;
         },
@@ -175,11 +174,10 @@ export class ComputePool implements AsyncDisposable {
           if (this.#joining.has(index)) this.#joining.set(index, address);
         },
         unreserve: (index) => this.#joining.delete(index),
-        clusterView: () => this.#clusterView(),
-        announce: () => this.#announce(),
-        drain: () => this.#drain(),
+        clusterView: () => this.#view.view(),
+        announce: () => this.#view.announce(),
+        drain: () => this.#scheduler.drain(),
         probe: (node) => this.#probe(node),
-        evict: (node, lost) => this.#evict(node, lost),
         lost: (node, session, why) => this.#recovery.lost(node, session, why),
         startWorker: (node, admitted) =>
           this.#bringUp.startWorker(node, admitted),
@@ -188,14 +186,14 @@ export class ComputePool implements AsyncDisposable {
         abandoned: (node, reason) => this.#abandon(node.index, reason),
         retryOnInterruption: options.retryOnInterruption,
         concurrency: options.worker.concurrency,
-        settle: (job, error) => this.#settle(job, error),
+        settle: (job, error) => this.#scheduler.settle(job, error),
         requeue: (jobs) => this.#scheduler.requeue(jobs),
-        watchStarvation: () => this.#watchStarvation(),
-        busy: () => this.#jobs.size > 0,
+        watchStarvation: () => this.#scheduler.watchStarvation(),
+        busy: () => this.#scheduler.jobs.size > 0,
         waiting: () => this.#scheduler.waiting(),
         starved: (error) => {
-          for (const job of [...this.#jobs.values()]) {
-            if (!job.probe) this.#settle(job, error);
+          for (const job of [...this.#scheduler.jobs.values()]) {
+            if (!job.probe) this.#scheduler.settle(job, error);
           }
         },
       };
@@ -204,11 +202,6 @@ export class ComputePool implements AsyncDisposable {
     this.#bringUp = new BringUp(options, this.#provisioner, hooks);
     this.#recovery = new Recovery(this.#provisioner, hooks);
     this.#scaler = new Scaler(options.nodes, this.#provisioner, hooks);
-  }
-
-  /** Jobs not settled, by id. */
-  get #jobs(): Map<number, Job> {
-    return this.#scheduler.jobs;
   }
 
   /** Ranks of nodes still starting, with their private address. */
@@ -385,22 +378,6 @@ export class ComputePool implements AsyncDisposable {
   }
 
   /**
-   * A node failed to come up: only its health checks could run there, so
-   * its other tasks go back to the queue and its pinned ones fail.
-   */
-  #evict(node: PoolNode, lost: NodeLostError): void {
-    for (const job of [...node.running]) {
-      node.running.delete(job);
-      job.node = undefined;
-      job.timer?.();
-      if (job.probe || job.pin !== undefined) this.#settle(job, lost);
-      else this.#scheduler.requeue([job]);
-    }
-    for (const job of node.pinned.splice(0)) this.#settle(job, lost);
-    this.#drain();
-  }
-
-  /**
    * A node was given up for good: an elastic pool starts another; a pool
    * left with no node fails its tasks (none can run).
    */
@@ -411,7 +388,9 @@ export class ComputePool implements AsyncDisposable {
     this.#abandoned = { node, reason };
     const error = this.#hopeless();
     if (error) {
-      for (const job of [...this.#jobs.values()]) this.#settle(job, error);
+      for (const job of [...this.#scheduler.jobs.values()]) {
+        this.#scheduler.settle(job, error);
+      }
     }
   }
 
@@ -462,8 +441,7 @@ export class ComputePool implements AsyncDisposable {
     }
   }
 
-  // The scheduler and the cluster view as the node side calls them (health
-  // probes, bring-up, loss, restart, scaling).
+  // The scheduler as the verbs and the health probes call it.
 
   #makeJob(task: Pending<unknown>, pin?: number): Job {
     return this.#scheduler.create(task, pin);
@@ -476,30 +454,6 @@ export class ComputePool implements AsyncDisposable {
 
   #hopeless(): Error | undefined {
     return this.#scheduler.hopeless();
-  }
-
-  #watchStarvation(): void {
-    this.#scheduler.watchStarvation();
-  }
-
-  #drain(): void {
-    this.#scheduler.drain();
-  }
-
-  #settle(job: Job, error: Error | undefined, value?: unknown): void {
-    this.#scheduler.settle(job, error, value);
-  }
-
-  #freeRank(also?: number): number {
-    return this.#view.freeRank(also);
-  }
-
-  #clusterView(): View {
-    return this.#view.view();
-  }
-
-  #announce(): void {
-    this.#view.announce();
   }
 
   /** Builds and queues the jobs of a task or group; rejects synchronously-built failures. */
