@@ -226,7 +226,7 @@ export class ComputePool implements AsyncDisposable {
    * ```ts
    * import * as sky from "../../mod.ts";
    *
-   * // Give up starting after 30 s, or when the user presses Ctrl-C.
+   * // Give up starting after 30 s, or once stop.abort() is called (on Ctrl-C, say).
    * const stop = new AbortController();
    * await using pool = await sky.ComputePool.start({
    *   provider: sky.Local(),
