@@ -109,3 +109,63 @@ export function allocationHint(allocation: ClusterSpec["allocation"]): string {
     ? ", or allocation 'spot-if-available' to use spot machines when there are"
     : ", or allocation 'on-demand'";
 }
+
+/** How a machine is bought: interruptible (spot, a bid) or on demand. */
+export type Market = "spot" | "on-demand";
+
+/** Options of {@linkcode marketsFor}: where a cloud differs. */
+export interface MarketsOptions {
+  /**
+   * Try on-demand even when the offer states no on-demand price (never
+   * under a price cap, which an unknown price cannot be checked against).
+   * For clouds that sell every machine type on demand and price it from a
+   * table that may lack a type (AWS's bundled price list).
+   * @default false
+   */
+  onDemandUnpriced?: boolean;
+}
+
+/**
+ * The markets to try for an offer, in order: those of the allocation that
+ * the offer supports (states a price for), the cheaper first for
+ * `"cheapest"` (spot on a tie), none above `maxHourlyCost`.
+ *
+ * @param offer The offer's prices; a missing one means that market is not offered.
+ * @param allocation The pool's allocation.
+ * @param maxHourlyCost The pool's price cap, USD per hour.
+ * @param options Where a cloud differs.
+ * @returns The markets, in the order to try them; empty when none fits.
+ *
+ * @example
+ * ```ts
+ * import { marketsFor } from "./_offers.ts";
+ *
+ * const offer = { spotPrice: 0.3, onDemandPrice: 1 };
+ * console.log(marketsFor(offer, "spot-if-available")); // ["spot", "on-demand"]
+ * console.log(marketsFor(offer, "cheapest", 0.5)); // ["spot"]
+ * ```
+ */
+export function marketsFor(
+  offer: Pick<Offer, "spotPrice" | "onDemandPrice">,
+  allocation: ClusterSpec["allocation"],
+  maxHourlyCost?: number,
+  options: MarketsOptions = {},
+): Market[] {
+  const { spotPrice, onDemandPrice } = offer;
+  const order: Market[] = allocation === "spot"
+    ? ["spot"]
+    : allocation === "on-demand"
+    ? ["on-demand"]
+    : allocation === "cheapest" && onDemandPrice !== undefined &&
+        spotPrice !== undefined && onDemandPrice < spotPrice
+    ? ["on-demand", "spot"]
+    : ["spot", "on-demand"];
+  return order.filter((market) => {
+    const price = market === "spot" ? spotPrice : onDemandPrice;
+    if (price === undefined) {
+      return market === "on-demand" && options.onDemandUnpriced === true &&
+        maxHourlyCost === undefined;
+    }
+    return maxHourlyCost === undefined || price <= maxHourlyCost;
+  });
+}

@@ -69,7 +69,7 @@ import {
 } from "./config.ts";
 import { catalogNameOf, RUNPOD_GPU_TYPES, runpodGpuIds } from "./gpu_types.ts";
 import { priceFor } from "../../src/spec.ts";
-import { overCap } from "../_offers.ts";
+import { marketsFor, overCap } from "../_offers.ts";
 
 export type { RunPodOptions, RunPodPodDetails };
 
@@ -213,29 +213,6 @@ export function runpodPowerOffCommand(baseUrl: string): string {
 /** The pod's command line: decode and run {@linkcode BOOT_SCRIPT}. */
 export const BOOT_COMMAND =
   `sh -c 'printf %s "$SKYWARD_BOOT" | base64 -d | sh'`;
-
-type Market = "spot" | "on-demand";
-
-/** The markets to try, in order, for an allocation and a price cap. */
-function marketsFor(
-  offer: RunPodOffer,
-  allocation: ClusterSpec["allocation"],
-  cap: number | undefined,
-): Market[] {
-  const { spotPrice, onDemandPrice } = offer;
-  const markets: Market[] = allocation === "spot"
-    ? ["spot"]
-    : allocation === "on-demand"
-    ? ["on-demand"]
-    : allocation === "cheapest" && onDemandPrice !== undefined &&
-        (spotPrice === undefined || onDemandPrice < spotPrice)
-    ? ["on-demand", "spot"]
-    : ["spot", "on-demand"];
-  return markets.filter((m) => {
-    const price = m === "spot" ? spotPrice : onDemandPrice;
-    return price !== undefined && (cap === undefined || price <= cap);
-  });
-}
 
 function allocationHint(allocation: ClusterSpec["allocation"]): string {
   return allocation === "spot"

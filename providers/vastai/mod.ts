@@ -40,6 +40,7 @@ import type {
 } from "../../src/provider.ts";
 import { HttpError } from "../_http.ts";
 import { createOnce } from "../_create.ts";
+import { marketsFor } from "../_offers.ts";
 import { generateSshKeyPair } from "../_keys.ts";
 import {
   anySchema,
@@ -167,42 +168,6 @@ export function onstartScript(
     );
   }
   return lines.join("\n") + "\n";
-}
-
-type Market = "bid" | "on-demand";
-
-/** The markets to try, in order, for an offer and allocation. */
-export function marketsFor(
-  offer: Pick<Offer, "spotPrice" | "onDemandPrice">,
-  allocation: ClusterSpec["allocation"],
-  maxHourlyCost?: number,
-): Market[] {
-  const { spotPrice, onDemandPrice } = offer;
-  let markets: Market[];
-  switch (allocation) {
-    case "spot":
-      markets = ["bid"];
-      break;
-    case "on-demand":
-      markets = ["on-demand"];
-      break;
-    case "spot-if-available":
-      markets = spotPrice === undefined ? ["on-demand"] : ["bid", "on-demand"];
-      break;
-    case "cheapest":
-      markets = spotPrice === undefined
-        ? ["on-demand"]
-        : onDemandPrice === undefined || spotPrice <= onDemandPrice
-        ? ["bid", "on-demand"]
-        : ["on-demand", "bid"];
-      break;
-  }
-  if (maxHourlyCost === undefined) return markets;
-  return markets.filter((m) =>
-    m === "bid"
-      ? (spotPrice ?? 0) <= maxHourlyCost
-      : onDemandPrice === undefined || onDemandPrice <= maxHourlyCost
-  );
 }
 
 /** The bid for an interruptible instance of an offer. */
@@ -583,7 +548,7 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
             target_state: "running",
             cancel_unavail: true,
           };
-          if (market === "bid") {
+          if (market === "spot") {
             body.price = bidFor(offer, resolved, c.query.maxHourlyCost);
           }
           try {
@@ -629,7 +594,7 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
               id,
               offer: offer.offerId,
             });
-            launched.push({ id, status: "pending", spot: market === "bid" });
+            launched.push({ id, status: "pending", spot: market === "spot" });
             break;
           } catch (error) {
             if (!(error instanceof HttpError)) throw error;

@@ -24,7 +24,7 @@ import {
   type VerdaApi,
   type VerdaInstance,
 } from "./api.ts";
-import { allocationHint } from "../_offers.ts";
+import { allocationHint, marketsFor } from "../_offers.ts";
 import type { VerdaOffer } from "./offers.ts";
 
 const log = logger("verda");
@@ -73,39 +73,6 @@ export interface VerdaCluster {
   readonly scriptId: string;
   /** The SSH private key (not enumerable, so never printed with the record). */
   readonly privateKey: string;
-}
-
-type Market = "spot" | "on-demand";
-
-/** The markets to try, in order, for a cluster's allocation and price cap. */
-export function marketsFor(
-  cluster: Pick<VerdaCluster, "allocation" | "offer" | "maxHourlyCost">,
-): Market[] {
-  const { spotPrice, onDemandPrice } = cluster.offer;
-  const spot = spotPrice !== undefined;
-  const onDemand = onDemandPrice !== undefined;
-  let markets: Market[];
-  switch (cluster.allocation) {
-    case "spot":
-      markets = ["spot"];
-      break;
-    case "on-demand":
-      markets = ["on-demand"];
-      break;
-    case "spot-if-available":
-      markets = ["spot", "on-demand"];
-      break;
-    case "cheapest":
-      markets = spot && (!onDemand || spotPrice! <= onDemandPrice!)
-        ? ["spot", "on-demand"]
-        : ["on-demand", "spot"];
-      break;
-  }
-  const cap = cluster.maxHourlyCost;
-  return markets.filter((m) => {
-    const price = m === "spot" ? spotPrice : onDemandPrice;
-    return price !== undefined && (cap === undefined || price <= cap);
-  });
 }
 
 async function chooseImage(
@@ -348,7 +315,11 @@ export async function launch(
   count: number,
 ): Promise<Instance[]> {
   const type = cluster.offer.instanceType;
-  const markets = marketsFor(cluster);
+  const markets = marketsFor(
+    cluster.offer,
+    cluster.allocation,
+    cluster.maxHourlyCost,
+  );
   const launched: Instance[] = [];
   const failures: string[] = [];
   const full = new Set<string>();
