@@ -23,17 +23,20 @@
  * @module
  */
 import { lazyModule } from "../../src/_lazy.ts";
+import { cleanupCommand } from "../_cleanup.ts";
 import type {
   ClusterSpec,
   Instance,
   Offer,
   Provider,
+  ProviderCleanupOptions,
 } from "../../src/provider.ts";
 import {
   type AwsCluster,
   type AwsInstanceDetails,
   type AwsOffer,
   type AwsOptions,
+  regionFrom,
   resolveAwsOptions,
   type ResolvedAwsOptions,
 } from "./config.ts";
@@ -41,7 +44,7 @@ import {
 export type { AwsCluster, AwsInstanceDetails, AwsOffer, AwsOptions };
 
 /** Options of {@linkcode AwsProvider.cleanup}. */
-export interface AwsCleanupOptions {
+export interface AwsCleanupOptions extends ProviderCleanupOptions {
   /**
    * The region to sweep.
    * @default the provider's region
@@ -66,7 +69,7 @@ export interface AwsCleanupOptions {
 }
 
 /** What {@linkcode AwsProvider.cleanup} found and removed. */
-export interface AwsCleanupReport {
+export type AwsCleanupReport = {
   /** The region swept. */
   region: string;
   /** The clusters whose resources were found. */
@@ -77,10 +80,10 @@ export interface AwsCleanupReport {
   securityGroups: string[];
   /** Key pairs deleted. */
   keyPairs: string[];
-}
+};
 
 /** The AWS provider's type. */
-export type AwsProvider = Provider<AwsCluster> & {
+export type AwsProvider = Omit<Provider<AwsCluster>, "cleanup"> & {
   /** The options it was made with. */
   readonly options: AwsOptions;
   /**
@@ -159,8 +162,10 @@ export function AWS(options: AwsOptions = {}): AwsProvider {
     options,
     // Instances are launched with instance-initiated shutdown = terminate.
     powerOffCommand: "sudo -n shutdown -h now || sudo -n poweroff",
-    sweepHint: (cluster) =>
-      `deno run -A jsr:@skyward/skyward/cli cleanup --provider aws --cluster ${cluster}`,
+    sweepHint: (cluster) => {
+      const region = regionFrom(options);
+      return cleanupCommand("aws", cluster, region ? `--region ${region}` : "");
+    },
     offers: async (spec: ClusterSpec): Promise<Offer[]> =>
       await (await real()).offers(spec),
     prepare: async (spec: ClusterSpec, offer: Offer): Promise<AwsCluster> =>

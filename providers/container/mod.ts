@@ -27,8 +27,10 @@ import type {
   Instance,
   Offer,
   Provider,
+  ProviderCleanupOptions,
 } from "../../src/provider.ts";
 import { DEFAULT_IMAGE, IMAGE_USER } from "./image.ts";
+import { refuseCleanupOptions } from "../_cleanup.ts";
 import { machineNodeLimit } from "../local/mod.ts";
 import {
   addNamespace,
@@ -137,17 +139,17 @@ export interface ContainerCluster {
 }
 
 /** What {@linkcode ContainerProvider.cleanup} removed. */
-export interface CleanupReport {
+export type CleanupReport = {
   /** Names of the containers removed. */
   containers: string[];
   /** Names of the networks removed. */
   networks: string[];
   /** Names of the cache volumes removed (with `caches: true`). */
   volumes: string[];
-}
+};
 
 /** Options of {@linkcode ContainerProvider.cleanup}. */
-export interface CleanupOptions {
+export interface CleanupOptions extends ProviderCleanupOptions {
   /**
    * Removes every skyward container and network, also those of pools still
    * running (in this process or another). By default only what belongs to
@@ -178,7 +180,7 @@ export interface CleanupOptions {
  * // After a client was killed: await provider.cleanup();
  * ```
  */
-export type ContainerProvider = Provider<ContainerCluster> & {
+export type ContainerProvider = Omit<Provider<ContainerCluster>, "cleanup"> & {
   /** The resolved options. */
   readonly options: Readonly<ResolvedContainerOptions>;
   /**
@@ -700,6 +702,14 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
   }
 
   async function cleanup(options: CleanupOptions = {}): Promise<CleanupReport> {
+    refuseCleanupOptions("container", options, {
+      olderThan: "containers are swept by whether their client still runs; " +
+        "use cluster, or all",
+      region: "its containers run on this machine",
+      ...(options.caches
+        ? { dryRun: "a dry run cannot tell which cache volumes are in use" }
+        : {}),
+    });
     const filter = options.cluster
       ? `${CLUSTER_LABEL}=${options.cluster}`
       : CLUSTER_LABEL;
@@ -719,6 +729,7 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
         if (ours && doomed(labels)) report.networks.push(bridge);
       }
     }
+    if (options.dryRun) return report;
     await remove(report.containers);
     for (const network of report.networks) {
       if (podman) await removeBridge(network);

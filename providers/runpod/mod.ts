@@ -38,6 +38,7 @@ import type {
   Instance,
   Offer,
   Provider,
+  ProviderCleanupOptions,
 } from "../../src/provider.ts";
 import { generateSshKeyPair } from "../_keys.ts";
 import { createOnce } from "../_create.ts";
@@ -70,6 +71,12 @@ import {
 import { catalogNameOf, RUNPOD_GPU_TYPES, runpodGpuIds } from "./gpu_types.ts";
 import { priceFor } from "../../src/spec.ts";
 import { marketsFor, overCap } from "../_offers.ts";
+import {
+  cleanupCommand,
+  NO_REGIONS,
+  refuseCleanupOptions,
+  UNDATED,
+} from "../_cleanup.ts";
 
 export type { RunPodOptions, RunPodPodDetails };
 
@@ -110,7 +117,7 @@ export interface RunPodCluster {
 }
 
 /** Options of {@linkcode RunPodProvider.cleanup}. */
-export interface RunPodCleanupOptions {
+export interface RunPodCleanupOptions extends ProviderCleanupOptions {
   /**
    * Only this cluster's pods (a pool id, `sky-…`).
    * @default every Skyward pod of the account — also those of pools still running
@@ -124,15 +131,15 @@ export interface RunPodCleanupOptions {
 }
 
 /** What {@linkcode RunPodProvider.cleanup} found. */
-export interface RunPodCleanupReport {
+export type RunPodCleanupReport = {
   /** The pods terminated (or that would be), by id. */
   pods: string[];
   /** Their names. */
   names: string[];
-}
+};
 
 /** The RunPod provider's type. */
-export type RunPodProvider = Provider<RunPodCluster> & {
+export type RunPodProvider = Omit<Provider<RunPodCluster>, "cleanup"> & {
   /** The options it was made with. */
   readonly options: RunPodOptions;
   /** Terminates the pods Skyward pools left in the account (named `skyward-…`). */
@@ -287,6 +294,7 @@ export function RunPod(options: RunPodOptions = {}): RunPodProvider {
   return {
     name: "runpod",
     options,
+    sweepHint: (cluster) => cleanupCommand("runpod", cluster),
     powerOffCommand: runpodPowerOffCommand(resolved.baseUrl),
     async offers(spec: ClusterSpec): Promise<RunPodOffer[]> {
       return await findOffers(api(), resolved, spec);
@@ -359,6 +367,10 @@ export function RunPod(options: RunPodOptions = {}): RunPodProvider {
     async cleanup(
       cleanup: RunPodCleanupOptions = {},
     ): Promise<RunPodCleanupReport> {
+      refuseCleanupOptions("runpod", cleanup, {
+        olderThan: UNDATED,
+        region: NO_REGIONS,
+      });
       const pods = await podsNamed(
         cleanup.cluster ? podPrefix(cleanup.cluster) : PREFIX,
       );

@@ -37,10 +37,17 @@ import type {
   Instance,
   Offer,
   Provider,
+  ProviderCleanupOptions,
 } from "../../src/provider.ts";
 import { HttpError } from "../_http.ts";
 import { createOnce } from "../_create.ts";
 import { marketsFor } from "../_offers.ts";
+import {
+  cleanupCommand,
+  NO_REGIONS,
+  refuseCleanupOptions,
+  UNDATED,
+} from "../_cleanup.ts";
 import { generateSshKeyPair } from "../_keys.ts";
 import {
   anySchema,
@@ -93,7 +100,7 @@ export interface VastCluster {
 }
 
 /** Options of {@linkcode VastAIProvider.cleanup}. */
-export interface VastCleanupOptions {
+export interface VastCleanupOptions extends ProviderCleanupOptions {
   /**
    * Only this pool's resources (a pool id, `sky-…`).
    * @default every Skyward pool's — also those of pools still running
@@ -107,17 +114,17 @@ export interface VastCleanupOptions {
 }
 
 /** What {@linkcode VastAIProvider.cleanup} found and removed. */
-export interface VastCleanupReport {
+export type VastCleanupReport = {
   /** The pools whose resources were found. */
   clusters: string[];
   /** Instances destroyed (their ids). */
   instances: string[];
   /** SSH keys deleted (their ids). */
   sshKeys: string[];
-}
+};
 
 /** The Vast.ai provider's type. */
-export type VastAIProvider = Provider<VastCluster> & {
+export type VastAIProvider = Omit<Provider<VastCluster>, "cleanup"> & {
   /** The options it was made with. */
   readonly options: VastAIOptions;
   /**
@@ -450,6 +457,7 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
   return {
     name: "vastai",
     options,
+    sweepHint: (cluster) => cleanupCommand("vastai", cluster),
     async offers(spec: ClusterSpec): Promise<Offer[]> {
       const query = queryOf(spec);
       const offers = await searchOffers(api, query, resolved);
@@ -599,7 +607,7 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
           } catch (error) {
             if (!(error instanceof HttpError)) throw error;
             failures.push(
-              `offer ${offer.offerId} (${market}): ${error.status} ${error.detail}`,
+              `offer ${offer.offerId} (${market === "spot" ? "bid" : market}): ${error.status} ${error.detail}`,
             );
             log.info("Offer {offer} refused ({market}): {detail}", {
               offer: offer.offerId,
@@ -638,6 +646,10 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
       await sweep({ cluster: c.id }, c.launched);
     },
     async cleanup(cleanup: VastCleanupOptions = {}) {
+      refuseCleanupOptions("vastai", cleanup, {
+        olderThan: UNDATED,
+        region: NO_REGIONS,
+      });
       return await sweep(cleanup);
     },
     async checkCredentials(): Promise<string> {

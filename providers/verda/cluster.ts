@@ -571,7 +571,7 @@ export interface SweepOptions {
 }
 
 /** What a sweep found (and removed, unless it was a dry run). */
-export interface SweepReport {
+export type SweepReport = {
   /** The clusters whose resources were found. */
   clusters: string[];
   /** Instances deleted. */
@@ -580,7 +580,7 @@ export interface SweepReport {
   sshKeys: string[];
   /** Startup scripts deleted. */
   scripts: string[];
-}
+};
 
 function clusterOfInstance(i: VerdaInstance): string | undefined {
   const description = i.description ?? "";

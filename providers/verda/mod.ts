@@ -28,6 +28,7 @@ import type {
   Instance,
   Offer,
   Provider,
+  ProviderCleanupOptions,
 } from "../../src/provider.ts";
 import {
   BalanceSchema,
@@ -47,6 +48,7 @@ import {
 } from "./cluster.ts";
 import { findOffers, type VerdaOffer } from "./offers.ts";
 import { offersCache } from "../_offers.ts";
+import { cleanupCommand, refuseCleanupOptions } from "../_cleanup.ts";
 
 export type { VerdaCluster, VerdaInstance, VerdaOffer };
 
@@ -103,7 +105,7 @@ export interface VerdaOptions {
 }
 
 /** Options of {@linkcode VerdaProvider.cleanup}. */
-export interface VerdaCleanupOptions {
+export interface VerdaCleanupOptions extends ProviderCleanupOptions {
   /**
    * Only this cluster's resources (a pool id, `sky-…`).
    * @default every Skyward cluster's — also those of pools still running
@@ -125,7 +127,7 @@ export interface VerdaCleanupOptions {
 export type VerdaCleanupReport = SweepReport;
 
 /** The Verda provider's type. */
-export type VerdaProvider = Provider<VerdaCluster> & {
+export type VerdaProvider = Omit<Provider<VerdaCluster>, "cleanup"> & {
   /** The options it was made with. */
   readonly options: VerdaOptions;
   /**
@@ -232,6 +234,7 @@ export function Verda(options: VerdaOptions = {}): VerdaProvider {
   return {
     name: "verda",
     options,
+    sweepHint: (cluster) => cleanupCommand("verda", cluster),
     async offers(spec: ClusterSpec): Promise<Offer[]> {
       return await cachedOffers(
         spec.region,
@@ -269,6 +272,9 @@ export function Verda(options: VerdaOptions = {}): VerdaProvider {
     async cleanup(
       cleanup: VerdaCleanupOptions = {},
     ): Promise<VerdaCleanupReport> {
+      refuseCleanupOptions("verda", cleanup, {
+        region: "it sweeps every location of the account at once",
+      });
       return await sweep(api(), cleanup);
     },
     async checkCredentials(): Promise<string> {

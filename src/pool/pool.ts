@@ -89,6 +89,7 @@ import {
   type Instance,
   type NodeLimit,
   type Provider,
+  sweepAdvice,
 } from "../provider.ts";
 import {
   type Candidate,
@@ -2691,7 +2692,9 @@ export class ComputePool implements AsyncDisposable {
           errors.map((e) => e instanceof Error ? e.message : String(e)).join(
             "; ",
           )
-        }. Machines of cluster ${this.id} may be left on ${this.provider.name}.`,
+        }. Machines of cluster ${this.id} may be left on ${this.provider.name}. ${
+          sweepAdvice(this.provider, this.id)
+        }`,
         { cause: errors[0] },
       );
     }
