@@ -9,6 +9,8 @@
 import { ConfigError, ProvisioningError } from "../../src/errors.ts";
 import { logger } from "../../src/log.ts";
 import type { ClusterSpec } from "../../src/provider.ts";
+import { retry } from "../../src/_retry.ts";
+import { pollUntil } from "../_poll.ts";
 import type { AwsClients } from "./clients.ts";
 import {
   type AwsCluster,
@@ -549,9 +551,8 @@ async function waitTerminated(
   ids: string[],
   timeout: number,
 ): Promise<void> {
-  const deadline = Date.now() + timeout;
-  for (let delay = 250;; delay = Math.min(delay * 2, 5_000)) {
-    let states: { InstanceId?: string; State?: { Name?: string } }[];
+  let running: string[] = [];
+  const done = await pollUntil(async () => {
     try {
       const out = await clients.send<{
         Reservations?: {
@@ -561,23 +562,23 @@ async function waitTerminated(
         new clients.sdk.DescribeInstancesCommand({ InstanceIds: ids }),
         "DescribeInstances",
       );
-      states = (out.Reservations ?? []).flatMap((r) => r.Instances ?? []);
+      running = (out.Reservations ?? []).flatMap((r) => r.Instances ?? [])
+        .filter((s) => s.State?.Name !== "terminated")
+        .map((s) => s.InstanceId!);
     } catch (error) {
-      if (errorCode((error as Error).cause) === "InvalidInstanceID.NotFound") {
-        return;
+      if (
+        errorCode((error as Error).cause) !== "InvalidInstanceID.NotFound"
+      ) {
+        throw error;
       }
-      throw error;
+      running = [];
     }
-    const running = states.filter((s) => s.State?.Name !== "terminated");
-    if (running.length === 0) return;
-    if (Date.now() > deadline) {
-      throw new ProvisioningError(
-        `instances ${
-          running.map((s) => s.InstanceId).join(", ")
-        } did not terminate within ${timeout} ms`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, delay));
+    return running.length === 0 ? true : undefined;
+  }, { timeout });
+  if (!done) {
+    throw new ProvisioningError(
+      `instances ${running.join(", ")} did not terminate within ${timeout} ms`,
+    );
   }
 }
 
@@ -586,20 +587,25 @@ async function deleteGroup(
   groupId: string,
   timeout: number,
 ): Promise<void> {
-  const deadline = Date.now() + timeout;
-  for (let delay = 500;; delay = Math.min(delay * 2, 10_000)) {
+  const deadline = AbortSignal.timeout(timeout);
+  await retry(async () => {
     try {
       await clients.send(
         new clients.sdk.DeleteSecurityGroupCommand({ GroupId: groupId }),
         "DeleteSecurityGroup",
       );
-      return;
     } catch (error) {
-      const code = errorCode((error as Error).cause);
-      if (code === "InvalidGroup.NotFound") return;
-      // Network interfaces of terminated instances linger for a while.
-      if (code !== "DependencyViolation" || Date.now() > deadline) throw error;
-      await new Promise((r) => setTimeout(r, delay));
+      if (errorCode((error as Error).cause) === "InvalidGroup.NotFound") return;
+      throw error;
     }
-  }
+  }, {
+    maxAttempts: Infinity,
+    jitter: 0,
+    minDelay: 500,
+    maxDelay: 10_000,
+    // Network interfaces of terminated instances linger for a while.
+    isRetriable: (error) =>
+      errorCode((error as Error).cause) === "DependencyViolation" &&
+      !deadline.aborted,
+  });
 }

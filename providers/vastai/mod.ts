@@ -42,6 +42,7 @@ import type {
 import { HttpError } from "../_http.ts";
 import { createOnce } from "../_create.ts";
 import { marketsFor } from "../_offers.ts";
+import { retry } from "../../src/_retry.ts";
 import {
   cleanupCommand,
   NO_REGIONS,
@@ -295,27 +296,38 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
    * sent again, and reported with Vast.ai's `msg` if it never succeeds.
    */
   async function destroy(id: string): Promise<void> {
-    let msg = "";
-    for (let attempt = 1; attempt <= 3; attempt++) {
-      try {
-        const answer = await api.request(
-          `/instances/${encodeURIComponent(id)}/`,
-          { method: "DELETE", body: {}, schema: destroySchema },
-        );
-        if (answer?.success !== false) return;
-        msg = answer.msg || answer.error || "success: false";
-      } catch (error) {
-        if (error instanceof HttpError && error.status === 404) return;
-        throw error;
-      }
-      log.info("Vast.ai did not destroy instance {id}: {msg}", { id, msg });
-      const found = await showInstance(id).catch(() => null);
-      if (found === undefined || found?.actual_status === "destroyed") return;
-      await new Promise((r) => setTimeout(r, 250 * attempt));
+    /** Vast.ai's `msg` of a destroy answered `success: false`. */
+    class NotDestroyed extends Error {}
+    try {
+      await retry(async () => {
+        let msg: string;
+        try {
+          const answer = await api.request(
+            `/instances/${encodeURIComponent(id)}/`,
+            { method: "DELETE", body: {}, schema: destroySchema },
+          );
+          if (answer?.success !== false) return;
+          msg = answer.msg || answer.error || "success: false";
+        } catch (error) {
+          if (error instanceof HttpError && error.status === 404) return;
+          throw error;
+        }
+        log.info("Vast.ai did not destroy instance {id}: {msg}", { id, msg });
+        const found = await showInstance(id).catch(() => null);
+        if (found === undefined || found?.actual_status === "destroyed") return;
+        throw new NotDestroyed(msg);
+      }, {
+        maxAttempts: 3,
+        minDelay: 250,
+        jitter: 0,
+        isRetriable: (error) => error instanceof NotDestroyed,
+      });
+    } catch (error) {
+      if (!(error instanceof NotDestroyed)) throw error;
+      throw new ProvisioningError(
+        `Vast.ai did not destroy instance ${id} (answered success: false): ${error.message}`,
+      );
     }
-    throw new ProvisioningError(
-      `Vast.ai did not destroy instance ${id} (answered success: false): ${msg}`,
-    );
   }
 
   /** The environment an instance was created with (`extra_env` pairs). */
@@ -607,7 +619,9 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
           } catch (error) {
             if (!(error instanceof HttpError)) throw error;
             failures.push(
-              `offer ${offer.offerId} (${market === "spot" ? "bid" : market}): ${error.status} ${error.detail}`,
+              `offer ${offer.offerId} (${
+                market === "spot" ? "bid" : market
+              }): ${error.status} ${error.detail}`,
             );
             log.info("Offer {offer} refused ({market}): {detail}", {
               offer: offer.offerId,

@@ -25,6 +25,8 @@ import {
   type VerdaInstance,
 } from "./api.ts";
 import { allocationHint, marketsFor } from "../_offers.ts";
+import { pollUntil } from "../_poll.ts";
+import { backoff, retry } from "../../src/_retry.ts";
 import type { VerdaOffer } from "./offers.ts";
 
 const log = logger("verda");
@@ -285,16 +287,12 @@ async function settle(
   id: string,
   wait: number,
 ): Promise<VerdaInstance | undefined> {
-  const deadline = Date.now() + wait;
-  for (let delay = 500;; delay = Math.min(delay * 2, 5_000)) {
-    const found = await get(api, id);
-    if (
-      !found || !ORDERING.has(found.status) || Date.now() + delay > deadline
-    ) {
-      return found;
-    }
-    await new Promise((r) => setTimeout(r, delay));
-  }
+  let found: VerdaInstance | undefined;
+  await pollUntil(async () => {
+    found = await get(api, id);
+    return !found || !ORDERING.has(found.status) ? true : undefined;
+  }, { timeout: wait, minDelay: 500 });
+  return found;
 }
 
 /**
@@ -398,14 +396,12 @@ async function withAddress(
   instance: Instance,
   wait: number,
 ): Promise<Instance> {
-  const deadline = Date.now() + wait;
-  for (let delay = 250;; delay = Math.min(delay * 2, 5_000)) {
-    const found = await get(api, instance.id);
-    if (!found || found.ip || gone(found.status) || Date.now() > deadline) {
-      return found?.ip ? { ...instance, privateAddress: found.ip } : instance;
-    }
-    await new Promise((r) => setTimeout(r, delay));
-  }
+  let found: VerdaInstance | undefined;
+  await pollUntil(async () => {
+    found = await get(api, instance.id);
+    return !found || found.ip || gone(found.status) ? true : undefined;
+  }, { timeout: wait });
+  return found?.ip ? { ...instance, privateAddress: found.ip } : instance;
 }
 
 /** `GET /instances`: the account's instances that are not deleted. */
@@ -699,7 +695,10 @@ export async function deleteWhenAllowed(
   known: VerdaInstance[] | undefined,
   deadline: number,
 ): Promise<void> {
-  for (let delay = 1_000;; delay = Math.min(delay * 2, 10_000)) {
+  // Refusals while some of the instances still start: worth another try.
+  const starting = new WeakSet<Error>();
+  const spacing = { minDelay: 1_000, maxDelay: 10_000, jitter: 0 };
+  await retry(async () => {
     try {
       return await deleteInstances(api, ids, known);
     } catch (error) {
@@ -709,22 +708,29 @@ export async function deleteWhenAllowed(
       ids = ids.filter((id) =>
         listed.some((i) => i.id === id && i.status !== "deleting")
       );
-      const starting = listed.filter((i) =>
+      if (ids.length === 0) return;
+      const pending = listed.filter((i) =>
         ids.includes(i.id) && PENDING.has(i.status)
       );
-      if (ids.length === 0) return;
-      if (starting.length === 0 || Date.now() + delay > deadline) throw error;
+      if (pending.length === 0) throw error;
       log.info(
         "Verda refused to delete {ids} while {starting} start(s) ({error}); trying again",
         {
           ids: ids.join(", "),
-          starting: starting.map((i) => `${i.id} (${i.status})`).join(", "),
-          error: (error as Error).message,
+          starting: pending.map((i) => `${i.id} (${i.status})`).join(", "),
+          error: error.message,
         },
       );
-      await new Promise((r) => setTimeout(r, delay));
+      starting.add(error);
+      throw error;
     }
-  }
+  }, {
+    ...spacing,
+    maxAttempts: Infinity,
+    isRetriable: (error, attempt) =>
+      starting.has(error as Error) &&
+      Date.now() + backoff(attempt, spacing) <= deadline,
+  });
 }
 
 async function waitGone(
@@ -733,16 +739,15 @@ async function waitGone(
   timeout: number,
 ): Promise<void> {
   if (ids.length === 0) return;
-  const deadline = Date.now() + timeout;
-  for (let delay = 250;; delay = Math.min(delay * 2, 5_000)) {
+  let left = ids;
+  const gone = await pollUntil(async () => {
     const listed = new Set((await listInstances(api)).map((i) => i.id));
-    const left = ids.filter((id) => listed.has(id));
-    if (left.length === 0) return;
-    if (Date.now() > deadline) {
-      throw new ProvisioningError(
-        `instances ${left.join(", ")} were still listed after ${timeout} ms`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, delay));
+    left = ids.filter((id) => listed.has(id));
+    return left.length === 0 ? true : undefined;
+  }, { timeout });
+  if (!gone) {
+    throw new ProvisioningError(
+      `instances ${left.join(", ")} were still listed after ${timeout} ms`,
+    );
   }
 }
