@@ -18,7 +18,7 @@ import {
   BOOT_COMMAND,
   BOOT_SCRIPT,
   RUNPOD_ENV_FILE,
-} from "../providers/runpod/mod.ts";
+} from "../providers/runpod/pods.ts";
 import { SshAuthenticationError, SshConnection } from "../src/transport/ssh.ts";
 import { FakeRunPod, TEST_RUNPOD_KEY } from "./fakes/runpod.ts";
 import {

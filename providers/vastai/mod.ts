@@ -57,16 +57,18 @@ import {
   destroySchema,
   instanceSchema,
   instancesPageSchema,
-  type ResolvedVastAIOptions,
-  resolveVastOptions,
   sshKeySchema,
   stripStrings,
   userSchema,
-  type VastAIOptions,
   type VastApiInstance,
   vastClients,
-  type VastInstanceDetails,
 } from "./api.ts";
+import {
+  type ResolvedVastAIOptions,
+  resolveVastOptions,
+  type VastAIOptions,
+  type VastInstanceDetails,
+} from "./config.ts";
 import {
   describeQuery,
   noOffersHint,
