@@ -11,7 +11,7 @@ import { logger } from "../../src/log.ts";
 import type { ClusterSpec } from "../../src/provider.ts";
 import { retry } from "../../src/_retry.ts";
 import { pollUntil } from "../_poll.ts";
-import type { AwsClients } from "./clients.ts";
+import type { AwsClients } from "./api.ts";
 import {
   type AwsCluster,
   type AwsOffer,

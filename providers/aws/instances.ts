@@ -10,7 +10,7 @@
 import { ConfigError, NoOffersError } from "../../src/errors.ts";
 import { logger } from "../../src/log.ts";
 import type { Instance } from "../../src/provider.ts";
-import type { AwsClients } from "./clients.ts";
+import type { AwsClients } from "./api.ts";
 import {
   type AwsCluster,
   type AwsInstanceDetails,

@@ -9,7 +9,7 @@
 import { describeAccelerator } from "../../src/accelerators.ts";
 import { NoOffersError } from "../../src/errors.ts";
 import type { ClusterSpec } from "../../src/provider.ts";
-import type { AwsClients } from "./clients.ts";
+import type { AwsClients } from "./api.ts";
 import type { AwsOffer, ResolvedAwsOptions } from "./config.ts";
 import {
   CPU_FAMILIES,
