@@ -8,6 +8,7 @@
  * @module
  */
 import { ConfigError } from "../src/errors.ts";
+import type { Logger } from "npm:@logtape/logtape@2.4.2";
 import type { ProviderCleanupOptions } from "../src/provider.ts";
 
 /**
@@ -74,4 +75,33 @@ export function refuseCleanupOptions(
       );
     }
   }
+}
+
+/**
+ * Sweeps what a failed `prepare` may have made, logging (not throwing) a
+ * sweep that fails too: the prepare's own error is the one to report.
+ *
+ * @param clusterId The cluster the prepare was for.
+ * @param sweep Removes the cluster's resources.
+ * @param log Where to warn when the sweep fails.
+ *
+ * @example
+ * ```ts
+ * import { sweepFailedPrepare } from "./_cleanup.ts";
+ * import { logger } from "../src/log.ts";
+ *
+ * await sweepFailedPrepare("sky-1", () => Promise.resolve(), logger("demo"));
+ * ```
+ */
+export async function sweepFailedPrepare(
+  clusterId: string,
+  sweep: () => Promise<unknown>,
+  log: Logger,
+): Promise<void> {
+  await sweep().catch((cleanup) =>
+    log.warn("Cleaning up after a failed prepare of {id} failed: {cleanup}", {
+      id: clusterId,
+      cleanup,
+    })
+  );
 }

@@ -263,23 +263,13 @@ export class HttpClient {
         if (response.ok || request.accept?.includes(response.status)) {
           // A create answered 2xx (or an accepted 5xx) in a shape we cannot
           // read may have taken effect all the same.
+          const parse = () =>
+            this.#parse(method, path, text, request.schema, request.text);
           if (!request.once || (!response.ok && response.status < 500)) {
-            return this.#parse(
-              method,
-              path,
-              text,
-              request.schema,
-              request.text,
-            );
+            return parse();
           }
           try {
-            return this.#parse(
-              method,
-              path,
-              text,
-              request.schema,
-              request.text,
-            );
+            return parse();
           } catch (error) {
             throw new AmbiguousRequestError(
               o.provider,

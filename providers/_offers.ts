@@ -169,3 +169,55 @@ export function marketsFor(
     return maxHourlyCost === undefined || price <= maxHourlyCost;
   });
 }
+
+/**
+ * The offers within the price cap, cheapest first for the allocation (the
+ * smaller machine, then the type's name, on a tie; an offer without a
+ * price last).
+ *
+ * @param priced Each offer with its price for the pool's allocation.
+ * @param maxHourlyCost The pool's price cap, USD per hour.
+ * @param noOffers Makes the error that says why none is left.
+ * @returns The offers, best first.
+ * @throws What `noOffers` makes, when none is within the cap: naming the
+ *   cheapest and its price, or saying that no price is known.
+ *
+ * @example
+ * ```ts
+ * import { rankWithinCap } from "./_offers.ts";
+ *
+ * const offer = (instanceType: string) => ({ provider: "x", instanceType });
+ * const ranked = rankWithinCap(
+ *   [{ offer: offer("big"), price: 3 }, { offer: offer("small"), price: 1 }],
+ *   2,
+ *   (why) => new Error(why),
+ * );
+ * console.log(ranked.map((o) => o.instanceType)); // ["small"]
+ * ```
+ */
+export function rankWithinCap<O extends Offer>(
+  priced: { offer: O; price: number | undefined }[],
+  maxHourlyCost: number | undefined,
+  noOffers: (why: string) => Error,
+): O[] {
+  const known = priced.filter((p) => p.price !== undefined)
+    .sort((a, b) => a.price! - b.price!);
+  let usable = priced;
+  if (maxHourlyCost !== undefined) {
+    usable = known.filter((p) => p.price! <= maxHourlyCost);
+    if (usable.length === 0) {
+      throw noOffers(
+        known.length > 0
+          ? overCap(known[0].offer.instanceType, known[0].price!, maxHourlyCost)
+          : `no price is known for ${
+            priced.map((p) => p.offer.instanceType).join("/")
+          } to compare with maxHourlyCost`,
+      );
+    }
+  }
+  return [...usable].sort((a, b) =>
+    (a.price ?? Infinity) - (b.price ?? Infinity) ||
+    (a.offer.vcpus ?? 0) - (b.offer.vcpus ?? 0) ||
+    a.offer.instanceType.localeCompare(b.offer.instanceType)
+  ).map((p) => p.offer);
+}

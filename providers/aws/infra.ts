@@ -18,7 +18,8 @@ import {
   errorCode,
   type ResolvedAwsOptions,
 } from "./config.ts";
-import { generateSshKeyPair } from "../_keys.ts";
+import { generateSshKeyPair, withPrivateKey } from "../_keys.ts";
+import { sweepFailedPrepare } from "../_cleanup.ts";
 import { userData } from "../_user_data.ts";
 
 export type { AwsCluster };
@@ -299,7 +300,7 @@ export async function prepareCluster(
       );
       await importKey();
     }
-    const cluster = {
+    return withPrivateKey<AwsCluster>({
       id,
       region: clients.region,
       offer,
@@ -318,19 +319,9 @@ export async function prepareCluster(
       tags,
       hostKeys: new Map(),
       runningSince: new Map(),
-    } as Omit<AwsCluster, "privateKey">;
-    Object.defineProperty(cluster, "privateKey", {
-      value: keys.privateKey,
-      enumerable: false,
-    });
-    return cluster as AwsCluster;
+    }, keys.privateKey);
   } catch (error) {
-    await sweep(clients, { cluster: id }).catch((cleanup) =>
-      log.warn("Cleaning up after a failed prepare of {id} failed: {cleanup}", {
-        id,
-        cleanup,
-      })
-    );
+    await sweepFailedPrepare(id, () => sweep(clients, { cluster: id }), log);
     throw error;
   }
 }

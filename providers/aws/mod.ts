@@ -29,8 +29,8 @@ import type {
   Instance,
   Offer,
   Provider,
-  ProviderCleanupOptions,
 } from "../../src/provider.ts";
+import type { ProviderCleanupOptions } from "../../src/provider.ts";
 import {
   type AwsCluster,
   type AwsInstanceDetails,

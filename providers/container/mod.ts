@@ -27,8 +27,8 @@ import type {
   Instance,
   Offer,
   Provider,
-  ProviderCleanupOptions,
 } from "../../src/provider.ts";
+import type { ProviderCleanupOptions } from "../../src/provider.ts";
 import { DEFAULT_IMAGE, IMAGE_USER } from "./image.ts";
 import { refuseCleanupOptions } from "../_cleanup.ts";
 import { Cli, errorText, lines } from "./runtime.ts";

@@ -37,9 +37,9 @@ import type {
   Instance,
   Offer,
   Provider,
-  ProviderCleanupOptions,
 } from "../../src/provider.ts";
-import { generateSshKeyPair } from "../_keys.ts";
+import type { ProviderCleanupOptions } from "../../src/provider.ts";
+import { generateSshKeyPair, withPrivateKey } from "../_keys.ts";
 import {
   MY_PODS,
   myPodsSchema,
@@ -187,7 +187,7 @@ export function RunPod(options: RunPodOptions = {}): RunPodProvider {
         );
       }
       const keys = await generateSshKeyPair(spec.clusterId);
-      const cluster = {
+      return withPrivateKey<RunPodCluster>({
         id: spec.clusterId,
         offer: runpodOffer,
         allocation: spec.allocation,
@@ -198,12 +198,7 @@ export function RunPod(options: RunPodOptions = {}): RunPodProvider {
         publicKey: keys.publicKey,
         pods: new Map(),
         next: 0,
-      } as Omit<RunPodCluster, "privateKey">;
-      Object.defineProperty(cluster, "privateKey", {
-        value: keys.privateKey,
-        enumerable: false,
-      });
-      return cluster as RunPodCluster;
+      }, keys.privateKey);
     },
     async provision(
       cluster: RunPodCluster,

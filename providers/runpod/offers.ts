@@ -18,7 +18,7 @@ import {
 import type { ResolvedRunPodOptions } from "./config.ts";
 import { catalogNameOf, RUNPOD_GPU_TYPES, runpodGpuIds } from "./gpu_types.ts";
 import { priceFor } from "../../src/spec.ts";
-import { overCap } from "../_offers.ts";
+import { rankWithinCap } from "../_offers.ts";
 
 /** A RunPod offer: a GPU type and count, with its prices per machine. */
 export interface RunPodOffer extends Offer {
@@ -162,7 +162,7 @@ export async function findOffers(
   if (offers.length === 0) {
     throw noOffers(rejected.join("; ") || "nothing listed");
   }
-  let usable = offers.map((offer) => ({
+  const usable = offers.map((offer) => ({
     offer,
     price: priceFor(offer, spec.allocation),
   })).filter((p) => p.price !== undefined);
@@ -173,24 +173,7 @@ export async function findOffers(
       }`,
     );
   }
-  if (spec.maxHourlyCost !== undefined) {
-    const within = usable.filter((p) => p.price! <= spec.maxHourlyCost!);
-    if (within.length === 0) {
-      const cheapest = usable.sort((a, b) => a.price! - b.price!)[0];
-      throw noOffers(
-        overCap(
-          cheapest.offer.instanceType,
-          cheapest.price!,
-          spec.maxHourlyCost,
-        ),
-      );
-    }
-    usable = within;
-  }
-  return usable.sort((a, b) =>
-    a.price! - b.price! ||
-    a.offer.instanceType.localeCompare(b.offer.instanceType)
-  ).map((p) => p.offer);
+  return rankWithinCap(usable, spec.maxHourlyCost, noOffers);
 }
 
 function round(n: number): number {

@@ -37,8 +37,8 @@ import type {
   Instance,
   Offer,
   Provider,
-  ProviderCleanupOptions,
 } from "../../src/provider.ts";
+import type { ProviderCleanupOptions } from "../../src/provider.ts";
 import { HttpError } from "../_http.ts";
 import { createOnce } from "../_create.ts";
 import { marketsFor } from "../_offers.ts";
@@ -49,7 +49,7 @@ import {
   refuseCleanupOptions,
   UNDATED,
 } from "../_cleanup.ts";
-import { generateSshKeyPair } from "../_keys.ts";
+import { generateSshKeyPair, withPrivateKey } from "../_keys.ts";
 import {
   anySchema,
   createKeySchema,
@@ -499,7 +499,7 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
         body: { ssh_key: pair.publicKey },
         schema: createKeySchema,
       });
-      const cluster = {
+      return withPrivateKey<VastCluster>({
         id: spec.clusterId,
         query,
         offer: vastOffer,
@@ -507,12 +507,7 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
         publicKey: pair.publicKey,
         tried: new Set<number>(),
         launched: new Set<string>(),
-      } as Omit<VastCluster, "privateKey">;
-      Object.defineProperty(cluster, "privateKey", {
-        value: pair.privateKey,
-        enumerable: false,
-      });
-      return cluster as VastCluster;
+      }, pair.privateKey);
     },
     async provision(cluster: VastCluster, count: number): Promise<Instance[]> {
       const c = clusterOf(cluster);

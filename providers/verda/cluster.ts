@@ -13,7 +13,7 @@ import { NoOffersError, ProvisioningError } from "../../src/errors.ts";
 import { logger } from "../../src/log.ts";
 import type { ClusterSpec, Instance } from "../../src/provider.ts";
 import { userData } from "../_user_data.ts";
-import { generateSshKeyPair } from "../_keys.ts";
+import { generateSshKeyPair, withPrivateKey } from "../_keys.ts";
 import { HttpError } from "../_http.ts";
 import { createOnce } from "../_create.ts";
 import {
@@ -24,6 +24,7 @@ import {
   type VerdaApi,
   type VerdaInstance,
 } from "./api.ts";
+import { sweepFailedPrepare } from "../_cleanup.ts";
 import { allocationHint, marketsFor } from "../_offers.ts";
 import { pollUntil } from "../_poll.ts";
 import { backoff, retry } from "../../src/_retry.ts";
@@ -153,7 +154,7 @@ export async function prepareCluster(
         }),
       lookup: named("/scripts"),
     });
-    const cluster = {
+    return withPrivateKey<VerdaCluster>({
       id,
       offer,
       allocation: spec.allocation,
@@ -164,19 +165,9 @@ export async function prepareCluster(
       diskGb: spec.diskGb ?? (offer.accelerator ? 100 : 50),
       sshKeyId,
       scriptId,
-    } as Omit<VerdaCluster, "privateKey">;
-    Object.defineProperty(cluster, "privateKey", {
-      value: keys.privateKey,
-      enumerable: false,
-    });
-    return cluster as VerdaCluster;
+    }, keys.privateKey);
   } catch (error) {
-    await sweep(api, { cluster: id }).catch((cleanup) =>
-      log.warn("Cleaning up after a failed prepare of {id} failed: {cleanup}", {
-        id,
-        cleanup,
-      })
-    );
+    await sweepFailedPrepare(id, () => sweep(api, { cluster: id }), log);
     throw error;
   }
 }

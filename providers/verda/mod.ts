@@ -28,8 +28,8 @@ import type {
   Instance,
   Offer,
   Provider,
-  ProviderCleanupOptions,
 } from "../../src/provider.ts";
+import type { ProviderCleanupOptions } from "../../src/provider.ts";
 import {
   BalanceSchema,
   VERDA_API,
