@@ -7,6 +7,7 @@
  * @module
  */
 import { z } from "npm:zod@4.6.7";
+import { sshUserSchema } from "../_ssh.ts";
 import { parseOptions } from "../../src/_options.ts";
 import { ConfigError, ProvisioningError } from "../../src/errors.ts";
 import type { ClusterSpec, Offer } from "../../src/provider.ts";
@@ -201,13 +202,7 @@ const schema = z.object({
     "not an AMI id such as ami-0123456789abcdef0",
   )
     .optional(),
-  sshUser: z.union([
-    z.string().min(1),
-    z.custom<(i: AwsInstanceDetails) => string>(
-      (f) => typeof f === "function",
-      "must be a function",
-    ),
-  ]).optional(),
+  sshUser: sshUserSchema<AwsInstanceDetails>(),
   hostKeys: z.enum(["console", "first-use"]).default("console"),
   hostKeyWait: z.number().int().nonnegative().default(120_000),
   allowSshFrom: z.array(cidr).min(1).optional(),

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { sshRunning } from "../_ssh.ts";
 import { ConfigError, NoOffersError } from "../../src/errors.ts";
 import { logger } from "../../src/log.ts";
 import type { Instance } from "../../src/provider.ts";
@@ -316,19 +317,13 @@ export async function describe(
       (found.Tags ?? []).map((t) => [t.Key ?? "", t.Value ?? ""]),
     ),
   };
-  const user = typeof options.sshUser === "function"
-    ? options.sshUser(details)
-    : options.sshUser ?? "ubuntu";
-  return {
-    ...base,
-    status: "running",
-    endpoint: {
-      kind: "ssh",
-      host: address,
-      port: 22,
-      user,
-      privateKey: cluster.privateKey,
-      ...(hostKey ? { hostKey } : {}),
-    },
-  };
+  return sshRunning(base, {
+    host: address,
+    port: 22,
+    details,
+    sshUser: options.sshUser,
+    defaultUser: "ubuntu",
+    privateKey: cluster.privateKey,
+    ...(hostKey ? { hostKey } : {}),
+  });
 }

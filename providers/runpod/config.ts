@@ -5,6 +5,7 @@
  * @module
  */
 import { z } from "npm:zod@4.6.7";
+import { sshUserSchema } from "../_ssh.ts";
 import { parseOptions } from "../../src/_options.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { RUNPOD_BASE_URL, RUNPOD_CREDENTIALS_HINT } from "./api.ts";
@@ -96,13 +97,7 @@ const schema = z.object({
   image: z.string().min(1).default(DEFAULT_IMAGE),
   containerDiskGb: z.number().int().positive().default(30),
   bidPerGpu: z.number().positive().optional(),
-  sshUser: z.union([
-    z.string().min(1),
-    z.custom<(pod: RunPodPodDetails) => string>(
-      (f) => typeof f === "function",
-      "must be a function",
-    ),
-  ]).optional(),
+  sshUser: sshUserSchema<RunPodPodDetails>(),
   env: z.record(
     z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "not a variable name"),
     z.string(),

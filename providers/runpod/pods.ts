@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { sshRunning } from "../_ssh.ts";
 import { NoOffersError } from "../../src/errors.ts";
 import type { ClusterSpec, Instance } from "../../src/provider.ts";
 import { createOnce } from "../_create.ts";
@@ -265,18 +266,12 @@ export function toInstance(
     ip: ssh.ip!,
     port: ssh.publicPort!,
   };
-  const user = typeof options.sshUser === "function"
-    ? options.sshUser(details)
-    : options.sshUser ?? "root";
-  return {
-    ...base,
-    status: "running",
-    endpoint: {
-      kind: "ssh",
-      host: details.ip,
-      port: details.port,
-      user,
-      privateKey: cluster.privateKey,
-    },
-  };
+  return sshRunning(base, {
+    host: details.ip,
+    port: details.port,
+    details,
+    sshUser: options.sshUser,
+    defaultUser: "root",
+    privateKey: cluster.privateKey,
+  });
 }

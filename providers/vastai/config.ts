@@ -6,6 +6,7 @@
  * @module
  */
 import { z } from "npm:zod@4.6.7";
+import { sshUserSchema } from "../_ssh.ts";
 import { parseOptions } from "../../src/_options.ts";
 import { ConfigError } from "../../src/errors.ts";
 
@@ -118,13 +119,7 @@ const schema = z.object({
   cudaVersion: z.number().positive().optional(),
   bid: z.number().min(0.001).max(128).optional(),
   ssh: z.enum(["direct", "proxy"]).default("direct"),
-  sshUser: z.union([
-    z.string().min(1),
-    z.custom<(i: VastInstanceDetails) => string>(
-      (f) => typeof f === "function",
-      "must be a function",
-    ),
-  ]).optional(),
+  sshUser: sshUserSchema<VastInstanceDetails>(),
   ttl: z.number().int().nonnegative().default(600_000),
   searchLimit: z.number().int().min(1).max(1000).default(64),
 }).strict();

@@ -26,6 +26,7 @@
  *
  * @module
  */
+import { sshRunning } from "../_ssh.ts";
 import {
   ConfigError,
   NoOffersError,
@@ -384,20 +385,14 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
       ...(found.public_ipaddr ? { publicIp: found.public_ipaddr } : {}),
       ...(found.machine_id != null ? { machineId: found.machine_id } : {}),
     };
-    const user = typeof resolved.sshUser === "function"
-      ? resolved.sshUser(details)
-      : resolved.sshUser ?? "root";
-    return {
-      ...base,
-      status: "running",
-      endpoint: {
-        kind: "ssh",
-        host,
-        port: sshPort,
-        user,
-        privateKey: cluster.privateKey,
-      },
-    };
+    return sshRunning(base, {
+      host,
+      port: sshPort,
+      details,
+      sshUser: resolved.sshUser,
+      defaultUser: "root",
+      privateKey: cluster.privateKey,
+    });
   }
 
   async function sweep(

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { sshRunning } from "../_ssh.ts";
 import { z } from "npm:zod@4.6.7";
 import { NoOffersError, ProvisioningError } from "../../src/errors.ts";
 import { logger } from "../../src/log.ts";
@@ -454,20 +455,14 @@ export async function describe(
   if (found.status !== "running" || !found.ip) {
     return { ...base, status: "pending" };
   }
-  const user = typeof options.sshUser === "function"
-    ? options.sshUser(found)
-    : options.sshUser;
-  return {
-    ...base,
-    status: "running",
-    endpoint: {
-      kind: "ssh",
-      host: found.ip,
-      port: 22,
-      user,
-      privateKey: cluster.privateKey,
-    },
-  };
+  return sshRunning(base, {
+    host: found.ip,
+    port: 22,
+    details: found,
+    sshUser: options.sshUser,
+    defaultUser: "root",
+    privateKey: cluster.privateKey,
+  });
 }
 
 /**

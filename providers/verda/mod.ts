@@ -21,6 +21,7 @@
  * @module
  */
 import { z } from "npm:zod@4.6.7";
+import { sshUserSchema } from "../_ssh.ts";
 import { parseOptions } from "../../src/_options.ts";
 import { ConfigError } from "../../src/errors.ts";
 import type {
@@ -151,13 +152,7 @@ const schema = z.object({
     "not an instance type such as 1H100.80S.30V",
   ).optional(),
   image: z.string().min(1).optional(),
-  sshUser: z.union([
-    z.string().min(1),
-    z.custom<(i: VerdaInstance) => string>(
-      (f) => typeof f === "function",
-      "must be a function",
-    ),
-  ]).optional(),
+  sshUser: sshUserSchema<VerdaInstance>(),
   ttl: z.number().int().nonnegative().default(600_000),
   maxLifetime: z.number().int().positive().optional(),
 }).strict();
