@@ -442,26 +442,26 @@ export async function sweep(
     }
   }
 
+  /** The old enough resources of a listing, their clusters noted. */
+  const ours = <R extends Tagged>(listed: R[] | undefined): R[] =>
+    (listed ?? []).filter(old).map((resource) => {
+      clusters.add(tagOf(resource, CLUSTER_TAG) ?? "?");
+      return resource;
+    });
   const groups = await clients.send<
     { SecurityGroups?: ({ GroupId?: string } & Tagged)[] }
   >(
     new sdk.DescribeSecurityGroupsCommand({ Filters: [tagFilter] }),
     "DescribeSecurityGroups",
   );
-  const groupIds = (groups.SecurityGroups ?? []).filter(old).map((g) => {
-    clusters.add(tagOf(g, CLUSTER_TAG) ?? "?");
-    return g.GroupId!;
-  });
-  const keys = await clients.send<
+  const groupIds = ours(groups.SecurityGroups).map((g) => g.GroupId!);
+  const { KeyPairs } = await clients.send<
     { KeyPairs?: ({ KeyName?: string } & Tagged)[] }
   >(
     new sdk.DescribeKeyPairsCommand({ Filters: [tagFilter] }),
     "DescribeKeyPairs",
   );
-  const keyNames = (keys.KeyPairs ?? []).filter(old).map((k) => {
-    clusters.add(tagOf(k, CLUSTER_TAG) ?? "?");
-    return k.KeyName!;
-  });
+  const keyNames = ours(KeyPairs).map((k) => k.KeyName!);
   report.securityGroups = groupIds;
   report.keyPairs = keyNames;
   report.clusters = [...clusters].sort();

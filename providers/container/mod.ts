@@ -376,29 +376,25 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
   }
 
   async function removeNetwork(name: string): Promise<void> {
-    /** A network whose endpoints linger a moment. */
-    class InUse extends Error {}
-    try {
-      await retry(async () => {
-        const out = await cli.run(["network", "rm", name]);
-        if (out.code === 0 || /no such network|not found/i.test(out.stderr)) {
-          return;
-        }
-        throw new InUse(errorText(out.stderr));
-      }, {
-        // Endpoints of containers being removed may linger a moment.
-        maxAttempts: 21,
-        minDelay: 250,
-        multiplier: 1,
-        jitter: 0,
-        isRetriable: (error) => error instanceof InUse,
-      });
-    } catch (error) {
-      if (!(error instanceof InUse)) throw error;
-      throw new ProvisioningError(
-        `Cannot remove network ${name}: ${error.message}`,
+    const refused = new WeakSet<Error>();
+    await retry(async () => {
+      const out = await cli.run(["network", "rm", name]);
+      if (out.code === 0 || /no such network|not found/i.test(out.stderr)) {
+        return;
+      }
+      const error = new ProvisioningError(
+        `Cannot remove network ${name}: ${errorText(out.stderr)}`,
       );
-    }
+      refused.add(error);
+      throw error;
+    }, {
+      // Endpoints of containers being removed may linger a moment.
+      maxAttempts: 21,
+      minDelay: 250,
+      multiplier: 1,
+      jitter: 0,
+      isRetriable: (error) => refused.has(error as Error),
+    });
   }
 
   /** Labels of every skyward container and network, by name. */
@@ -406,42 +402,35 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
     containers: Map<string, Record<string, string>>;
     networks: Map<string, Record<string, string>>;
   }> {
-    const containers = new Map<string, Record<string, string>>();
-    const networks = new Map<string, Record<string, string>>();
-    const ids = lines(
-      await cli.must(["ps", "-aq", "--filter", `label=${filter}`]),
-    );
-    if (ids.length > 0) {
-      const out = await cli.run([
+    /** The names and labels of what a listing returns, read by `inspect`. */
+    const labelsOf = async (list: string[], inspect: string[]) => {
+      const found = new Map<string, Record<string, string>>();
+      const ids = lines(
+        await cli.must([...list, "--filter", `label=${filter}`]),
+      );
+      if (ids.length === 0) return found;
+      const out = await cli.run([...inspect, ...ids]);
+      for (const line of lines(out.stdout)) {
+        const [name, labels] = line.split("\t").map((f) => JSON.parse(f));
+        found.set(String(name).replace(/^\//, ""), labels ?? {});
+      }
+      return found;
+    };
+    return {
+      containers: await labelsOf(["ps", "-aq"], [
         "inspect",
         "--type",
         "container",
         "--format",
         "{{json .Name}}\t{{json .Config.Labels}}",
-        ...ids,
-      ]);
-      for (const line of lines(out.stdout)) {
-        const [name, labels] = line.split("\t").map((f) => JSON.parse(f));
-        containers.set(String(name).replace(/^\//, ""), labels ?? {});
-      }
-    }
-    const nets = lines(
-      await cli.must(["network", "ls", "-q", "--filter", `label=${filter}`]),
-    );
-    if (nets.length > 0) {
-      const out = await cli.run([
+      ]),
+      networks: await labelsOf(["network", "ls", "-q"], [
         "network",
         "inspect",
         "--format",
         "{{json .Name}}\t{{json .Labels}}",
-        ...nets,
-      ]);
-      for (const line of lines(out.stdout)) {
-        const [name, labels] = line.split("\t").map((f) => JSON.parse(f));
-        networks.set(String(name), labels ?? {});
-      }
-    }
-    return { containers, networks };
+      ]),
+    };
   }
 
   async function cleanup(options: CleanupOptions = {}): Promise<CleanupReport> {

@@ -114,12 +114,11 @@ const schema = z.object({
 export function resolveRunPodOptions(
   options: RunPodOptions,
 ): ResolvedRunPodOptions {
-  const valid = parseOptions(
+  return parseOptions(
     schema,
     options ?? {},
     "Invalid sky.RunPod options",
-  );
-  return valid as ResolvedRunPodOptions;
+  ) as ResolvedRunPodOptions;
 }
 
 /**

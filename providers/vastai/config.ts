@@ -134,12 +134,11 @@ const schema = z.object({
 export function resolveVastOptions(
   options: VastAIOptions,
 ): ResolvedVastAIOptions {
-  const valid = parseOptions(
+  return parseOptions(
     schema,
     options ?? {},
     "Invalid sky.VastAI options",
-  );
-  return valid as ResolvedVastAIOptions;
+  ) as ResolvedVastAIOptions;
 }
 
 function env(name: string): string | undefined {

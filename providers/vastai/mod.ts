@@ -43,6 +43,7 @@ import type { ProviderCleanupOptions } from "../../src/provider.ts";
 import { HttpError } from "../_http.ts";
 import { createOnce } from "../_create.ts";
 import { marketsFor } from "../_offers.ts";
+import { idleWatchdog } from "../_user_data.ts";
 import { retry } from "../../src/_retry.ts";
 import {
   cleanupCommand,
@@ -153,32 +154,27 @@ const KEY_COMMENT = "skyward:";
 export function onstartScript(
   options: Pick<ResolvedVastAIOptions, "ttl" | "baseUrl">,
 ): string {
-  const ttl = Math.ceil(options.ttl / 1000);
-  const lines = [
+  return [
     "#!/bin/sh",
     "# Skyward: this instance destroys itself when its client is gone.",
-  ];
-  if (ttl > 0) {
-    lines.push(
-      "cat >/usr/local/bin/skyward-ttl <<'SKYWARD'",
-      "#!/bin/sh",
-      "# Destroys the instance once no SSH client has been connected for $1 seconds.",
-      `ttl=$1; idle=0; step=${Math.min(15, ttl)}`,
-      "while sleep $step; do",
-      "  if awk '$2 ~ /:0016$/ && $4 == \"01\" { found = 1 } END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null; then idle=0; else idle=$((idle + step)); fi",
-      '  if [ "$idle" -ge "$ttl" ]; then',
-      // As the CLI destroys (vast-cli `vast.py` `destroy_instance`): DELETE
-      // with the body {}.
-      `    curl -fsS -X DELETE -H "Authorization: Bearer $CONTAINER_API_KEY" -H 'Content-Type: application/json' -d '{}' "${options.baseUrl}/instances/$CONTAINER_ID/" ||`,
-      `      wget -q -O- --method=DELETE --header="Authorization: Bearer $CONTAINER_API_KEY" --header='Content-Type: application/json' --body-data='{}' "${options.baseUrl}/instances/$CONTAINER_ID/"`,
-      "  fi",
-      "done",
-      "SKYWARD",
-      "chmod 755 /usr/local/bin/skyward-ttl",
-      `nohup /usr/local/bin/skyward-ttl ${ttl} >/dev/null 2>&1 &`,
-    );
-  }
-  return lines.join("\n") + "\n";
+    ...idleWatchdog({
+      ttl: options.ttl,
+      path: "/usr/local/bin/skyward-ttl",
+      what: "Destroys the instance",
+      step: String(Math.min(15, Math.ceil(options.ttl / 1000))),
+      connected:
+        "awk '$2 ~ /:0016$/ && $4 == \"01\" { found = 1 } END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null",
+      onIdle: [
+        '  if [ "$idle" -ge "$ttl" ]; then',
+        // As the CLI destroys (vast-cli `vast.py` `destroy_instance`): DELETE
+        // with the body {}.
+        `    curl -fsS -X DELETE -H "Authorization: Bearer $CONTAINER_API_KEY" -H 'Content-Type: application/json' -d '{}' "${options.baseUrl}/instances/$CONTAINER_ID/" ||`,
+        `      wget -q -O- --method=DELETE --header="Authorization: Bearer $CONTAINER_API_KEY" --header='Content-Type: application/json' --body-data='{}' "${options.baseUrl}/instances/$CONTAINER_ID/"`,
+        "  fi",
+      ],
+      start: (path, ttl) => `nohup ${path} ${ttl} >/dev/null 2>&1 &`,
+    }),
+  ].join("\n") + "\n";
 }
 
 /** The bid for an interruptible instance of an offer. */
@@ -299,38 +295,35 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
    * sent again, and reported with Vast.ai's `msg` if it never succeeds.
    */
   async function destroy(id: string): Promise<void> {
-    /** Vast.ai's `msg` of a destroy answered `success: false`. */
-    class NotDestroyed extends Error {}
-    try {
-      await retry(async () => {
-        let msg: string;
-        try {
-          const answer = await api.request(
-            `/instances/${encodeURIComponent(id)}/`,
-            { method: "DELETE", body: {}, schema: destroySchema },
-          );
-          if (answer?.success !== false) return;
-          msg = answer.msg || answer.error || "success: false";
-        } catch (error) {
-          if (error instanceof HttpError && error.status === 404) return;
-          throw error;
-        }
-        log.info("Vast.ai did not destroy instance {id}: {msg}", { id, msg });
-        const found = await showInstance(id).catch(() => null);
-        if (found === undefined || found?.actual_status === "destroyed") return;
-        throw new NotDestroyed(msg);
-      }, {
-        maxAttempts: 3,
-        minDelay: 250,
-        jitter: 0,
-        isRetriable: (error) => error instanceof NotDestroyed,
-      });
-    } catch (error) {
-      if (!(error instanceof NotDestroyed)) throw error;
-      throw new ProvisioningError(
-        `Vast.ai did not destroy instance ${id} (answered success: false): ${error.message}`,
+    // Destroys answered `success: false`, sent again.
+    const refused = new WeakSet<Error>();
+    await retry(async () => {
+      let msg: string;
+      try {
+        const answer = await api.request(
+          `/instances/${encodeURIComponent(id)}/`,
+          { method: "DELETE", body: {}, schema: destroySchema },
+        );
+        if (answer?.success !== false) return;
+        msg = answer.msg || answer.error || "success: false";
+      } catch (error) {
+        if (error instanceof HttpError && error.status === 404) return;
+        throw error;
+      }
+      log.info("Vast.ai did not destroy instance {id}: {msg}", { id, msg });
+      const found = await showInstance(id).catch(() => null);
+      if (found === undefined || found?.actual_status === "destroyed") return;
+      const error = new ProvisioningError(
+        `Vast.ai did not destroy instance ${id} (answered success: false): ${msg}`,
       );
-    }
+      refused.add(error);
+      throw error;
+    }, {
+      maxAttempts: 3,
+      minDelay: 250,
+      jitter: 0,
+      isRetriable: (error) => refused.has(error as Error),
+    });
   }
 
   /** The environment an instance was created with (`extra_env` pairs). */

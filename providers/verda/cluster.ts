@@ -634,25 +634,20 @@ export async function sweep(
       `instances ${report.instances.join(", ")}: ${(error as Error).message}`,
     );
   }
-  for (const key of keys) {
-    await api.request(`/sshkeys/${encodeURIComponent(key.id)}`, {
-      method: "DELETE",
-      schema: z.unknown(),
-      accept: [404],
-    }).catch((error) =>
-      problems.push(`SSH key ${key.name}: ${(error as Error).message}`)
-    );
-  }
-  for (const script of scripts) {
-    await api.request(`/scripts/${encodeURIComponent(script.id)}`, {
-      method: "DELETE",
-      schema: z.unknown(),
-      accept: [404],
-    }).catch((error) =>
-      problems.push(
-        `startup script ${script.name}: ${(error as Error).message}`,
-      )
-    );
+  const registered = [
+    ["/sshkeys", "SSH key", keys],
+    ["/scripts", "startup script", scripts],
+  ] as const;
+  for (const [path, what, resources] of registered) {
+    for (const resource of resources) {
+      await api.request(`${path}/${encodeURIComponent(resource.id)}`, {
+        method: "DELETE",
+        schema: z.unknown(),
+        accept: [404],
+      }).catch((error) =>
+        problems.push(`${what} ${resource.name}: ${(error as Error).message}`)
+      );
+    }
   }
   if (problems.length > 0) {
     throw new ProvisioningError(
