@@ -31,7 +31,7 @@ import type {
 import type { ProviderCleanupOptions } from "../../src/provider.ts";
 import { DEFAULT_IMAGE, IMAGE_USER } from "./image.ts";
 import { refuseCleanupOptions } from "../_cleanup.ts";
-import { Cli, errorText, lines } from "./runtime.ts";
+import { Cli, errorText, inspectContainers, lines } from "./runtime.ts";
 import { owner, ownerGone } from "./owner.ts";
 import { entrypoint } from "./entrypoint.ts";
 import { accepts } from "./sshd.ts";
@@ -295,14 +295,10 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
     const found = new Map<string, Inspected>();
     if (names.length === 0) return found;
     // One JSON line per container that exists; missing ones only print errors.
-    const out = await cli.run([
-      "inspect",
-      "--type",
-      "container",
-      "--format",
+    const out = await cli.run(inspectContainers(
       "{{json .Name}}\t{{json .State.Status}}\t{{json .NetworkSettings.Networks}}",
-      ...names,
-    ]);
+      names,
+    ));
     for (const line of lines(out.stdout)) {
       const [name, status, networks] = line.split("\t").map((f) =>
         JSON.parse(f)
@@ -417,13 +413,10 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
       return found;
     };
     return {
-      containers: await labelsOf(["ps", "-aq"], [
-        "inspect",
-        "--type",
-        "container",
-        "--format",
-        "{{json .Name}}\t{{json .Config.Labels}}",
-      ]),
+      containers: await labelsOf(
+        ["ps", "-aq"],
+        inspectContainers("{{json .Name}}\t{{json .Config.Labels}}", []),
+      ),
       networks: await labelsOf(["network", "ls", "-q"], [
         "network",
         "inspect",
@@ -480,14 +473,9 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
       await cli.must(["ps", "-q", "--filter", `label=${CLUSTER_LABEL}`]),
     );
     if (running.length === 0) return free;
-    const out = await cli.must([
-      "inspect",
-      "--type",
-      "container",
-      "--format",
-      "{{range .Mounts}}{{.Name}} {{end}}",
-      ...running,
-    ]);
+    const out = await cli.must(
+      inspectContainers("{{range .Mounts}}{{.Name}} {{end}}", running),
+    );
     for (const name of out.split(/\s+/)) free.delete(name);
     return free;
   }

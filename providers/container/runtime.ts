@@ -110,3 +110,14 @@ export function errorText(stderr: string): string {
 export function lines(text: string): string[] {
   return text.split("\n").map((l) => l.trim()).filter(Boolean);
 }
+
+/**
+ * The arguments that inspect containers in a Go template `format`.
+ *
+ * @param format The template, e.g. `{{json .Name}}`.
+ * @param names The containers.
+ * @returns The CLI's arguments.
+ */
+export function inspectContainers(format: string, names: string[]): string[] {
+  return ["inspect", "--type", "container", "--format", format, ...names];
+}
