@@ -66,7 +66,7 @@ export interface SshAccess<D> {
  * ```ts
  * import { sshRunning } from "./_ssh.ts";
  *
- * const instance = sshRunning({ id: "i-1", status: "pending" }, {
+ * const instance = sshRunning({ id: "i-1" }, {
  *   host: "10.0.0.1",
  *   port: 22,
  *   details: { id: "i-1" },
