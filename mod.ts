@@ -44,13 +44,11 @@ export {
 export {
   ComputePool,
   type HealthCheckOptions,
-  type MapResults,
   type NodesOptions,
   type PoolOptions,
   type RunOptions,
-  type RunResult,
-  type TaskHandle,
 } from "./src/pool/pool.ts";
+export type { MapResults, RunResult, TaskHandle } from "./src/pool/handles.ts";
 export type { DeadManSwitchOptions } from "./src/pool/deadman.ts";
 export {
   ConfigError,
@@ -163,8 +161,10 @@ export {
 } from "./providers/vastai/mod.ts";
 export {
   type Accelerator,
+  ACCELERATOR_MODELS,
   type AcceleratorFactories,
   type AcceleratorFactory,
+  type AcceleratorModel,
   type AcceleratorOptions,
   type Accelerators,
   accelerators,

@@ -77,178 +77,208 @@ export interface AcceleratorSpec {
   readonly formFactors?: readonly FormFactor[];
 }
 
-const CUDA_KEPLER = ["5.5", "10.2"] as const;
-const CUDA_MAXWELL = ["6.5", "12.6"] as const;
-const CUDA_PASCAL = ["8.0", "12.6"] as const;
-const CUDA_VOLTA = ["9.0", "12.6"] as const;
-const CUDA_TURING = ["10.0", "13.1"] as const;
-const CUDA_AMPERE = ["11.0", "13.1"] as const;
-const CUDA_ADA = ["11.8", "13.1"] as const;
-const CUDA_HOPPER = ["11.8", "13.1"] as const;
-const CUDA_BLACKWELL = ["12.8", "13.1"] as const;
-
-function nv(
-  name: string,
-  architecture: string,
-  memory: string[],
-  cuda: readonly [string, string],
-  formFactors?: FormFactor[],
-): AcceleratorSpec {
-  return {
-    name,
-    manufacturer: "NVIDIA",
-    architecture,
-    memory,
-    cuda,
-    ...(formFactors ? { formFactors } : {}),
-  };
-}
-
-function other(
-  name: string,
-  manufacturer: Exclude<Manufacturer, "NVIDIA">,
-  architecture: string,
-  memory: string[],
-): AcceleratorSpec {
-  return { name, manufacturer, architecture, memory };
-}
-
-/** The catalog, by family; the factories and name look-ups are built from it. */
-const CATALOG: readonly AcceleratorSpec[] = [
+/**
+ * Every model `sky.accelerators` has a factory for, by factory name (the
+ * model's name with spaces as underscores): who makes it, its architecture,
+ * and its memory variants per device, the default first, separated by `|`.
+ * {@linkcode AcceleratorFactories} is derived from it, and
+ * `sky.accelerators.catalog` lists the same models as
+ * {@linkcode AcceleratorSpec}s (with their CUDA versions and form factors).
+ *
+ * @example
+ * ```ts
+ * import { ACCELERATOR_MODELS } from "./accelerators.ts";
+ *
+ * console.log(ACCELERATOR_MODELS.A100); // ["NVIDIA", "Ampere", "80GB|40GB"]
+ * ```
+ */
+export const ACCELERATOR_MODELS = {
   // NVIDIA datacenter
-  nv("K80", "Kepler", ["12GB"], CUDA_KEPLER),
-  nv("M60", "Maxwell", ["8GB"], CUDA_MAXWELL),
-  nv("P4", "Pascal", ["8GB"], CUDA_PASCAL),
-  nv("P40", "Pascal", ["24GB"], CUDA_PASCAL),
-  nv("P100", "Pascal", ["16GB", "12GB"], CUDA_PASCAL),
-  nv("V100", "Volta", ["32GB", "16GB"], CUDA_VOLTA, ["SXM", "PCIe"]),
-  nv("T4", "Turing", ["16GB"], CUDA_TURING),
-  nv("T4G", "Turing", ["16GB"], CUDA_TURING),
-  nv("A2", "Ampere", ["16GB"], CUDA_AMPERE),
-  nv("A10", "Ampere", ["24GB"], CUDA_AMPERE),
-  nv("A10G", "Ampere", ["24GB"], CUDA_AMPERE),
-  nv("A16", "Ampere", ["16GB"], CUDA_AMPERE),
-  nv("A30", "Ampere", ["24GB"], CUDA_AMPERE),
-  nv("A40", "Ampere", ["48GB"], CUDA_AMPERE),
-  nv("A100", "Ampere", ["80GB", "40GB"], CUDA_AMPERE, ["SXM", "PCIe"]),
-  nv("A800", "Ampere", ["80GB", "40GB"], CUDA_AMPERE),
-  nv("L4", "Ada Lovelace", ["24GB"], CUDA_ADA),
-  nv("L40", "Ada Lovelace", ["48GB"], CUDA_ADA),
-  nv("L40S", "Ada Lovelace", ["48GB"], CUDA_ADA),
-  nv("H100", "Hopper", ["80GB", "94GB"], CUDA_HOPPER, [
-    "SXM",
-    "PCIe",
-    "NVL",
-  ]),
-  nv("H200", "Hopper", ["141GB"], CUDA_HOPPER, ["SXM", "NVL"]),
-  nv("GH200", "Hopper", ["96GB", "144GB"], CUDA_HOPPER),
-  nv("B100", "Blackwell", ["192GB"], CUDA_BLACKWELL),
-  nv("B200", "Blackwell", ["180GB", "192GB"], CUDA_BLACKWELL),
-  nv("B300", "Blackwell", ["288GB"], CUDA_BLACKWELL),
-  nv("GB200", "Blackwell", ["384GB"], CUDA_BLACKWELL),
-  nv("GB300", "Blackwell", ["288GB"], CUDA_BLACKWELL),
+  K80: ["NVIDIA", "Kepler", "12GB"],
+  M60: ["NVIDIA", "Maxwell", "8GB"],
+  P4: ["NVIDIA", "Pascal", "8GB"],
+  P40: ["NVIDIA", "Pascal", "24GB"],
+  P100: ["NVIDIA", "Pascal", "16GB|12GB"],
+  V100: ["NVIDIA", "Volta", "32GB|16GB"],
+  T4: ["NVIDIA", "Turing", "16GB"],
+  T4G: ["NVIDIA", "Turing", "16GB"],
+  A2: ["NVIDIA", "Ampere", "16GB"],
+  A10: ["NVIDIA", "Ampere", "24GB"],
+  A10G: ["NVIDIA", "Ampere", "24GB"],
+  A16: ["NVIDIA", "Ampere", "16GB"],
+  A30: ["NVIDIA", "Ampere", "24GB"],
+  A40: ["NVIDIA", "Ampere", "48GB"],
+  A100: ["NVIDIA", "Ampere", "80GB|40GB"],
+  A800: ["NVIDIA", "Ampere", "80GB|40GB"],
+  L4: ["NVIDIA", "Ada Lovelace", "24GB"],
+  L40: ["NVIDIA", "Ada Lovelace", "48GB"],
+  L40S: ["NVIDIA", "Ada Lovelace", "48GB"],
+  H100: ["NVIDIA", "Hopper", "80GB|94GB"],
+  H200: ["NVIDIA", "Hopper", "141GB"],
+  GH200: ["NVIDIA", "Hopper", "96GB|144GB"],
+  B100: ["NVIDIA", "Blackwell", "192GB"],
+  B200: ["NVIDIA", "Blackwell", "180GB|192GB"],
+  B300: ["NVIDIA", "Blackwell", "288GB"],
+  GB200: ["NVIDIA", "Blackwell", "384GB"],
+  GB300: ["NVIDIA", "Blackwell", "288GB"],
   // NVIDIA consumer
-  nv("GTX 1050", "Pascal", ["2GB"], CUDA_PASCAL),
-  nv("GTX 1050 Ti", "Pascal", ["4GB"], CUDA_PASCAL),
-  nv("GTX 1060", "Pascal", ["6GB", "3GB"], CUDA_PASCAL),
-  nv("GTX 1070", "Pascal", ["8GB"], CUDA_PASCAL),
-  nv("GTX 1070 Ti", "Pascal", ["8GB"], CUDA_PASCAL),
-  nv("GTX 1080", "Pascal", ["8GB"], CUDA_PASCAL),
-  nv("GTX 1080 Ti", "Pascal", ["11GB"], CUDA_PASCAL),
-  nv("Titan Xp", "Pascal", ["12GB"], CUDA_PASCAL),
-  nv("GTX 1650", "Turing", ["4GB"], CUDA_TURING),
-  nv("GTX 1660", "Turing", ["6GB"], CUDA_TURING),
-  nv("GTX 1660 Super", "Turing", ["6GB"], CUDA_TURING),
-  nv("GTX 1660 Ti", "Turing", ["6GB"], CUDA_TURING),
-  nv("RTX 2060", "Turing", ["6GB", "12GB"], CUDA_TURING),
-  nv("RTX 2060 Super", "Turing", ["8GB"], CUDA_TURING),
-  nv("RTX 2070", "Turing", ["8GB"], CUDA_TURING),
-  nv("RTX 2070 Super", "Turing", ["8GB"], CUDA_TURING),
-  nv("RTX 2080", "Turing", ["8GB"], CUDA_TURING),
-  nv("RTX 2080 Super", "Turing", ["8GB"], CUDA_TURING),
-  nv("RTX 2080 Ti", "Turing", ["11GB"], CUDA_TURING),
-  nv("Titan RTX", "Turing", ["24GB"], CUDA_TURING),
-  nv("RTX 3050", "Ampere", ["8GB", "6GB"], CUDA_AMPERE),
-  nv("RTX 3060", "Ampere", ["12GB", "8GB"], CUDA_AMPERE),
-  nv("RTX 3060 Ti", "Ampere", ["8GB"], CUDA_AMPERE),
-  nv("RTX 3060 Laptop", "Ampere", ["6GB"], CUDA_AMPERE),
-  nv("RTX 3070", "Ampere", ["8GB"], CUDA_AMPERE),
-  nv("RTX 3070 Ti", "Ampere", ["8GB"], CUDA_AMPERE),
-  nv("RTX 3080", "Ampere", ["10GB", "12GB"], CUDA_AMPERE),
-  nv("RTX 3080 Ti", "Ampere", ["12GB"], CUDA_AMPERE),
-  nv("RTX 3090", "Ampere", ["24GB"], CUDA_AMPERE),
-  nv("RTX 3090 Ti", "Ampere", ["24GB"], CUDA_AMPERE),
-  nv("RTX 4060", "Ada Lovelace", ["8GB"], CUDA_ADA),
-  nv("RTX 4060 Ti", "Ada Lovelace", ["8GB", "16GB"], CUDA_ADA),
-  nv("RTX 4070", "Ada Lovelace", ["12GB"], CUDA_ADA),
-  nv("RTX 4070 Super", "Ada Lovelace", ["12GB"], CUDA_ADA),
-  nv("RTX 4070 Ti", "Ada Lovelace", ["12GB"], CUDA_ADA),
-  nv("RTX 4070 Ti Super", "Ada Lovelace", ["16GB"], CUDA_ADA),
-  nv("RTX 4080", "Ada Lovelace", ["16GB"], CUDA_ADA),
-  nv("RTX 4080 Super", "Ada Lovelace", ["16GB"], CUDA_ADA),
-  nv("RTX 4090", "Ada Lovelace", ["24GB"], CUDA_ADA),
-  nv("RTX 4090D", "Ada Lovelace", ["24GB"], CUDA_ADA),
-  nv("RTX 5060", "Blackwell", ["8GB"], CUDA_BLACKWELL),
-  nv("RTX 5060 Ti", "Blackwell", ["16GB", "8GB"], CUDA_BLACKWELL),
-  nv("RTX 5070", "Blackwell", ["12GB"], CUDA_BLACKWELL),
-  nv("RTX 5070 Ti", "Blackwell", ["16GB"], CUDA_BLACKWELL),
-  nv("RTX 5080", "Blackwell", ["16GB"], CUDA_BLACKWELL),
-  nv("RTX 5090", "Blackwell", ["32GB"], CUDA_BLACKWELL),
-  nv("CMP 50HX", "Turing", ["10GB"], CUDA_TURING),
+  GTX_1050: ["NVIDIA", "Pascal", "2GB"],
+  GTX_1050_Ti: ["NVIDIA", "Pascal", "4GB"],
+  GTX_1060: ["NVIDIA", "Pascal", "6GB|3GB"],
+  GTX_1070: ["NVIDIA", "Pascal", "8GB"],
+  GTX_1070_Ti: ["NVIDIA", "Pascal", "8GB"],
+  GTX_1080: ["NVIDIA", "Pascal", "8GB"],
+  GTX_1080_Ti: ["NVIDIA", "Pascal", "11GB"],
+  Titan_Xp: ["NVIDIA", "Pascal", "12GB"],
+  GTX_1650: ["NVIDIA", "Turing", "4GB"],
+  GTX_1660: ["NVIDIA", "Turing", "6GB"],
+  GTX_1660_Super: ["NVIDIA", "Turing", "6GB"],
+  GTX_1660_Ti: ["NVIDIA", "Turing", "6GB"],
+  RTX_2060: ["NVIDIA", "Turing", "6GB|12GB"],
+  RTX_2060_Super: ["NVIDIA", "Turing", "8GB"],
+  RTX_2070: ["NVIDIA", "Turing", "8GB"],
+  RTX_2070_Super: ["NVIDIA", "Turing", "8GB"],
+  RTX_2080: ["NVIDIA", "Turing", "8GB"],
+  RTX_2080_Super: ["NVIDIA", "Turing", "8GB"],
+  RTX_2080_Ti: ["NVIDIA", "Turing", "11GB"],
+  Titan_RTX: ["NVIDIA", "Turing", "24GB"],
+  RTX_3050: ["NVIDIA", "Ampere", "8GB|6GB"],
+  RTX_3060: ["NVIDIA", "Ampere", "12GB|8GB"],
+  RTX_3060_Ti: ["NVIDIA", "Ampere", "8GB"],
+  RTX_3060_Laptop: ["NVIDIA", "Ampere", "6GB"],
+  RTX_3070: ["NVIDIA", "Ampere", "8GB"],
+  RTX_3070_Ti: ["NVIDIA", "Ampere", "8GB"],
+  RTX_3080: ["NVIDIA", "Ampere", "10GB|12GB"],
+  RTX_3080_Ti: ["NVIDIA", "Ampere", "12GB"],
+  RTX_3090: ["NVIDIA", "Ampere", "24GB"],
+  RTX_3090_Ti: ["NVIDIA", "Ampere", "24GB"],
+  RTX_4060: ["NVIDIA", "Ada Lovelace", "8GB"],
+  RTX_4060_Ti: ["NVIDIA", "Ada Lovelace", "8GB|16GB"],
+  RTX_4070: ["NVIDIA", "Ada Lovelace", "12GB"],
+  RTX_4070_Super: ["NVIDIA", "Ada Lovelace", "12GB"],
+  RTX_4070_Ti: ["NVIDIA", "Ada Lovelace", "12GB"],
+  RTX_4070_Ti_Super: ["NVIDIA", "Ada Lovelace", "16GB"],
+  RTX_4080: ["NVIDIA", "Ada Lovelace", "16GB"],
+  RTX_4080_Super: ["NVIDIA", "Ada Lovelace", "16GB"],
+  RTX_4090: ["NVIDIA", "Ada Lovelace", "24GB"],
+  RTX_4090D: ["NVIDIA", "Ada Lovelace", "24GB"],
+  RTX_5060: ["NVIDIA", "Blackwell", "8GB"],
+  RTX_5060_Ti: ["NVIDIA", "Blackwell", "16GB|8GB"],
+  RTX_5070: ["NVIDIA", "Blackwell", "12GB"],
+  RTX_5070_Ti: ["NVIDIA", "Blackwell", "16GB"],
+  RTX_5080: ["NVIDIA", "Blackwell", "16GB"],
+  RTX_5090: ["NVIDIA", "Blackwell", "32GB"],
+  CMP_50HX: ["NVIDIA", "Turing", "10GB"],
   // NVIDIA workstation
-  nv("Quadro P2000", "Pascal", ["5GB"], CUDA_PASCAL),
-  nv("Quadro P4000", "Pascal", ["8GB"], CUDA_PASCAL),
-  nv("Titan V", "Volta", ["12GB"], CUDA_VOLTA),
-  nv("Quadro RTX 4000", "Turing", ["8GB"], CUDA_TURING),
-  nv("Quadro RTX 5000", "Turing", ["16GB"], CUDA_TURING),
-  nv("Quadro RTX 6000", "Turing", ["24GB"], CUDA_TURING),
-  nv("Quadro RTX 8000", "Turing", ["48GB"], CUDA_TURING),
-  nv("RTX A2000", "Ampere", ["12GB", "6GB"], CUDA_AMPERE),
-  nv("RTX A4000", "Ampere", ["16GB"], CUDA_AMPERE),
-  nv("RTX A4500", "Ampere", ["20GB"], CUDA_AMPERE),
-  nv("RTX A5000", "Ampere", ["24GB"], CUDA_AMPERE),
-  nv("RTX A6000", "Ampere", ["48GB"], CUDA_AMPERE),
-  nv("RTX 2000 Ada", "Ada Lovelace", ["16GB"], CUDA_ADA),
-  nv("RTX 4000 Ada", "Ada Lovelace", ["20GB"], CUDA_ADA),
-  nv("RTX 4500 Ada", "Ada Lovelace", ["24GB"], CUDA_ADA),
-  nv("RTX 5000 Ada", "Ada Lovelace", ["32GB"], CUDA_ADA),
-  nv("RTX 5880 Ada", "Ada Lovelace", ["48GB"], CUDA_ADA),
-  nv("RTX 6000 Ada", "Ada Lovelace", ["48GB"], CUDA_ADA),
-  nv("RTX PRO 4000", "Blackwell", ["24GB"], CUDA_BLACKWELL),
-  nv("RTX PRO 4500", "Blackwell", ["32GB"], CUDA_BLACKWELL),
-  nv("RTX PRO 5000", "Blackwell", ["48GB"], CUDA_BLACKWELL),
-  nv("RTX PRO 6000", "Blackwell", ["96GB"], CUDA_BLACKWELL),
+  Quadro_P2000: ["NVIDIA", "Pascal", "5GB"],
+  Quadro_P4000: ["NVIDIA", "Pascal", "8GB"],
+  Titan_V: ["NVIDIA", "Volta", "12GB"],
+  Quadro_RTX_4000: ["NVIDIA", "Turing", "8GB"],
+  Quadro_RTX_5000: ["NVIDIA", "Turing", "16GB"],
+  Quadro_RTX_6000: ["NVIDIA", "Turing", "24GB"],
+  Quadro_RTX_8000: ["NVIDIA", "Turing", "48GB"],
+  RTX_A2000: ["NVIDIA", "Ampere", "12GB|6GB"],
+  RTX_A4000: ["NVIDIA", "Ampere", "16GB"],
+  RTX_A4500: ["NVIDIA", "Ampere", "20GB"],
+  RTX_A5000: ["NVIDIA", "Ampere", "24GB"],
+  RTX_A6000: ["NVIDIA", "Ampere", "48GB"],
+  RTX_2000_Ada: ["NVIDIA", "Ada Lovelace", "16GB"],
+  RTX_4000_Ada: ["NVIDIA", "Ada Lovelace", "20GB"],
+  RTX_4500_Ada: ["NVIDIA", "Ada Lovelace", "24GB"],
+  RTX_5000_Ada: ["NVIDIA", "Ada Lovelace", "32GB"],
+  RTX_5880_Ada: ["NVIDIA", "Ada Lovelace", "48GB"],
+  RTX_6000_Ada: ["NVIDIA", "Ada Lovelace", "48GB"],
+  RTX_PRO_4000: ["NVIDIA", "Blackwell", "24GB"],
+  RTX_PRO_4500: ["NVIDIA", "Blackwell", "32GB"],
+  RTX_PRO_5000: ["NVIDIA", "Blackwell", "48GB"],
+  RTX_PRO_6000: ["NVIDIA", "Blackwell", "96GB"],
   // AMD
-  other("MI25", "AMD", "GCN", ["16GB"]),
-  other("MI50", "AMD", "CDNA", ["16GB", "32GB"]),
-  other("MI100", "AMD", "CDNA", ["32GB"]),
-  other("MI210", "AMD", "CDNA2", ["64GB"]),
-  other("MI250", "AMD", "CDNA2", ["128GB"]),
-  other("MI250X", "AMD", "CDNA2", ["128GB"]),
-  other("MI300A", "AMD", "CDNA3", ["128GB"]),
-  other("MI300X", "AMD", "CDNA3", ["192GB"]),
-  other("MI325X", "AMD", "CDNA3", ["256GB"]),
-  other("MI355X", "AMD", "CDNA4", ["288GB"]),
-  other("Radeon Pro V520", "AMD", "RDNA", ["8GB"]),
-  other("Radeon Pro V710", "AMD", "RDNA3", ["28GB"]),
+  MI25: ["AMD", "GCN", "16GB"],
+  MI50: ["AMD", "CDNA", "16GB|32GB"],
+  MI100: ["AMD", "CDNA", "32GB"],
+  MI210: ["AMD", "CDNA2", "64GB"],
+  MI250: ["AMD", "CDNA2", "128GB"],
+  MI250X: ["AMD", "CDNA2", "128GB"],
+  MI300A: ["AMD", "CDNA3", "128GB"],
+  MI300X: ["AMD", "CDNA3", "192GB"],
+  MI325X: ["AMD", "CDNA3", "256GB"],
+  MI355X: ["AMD", "CDNA4", "288GB"],
+  Radeon_Pro_V520: ["AMD", "RDNA", "8GB"],
+  Radeon_Pro_V710: ["AMD", "RDNA3", "28GB"],
   // AWS
-  other("Trainium1", "AWS", "Trainium", ["32GB"]),
-  other("Trainium2", "AWS", "Trainium", ["96GB"]),
-  other("Trainium3", "AWS", "Trainium", ["144GB"]),
-  other("Inferentia1", "AWS", "Inferentia", ["8GB"]),
-  other("Inferentia2", "AWS", "Inferentia", ["32GB"]),
+  Trainium1: ["AWS", "Trainium", "32GB"],
+  Trainium2: ["AWS", "Trainium", "96GB"],
+  Trainium3: ["AWS", "Trainium", "144GB"],
+  Inferentia1: ["AWS", "Inferentia", "8GB"],
+  Inferentia2: ["AWS", "Inferentia", "32GB"],
   // Intel
-  other("Gaudi", "Intel", "Gaudi", ["32GB"]),
-  other("Gaudi2", "Intel", "Gaudi", ["96GB"]),
-  other("Gaudi3", "Intel", "Gaudi", ["128GB"]),
+  Gaudi: ["Intel", "Gaudi", "32GB"],
+  Gaudi2: ["Intel", "Gaudi", "96GB"],
+  Gaudi3: ["Intel", "Gaudi", "128GB"],
   // Google
-  other("TPUv2", "Google", "TPU", ["16GB"]),
-  other("TPUv3", "Google", "TPU", ["32GB"]),
-  other("TPUv4", "Google", "TPU", ["32GB"]),
-  other("TPUv5e", "Google", "TPU", ["16GB"]),
-  other("TPUv5p", "Google", "TPU", ["95GB"]),
-  other("TPUv6e", "Google", "TPU", ["32GB"]),
+  TPUv2: ["Google", "TPU", "16GB"],
+  TPUv3: ["Google", "TPU", "32GB"],
+  TPUv4: ["Google", "TPU", "32GB"],
+  TPUv5e: ["Google", "TPU", "16GB"],
+  TPUv5p: ["Google", "TPU", "95GB"],
+  TPUv6e: ["Google", "TPU", "32GB"],
+} as const;
+
+/**
+ * A row of {@linkcode ACCELERATOR_MODELS}: who makes the model, its
+ * architecture, and its memory variants per device, the default first,
+ * separated by `|`.
+ *
+ * @example
+ * ```ts
+ * import type { AcceleratorModel } from "./accelerators.ts";
+ *
+ * const h200: AcceleratorModel = ["NVIDIA", "Hopper", "141GB"];
+ * console.log(h200[2].split("|")[0]); // "141GB"
+ * ```
+ */
+export type AcceleratorModel = readonly [
+  manufacturer: Manufacturer,
+  architecture: string,
+  memory: string,
 ];
+
+/** The CUDA versions of each NVIDIA architecture, `[min, max]`. */
+const CUDA: Readonly<Record<string, readonly [string, string]>> = {
+  Kepler: ["5.5", "10.2"],
+  Maxwell: ["6.5", "12.6"],
+  Pascal: ["8.0", "12.6"],
+  Volta: ["9.0", "12.6"],
+  Turing: ["10.0", "13.1"],
+  Ampere: ["11.0", "13.1"],
+  "Ada Lovelace": ["11.8", "13.1"],
+  Hopper: ["11.8", "13.1"],
+  Blackwell: ["12.8", "13.1"],
+};
+
+/** The models that come in several form factors, and those forms. */
+const FORM_FACTORS: Readonly<Record<string, readonly FormFactor[]>> = {
+  V100: ["SXM", "PCIe"],
+  A100: ["SXM", "PCIe"],
+  H100: ["SXM", "PCIe", "NVL"],
+  H200: ["SXM", "NVL"],
+};
+
+/** The catalog, in the order of {@linkcode ACCELERATOR_MODELS}; the factories and name look-ups are built from it. */
+const CATALOG: readonly AcceleratorSpec[] = Object.entries(ACCELERATOR_MODELS)
+  .map(([key, model]: [string, AcceleratorModel]) => {
+    const [manufacturer, architecture, memory] = model;
+    const cuda = manufacturer === "NVIDIA" ? CUDA[architecture] : undefined;
+    const formFactors = FORM_FACTORS[key];
+    return {
+      name: key.replaceAll("_", " "),
+      manufacturer,
+      architecture,
+      memory: memory.split("|"),
+      ...(cuda ? { cuda } : {}),
+      ...(formFactors ? { formFactors: [...formFactors] } : {}),
+    };
+  });
 
 /**
  * A factory of {@linkcode accelerators}.
@@ -260,255 +290,19 @@ export type AcceleratorFactory<M extends string> = (
 ) => Accelerator;
 
 /**
- * One factory per model of the catalog, named after it with spaces as
- * underscores, each taking the model's own memory variants.
+ * One factory per model of {@linkcode ACCELERATOR_MODELS}, named after it
+ * with spaces as underscores (`RTX_4090`, `Quadro_RTX_8000`), each taking
+ * the model's own memory variants: NVIDIA datacenter (`T4`, `A100`, `H100`,
+ * `B200`, …), consumer (`RTX_4090`, `GTX_1080_Ti`, …) and workstation
+ * (`RTX_A6000`, `RTX_6000_Ada`, …) GPUs, AMD Instinct and Radeon Pro (`MI300X`,
+ * …), AWS Trainium and Inferentia, Intel Gaudi and Google TPUs.
  */
-export interface AcceleratorFactories {
-  /** NVIDIA K80 (Kepler; 12GB). */
-  readonly K80: AcceleratorFactory<"12GB">;
-  /** NVIDIA M60 (Maxwell; 8GB). */
-  readonly M60: AcceleratorFactory<"8GB">;
-  /** NVIDIA P4 (Pascal; 8GB). */
-  readonly P4: AcceleratorFactory<"8GB">;
-  /** NVIDIA P40 (Pascal; 24GB). */
-  readonly P40: AcceleratorFactory<"24GB">;
-  /** NVIDIA P100 (Pascal; 16GB or 12GB). */
-  readonly P100: AcceleratorFactory<"16GB" | "12GB">;
-  /** NVIDIA V100 (Volta; 32GB or 16GB). */
-  readonly V100: AcceleratorFactory<"32GB" | "16GB">;
-  /** NVIDIA T4 (Turing; 16GB). */
-  readonly T4: AcceleratorFactory<"16GB">;
-  /** NVIDIA T4G (Turing; 16GB). */
-  readonly T4G: AcceleratorFactory<"16GB">;
-  /** NVIDIA A2 (Ampere; 16GB). */
-  readonly A2: AcceleratorFactory<"16GB">;
-  /** NVIDIA A10 (Ampere; 24GB). */
-  readonly A10: AcceleratorFactory<"24GB">;
-  /** NVIDIA A10G (Ampere; 24GB). */
-  readonly A10G: AcceleratorFactory<"24GB">;
-  /** NVIDIA A16 (Ampere; 16GB). */
-  readonly A16: AcceleratorFactory<"16GB">;
-  /** NVIDIA A30 (Ampere; 24GB). */
-  readonly A30: AcceleratorFactory<"24GB">;
-  /** NVIDIA A40 (Ampere; 48GB). */
-  readonly A40: AcceleratorFactory<"48GB">;
-  /** NVIDIA A100 (Ampere; 80GB or 40GB). */
-  readonly A100: AcceleratorFactory<"80GB" | "40GB">;
-  /** NVIDIA A800 (Ampere; 80GB or 40GB). */
-  readonly A800: AcceleratorFactory<"80GB" | "40GB">;
-  /** NVIDIA L4 (Ada Lovelace; 24GB). */
-  readonly L4: AcceleratorFactory<"24GB">;
-  /** NVIDIA L40 (Ada Lovelace; 48GB). */
-  readonly L40: AcceleratorFactory<"48GB">;
-  /** NVIDIA L40S (Ada Lovelace; 48GB). */
-  readonly L40S: AcceleratorFactory<"48GB">;
-  /** NVIDIA H100 (Hopper; 80GB or 94GB). */
-  readonly H100: AcceleratorFactory<"80GB" | "94GB">;
-  /** NVIDIA H200 (Hopper; 141GB). */
-  readonly H200: AcceleratorFactory<"141GB">;
-  /** NVIDIA GH200 (Hopper; 96GB or 144GB). */
-  readonly GH200: AcceleratorFactory<"96GB" | "144GB">;
-  /** NVIDIA B100 (Blackwell; 192GB). */
-  readonly B100: AcceleratorFactory<"192GB">;
-  /** NVIDIA B200 (Blackwell; 180GB or 192GB). */
-  readonly B200: AcceleratorFactory<"180GB" | "192GB">;
-  /** NVIDIA B300 (Blackwell; 288GB). */
-  readonly B300: AcceleratorFactory<"288GB">;
-  /** NVIDIA GB200 (Blackwell; 384GB). */
-  readonly GB200: AcceleratorFactory<"384GB">;
-  /** NVIDIA GB300 (Blackwell; 288GB). */
-  readonly GB300: AcceleratorFactory<"288GB">;
-  /** NVIDIA GTX 1050 (Pascal; 2GB). */
-  readonly GTX_1050: AcceleratorFactory<"2GB">;
-  /** NVIDIA GTX 1050 Ti (Pascal; 4GB). */
-  readonly GTX_1050_Ti: AcceleratorFactory<"4GB">;
-  /** NVIDIA GTX 1060 (Pascal; 6GB or 3GB). */
-  readonly GTX_1060: AcceleratorFactory<"6GB" | "3GB">;
-  /** NVIDIA GTX 1070 (Pascal; 8GB). */
-  readonly GTX_1070: AcceleratorFactory<"8GB">;
-  /** NVIDIA GTX 1070 Ti (Pascal; 8GB). */
-  readonly GTX_1070_Ti: AcceleratorFactory<"8GB">;
-  /** NVIDIA GTX 1080 (Pascal; 8GB). */
-  readonly GTX_1080: AcceleratorFactory<"8GB">;
-  /** NVIDIA GTX 1080 Ti (Pascal; 11GB). */
-  readonly GTX_1080_Ti: AcceleratorFactory<"11GB">;
-  /** NVIDIA Titan Xp (Pascal; 12GB). */
-  readonly Titan_Xp: AcceleratorFactory<"12GB">;
-  /** NVIDIA GTX 1650 (Turing; 4GB). */
-  readonly GTX_1650: AcceleratorFactory<"4GB">;
-  /** NVIDIA GTX 1660 (Turing; 6GB). */
-  readonly GTX_1660: AcceleratorFactory<"6GB">;
-  /** NVIDIA GTX 1660 Super (Turing; 6GB). */
-  readonly GTX_1660_Super: AcceleratorFactory<"6GB">;
-  /** NVIDIA GTX 1660 Ti (Turing; 6GB). */
-  readonly GTX_1660_Ti: AcceleratorFactory<"6GB">;
-  /** NVIDIA RTX 2060 (Turing; 6GB or 12GB). */
-  readonly RTX_2060: AcceleratorFactory<"6GB" | "12GB">;
-  /** NVIDIA RTX 2060 Super (Turing; 8GB). */
-  readonly RTX_2060_Super: AcceleratorFactory<"8GB">;
-  /** NVIDIA RTX 2070 (Turing; 8GB). */
-  readonly RTX_2070: AcceleratorFactory<"8GB">;
-  /** NVIDIA RTX 2070 Super (Turing; 8GB). */
-  readonly RTX_2070_Super: AcceleratorFactory<"8GB">;
-  /** NVIDIA RTX 2080 (Turing; 8GB). */
-  readonly RTX_2080: AcceleratorFactory<"8GB">;
-  /** NVIDIA RTX 2080 Super (Turing; 8GB). */
-  readonly RTX_2080_Super: AcceleratorFactory<"8GB">;
-  /** NVIDIA RTX 2080 Ti (Turing; 11GB). */
-  readonly RTX_2080_Ti: AcceleratorFactory<"11GB">;
-  /** NVIDIA Titan RTX (Turing; 24GB). */
-  readonly Titan_RTX: AcceleratorFactory<"24GB">;
-  /** NVIDIA RTX 3050 (Ampere; 8GB or 6GB). */
-  readonly RTX_3050: AcceleratorFactory<"8GB" | "6GB">;
-  /** NVIDIA RTX 3060 (Ampere; 12GB or 8GB). */
-  readonly RTX_3060: AcceleratorFactory<"12GB" | "8GB">;
-  /** NVIDIA RTX 3060 Ti (Ampere; 8GB). */
-  readonly RTX_3060_Ti: AcceleratorFactory<"8GB">;
-  /** NVIDIA RTX 3060 Laptop (Ampere; 6GB). */
-  readonly RTX_3060_Laptop: AcceleratorFactory<"6GB">;
-  /** NVIDIA RTX 3070 (Ampere; 8GB). */
-  readonly RTX_3070: AcceleratorFactory<"8GB">;
-  /** NVIDIA RTX 3070 Ti (Ampere; 8GB). */
-  readonly RTX_3070_Ti: AcceleratorFactory<"8GB">;
-  /** NVIDIA RTX 3080 (Ampere; 10GB or 12GB). */
-  readonly RTX_3080: AcceleratorFactory<"10GB" | "12GB">;
-  /** NVIDIA RTX 3080 Ti (Ampere; 12GB). */
-  readonly RTX_3080_Ti: AcceleratorFactory<"12GB">;
-  /** NVIDIA RTX 3090 (Ampere; 24GB). */
-  readonly RTX_3090: AcceleratorFactory<"24GB">;
-  /** NVIDIA RTX 3090 Ti (Ampere; 24GB). */
-  readonly RTX_3090_Ti: AcceleratorFactory<"24GB">;
-  /** NVIDIA RTX 4060 (Ada Lovelace; 8GB). */
-  readonly RTX_4060: AcceleratorFactory<"8GB">;
-  /** NVIDIA RTX 4060 Ti (Ada Lovelace; 8GB or 16GB). */
-  readonly RTX_4060_Ti: AcceleratorFactory<"8GB" | "16GB">;
-  /** NVIDIA RTX 4070 (Ada Lovelace; 12GB). */
-  readonly RTX_4070: AcceleratorFactory<"12GB">;
-  /** NVIDIA RTX 4070 Super (Ada Lovelace; 12GB). */
-  readonly RTX_4070_Super: AcceleratorFactory<"12GB">;
-  /** NVIDIA RTX 4070 Ti (Ada Lovelace; 12GB). */
-  readonly RTX_4070_Ti: AcceleratorFactory<"12GB">;
-  /** NVIDIA RTX 4070 Ti Super (Ada Lovelace; 16GB). */
-  readonly RTX_4070_Ti_Super: AcceleratorFactory<"16GB">;
-  /** NVIDIA RTX 4080 (Ada Lovelace; 16GB). */
-  readonly RTX_4080: AcceleratorFactory<"16GB">;
-  /** NVIDIA RTX 4080 Super (Ada Lovelace; 16GB). */
-  readonly RTX_4080_Super: AcceleratorFactory<"16GB">;
-  /** NVIDIA RTX 4090 (Ada Lovelace; 24GB). */
-  readonly RTX_4090: AcceleratorFactory<"24GB">;
-  /** NVIDIA RTX 4090D (Ada Lovelace; 24GB). */
-  readonly RTX_4090D: AcceleratorFactory<"24GB">;
-  /** NVIDIA RTX 5060 (Blackwell; 8GB). */
-  readonly RTX_5060: AcceleratorFactory<"8GB">;
-  /** NVIDIA RTX 5060 Ti (Blackwell; 16GB or 8GB). */
-  readonly RTX_5060_Ti: AcceleratorFactory<"16GB" | "8GB">;
-  /** NVIDIA RTX 5070 (Blackwell; 12GB). */
-  readonly RTX_5070: AcceleratorFactory<"12GB">;
-  /** NVIDIA RTX 5070 Ti (Blackwell; 16GB). */
-  readonly RTX_5070_Ti: AcceleratorFactory<"16GB">;
-  /** NVIDIA RTX 5080 (Blackwell; 16GB). */
-  readonly RTX_5080: AcceleratorFactory<"16GB">;
-  /** NVIDIA RTX 5090 (Blackwell; 32GB). */
-  readonly RTX_5090: AcceleratorFactory<"32GB">;
-  /** NVIDIA CMP 50HX (Turing; 10GB). */
-  readonly CMP_50HX: AcceleratorFactory<"10GB">;
-  /** NVIDIA Quadro P2000 (Pascal; 5GB). */
-  readonly Quadro_P2000: AcceleratorFactory<"5GB">;
-  /** NVIDIA Quadro P4000 (Pascal; 8GB). */
-  readonly Quadro_P4000: AcceleratorFactory<"8GB">;
-  /** NVIDIA Titan V (Volta; 12GB). */
-  readonly Titan_V: AcceleratorFactory<"12GB">;
-  /** NVIDIA Quadro RTX 4000 (Turing; 8GB). */
-  readonly Quadro_RTX_4000: AcceleratorFactory<"8GB">;
-  /** NVIDIA Quadro RTX 5000 (Turing; 16GB). */
-  readonly Quadro_RTX_5000: AcceleratorFactory<"16GB">;
-  /** NVIDIA Quadro RTX 6000 (Turing; 24GB). */
-  readonly Quadro_RTX_6000: AcceleratorFactory<"24GB">;
-  /** NVIDIA Quadro RTX 8000 (Turing; 48GB). */
-  readonly Quadro_RTX_8000: AcceleratorFactory<"48GB">;
-  /** NVIDIA RTX A2000 (Ampere; 12GB or 6GB). */
-  readonly RTX_A2000: AcceleratorFactory<"12GB" | "6GB">;
-  /** NVIDIA RTX A4000 (Ampere; 16GB). */
-  readonly RTX_A4000: AcceleratorFactory<"16GB">;
-  /** NVIDIA RTX A4500 (Ampere; 20GB). */
-  readonly RTX_A4500: AcceleratorFactory<"20GB">;
-  /** NVIDIA RTX A5000 (Ampere; 24GB). */
-  readonly RTX_A5000: AcceleratorFactory<"24GB">;
-  /** NVIDIA RTX A6000 (Ampere; 48GB). */
-  readonly RTX_A6000: AcceleratorFactory<"48GB">;
-  /** NVIDIA RTX 2000 Ada (Ada Lovelace; 16GB). */
-  readonly RTX_2000_Ada: AcceleratorFactory<"16GB">;
-  /** NVIDIA RTX 4000 Ada (Ada Lovelace; 20GB). */
-  readonly RTX_4000_Ada: AcceleratorFactory<"20GB">;
-  /** NVIDIA RTX 4500 Ada (Ada Lovelace; 24GB). */
-  readonly RTX_4500_Ada: AcceleratorFactory<"24GB">;
-  /** NVIDIA RTX 5000 Ada (Ada Lovelace; 32GB). */
-  readonly RTX_5000_Ada: AcceleratorFactory<"32GB">;
-  /** NVIDIA RTX 5880 Ada (Ada Lovelace; 48GB). */
-  readonly RTX_5880_Ada: AcceleratorFactory<"48GB">;
-  /** NVIDIA RTX 6000 Ada (Ada Lovelace; 48GB). */
-  readonly RTX_6000_Ada: AcceleratorFactory<"48GB">;
-  /** NVIDIA RTX PRO 4000 (Blackwell; 24GB). */
-  readonly RTX_PRO_4000: AcceleratorFactory<"24GB">;
-  /** NVIDIA RTX PRO 4500 (Blackwell; 32GB). */
-  readonly RTX_PRO_4500: AcceleratorFactory<"32GB">;
-  /** NVIDIA RTX PRO 5000 (Blackwell; 48GB). */
-  readonly RTX_PRO_5000: AcceleratorFactory<"48GB">;
-  /** NVIDIA RTX PRO 6000 (Blackwell; 96GB). */
-  readonly RTX_PRO_6000: AcceleratorFactory<"96GB">;
-  /** AMD MI25 (GCN; 16GB). */
-  readonly MI25: AcceleratorFactory<"16GB">;
-  /** AMD MI50 (CDNA; 16GB or 32GB). */
-  readonly MI50: AcceleratorFactory<"16GB" | "32GB">;
-  /** AMD MI100 (CDNA; 32GB). */
-  readonly MI100: AcceleratorFactory<"32GB">;
-  /** AMD MI210 (CDNA2; 64GB). */
-  readonly MI210: AcceleratorFactory<"64GB">;
-  /** AMD MI250 (CDNA2; 128GB). */
-  readonly MI250: AcceleratorFactory<"128GB">;
-  /** AMD MI250X (CDNA2; 128GB). */
-  readonly MI250X: AcceleratorFactory<"128GB">;
-  /** AMD MI300A (CDNA3; 128GB). */
-  readonly MI300A: AcceleratorFactory<"128GB">;
-  /** AMD MI300X (CDNA3; 192GB). */
-  readonly MI300X: AcceleratorFactory<"192GB">;
-  /** AMD MI325X (CDNA3; 256GB). */
-  readonly MI325X: AcceleratorFactory<"256GB">;
-  /** AMD MI355X (CDNA4; 288GB). */
-  readonly MI355X: AcceleratorFactory<"288GB">;
-  /** AMD Radeon Pro V520 (RDNA; 8GB). */
-  readonly Radeon_Pro_V520: AcceleratorFactory<"8GB">;
-  /** AMD Radeon Pro V710 (RDNA3; 28GB). */
-  readonly Radeon_Pro_V710: AcceleratorFactory<"28GB">;
-  /** AWS Trainium1 (Trainium; 32GB). */
-  readonly Trainium1: AcceleratorFactory<"32GB">;
-  /** AWS Trainium2 (Trainium; 96GB). */
-  readonly Trainium2: AcceleratorFactory<"96GB">;
-  /** AWS Trainium3 (Trainium; 144GB). */
-  readonly Trainium3: AcceleratorFactory<"144GB">;
-  /** AWS Inferentia1 (Inferentia; 8GB). */
-  readonly Inferentia1: AcceleratorFactory<"8GB">;
-  /** AWS Inferentia2 (Inferentia; 32GB). */
-  readonly Inferentia2: AcceleratorFactory<"32GB">;
-  /** Intel Gaudi (Gaudi; 32GB). */
-  readonly Gaudi: AcceleratorFactory<"32GB">;
-  /** Intel Gaudi2 (Gaudi; 96GB). */
-  readonly Gaudi2: AcceleratorFactory<"96GB">;
-  /** Intel Gaudi3 (Gaudi; 128GB). */
-  readonly Gaudi3: AcceleratorFactory<"128GB">;
-  /** Google TPUv2 (TPU; 16GB). */
-  readonly TPUv2: AcceleratorFactory<"16GB">;
-  /** Google TPUv3 (TPU; 32GB). */
-  readonly TPUv3: AcceleratorFactory<"32GB">;
-  /** Google TPUv4 (TPU; 32GB). */
-  readonly TPUv4: AcceleratorFactory<"32GB">;
-  /** Google TPUv5e (TPU; 16GB). */
-  readonly TPUv5e: AcceleratorFactory<"16GB">;
-  /** Google TPUv5p (TPU; 95GB). */
-  readonly TPUv5p: AcceleratorFactory<"95GB">;
-  /** Google TPUv6e (TPU; 32GB). */
-  readonly TPUv6e: AcceleratorFactory<"32GB">;
-}
+export type AcceleratorFactories = {
+  readonly [K in keyof typeof ACCELERATOR_MODELS]: AcceleratorFactory<
+    (typeof ACCELERATOR_MODELS)[K][2] extends `${infer A}|${infer B}` ? A | B
+      : (typeof ACCELERATOR_MODELS)[K][2]
+  >;
+};
 
 /** What `sky.accelerators` holds: the factories, and lookup by name. */
 export type Accelerators = AcceleratorFactories & {

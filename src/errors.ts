@@ -21,6 +21,9 @@
  * ```
  */
 export class RemoteError extends Error {
+  /** `"RemoteError"`, by which the error is known across processes. */
+  override name = "RemoteError";
+
   /** The class name of the error thrown on the worker, e.g. `"TypeError"`. */
   readonly remoteName: string;
   /** The stack of the remote error, with paths mapped back to the client's sources. */
@@ -39,7 +42,6 @@ export class RemoteError extends Error {
     options: { cause?: unknown; node?: number } = {},
   ) {
     super(`${remote.name}: ${remote.message}`, { cause: options.cause });
-    this.name = "RemoteError";
     this.remoteName = remote.name;
     this.remoteStack = remote.stack;
     this.node = options.node;
@@ -58,6 +60,9 @@ export class RemoteError extends Error {
  * ```
  */
 export class TaskTimeoutError extends Error {
+  /** `"TaskTimeoutError"`, by which the error is known across processes. */
+  override name = "TaskTimeoutError";
+
   /** The timeout that was exceeded, in milliseconds. */
   readonly timeoutMs: number;
   /**
@@ -68,7 +73,6 @@ export class TaskTimeoutError extends Error {
    */
   constructor(task: string, timeoutMs: number) {
     super(`Task '${task}' timed out after ${timeoutMs} ms`);
-    this.name = "TaskTimeoutError";
     this.timeoutMs = timeoutMs;
   }
 }
@@ -85,6 +89,9 @@ export class TaskTimeoutError extends Error {
  * ```
  */
 export class TaskCancelledError extends Error {
+  /** `"TaskCancelledError"`, by which the error is known across processes. */
+  override name = "TaskCancelledError";
+
   /**
    * Creates the error.
    *
@@ -93,7 +100,6 @@ export class TaskCancelledError extends Error {
    */
   constructor(task: string, reason = "cancelled by the caller") {
     super(`Task '${task}' was ${reason}`);
-    this.name = "TaskCancelledError";
   }
 }
 
@@ -109,16 +115,8 @@ export class TaskCancelledError extends Error {
  * ```
  */
 export class ProvisioningError extends Error {
-  /**
-   * Creates the error.
-   *
-   * @param message What failed.
-   * @param options The underlying error.
-   */
-  constructor(message: string, options: { cause?: unknown } = {}) {
-    super(message, options);
-    this.name = "ProvisioningError";
-  }
+  /** `"ProvisioningError"`, by which the error is known across processes. */
+  override name = "ProvisioningError";
 }
 
 /**
@@ -133,16 +131,8 @@ export class ProvisioningError extends Error {
  * ```
  */
 export class NoOffersError extends ProvisioningError {
-  /**
-   * Creates the error.
-   *
-   * @param message Which accelerators were asked of which providers.
-   * @param options The underlying error.
-   */
-  constructor(message: string, options: { cause?: unknown } = {}) {
-    super(message, options);
-    this.name = "NoOffersError";
-  }
+  /** `"NoOffersError"`, by which the error is known across processes. */
+  override name = "NoOffersError";
 }
 
 /**
@@ -158,6 +148,9 @@ export class NoOffersError extends ProvisioningError {
  * ```
  */
 export class SerializationError extends Error {
+  /** `"SerializationError"`, by which the error is known across processes. */
+  override name = "SerializationError";
+
   /** The path of the value that cannot be sent, e.g. `args[0].onDone`. */
   readonly path: string;
   /**
@@ -172,7 +165,6 @@ export class SerializationError extends Error {
     options: { cause?: unknown } = {},
   ) {
     super(`Cannot send ${path}: it ${problem}`, options);
-    this.name = "SerializationError";
     this.path = path;
   }
 }
@@ -189,6 +181,9 @@ export class SerializationError extends Error {
  * ```
  */
 export class PoolClosedError extends Error {
+  /** `"PoolClosedError"`, by which the error is known across processes. */
+  override name = "PoolClosedError";
+
   /**
    * Creates the error.
    *
@@ -196,7 +191,6 @@ export class PoolClosedError extends Error {
    */
   constructor(message = "The pool is closed") {
     super(message);
-    this.name = "PoolClosedError";
   }
 }
 
@@ -213,16 +207,8 @@ export class PoolClosedError extends Error {
  * ```
  */
 export class ConfigError extends Error {
-  /**
-   * Creates the error.
-   *
-   * @param message What to fix.
-   * @param options The underlying error.
-   */
-  constructor(message: string, options: { cause?: unknown } = {}) {
-    super(message, options);
-    this.name = "ConfigError";
-  }
+  /** `"ConfigError"`, by which the error is known across processes. */
+  override name = "ConfigError";
 }
 
 /**
@@ -237,6 +223,9 @@ export class ConfigError extends Error {
  * ```
  */
 export class NodeLostError extends Error {
+  /** `"NodeLostError"`, by which the error is known across processes. */
+  override name = "NodeLostError";
+
   /** The node's index. */
   readonly node: number;
   /**
@@ -247,7 +236,6 @@ export class NodeLostError extends Error {
    */
   constructor(node: number, reason: string, options: { cause?: unknown } = {}) {
     super(`Node ${node} was lost: ${reason}`, options);
-    this.name = "NodeLostError";
     this.node = node;
   }
 }
@@ -264,13 +252,6 @@ export class NodeLostError extends Error {
  * ```
  */
 export class ProtocolError extends Error {
-  /**
-   * Creates the error.
-   *
-   * @param message What was wrong with the input.
-   */
-  constructor(message: string, options: { cause?: unknown } = {}) {
-    super(message, options);
-    this.name = "ProtocolError";
-  }
+  /** `"ProtocolError"`, by which the error is known across processes. */
+  override name = "ProtocolError";
 }

@@ -63,9 +63,7 @@ const INSTANCE = Symbol.for("skyward.instance");
  * ```
  */
 export function instanceInfo(): InstanceInfo {
-  const info = (globalThis as Record<symbol, unknown>)[INSTANCE] as
-    | InstanceInfo
-    | undefined;
+  const info = stored();
   if (info) return structuredClone(info);
   let hostname = "localhost";
   try {
@@ -84,6 +82,33 @@ export function instanceInfo(): InstanceInfo {
     jobId: "local",
     hostname,
   };
+}
+
+/**
+ * The node's place in the pool, read without copying the rest of
+ * {@linkcode instanceInfo}: `{ node: 0, totalNodes: 1 }` outside a pool.
+ *
+ * @returns The node's index and the pool's number of nodes.
+ *
+ * @example
+ * ```ts
+ * import { placement } from "./instance.ts";
+ *
+ * console.log(placement()); // { node: 0, totalNodes: 1 }
+ * ```
+ */
+export function placement(): { node: number; totalNodes: number } {
+  const info = stored();
+  return info
+    ? { node: info.node, totalNodes: info.totalNodes }
+    : { node: 0, totalNodes: 1 };
+}
+
+/** What the worker set with {@linkcode setInstanceInfo}, if anything. */
+function stored(): InstanceInfo | undefined {
+  return (globalThis as Record<symbol, unknown>)[INSTANCE] as
+    | InstanceInfo
+    | undefined;
 }
 
 /** Sets what {@linkcode instanceInfo} returns in this process (the worker calls it). */

@@ -25,7 +25,7 @@
  *
  * @module
  */
-import type { SandboxSpec } from "./wire/protocol.ts";
+import type { SandboxSpec } from "./wire/messages.ts";
 import { show } from "./_options.ts";
 
 /** Deno permissions of a task's sandbox, as in `Deno.PermissionOptionsObject`. */
@@ -192,6 +192,21 @@ export const MIN_DENO_MEMORY = 32 * 2 ** 20;
  */
 export const MIN_WASM_MEMORY = 64 * 2 ** 10;
 
+/** Refuses a value that is neither left out nor one of `choices`. */
+function checkChoice(
+  action: string,
+  name: string,
+  value: unknown,
+  choices: readonly string[],
+): void {
+  if (value === undefined || choices.includes(value as string)) return;
+  throw new TypeError(
+    `${action}: '${name}' must be ${
+      choices.map((c) => `"${c}"`).join(" or ")
+    }, got ${show(value)}`,
+  );
+}
+
 /**
  * Checks a compute's sandbox options at definition time.
  *
@@ -208,26 +223,8 @@ export function checkSandboxOptions(
 ): void {
   const action = "Cannot create a compute";
   checkPermissions(action, options.permissions);
-  if (
-    options.sandbox !== undefined && options.sandbox !== "deno" &&
-    options.sandbox !== "wasm"
-  ) {
-    throw new TypeError(
-      `${action}: 'sandbox' must be "deno" or "wasm", got ${
-        show(options.sandbox)
-      }`,
-    );
-  }
-  if (
-    options.isolation !== undefined && options.isolation !== "shared" &&
-    options.isolation !== "task"
-  ) {
-    throw new TypeError(
-      `${action}: 'isolation' must be "shared" or "task", got ${
-        show(options.isolation)
-      }`,
-    );
-  }
+  checkChoice(action, "sandbox", options.sandbox, ["deno", "wasm"]);
+  checkChoice(action, "isolation", options.isolation, ["shared", "task"]);
   if (
     options.memoryLimit !== undefined &&
     (!Number.isSafeInteger(options.memoryLimit) || options.memoryLimit <= 0)

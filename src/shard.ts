@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { placement } from "./instance.ts";
 
 /** Every typed array type {@linkcode shard} accepts and gives back unchanged in type. */
 export type TypedArray =
@@ -75,23 +76,9 @@ export interface ShardOptions {
   dropLast?: boolean;
 }
 
-/** The key under which a worker publishes the running node's identity. */
-const INSTANCE_KEY = Symbol.for("skyward.instance");
-
 interface Placement {
   node: number;
   totalNodes: number;
-}
-
-function runningPlacement(): Placement {
-  const instance = (globalThis as Record<symbol, unknown>)[INSTANCE_KEY];
-  if (typeof instance === "object" && instance !== null) {
-    const { node, totalNodes } = instance as Partial<Placement>;
-    if (typeof node === "number" && typeof totalNodes === "number") {
-      return { node, totalNodes };
-    }
-  }
-  return { node: 0, totalNodes: 1 };
 }
 
 function describe(value: unknown): string {
@@ -128,7 +115,7 @@ function resolveOptions(
   action: string,
   options: ShardOptions,
 ): ResolvedShardOptions {
-  const running = runningPlacement();
+  const running = placement();
   const totalNodes = options.totalNodes ?? running.totalNodes;
   const node = options.node ?? running.node;
   if (!Number.isSafeInteger(totalNodes) || totalNodes < 1) {

@@ -23,12 +23,8 @@ import { nodeCode } from "../src/bootstrap/deps.ts";
 import { decode, encode } from "../src/wire/codec.ts";
 import { Image, type ImageOptions } from "../src/image.ts";
 import { sandboxSpecOf } from "../src/sandbox.ts";
-import {
-  encodeFrame,
-  FrameDecoder,
-  PROTOCOL_VERSION,
-  workerMessage,
-} from "../src/wire/protocol.ts";
+import { encodeFrame, FrameDecoder } from "../src/wire/frames.ts";
+import { PROTOCOL_VERSION, workerMessage } from "../src/wire/messages.ts";
 import { shellQuote } from "../src/_shell.ts";
 import { SshConnection } from "../src/transport/ssh.ts";
 import { SshHost } from "../src/transport/ssh_host.ts";

@@ -1,11 +1,8 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import {
-  decode,
-  encode,
-  fromWireError,
-  toWireError,
-} from "../src/wire/codec.ts";
+import { decode as rawDecode, ExtData } from "@msgpack/msgpack";
+import { decode, encode, toWireError } from "../src/wire/codec.ts";
+import { fromWireError } from "../src/wire/wire_error.ts";
 import { ProtocolError, SerializationError } from "../src/errors.ts";
 
 // --- A structural equality that knows what the codec keeps -----------------
@@ -760,5 +757,29 @@ Deno.test("decode() rejects bytes that are not an encoded value with a ProtocolE
     ]
   ) {
     assert.throws(() => decode(bytes), ProtocolError);
+  }
+});
+
+Deno.test("the MessagePack extension types keep the numbers the protocol fixed", () => {
+  const cases: [string, unknown, number][] = [
+    ["undefined", undefined, 0],
+    ["-0", -0, 1],
+    ["bigint", 10n, 2],
+    ["Date", new Date(0), 3],
+    ["array holding undefined", [undefined], 4],
+    ["object holding undefined", { a: undefined }, 5],
+    ["Map", new Map(), 6],
+    ["Set", new Set(), 7],
+    ["Error", new Error("x"), 8],
+    ["ArrayBuffer", new ArrayBuffer(1), 9],
+    ["DataView", new DataView(new ArrayBuffer(1)), 10],
+    ["Int8Array", new Int8Array(1), 16],
+    ["Float64Array", new Float64Array(1), 23],
+    ["BigUint64Array", new BigUint64Array(1), 25],
+  ];
+  for (const [what, value, type] of cases) {
+    const raw = rawDecode(encode(value));
+    assert.ok(raw instanceof ExtData, what);
+    assert.equal(raw.type, type, what);
   }
 });

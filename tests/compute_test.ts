@@ -82,6 +82,26 @@ Deno.test("bad compute options are clear errors", () => {
   );
 });
 
+Deno.test("compute() refuses a sandbox or isolation it does not know, naming the choices", () => {
+  const fn = () => 1;
+  assert.throws(
+    () => sky.compute(fn, { sandbox: "node" } as never),
+    {
+      name: "TypeError",
+      message:
+        /Cannot create a compute: 'sandbox' must be "deno" or "wasm", got "node"/,
+    },
+  );
+  assert.throws(
+    () => sky.compute(fn, { isolation: 1 } as never),
+    {
+      name: "TypeError",
+      message:
+        /Cannot create a compute: 'isolation' must be "shared" or "task", got 1/,
+    },
+  );
+});
+
 Deno.test("instanceInfo() outside a pool describes one local node", () => {
   const info = sky.instanceInfo();
   assert.equal(info.node, 0);

@@ -302,6 +302,11 @@ Deno.test("run() with a node index runs there, and an absent node fails at once"
     () => pool.run(square(1), { node: 5 }),
     /Cannot run on node 5: the pool's nodes are 0 to 1/,
   );
+  assert.deepEqual(await pool.map(square, [2, 3], { node: 1 }), [4, 9]);
+  await assert.rejects(
+    async () => await pool.map(square, [1, 2], { node: 5 }),
+    /Cannot run on node 5: the pool's nodes are 0 to 1/,
+  );
 });
 
 Deno.test("a worker killed mid-task is restarted and its task sent again", async () => {
@@ -349,6 +354,25 @@ Deno.test("map() stops and cancels its tasks when its signal is aborted", async 
   await assert.rejects(() => consuming, sky.TaskCancelledError);
   assert.deepEqual(seen, [10]);
   assert.equal(await pool.run(square(2)), 4);
+});
+
+Deno.test("a signal aborted before run() or broadcast() cancels their tasks: none is sent", async () => {
+  const events: sky.PoolEvent[] = [];
+  await using pool = await start({
+    nodes: 2,
+    onEvent: (e) => events.push(e),
+  });
+  const signal = AbortSignal.abort();
+  await assert.rejects(
+    () => pool.run(sky.gather(square(1), square(2)), { signal }),
+    sky.TaskCancelledError,
+  );
+  await assert.rejects(
+    () => pool.broadcast(info(), { signal }),
+    sky.TaskCancelledError,
+  );
+  assert.equal(events.filter((e) => e.type === "TaskStarted").length, 0);
+  assert.equal(await pool.run(square(3)), 9);
 });
 
 Deno.test("a task lost with its node past its retries fails once, with one TaskFailed event", async () => {

@@ -2,15 +2,17 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { encode as msgpack } from "@msgpack/msgpack";
 import {
-  clientMessage,
   encodeFrame,
   FrameDecoder,
   FrameWriter,
   MAX_FRAME_BYTES,
   PART_BYTES,
+} from "../src/wire/frames.ts";
+import {
+  clientMessage,
   PROTOCOL_VERSION,
   workerMessage,
-} from "../src/wire/protocol.ts";
+} from "../src/wire/messages.ts";
 import { ProtocolError } from "../src/errors.ts";
 
 const WORKER = new URL("../worker/main.ts", import.meta.url).pathname;

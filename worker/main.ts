@@ -39,23 +39,19 @@ import {
   instanceInfo,
   setInstanceInfo,
 } from "../src/instance.ts";
+import { FrameDecoder, FrameWriter } from "../src/wire/frames.ts";
 import {
   type ClientMessage,
   clientMessage,
-  FrameDecoder,
-  FrameWriter,
   PROTOCOL_VERSION,
   type WorkerMessage,
-} from "../src/wire/protocol.ts";
+} from "../src/wire/messages.ts";
 import { isStreamable } from "../src/wire/stream.ts";
 import { capLine, droppedLines, lineCost } from "../src/wire/output.ts";
 import { deadManSettings, DeadManSwitch } from "./deadman.ts";
 import { protocolStreams } from "./stdio.ts";
-import {
-  SandboxManager,
-  type TaskOutcome,
-  type TaskStreamMessage,
-} from "./sandbox/mod.ts";
+import { SandboxManager, type TaskStreamMessage } from "./sandbox/manager.ts";
+import type { TaskOutcome } from "./sandbox/outcome.ts";
 
 // Taken before anything else runs: sandboxes must not reach the protocol.
 const stdio = protocolStreams();

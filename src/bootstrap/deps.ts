@@ -309,7 +309,7 @@ function relativeTo(from: string, to: string): string {
   }
   const up = a.length - common;
   const rest = b.slice(common).join("/");
-  return (up === 0 ? "../" : "../../".repeat(up)) + rest;
+  return (up === 0 ? "./" : "../".repeat(up)) + rest;
 }
 
 /**

@@ -5,23 +5,22 @@
  *
  * @module
  */
-import { decode, type WireError } from "../wire/codec.ts";
+import { decode } from "../wire/codec.ts";
+import type { WireError } from "../wire/wire_error.ts";
 import {
   NodeLostError,
   ProtocolError,
   RemoteError,
   SerializationError,
 } from "../errors.ts";
+import { encodeFrame, FrameDecoder, FrameWriter } from "../wire/frames.ts";
 import {
   type ClientMessage,
-  encodeFrame,
-  FrameDecoder,
-  FrameWriter,
   PROTOCOL_VERSION,
   type SandboxSpec,
   type WorkerMessage,
   workerMessage,
-} from "../wire/protocol.ts";
+} from "../wire/messages.ts";
 import type { Channel } from "../transport/host.ts";
 import { capLine, LineSplitter } from "../wire/output.ts";
 

@@ -98,3 +98,23 @@ export function isBusy(node: PoolNode): boolean {
   for (const job of node.running) if (!job.probe) return true;
   return false;
 }
+
+/** Whether a node was given up (lost for good, replaced, or retired). */
+export function isGone(node: PoolNode | undefined): boolean {
+  return node?.dead !== undefined;
+}
+
+/** Why a node was given up, once it was. */
+export function goneReason(node: PoolNode | undefined): string | undefined {
+  return node?.dead;
+}
+
+/** Whether a node is leaving the pool (it takes no new work). */
+export function isLeaving(node: PoolNode): boolean {
+  return node.retiring === true;
+}
+
+/** Whether a node waits for its first health check (only probes run there). */
+export function isGated(node: PoolNode): boolean {
+  return node.gated;
+}

@@ -15,7 +15,6 @@ import {
   includedFiles,
 } from "../bootstrap/bundle.ts";
 import { type NodeBundle, nodeCode } from "../bootstrap/deps.ts";
-import { decode, encode } from "../wire/codec.ts";
 import {
   type Compute,
   computeModules,
@@ -26,20 +25,14 @@ import {
   onWorker,
   type Pending,
 } from "../compute.ts";
-import {
-  type ConsoleSink,
-  createConsole,
-  defaultConsoleMode,
-} from "./console.ts";
+import { createConsole, defaultConsoleMode } from "./console.ts";
 import {
   ConfigError,
   NodeLostError,
   NoOffersError,
   PoolClosedError,
   ProvisioningError,
-  RemoteError,
   TaskCancelledError,
-  TaskTimeoutError,
 } from "../errors.ts";
 import {
   bootstrap,
@@ -74,15 +67,25 @@ import { NodeSession } from "./node.ts";
 import type { Job } from "./job.ts";
 import {
   isBusy,
+  isGated,
+  isGone,
+  isLeaving,
   isReady,
   type PoolNode,
   takesWork,
   workerArgv,
   type WorkerLaunch,
 } from "./node_state.ts";
-import { splitStreams, StreamedCall, teeArgs } from "./remote_stream.ts";
-import { SANDBOX_OUT_OF_MEMORY } from "../wire/protocol.ts";
-import { explainDenied, sandboxSpecOf } from "../sandbox.ts";
+import { ClusterView, type View } from "./cluster.ts";
+import { EventHub } from "./event_hub.ts";
+import {
+  type MapResults,
+  type RunResult,
+  runResult,
+  type TaskHandle,
+} from "./handles.ts";
+import { Scheduler } from "./scheduler.ts";
+import { splitStreams, teeArgs } from "./remote_stream.ts";
 import {
   DEFAULT_NODE_LIMIT,
   type Endpoint,
@@ -322,82 +325,6 @@ function knownKeys(schema: z.ZodType, path: PropertyKey[]): string[] {
   return Object.keys(at?._zod?.def?.shape ?? {});
 }
 
-/**
- * A task refused a permission in its sandbox: the same error, with advice
- * naming the compute and the option to add instead of Deno's "run again
- * with --allow-…".
- */
-function withPermissionAdvice(error: Error, job: Job): Error {
-  if (
-    !(error instanceof RemoteError) || error.remoteName !== "NotCapable"
-  ) return error;
-  const said = error.message.slice("NotCapable: ".length);
-  // Refused while loading a module: unless it is a remote import the task
-  // asked for, the compute's permissions are not what is missing.
-  if (
-    (error as { code?: unknown }).code === "ERR_MODULE_NOT_FOUND" &&
-    !/^Requires (import|net) access/.test(said)
-  ) return error;
-  const advice = explainDenied(
-    said,
-    job.name,
-    job.spec.kind === "deno" ? job.spec.permissions : undefined,
-  );
-  if (!advice) return error;
-  return reworded(error, said, advice);
-}
-
-/**
- * A task's sandbox ran out of memory (a `SandboxError` with code
- * `ERR_SANDBOX_OUT_OF_MEMORY`): the same error, naming the compute and its
- * `memoryLimit`, and how to raise it.
- */
-function withMemoryAdvice(error: Error, job: Job): Error {
-  const marked = error as { code?: unknown; heapLimitMb?: unknown };
-  if (
-    !(error instanceof RemoteError) || error.remoteName !== "SandboxError" ||
-    marked.code !== SANDBOX_OUT_OF_MEMORY
-  ) return error;
-  const said = error.message.slice("SandboxError: ".length);
-  const limit = job.spec.kind === "deno" ? job.spec.memoryLimit : undefined;
-  const mib = limit === undefined
-    ? Number(marked.heapLimitMb)
-    : Math.round(limit / 2 ** 20 * 100) / 100;
-  const loading = said.includes("loading");
-  const what = limit === undefined
-    ? `the default heap limit of its sandbox, ${mib} MiB (it sets no memoryLimit)`
-    : `its memoryLimit of ${mib} MiB`;
-  const advice =
-    `compute '${job.name}' exceeded ${what}${
-      loading
-        ? " while its sandbox loaded its module (the module, its imports and this library count too)"
-        : ""
-    }. Its sandbox was stopped and is replaced for the next task. ` +
-    `To allow more, raise it where the compute is defined: sky.compute(fn, { memoryLimit: ${
-      Math.max(2 * Math.ceil(mib), 64)
-    } * 2 ** 20 })`;
-  return reworded(error, said, advice);
-}
-
-/**
- * A remote error told better: the same error (remote name, cause, node and
- * every field the worker sent) whose message, and its line in the remote
- * stack, say `advice` instead of `said`.
- */
-function reworded(error: RemoteError, said: string, advice: string): Error {
-  const better = new RemoteError({
-    name: error.remoteName,
-    message: advice,
-    stack: error.remoteStack?.replace(said, advice),
-  }, { cause: error.cause, node: error.node });
-  for (const [key, value] of Object.entries(error)) {
-    if (!(key in better)) {
-      Object.defineProperty(better, key, { value, enumerable: true });
-    }
-  }
-  return better;
-}
-
 function nodeLimitOf(provider: Provider<any>): NodeLimit {
   return provider.nodeLimit ?? DEFAULT_NODE_LIMIT;
 }
@@ -514,69 +441,14 @@ function describeIssue(
   ];
 }
 
-/**
- * A task in flight: await it for its result, or cancel it.
- *
- * @typeParam R The task's result.
- */
-export interface TaskHandle<R> extends PromiseLike<R> {
-  /** The task's id in events. */
-  readonly id: number;
-  /** Cancels the task; awaiting it then rejects with `TaskCancelledError`. */
-  cancel(): void;
-}
-
-/**
- * What {@linkcode ComputePool.run} returns: a promise of the result, which
- * for a streamed result (an `AsyncIterable<T>`) can also be iterated
- * directly.
- *
- * @typeParam R The task's (or group's) result.
- *
- * @example
- * ```ts
- * import * as sky from "../../mod.ts";
- * import { countdown } from "../../examples/streaming.ts";
- *
- * await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
- * const stream: sky.RunResult<AsyncIterable<number>> = pool.run(countdown(2));
- * for await (const n of stream) console.log(n); // 2, 1
- * ```
- */
-export type RunResult<R> = [R] extends [never] ? Promise<R>
-  : [R] extends [AsyncIterable<infer T>] ? Promise<R> & AsyncIterable<T>
-  : Promise<R>;
-
-async function* iterateResult<T>(
-  result: Promise<unknown>,
-): AsyncGenerator<T, void, undefined> {
-  const value = await result;
-  if (
-    typeof value !== "object" || value === null ||
-    typeof (value as AsyncIterable<T>)[Symbol.asyncIterator] !== "function"
-  ) {
-    throw new TypeError(
-      "Cannot iterate the result of pool.run(): the task's result is not a stream " +
-        "(await it instead)",
-    );
-  }
-  yield* value as AsyncIterable<T>;
-}
-
-/**
- * Results of {@linkcode ComputePool.map}: iterate them as they come, or
- * await them all.
- */
-export interface MapResults<R> extends AsyncIterable<R>, PromiseLike<R[]> {}
-
 const WORKER_MAIN = new URL("../../worker/main.ts", import.meta.url);
-const HISTORY_LIMIT = 1_000;
 /** Worker restarts a node gets before it is given up. */
 const MAX_RESTARTS = 3;
-/** Tasks completing closer together than this, in ms, are short enough to prefetch. */
-const SHORT_TASK_MS = 1;
 
 let poolCounter = 0;
+
+/** Why the other tasks of a group are cancelled when one fails. */
+const GROUP_FAILED = "cancelled because another task of its group failed";
 
 /**
  * A set of nodes that run tasks. Start one with
@@ -604,9 +476,10 @@ export class ComputePool implements AsyncDisposable {
   /** The accelerators of the chosen spec. */
   #accelerator: Accelerator | undefined;
   #options: Resolved;
-  #console: ConsoleSink;
-  #history: PoolEvent[] = [];
-  #subscribers = new Set<(e: PoolEvent | null) => void>();
+  #hub: EventHub;
+  #scheduler: Scheduler;
+  /** Ranks and the cluster view. */
+  #view: ClusterView;
   #startedAt = Date.now();
   /** The code as the nodes run it (see `nodeCode`). */
   #bundle!: NodeBundle;
@@ -617,20 +490,12 @@ export class ComputePool implements AsyncDisposable {
   #instances = new Map<string, Instance>();
   /** The nodes by rank; a rank is free where it holds nothing or a dead node. */
   #nodes: (PoolNode | undefined)[] = [];
-  /** Jobs not yet sent that may run on any node, consumed from `#head`. */
-  #queue: Job[] = [];
-  #head = 0;
-  #jobs = new Map<number, Job>();
-  #nextTask = 1;
-  #rr = 0;
   #closing: Promise<void> | undefined;
   #closed = false;
   #modules = new Map<string, string>();
   #plan: Promise<BootstrapPlan> | undefined;
   /** The resolved `nodes` option; `resize()` moves its `min` and `max`. */
   #scaling: ResolvedNodes;
-  /** Ranks of nodes still starting, with their private address. */
-  #joining = new Map<number, string>();
   /** When nodes were last added by the scaling policy or `resize()`. */
   #lastAdded = -Infinity;
   #scaleTimer?: ReturnType<typeof setInterval>;
@@ -647,8 +512,6 @@ export class ComputePool implements AsyncDisposable {
   #ttl: (() => void) | undefined;
   /** The last node given up for good, once no node is left. */
   #abandoned: { node: number; reason: string } | undefined;
-  /** Cancels the timer that fails tasks waiting for a node past provisionTimeout. */
-  #starving: (() => void) | undefined;
   /** Work of the pool's own (starting, resizing, closing) the program waits for. */
   #keepers = 0;
   /**
@@ -665,7 +528,41 @@ export class ComputePool implements AsyncDisposable {
     this.#provider = options.provider ?? options.specs![0].provider;
     this.#options = options;
     this.#scaling = { ...options.nodes };
-    this.#console = createConsole(options.console ?? defaultConsoleMode());
+    this.#hub = new EventHub({
+      pool: this.id,
+      onEvent: options.onEvent,
+      console: createConsole(options.console ?? defaultConsoleMode()),
+    });
+    this.#view = new ClusterView({
+      nodes: () => this.#nodes,
+      closed: () => this.#closed,
+    });
+    this.#scheduler = new Scheduler({
+      ...options.worker,
+      provisionTimeout: options.provisionTimeout,
+      image: options.image,
+      taskTimeout: options.taskTimeout,
+      moduleOf: (url) => this.#moduleMap().get(url),
+      nodes: () => this.#nodes,
+      closed: () => this.#closed,
+      emit: (event) => this.#emit(event),
+      starting: () => this.#joining.size + this.#provisioning,
+      abandoned: () => this.#abandoned,
+      activity: () => this.#checkKeepAlive(),
+      backlog: () => {
+        if (this.#scaleTimer !== undefined) this.#scaleSoon();
+      },
+    });
+  }
+
+  /** Jobs not settled, by id. */
+  get #jobs(): Map<number, Job> {
+    return this.#scheduler.jobs;
+  }
+
+  /** Ranks of nodes still starting, with their private address. */
+  get #joining(): Map<number, string> {
+    return this.#view.joining;
   }
 
   /**
@@ -735,7 +632,7 @@ export class ComputePool implements AsyncDisposable {
 
   /** Holds the program while the pool starts, resizes, closes or runs tasks. */
   #checkKeepAlive(): void {
-    const busy = this.#keepers > 0 || this.#jobs.size > 0;
+    const busy = this.#keepers > 0 || this.#scheduler.pending > 0;
     if (busy && this.#keepAlive === undefined) {
       this.#keepAlive = setInterval(() => {}, 2 ** 30);
     } else if (!busy && this.#keepAlive !== undefined) {
@@ -772,55 +669,11 @@ export class ComputePool implements AsyncDisposable {
    * are not replayed), then each new one, until the pool is closed.
    */
   get events(): AsyncIterable<PoolEvent> {
-    const history = this.#history.filter((e) =>
-      !e.type.startsWith("Task") && e.type !== "Log"
-    );
-    const subscribers = this.#subscribers;
-    const closed = this.#closed && this.#closing === undefined;
-    return {
-      [Symbol.asyncIterator](): AsyncIterator<PoolEvent> {
-        const buffer: (PoolEvent | null)[] = [...history];
-        if (closed) buffer.push(null);
-        let wake: (() => void) | undefined;
-        const subscriber = (e: PoolEvent | null) => {
-          buffer.push(e);
-          wake?.();
-        };
-        subscribers.add(subscriber);
-        return {
-          async next(): Promise<IteratorResult<PoolEvent>> {
-            while (buffer.length === 0) {
-              await new Promise<void>((r) => wake = r);
-            }
-            const event = buffer.shift()!;
-            if (event === null) {
-              subscribers.delete(subscriber);
-              return { done: true, value: undefined };
-            }
-            return { done: false, value: event };
-          },
-          return(): Promise<IteratorResult<PoolEvent>> {
-            subscribers.delete(subscriber);
-            return Promise.resolve({ done: true, value: undefined });
-          },
-        };
-      },
-    };
+    return this.#hub.events;
   }
 
   #emit(init: EventInit): void {
-    const event = { ...init, time: Date.now(), pool: this.id } as PoolEvent;
-    if (!event.type.startsWith("Task") && event.type !== "Log") {
-      this.#history.push(event);
-      if (this.#history.length > HISTORY_LIMIT) this.#history.shift();
-    }
-    try {
-      this.#options.onEvent?.(event);
-    } catch (error) {
-      log.warn("onEvent threw: {error}", { error });
-    }
-    this.#console.event(event);
-    for (const subscriber of this.#subscribers) subscriber(event);
+    this.#hub.emit(init);
   }
 
   async #start(): Promise<void> {
@@ -1236,7 +1089,7 @@ export class ComputePool implements AsyncDisposable {
         job.node = undefined;
         job.timer?.();
         if (job.probe || job.pin !== undefined) this.#settle(job, lost);
-        else this.#queue.splice(this.#head, 0, job);
+        else this.#scheduler.requeue([job]);
       }
       for (const job of node.pinned.splice(0)) this.#settle(job, lost);
       this.#drain();
@@ -1256,14 +1109,7 @@ export class ComputePool implements AsyncDisposable {
     job.probe = true;
     job.attempts = Infinity;
     job.timeout = health.timeout;
-    const result = new Promise<unknown>((resolve, reject) => {
-      job.resolve = resolve;
-      job.reject = reject;
-    });
-    this.#jobs.set(job.id, job);
-    node.pinned.push(job);
-    this.#drain();
-    return result;
+    return this.#submit(job);
   }
 
   /** Opens the transport to a machine. */
@@ -1504,11 +1350,7 @@ export class ComputePool implements AsyncDisposable {
     }
     const now = performance.now();
     for (const job of retry) job.queuedAt = now;
-    this.#queue.splice(
-      this.#head,
-      0,
-      ...retry.filter((j) => j.pin === undefined),
-    );
+    this.#scheduler.requeue(retry.filter((j) => j.pin === undefined));
     if (node.retiring) {
       // It was leaving anyway: its tasks go to the others.
       node.dead = reason;
@@ -1869,10 +1711,7 @@ export class ComputePool implements AsyncDisposable {
         idle.push({ rank, since: node.idleSince });
       }
     }
-    let waiting = 0;
-    for (let i = this.#head; i < this.#queue.length; i++) {
-      if (!this.#queue[i].settled) waiting++;
-    }
+    const waiting = this.#scheduler.waiting();
     const live = this.#live();
     const plan = planScaling(this.#scaling, {
       now,
@@ -1909,385 +1748,44 @@ export class ComputePool implements AsyncDisposable {
     }
   }
 
+  // The scheduler and the cluster view as the node side calls them (health
+  // probes, bring-up, loss, restart, scaling).
+
   #makeJob(task: Pending<unknown>, pin?: number): Job {
-    if (!isPending(task)) {
-      throw new TypeError(
-        `Cannot run ${typeof task}: expected a task (call a compute to build one) or a group`,
-      );
-    }
-    if (this.#closed) throw new PoolClosedError();
-    const compute = task.compute as Compute<unknown[], unknown>;
-    const module = this.#moduleMap().get(compute.id.module);
-    if (module === undefined) {
-      throw new ConfigError(
-        `Cannot run '${compute.id.name}': its module ${compute.id.module} was not shipped to the ` +
-          `nodes. Import it before ComputePool.start() so that it is part of the code bundle.`,
-      );
-    }
-    const split = splitStreams(task.args);
-    const args = encode(split?.args ?? task.args, "args");
-    const job: Job = {
-      id: this.#nextTask++,
-      name: compute.id.name,
-      module,
-      key: compute.id.key,
-      args,
-      spec: sandboxSpecOf(compute, this.#options.image),
-      timeout: task.timeout ?? compute.options.timeout ??
-        this.#options.taskTimeout,
-      pin,
-      sentAt: 0,
-      queuedAt: 0,
-      settled: false,
-      attempts: 0,
-      streams: split?.streams,
-      resolve: () => {},
-      reject: () => {},
-    };
-    return job;
+    return this.#scheduler.create(task, pin);
   }
 
-  #enqueue(job: Job): Promise<unknown> {
-    const promise = new Promise<unknown>((resolve, reject) => {
-      job.resolve = resolve;
-      job.reject = reject;
-    });
-    const hopeless = this.#hopeless();
-    if (hopeless) {
-      // No node is left and none is coming: waiting would be for ever.
-      job.settled = true;
-      job.reject(hopeless);
-      return promise;
-    }
-    job.queuedAt = performance.now();
-    this.#jobs.set(job.id, job);
-    this.#checkKeepAlive();
-    if (job.pin === undefined) this.#queue.push(job);
-    else this.#nodes[job.pin]!.pinned.push(job);
-    this.#drain();
-    if (this.#scaleTimer !== undefined && this.#head < this.#queue.length) {
-      this.#scaleSoon();
-    }
-    this.#watchStarvation();
-    return promise;
+  /** Queues a job (see `Scheduler.submit`); the health probes come in here too. */
+  #submit(job: Job): Promise<unknown> {
+    return this.#scheduler.submit(job);
   }
 
-  /**
-   * Why no task can run, when the pool has no node left and none coming
-   * (its last node was given up and no launch is under way).
-   */
   #hopeless(): Error | undefined {
-    if (
-      !this.#abandoned || this.#closed || this.#joining.size > 0 ||
-      this.#provisioning > 0 || this.#nodes.some((n) => n && !n.dead)
-    ) return undefined;
-    const { node, reason } = this.#abandoned;
-    return new NodeLostError(
-      node,
-      `${reason}; no node is left, and the pool launches no other: ` +
-        `close it and start a new pool, or pool.resize(n) to launch new nodes`,
-    );
+    return this.#scheduler.hopeless();
   }
 
-  /**
-   * While the pool has no ready node, fails each task that has waited for
-   * one longer than `provisionTimeout` (a replacement that never comes),
-   * instead of letting it wait for ever.
-   */
   #watchStarvation(): void {
-    if (this.#closed || this.size > 0) {
-      this.#starving?.();
-      this.#starving = undefined;
-      return;
-    }
-    if (this.#starving) return;
-    const waiting = [...this.#jobs.values()].filter((j) =>
-      !j.node && !j.probe && !j.settled
-    );
-    if (waiting.length === 0) return;
-    const limit = this.#options.provisionTimeout;
-    const oldest = Math.min(...waiting.map((j) => j.queuedAt));
-    this.#starving = after(oldest + limit - performance.now(), () => {
-      this.#starving = undefined;
-      if (this.#closed || this.size > 0) return;
-      const now = performance.now();
-      const lost = this.#abandoned ??
-        this.#nodes.findLast((n) => n?.dead !== undefined);
-      for (const job of [...this.#jobs.values()]) {
-        if (job.node || job.probe || now - job.queuedAt < limit) continue;
-        this.#settle(
-          job,
-          new ProvisioningError(
-            `Cannot run '${job.name}': no node became ready within provisionTimeout (${limit} ms)` +
-              (lost
-                ? `; the pool has none since node ${
-                  "index" in lost ? lost.index : lost.node
-                } was lost (${"index" in lost ? lost.dead : lost.reason})`
-                : ""),
-          ),
-        );
-      }
-      this.#watchStarvation();
-    });
+    this.#scheduler.watchStarvation();
   }
 
-  /**
-   * Tasks a node may hold: its slots, plus `prefetch` more while its tasks
-   * are short (completions under {@linkcode SHORT_TASK_MS} apart), where the
-   * round trip would otherwise dominate. Long tasks get no prefetch, so a
-   * slow task never holds queued work back from an idle node.
-   */
-  #capacity(node?: PoolNode): number {
-    const { concurrency, prefetch } = this.#options.worker;
-    return concurrency +
-      (node === undefined || node.gapMs < SHORT_TASK_MS ? prefetch : 0);
-  }
-
-  /** Updates a node's average gap between completions while work is queued. */
-  #completed(node: PoolNode): void {
-    const now = performance.now();
-    if (node.lastDoneAt > 0 && this.#head < this.#queue.length) {
-      node.gapMs = node.gapMs === Infinity
-        ? now - node.lastDoneAt
-        : 0.8 * node.gapMs + 0.2 * (now - node.lastDoneAt);
-    }
-    node.lastDoneAt = now;
-    node.restarts = 0;
-  }
-
-  /** The lowest rank no node holds; `also` counts as free. */
-  #freeRank(also?: number): number {
-    for (let rank = 0;; rank++) {
-      const node = this.#nodes[rank];
-      const held = this.#joining.has(rank) ||
-        node !== undefined && !node.dead && rank !== also;
-      if (!held) return rank;
-    }
-  }
-
-  /**
-   * The cluster as tasks see it: one entry of `peers` per rank up to the
-   * highest rank held (by a ready, starting or leaving node), `""` for a
-   * free rank; `totalNodes` is its length.
-   */
-  #clusterView(): Pick<InstanceInfo, "totalNodes" | "peers" | "headAddr"> {
-    const peers: string[] = [];
-    const ranks = Math.max(this.#nodes.length - 1, ...this.#joining.keys());
-    for (let rank = 0; rank <= ranks; rank++) {
-      const node = this.#nodes[rank];
-      peers[rank] = this.#joining.get(rank) ??
-        (node && !node.dead ? node.instance.privateAddress ?? "" : "");
-    }
-    while (
-      peers.length > 0 && peers.at(-1) === "" && !this.#holds(peers.length - 1)
-    ) {
-      peers.pop();
-    }
-    // Machines with no private network between them (their provider gives
-    // no private address) run standalone: no peers to reach.
-    const standalone = peers.every((p) => p === "");
-    return {
-      totalNodes: peers.length,
-      peers: standalone ? [] : peers,
-      headAddr: peers[0] ?? "",
-    };
-  }
-
-  #holds(rank: number): boolean {
-    const node = this.#nodes[rank];
-    return this.#joining.has(rank) || node !== undefined && !node.dead;
-  }
-
-  /** Sends the current cluster view to every ready worker whose view is older. */
-  #announce(): void {
-    if (this.#closed) return;
-    const view = this.#clusterView();
-    const text = JSON.stringify(view);
-    for (const node of this.#nodes) {
-      if (!isReady(node) || node.view === text) continue;
-      node.view = text;
-      node.session.updateCluster(view);
-    }
-  }
-
-  /**
-   * Sends queued jobs to nodes with a free slot: each node's pinned jobs
-   * first, then the shared queue, round robin over the ready nodes. Settled
-   * jobs left in a queue are skipped.
-   */
   #drain(): void {
-    if (this.#starving && this.size > 0) {
-      this.#starving();
-      this.#starving = undefined;
-    }
-    const nodes = this.#nodes;
-    for (const node of nodes) {
-      if (!isReady(node)) continue;
-      if (node.gated) {
-        // Only its health checks run before it is admitted.
-        const probes = node.pinned.filter((j) => j.probe);
-        node.pinned = node.pinned.filter((j) => !j.probe);
-        for (const job of probes) if (!job.settled) this.#send(job, node);
-        continue;
-      }
-      while (
-        node.pinned.length > 0 && node.running.size < this.#capacity(node)
-      ) {
-        const job = node.pinned.shift()!;
-        if (!job.settled) this.#send(job, node);
-      }
-    }
-    const queue = this.#queue;
-    while (this.#head < queue.length) {
-      const job = queue[this.#head];
-      if (job.settled) {
-        this.#head++;
-        continue;
-      }
-      let target: PoolNode | undefined;
-      for (let k = 0; k < nodes.length; k++) {
-        const node = nodes[(this.#rr + k) % nodes.length];
-        if (
-          takesWork(node) && node.running.size < this.#capacity(node)
-        ) {
-          target = node;
-          this.#rr = (this.#rr + k + 1) % nodes.length;
-          break;
-        }
-      }
-      if (!target) break;
-      this.#head++;
-      this.#send(job, target);
-    }
-    // Compact the queue once its consumed head dominates it.
-    if (this.#head > 1024 && this.#head * 2 > queue.length) {
-      this.#queue = queue.slice(this.#head);
-      this.#head = 0;
-    }
-  }
-
-  #send(job: Job, node: PoolNode): void {
-    job.node = node;
-    job.sentAt = performance.now();
-    node.running.add(job);
-    // Health checks report through HealthCheckFailed, not as tasks.
-    if (!job.probe) {
-      this.#emit({
-        type: "TaskStarted",
-        task: job.id,
-        name: job.name,
-        node: node.index,
-      });
-    }
-    if (job.timeout !== undefined) {
-      job.timer = after(job.timeout, () => {
-        node.session?.cancel(job.id);
-        node.session?.forget(job.id);
-        this.#settle(job, new TaskTimeoutError(job.name, job.timeout!));
-      });
-    }
-    const session = node.session!;
-    const call = new StreamedCall(
-      session,
-      job.id,
-      job.streams ?? [],
-      (result) => job.resolve(result),
-      () => this.#cancel(job, "its generator did not return when left"),
-    );
-    job.call = call;
-    session.call(
-      job.id,
-      job.module,
-      job.key,
-      job.args,
-      job.spec,
-      call.hooks,
-    ).then(
-      (payload) => {
-        if (call.opened) {
-          // A streamed result: its items went to the iterable.
-          this.#settle(job, undefined);
-          return;
-        }
-        let value: unknown;
-        try {
-          value = decode(payload);
-        } catch (error) {
-          this.#settle(job, error as Error);
-          return;
-        }
-        this.#settle(job, undefined, value);
-      },
-      (error: Error) => {
-        // A lost node's tasks are settled or sent again by #lost.
-        if (error instanceof NodeLostError) return;
-        if (
-          error instanceof TaskCancelledError || error.name === "RemoteError" &&
-            (error as { remoteName?: string }).remoteName ===
-              "TaskCancelledError"
-        ) {
-          this.#settle(job, new TaskCancelledError(job.name));
-        } else {
-          this.#settle(
-            job,
-            withMemoryAdvice(withPermissionAdvice(error, job), job),
-          );
-        }
-      },
-    );
-    call.start();
+    this.#scheduler.drain();
   }
 
   #settle(job: Job, error: Error | undefined, value?: unknown): void {
-    if (job.settled) return;
-    job.settled = true;
-    job.timer?.();
-    job.call?.end(error);
-    this.#jobs.delete(job.id);
-    this.#checkKeepAlive();
-    const node = job.node;
-    if (node) {
-      if (!job.probe) this.#completed(node);
-      node.running.delete(job);
-      if (!job.probe && !isBusy(node)) node.idleSince = performance.now();
-      if (node.running.size === 0 && node.pinned.length === 0) {
-        node.whenIdle?.();
-      }
-      const elapsedMs = performance.now() - job.sentAt;
-      if (job.probe) {
-        // Reported by the health monitor.
-      } else if (error) {
-        this.#emit({
-          type: "TaskFailed",
-          task: job.id,
-          name: job.name,
-          node: node.index,
-          elapsedMs,
-          error: error.name,
-          message: error.message,
-        });
-      } else {
-        this.#emit({
-          type: "TaskCompleted",
-          task: job.id,
-          name: job.name,
-          node: node.index,
-          elapsedMs,
-        });
-      }
-    }
-    if (error) job.reject(error);
-    else job.resolve(value);
-    if (node && !this.#closed) this.#drain();
+    this.#scheduler.settle(job, error, value);
   }
 
-  #cancel(job: Job, reason?: string): void {
-    if (job.settled) return;
-    if (job.node) {
-      job.node.session?.cancel(job.id);
-      job.node.session?.forget(job.id);
-    }
-    this.#settle(job, new TaskCancelledError(job.name, reason));
+  #freeRank(also?: number): number {
+    return this.#view.freeRank(also);
+  }
+
+  #clusterView(): View {
+    return this.#view.view();
+  }
+
+  #announce(): void {
+    this.#view.announce();
   }
 
   /** Builds and queues the jobs of a task or group; rejects synchronously-built failures. */
@@ -2295,10 +1793,6 @@ export class ComputePool implements AsyncDisposable {
     task: Dispatchable<R>,
     options: RunOptions,
   ): { jobs: Job[]; results: Promise<unknown>[] } {
-    const signal = options.signal;
-    const tasks = isGroup(task)
-      ? (task as Group<R>).tasks
-      : [task as Pending<unknown>];
     if (!isGroup(task) && !isPending(task)) {
       throw new TypeError(
         `Cannot run ${
@@ -2307,38 +1801,18 @@ export class ComputePool implements AsyncDisposable {
           `build one) or a group from sky.gather() or sky.all()`,
       );
     }
-    const pin = options.node;
-    if (pin !== undefined) {
-      const node = this.#nodes[pin];
-      if (!Number.isInteger(pin) || !node || node.dead || node.retiring) {
-        const ranks = this.#nodes.flatMap((n, i) =>
-          n && !n.dead && !n.retiring ? [i] : []
-        );
-        throw new RangeError(
-          `Cannot run on node ${pin}: the pool's nodes are ${
-            ranks.length === 0
-              ? "none at the moment"
-              : ranks.at(-1) === ranks.length - 1
-              ? `0 to ${ranks.length - 1}`
-              : ranks.join(", ")
-          }${
-            node?.dead
-              ? ` and node ${pin} was lost (${node.dead})`
-              : node?.retiring
-              ? ` and node ${pin} is leaving the pool`
-              : ""
-          }`,
-        );
-      }
-    }
-    const jobs = tasks.map((t) => this.#makeJob(t, pin));
-    const results = jobs.map((job) => this.#enqueue(job));
-    if (signal) {
-      const abort = () => jobs.forEach((job) => this.#cancel(job, "aborted"));
-      if (signal.aborted) abort();
-      else signal.addEventListener("abort", abort, { once: true });
-    }
-    return { jobs, results };
+    const tasks = isGroup(task)
+      ? (task as Group<R>).tasks
+      : [task as Pending<unknown>];
+    const jobs = this.#jobsOf(tasks, options.node);
+    return { jobs, results: this.#scheduler.submitAll(jobs, options.signal) };
+  }
+
+  /** Jobs for tasks, pinned to node `pin` when given: a node of the pool. */
+  #jobsOf(tasks: readonly Pending<unknown>[], pin: number | undefined): Job[] {
+    const absent = pin === undefined ? undefined : this.#view.pinError(pin);
+    if (absent) throw absent;
+    return tasks.map((t) => this.#makeJob(t, pin));
   }
 
   /**
@@ -2387,10 +1861,7 @@ export class ComputePool implements AsyncDisposable {
    * ```
    */
   run<R>(task: Dispatchable<R>, options: RunOptions = {}): RunResult<R> {
-    const promise = this.#run(task, options);
-    return Object.assign(promise, {
-      [Symbol.asyncIterator]: () => iterateResult(promise),
-    }) as unknown as RunResult<R>;
+    return runResult(this.#run(task, options));
   }
 
   async #run<R>(task: Dispatchable<R>, options: RunOptions): Promise<R> {
@@ -2399,9 +1870,7 @@ export class ComputePool implements AsyncDisposable {
     try {
       return await Promise.all(results) as R;
     } catch (error) {
-      for (const job of jobs) {
-        this.#cancel(job, "cancelled because another task of its group failed");
-      }
+      this.#scheduler.abortAll(jobs, GROUP_FAILED);
       throw error;
     }
   }
@@ -2477,8 +1946,8 @@ export class ComputePool implements AsyncDisposable {
     }
     // Every node that is up (admitted, not leaving), or restarting its worker.
     const nodes = this.#nodes.filter((n): n is PoolNode =>
-      n !== undefined && !n.dead && n.session !== undefined && !n.gated &&
-      !n.retiring
+      n !== undefined && !isGone(n) && n.session !== undefined &&
+      !isGated(n) && !isLeaving(n)
     );
     if (this.#closed) throw new PoolClosedError();
     const hopeless = nodes.length === 0 ? this.#hopeless() : undefined;
@@ -2493,16 +1962,12 @@ export class ComputePool implements AsyncDisposable {
       return task.timeout === undefined ? copy : copy.withTimeout(task.timeout);
     });
     const jobs = nodes.map((node, k) => this.#makeJob(tasks[k], node.index));
-    const results = jobs.map((job) => this.#enqueue(job));
-    const abort = () => jobs.forEach((job) => this.#cancel(job, "aborted"));
-    options.signal?.addEventListener("abort", abort, { once: true });
+    const results = this.#scheduler.submitAll(jobs, options.signal);
     try {
       return await Promise.all(results) as R[];
     } catch (error) {
-      abort();
+      this.#scheduler.abortAll(jobs, GROUP_FAILED);
       throw error;
-    } finally {
-      options.signal?.removeEventListener("abort", abort);
     }
   }
 
@@ -2550,9 +2015,10 @@ export class ComputePool implements AsyncDisposable {
         }
       }
     } finally {
-      for (const job of jobs) {
-        this.#cancel(job, "cancelled: the stream was left early or failed");
-      }
+      this.#scheduler.abortAll(
+        jobs,
+        "cancelled: the stream was left early or failed",
+      );
       for (const result of results) result.catch(() => {});
     }
   }
@@ -2591,19 +2057,20 @@ export class ComputePool implements AsyncDisposable {
   ): MapResults<R> {
     const results = () =>
       mapResults<A, R>(items, (item) => {
-        const job = this.#makeJob(
-          compute(item) as Pending<unknown>,
+        const [job] = this.#jobsOf(
+          [compute(item) as Pending<unknown>],
           options.node,
         );
         return {
-          result: this.#enqueue(job),
-          cancel: (reason) => this.#cancel(job, reason),
+          result: this.#submit(job),
+          cancel: (reason) => this.#scheduler.abort(job, reason),
         };
       }, {
         // An elastic pool may grow: enough tasks are in flight to make it.
         window: Math.max(
           2,
-          Math.max(this.size, this.#scaling.max) * this.#capacity() * 2,
+          Math.max(this.size, this.#scaling.max) * this.#scheduler.capacity() *
+            2,
         ),
         ordered: options.ordered ?? true,
         signal: options.signal,
@@ -2632,7 +2099,6 @@ export class ComputePool implements AsyncDisposable {
 
   async #close(): Promise<void> {
     this.#closed = true;
-    this.#starving?.();
     clearInterval(this.#scaleTimer);
     for (const node of this.#nodes) node?.health?.stop();
     this.#heartbeat?.stop();
@@ -2640,9 +2106,7 @@ export class ComputePool implements AsyncDisposable {
     const closed = new PoolClosedError(
       "The pool was closed before the task finished",
     );
-    for (const job of [...this.#jobs.values()]) this.#settle(job, closed);
-    this.#queue = [];
-    this.#head = 0;
+    this.#scheduler.close(closed);
     const errors: unknown[] = [];
     await Promise.all(
       this.#nodes.filter((n): n is PoolNode => n !== undefined).map(
@@ -2682,9 +2146,7 @@ export class ComputePool implements AsyncDisposable {
         elapsedMs: Date.now() - this.#startedAt,
       });
     }
-    this.#console.close();
-    for (const subscriber of this.#subscribers) subscriber(null);
-    this.#subscribers.clear();
+    this.#hub.close();
     untrack(this);
     if (errors.length > 0) {
       throw new ProvisioningError(

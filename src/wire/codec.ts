@@ -73,24 +73,14 @@ import {
   type ExtensionCodecType,
 } from "npm:@msgpack/msgpack@3.1.3";
 import { ProtocolError, SerializationError } from "../errors.ts";
-
-/** An error as it crosses the wire: plain data that {@linkcode encode} always accepts. */
-export interface WireError {
-  /** The error's class name, e.g. `"TypeError"`, or the `name` it was given. */
-  name: string;
-  /** The error's message. */
-  message: string;
-  /** The stack as the sender printed it, when it had one. */
-  stack?: string;
-  /** The error's `cause`, present only when the error had one: any value that can be sent, or its text. */
-  cause?: unknown;
-  /**
-   * The error's own enumerable properties other than the four above, such as
-   * `code`, and the `errors` of an `AggregateError`; each is a value that can
-   * be sent, or its text.
-   */
-  props?: Record<string, unknown>;
-}
+import {
+  fromWireError,
+  makeSendable,
+  readError,
+  setOwn,
+  text,
+  type WireError,
+} from "./wire_error.ts";
 
 /**
  * How deeply values may nest. The MessagePack encoder counts the levels of
@@ -105,33 +95,38 @@ const MAX_DEPTH = 100;
 /** Encoders and decoders whose buffers grew past this are dropped after use, so that one big message does not hold its memory for ever. */
 const RELEASE_BYTES = 1 << 20;
 
-// MessagePack extension types (0 to 127 are the application's). A payload
-// that holds values is itself a MessagePack value, encoded by a nested
-// encoder; the comments give its shape.
-/** `undefined`; empty payload. */
-const EXT_UNDEFINED = 0;
-/** `-0`; empty payload. */
-const EXT_NEGATIVE_ZERO = 1;
-/** A bigint: 8 bytes of big-endian int64, or else its hexadecimal text (with `-` when negative). */
-const EXT_BIGINT = 2;
-/** A `Date`: the big-endian float64 of `getTime()`, `NaN` for an invalid date. */
-const EXT_DATE = 3;
-/** An array that holds `undefined` or `-0` (the encoder writes those as `nil` and `0`): the array, with placeholders. */
-const EXT_ARRAY = 4;
-/** A plain object that holds `undefined` or `-0`, or has a `__proto__` key: `[key, value, key, value, …]`. */
-const EXT_OBJECT = 5;
-/** A `Map`: `[key, value, key, value, …]`. */
-const EXT_MAP = 6;
-/** A `Set`: `[member, …]`. */
-const EXT_SET = 7;
-/** An error: its {@linkcode WireError}. */
-const EXT_ERROR = 8;
-/** An `ArrayBuffer`: its bytes. */
-const EXT_ARRAY_BUFFER = 9;
-/** A `DataView`: its bytes. */
-const EXT_DATA_VIEW = 10;
-/** A typed array other than `Uint8Array` (which is MessagePack `bin`): its bytes, little-endian; the type is `EXT_TYPED_ARRAY` plus the index in `TYPED_ARRAY_NAMES`. */
-const EXT_TYPED_ARRAY = 16;
+/**
+ * The MessagePack extension types (0 to 127 are the application's). A
+ * payload that holds values is itself a MessagePack value, encoded by a
+ * nested encoder; the comments give its shape. The numbers are on the wire
+ * (from 0, in this order): add a type at the end, and never reorder them.
+ */
+enum Ext {
+  /** `undefined`; empty payload. */
+  Undefined,
+  /** `-0`; empty payload. */
+  NegativeZero,
+  /** A bigint: 8 bytes of big-endian int64, or else its hexadecimal text (with `-` when negative). */
+  Bigint,
+  /** A `Date`: the big-endian float64 of `getTime()`, `NaN` for an invalid date. */
+  Date,
+  /** An array that holds `undefined` or `-0` (the encoder writes those as `nil` and `0`): the array, with placeholders. */
+  Array,
+  /** A plain object that holds `undefined` or `-0`, or has a `__proto__` key: `[key, value, key, value, …]`. */
+  Object,
+  /** A `Map`: `[key, value, key, value, …]`. */
+  Map,
+  /** A `Set`: `[member, …]`. */
+  Set,
+  /** An error: its {@linkcode WireError}. */
+  Error,
+  /** An `ArrayBuffer`: its bytes. */
+  ArrayBuffer,
+  /** A `DataView`: its bytes. */
+  DataView,
+  /** A typed array other than `Uint8Array` (which is MessagePack `bin`): its bytes, little-endian; the type is `Ext.TypedArray` plus the index in `TYPED_ARRAY_NAMES`. */
+  TypedArray = 16,
+}
 
 const TYPED_ARRAY_NAMES = [
   "Int8Array",
@@ -166,7 +161,7 @@ for (const [index, name] of TYPED_ARRAY_NAMES.entries()) {
     | undefined;
   if (typeof create !== "function") continue;
   const kind = {
-    type: EXT_TYPED_ARRAY + index,
+    type: Ext.TypedArray + index,
     width: create.BYTES_PER_ELEMENT,
     create,
   };
@@ -184,10 +179,10 @@ class Placeholder {
   constructor(readonly ext: ExtData) {}
 }
 const UNDEFINED = new Placeholder(
-  new ExtData(EXT_UNDEFINED, new Uint8Array(0)),
+  new ExtData(Ext.Undefined, new Uint8Array(0)),
 );
 const NEGATIVE_ZERO = new Placeholder(
-  new ExtData(EXT_NEGATIVE_ZERO, new Uint8Array(0)),
+  new ExtData(Ext.NegativeZero, new Uint8Array(0)),
 );
 
 /** Thrown inside the encoder for a value that cannot be sent; {@linkcode encode} then looks for the path. */
@@ -304,76 +299,12 @@ export function toWireError(error: unknown): WireError {
   const wire = readError(error);
   errorsInProgress.push(error);
   try {
-    makeSendable(wire);
+    makeSendable(wire, sendableOrText);
   } finally {
     errorsInProgress.pop();
   }
   return wire;
 }
-
-/**
- * Rebuilds an error from a {@linkcode WireError}: an instance of the built-in
- * class of that name (`TypeError`, `AggregateError`, …), or else an `Error`
- * whose `name` is the remote one. The stack is the remote stack (none when
- * the remote error had none), `cause` is set only when the remote error had
- * one, and `props` become own properties.
- *
- * @param wire The error as data, e.g. from {@linkcode toWireError}.
- * @returns The error.
- *
- * @example Rebuilding a remote error
- * ```ts
- * import { fromWireError } from "./codec.ts";
- *
- * const error = fromWireError({ name: "ValueError", message: "bad", props: { code: 7 } });
- * console.log(error.name, error.message, (error as Error & { code: number }).code); // "ValueError" "bad" 7
- * ```
- */
-export function fromWireError(wire: WireError): Error {
-  const name = typeof wire.name === "string" ? wire.name : "Error";
-  const message = typeof wire.message === "string" ? wire.message : "";
-  const options = Object.hasOwn(wire, "cause")
-    ? { cause: wire.cause }
-    : undefined;
-  const props = wire.props !== null && typeof wire.props === "object"
-    ? wire.props
-    : {};
-  let error: Error;
-  if (name === "AggregateError") {
-    const errors = Array.isArray(props.errors) ? props.errors : [];
-    error = new AggregateError(errors, message, options);
-  } else {
-    const BuiltIn = BUILT_IN_ERRORS.get(name);
-    error = BuiltIn
-      ? new BuiltIn(message, options)
-      : new Error(message, options);
-    if (!BuiltIn) error.name = name;
-  }
-  if (typeof wire.stack === "string") {
-    Object.defineProperty(error, "stack", {
-      value: wire.stack,
-      writable: true,
-      configurable: true,
-    });
-  } else {
-    delete error.stack;
-  }
-  for (const key of Object.keys(props)) {
-    if (key === "errors" && name === "AggregateError") continue;
-    setOwn(error, key, props[key]);
-  }
-  return error;
-}
-
-const BUILT_IN_ERRORS = new Map<string, ErrorConstructor>([
-  ["Error", Error],
-  ["TypeError", TypeError],
-  ["RangeError", RangeError],
-  ["SyntaxError", SyntaxError],
-  ["ReferenceError", ReferenceError],
-  ["EvalError", EvalError],
-  ["URIError", URIError],
-]);
 
 // --- Encoding -------------------------------------------------------------
 
@@ -473,7 +404,7 @@ function viewExt(view: ArrayBufferView): ExtData {
   const tag = (view as unknown as Record<symbol, unknown>)[Symbol.toStringTag];
   const kind = typedArrayByName.get(tag as string);
   if (kind === undefined) {
-    if (view instanceof DataView) return new ExtData(EXT_DATA_VIEW, bytes);
+    if (view instanceof DataView) return new ExtData(Ext.DataView, bytes);
     throw UNSENDABLE;
   }
   return new ExtData(
@@ -502,7 +433,7 @@ function errorBytes(error: Error): Uint8Array {
     } catch {
       // Some part of the cause or the properties cannot be sent.
     }
-    makeSendable(wire);
+    makeSendable(wire, sendableOrText);
     try {
       return encodeNested(wire);
     } catch {
@@ -513,68 +444,6 @@ function errorBytes(error: Error): Uint8Array {
     return encodeNested(bare, true);
   } finally {
     errorsInProgress.pop();
-  }
-}
-
-/** Reads what is to be sent of an error, without throwing and without checking that it can be sent. */
-function readError(error: Error): WireError {
-  const name = read(error, "name");
-  const message = read(error, "message");
-  const stack = read(error, "stack");
-  const wire: WireError = {
-    name: typeof name === "string"
-      ? name
-      : name === undefined
-      ? "Error"
-      : text(name),
-    message: typeof message === "string"
-      ? message
-      : message === undefined
-      ? ""
-      : text(message),
-  };
-  if (typeof stack === "string") wire.stack = stack;
-  try {
-    if (Object.hasOwn(error, "cause")) wire.cause = read(error, "cause");
-    const props: Record<string, unknown> = {};
-    let any = false;
-    for (const key of Object.keys(error)) {
-      if (
-        key === "name" || key === "message" || key === "stack" ||
-        key === "cause"
-      ) continue;
-      setOwn(props, key, read(error, key));
-      any = true;
-    }
-    if (error instanceof AggregateError) {
-      props.errors = read(error, "errors");
-      any = true;
-    }
-    if (any) wire.props = props;
-  } catch {
-    // A proxy that refuses to list its keys: send the rest.
-  }
-  return wire;
-}
-
-function read(object: object, key: string): unknown {
-  try {
-    return (object as Record<string, unknown>)[key];
-  } catch (error) {
-    return `[${key} could not be read: ${text(error)}]`;
-  }
-}
-
-/** Replaces each part of the wire error that cannot be sent by its text. */
-function makeSendable(wire: WireError): void {
-  if (Object.hasOwn(wire, "cause")) wire.cause = sendableOrText(wire.cause, 2);
-  const props = wire.props;
-  if (props === undefined) return;
-  for (const key of Object.keys(props)) {
-    const value = props[key];
-    props[key] = key === "errors" && Array.isArray(value)
-      ? Array.from(value, (item) => sendableOrText(item, 4))
-      : sendableOrText(value, 3);
   }
 }
 
@@ -594,28 +463,6 @@ function sendableOrText(value: unknown, depth: number): unknown {
   } catch {
     return text(value);
   }
-}
-
-/** `String(value)`, and something still when that throws. */
-function text(value: unknown): string {
-  try {
-    return String(value);
-  } catch {
-    try {
-      return Object.prototype.toString.call(value);
-    } catch {
-      return "[a value that cannot be printed]";
-    }
-  }
-}
-
-function setOwn(object: object, key: string, value: unknown): void {
-  Object.defineProperty(object, key, {
-    value,
-    writable: true,
-    enumerable: true,
-    configurable: true,
-  });
 }
 
 // --- Decoding -------------------------------------------------------------
@@ -707,73 +554,73 @@ const codec: ExtensionCodecType<undefined> = {
     }
     if (Array.isArray(object)) {
       return holdsPlaceheld(object)
-        ? new ExtData(EXT_ARRAY, encodeTrusted(Array.from(object, placeheld)))
+        ? new ExtData(Ext.Array, encodeTrusted(Array.from(object, placeheld)))
         : null;
     }
     if (typeof object !== "object") {
       if (typeof object === "bigint") {
-        return new ExtData(EXT_BIGINT, bigintBytes(object));
+        return new ExtData(Ext.Bigint, bigintBytes(object));
       }
       throw UNSENDABLE; // a function or a symbol
     }
     const prototype = Object.getPrototypeOf(object);
     if (prototype === Object.prototype || prototype === null) {
       return needsObjectExt(object!)
-        ? new ExtData(EXT_OBJECT, encodeTrusted(objectEntries(object!)))
+        ? new ExtData(Ext.Object, encodeTrusted(objectEntries(object!)))
         : null;
     }
     if (object instanceof Placeholder) return object.ext;
     if (ArrayBuffer.isView(object)) {
       return object instanceof Uint8Array ? null : viewExt(object);
     }
-    if (object instanceof Date) return new ExtData(EXT_DATE, dateBytes(object));
+    if (object instanceof Date) return new ExtData(Ext.Date, dateBytes(object));
     if (object instanceof Map) {
       const flat: unknown[] = [];
       for (const [key, value] of object) {
         flat.push(placeheld(key), placeheld(value));
       }
-      return new ExtData(EXT_MAP, encodeTrusted(flat));
+      return new ExtData(Ext.Map, encodeTrusted(flat));
     }
     if (object instanceof Set) {
-      return new ExtData(EXT_SET, encodeTrusted(Array.from(object, placeheld)));
+      return new ExtData(Ext.Set, encodeTrusted(Array.from(object, placeheld)));
     }
     if (object instanceof Error) {
-      return new ExtData(EXT_ERROR, errorBytes(object));
+      return new ExtData(Ext.Error, errorBytes(object));
     }
     if (object instanceof ArrayBuffer) {
-      return new ExtData(EXT_ARRAY_BUFFER, new Uint8Array(object));
+      return new ExtData(Ext.ArrayBuffer, new Uint8Array(object));
     }
     throw UNSENDABLE;
   },
 
   decode(data: Uint8Array, type: number): unknown {
     switch (type) {
-      case EXT_UNDEFINED:
+      case Ext.Undefined:
         return undefined;
-      case EXT_NEGATIVE_ZERO:
+      case Ext.NegativeZero:
         return -0;
-      case EXT_BIGINT:
+      case Ext.Bigint:
         return bigintFrom(data);
-      case EXT_DATE:
+      case Ext.Date:
         return new Date(dataView(data).getFloat64(0));
-      case EXT_ARRAY:
+      case Ext.Array:
         return decodeArray(data);
-      case EXT_OBJECT:
+      case Ext.Object:
         return objectFrom(decodeArray(data));
-      case EXT_MAP:
+      case Ext.Map:
         return mapFrom(decodeArray(data));
-      case EXT_SET:
+      case Ext.Set:
         return new Set(decodeArray(data));
-      case EXT_ERROR: {
+      case Ext.Error: {
         const wire = decodeNested(data);
         if (wire === null || typeof wire !== "object") {
           throw new TypeError("An error payload is not an object");
         }
         return fromWireError(wire as WireError);
       }
-      case EXT_ARRAY_BUFFER:
+      case Ext.ArrayBuffer:
         return data.slice().buffer;
-      case EXT_DATA_VIEW:
+      case Ext.DataView:
         return dataView(data);
     }
     const kind = typedArrayByType.get(type);

@@ -19,7 +19,8 @@
  */
 import { setImmediate } from "node:timers";
 import { getHeapStatistics } from "node:v8";
-import { decode, fromWireError, type WireError } from "../../src/wire/codec.ts";
+import { decode } from "../../src/wire/codec.ts";
+import { fromWireError, type WireError } from "../../src/wire/wire_error.ts";
 import { lookupCompute } from "../../src/compute.ts";
 import { setInstanceInfo } from "../../src/instance.ts";
 import {

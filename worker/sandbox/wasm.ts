@@ -29,6 +29,7 @@ import {
 import variant from "npm:@jitl/quickjs-singlefile-mjs-release-sync@0.32.0";
 import * as acorn from "npm:acorn@8.19.0";
 import findGlobals from "npm:acorn-globals@7.0.1";
+import { errorNamed } from "../../src/wire/wire_error.ts";
 
 /** The memory limit of a QuickJS call when the compute sets none (64 MiB). */
 export const DEFAULT_JS_MEMORY = 64 * 1024 * 1024;
@@ -280,15 +281,6 @@ const TYPED: Record<
     BigUint64Array,
   ].map((c) => [c.name, c]),
 );
-const ERRORS: Record<string, ErrorConstructor> = {
-  Error,
-  TypeError,
-  RangeError,
-  SyntaxError,
-  ReferenceError,
-  EvalError,
-  URIError,
-};
 
 /** Turns parsed tagged JSON back into a value. */
 function untag(v: any, buffers: ArrayBuffer[]): unknown {
@@ -320,8 +312,7 @@ function untag(v: any, buffers: ArrayBuffer[]): unknown {
     case "ta":
       return new (TYPED[v.t] ?? Uint8Array)(buffers[v.i]);
     case "e": {
-      const error = new (ERRORS[v.name] ?? Error)(v.message);
-      if (!ERRORS[v.name]) error.name = v.name;
+      const error = errorNamed(v.name, v.message);
       error.stack = `${v.name}: ${v.message}\n${v.stack}`;
       if ("c" in v) error.cause = untag(v.c, buffers);
       return error;
@@ -404,8 +395,7 @@ export function runFunction(
       );
     }
     const name = dumped.name ?? "Error";
-    const error = new (ERRORS[name] ?? Error)(dumped.message ?? "");
-    if (!ERRORS[name]) error.name = name;
+    const error = errorNamed(name, dumped.message ?? "");
     error.stack = `${name}: ${error.message}\n${dumped.stack ?? ""}`;
     return error;
   };

@@ -11,7 +11,7 @@
  * @module
  */
 import { decode } from "../../src/wire/codec.ts";
-import type { SandboxSpec } from "../../src/wire/protocol.ts";
+import type { SandboxSpec } from "../../src/wire/messages.ts";
 import {
   dropLoadGrants,
   holdLock,

@@ -1,8 +1,10 @@
 /**
- * The wire protocol between a client and a worker: length-prefixed frames
- * over one byte stream, each a small MessagePack header (validated with zod)
+ * Length-prefixed frames over one byte stream: each a small MessagePack
+ * header (a message of `messages.ts`, validated with zod on arrival)
  * followed by an opaque payload (a value encoded by the codec, not
- * re-validated on the hot path).
+ * re-validated on the hot path). {@linkcode FrameDecoder} splits received
+ * bytes into frames; {@linkcode FrameWriter} writes them, coalescing small
+ * frames and sending large messages in parts.
  *
  * A frame is `u32 length | u32 headerLength | header | payload`, big-endian,
  * where `length` counts everything after itself.
@@ -13,16 +15,7 @@ import { setImmediate } from "node:timers";
 import { Decoder, Encoder } from "npm:@msgpack/msgpack@3.1.3";
 import { z } from "npm:zod@4.6.7";
 import { ProtocolError } from "../errors.ts";
-
-/** The protocol's version; the handshake refuses a worker speaking another. */
-export const PROTOCOL_VERSION = 5;
-
-/**
- * The `code` of the `SandboxError` a task fails with when its sandbox ran
- * out of memory; it also carries `heapLimitMb`. The client rewords it to
- * name the compute and its `memoryLimit`.
- */
-export const SANDBOX_OUT_OF_MEMORY = "ERR_SANDBOX_OUT_OF_MEMORY";
+import type { ClientMessage, WorkerMessage } from "./messages.ts";
 
 /** The largest frame either side accepts, in bytes (1 GiB). */
 export const MAX_FRAME_BYTES = 1024 * 1024 * 1024;
@@ -39,192 +32,6 @@ const DIRECT_BYTES = 16 * 1024;
 
 /** The largest message either side accepts, in bytes, when sent in parts (4 GiB). */
 export const MAX_MESSAGE_BYTES = 2 ** 32 - 1;
-
-const id = z.number().int().nonnegative();
-
-const grant = z.union([z.boolean(), z.array(z.string())]);
-
-/**
- * Deno permissions of a sandbox, resolved on the client (the image's
- * defaults merged with the compute's): every name present, `false` when
- * denied. Relative paths are resolved on the worker, against the code
- * directory.
- */
-export const sandboxPermissions = z.object({
-  read: grant,
-  write: grant,
-  net: grant,
-  env: grant,
-  run: grant,
-  ffi: grant,
-  sys: grant,
-  import: grant,
-}).strict();
-
-const limit = z.number().int().positive().optional();
-
-/** Where and how a compute's tasks run on a worker (sent once per node by `define`). */
-export const sandboxSpec = z.discriminatedUnion("kind", [
-  /** A Deno sandbox holding exactly `permissions`, importing the compute's module. */
-  z.object({
-    kind: z.literal("deno"),
-    permissions: sandboxPermissions,
-    isolation: z.enum(["shared", "task"]),
-    /** Heap limit of the sandbox, in bytes. */
-    memoryLimit: limit,
-  }).strict(),
-  /** A self-contained function run by QuickJS compiled to WebAssembly. */
-  z.object({
-    kind: z.literal("js"),
-    /** The function's source text. */
-    source: z.string(),
-    memoryLimit: limit,
-    /** Time limit of one call, in milliseconds. */
-    timeout: limit,
-  }).strict(),
-  /** An export of a raw WebAssembly module. */
-  z.object({
-    kind: z.literal("wasm"),
-    module: z.instanceof(Uint8Array),
-    export: z.string(),
-    /** The largest its memory may grow to, in 64 KiB pages. */
-    memoryPages: limit,
-    timeout: limit,
-    /** Values of the module's imports, by module and name (a bigint as its decimal text). */
-    imports: z.record(
-      z.string(),
-      z.record(
-        z.string(),
-        z.union([z.number(), z.object({ bigint: z.string() }).strict()]),
-      ),
-    ).optional(),
-  }).strict(),
-]);
-
-/** Where and how a compute's tasks run on a worker. */
-export type SandboxSpec = z.infer<typeof sandboxSpec>;
-
-/** Messages the client sends to a worker. */
-export const clientMessage = z.discriminatedUnion("t", [
-  z.object({
-    t: z.literal("hello"),
-    v: z.number().int(),
-    /** Content hash of the shipped code. */
-    code: z.string(),
-    /** The client's Deno version. */
-    deno: z.string(),
-    /** Shipped modules (paths relative to the code directory) to import before answering. */
-    modules: z.array(z.string()),
-    /** Tasks the worker runs at once. */
-    concurrency: z.number().int().positive(),
-  }),
-  z.object({
-    t: z.literal("call"),
-    id,
-    /** Module path relative to the code directory. */
-    m: z.string(),
-    /** The compute's key within its module. */
-    k: z.string(),
-    /**
-     * Arguments streamed in after the call (their place in the payload's
-     * array holds `null`): the argument's index, and whether the function
-     * gets a `ReadableStream` (else an `AsyncIterable`).
-     */
-    streams: z.array(z.tuple([id, z.boolean()])).optional(),
-  }),
-  /**
-   * Declares where the tasks of a compute run; sent once per node, before
-   * its first `call`. A compute that was never defined runs in a Deno
-   * sandbox with no permissions.
-   */
-  z.object({
-    t: z.literal("define"),
-    m: z.string(),
-    k: z.string(),
-    spec: sandboxSpec,
-  }),
-  z.object({ t: z.literal("cancel"), id }),
-  /**
-   * The pool's nodes changed (a node joined, left or was replaced): what
-   * `instanceInfo()` returns from the next task on.
-   */
-  z.object({
-    t: z.literal("cluster"),
-    /** How many ranks the pool holds: the highest rank in use, plus one. */
-    totalNodes: z.number().int().nonnegative(),
-    /** The private address of each rank; `""` for a free rank. */
-    peers: z.array(z.string()),
-    /** The private address of node 0. */
-    headAddr: z.string(),
-  }),
-  /**
-   * Items of streamed argument `s` of task `id` (the payload an encoded
-   * array); or its end; or its failure (the payload an encoded error).
-   */
-  z.object({
-    t: z.literal("in"),
-    id,
-    s: id,
-    end: z.boolean().optional(),
-    err: z.boolean().optional(),
-  }),
-  /** The client took `n` more bytes of the task's streamed result. */
-  z.object({ t: z.literal("credit"), id, n: id }),
-  /** The client left the task's streamed result: return the generator. */
-  z.object({ t: z.literal("stop"), id }),
-  /**
-   * The client's heartbeat, sent every few seconds: a worker that hears
-   * nothing from its client for too long stops (see `worker/deadman.ts`).
-   */
-  z.object({ t: z.literal("ping") }),
-  z.object({ t: z.literal("bye") }),
-]);
-
-/** Messages a worker sends to the client. */
-export const workerMessage = z.discriminatedUnion("t", [
-  z.object({
-    t: z.literal("hello"),
-    v: z.number().int(),
-    deno: z.string(),
-    pid: z.number().int(),
-    hostname: z.string(),
-    /** The worker's code directory, as a file URL ending in `/`. */
-    codeUrl: z.string(),
-    /** Set when the handshake failed; the payload holds the error. */
-    failed: z.boolean().optional(),
-  }),
-  /** The result (a stream's end, for a streamed result). */
-  z.object({ t: z.literal("ok"), id }),
-  /** The task's result is streamed: `yield` frames and its end follow. */
-  z.object({ t: z.literal("open"), id }),
-  /** Items of the task's streamed result (the payload an encoded array). */
-  z.object({ t: z.literal("yield"), id }),
-  /** The task took `n` more bytes of its streamed argument `s`. */
-  z.object({ t: z.literal("credit"), id, s: id, n: id }),
-  z.object({
-    t: z.literal("err"),
-    id,
-    /** Set when the result could not be encoded: the path and the problem. */
-    path: z.string().optional(),
-    problem: z.string().optional(),
-  }),
-  /**
-   * A line of output: of task `id`, or of the node itself (output while a
-   * module was imported, the worker's own messages) when `id` is absent.
-   */
-  z.object({
-    t: z.literal("log"),
-    id: id.nullish(),
-    s: z.enum(["stdout", "stderr"]),
-    l: z.string(),
-  }),
-  z.object({ t: z.literal("perr"), message: z.string() }),
-]);
-
-/** A message from the client to a worker. */
-export type ClientMessage = z.infer<typeof clientMessage>;
-/** A message from a worker to the client. */
-export type WorkerMessage = z.infer<typeof workerMessage>;
 
 /**
  * One part of a large message: the first part carries the message's size
@@ -262,6 +69,14 @@ const headerDecoder = new Decoder();
  * @param header A client or worker message.
  * @param payload The encoded value that goes with it, if any.
  * @returns The frame's bytes.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame } from "./frames.ts";
+ *
+ * const frame = encodeFrame({ t: "ping" });
+ * console.log(new DataView(frame.buffer).getUint32(0) === frame.length - 4); // true
+ * ```
  */
 export function encodeFrame(
   header: ClientMessage | WorkerMessage | PartMessage,
@@ -312,6 +127,17 @@ function framePieces(
  * the complete frames. A frame whose header is not valid yields a
  * `ProtocolError` in its place (the stream stays in sync); a length past the
  * limit throws, since nothing after it can be trusted.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, FrameDecoder } from "./frames.ts";
+ * import { clientMessage } from "./messages.ts";
+ *
+ * const frame = encodeFrame({ t: "cancel", id: 7 });
+ * const decoder = new FrameDecoder(clientMessage);
+ * console.log(decoder.push(frame.subarray(0, 5))); // []: not whole yet
+ * console.log(decoder.push(frame.subarray(5))); // [{ header: { t: "cancel", id: 7 }, payload: …, owned: false }]
+ * ```
  */
 export class FrameDecoder<H> {
   #schema: z.ZodType<H>;
@@ -551,6 +377,17 @@ function taskOf(header: ClientMessage | WorkerMessage): number | undefined {
  * {@linkcode FrameWriter.send}) is written in parts, one part at a time
  * between the other frames, and several such messages take turns: a large
  * value never holds up the small messages behind it.
+ *
+ * @example
+ * ```ts
+ * import { FrameWriter } from "./frames.ts";
+ *
+ * const chunks: Uint8Array[] = [];
+ * const writer = new FrameWriter(new WritableStream({ write: (c) => void chunks.push(c) }));
+ * await writer.send({ t: "ping" });
+ * await writer.close();
+ * console.log(chunks.length); // 1
+ * ```
  */
 export class FrameWriter {
   #writer: WritableStreamDefaultWriter<Uint8Array>;

@@ -1,5 +1,8 @@
 /**
- * Sandboxes, seen from the worker process: where each task runs.
+ * Sandboxes, seen from the worker process: where each task runs. The
+ * {@linkcode SandboxManager} picks, starts, reuses, stops and replaces them;
+ * beside it, `sandbox.ts` starts one, `permissions.ts` says what it may do,
+ * `watchdog.ts` finds one that hangs and `outcome.ts` says how a task ended.
  *
  * The worker process holds every permission, so that it can grant them; it
  * runs no user code. Each task runs in a sandbox:
@@ -31,7 +34,7 @@
  * exit, and the pool restarts it.
  *
  * A sandbox that reaches its heap limit fails its tasks with a
- * `SandboxError` whose `code` is {@linkcode SANDBOX_OUT_OF_MEMORY} (the
+ * `SandboxError` whose `code` is `SANDBOX_OUT_OF_MEMORY` (the
  * client names the compute and its `memoryLimit`). Deno shows it one of two
  * ways: it ends the thread (`ERR_WORKER_OUT_OF_MEMORY`) when the limit is
  * reached in code the event loop called (a timer, an immediate: tasks start
@@ -49,20 +52,30 @@
  *
  * @module
  */
-import { encode, toWireError } from "../../src/wire/codec.ts";
 import type { InstanceInfo } from "../../src/instance.ts";
 import { lineCost } from "../../src/wire/output.ts";
-import {
-  SANDBOX_OUT_OF_MEMORY,
-  type SandboxSpec,
-} from "../../src/wire/protocol.ts";
+import type { SandboxSpec } from "../../src/wire/messages.ts";
 import { after } from "../../src/_timers.ts";
-
-/** How a task ended: its encoded result, its encoded error, or an unsendable result. */
-export type TaskOutcome =
-  | { t: "ok"; b: Uint8Array }
-  | { t: "err"; b: Uint8Array }
-  | { t: "ser"; path: string; problem: string };
+import {
+  failure,
+  outOfMemory,
+  SandboxError,
+  type TaskOutcome,
+} from "./outcome.ts";
+import {
+  DEFAULT_PERMISSIONS,
+  NO_PERMISSIONS,
+  type Permissions,
+  resolvePaths,
+} from "./permissions.ts";
+import {
+  type Outgoing,
+  type PendingTask,
+  type Sandbox,
+  startSandbox,
+  type TaskStreamHooks,
+} from "./sandbox.ts";
+import { checkHangs, WATCH_MS } from "./watchdog.ts";
 
 /** Options of {@linkcode SandboxManager}. */
 export interface SandboxManagerOptions {
@@ -91,79 +104,12 @@ export interface SandboxManagerOptions {
   defaultHeapMb?: number;
 }
 
-/** A sandbox failed, or a task ran past a sandbox limit. */
-export class SandboxError extends Error {
-  /** @param message What happened. */
-  constructor(message: string) {
-    super(message);
-    this.name = "SandboxError";
-  }
-}
-
-/**
- * The error of the tasks of a sandbox that ran out of memory: a
- * {@linkcode SandboxError} with `code` {@linkcode SANDBOX_OUT_OF_MEMORY} and
- * `heapLimitMb`, which the client turns into a message naming the compute.
- */
-function outOfMemory(heapMb: number, loading: boolean): SandboxError {
-  return Object.assign(
-    new SandboxError(
-      `The sandbox ${
-        loading ? "loading this task's module" : "running this task"
-      } ran out of memory: its heap went past its limit of ${heapMb} MiB. It was stopped, and is replaced for the next task.`,
-    ),
-    { code: SANDBOX_OUT_OF_MEMORY, heapLimitMb: heapMb },
-  );
-}
-
-type Permissions = Extract<SandboxSpec, { kind: "deno" }>["permissions"];
-
-const NO_PERMISSIONS: Permissions = {
-  read: false,
-  write: false,
-  net: false,
-  env: false,
-  run: false,
-  ffi: false,
-  sys: false,
-  import: false,
-};
-
-/**
- * What a compute that sets no permission runs with (the client's
- * `DEFAULT_PERMISSIONS`): the warm spare sandbox holds these.
- */
-const DEFAULT_PERMISSIONS: Permissions = {
-  ...NO_PERMISSIONS,
-  sys: ["hostname"],
-};
-
 /** What a compute that was never defined runs with. */
 const DEFAULT_SPEC: SandboxSpec = {
   kind: "deno",
   permissions: NO_PERMISSIONS,
   isolation: "shared",
 };
-
-/** Hosts Deno imports remote modules from by default; granted for loading only. */
-const DEFAULT_IMPORT_HOSTS = [
-  "deno.land:443",
-  "jsr.io:443",
-  "esm.sh:443",
-  "cdn.jsdelivr.net:443",
-  "raw.githubusercontent.com:443",
-  "gist.githubusercontent.com:443",
-  // Those of the remote modules shipped (vendored) with the code.
-  ...(envOf("SKYWARD_IMPORT_HOSTS") ?? "").split(",").filter(Boolean),
-];
-
-function envOf(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    return undefined;
-  }
-}
 
 const WASM_HEAP_MB = 256;
 /** How long a sandbox may take to stop once terminated. */
@@ -172,71 +118,10 @@ const STOP_MS = 5_000;
 const ANSWER_MS = 250;
 /** How long past its time limit a QuickJS call may run before its sandbox is terminated. */
 const JS_GRACE_MS = 1_000;
-/** How often sandboxes running tasks are checked for a hang. */
-const WATCH_MS = 1_000;
-/**
- * Checks in a row without an answer or CPU use after which a sandbox is taken
- * for hung. Generous: on a loaded machine an idle sandbox (a task awaiting a
- * timer or a socket) has been seen to take over half a second to answer, and
- * a sandbox stopped by mistake fails a task that was doing nothing wrong.
- */
-const STALLS = 10;
 /** Ended tasks per sandbox whose late output lines keep their task's id. */
 const RECENT = 64;
 /** Warm shared sandboxes kept; past this the least recently used idle one is stopped. */
 const MAX_WARM = 32;
-
-function filePath(url: URL): string {
-  return decodeURIComponent(url.pathname);
-}
-
-/**
- * A sandbox's entry for a Node worker thread: its file, or when the library
- * was imported from a URL (and is vendored with the code), a `data:` module
- * importing that URL.
- */
-function entryOf(name: string): string {
-  const url = new URL(name, import.meta.url);
-  return url.protocol === "file:"
-    ? filePath(url)
-    : `data:application/javascript,${
-      encodeURIComponent(`import ${JSON.stringify(url.href)};`)
-    }`;
-}
-
-const ENTRY = {
-  deno: entryOf("./deno_entry.ts"),
-  wasm: entryOf("./wasm_entry.ts"),
-};
-const HOST = new URL("./deno_host.ts", import.meta.url);
-/** The library's modules a sandbox loads: its entry and what it imports. */
-const LIBRARY = new URL(import.meta.url).protocol === "file:"
-  ? [
-    filePath(new URL("../", import.meta.url)).replace(/\/$/, ""),
-    filePath(new URL("../../src", import.meta.url)),
-  ]
-  : [];
-
-/**
- * Names the sandbox entries with literal imports, so that the library
- * bundle shipped to nodes (the module graph of `worker/main.ts`) holds them
- * and their dependencies. Never called: sandboxes load them as threads.
- */
-export const sandboxEntries = [
-  () => import("./deno_entry.ts"),
-  () => import("./wasm_entry.ts"),
-  () => import("./deno_host.ts"),
-];
-
-/** What a task that streams is told, besides how it ended. */
-export interface TaskStreamHooks {
-  /** Its result is a stream: `item` calls follow, then its outcome. */
-  open(): void;
-  /** A batch of its result's items (an encoded array). */
-  item(batch: Uint8Array): void;
-  /** It took `bytes` more of its streamed argument `arg`. */
-  credit(arg: number, bytes: number): void;
-}
 
 /** A stream message for a task's sandbox: items of an argument, credit, or leaving the result. */
 export type TaskStreamMessage =
@@ -253,63 +138,6 @@ export type TaskStreamMessage =
   }
   | { t: "credit"; id: number; n: number }
   | { t: "stop"; id: number };
-
-type Outgoing = [unknown, ArrayBuffer[]];
-
-interface PendingTask {
-  id: number;
-  resolve(outcome: TaskOutcome): void;
-  /** Cancels its time limit's timer. */
-  timer?: () => void;
-  hooks?: TaskStreamHooks;
-  /** Whether it has been sent to its sandbox; stream messages wait until then. */
-  posted: boolean;
-  early: Outgoing[];
-}
-
-interface Host {
-  worker: Worker;
-  revoke: Deno.PermissionDescriptor[];
-}
-
-interface Sandbox {
-  sid: number;
-  kind: "deno" | "wasm";
-  /** Its place in the warm maps (`""` for a sandbox of one task). */
-  key: string;
-  host: Host;
-  port: MessagePort;
-  ready: Promise<void>;
-  tasks: Map<number, PendingTask>;
-  /** Runs one task at a time, then is given back (WASM) or stopped (`isolation: "task"`). */
-  exclusive: boolean;
-  /** The compute specs it has been sent (WASM). */
-  known: Set<string>;
-  /** Tasks and stream messages to send at the end of this turn, in one message. */
-  outbox: Outgoing[];
-  lastUsed: number;
-  /** Why it is being stopped, once it is. */
-  stopping?: string;
-  ended?: string;
-  stopTimer?: ReturnType<typeof setTimeout>;
-  answered?: (id: number) => void;
-  /** The heap limit it was started with, in MiB. */
-  heapMb: number;
-  /** Set once it is known to have run out of memory. */
-  oom?: boolean;
-  /** Set once it has loaded its module. */
-  loaded?: boolean;
-  /** Its thread's `/proc/self/task/<tid>` directory, once known. */
-  thread?: string;
-  /** Set while a ping is unanswered: the thread's CPU ticks at the last check. */
-  pinged?: number;
-  /** Checks in a row that found it neither answering nor running. */
-  stalls: number;
-  /** The last tasks it ran, whose late output lines keep their id. */
-  recent: number[];
-  opened(): void;
-  failed(outcome: TaskOutcome): void;
-}
 
 /**
  * Runs tasks in sandboxes: starts, reuses, stops and replaces them.
@@ -532,38 +360,15 @@ export class SandboxManager {
     sandbox.port.postMessage({ t: "cancel", id });
   }
 
-  /**
-   * Finds sandboxes that hang. Deno does not report a worker thread that
-   * runs out of memory while it holds a lock (its thread waits for ever):
-   * a sandbox running tasks that neither answers a ping nor uses the CPU
-   * for {@linkcode STALLS} checks in a row is stopped (a busy one — a long
-   * computation, a loop — is left to its task's timeout).
-   */
+  /** Finds sandboxes that hang (see `watchdog.ts`); pauses when none runs tasks. */
   #check(): void {
-    let busy = false;
-    for (const sandbox of this.#live) {
-      if (sandbox.tasks.size === 0 || sandbox.stopping) continue;
-      busy = true;
-      const ticks = cpuTicks(sandbox.thread);
-      if (ticks === undefined) continue;
-      if (sandbox.pinged === undefined) {
-        sandbox.pinged = ticks;
-        sandbox.port.postMessage({ t: "ping" });
-        continue;
-      }
-      sandbox.stalls = ticks === sandbox.pinged ? sandbox.stalls + 1 : 0;
-      sandbox.pinged = ticks;
-      if (sandbox.stalls >= STALLS) {
-        this.#stop(
-          sandbox,
-          `it stopped answering and running: most likely it ran out of memory (its heap limit is ${sandbox.heapMb} MiB)`,
-        );
-      }
+    if (
+      checkHangs(this.#live, (sandbox, reason) => this.#stop(sandbox, reason))
+    ) {
+      return;
     }
-    if (!busy) {
-      clearInterval(this.#watch);
-      this.#watch = undefined;
-    }
+    clearInterval(this.#watch);
+    this.#watch = undefined;
   }
 
   /** Stops every sandbox and host. */
@@ -579,7 +384,7 @@ export class SandboxManager {
     spec: Extract<SandboxSpec, { kind: "deno" }>,
     module: string,
   ): Sandbox {
-    const permissions = this.#resolve(spec.permissions);
+    const permissions = resolvePaths(spec.permissions, this.#codeUrl);
     const heapMb = spec.memoryLimit === undefined
       ? this.#heapMb
       : Math.max(8, Math.ceil(spec.memoryLimit / 2 ** 20));
@@ -634,124 +439,20 @@ export class SandboxManager {
     if (oldest) this.#stop(oldest, "too many warm sandboxes");
   }
 
-  /** Resolves relative paths against the code directory. */
-  #resolve(permissions: Permissions): Permissions {
-    const out = { ...permissions };
-    for (const name of ["read", "write", "ffi"] as const) {
-      const grant = out[name];
-      if (Array.isArray(grant)) {
-        out[name] = grant.map((p) =>
-          p.startsWith("/") ? p : filePath(new URL(p, this.#codeUrl))
-        );
-      }
-    }
-    return out;
-  }
-
-  /** Starts the Web Worker holding a sandbox's permissions, which starts the sandbox. */
-  #host(permissions: Permissions, kind: "deno" | "wasm"): Host {
-    // Without the flag, Deno exits the whole process when a worker is
-    // given permissions: check first.
-    if (!workerOptions()) {
-      throw new SandboxError(
-        "Cannot start a sandbox: the worker was started without --unstable-worker-options",
-      );
-    }
-    const { options, revoke } = loadPermissions(
-      permissions,
-      kind === "deno" ? [...LIBRARY, this.#options.codeDir] : LIBRARY,
-      kind === "deno",
-    );
-    let worker: Worker;
-    try {
-      worker = new Worker(HOST, {
-        type: "module",
-        name: "skyward-sandbox-host",
-        deno: { permissions: options },
-      } as WorkerOptions);
-    } catch (error) {
-      throw new SandboxError(
-        `Cannot start a sandbox: ${
-          error instanceof Error ? error.message : String(error)
-        } (the worker must run with --unstable-worker-options)`,
-      );
-    }
-    return { worker, revoke };
-  }
-
-  /**
-   * Starts a sandbox. A Deno sandbox waits for `{ t: "load", module }`
-   * before it imports its module and becomes ready.
-   */
+  /** Starts a sandbox and keeps it among the live ones. */
   #spawn(
     kind: "deno" | "wasm",
     permissions: Permissions,
     heapMb: number,
   ): Sandbox {
-    const host = this.#host(permissions, kind);
-    const { port1, port2 } = new MessageChannel();
-    let opened!: () => void;
-    let failed!: (outcome: TaskOutcome) => void;
-    const ready = new Promise<void>((resolve, reject) => {
-      opened = resolve;
-      failed = reject;
-    });
-    ready.catch(() => {});
-    const sandbox: Sandbox = {
+    const sandbox = startSandbox(kind, permissions, heapMb, {
       sid: this.#nextSid++,
-      kind,
-      key: "",
-      host,
-      port: port1,
-      ready,
-      tasks: new Map(),
-      exclusive: false,
-      heapMb,
-      stalls: 0,
-      recent: [],
-      known: new Set(),
-      outbox: [],
-      lastUsed: performance.now(),
-      opened,
-      failed,
-    };
+      instance: this.#options.instance,
+      codeDir: this.#options.codeDir,
+      message: (sandbox, message) => this.#message(sandbox, message),
+      end: (sandbox, reason) => this.#end(sandbox, reason),
+    });
     this.#live.add(sandbox);
-    port1.onmessage = (event: MessageEvent) =>
-      this.#message(sandbox, event.data);
-    host.worker.onmessage = (event: MessageEvent) => {
-      const message = event.data as {
-        t: string;
-        code: number;
-        error?: string;
-        thread?: number;
-        oom?: boolean;
-      };
-      if (message?.t === "thread") sandbox.thread = threadDir(message.thread);
-      if (message?.t !== "exit") return;
-      if (message.oom) sandbox.oom = true;
-      this.#end(
-        sandbox,
-        message.error ?? `it exited with code ${message.code}`,
-      );
-    };
-    host.worker.onerror = (event: ErrorEvent) => {
-      // An error in a host must not end the worker process.
-      event.preventDefault();
-      this.#end(sandbox, `its host failed: ${event.message}`);
-    };
-    host.worker.postMessage({
-      t: "spawn",
-      sid: sandbox.sid,
-      entry: ENTRY[kind],
-      data: {
-        skyward: kind,
-        instance: this.#options.instance,
-        lock: `skyward-sandbox-${crypto.randomUUID()}`,
-        revoke: host.revoke,
-      },
-      port: port2,
-      heapMb,
-    }, [port2]);
     return sandbox;
   }
 
@@ -933,116 +634,6 @@ export class SandboxManager {
     const idle = this.#idle.get(sandbox.key);
     const at = idle?.indexOf(sandbox) ?? -1;
     if (at >= 0) idle!.splice(at, 1);
-  }
-}
-
-function failure(error: unknown): TaskOutcome {
-  return { t: "err", b: encode(toWireError(error), "error") };
-}
-
-function covers(grant: boolean | string[], path: string): boolean {
-  if (grant === true) return true;
-  if (grant === false) return false;
-  return grant.some((p) =>
-    path === p || path.startsWith(p.endsWith("/") ? p : `${p}/`)
-  );
-}
-
-/**
- * The permissions of a sandbox host: the sandbox's own, plus read access to
- * the modules it loads and the hosts Deno imports remote modules from by
- * default, where the sandbox's own do not already give them. Those extras
- * are dropped by the sandbox before its first task (`revoke`).
- */
-export function loadPermissions(
-  permissions: Permissions,
-  paths: string[],
-  remote: boolean,
-): {
-  options: Deno.PermissionOptionsObject;
-  revoke: Deno.PermissionDescriptor[];
-} {
-  const revoke: Deno.PermissionDescriptor[] = [];
-  const read = permissions.read;
-  const extraPaths = paths.filter((p) => !covers(read, p));
-  for (const path of extraPaths) revoke.push({ name: "read", path });
-  const imports = permissions.import;
-  const extraHosts = remote && imports !== true
-    ? DEFAULT_IMPORT_HOSTS.filter((h) =>
-      !(imports || []).some((g) => g === h || `${g}:443` === h)
-    )
-    : [];
-  for (const host of extraHosts) revoke.push({ name: "import", host });
-  return {
-    options: {
-      ...permissions,
-      read: extraPaths.length === 0
-        ? read
-        : [...(Array.isArray(read) ? read : []), ...extraPaths],
-      import: extraHosts.length === 0
-        ? imports
-        : [...(Array.isArray(imports) ? imports : []), ...extraHosts],
-    } as Deno.PermissionOptionsObject,
-    revoke,
-  };
-}
-
-/** The `/proc` directory of the thread of the Node worker with this id, if found. */
-function threadDir(id: number | undefined): string | undefined {
-  if (id === undefined) return undefined;
-  try {
-    for (const entry of Deno.readDirSync("/proc/self/task")) {
-      const dir = `/proc/self/task/${entry.name}`;
-      if (Deno.readTextFileSync(`${dir}/comm`).trim() === `worker-${id}`) {
-        return dir;
-      }
-    }
-  } catch {
-    // Not Linux: hangs are left to timeouts.
-  }
-  return undefined;
-}
-
-/** CPU time a thread has used, in clock ticks. */
-function cpuTicks(dir: string | undefined): number | undefined {
-  if (!dir) return undefined;
-  try {
-    const stat = Deno.readTextFileSync(`${dir}/stat`);
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[11]) + Number(fields[12]);
-  } catch {
-    return undefined;
-  }
-}
-
-let enabled: boolean | undefined;
-
-/** Whether this process may give Web Workers permissions (`--unstable-worker-options`). */
-function workerOptions(): boolean {
-  if (enabled !== undefined) return enabled;
-  let argv: string[];
-  try {
-    argv = Deno.readTextFileSync("/proc/self/cmdline").split("\0");
-  } catch {
-    return enabled = true; // Not Linux: assume so; Deno says otherwise.
-  }
-  if (
-    argv.some((a) => a === "--unstable-worker-options" || a === "--unstable")
-  ) {
-    return enabled = true;
-  }
-  const at = argv.findIndex((a) => a === "--config" || a === "-c");
-  const config = at >= 0
-    ? argv[at + 1]
-    : argv.find((a) => a.startsWith("--config="))?.slice(9);
-  try {
-    const unstable = config
-      ? JSON.parse(Deno.readTextFileSync(config)).unstable
-      : undefined;
-    return enabled = Array.isArray(unstable) &&
-      unstable.includes("worker-options");
-  } catch {
-    return enabled = false;
   }
 }
 

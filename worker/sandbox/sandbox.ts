@@ -1,0 +1,266 @@
+/**
+ * A sandbox as the worker process sees it: the record the manager keeps of
+ * one (its tasks, its state), and how one is started — a sandbox host (a
+ * Deno Web Worker holding exactly the sandbox's permissions, see
+ * `deno_host.ts`) that starts the sandbox's Node worker thread from its
+ * entry (`deno_entry.ts` or `wasm_entry.ts`).
+ *
+ * @module
+ */
+import type { InstanceInfo } from "../../src/instance.ts";
+import { SandboxError, type TaskOutcome } from "./outcome.ts";
+import {
+  filePath,
+  loadPermissions,
+  type Permissions,
+  workerOptions,
+} from "./permissions.ts";
+import { threadDir } from "./watchdog.ts";
+
+/**
+ * A sandbox's entry for a Node worker thread: its file, or when the library
+ * was imported from a URL (and is vendored with the code), a `data:` module
+ * importing that URL.
+ */
+function entryOf(name: string): string {
+  const url = new URL(name, import.meta.url);
+  return url.protocol === "file:"
+    ? filePath(url)
+    : `data:application/javascript,${
+      encodeURIComponent(`import ${JSON.stringify(url.href)};`)
+    }`;
+}
+
+const ENTRY = {
+  deno: entryOf("./deno_entry.ts"),
+  wasm: entryOf("./wasm_entry.ts"),
+};
+const HOST = new URL("./deno_host.ts", import.meta.url);
+/** The library's modules a sandbox loads: its entry and what it imports. */
+const LIBRARY = new URL(import.meta.url).protocol === "file:"
+  ? [
+    filePath(new URL("../", import.meta.url)).replace(/\/$/, ""),
+    filePath(new URL("../../src", import.meta.url)),
+  ]
+  : [];
+
+/**
+ * Names the sandbox entries with literal imports, so that the library
+ * bundle shipped to nodes (the module graph of `worker/main.ts`) holds them
+ * and their dependencies. Never called: sandboxes load them as threads.
+ */
+export const sandboxEntries = [
+  () => import("./deno_entry.ts"),
+  () => import("./wasm_entry.ts"),
+  () => import("./deno_host.ts"),
+];
+
+/** What a task that streams is told, besides how it ended. */
+export interface TaskStreamHooks {
+  /** Its result is a stream: `item` calls follow, then its outcome. */
+  open(): void;
+  /** A batch of its result's items (an encoded array). */
+  item(batch: Uint8Array): void;
+  /** It took `bytes` more of its streamed argument `arg`. */
+  credit(arg: number, bytes: number): void;
+}
+
+/** A message for a sandbox, and the buffers it transfers. */
+export type Outgoing = [unknown, ArrayBuffer[]];
+
+/** A task sent to a sandbox, until it ends. */
+export interface PendingTask {
+  id: number;
+  resolve(outcome: TaskOutcome): void;
+  /** Cancels its time limit's timer. */
+  timer?: () => void;
+  hooks?: TaskStreamHooks;
+  /** Whether it has been sent to its sandbox; stream messages wait until then. */
+  posted: boolean;
+  early: Outgoing[];
+}
+
+/** The Web Worker holding a sandbox's permissions, and those it holds only to load modules. */
+export interface Host {
+  worker: Worker;
+  revoke: Deno.PermissionDescriptor[];
+}
+
+/** A sandbox, started or being started. */
+export interface Sandbox {
+  sid: number;
+  kind: "deno" | "wasm";
+  /** Its place in the warm maps (`""` for a sandbox of one task). */
+  key: string;
+  host: Host;
+  port: MessagePort;
+  ready: Promise<void>;
+  tasks: Map<number, PendingTask>;
+  /** Runs one task at a time, then is given back (WASM) or stopped (`isolation: "task"`). */
+  exclusive: boolean;
+  /** The compute specs it has been sent (WASM). */
+  known: Set<string>;
+  /** Tasks and stream messages to send at the end of this turn, in one message. */
+  outbox: Outgoing[];
+  lastUsed: number;
+  /** Why it is being stopped, once it is. */
+  stopping?: string;
+  ended?: string;
+  stopTimer?: ReturnType<typeof setTimeout>;
+  answered?: (id: number) => void;
+  /** The heap limit it was started with, in MiB. */
+  heapMb: number;
+  /** Set once it is known to have run out of memory. */
+  oom?: boolean;
+  /** Set once it has loaded its module. */
+  loaded?: boolean;
+  /** Its thread's `/proc/self/task/<tid>` directory, once known. */
+  thread?: string;
+  /** Set while a ping is unanswered: the thread's CPU ticks at the last check. */
+  pinged?: number;
+  /** Checks in a row that found it neither answering nor running. */
+  stalls: number;
+  /** The last tasks it ran, whose late output lines keep their id. */
+  recent: number[];
+  opened(): void;
+  failed(outcome: TaskOutcome): void;
+}
+
+/** What {@linkcode startSandbox} needs besides the sandbox's kind and limits. */
+export interface StartOptions {
+  /** The sandbox's id, unique in this process. */
+  sid: number;
+  /** What `sky.instanceInfo()` returns in the sandbox. */
+  instance: InstanceInfo;
+  /** The shipped code's directory, which a Deno sandbox reads while it loads. */
+  codeDir: string;
+  /** A message from the sandbox (untrusted). */
+  message(sandbox: Sandbox, message: unknown): void;
+  /** The sandbox's thread has ended, or its host failed. */
+  end(sandbox: Sandbox, reason: string): void;
+}
+
+/** Starts the Web Worker holding a sandbox's permissions, which starts the sandbox. */
+function startHost(
+  permissions: Permissions,
+  kind: "deno" | "wasm",
+  codeDir: string,
+): Host {
+  // Without the flag, Deno exits the whole process when a worker is
+  // given permissions: check first.
+  if (!workerOptions()) {
+    throw new SandboxError(
+      "Cannot start a sandbox: the worker was started without --unstable-worker-options",
+    );
+  }
+  const { options, revoke } = loadPermissions(
+    permissions,
+    kind === "deno" ? [...LIBRARY, codeDir] : LIBRARY,
+    kind === "deno",
+  );
+  let worker: Worker;
+  try {
+    worker = new Worker(HOST, {
+      type: "module",
+      name: "skyward-sandbox-host",
+      deno: { permissions: options },
+    } as WorkerOptions);
+  } catch (error) {
+    throw new SandboxError(
+      `Cannot start a sandbox: ${
+        error instanceof Error ? error.message : String(error)
+      } (the worker must run with --unstable-worker-options)`,
+    );
+  }
+  return { worker, revoke };
+}
+
+/**
+ * Starts a sandbox. A Deno sandbox waits for `{ t: "load", module }`
+ * before it imports its module and becomes ready.
+ *
+ * @throws {SandboxError} When its host cannot start.
+ *
+ * @example
+ * ```ts ignore
+ * const sandbox = startSandbox("deno", NO_PERMISSIONS, 256, {
+ *   sid: 1,
+ *   instance,
+ *   codeDir,
+ *   message: (sandbox, message) => {},
+ *   end: (sandbox, reason) => {},
+ * });
+ * sandbox.port.postMessage({ t: "load", module, concurrency: 1 });
+ * ```
+ */
+export function startSandbox(
+  kind: "deno" | "wasm",
+  permissions: Permissions,
+  heapMb: number,
+  options: StartOptions,
+): Sandbox {
+  const host = startHost(permissions, kind, options.codeDir);
+  const { port1, port2 } = new MessageChannel();
+  let opened!: () => void;
+  let failed!: (outcome: TaskOutcome) => void;
+  const ready = new Promise<void>((resolve, reject) => {
+    opened = resolve;
+    failed = reject;
+  });
+  ready.catch(() => {});
+  const sandbox: Sandbox = {
+    sid: options.sid,
+    kind,
+    key: "",
+    host,
+    port: port1,
+    ready,
+    tasks: new Map(),
+    exclusive: false,
+    heapMb,
+    stalls: 0,
+    recent: [],
+    known: new Set(),
+    outbox: [],
+    lastUsed: performance.now(),
+    opened,
+    failed,
+  };
+  port1.onmessage = (event: MessageEvent) =>
+    options.message(sandbox, event.data);
+  host.worker.onmessage = (event: MessageEvent) => {
+    const message = event.data as {
+      t: string;
+      code: number;
+      error?: string;
+      thread?: number;
+      oom?: boolean;
+    };
+    if (message?.t === "thread") sandbox.thread = threadDir(message.thread);
+    if (message?.t !== "exit") return;
+    if (message.oom) sandbox.oom = true;
+    options.end(
+      sandbox,
+      message.error ?? `it exited with code ${message.code}`,
+    );
+  };
+  host.worker.onerror = (event: ErrorEvent) => {
+    // An error in a host must not end the worker process.
+    event.preventDefault();
+    options.end(sandbox, `its host failed: ${event.message}`);
+  };
+  host.worker.postMessage({
+    t: "spawn",
+    sid: sandbox.sid,
+    entry: ENTRY[kind],
+    data: {
+      skyward: kind,
+      instance: options.instance,
+      lock: `skyward-sandbox-${crypto.randomUUID()}`,
+      revoke: host.revoke,
+    },
+    port: port2,
+    heapMb,
+  }, [port2]);
+  return sandbox;
+}
