@@ -69,7 +69,9 @@ export function refuseCleanupOptions(
   for (const [option, why] of Object.entries(unsupported)) {
     const value = options[option as keyof ProviderCleanupOptions];
     if (value !== undefined && value !== false) {
-      const flag = option === "olderThan" ? "--older-than" : `--${option}`;
+      const flag = `--${
+        option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+      }`;
       throw new ConfigError(
         `${flag} is not supported for ${provider}: ${why}`,
       );
