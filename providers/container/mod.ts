@@ -393,6 +393,18 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
     });
   }
 
+  /** The ids of a cluster's containers, running or not. */
+  async function containersOf(clusterId: string): Promise<string[]> {
+    return lines(
+      await cli.must([
+        "ps",
+        "-aq",
+        "--filter",
+        `label=${CLUSTER_LABEL}=${clusterId}`,
+      ]),
+    );
+  }
+
   /** Labels of every skyward container and network, by name. */
   async function labelled(filter: string): Promise<{
     containers: Map<string, Record<string, string>>;
@@ -728,26 +740,12 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
       }
     },
     async teardown(cluster: ContainerCluster): Promise<void> {
-      const left = lines(
-        await cli.must([
-          "ps",
-          "-aq",
-          "--filter",
-          `label=${CLUSTER_LABEL}=${cluster.id}`,
-        ]),
-      );
+      const left = await containersOf(cluster.id);
       await remove(left);
       cluster.launched.clear();
       if (cluster.bridge) await removeBridge(cluster.bridge.name);
       else if (cluster.ownNetwork) await removeNetwork(cluster.network);
-      const still = lines(
-        await cli.must([
-          "ps",
-          "-aq",
-          "--filter",
-          `label=${CLUSTER_LABEL}=${cluster.id}`,
-        ]),
-      );
+      const still = await containersOf(cluster.id);
       if (still.length > 0) {
         throw new ProvisioningError(
           `${still.length} container(s) of cluster ${cluster.id} are left; remove them with ` +
