@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { envVar } from "../_env.ts";
 import { z } from "npm:zod@4.6.7";
 import { sshUserSchema } from "../_ssh.ts";
 import { parseOptions } from "../../src/_options.ts";
@@ -227,21 +228,13 @@ export function resolveAwsOptions(options: AwsOptions): ResolvedAwsOptions {
   return valid as ResolvedAwsOptions;
 }
 
-function env(name: string): string | undefined {
-  try {
-    return Deno.env.get(name) || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** The region asked for, from the pool, the options or the environment; `undefined` leaves it to the profile. */
 export function regionFrom(
   options: AwsOptions,
   poolRegion?: string,
 ): string | undefined {
-  return poolRegion ?? options.region ?? env("AWS_REGION") ??
-    env("AWS_DEFAULT_REGION");
+  return poolRegion ?? options.region ?? envVar("AWS_REGION") ??
+    envVar("AWS_DEFAULT_REGION");
 }
 
 /** Error codes that mean "no capacity for this request here": try elsewhere. */

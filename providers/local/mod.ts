@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { envVar } from "../_env.ts";
 import { machineNodeLimit } from "../_machine.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { show, unknownOption } from "../../src/_options.ts";
@@ -55,15 +56,9 @@ export interface LocalCluster {
 }
 
 function defaultRoot(): string {
-  const env = (name: string) => {
-    try {
-      return Deno.env.get(name);
-    } catch {
-      return undefined;
-    }
-  };
-  const cache = env("XDG_CACHE_HOME") ??
-    (env("HOME") ? `${env("HOME")}/.cache` : undefined);
+  const home = envVar("HOME");
+  const cache = envVar("XDG_CACHE_HOME") ??
+    (home ? `${home}/.cache` : undefined);
   return `${
     cache ?? Deno.makeTempDirSync({ prefix: "skyward-" })
   }/skyward/local`;

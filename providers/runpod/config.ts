@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { envVar } from "../_env.ts";
 import { z } from "npm:zod@4.6.7";
 import { sshUserSchema } from "../_ssh.ts";
 import { parseOptions } from "../../src/_options.ts";
@@ -129,14 +130,7 @@ export function resolveRunPodOptions(
  * @throws {ConfigError} Naming `RUNPOD_API_KEY` when there is none.
  */
 export function runpodApiKey(options: RunPodOptions): string {
-  let key = options.apiKey;
-  if (!key) {
-    try {
-      key = Deno.env.get("RUNPOD_API_KEY") || undefined;
-    } catch {
-      // No env permission: as if unset.
-    }
-  }
+  const key = options.apiKey || envVar("RUNPOD_API_KEY");
   if (!key) {
     throw new ConfigError(
       `No RunPod API key found. ${RUNPOD_CREDENTIALS_HINT}`,

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { envVar } from "../_env.ts";
 import { z } from "npm:zod@4.6.7";
 import { sshUserSchema } from "../_ssh.ts";
 import { parseOptions } from "../../src/_options.ts";
@@ -141,18 +142,10 @@ export function resolveVastOptions(
   ) as ResolvedVastAIOptions;
 }
 
-function env(name: string): string | undefined {
-  try {
-    return Deno.env.get(name)?.trim() || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** The key files the `vastai` CLI reads, newest location first. */
 export function vastKeyFiles(): string[] {
-  const home = env("HOME");
-  const config = env("XDG_CONFIG_HOME") ?? (home ? `${home}/.config` : "");
+  const home = envVar("HOME");
+  const config = envVar("XDG_CONFIG_HOME") ?? (home ? `${home}/.config` : "");
   const files: string[] = [];
   if (config) files.push(`${config}/vastai/vast_api_key`);
   if (home) files.push(`${home}/.vast_api_key`);
@@ -173,7 +166,7 @@ export const CREDENTIALS_HELP =
  */
 export async function vastApiKey(options: VastAIOptions): Promise<string> {
   if (options.apiKey) return options.apiKey;
-  const fromEnv = env("VAST_API_KEY");
+  const fromEnv = envVar("VAST_API_KEY");
   if (fromEnv) return fromEnv;
   const files = vastKeyFiles();
   for (const file of files) {

@@ -20,6 +20,7 @@
  *
  * @module
  */
+import { envVar } from "../_env.ts";
 import { z } from "npm:zod@4.6.7";
 import { sshUserSchema } from "../_ssh.ts";
 import { parseOptions } from "../../src/_options.ts";
@@ -157,14 +158,6 @@ const schema = z.object({
   maxLifetime: z.number().int().positive().optional(),
 }).strict();
 
-function env(name: string): string | undefined {
-  try {
-    return Deno.env.get(name) || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** How long offers are reused, in ms. */
 const OFFERS_TTL = 60_000;
 
@@ -201,8 +194,8 @@ export function Verda(options: VerdaOptions = {}): VerdaProvider {
   const api = () =>
     client ??= new VerdaApi({
       baseUrl: resolved.baseUrl ?? VERDA_API,
-      clientId: resolved.clientId ?? env("VERDA_CLIENT_ID"),
-      clientSecret: resolved.clientSecret ?? env("VERDA_CLIENT_SECRET"),
+      clientId: resolved.clientId ?? envVar("VERDA_CLIENT_ID"),
+      clientSecret: resolved.clientSecret ?? envVar("VERDA_CLIENT_SECRET"),
     });
   const clusterOptions: ClusterOptions = {
     ...(resolved.image ? { image: resolved.image } : {}),
