@@ -43,30 +43,12 @@ import {
 
 export type { AwsCluster, AwsInstanceDetails, AwsOffer, AwsOptions };
 
-/** Options of {@linkcode AwsProvider.cleanup}. */
-export interface AwsCleanupOptions extends ProviderCleanupOptions {
-  /**
-   * The region to sweep.
-   * @default the provider's region
-   */
-  region?: string;
-  /**
-   * Only this cluster's resources (a pool id, `sky-…`).
-   * @default every Skyward cluster's — also those of pools still running
-   */
-  cluster?: string;
-  /**
-   * Only resources created at least this long ago, in ms: spares the pools
-   * of the last hours, say.
-   * @default 0
-   */
-  olderThan?: number;
-  /**
-   * Report what would be removed and remove nothing.
-   * @default false
-   */
-  dryRun?: boolean;
-}
+/**
+ * Options of {@linkcode AwsProvider.cleanup}: the region to sweep (by default the
+ * provider's), which cluster (by default every Skyward cluster's, also those
+ * of pools still running), how old, and a dry run.
+ */
+export type AwsCleanupOptions = ProviderCleanupOptions;
 
 /** What {@linkcode AwsProvider.cleanup} found and removed. */
 export type AwsCleanupReport = {

@@ -79,19 +79,13 @@ export type { RunPodCluster } from "./pods.ts";
 
 const log = logger("runpod");
 
-/** Options of {@linkcode RunPodProvider.cleanup}. */
-export interface RunPodCleanupOptions extends ProviderCleanupOptions {
-  /**
-   * Only this cluster's pods (a pool id, `sky-…`).
-   * @default every Skyward pod of the account — also those of pools still running
-   */
-  cluster?: string;
-  /**
-   * Report what would be terminated and terminate nothing.
-   * @default false
-   */
-  dryRun?: boolean;
-}
+/**
+ * Options of {@linkcode RunPodProvider.cleanup}: which cluster's pods (by default every
+ * Skyward pod of the account, also those of pools still running), and a dry
+ * run. RunPod does not date its pods, so `olderThan` is refused, and has no
+ * regions to choose, so `region` is too.
+ */
+export type RunPodCleanupOptions = ProviderCleanupOptions;
 
 /** What {@linkcode RunPodProvider.cleanup} found. */
 export type RunPodCleanupReport = {

@@ -88,19 +88,13 @@ export type { VastCluster } from "./instances.ts";
 
 const log = logger("vastai");
 
-/** Options of {@linkcode VastAIProvider.cleanup}. */
-export interface VastCleanupOptions extends ProviderCleanupOptions {
-  /**
-   * Only this pool's resources (a pool id, `sky-…`).
-   * @default every Skyward pool's — also those of pools still running
-   */
-  cluster?: string;
-  /**
-   * Report what would be removed and remove nothing.
-   * @default false
-   */
-  dryRun?: boolean;
-}
+/**
+ * Options of {@linkcode VastAIProvider.cleanup}: which pool's resources (by default
+ * every Skyward pool's, also those of pools still running), and a dry run.
+ * Vast.ai's listing does not date instances, so `olderThan` is refused, and
+ * `region` too.
+ */
+export type VastCleanupOptions = ProviderCleanupOptions;
 
 /** What {@linkcode VastAIProvider.cleanup} found and removed. */
 export type VastCleanupReport = {

@@ -52,24 +52,12 @@ import { cleanupCommand, refuseCleanupOptions } from "../_cleanup.ts";
 
 export type { VerdaCluster, VerdaInstance, VerdaOffer, VerdaOptions };
 
-/** Options of {@linkcode VerdaProvider.cleanup}. */
-export interface VerdaCleanupOptions extends ProviderCleanupOptions {
-  /**
-   * Only this cluster's resources (a pool id, `sky-…`).
-   * @default every Skyward cluster's — also those of pools still running
-   */
-  cluster?: string;
-  /**
-   * Only resources created at least this long ago, in ms.
-   * @default 0
-   */
-  olderThan?: number;
-  /**
-   * Report what would be removed and remove nothing.
-   * @default false
-   */
-  dryRun?: boolean;
-}
+/**
+ * Options of {@linkcode VerdaProvider.cleanup}: which cluster (by default every
+ * Skyward cluster's, also those of pools still running), how old, and a dry
+ * run. The sweep covers every location at once, so `region` is refused.
+ */
+export type VerdaCleanupOptions = ProviderCleanupOptions;
 
 /** What {@linkcode VerdaProvider.cleanup} found and removed. */
 export type VerdaCleanupReport = SweepReport;
