@@ -7,6 +7,9 @@
  * Tests that need no machine (offers, errors, the sweep) always run; the
  * end-to-end ones need the rig (tests/rig/rig.ts) and are ignored with the
  * reason printed without it — under `CI=true` that is a failure instead.
+ * The scenarios every provider shares (hello on 2 nodes, a spot machine
+ * taken back mid-run, errors that still tear down, nothing left) are the
+ * conformance suite's: tests/providers/aws_test.ts.
  */
 import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
@@ -15,16 +18,9 @@ import {
   FakeEc2 as Fake,
   TEST_CREDENTIALS,
 } from "./fakes/ec2.ts";
-import {
-  FAKE_ENV,
-  type FakeEnv,
-  hello,
-  info,
-  nap,
-  square,
-} from "./fixtures/aws.ts";
-import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
-import { assertLifecycle, cloudHosts, rigTester } from "./clouds.ts";
+import { FAKE_ENV, type FakeEnv, square } from "./fixtures/aws.ts";
+import { requireRig, type RigHost } from "./rig/rig.ts";
+import { cloudHosts, ec2Leftovers, rigTester } from "./clouds.ts";
 
 // The SDK's credential chain must never reach for the instance metadata service here.
 Deno.env.set("AWS_EC2_METADATA_DISABLED", "true");
@@ -55,19 +51,7 @@ async function assertEmpty(
   fake: FakeEc2,
   hosts: RigHost[] = [],
 ): Promise<void> {
-  assert.deepEqual(fake.live.map((i) => `${i.id} ${i.state}`), []);
-  assert.deepEqual(fake.securityGroups, []);
-  assert.deepEqual(fake.keyPairs, []);
-  for (const host of hosts) {
-    const keys = await Deno.readTextFile(
-      `${RIG_DIR}/host${host.index}/authorized_keys`,
-    );
-    assert.doesNotMatch(
-      keys,
-      /fake-ec2:/,
-      `a key is still authorised on ${host.name}`,
-    );
-  }
+  assert.deepEqual(await ec2Leftovers(fake, hosts), []);
 }
 
 const rigTest = rigTester(rig);
@@ -454,60 +438,6 @@ Deno.test("deno task aws:prices refreshes the price table from the Price List AP
 // End to end on the rig
 
 rigTest(
-  "hello() on a 2-node sky.AWS pool: offers, prepare, provision, SSH, bootstrap, task, teardown",
-  async (hosts) => {
-    await using fake = await Fake.start({ hosts: cloudHosts(hosts) });
-    const events: sky.PoolEvent[] = [];
-    {
-      await using pool = await sky.ComputePool.start({
-        provider: provider(fake, hosts),
-        nodes: 2,
-        console: "silent",
-        onEvent: (e) => events.push(e),
-      });
-      assert.match(await pool.run(hello()), /^Hello from skyrig[0-2]!$/);
-      const infos = await pool.broadcast(info());
-      assert.deepEqual(infos.map((i) => i.node), [0, 1]);
-      assert.deepEqual(infos.map((i) => i.hostname).sort(), [
-        hosts[0].name,
-        hosts[1].name,
-      ]);
-      assert.deepEqual(infos[1].peers, [hosts[0].address, hosts[1].address]);
-      assert.equal(infos[0].jobId, pool.id);
-      assert.deepEqual(await pool.run(sky.gather(square(2), square(3))), [
-        4,
-        9,
-      ]);
-      // What was asked of EC2.
-      assert.equal(fake.live.length, 2);
-      const run = fake.calls("RunInstances")[0] as Record<string, unknown>;
-      assert.equal(
-        (run.InstanceMarketOptions as { MarketType: string }).MarketType,
-        "spot",
-      );
-      assert.equal(run.InstanceType, "t3.medium");
-      const instance = fake.live[0];
-      assert.equal(instance.metadataHttpTokens, "required");
-      assert.equal(instance.shutdownBehavior, "terminate");
-      assert.equal(instance.rootVolumeGb, 30);
-      assert.equal(instance.zone, "us-east-1b");
-      assert.equal(instance.tags["skyward:cluster"], pool.id);
-      assert.match(instance.userData ?? "", /skyward-ttl 600/);
-      assert.deepEqual(fake.keyPairs, [`skyward-${pool.id}`]);
-      assert.deepEqual(fake.securityGroups, [`skyward-${pool.id}`]);
-      // Host keys were read from the consoles (and the rig hosts' keys matched).
-      assert.ok(fake.calls("GetConsoleOutput").length >= 2);
-    }
-    assertLifecycle(events);
-    const provisioned = events.find((e) =>
-      e.type === "ClusterProvisioned"
-    ) as sky.ClusterProvisioned;
-    assert.equal(provisioned.region, "us-east-1");
-    await assertEmpty(fake, hosts);
-  },
-);
-
-rigTest(
   "a spot capacity error falls back to on-demand (and an unreadable console means trust on first use)",
   async (hosts) => {
     await using fake = await Fake.start({ hosts: cloudHosts(hosts) });
@@ -526,83 +456,6 @@ rigTest(
         ?.MarketType ?? "on-demand"
     );
     assert.deepEqual(markets, ["spot", "spot", "on-demand"]);
-    await assertEmpty(fake, hosts);
-  },
-);
-
-rigTest(
-  "a spot instance terminated mid-run is replaced and its task retried",
-  async (hosts) => {
-    await using fake = await Fake.start({ hosts: cloudHosts(hosts) });
-    const events: sky.PoolEvent[] = [];
-    {
-      await using pool = await sky.ComputePool.start({
-        provider: provider(fake, hosts),
-        nodes: 2,
-        console: "silent",
-        onEvent: (e) => events.push(e),
-      });
-      const ready = events.filter((e): e is sky.NodeReady =>
-        e.type === "NodeReady"
-      );
-      const victim = ready.find((e) => e.node === 1)!.instance;
-      const running = pool.run(sky.gather(nap(2_000), nap(2_000)));
-      await new Promise((r) => setTimeout(r, 500));
-      await fake.preempt(victim);
-      assert.deepEqual(await running, [2_000, 2_000]);
-      const preempted = events.find((e) =>
-        e.type === "InstancePreempted"
-      ) as sky.InstancePreempted;
-      assert.deepEqual([preempted.node, preempted.instance], [1, victim]);
-      const replaced = events.find((e) =>
-        e.type === "InstanceReplaced"
-      ) as sky.InstanceReplaced;
-      assert.equal(replaced.node, 1);
-      assert.equal(replaced.previous, victim);
-      assert.notEqual(replaced.instance, victim);
-      const infos = await pool.broadcast(info());
-      assert.deepEqual(infos.map((i) => i.node), [0, 1]);
-      const used = new Set([infos[0].hostname, infos[1].hostname]);
-      assert.equal(used.size, 2);
-      assert.equal(fake.live.length, 2);
-      assert.ok(fake.live.every((i) => i.id !== victim));
-      const failed = events.filter((e) => e.type === "TaskFailed");
-      assert.deepEqual(failed, []);
-    }
-    await assertEmpty(fake, hosts);
-  },
-);
-
-rigTest(
-  "an exception in the user's script still tears the AWS pool down",
-  async (hosts) => {
-    await using fake = await Fake.start({ hosts: cloudHosts(hosts) });
-    const env: FakeEnv = {
-      endpoint: fake.endpoint,
-      region: fake.region,
-      credentials: { ...TEST_CREDENTIALS },
-      users: Object.fromEntries(hosts.map((h) => [h.address, h.user])),
-    };
-    const output = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        new URL("./fixtures/aws.ts", import.meta.url).pathname,
-        "throw",
-      ],
-      env: {
-        [FAKE_ENV]: JSON.stringify(env),
-        AWS_EC2_METADATA_DISABLED: "true",
-      },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stdout = new TextDecoder().decode(output.stdout);
-    const stderr = new TextDecoder().decode(output.stderr);
-    assert.equal(output.success, false);
-    assert.match(stdout, /Hello from skyrig/, stderr);
-    assert.match(stderr, /the user's script failed/);
-    assert.equal(fake.calls("RunInstances").length > 0, true);
     await assertEmpty(fake, hosts);
   },
 );

@@ -1,5 +1,5 @@
 /**
- * The bootstrap script (src/bootstrap/bootstrap.ts): generated for an image, run on a
+ * The bootstrap script (src/bootstrap/script.ts, run by src/bootstrap/bootstrap.ts): generated for an image, run on a
  * host, idempotent. The rig tests run it over SSH on the hosts of
  * tests/rig/rig.ts, which have no internet: Deno and the npm packages are
  * shipped from this client. Without root or `sshd` they are ignored with the
@@ -13,23 +13,25 @@ import {
   bootstrap,
   BootstrapError,
   type BootstrapPhaseReport,
-  type BootstrapPlan,
   type BootstrapResult,
-  bootstrapScript,
-  libraryBundle,
 } from "../src/bootstrap/bootstrap.ts";
+import type { BootstrapPlan } from "../src/bootstrap/plan.ts";
+import { bootstrapScript } from "../src/bootstrap/script.ts";
+import { libraryBundle } from "../src/bootstrap/worker.ts";
 import { buildBundle } from "../src/bootstrap/bundle.ts";
-import { nodeCode } from "../src/bootstrap/deps.ts";
+import { nodeCode } from "../src/bootstrap/stage.ts";
 import { decode, encode } from "../src/wire/codec.ts";
 import { Image, type ImageOptions } from "../src/image.ts";
 import { sandboxSpecOf } from "../src/sandbox.ts";
 import { encodeFrame, FrameDecoder } from "../src/wire/frames.ts";
 import { PROTOCOL_VERSION, workerMessage } from "../src/wire/messages.ts";
 import { shellQuote } from "../src/_shell.ts";
-import { SshConnection } from "../src/transport/ssh.ts";
-import { SshHost } from "../src/transport/ssh_host.ts";
-import { type Channel, type Host, LocalHost } from "../src/transport/host.ts";
+import { SshConnection } from "../src/transport/ssh/connection.ts";
+import { SshHost } from "../src/transport/ssh/host.ts";
+import type { Channel, Host } from "../src/transport/host.ts";
+import { LocalHost } from "../src/transport/local.ts";
 import { requireRig, type RigHost } from "./rig/rig.ts";
+import { rigTester } from "./clouds.ts";
 import { readEnv, readText } from "./fixtures/bootstrap/task.ts";
 
 const { rig, reason } = await requireRig({ hosts: 3 });
@@ -81,6 +83,20 @@ async function run(host: Host, p: BootstrapPlan) {
     ms: performance.now() - started,
     done: performance.now(),
   };
+}
+
+/** The bootstrap stopped at the apt phase, and reported it failed with the error's output. */
+function assertAptFailed(
+  reports: BootstrapPhaseReport[],
+  error: BootstrapError,
+): void {
+  assert.deepEqual(statuses(reports), [
+    "env:started",
+    "env:completed",
+    "apt:started",
+    "apt:failed",
+  ]);
+  assert.equal(reports.at(-1)?.output, error.output);
 }
 
 function statuses(reports: BootstrapPhaseReport[]): string[] {
@@ -407,13 +423,7 @@ Deno.test({
         error.output,
         /apt-get install skyward-no-such-package failed/,
       );
-      assert.deepEqual(statuses(reports), [
-        "env:started",
-        "env:completed",
-        "apt:started",
-        "apt:failed",
-      ]);
-      assert.equal(reports.at(-1)?.output, error.output);
+      assertAptFailed(reports, error);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
@@ -456,9 +466,21 @@ Deno.test({
   },
 });
 
-Deno.test("a script that dies mid-phase is a BootstrapError naming that phase", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "skyward-bootstrap-" });
-  try {
+/** A test given a fresh temporary directory, removed when it ends. */
+function tempDirTest(name: string, fn: (dir: string) => Promise<void>): void {
+  Deno.test(name, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "skyward-bootstrap-" });
+    try {
+      await fn(dir);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+tempDirTest(
+  "a script that dies mid-phase is a BootstrapError naming that phase",
+  async (dir) => {
     const channels: Channel[] = [];
     const host = new (class extends CountingHost {
       override async exec(
@@ -485,14 +507,12 @@ Deno.test("a script that dies mid-phase is a BootstrapError naming that phase", 
       "deno:started",
       "deno:failed",
     ]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("a host without tar gets its files through Host.writeTree", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "skyward-bootstrap-" });
-  try {
+tempDirTest(
+  "a host without tar gets its files through Host.writeTree",
+  async (dir) => {
     // A PATH with every command of this machine but tar.
     await Deno.mkdir(`${dir}/bin`);
     const seen = new Set(["tar"]);
@@ -518,14 +538,12 @@ Deno.test("a host without tar gets its files through Host.writeTree", async () =
       ),
       "hello from an include\n",
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("two bootstraps of one host at once take turns: one does the work, the other finds it done", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "skyward-bootstrap-" });
-  try {
+tempDirTest(
+  "two bootstraps of one host at once take turns: one does the work, the other finds it done",
+  async (dir) => {
     const p = await plan(IMAGE, `${dir}/cache`);
     const [a, b] = await Promise.all([
       run(new LocalHost(dir), p),
@@ -543,14 +561,12 @@ Deno.test("two bootstraps of one host at once take turns: one does the work, the
     ]);
     assert.deepEqual(done(waited), Array(5).fill("skipped"));
     assert.deepEqual(a.result, b.result);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("an aborted bootstrap rejects with the signal's reason, and the next one completes and leaves no staging files", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "skyward-bootstrap-" });
-  try {
+tempDirTest(
+  "an aborted bootstrap rejects with the signal's reason, and the next one completes and leaves no staging files",
+  async (dir) => {
     const p = await plan({ deno: "upload" }, `${dir}/cache`);
     const controller = new AbortController();
     const reason = new Error("stop");
@@ -568,14 +584,12 @@ Deno.test("an aborted bootstrap rejects with the signal's reason, and the next o
       ["skipped", "skipped", "completed", "completed", "completed"],
     );
     assert.deepEqual([...Deno.readDirSync(`${dir}/cache/tmp`)], []);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("a host on another platform that cannot download Deno fails phase 'deno', saying why", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "skyward-bootstrap-" });
-  try {
+tempDirTest(
+  "a host on another platform that cannot download Deno fails phase 'deno', saying why",
+  async (dir) => {
     // The host says it is a Mac on ARM.
     await Deno.mkdir(`${dir}/bin`);
     await Deno.writeTextFile(
@@ -604,20 +618,13 @@ Deno.test("a host on another platform that cannot download Deno fails phase 'den
       error.output,
       /the host is Darwin\/arm64 and cannot download Deno; this client's Deno \(x86_64-unknown-linux-gnu\) does not run there/,
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
 // ---------------------------------------------------------------------------
 // On the rig: real hosts over SSH, without internet
 
-function rigTest(
-  name: string,
-  fn: (hosts: RigHost[]) => Promise<void>,
-): void {
-  Deno.test({ name, ignore: !rig, fn: () => fn(rig!.hosts) });
-}
+const rigTest = rigTester(rig);
 
 /** The first host's bootstrap, shared by the tests that follow it. */
 let ready: BootstrapResult | undefined;
@@ -893,13 +900,7 @@ rigTest(
           `user ${hosts[1].user} is not root and has no passwordless sudo`,
         ),
       );
-      assert.deepEqual(statuses(reports), [
-        "env:started",
-        "env:completed",
-        "apt:started",
-        "apt:failed",
-      ]);
-      assert.equal(reports.at(-1)?.output, error.output);
+      assertAptFailed(reports, error);
     } finally {
       await host.close();
     }

@@ -4,24 +4,20 @@
  * SSH and bootstrapped like a cloud machine. Needs a daemon and the base
  * image (`deno task docker:up`, `deno task image:build`); without them these
  * tests are ignored with the reason printed, and under `CI=true` that is a
- * failure instead.
+ * failure instead. The scenarios every provider shares (hello on 2 nodes, a
+ * container killed mid-run, errors that still tear down, nothing left) are
+ * the conformance suite's: tests/providers/container_test.ts.
  */
 import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
-import { listBridges } from "../providers/container/netns.ts";
 import {
   type DockerRequirement,
   requireDocker,
   requirePodman,
 } from "./rig/dockerd.ts";
-import {
-  connectTo,
-  info,
-  listenOnce,
-  nap,
-  square,
-} from "./fixtures/cluster.ts";
+import { connectTo, info, listenOnce, square } from "./fixtures/cluster.ts";
 import { eventually } from "./helpers.ts";
+import { containerCli, containerLeftovers } from "./clouds.ts";
 
 type Binary = "docker" | "podman";
 
@@ -74,24 +70,7 @@ interface Runtime {
 }
 
 function runtime(binary: Binary, host: string): Runtime {
-  const env: Record<string, string> = binary === "docker"
-    ? { DOCKER_HOST: host }
-    : {};
-  async function cli(...args: string[]): Promise<string> {
-    const out = await new Deno.Command(binary, {
-      args,
-      env,
-      stdout: "piped",
-      stderr: "piped",
-    })
-      .output();
-    if (!out.success) {
-      throw new Error(
-        `${binary} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`,
-      );
-    }
-    return new TextDecoder().decode(out.stdout);
-  }
+  const cli = (...args: string[]) => containerCli({ binary, host }, ...args);
   return {
     binary,
     host,
@@ -102,28 +81,7 @@ function runtime(binary: Binary, host: string): Runtime {
         ...(binary === "docker" ? { host } : {}),
         ...options,
       }),
-    async labelled(cluster) {
-      const filter = `label=skyward.cluster=${cluster}`;
-      const containers =
-        (await cli("ps", "-a", "--filter", filter, "--format", "{{.Names}}"))
-          .split("\n").filter(Boolean);
-      if (binary === "podman") {
-        const bridges = [...await listBridges()]
-          .filter(([, labels]) => labels["skyward.cluster"] === cluster).map((
-            [name],
-          ) => name);
-        return [...containers, ...bridges];
-      }
-      const networks = await cli(
-        "network",
-        "ls",
-        "--filter",
-        filter,
-        "--format",
-        "{{.Name}}",
-      );
-      return [...containers, ...networks.split("\n").filter(Boolean)];
-    },
+    labelled: (cluster) => containerLeftovers({ binary, host }, cluster),
   };
 }
 
@@ -267,78 +225,6 @@ containerTest(
 );
 
 containerTest(
-  "a container killed mid-run is replaced and its task retried",
-  async (rt) => {
-    const events: sky.PoolEvent[] = [];
-    await using pool = await start(rt, {
-      nodes: 2,
-      onEvent: (e) => events.push(e),
-    });
-    const running = pool.run(sky.gather(nap(2_000), nap(2_000)));
-    await eventually(
-      () => events.filter((e) => e.type === "TaskStarted").length >= 2,
-      5_000,
-      "both tasks to start",
-    );
-    const victim = `skyward-${pool.id}-1`;
-    const killedAt = Date.now();
-    await rt.cli("kill", victim);
-    assert.deepEqual(await running, [2_000, 2_000]);
-    // The task may be sent again to node 0 before node 1 is back.
-    await eventually(
-      () => events.some((e) => e.type === "InstanceReplaced"),
-      120_000,
-      "node 1 to be replaced",
-    ).catch((error) => {
-      const trail = events.filter((e) => !e.type.startsWith("Task"))
-        .map(sky.formatEvent).join("\n");
-      throw new Error(`${error.message}; the pool's events:\n${trail}`);
-    });
-    const types = events.map((e) => e.type);
-    assert.ok(types.includes("NodeLost"), types.join(" "));
-    const preempted = events.find((e) => e.type === "InstancePreempted");
-    assert.deepEqual(preempted && [preempted.node, preempted.instance], [
-      1,
-      victim,
-    ]);
-    const replaced = events.find((e) => e.type === "InstanceReplaced");
-    assert.ok(replaced, types.join(" "));
-    assert.deepEqual([replaced.node, replaced.previous], [1, victim]);
-    const starts = events.filter((e) => e.type === "TaskStarted").map((e) =>
-      e.task
-    );
-    assert.ok(
-      starts.length >= 3,
-      `a task was sent again: ${starts.join(", ")}`,
-    );
-    const infos = await pool.broadcast(info());
-    assert.deepEqual(infos.map((i) => i.hostname), [
-      `skyward-${pool.id}-0`,
-      replaced.instance,
-    ]);
-    const names = await rt.labelled(pool.id);
-    assert.ok(!names.includes(victim), names.join(" "));
-    console.log(
-      `replaced in ${
-        ((Date.now() - killedAt) / 1000).toFixed(1)
-      } s after the kill`,
-    );
-  },
-);
-
-containerTest(
-  "closing the pool leaves nothing carrying its label",
-  async (rt) => {
-    const pool = await start(rt, {
-      nodes: 2,
-    });
-    assert.equal((await rt.labelled(pool.id)).length, 3);
-    await pool.close();
-    assert.deepEqual(await rt.labelled(pool.id), []);
-  },
-);
-
-containerTest(
   "cleanup({ cluster, dryRun }) lists a pool's containers and network and removes nothing; options it cannot honour are refused",
   async (rt) => {
     await using pool = await start(rt, { nodes: 1 });
@@ -355,33 +241,6 @@ containerTest(
       rt.provider().cleanup({ dryRun: true, caches: true }),
       /--dry-run is not supported for container/,
     );
-  },
-);
-
-containerTest(
-  "a failure in the user's script still removes its containers",
-  async (rt) => {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        new URL("./fixtures/container_script.ts", import.meta.url).pathname,
-        "throw",
-        rt.binary,
-      ],
-      env: rt.binary === "docker" ? { DOCKER_HOST: rt.host } : {},
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const [status, stdout, stderr] = await Promise.all([
-      child.status,
-      new Response(child.stdout).text(),
-      new Response(child.stderr).text(),
-    ]);
-    assert.equal(status.success, false);
-    assert.match(stderr, /the user's script failed/);
-    const { id } = JSON.parse(stdout.split("\n")[0]) as { id: string };
-    assert.deepEqual(await rt.labelled(id), []);
   },
 );
 

@@ -1,11 +1,11 @@
 /**
- * The code as nodes run it (src/bootstrap/deps.ts): the node's configuration, the
+ * The code as nodes run it (src/bootstrap/stage.ts, npm.ts, node_config.ts): the node's configuration, the
  * image's imports, the lockfile and the packages, readied on the client.
  */
 import assert from "node:assert/strict";
-import { libraryBundle } from "../src/bootstrap/bootstrap.ts";
+import { libraryBundle } from "../src/bootstrap/worker.ts";
 import { buildBundle } from "../src/bootstrap/bundle.ts";
-import { nodeCode } from "../src/bootstrap/deps.ts";
+import { nodeCode } from "../src/bootstrap/stage.ts";
 import { ConfigError } from "../src/errors.ts";
 import { tempRoot } from "./helpers.ts";
 

@@ -111,6 +111,19 @@ Deno.test("the registry probed is the base image's, over HTTP only on loopback",
   );
 });
 
+/** `skyward image build --dry-run --force` of a never-built tag on `base`. */
+function dryRunBuild(base: string) {
+  return skyward([
+    "build",
+    "--dry-run",
+    "--force",
+    "--tag",
+    "skytest-never-built:1",
+    "--base",
+    base,
+  ]);
+}
+
 Deno.test("`skyward image build` takes the Dockerfile route when the base's registry answers", async () => {
   // A registry on loopback: its API root answers 401, as registries do.
   await using server = Deno.serve(
@@ -121,15 +134,7 @@ Deno.test("`skyward image build` takes the Dockerfile route when the base's regi
         : new Response("", { status: 404 }),
   );
   const base = `127.0.0.1:${server.addr.port}/debian:bookworm-slim`;
-  const out = await skyward([
-    "build",
-    "--dry-run",
-    "--force",
-    "--tag",
-    "skytest-never-built:1",
-    "--base",
-    base,
-  ]);
+  const out = await dryRunBuild(base);
   assert.equal(out.code, 0, out.stderr);
   assert.match(
     out.stdout,
@@ -149,15 +154,7 @@ Deno.test("`skyward image build` falls back to debootstrap when the base's regis
   const port = listener.addr.port;
   listener.close();
   const base = `127.0.0.1:${port}/debian:bookworm-slim`;
-  const out = await skyward([
-    "build",
-    "--dry-run",
-    "--force",
-    "--tag",
-    "skytest-never-built:1",
-    "--base",
-    base,
-  ]);
+  const out = await dryRunBuild(base);
   if (canDebootstrap) {
     assert.equal(out.code, 0, out.stderr);
     assert.match(

@@ -309,24 +309,6 @@ Deno.test("run() with a node index runs there, and an absent node fails at once"
   );
 });
 
-Deno.test("a worker killed mid-task is restarted and its task sent again", async () => {
-  const events: sky.PoolEvent[] = [];
-  await using pool = await start({ nodes: 2, onEvent: (e) => events.push(e) });
-  const before = pool.workerPids as number[];
-  const running = pool.run(sky.gather(sleep(800), sleep(800)));
-  await new Promise((r) => setTimeout(r, 200));
-  Deno.kill(before[1], "SIGKILL");
-  assert.deepEqual(await running, [800, 800]);
-  const lost = events.filter((e) => e.type === "NodeLost");
-  assert.equal(lost.length, 1);
-  assert.equal(lost[0].type === "NodeLost" && lost[0].node, 1);
-  const after = pool.workerPids as number[];
-  assert.equal(after[0], before[0]);
-  assert.notEqual(after[1], before[1]);
-  assert.equal(await alive(before[1]), false);
-  assert.deepEqual((await pool.broadcast(info())).map((i) => i.node), [0, 1]);
-});
-
 Deno.test("a task that kills its worker every time fails after its retries, and the pool keeps serving", async () => {
   await using pool = await start({ retryOnInterruption: 1 });
   await assert.rejects(() => pool.run(exit(3)), (error: Error) => {

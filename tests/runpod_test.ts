@@ -6,7 +6,10 @@
  *
  * Tests that need no machine always run; the end-to-end ones need the rig
  * (tests/rig/rig.ts) and are ignored with the reason printed without it —
- * under `CI=true` that is a failure instead.
+ * under `CI=true` that is a failure instead. The scenarios every provider
+ * shares (hello on 2 nodes, a spot pod taken back mid-run, errors that
+ * still tear down, nothing left) are the conformance suite's:
+ * tests/providers/runpod_test.ts.
  */
 import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
@@ -19,16 +22,16 @@ import {
   BOOT_SCRIPT,
   RUNPOD_ENV_FILE,
 } from "../providers/runpod/pods.ts";
-import { SshAuthenticationError, SshConnection } from "../src/transport/ssh.ts";
+import { SshConnection } from "../src/transport/ssh/connection.ts";
+import { SshAuthenticationError } from "../src/transport/ssh/errors.ts";
 import { FakeRunPod, TEST_RUNPOD_KEY } from "./fakes/runpod.ts";
 import {
   FAKE_RUNPOD_ENV,
   type FakeRunPodEnv,
 } from "./fixtures/runpod_client.ts";
 import { eventually } from "./helpers.ts";
-import { info, nap, square } from "./fixtures/cluster.ts";
 import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
-import { assertLifecycle, cloudHosts, rigTester } from "./clouds.ts";
+import { cloudHosts, rigTester, runpodLeftovers } from "./clouds.ts";
 
 const { rig, reason } = await requireRig({ hosts: 3 });
 if (!rig) {
@@ -63,17 +66,7 @@ async function assertEmpty(
   fake: FakeRunPod,
   hosts: RigHost[] = [],
 ): Promise<void> {
-  assert.deepEqual(fake.live.map((p) => `${p.name} ${p.desiredStatus}`), []);
-  for (const host of hosts) {
-    const keys = await Deno.readTextFile(
-      `${RIG_DIR}/host${host.index}/authorized_keys`,
-    );
-    assert.doesNotMatch(
-      keys,
-      /fake-runpod:/,
-      `a key is still authorised on ${host.name}`,
-    );
-  }
+  assert.deepEqual(await runpodLeftovers(fake, hosts), []);
 }
 
 const rigTest = rigTester(rig);
@@ -697,56 +690,6 @@ Deno.test({
 // End to end on the rig
 
 rigTest(
-  "a 2-node sky.RunPod pool: offers, spot pods, SSH on the mapped port, bootstrap, tasks, standalone nodes, teardown",
-  async (hosts) => {
-    await using fake = await FakeRunPod.start({ hosts: cloudHosts(hosts) });
-    const events: sky.PoolEvent[] = [];
-    let poolId = "";
-    {
-      await using pool = await sky.ComputePool.start({
-        provider: provider(fake, hosts),
-        nodes: 2,
-        accelerator: sky.accelerators.RTX_4090(),
-        console: "silent",
-        onEvent: (e) => events.push(e),
-      });
-      poolId = pool.id;
-      assert.equal(await pool.run(square(7)), 49);
-      const infos = await pool.broadcast(info());
-      assert.deepEqual(infos.map((i) => i.node), [0, 1]);
-      assert.deepEqual(infos.map((i) => i.totalNodes), [2, 2]);
-      assert.deepEqual(
-        infos.map((i) => i.hostname).sort(),
-        fake.live.map((p) => p.host!.user).sort(),
-      );
-      // No private network between pods: nodes run standalone.
-      assert.deepEqual(infos.map((i) => i.peers), [[], []]);
-      assert.equal(infos[0].headAddr, "");
-      assert.deepEqual(infos[1].accelerators, [{
-        name: "RTX 4090",
-        count: 1,
-        memory: "24GB",
-      }]);
-      assert.equal(infos[0].jobId, pool.id);
-      assert.deepEqual(await pool.run(sky.gather(nap(10), square(3))), [10, 9]);
-      assert.equal(fake.live.length, 2);
-      assert.ok(fake.live.every((p) => p.interruptible && p.bidPerGpu === 0.2));
-      assert.deepEqual(fake.live.map((p) => p.name).sort(), [
-        `skyward-${pool.id}-0`,
-        `skyward-${pool.id}-1`,
-      ]);
-    }
-    assertLifecycle(events);
-    assert.equal(
-      fake.calls("podTerminate").length,
-      2,
-      `pool ${poolId} terminated ${fake.calls("podTerminate").length} pods`,
-    );
-    await assertEmpty(fake, hosts);
-  },
-);
-
-rigTest(
   "a RunPod client killed with kill -9 leaves no pod: each worker terminates its own pod through the API",
   async (hosts) => {
     // The pods must reach the fake: it listens on the rig's bridge.
@@ -814,45 +757,6 @@ rigTest(
       // Whatever is left, the test's own sweep removes.
       await provider(fake).cleanup();
     }
-  },
-);
-
-rigTest(
-  "a spot pod taken back mid-run is replaced and its task retried",
-  async (hosts) => {
-    await using fake = await FakeRunPod.start({ hosts: cloudHosts(hosts) });
-    const events: sky.PoolEvent[] = [];
-    {
-      await using pool = await sky.ComputePool.start({
-        provider: provider(fake, hosts),
-        nodes: 2,
-        accelerator: "RTX 4090",
-        console: "silent",
-        onEvent: (e) => events.push(e),
-      });
-      const victim =
-        events.find((e): e is sky.NodeReady =>
-          e.type === "NodeReady" && e.node === 1
-        )!.instance;
-      const running = pool.run(sky.gather(nap(2_000), nap(2_000)));
-      await new Promise((r) => setTimeout(r, 500));
-      await fake.preempt(victim);
-      assert.deepEqual(await running, [2_000, 2_000]);
-      const replaced = events.find((e) =>
-        e.type === "InstanceReplaced"
-      ) as sky.InstanceReplaced;
-      assert.equal(replaced.node, 1);
-      assert.equal(replaced.previous, victim);
-      assert.deepEqual(
-        (await pool.broadcast(info())).map((i) => i.node),
-        [0, 1],
-      );
-      assert.equal(
-        fake.live.filter((p) => p.desiredStatus === "RUNNING").length,
-        2,
-      );
-    }
-    await assertEmpty(fake, hosts);
   },
 );
 

@@ -15,6 +15,7 @@ import {
   startSshd,
   stopSshd,
 } from "./rig/rig.ts";
+import { rigTester } from "./clouds.ts";
 import {
   connectTo,
   doubled,
@@ -32,9 +33,7 @@ import { eventually } from "./helpers.ts";
 const { rig, reason } = await requireRig({ hosts: 3 });
 if (!rig) console.warn(`ssh_pool_test.ts: SSH pool tests ignored: ${reason}`);
 
-function rigTest(name: string, fn: (hosts: RigHost[]) => Promise<void>): void {
-  Deno.test({ name, ignore: !rig, fn: () => fn(rig!.hosts) });
-}
+const rigTest = rigTester(rig);
 
 function provider(hosts: RigHost[], options: Partial<sky.SshOptions> = {}) {
   return sky.SSH({

@@ -4,13 +4,13 @@
  * under `CI=true` that is a failure instead.
  */
 
+import { SshConnection } from "../src/transport/ssh/connection.ts";
 import {
   HostKeyMismatchError,
   SshAuthenticationError,
-  SshConnection,
   SshConnectionError,
-  type SshConnectOptions,
-} from "../src/transport/ssh.ts";
+} from "../src/transport/ssh/errors.ts";
+import type { SshConnectOptions } from "../src/transport/ssh/options.ts";
 import {
   fingerprint,
   hostKeyAlgorithms,
@@ -25,13 +25,12 @@ import {
   startSshd,
   stopSshd,
 } from "./rig/rig.ts";
+import { rigTester } from "./clouds.ts";
 
 const { rig, reason } = await requireRig({ hosts: 3 });
 if (!rig) console.warn(`ssh_test.ts: SSH rig tests ignored: ${reason}`);
 
-function rigTest(name: string, fn: (hosts: RigHost[]) => Promise<void>): void {
-  Deno.test({ name, ignore: !rig, fn: () => fn(rig!.hosts) });
-}
+const rigTest = rigTester(rig);
 
 function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(`Assertion failed: ${message}`);
@@ -525,6 +524,48 @@ rigTest(
       error.message.includes(`${host.address}:2`),
       `message names the host: ${error.message}`,
     );
+  },
+);
+
+rigTest(
+  "connect() with no retries makes one attempt and says so",
+  async ([host]) => {
+    const error = await assertRejects(
+      async () =>
+        await SshConnection.connect(
+          await options(host, { port: 2, retries: 0 }),
+        ),
+      SshConnectionError,
+    );
+    assert(
+      /after 1 attempt\(s\)/.test(error.message),
+      `message counts one attempt: ${error.message}`,
+    );
+    assert(error.retriable, "a refused connection may pass later");
+  },
+);
+
+rigTest(
+  "connect() stops retrying when its signal aborts, with the signal's reason",
+  async ([host]) => {
+    const controller = new AbortController();
+    const reason = new Error("the caller gave up");
+    const connecting = SshConnection.connect(
+      await options(host, {
+        port: 2,
+        retries: 1_000_000,
+        retryDelay: 20,
+        maxRetryDelay: 20,
+        signal: controller.signal,
+      }),
+    );
+    // Aborts while it is between attempts (or in one): either way it ends.
+    setTimeout(() => controller.abort(reason), 200);
+    const error = await connecting.then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    assert(error === reason, `rejects with the reason, got ${error}`);
   },
 );
 

@@ -299,14 +299,19 @@ Deno.test("a project keeping its sky.Local() nodes inside itself (root: './.node
   assert.ok(!own.includes("dayjs"), "the project's deno.lock gained dayjs");
 });
 
-Deno.test("a project with no deno.json importing the library by an http URL runs the seed's examples on sky.Local()", async () => {
-  await uncache("left-pad", "1.3.0");
-  await using server = serveLibrary();
-  const project = await makeProject({ kind: "url", url: server.url });
+/** Runs the project's app on two local nodes, which fetch nothing. */
+async function runTwoLocalNodes(project: string): Promise<void> {
   const root = await tempRoot();
   const results = await runApp(project, { kind: "local", root }, 2);
   assertResults(results, 2);
   await assertNothingFetched([`${root}/node-0`, `${root}/node-1`]);
+}
+
+Deno.test("a project with no deno.json importing the library by an http URL runs the seed's examples on sky.Local()", async () => {
+  await uncache("left-pad", "1.3.0");
+  await using server = serveLibrary();
+  const project = await makeProject({ kind: "url", url: server.url });
+  await runTwoLocalNodes(project);
 });
 
 Deno.test({
@@ -327,10 +332,7 @@ Deno.test({
 Deno.test("a project with no deno.json importing the library by its absolute path runs the seed's examples on sky.Local(): nodes import the shipped copy", async () => {
   await uncache("left-pad", "1.3.0");
   const project = await makeProject({ kind: "absolute" });
-  const root = await tempRoot();
-  const results = await runApp(project, { kind: "local", root }, 2);
-  assertResults(results, 2);
-  await assertNothingFetched([`${root}/node-0`, `${root}/node-1`]);
+  await runTwoLocalNodes(project);
 });
 
 Deno.test({

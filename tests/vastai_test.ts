@@ -5,9 +5,10 @@
  * teardown — is real except for the cloud's front door.
  *
  * Tests that need no machine (offers, credentials, errors, failover, the
- * sweep) always run; the end-to-end one needs the rig (tests/rig/rig.ts) and
- * is ignored with the reason printed without it — under `CI=true` that is a
- * failure instead.
+ * sweep) always run. The end-to-end scenarios every provider shares (hello
+ * on 2 nodes, an outbid instance replaced mid-run, errors that still tear
+ * down, nothing left) are the conformance suite's:
+ * tests/providers/vastai_test.ts.
  */
 import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
@@ -15,15 +16,8 @@ import { HttpError } from "../providers/_http.ts";
 import { onstartScript } from "../providers/vastai/instances.ts";
 import { vastGpuNames } from "../providers/vastai/offers.ts";
 import { FakeVastAI, TEST_VAST_KEY } from "./fakes/vastai.ts";
-import { hello, info, nap, square } from "./fixtures/aws.ts";
-import { FAKE_VAST_ENV, type FakeVastEnv } from "./fixtures/vastai.ts";
-import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
-import { assertLifecycle, cloudHosts, rigTester } from "./clouds.ts";
-
-const { rig, reason } = await requireRig({ hosts: 3 });
-if (!rig) {
-  console.warn(`vastai_test.ts: Vast.ai end-to-end tests ignored: ${reason}`);
-}
+import type { RigHost } from "./rig/rig.ts";
+import { vastaiLeftovers } from "./clouds.ts";
 
 function provider(
   fake: FakeVastAI,
@@ -52,23 +46,8 @@ async function assertEmpty(
   fake: FakeVastAI,
   hosts: RigHost[] = [],
 ): Promise<void> {
-  assert.deepEqual(fake.live.map((i) => `${i.id} ${i.actual_status}`), []);
-  assert.deepEqual(fake.sshKeys, []);
-  for (const host of hosts) {
-    const keys = await Deno.readTextFile(
-      `${RIG_DIR}/host${host.index}/authorized_keys`,
-    );
-    const ours = fake.instances.map((i) => `fake-vastai:${i.id}`);
-    for (const line of keys.split("\n")) {
-      assert.ok(
-        !ours.some((tag) => line.endsWith(tag)),
-        `a key is still authorised on ${host.name}: ${line}`,
-      );
-    }
-  }
+  assert.deepEqual(await vastaiLeftovers(fake, hosts), []);
 }
-
-const rigTest = rigTester(rig);
 
 // ---------------------------------------------------------------------------
 // Offers and errors: no machine needed
@@ -759,139 +738,4 @@ Deno.test({
     const left = await docker("ps", "-aq", "--filter", `label=${label}`);
     assert.equal(left.out, "");
   },
-});
-
-// ---------------------------------------------------------------------------
-// End to end on the rig
-
-rigTest(
-  "hello() on a 2-node sky.VastAI pool: search, key, create, SSH, bootstrap, task, teardown",
-  async (hosts) => {
-    await using fake = await FakeVastAI.start({ hosts: cloudHosts(hosts) });
-    const events: sky.PoolEvent[] = [];
-    {
-      await using pool = await sky.ComputePool.start({
-        provider: provider(fake, hosts),
-        nodes: 2,
-        accelerator: sky.accelerators.RTX_4090(),
-        allocation: "spot-if-available",
-        console: "silent",
-        onEvent: (e) => events.push(e),
-      });
-      assert.match(await pool.run(hello()), /^Hello from skyrig[0-2]!$/);
-      const infos = await pool.broadcast(info());
-      assert.deepEqual(infos.map((i) => i.node), [0, 1]);
-      assert.deepEqual(infos.map((i) => i.hostname).sort(), [
-        hosts[0].name,
-        hosts[1].name,
-      ]);
-      assert.equal(infos[0].jobId, pool.id);
-      // No private network between Vast.ai machines: the nodes have no peers.
-      assert.deepEqual(infos.map((i) => i.peers), [[], []]);
-      assert.deepEqual(await pool.run(sky.gather(square(2), square(3))), [
-        4,
-        9,
-      ]);
-      // What was asked of Vast.ai: two interruptible instances with bids, labelled with the pool.
-      assert.equal(fake.live.length, 2);
-      assert.deepEqual(fake.live.map((i) => i.offerId).sort(), [1001, 1002]);
-      assert.ok(fake.live.every((i) => i.is_bid && i.label === pool.id));
-      assert.deepEqual(
-        fake.live.map((i) => i.request.price).sort(),
-        [0.24, 0.264],
-      );
-      assert.equal(fake.sshKeys.length, 1);
-      assert.ok(fake.sshKeys[0].endsWith(`skyward:${pool.id}`));
-    }
-    assertLifecycle(events);
-    await assertEmpty(fake, hosts);
-  },
-);
-
-rigTest(
-  "an outbid interruptible instance is replaced and its task retried",
-  async (hosts) => {
-    await using fake = await FakeVastAI.start({ hosts: cloudHosts(hosts) });
-    const events: sky.PoolEvent[] = [];
-    {
-      await using pool = await sky.ComputePool.start({
-        // Three fitting offers: 1003 (unverified) too.
-        provider: provider(fake, hosts, {
-          minReliability: 0.5,
-          verified: false,
-        }),
-        nodes: 2,
-        accelerator: sky.accelerators.RTX_4090(),
-        allocation: "spot",
-        console: "silent",
-        onEvent: (e) => events.push(e),
-      });
-      const ready = events.filter((e): e is sky.NodeReady =>
-        e.type === "NodeReady"
-      );
-      const victim = ready.find((e) => e.node === 1)!.instance;
-      const running = pool.run(sky.gather(nap(2_000), nap(2_000)));
-      await new Promise((r) => setTimeout(r, 500));
-      await fake.outbid(Number(victim));
-      assert.deepEqual(await running, [2_000, 2_000]);
-      const preempted = events.find((e) =>
-        e.type === "InstancePreempted"
-      ) as sky.InstancePreempted;
-      assert.deepEqual([preempted.node, preempted.instance], [1, victim]);
-      const replaced = events.find((e) =>
-        e.type === "InstanceReplaced"
-      ) as sky.InstanceReplaced;
-      assert.equal(replaced.node, 1);
-      assert.notEqual(replaced.instance, victim);
-      const infos = await pool.broadcast(info());
-      assert.deepEqual(infos.map((i) => i.node), [0, 1]);
-      // The outbid instance was destroyed; its replacement came from the
-      // next offer (the pool's two first ones are taken).
-      assert.deepEqual(
-        fake.calls("PUT", /^\/asks\//).map((c) => c.path),
-        ["/asks/1003/", "/asks/1001/", "/asks/1002/"],
-      );
-      assert.equal(fake.live.length, 2);
-      assert.ok(fake.live.every((i) => String(i.id) !== victim));
-      assert.deepEqual(events.filter((e) => e.type === "TaskFailed"), []);
-    }
-    await assertEmpty(fake, hosts);
-  },
-);
-
-rigTest(
-  "an exception in the user's script still tears the Vast.ai pool down",
-  async (hosts) => {
-    await using fake = await FakeVastAI.start({ hosts: cloudHosts(hosts) });
-    const env: FakeVastEnv = {
-      baseUrl: fake.baseUrl,
-      users: Object.fromEntries(hosts.map((h) => [h.address, h.user])),
-    };
-    const output = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        new URL("./fixtures/vastai.ts", import.meta.url).pathname,
-      ],
-      env: {
-        [FAKE_VAST_ENV]: JSON.stringify(env),
-        VAST_API_KEY: TEST_VAST_KEY,
-      },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stdout = new TextDecoder().decode(output.stdout);
-    const stderr = new TextDecoder().decode(output.stderr);
-    assert.equal(output.success, false);
-    assert.match(stdout, /Hello from skyrig/, stderr);
-    assert.match(stderr, /the user's script failed/);
-    assert.equal(fake.calls("PUT", /^\/asks\//).length, 2);
-    await assertEmpty(fake, hosts);
-  },
-);
-
-Deno.test({
-  name: "the rig is released by the file that brought it up",
-  ignore: !rig?.created,
-  fn: () => rig!.release(),
 });

@@ -7,17 +7,17 @@
  * Tests that need no machine (offers, credentials, retries, the sweep)
  * always run; the end-to-end ones need the rig (tests/rig/rig.ts) and are
  * ignored with the reason printed without it — under `CI=true` that is a
- * failure instead.
+ * failure instead. The scenarios every provider shares (hello on 2 nodes, a
+ * spot instance discontinued mid-run, errors that still tear down, nothing
+ * left) are the conformance suite's: tests/providers/verda_test.ts.
  */
 import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
 import { FakeVerda, VERDA_TEST_CREDENTIALS } from "./fakes/verda.ts";
 import { VERDA_MODELS } from "../providers/verda/offers.ts";
-import { hello, info, nap, square } from "./fixtures/aws.ts";
-import { FAKE_VERDA_ENV, type FakeVerdaEnv } from "./fixtures/verda.ts";
-import { eventually } from "./helpers.ts";
-import { requireRig, RIG_DIR, type RigHost } from "./rig/rig.ts";
-import { assertLifecycle, cloudHosts, rigTester } from "./clouds.ts";
+import { square } from "./fixtures/aws.ts";
+import { requireRig, type RigHost } from "./rig/rig.ts";
+import { cloudHosts, rigTester, verdaLeftovers } from "./clouds.ts";
 
 const { rig, reason } = await requireRig({ hosts: 3 });
 if (!rig) {
@@ -46,26 +46,12 @@ function spec(overrides: Partial<sky.ClusterSpec> = {}): sky.ClusterSpec {
   };
 }
 
-/** Asserts the fake holds nothing of any cluster: no instance, SSH key or script, and no key on a host. */
+/** Asserts the fake holds nothing of any cluster: no instance, SSH key, script or volume, and no key on a host. */
 async function assertEmpty(
   fake: FakeVerda,
   hosts: RigHost[] = [],
 ): Promise<void> {
-  assert.deepEqual(fake.instances.map((i) => `${i.id} ${i.status}`), []);
-  assert.deepEqual(fake.sshKeys.map((k) => k.name), []);
-  assert.deepEqual(fake.scripts.map((s) => s.name), []);
-  assert.deepEqual(fake.volumes.map((v) => v.name), [], "volumes left");
-  assert.deepEqual(fake.trash.map((v) => v.name), [], "volumes in the trash");
-  for (const host of hosts) {
-    const keys = await Deno.readTextFile(
-      `${RIG_DIR}/host${host.index}/authorized_keys`,
-    );
-    assert.doesNotMatch(
-      keys,
-      /fake-verda:/,
-      `a key is still authorised on ${host.name}`,
-    );
-  }
+  assert.deepEqual(await verdaLeftovers(fake, hosts), []);
 }
 
 const rigTest = rigTester(rig);
@@ -598,63 +584,6 @@ Deno.test("Verda prices are asked in USD, so that maxHourlyCost compares with th
 // End to end on the rig
 
 rigTest(
-  "hello() on a 2-node sky.Verda pool: offers, prepare, deploy, SSH, bootstrap, task, teardown",
-  async (hosts) => {
-    await using fake = await FakeVerda.start({ hosts: cloudHosts(hosts) });
-    const events: sky.PoolEvent[] = [];
-    {
-      await using pool = await sky.ComputePool.start({
-        provider: provider(fake, hosts),
-        nodes: 2,
-        console: "silent",
-        onEvent: (e) => events.push(e),
-      });
-      assert.match(await pool.run(hello()), /^Hello from skyrig[0-2]!$/);
-      const infos = await pool.broadcast(info());
-      assert.deepEqual(infos.map((i) => i.node), [0, 1]);
-      const addresses = fake.instances.map((i) => i.ip);
-      assert.deepEqual(infos[0].peers, addresses);
-      assert.equal(infos[1].headAddr, addresses[0]);
-      assert.deepEqual(
-        infos.map((i) => i.hostname).sort(),
-        fake.instances.map((i) => i.host!.user).sort(),
-      );
-      assert.equal(infos[0].jobId, pool.id);
-      assert.deepEqual(await pool.run(sky.gather(square(2), square(3))), [
-        4,
-        9,
-      ]);
-      // What was asked of Verda.
-      assert.equal(fake.instances.length, 2);
-      const instance = fake.instances[0];
-      assert.equal(instance.instanceType, "CPU.4V.16G");
-      assert.equal(instance.isSpot, true);
-      assert.equal(instance.contract, "SPOT");
-      assert.equal(instance.location, "FIN-03");
-      assert.equal(instance.image, "ubuntu-24.04");
-      assert.equal(instance.description, `Skyward cluster ${pool.id}`);
-      assert.deepEqual(instance.sshKeyIds, [fake.sshKeys[0].id]);
-      assert.equal(instance.startupScriptId, fake.scripts[0].id);
-      assert.deepEqual(instance.osVolume, {
-        name: `${pool.id}-os`,
-        size: 50,
-        on_spot_discontinue: "delete_permanently",
-      });
-      assert.deepEqual(fake.sshKeys.map((k) => k.name), [
-        `skyward-${pool.id}`,
-      ]);
-    }
-    assertLifecycle(events);
-    const provisioned = events.find((e) =>
-      e.type === "ClusterProvisioned"
-    ) as sky.ClusterProvisioned;
-    assert.equal(provisioned.provider, "verda");
-    assert.equal(provisioned.region, "FIN-03");
-    await assertEmpty(fake, hosts);
-  },
-);
-
-rigTest(
   "Verda creates whose answers are lost: exactly one instance per node, and the pool works",
   async (hosts) => {
     await using fake = await FakeVerda.start({ hosts: cloudHosts(hosts) });
@@ -748,80 +677,6 @@ rigTest(
       ).length,
       registered,
     );
-    await assertEmpty(fake, hosts);
-  },
-);
-
-rigTest(
-  "a Verda spot instance discontinued mid-run is replaced and its task retried",
-  async (hosts) => {
-    await using fake = await FakeVerda.start({ hosts: cloudHosts(hosts) });
-    const events: sky.PoolEvent[] = [];
-    {
-      await using pool = await sky.ComputePool.start({
-        provider: provider(fake, hosts),
-        nodes: 2,
-        console: "silent",
-        onEvent: (e) => events.push(e),
-      });
-      const ready = events.filter((e): e is sky.NodeReady =>
-        e.type === "NodeReady"
-      );
-      const victim = ready.find((e) => e.node === 1)!.instance;
-      const running = pool.run(sky.gather(nap(2_000), nap(2_000)));
-      await new Promise((r) => setTimeout(r, 500));
-      await fake.discontinue(victim);
-      assert.deepEqual(await running, [2_000, 2_000]);
-      const preempted = events.find((e) =>
-        e.type === "InstancePreempted"
-      ) as sky.InstancePreempted;
-      assert.deepEqual([preempted.node, preempted.instance], [1, victim]);
-      // The retried task ran on node 0; node 1 comes back on a new instance.
-      await eventually(
-        () => events.some((e) => e.type === "InstanceReplaced"),
-        60_000,
-        "InstanceReplaced",
-      );
-      const replaced = events.find((e) =>
-        e.type === "InstanceReplaced"
-      ) as sky.InstanceReplaced;
-      assert.equal(replaced.node, 1);
-      assert.equal(replaced.previous, victim);
-      assert.notEqual(replaced.instance, victim);
-      const infos = await pool.broadcast(info());
-      assert.deepEqual(infos.map((i) => i.node), [0, 1]);
-      assert.equal(new Set(infos.map((i) => i.hostname)).size, 2);
-      assert.deepEqual(events.filter((e) => e.type === "TaskFailed"), []);
-    }
-    await assertEmpty(fake, hosts);
-  },
-);
-
-rigTest(
-  "an exception in the user's script still tears the Verda pool down",
-  async (hosts) => {
-    await using fake = await FakeVerda.start({ hosts: cloudHosts(hosts) });
-    const env: FakeVerdaEnv = {
-      baseUrl: fake.baseUrl,
-      ...VERDA_TEST_CREDENTIALS,
-      users: Object.fromEntries(hosts.map((h) => [h.address, h.user])),
-    };
-    const output = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        new URL("./fixtures/verda.ts", import.meta.url).pathname,
-      ],
-      env: { [FAKE_VERDA_ENV]: JSON.stringify(env) },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stdout = new TextDecoder().decode(output.stdout);
-    const stderr = new TextDecoder().decode(output.stderr);
-    assert.equal(output.success, false);
-    assert.match(stdout, /Hello from skyrig/, stderr);
-    assert.match(stderr, /the user's script failed/);
-    assert.equal(fake.calls("POST /instances").length, 2);
     await assertEmpty(fake, hosts);
   },
 );

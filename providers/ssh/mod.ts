@@ -15,6 +15,7 @@ import type {
   Offer,
   Provider,
 } from "../../src/provider.ts";
+import { pathExistsSync } from "../../src/_fs.ts";
 
 /** Options of {@linkcode SSH}. */
 export interface SshOptions {
@@ -73,15 +74,6 @@ const schema = z.object({
   user: z.string().min(1).optional(),
   knownHosts: z.string().min(1).optional(),
 }).strict();
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Parses `user@host:port` (every part but the host optional; IPv6 hosts in
@@ -184,7 +176,7 @@ export function SSH(options: SshOptions): SshProvider {
         : home
         ? [`${home}/.ssh/id_ed25519`, `${home}/.ssh/id_rsa`]
         : [];
-      const keyPath = candidates.find(exists);
+      const keyPath = candidates.find(pathExistsSync);
       if (!keyPath) {
         throw new ConfigError(
           valid.key
@@ -209,7 +201,7 @@ export function SSH(options: SshOptions): SshProvider {
         id: spec.clusterId,
         targets,
         privateKey,
-        knownHostsPath: knownHosts && exists(knownHosts)
+        knownHostsPath: knownHosts && pathExistsSync(knownHosts)
           ? knownHosts
           : undefined,
         used: new Map(),

@@ -7,6 +7,7 @@
  */
 import { ConfigError } from "../errors.ts";
 import { sha256Hex } from "../_hash.ts";
+import { pathExistsSync } from "../_fs.ts";
 
 /** One file of a bundle. */
 export interface BundleFile {
@@ -53,19 +54,10 @@ function dirname(path: string): string {
   return i <= 0 ? "/" : path.slice(0, i);
 }
 
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** The nearest directory at or above `dir` holding a Deno configuration file. */
 function findConfigDir(dir: string): string | undefined {
   for (let d = dir;; d = dirname(d)) {
-    if (CONFIG_NAMES.some((name) => exists(`${d}/${name}`))) return d;
+    if (CONFIG_NAMES.some((name) => pathExistsSync(`${d}/${name}`))) return d;
     if (d === "/") return undefined;
   }
 }
@@ -197,7 +189,7 @@ async function build(roots: string[]): Promise<Bundle> {
   let config: string | undefined;
   for (const name of [...CONFIG_NAMES, "deno.lock"]) {
     const path = `${projectDir}/${name}`;
-    if (exists(path)) {
+    if (pathExistsSync(path)) {
       files.add(path);
       if (name !== "deno.lock") config ??= path;
     }

@@ -19,26 +19,6 @@ export interface WorkerLaunch {
   env: Record<string, string>;
 }
 
-/** The command line that starts a node's worker. */
-export function workerArgv(
-  deno: string,
-  config: string | undefined,
-  entry: string,
-  flags: string[] = [],
-): string[] {
-  return [
-    deno,
-    "run",
-    "--quiet",
-    "--no-prompt",
-    "-A",
-    "--unstable-worker-options",
-    ...flags,
-    ...(config ? ["--config", config] : []),
-    entry,
-  ];
-}
-
 /** One node of the pool. */
 export interface PoolNode {
   index: number;

@@ -14,7 +14,7 @@ import {
   type IncludedFile,
   includedFiles,
 } from "../bootstrap/bundle.ts";
-import { type NodeBundle, nodeCode } from "../bootstrap/deps.ts";
+import { type NodeBundle, nodeCode } from "../bootstrap/stage.ts";
 import {
   type Compute,
   computeModules,
@@ -34,11 +34,9 @@ import {
   ProvisioningError,
   TaskCancelledError,
 } from "../errors.ts";
-import {
-  bootstrap,
-  type BootstrapPlan,
-  librarySource,
-} from "../bootstrap/bootstrap.ts";
+import { bootstrap } from "../bootstrap/bootstrap.ts";
+import type { BootstrapPlan } from "../bootstrap/plan.ts";
+import { librarySource, WORKER_MAIN, workerArgv } from "../bootstrap/worker.ts";
 import {
   type NodesOptions,
   nodesSchema,
@@ -73,7 +71,6 @@ import {
   isReady,
   type PoolNode,
   takesWork,
-  workerArgv,
   type WorkerLaunch,
 } from "./node_state.ts";
 import { ClusterView, type View } from "./cluster.ts";
@@ -105,7 +102,8 @@ import {
   type SpecRequest,
 } from "../spec.ts";
 import { retrying, track, untrack } from "./teardown.ts";
-import { type Host, LocalHost, sshTransport } from "../transport/host.ts";
+import { type Host, sshTransport } from "../transport/host.ts";
+import { LocalHost } from "../transport/local.ts";
 
 const log = logger("pool");
 
@@ -441,7 +439,6 @@ function describeIssue(
   ];
 }
 
-const WORKER_MAIN = new URL("../../worker/main.ts", import.meta.url);
 /** Worker restarts a node gets before it is given up. */
 const MAX_RESTARTS = 3;
 
@@ -1167,7 +1164,7 @@ export class ComputePool implements AsyncDisposable {
     this.#phase(index, "code", present ? "skipped" : "completed", started);
     // The node runs from the client's Deno cache, which the code's
     // dependencies were resolved into, with the code's lockfile frozen: a
-    // task cannot fetch a package or rewrite the lockfile (see deps.ts).
+    // task cannot fetch a package or rewrite the lockfile (see src/bootstrap/stage.ts).
     return {
       argv: workerArgv(
         Deno.execPath(),

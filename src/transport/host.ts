@@ -1,8 +1,8 @@
 /**
  * Transports move bytes to and from a node: they run commands there, give
  * their stdio as web streams, and write files. They know nothing of functions
- * or clouds. `LocalHost` runs on this machine; the SSH transport runs on a
- * remote one.
+ * or clouds. This file holds the contract; `local.ts` runs on this machine,
+ * and the SSH transport (`ssh/`, loaded on first use) on a remote one.
  *
  * @module
  */
@@ -49,94 +49,48 @@ export interface Host {
    * Writes files into a directory that must not exist yet, atomically: the
    * directory appears whole or not at all. Does nothing when it exists.
    */
-  writeTree(
-    dir: string,
-    files: { path: string; data: Uint8Array }[],
-  ): Promise<void>;
+  writeTree(dir: string, files: TreeFile[]): Promise<void>;
   /** Whether a path exists. */
   exists(path: string): Promise<boolean>;
   /** Releases the connection. */
   close(): Promise<void>;
 }
 
-/** A host that is this machine: commands are child processes. */
-export class LocalHost implements Host {
-  readonly label: string;
+/** A file of a tree written by {@linkcode Host.writeTree}. */
+export interface TreeFile {
+  /** Its path relative to the tree's directory, with `/` separators. */
+  path: string;
+  /** Its content. */
+  data: Uint8Array;
+}
 
-  /** @param dir The node's directory, for messages. */
-  constructor(dir: string) {
-    this.label = `local:${dir}`;
-  }
-
-  exec(
-    argv: string[],
-    options: { cwd?: string; env?: Record<string, string> } = {},
-  ): Promise<Channel> {
-    const child = new Deno.Command(argv[0], {
-      args: argv.slice(1),
-      cwd: options.cwd,
-      env: options.env,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    return Promise.resolve({
-      readable: child.stdout,
-      writable: child.stdin,
-      stderr: child.stderr,
-      pid: child.pid,
-      exited: child.status.then((s) => ({
-        code: s.signal ? null : s.code,
-        signal: s.signal ?? undefined,
-      })),
-      kill() {
-        try {
-          child.kill("SIGKILL");
-        } catch {
-          // Already gone.
-        }
-      },
-      unref() {
-        child.unref();
-      },
-    });
-  }
-
-  async writeTree(
-    dir: string,
-    files: { path: string; data: Uint8Array }[],
-  ): Promise<void> {
-    if (await this.exists(dir)) return;
-    const temp = `${dir}.partial-${crypto.randomUUID().slice(0, 8)}`;
-    try {
-      for (const file of files) {
-        const path = `${temp}/${file.path}`;
-        await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), {
-          recursive: true,
-        });
-        await Deno.writeFile(path, file.data);
-      }
-      await Deno.mkdir(dir.slice(0, dir.lastIndexOf("/")), { recursive: true });
-      await Deno.rename(temp, dir);
-    } catch (error) {
-      await Deno.remove(temp, { recursive: true }).catch(() => {});
-      // Another pool wrote the same tree first: its copy is as good as ours.
-      if (!(await this.exists(dir))) throw error;
-    }
-  }
-
-  async exists(path: string): Promise<boolean> {
-    try {
-      await Deno.stat(path);
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
-  close(): Promise<void> {
-    return Promise.resolve();
-  }
+/**
+ * Where {@linkcode Host.writeTree} stages a tree before moving it into
+ * place: a fresh sibling of `dir`, or `undefined` when `dir` exists already
+ * (the tree is written once; another pool that wrote it first wrote the
+ * same content).
+ *
+ * @param host The host.
+ * @param dir The tree's directory.
+ * @returns The staging directory's path, or `undefined` when there is nothing to write.
+ *
+ * @example
+ * ```ts
+ * import { stagingDir } from "./host.ts";
+ * import { LocalHost } from "./local.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * console.log(await stagingDir(new LocalHost(dir), dir)); // undefined: it exists
+ * console.log((await stagingDir(new LocalHost(dir), `${dir}/code`))?.startsWith(`${dir}/code.partial-`)); // true
+ * await Deno.remove(dir);
+ * ```
+ */
+export async function stagingDir(
+  host: Pick<Host, "exists">,
+  dir: string,
+): Promise<string | undefined> {
+  if (await host.exists(dir)) return undefined;
+  return `${dir}.partial-${crypto.randomUUID().slice(0, 8)}`;
 }
 
 /**

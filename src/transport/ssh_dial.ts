@@ -8,8 +8,8 @@
 import type { Endpoint } from "../provider.ts";
 // @ts-types="npm:@types/ssh2@1.15.6"
 import { utils } from "npm:ssh2@1.17.0";
-import { SshConnection } from "./ssh.ts";
-import { SshHost } from "./ssh_host.ts";
+import { SshConnection } from "./ssh/connection.ts";
+import { SshHost } from "./ssh/host.ts";
 import type { Host, SshTransport } from "./host.ts";
 
 /**

@@ -3,9 +3,9 @@
  *
  * @module
  */
-import { shellQuote } from "../_shell.ts";
-import type { SshConnection } from "./ssh.ts";
-import type { Channel, Host } from "./host.ts";
+import { shellQuote } from "../../_shell.ts";
+import type { SshConnection } from "./connection.ts";
+import { type Channel, type Host, stagingDir, type TreeFile } from "../host.ts";
 
 /** A machine reached over SSH: commands are exec channels, files go by SFTP. */
 export class SshHost implements Host {
@@ -44,12 +44,9 @@ export class SshHost implements Host {
     };
   }
 
-  async writeTree(
-    dir: string,
-    files: { path: string; data: Uint8Array }[],
-  ): Promise<void> {
-    if (await this.exists(dir)) return;
-    const temp = `${dir}.partial-${crypto.randomUUID().slice(0, 8)}`;
+  async writeTree(dir: string, files: TreeFile[]): Promise<void> {
+    const temp = await stagingDir(this, dir);
+    if (!temp) return;
     await this.connection.upload(files, temp);
     const parent = dir.slice(0, dir.lastIndexOf("/")) || "/";
     const moved = await this.connection.run(
