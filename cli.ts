@@ -32,19 +32,48 @@
 import { parseArgs } from "node:util";
 import { resolveAccelerator } from "./src/accelerators.ts";
 import { ConfigError, NoOffersError } from "./src/errors.ts";
-import type { ClusterSpec, Offer, Provider } from "./src/provider.ts";
+import type {
+  ClusterSpec,
+  Offer,
+  Provider,
+  ProviderCleanupReport,
+} from "./src/provider.ts";
 import { priceFor } from "./src/spec.ts";
 import { AWS } from "./providers/aws/mod.ts";
 import { RunPod } from "./providers/runpod/mod.ts";
 import { VastAI } from "./providers/vastai/mod.ts";
 import { Verda } from "./providers/verda/mod.ts";
 
+/**
+ * The flags of the command line that make a provider, rather than choose
+ * what it does; a cloud that takes none refuses them.
+ */
+export interface CloudFlags {
+  /** `--profile`: a profile of ~/.aws/credentials. */
+  profile?: string;
+  /** `--endpoint`: the API endpoint (EC2-compatible clouds, tests). */
+  endpoint?: string;
+}
+
+/** A cloud of the command line: makes its provider from the flags. */
+export type CloudFactory = (flags: CloudFlags) => Provider<any>;
+
+/** Makes a provider that takes no flags, refusing any given. */
+function flagless(name: string, make: () => Provider<any>): CloudFactory {
+  return (flags) => {
+    for (const flag of Object.keys(flags)) {
+      throw new ConfigError(`--${flag} is not supported for ${name}`);
+    }
+    return make();
+  };
+}
+
 /** The clouds the command line knows, by the name used in `--provider`. */
-export const CLOUDS: Readonly<Record<string, () => Provider<any>>> = {
-  aws: () => AWS(),
-  runpod: () => RunPod(),
-  vastai: () => VastAI(),
-  verda: () => Verda(),
+export const CLOUDS: Readonly<Record<string, CloudFactory>> = {
+  aws: (flags) => AWS(flags),
+  runpod: flagless("runpod", () => RunPod()),
+  vastai: flagless("vastai", () => VastAI()),
+  verda: flagless("verda", () => Verda()),
 };
 
 /** The commands `main` runs. */
@@ -119,13 +148,65 @@ function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
 
+/**
+ * What a provider's cleanup report says, as lines: one that counts each
+ * kind (and names where it looked and the clusters), then one per item.
+ *
+ * @param provider The provider's name.
+ * @param report What its `cleanup` returned.
+ * @param dryRun Whether nothing was removed.
+ * @returns The lines to print.
+ *
+ * @example
+ * ```ts
+ * import { describeCleanup } from "./cli.ts";
+ *
+ * const lines = describeCleanup("aws", {
+ *   region: "us-east-1",
+ *   clusters: ["sky-1"],
+ *   instances: ["i-1"],
+ *   keyPairs: [],
+ * }, false);
+ * console.log(lines[0]); // "Removed at aws in us-east-1: 1 instance, 0 key pairs of sky-1"
+ * ```
+ */
+export function describeCleanup(
+  provider: string,
+  report: ProviderCleanupReport,
+  dryRun: boolean,
+): string[] {
+  const entries = Object.entries(report);
+  const where = entries.flatMap(([, v]) => typeof v === "string" ? [v] : []);
+  const clusters = Array.isArray(report.clusters) ? report.clusters : [];
+  const lists = entries.flatMap(([kind, items]) =>
+    Array.isArray(items) && kind !== "clusters"
+      ? [
+        [
+          kind.replace(/([A-Z])/g, " $1").toLowerCase().replace(/s$/, ""),
+          items,
+        ] as const,
+      ]
+      : []
+  );
+  return [
+    `${dryRun ? "Would remove" : "Removed"} at ${provider}${
+      where.length ? ` in ${where.join(", ")}` : ""
+    }: ${lists.map(([kind, items]) => plural(items.length, kind)).join(", ")}${
+      clusters.length ? ` of ${clusters.join(", ")}` : ""
+    }`,
+    ...lists.flatMap(([kind, items]) =>
+      items.map((item) => `  ${kind} ${item}`)
+    ),
+  ];
+}
+
 /** Options of {@linkcode main}. */
 export interface MainOptions {
   /**
    * The clouds `offers` and `providers` know, by name.
    * @default {@linkcode CLOUDS}
    */
-  clouds?: Readonly<Record<string, () => Provider<any>>>;
+  clouds?: Readonly<Record<string, CloudFactory>>;
 }
 
 /** One row of `offers --json`. */
@@ -162,7 +243,7 @@ export interface ProviderRow {
 
 function pick(
   names: string | undefined,
-  clouds: Readonly<Record<string, () => Provider<any>>>,
+  clouds: Readonly<Record<string, CloudFactory>>,
 ): string[] {
   if (!names) return Object.keys(clouds);
   const wanted = names.split(",").map((n) => n.trim().toLowerCase()).filter(
@@ -285,7 +366,7 @@ const money = (n: number | null) => n === null ? "—" : `$${n.toFixed(2)}`;
 
 async function offersCommand(
   values: Record<string, string | boolean | undefined>,
-  clouds: Readonly<Record<string, () => Provider<any>>>,
+  clouds: Readonly<Record<string, CloudFactory>>,
 ): Promise<number> {
   const names = pick(values.provider as string | undefined, clouds);
   const explicit = values.provider !== undefined;
@@ -310,7 +391,7 @@ async function offersCommand(
   const failures: Record<string, Error> = {};
   for (const name of names) {
     try {
-      providers[name] = clouds[name]();
+      providers[name] = clouds[name]({});
     } catch (error) {
       failures[name] = error as Error;
     }
@@ -372,12 +453,12 @@ async function offersCommand(
 
 async function providersCommand(
   values: Record<string, string | boolean | undefined>,
-  clouds: Readonly<Record<string, () => Provider<any>>>,
+  clouds: Readonly<Record<string, CloudFactory>>,
 ): Promise<number> {
   const names = pick(values.provider as string | undefined, clouds);
   const rows: ProviderRow[] = await Promise.all(names.map(async (name) => {
     try {
-      const provider = clouds[name]();
+      const provider = clouds[name]({});
       if (!provider.checkCredentials) {
         return {
           provider: name,
@@ -478,7 +559,7 @@ export async function main(
     console.error(`Unknown command '${command}'\n\n${USAGE()}`);
     return 2;
   }
-  const cleaners = ["aws", "runpod", "vastai", "verda"];
+  const cleaners = Object.keys(clouds);
   if (!values.provider || !cleaners.includes(values.provider)) {
     console.error(
       `cleanup needs --provider ${cleaners.join("|")}${
@@ -492,63 +573,24 @@ export async function main(
       ? parseDuration(values["older-than"])
       : undefined;
     const dryRun = values["dry-run"];
-    const verb = dryRun ? "Would remove" : "Removed";
-    const scope = {
-      ...(values.cluster ? { cluster: values.cluster } : {}),
-      ...(olderThan !== undefined ? { olderThan } : {}),
-      dryRun,
-    };
-    if (values.provider !== "aws") {
-      if (olderThan !== undefined && values.provider !== "verda") {
-        throw new ConfigError(
-          `--older-than is not supported for ${values.provider}: ` +
-            `it does not tell when its machines were made; use --cluster`,
-        );
-      }
-      const provider = clouds[values.provider]?.() as
-        | Provider<any> & {
-          cleanup?(o: typeof scope): Promise<Record<string, unknown>>;
-        }
-        | undefined;
-      if (!provider?.cleanup) {
-        throw new ConfigError(`${values.provider} has no cleanup`);
-      }
-      const report = await provider.cleanup(scope);
-      const lists = Object.entries(report).filter((
-        entry,
-      ): entry is [string, string[]] =>
-        Array.isArray(entry[1]) && entry[0] !== "clusters"
-      );
-      console.log(
-        `${verb} at ${values.provider}: ${
-          lists.map(([kind, items]) => `${items.length} ${kind}`).join(", ")
-        }`,
-      );
-      for (const [kind, items] of lists) {
-        for (const item of items) console.log(`  ${kind} ${item}`);
-      }
-      return 0;
-    }
-    const provider = AWS({
-      ...(values.region ? { region: values.region } : {}),
+    const provider = clouds[values.provider]({
       ...(values.profile ? { profile: values.profile } : {}),
       ...(values.endpoint ? { endpoint: values.endpoint } : {}),
     });
-    const report = await provider.cleanup(scope);
-    console.log(
-      `${verb} in ${report.region}: ${
-        plural(report.instances.length, "instance")
-      }, ` +
-        `${plural(report.securityGroups.length, "security group")}, ${
-          plural(report.keyPairs.length, "key pair")
-        }` +
-        (report.clusters.length ? ` of ${report.clusters.join(", ")}` : ""),
-    );
-    for (const id of report.instances) console.log(`  instance ${id}`);
-    for (const id of report.securityGroups) {
-      console.log(`  security group ${id}`);
+    if (!provider.cleanup) {
+      throw new ConfigError(
+        `${values.provider} has no cleanup: it leaves nothing behind`,
+      );
     }
-    for (const name of report.keyPairs) console.log(`  key pair ${name}`);
+    const report = await provider.cleanup({
+      ...(values.cluster ? { cluster: values.cluster } : {}),
+      ...(olderThan !== undefined ? { olderThan } : {}),
+      ...(values.region ? { region: values.region } : {}),
+      dryRun,
+    });
+    for (const line of describeCleanup(provider.name, report, dryRun)) {
+      console.log(line);
+    }
     return 0;
   } catch (error) {
     console.error(`${(error as Error).name}: ${(error as Error).message}`);

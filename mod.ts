@@ -92,6 +92,8 @@ export type {
   NodeLimit,
   Offer,
   Provider,
+  ProviderCleanupOptions,
+  ProviderCleanupReport,
 } from "./src/provider.ts";
 export {
   parseTarget,

@@ -11,6 +11,8 @@
  * @module
  */
 import { ProvisioningError } from "../src/errors.ts";
+import { retry } from "../src/_retry.ts";
+import { sleep } from "../src/_timers.ts";
 import { AmbiguousRequestError } from "./_http.ts";
 
 /** Options of {@linkcode createOnce}. */
@@ -52,7 +54,9 @@ export interface CreateOnceOptions<T> {
  * @example
  * ```ts
  * import { createOnce } from "./_create.ts";
- * import { AmbiguousRequestError } from "./_http.ts";
+ * import { retry } from "../src/_retry.ts";
+import { sleep } from "../src/_timers.ts";
+import { AmbiguousRequestError } from "./_http.ts";
  *
  * const created = new Set<string>();
  * let dropped = false;
@@ -78,32 +82,43 @@ export interface CreateOnceOptions<T> {
 export async function createOnce<T>(options: CreateOnceOptions<T>): Promise<T> {
   const attempts = options.attempts ?? 3;
   const delayMs = options.delayMs ?? 1_000;
-  let last: AmbiguousRequestError | undefined;
-  for (let attempt = 1; attempt <= attempts; attempt++) {
+  const attempt = async (): Promise<T> => {
+    let ambiguous: AmbiguousRequestError;
     try {
       return await options.create();
     } catch (error) {
       if (!(error instanceof AmbiguousRequestError)) throw error;
-      last = error;
+      ambiguous = error;
     }
-    if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+    await sleep(delayMs);
     let found: T | undefined;
     try {
       found = await options.lookup();
     } catch (error) {
       throw new ProvisioningError(
-        `Could not tell whether the ${options.what} was created: ${last.message}; ` +
+        `Could not tell whether the ${options.what} was created: ${ambiguous.message}; ` +
           `then looking it up failed: ${(error as Error).message}. ` +
           `It may exist and bill until the pool's teardown or a cleanup sweeps it.`,
         { cause: error },
       );
     }
     if (found !== undefined) return found;
+    throw ambiguous;
+  };
+  try {
+    // The lookup has waited already: the next create goes out at once.
+    return await retry(attempt, {
+      maxAttempts: attempts,
+      minDelay: 0,
+      isRetriable: (error) => error instanceof AmbiguousRequestError,
+    });
+  } catch (error) {
+    if (!(error instanceof AmbiguousRequestError)) throw error;
+    throw new ProvisioningError(
+      `Could not create the ${options.what} after ${attempts} attempt(s): ` +
+        `${error.message}. A lookup found none after each attempt; ` +
+        `the pool's teardown or a cleanup sweeps any that appears later.`,
+      { cause: error },
+    );
   }
-  throw new ProvisioningError(
-    `Could not create the ${options.what} after ${attempts} attempt(s): ` +
-      `${last?.message}. A lookup found none after each attempt; ` +
-      `the pool's teardown or a cleanup sweeps any that appears later.`,
-    { cause: last },
-  );
 }

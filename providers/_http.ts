@@ -10,6 +10,7 @@
  */
 import type { z } from "npm:zod@4.6.7";
 import { ConfigError, ProvisioningError } from "../src/errors.ts";
+import { retry, retryAfterMs } from "../src/_retry.ts";
 
 /** Options of {@linkcode HttpClient}. */
 export interface HttpClientOptions {
@@ -213,104 +214,116 @@ export class HttpClient {
   async request<T>(path: string, request: HttpRequest<T>): Promise<T> {
     const o = this.#options;
     const method = request.method ?? "GET";
-    const attempts = o.attempts ?? 5;
     const url = new URL(o.baseUrl.replace(/\/$/, "") + path);
     for (const [key, value] of Object.entries(request.query ?? {})) {
       if (value !== undefined) url.searchParams.set(key, String(value));
     }
     let refreshed = false;
-    let lastError: unknown;
-    for (let attempt = 1; attempt <= attempts; attempt++) {
-      const headers: Record<string, string> = {
-        accept: "application/json",
-        ...(await o.headers?.()),
-        ...request.headers,
-      };
-      let body: string | undefined;
-      if (request.form) {
-        headers["content-type"] = "application/x-www-form-urlencoded";
-        body = new URLSearchParams(request.form).toString();
-      } else if (request.body !== undefined) {
-        headers["content-type"] = "application/json";
-        body = JSON.stringify(request.body);
-      }
-      let response: Response;
-      let text: string;
-      try {
-        response = await fetch(url, {
-          method,
-          headers,
-          body,
-          signal: AbortSignal.timeout(o.timeoutMs ?? 30_000),
-        });
-        text = await response.text();
-      } catch (error) {
-        const detail = (error as Error).message;
-        if (request.once) {
-          throw new AmbiguousRequestError(o.provider, method, path, detail, {
-            cause: error,
-          });
+    // The failures worth another attempt, with the delay each asks for.
+    const transient = new WeakMap<Error, number | undefined>();
+    const attempt = async (): Promise<T> => {
+      for (;;) {
+        const headers: Record<string, string> = {
+          accept: "application/json",
+          ...(await o.headers?.()),
+          ...request.headers,
+        };
+        let body: string | undefined;
+        if (request.form) {
+          headers["content-type"] = "application/x-www-form-urlencoded";
+          body = new URLSearchParams(request.form).toString();
+        } else if (request.body !== undefined) {
+          headers["content-type"] = "application/json";
+          body = JSON.stringify(request.body);
         }
-        lastError = new ProvisioningError(
-          `${o.provider} API: ${method} ${path} failed: ${detail}`,
-          { cause: error },
-        );
-        if (attempt < attempts) await this.#backoff(attempt, null);
-        continue;
-      }
-      if (response.ok || request.accept?.includes(response.status)) {
-        // A create answered 2xx (or an accepted 5xx) in a shape we cannot
-        // read may have taken effect all the same.
-        if (!request.once || (!response.ok && response.status < 500)) {
-          return this.#parse(method, path, text, request.schema, request.text);
-        }
+        let response: Response;
+        let text: string;
         try {
-          return this.#parse(method, path, text, request.schema, request.text);
+          response = await fetch(url, {
+            method,
+            headers,
+            body,
+            signal: AbortSignal.timeout(o.timeoutMs ?? 30_000),
+          });
+          text = await response.text();
         } catch (error) {
+          const detail = (error as Error).message;
+          if (request.once) {
+            throw new AmbiguousRequestError(o.provider, method, path, detail, {
+              cause: error,
+            });
+          }
+          const failed = new ProvisioningError(
+            `${o.provider} API: ${method} ${path} failed: ${detail}`,
+            { cause: error },
+          );
+          transient.set(failed, undefined);
+          throw failed;
+        }
+        if (response.ok || request.accept?.includes(response.status)) {
+          // A create answered 2xx (or an accepted 5xx) in a shape we cannot
+          // read may have taken effect all the same.
+          const parse = () =>
+            this.#parse(method, path, text, request.schema, request.text);
+          if (!request.once || (!response.ok && response.status < 500)) {
+            return parse();
+          }
+          try {
+            return parse();
+          } catch (error) {
+            throw new AmbiguousRequestError(
+              o.provider,
+              method,
+              path,
+              `answered ${response.status} but ${(error as Error).message}`,
+              { status: response.status, cause: error },
+            );
+          }
+        }
+        const detail = errorDetail(text) || response.statusText;
+        if (response.status === 401 && o.onUnauthorized && !refreshed) {
+          // A refreshed token is not another attempt: send it again now.
+          refreshed = true;
+          await o.onUnauthorized();
+          continue;
+        }
+        if (response.status === 401 || response.status === 403) {
+          throw new ConfigError(
+            `${o.provider} refused the credentials (${response.status}: ${detail})` +
+              (o.credentialsHint ? `. ${o.credentialsHint}` : ""),
+          );
+        }
+        const failed = new HttpError(
+          o.provider,
+          method,
+          path,
+          response.status,
+          detail,
+        );
+        if (response.status !== 429 && response.status < 500) throw failed;
+        if (request.once && response.status !== 429) {
           throw new AmbiguousRequestError(
             o.provider,
             method,
             path,
-            `answered ${response.status} but ${(error as Error).message}`,
-            { status: response.status, cause: error },
+            `answered ${response.status}: ${detail}`,
+            { status: response.status, cause: failed },
           );
         }
-      }
-      const detail = errorDetail(text) || response.statusText;
-      if (response.status === 401 && o.onUnauthorized && !refreshed) {
-        refreshed = true;
-        await o.onUnauthorized();
-        attempt--;
-        continue;
-      }
-      if (response.status === 401 || response.status === 403) {
-        throw new ConfigError(
-          `${o.provider} refused the credentials (${response.status}: ${detail})` +
-            (o.credentialsHint ? `. ${o.credentialsHint}` : ""),
+        transient.set(
+          failed,
+          retryAfterMs(response.headers.get("retry-after")),
         );
+        throw failed;
       }
-      lastError = new HttpError(
-        o.provider,
-        method,
-        path,
-        response.status,
-        detail,
-      );
-      if (response.status !== 429 && response.status < 500) throw lastError;
-      if (request.once && response.status !== 429) {
-        throw new AmbiguousRequestError(
-          o.provider,
-          method,
-          path,
-          `answered ${response.status}: ${detail}`,
-          { status: response.status, cause: lastError },
-        );
-      }
-      if (attempt < attempts) {
-        await this.#backoff(attempt, response.headers.get("retry-after"));
-      }
-    }
-    throw lastError;
+    };
+    return await retry(attempt, {
+      maxAttempts: o.attempts ?? 5,
+      minDelay: o.baseDelayMs ?? 250,
+      maxDelay: o.maxDelayMs ?? 8_000,
+      isRetriable: (error) => transient.has(error as Error),
+      retryAfter: (error) => transient.get(error as Error),
+    });
   }
 
   #parse<T>(
@@ -342,15 +355,6 @@ export class HttpClient {
       );
     }
     return parsed.data;
-  }
-
-  async #backoff(attempt: number, retryAfter: string | null): Promise<void> {
-    const base = this.#options.baseDelayMs ?? 250;
-    const max = this.#options.maxDelayMs ?? 8_000;
-    let delay = Math.random() * Math.min(max, base * 2 ** (attempt - 1));
-    const seconds = retryAfter === null ? NaN : Number(retryAfter);
-    if (Number.isFinite(seconds)) delay = Math.min(max, seconds * 1000);
-    await new Promise((resolve) => setTimeout(resolve, delay));
   }
 }
 

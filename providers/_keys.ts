@@ -103,3 +103,33 @@ export async function generateSshKeyPair(comment: string): Promise<SshKeyPair> {
     }\n-----END OPENSSH PRIVATE KEY-----\n`,
   };
 }
+
+/**
+ * A cluster record with its SSH private key as a property that is not
+ * enumerable, so that printing or logging the record never shows the key.
+ *
+ * @param record The record, without the key.
+ * @param privateKey The private key.
+ * @returns The same object, with `privateKey`.
+ *
+ * @example
+ * ```ts
+ * import { withPrivateKey } from "./_keys.ts";
+ *
+ * const cluster = withPrivateKey<{ id: string; privateKey: string }>(
+ *   { id: "sky-1" },
+ *   "-----BEGIN OPENSSH PRIVATE KEY-----…",
+ * );
+ * console.log(JSON.stringify(cluster)); // {"id":"sky-1"}
+ * ```
+ */
+export function withPrivateKey<T extends { readonly privateKey: string }>(
+  record: Omit<T, "privateKey">,
+  privateKey: string,
+): T {
+  Object.defineProperty(record, "privateKey", {
+    value: privateKey,
+    enumerable: false,
+  });
+  return record as T;
+}

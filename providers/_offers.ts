@@ -109,3 +109,115 @@ export function allocationHint(allocation: ClusterSpec["allocation"]): string {
     ? ", or allocation 'spot-if-available' to use spot machines when there are"
     : ", or allocation 'on-demand'";
 }
+
+/** How a machine is bought: interruptible (spot, a bid) or on demand. */
+export type Market = "spot" | "on-demand";
+
+/** Options of {@linkcode marketsFor}: where a cloud differs. */
+export interface MarketsOptions {
+  /**
+   * Try on-demand even when the offer states no on-demand price (never
+   * under a price cap, which an unknown price cannot be checked against).
+   * For clouds that sell every machine type on demand and price it from a
+   * table that may lack a type (AWS's bundled price list).
+   * @default false
+   */
+  onDemandUnpriced?: boolean;
+}
+
+/**
+ * The markets to try for an offer, in order: those of the allocation that
+ * the offer supports (states a price for), the cheaper first for
+ * `"cheapest"` (spot on a tie), none above `maxHourlyCost`.
+ *
+ * @param offer The offer's prices; a missing one means that market is not offered.
+ * @param allocation The pool's allocation.
+ * @param maxHourlyCost The pool's price cap, USD per hour.
+ * @param options Where a cloud differs.
+ * @returns The markets, in the order to try them; empty when none fits.
+ *
+ * @example
+ * ```ts
+ * import { marketsFor } from "./_offers.ts";
+ *
+ * const offer = { spotPrice: 0.3, onDemandPrice: 1 };
+ * console.log(marketsFor(offer, "spot-if-available")); // ["spot", "on-demand"]
+ * console.log(marketsFor(offer, "cheapest", 0.5)); // ["spot"]
+ * ```
+ */
+export function marketsFor(
+  offer: Pick<Offer, "spotPrice" | "onDemandPrice">,
+  allocation: ClusterSpec["allocation"],
+  maxHourlyCost?: number,
+  options: MarketsOptions = {},
+): Market[] {
+  const { spotPrice, onDemandPrice } = offer;
+  const order: Market[] = allocation === "spot"
+    ? ["spot"]
+    : allocation === "on-demand"
+    ? ["on-demand"]
+    : allocation === "cheapest" && onDemandPrice !== undefined &&
+        spotPrice !== undefined && onDemandPrice < spotPrice
+    ? ["on-demand", "spot"]
+    : ["spot", "on-demand"];
+  return order.filter((market) => {
+    const price = market === "spot" ? spotPrice : onDemandPrice;
+    if (price === undefined) {
+      return market === "on-demand" && options.onDemandUnpriced === true &&
+        maxHourlyCost === undefined;
+    }
+    return maxHourlyCost === undefined || price <= maxHourlyCost;
+  });
+}
+
+/**
+ * The offers within the price cap, cheapest first for the allocation (the
+ * smaller machine, then the type's name, on a tie; an offer without a
+ * price last).
+ *
+ * @param priced Each offer with its price for the pool's allocation.
+ * @param maxHourlyCost The pool's price cap, USD per hour.
+ * @param noOffers Makes the error that says why none is left.
+ * @returns The offers, best first.
+ * @throws What `noOffers` makes, when none is within the cap: naming the
+ *   cheapest and its price, or saying that no price is known.
+ *
+ * @example
+ * ```ts
+ * import { rankWithinCap } from "./_offers.ts";
+ *
+ * const offer = (instanceType: string) => ({ provider: "x", instanceType });
+ * const ranked = rankWithinCap(
+ *   [{ offer: offer("big"), price: 3 }, { offer: offer("small"), price: 1 }],
+ *   2,
+ *   (why) => new Error(why),
+ * );
+ * console.log(ranked.map((o) => o.instanceType)); // ["small"]
+ * ```
+ */
+export function rankWithinCap<O extends Offer>(
+  priced: { offer: O; price: number | undefined }[],
+  maxHourlyCost: number | undefined,
+  noOffers: (why: string) => Error,
+): O[] {
+  const known = priced.filter((p) => p.price !== undefined)
+    .sort((a, b) => a.price! - b.price!);
+  let usable = priced;
+  if (maxHourlyCost !== undefined) {
+    usable = known.filter((p) => p.price! <= maxHourlyCost);
+    if (usable.length === 0) {
+      throw noOffers(
+        known.length > 0
+          ? overCap(known[0].offer.instanceType, known[0].price!, maxHourlyCost)
+          : `no price is known for ${
+            priced.map((p) => p.offer.instanceType).join("/")
+          } to compare with maxHourlyCost`,
+      );
+    }
+  }
+  return [...usable].sort((a, b) =>
+    (a.price ?? Infinity) - (b.price ?? Infinity) ||
+    (a.offer.vcpus ?? 0) - (b.offer.vcpus ?? 0) ||
+    a.offer.instanceType.localeCompare(b.offer.instanceType)
+  ).map((p) => p.offer);
+}

@@ -168,9 +168,22 @@ export interface Provider<C = unknown> {
   readonly powerOffCommand?: string;
   /**
    * What to run to remove what a cluster may have left here, for messages
-   * after an interrupted teardown (e.g. a CLI command naming the cluster).
+   * after a teardown that could not finish (e.g. a CLI command naming the
+   * cluster). Every provider that can leave something has one; see
+   * {@linkcode sweepAdvice}.
    */
   sweepHint?(clusterId: string): string;
+  /**
+   * Removes what pools left here (found by the tags or names the provider
+   * gives its resources): after a crash, a second interrupt, or a teardown
+   * that failed. What `skyward cleanup --provider <name>` calls. Every
+   * provider that can leave something has one.
+   *
+   * @param options Which cluster, how old, or only a report. An option the
+   *   provider cannot honour is refused with a `ConfigError` naming it.
+   * @returns What was removed, or would be on a dry run, by kind.
+   */
+  cleanup?(options?: ProviderCleanupOptions): Promise<ProviderCleanupReport>;
   /** The offers that could satisfy the spec, best first: the pool takes the first. */
   offers(spec: ClusterSpec): Promise<Offer[]>;
   /** Creates what the cluster's machines need (keys, network) and returns its record. */
@@ -190,4 +203,88 @@ export interface Provider<C = unknown> {
    * what to set when credentials are missing or refused.
    */
   checkCredentials?(): Promise<string>;
+}
+
+/**
+ * What every provider's `cleanup` takes; a provider may take more
+ * (Container `all` and `caches`).
+ *
+ * @example
+ * ```ts
+ * import type { ProviderCleanupOptions } from "./provider.ts";
+ *
+ * const scope: ProviderCleanupOptions = { cluster: "sky-1a2b", dryRun: true };
+ * console.log(scope.cluster);
+ * ```
+ */
+export interface ProviderCleanupOptions {
+  /**
+   * Only this cluster's leftovers (a pool id, `sky-…`).
+   * @default every Skyward cluster's — also those of pools still running
+   */
+  cluster?: string;
+  /**
+   * Only what was made at least this long ago, in ms. Providers that cannot
+   * tell when something was made refuse it with a `ConfigError`.
+   * @default 0
+   */
+  olderThan?: number;
+  /**
+   * Report what would be removed and remove nothing. Providers that cannot
+   * list without removing refuse it with a `ConfigError`.
+   * @default false
+   */
+  dryRun?: boolean;
+  /**
+   * Where to look, for providers with regions (AWS); others refuse it with
+   * a `ConfigError`.
+   * @default the provider's region
+   */
+  region?: string;
+}
+
+/**
+ * What a `cleanup` found: for each kind of resource (`instances`,
+ * `sshKeys`, `pods`, …) the ids removed, or that would be on a dry run;
+ * `clusters`, where the provider can tell, the clusters they belonged to;
+ * a text field says where it looked (AWS's `region`).
+ *
+ * @example
+ * ```ts
+ * import type { ProviderCleanupReport } from "./provider.ts";
+ *
+ * const report: ProviderCleanupReport = { clusters: ["sky-1"], instances: ["i-1"] };
+ * console.log(Object.keys(report));
+ * ```
+ */
+export type ProviderCleanupReport = {
+  readonly [kind: string]: readonly string[] | string;
+};
+
+/**
+ * What to tell a user when a pool's machines may be left on a provider:
+ * the provider's sweep command for the cluster, or what happens to them
+ * when it has none.
+ *
+ * @param provider The provider the pool ran on.
+ * @param clusterId The pool's id.
+ * @returns One sentence, for the end of an error message.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../mod.ts";
+ * import { sweepAdvice } from "./provider.ts";
+ *
+ * console.log(sweepAdvice(sky.AWS({ region: "eu-west-1" }), "sky-1a2b"));
+ * // "To remove them: deno run -A jsr:@skyward/skyward/cli cleanup --provider aws --region eu-west-1 --cluster sky-1a2b"
+ * ```
+ */
+export function sweepAdvice(
+  provider: Pick<Provider, "name" | "sweepHint">,
+  clusterId: string,
+): string {
+  const hint = provider.sweepHint?.(clusterId);
+  return hint
+    ? `To remove them: ${hint}`
+    : `Nothing of ${provider.name} outlives its client: its workers stop by themselves once their input closes or their client's heartbeat stops.`;
 }

@@ -4,7 +4,13 @@
  */
 import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
-import { main, type OfferRow, type ProviderRow } from "../cli.ts";
+import {
+  type CloudFlags,
+  CLOUDS,
+  main,
+  type OfferRow,
+  type ProviderRow,
+} from "../cli.ts";
 import { FakeEc2, TEST_CREDENTIALS } from "./fakes/ec2.ts";
 import { FakeRunPod, TEST_RUNPOD_KEY } from "./fakes/runpod.ts";
 import { FakeVastAI, TEST_VAST_KEY } from "./fakes/vastai.ts";
@@ -13,7 +19,7 @@ import { FakeVerda, VERDA_TEST_CREDENTIALS } from "./fakes/verda.ts";
 /** Runs the command line in this process, capturing what it prints. */
 async function run(
   args: string[],
-  clouds: Record<string, () => sky.Provider<any>>,
+  clouds: Record<string, (flags: CloudFlags) => sky.Provider<any>>,
 ): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
   const err: string[] = [];
@@ -246,6 +252,62 @@ Deno.test("cleanup --provider sweeps each cloud through its own API", async () =
   const none = await run(["cleanup"], f.clouds());
   assert.equal(none.code, 2);
   assert.match(none.err, /cleanup needs --provider aws\|runpod\|vastai\|verda/);
+});
+
+Deno.test("cleanup calls any provider's cleanup through the contract, with the options given, and prints its report", async () => {
+  const asked: sky.ProviderCleanupOptions[] = [];
+  const local = sky.Local();
+  const clouds = {
+    mine: () => ({
+      ...local,
+      name: "mine",
+      cleanup(options: sky.ProviderCleanupOptions = {}) {
+        asked.push(options);
+        return Promise.resolve({
+          region: "north",
+          clusters: ["sky-1"],
+          machines: ["m-1", "m-2"],
+          securityGroups: [],
+        });
+      },
+    }),
+    bare: () => local,
+  };
+  const swept = await run([
+    "cleanup",
+    "--provider",
+    "mine",
+    "--cluster",
+    "sky-1",
+    "--older-than",
+    "2h",
+    "--region",
+    "north",
+  ], clouds);
+  assert.equal(swept.code, 0, swept.err);
+  assert.deepEqual(asked, [{
+    cluster: "sky-1",
+    olderThan: 7_200_000,
+    region: "north",
+    dryRun: false,
+  }]);
+  assert.deepEqual(swept.out.split("\n"), [
+    "Removed at mine in north: 2 machines, 0 security groups of sky-1",
+    "  machine m-1",
+    "  machine m-2",
+  ]);
+  const bare = await run(["cleanup", "--provider", "bare"], clouds);
+  assert.equal(bare.code, 2);
+  assert.match(bare.err, /bare has no cleanup: it leaves nothing behind/);
+});
+
+Deno.test("cleanup refuses --endpoint and --profile for a cloud that takes neither", async () => {
+  const refused = await run(
+    ["cleanup", "--provider", "runpod", "--endpoint", "http://127.0.0.1:9"],
+    CLOUDS,
+  );
+  assert.equal(refused.code, 2);
+  assert.match(refused.err, /--endpoint is not supported for runpod/);
 });
 
 Deno.test("help exits 0 and prints the usage, for every command and flag", async () => {

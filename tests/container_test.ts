@@ -224,6 +224,26 @@ containerTest(
   },
 );
 
+containerTest(
+  "cleanup({ cluster, dryRun }) lists a pool's containers and network and removes nothing; options it cannot honour are refused",
+  async (rt) => {
+    await using pool = await start(rt, { nodes: 1 });
+    const dry = await rt.provider().cleanup({ cluster: pool.id, dryRun: true });
+    assert.equal(dry.containers.length, 1);
+    assert.equal(dry.networks.length, 1);
+    assert.equal((await rt.labelled(pool.id)).length, 2);
+    assert.equal(await pool.run(square(3)), 9);
+    await assert.rejects(
+      rt.provider().cleanup({ olderThan: 1 }),
+      /--older-than is not supported for container/,
+    );
+    await assert.rejects(
+      rt.provider().cleanup({ dryRun: true, caches: true }),
+      /--dry-run is not supported for container/,
+    );
+  },
+);
+
 containerTest("what a killed client left is swept by cleanup()", async (rt) => {
   const child = new Deno.Command(Deno.execPath(), {
     args: [

@@ -21,7 +21,7 @@ import {
   BOOT_COMMAND,
   BOOT_SCRIPT,
   RUNPOD_ENV_FILE,
-} from "../providers/runpod/mod.ts";
+} from "../providers/runpod/pods.ts";
 import { SshConnection } from "../src/transport/ssh/connection.ts";
 import { SshAuthenticationError } from "../src/transport/ssh/errors.ts";
 import { FakeRunPod, TEST_RUNPOD_KEY } from "./fakes/runpod.ts";

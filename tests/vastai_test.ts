@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import * as sky from "../mod.ts";
 import { HttpError } from "../providers/_http.ts";
-import { onstartScript } from "../providers/vastai/mod.ts";
+import { onstartScript } from "../providers/vastai/instances.ts";
 import { vastGpuNames } from "../providers/vastai/offers.ts";
 import { FakeVastAI, TEST_VAST_KEY } from "./fakes/vastai.ts";
 import type { RigHost } from "./rig/rig.ts";

@@ -6,7 +6,9 @@
  *
  * @module
  */
+import { envVar } from "../_env.ts";
 import { z } from "npm:zod@4.6.7";
+import { sshUserSchema } from "../_ssh.ts";
 import { parseOptions } from "../../src/_options.ts";
 import { ConfigError, ProvisioningError } from "../../src/errors.ts";
 import type { ClusterSpec, Offer } from "../../src/provider.ts";
@@ -201,13 +203,7 @@ const schema = z.object({
     "not an AMI id such as ami-0123456789abcdef0",
   )
     .optional(),
-  sshUser: z.union([
-    z.string().min(1),
-    z.custom<(i: AwsInstanceDetails) => string>(
-      (f) => typeof f === "function",
-      "must be a function",
-    ),
-  ]).optional(),
+  sshUser: sshUserSchema<AwsInstanceDetails>(),
   hostKeys: z.enum(["console", "first-use"]).default("console"),
   hostKeyWait: z.number().int().nonnegative().default(120_000),
   allowSshFrom: z.array(cidr).min(1).optional(),
@@ -232,21 +228,13 @@ export function resolveAwsOptions(options: AwsOptions): ResolvedAwsOptions {
   return valid as ResolvedAwsOptions;
 }
 
-function env(name: string): string | undefined {
-  try {
-    return Deno.env.get(name) || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** The region asked for, from the pool, the options or the environment; `undefined` leaves it to the profile. */
 export function regionFrom(
   options: AwsOptions,
   poolRegion?: string,
 ): string | undefined {
-  return poolRegion ?? options.region ?? env("AWS_REGION") ??
-    env("AWS_DEFAULT_REGION");
+  return poolRegion ?? options.region ?? envVar("AWS_REGION") ??
+    envVar("AWS_DEFAULT_REGION");
 }
 
 /** Error codes that mean "no capacity for this request here": try elsewhere. */

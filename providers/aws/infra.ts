@@ -9,14 +9,17 @@
 import { ConfigError, ProvisioningError } from "../../src/errors.ts";
 import { logger } from "../../src/log.ts";
 import type { ClusterSpec } from "../../src/provider.ts";
-import type { AwsClients } from "./clients.ts";
+import { retry } from "../../src/_retry.ts";
+import { pollUntil } from "../_poll.ts";
+import type { AwsClients } from "./api.ts";
 import {
   type AwsCluster,
   type AwsOffer,
   errorCode,
   type ResolvedAwsOptions,
 } from "./config.ts";
-import { generateSshKeyPair } from "../_keys.ts";
+import { generateSshKeyPair, withPrivateKey } from "../_keys.ts";
+import { sweepFailedPrepare } from "../_cleanup.ts";
 import { userData } from "../_user_data.ts";
 
 export type { AwsCluster };
@@ -297,7 +300,7 @@ export async function prepareCluster(
       );
       await importKey();
     }
-    const cluster = {
+    return withPrivateKey<AwsCluster>({
       id,
       region: clients.region,
       offer,
@@ -316,19 +319,9 @@ export async function prepareCluster(
       tags,
       hostKeys: new Map(),
       runningSince: new Map(),
-    } as Omit<AwsCluster, "privateKey">;
-    Object.defineProperty(cluster, "privateKey", {
-      value: keys.privateKey,
-      enumerable: false,
-    });
-    return cluster as AwsCluster;
+    }, keys.privateKey);
   } catch (error) {
-    await sweep(clients, { cluster: id }).catch((cleanup) =>
-      log.warn("Cleaning up after a failed prepare of {id} failed: {cleanup}", {
-        id,
-        cleanup,
-      })
-    );
+    await sweepFailedPrepare(id, () => sweep(clients, { cluster: id }), log);
     throw error;
   }
 }
@@ -449,26 +442,26 @@ export async function sweep(
     }
   }
 
+  /** The old enough resources of a listing, their clusters noted. */
+  const ours = <R extends Tagged>(listed: R[] | undefined): R[] =>
+    (listed ?? []).filter(old).map((resource) => {
+      clusters.add(tagOf(resource, CLUSTER_TAG) ?? "?");
+      return resource;
+    });
   const groups = await clients.send<
     { SecurityGroups?: ({ GroupId?: string } & Tagged)[] }
   >(
     new sdk.DescribeSecurityGroupsCommand({ Filters: [tagFilter] }),
     "DescribeSecurityGroups",
   );
-  const groupIds = (groups.SecurityGroups ?? []).filter(old).map((g) => {
-    clusters.add(tagOf(g, CLUSTER_TAG) ?? "?");
-    return g.GroupId!;
-  });
-  const keys = await clients.send<
+  const groupIds = ours(groups.SecurityGroups).map((g) => g.GroupId!);
+  const { KeyPairs } = await clients.send<
     { KeyPairs?: ({ KeyName?: string } & Tagged)[] }
   >(
     new sdk.DescribeKeyPairsCommand({ Filters: [tagFilter] }),
     "DescribeKeyPairs",
   );
-  const keyNames = (keys.KeyPairs ?? []).filter(old).map((k) => {
-    clusters.add(tagOf(k, CLUSTER_TAG) ?? "?");
-    return k.KeyName!;
-  });
+  const keyNames = ours(KeyPairs).map((k) => k.KeyName!);
   report.securityGroups = groupIds;
   report.keyPairs = keyNames;
   report.clusters = [...clusters].sort();
@@ -549,9 +542,8 @@ async function waitTerminated(
   ids: string[],
   timeout: number,
 ): Promise<void> {
-  const deadline = Date.now() + timeout;
-  for (let delay = 250;; delay = Math.min(delay * 2, 5_000)) {
-    let states: { InstanceId?: string; State?: { Name?: string } }[];
+  let running: string[] = [];
+  const done = await pollUntil(async () => {
     try {
       const out = await clients.send<{
         Reservations?: {
@@ -561,23 +553,23 @@ async function waitTerminated(
         new clients.sdk.DescribeInstancesCommand({ InstanceIds: ids }),
         "DescribeInstances",
       );
-      states = (out.Reservations ?? []).flatMap((r) => r.Instances ?? []);
+      running = (out.Reservations ?? []).flatMap((r) => r.Instances ?? [])
+        .filter((s) => s.State?.Name !== "terminated")
+        .map((s) => s.InstanceId!);
     } catch (error) {
-      if (errorCode((error as Error).cause) === "InvalidInstanceID.NotFound") {
-        return;
+      if (
+        errorCode((error as Error).cause) !== "InvalidInstanceID.NotFound"
+      ) {
+        throw error;
       }
-      throw error;
+      running = [];
     }
-    const running = states.filter((s) => s.State?.Name !== "terminated");
-    if (running.length === 0) return;
-    if (Date.now() > deadline) {
-      throw new ProvisioningError(
-        `instances ${
-          running.map((s) => s.InstanceId).join(", ")
-        } did not terminate within ${timeout} ms`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, delay));
+    return running.length === 0 ? true : undefined;
+  }, { timeout });
+  if (!done) {
+    throw new ProvisioningError(
+      `instances ${running.join(", ")} did not terminate within ${timeout} ms`,
+    );
   }
 }
 
@@ -586,20 +578,25 @@ async function deleteGroup(
   groupId: string,
   timeout: number,
 ): Promise<void> {
-  const deadline = Date.now() + timeout;
-  for (let delay = 500;; delay = Math.min(delay * 2, 10_000)) {
+  const deadline = AbortSignal.timeout(timeout);
+  await retry(async () => {
     try {
       await clients.send(
         new clients.sdk.DeleteSecurityGroupCommand({ GroupId: groupId }),
         "DeleteSecurityGroup",
       );
-      return;
     } catch (error) {
-      const code = errorCode((error as Error).cause);
-      if (code === "InvalidGroup.NotFound") return;
-      // Network interfaces of terminated instances linger for a while.
-      if (code !== "DependencyViolation" || Date.now() > deadline) throw error;
-      await new Promise((r) => setTimeout(r, delay));
+      if (errorCode((error as Error).cause) === "InvalidGroup.NotFound") return;
+      throw error;
     }
-  }
+  }, {
+    maxAttempts: Infinity,
+    jitter: 0,
+    minDelay: 500,
+    maxDelay: 10_000,
+    // Network interfaces of terminated instances linger for a while.
+    isRetriable: (error) =>
+      errorCode((error as Error).cause) === "DependencyViolation" &&
+      !deadline.aborted,
+  });
 }

@@ -7,10 +7,11 @@
  *
  * @module
  */
+import { sshRunning } from "../_ssh.ts";
 import { ConfigError, NoOffersError } from "../../src/errors.ts";
 import { logger } from "../../src/log.ts";
 import type { Instance } from "../../src/provider.ts";
-import type { AwsClients } from "./clients.ts";
+import type { AwsClients } from "./api.ts";
 import {
   type AwsCluster,
   type AwsInstanceDetails,
@@ -18,46 +19,10 @@ import {
   errorCode,
   type ResolvedAwsOptions,
 } from "./config.ts";
-import { allocationHint } from "../_offers.ts";
+import { allocationHint, type Market, marketsFor } from "../_offers.ts";
 export { userData } from "../_user_data.ts";
 
 const log = logger("aws");
-
-type Market = "spot" | "on-demand";
-
-/** The markets to try, in order, for a cluster's allocation and price cap. */
-export function marketsFor(
-  cluster: Pick<AwsCluster, "allocation" | "offer" | "maxHourlyCost">,
-): Market[] {
-  const { spotPrice, onDemandPrice } = cluster.offer;
-  let markets: Market[];
-  switch (cluster.allocation) {
-    case "spot":
-      markets = ["spot"];
-      break;
-    case "on-demand":
-      markets = ["on-demand"];
-      break;
-    case "spot-if-available":
-      markets = spotPrice === undefined ? ["on-demand"] : ["spot", "on-demand"];
-      break;
-    case "cheapest":
-      markets = spotPrice !== undefined &&
-          (onDemandPrice === undefined || spotPrice <= onDemandPrice)
-        ? ["spot", "on-demand"]
-        : spotPrice === undefined
-        ? ["on-demand"]
-        : ["on-demand", "spot"];
-      break;
-  }
-  const cap = cluster.maxHourlyCost;
-  if (cap === undefined) return markets;
-  return markets.filter((m) =>
-    m === "spot"
-      ? spotPrice === undefined || spotPrice <= cap
-      : onDemandPrice === undefined || onDemandPrice <= cap
-  );
-}
 
 /** Subnets in the order to try for a market: cheapest spot zone first. */
 function subnetsFor(
@@ -104,7 +69,13 @@ export async function launch(
   options: ResolvedAwsOptions,
   count: number,
 ): Promise<Instance[]> {
-  const markets = marketsFor(cluster);
+  // Every EC2 type is sold on demand; the bundled price table may lack one.
+  const markets = marketsFor(
+    cluster.offer,
+    cluster.allocation,
+    cluster.maxHourlyCost,
+    { onDemandUnpriced: true },
+  );
   const type = cluster.offer.instanceType;
   const launched: Instance[] = [];
   const failures: string[] = [];
@@ -346,19 +317,13 @@ export async function describe(
       (found.Tags ?? []).map((t) => [t.Key ?? "", t.Value ?? ""]),
     ),
   };
-  const user = typeof options.sshUser === "function"
-    ? options.sshUser(details)
-    : options.sshUser ?? "ubuntu";
-  return {
-    ...base,
-    status: "running",
-    endpoint: {
-      kind: "ssh",
-      host: address,
-      port: 22,
-      user,
-      privateKey: cluster.privateKey,
-      ...(hostKey ? { hostKey } : {}),
-    },
-  };
+  return sshRunning(base, {
+    host: address,
+    port: 22,
+    details,
+    sshUser: options.sshUser,
+    defaultUser: "ubuntu",
+    privateKey: cluster.privateKey,
+    ...(hostKey ? { hostKey } : {}),
+  });
 }

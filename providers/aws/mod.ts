@@ -23,50 +23,35 @@
  * @module
  */
 import { lazyModule } from "../../src/_lazy.ts";
+import { cleanupCommand } from "../_cleanup.ts";
 import type {
   ClusterSpec,
   Instance,
   Offer,
   Provider,
 } from "../../src/provider.ts";
+import type { ProviderCleanupOptions } from "../../src/provider.ts";
 import {
   type AwsCluster,
   type AwsInstanceDetails,
   type AwsOffer,
   type AwsOptions,
+  regionFrom,
   resolveAwsOptions,
   type ResolvedAwsOptions,
 } from "./config.ts";
 
 export type { AwsCluster, AwsInstanceDetails, AwsOffer, AwsOptions };
 
-/** Options of {@linkcode AwsProvider.cleanup}. */
-export interface AwsCleanupOptions {
-  /**
-   * The region to sweep.
-   * @default the provider's region
-   */
-  region?: string;
-  /**
-   * Only this cluster's resources (a pool id, `sky-…`).
-   * @default every Skyward cluster's — also those of pools still running
-   */
-  cluster?: string;
-  /**
-   * Only resources created at least this long ago, in ms: spares the pools
-   * of the last hours, say.
-   * @default 0
-   */
-  olderThan?: number;
-  /**
-   * Report what would be removed and remove nothing.
-   * @default false
-   */
-  dryRun?: boolean;
-}
+/**
+ * Options of {@linkcode AwsProvider.cleanup}: the region to sweep (by default the
+ * provider's), which cluster (by default every Skyward cluster's, also those
+ * of pools still running), how old, and a dry run.
+ */
+export type AwsCleanupOptions = ProviderCleanupOptions;
 
 /** What {@linkcode AwsProvider.cleanup} found and removed. */
-export interface AwsCleanupReport {
+export type AwsCleanupReport = {
   /** The region swept. */
   region: string;
   /** The clusters whose resources were found. */
@@ -77,10 +62,10 @@ export interface AwsCleanupReport {
   securityGroups: string[];
   /** Key pairs deleted. */
   keyPairs: string[];
-}
+};
 
 /** The AWS provider's type. */
-export type AwsProvider = Provider<AwsCluster> & {
+export type AwsProvider = Omit<Provider<AwsCluster>, "cleanup"> & {
   /** The options it was made with. */
   readonly options: AwsOptions;
   /**
@@ -159,8 +144,10 @@ export function AWS(options: AwsOptions = {}): AwsProvider {
     options,
     // Instances are launched with instance-initiated shutdown = terminate.
     powerOffCommand: "sudo -n shutdown -h now || sudo -n poweroff",
-    sweepHint: (cluster) =>
-      `deno run -A jsr:@skyward/skyward/cli cleanup --provider aws --cluster ${cluster}`,
+    sweepHint: (cluster) => {
+      const region = regionFrom(options);
+      return cleanupCommand("aws", cluster, region ? `--region ${region}` : "");
+    },
     offers: async (spec: ClusterSpec): Promise<Offer[]> =>
       await (await real()).offers(spec),
     prepare: async (spec: ClusterSpec, offer: Offer): Promise<AwsCluster> =>

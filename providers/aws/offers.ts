@@ -9,7 +9,7 @@
 import { describeAccelerator } from "../../src/accelerators.ts";
 import { NoOffersError } from "../../src/errors.ts";
 import type { ClusterSpec } from "../../src/provider.ts";
-import type { AwsClients } from "./clients.ts";
+import type { AwsClients } from "./api.ts";
 import type { AwsOffer, ResolvedAwsOptions } from "./config.ts";
 import {
   CPU_FAMILIES,
@@ -19,7 +19,7 @@ import {
 } from "./instance_types.ts";
 import { onDemandPrice } from "./prices.ts";
 import { priceFor } from "../../src/spec.ts";
-import { allocationHint, overCap } from "../_offers.ts";
+import { allocationHint, rankWithinCap } from "../_offers.ts";
 
 export type { AwsOffer };
 
@@ -286,7 +286,7 @@ export async function findOffers(
     offer,
     price: priceFor(offer, spec.allocation),
   }));
-  let usable = priced.filter((p) =>
+  const usable = priced.filter((p) =>
     spec.allocation !== "spot" || p.offer.spotPrice !== undefined
   );
   if (usable.length === 0) {
@@ -296,33 +296,5 @@ export async function findOffers(
       } has a spot market in ${region}`,
     );
   }
-  if (spec.maxHourlyCost !== undefined) {
-    const within = usable.filter((p) =>
-      p.price !== undefined && p.price <= spec.maxHourlyCost!
-    );
-    if (within.length === 0) {
-      const cheapest = usable.filter((p) =>
-        p.price !== undefined
-      ).sort((a, b) => a.price! - b.price!)[0];
-      throw noOffers(
-        cheapest
-          ? overCap(
-            cheapest.offer.instanceType,
-            cheapest.price!,
-            spec.maxHourlyCost,
-          )
-          : `no price is known for ${
-            usable.map((p) =>
-              p.offer.instanceType
-            ).join("/")
-          } to compare with maxHourlyCost`,
-      );
-    }
-    usable = within;
-  }
-  return usable.sort((a, b) =>
-    (a.price ?? Infinity) - (b.price ?? Infinity) ||
-    (a.offer.vcpus ?? 0) - (b.offer.vcpus ?? 0) ||
-    a.offer.instanceType.localeCompare(b.offer.instanceType)
-  ).map((p) => p.offer);
+  return rankWithinCap(usable, spec.maxHourlyCost, noOffers);
 }

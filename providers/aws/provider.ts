@@ -7,7 +7,7 @@
  */
 import { ConfigError } from "../../src/errors.ts";
 import type { ClusterSpec, Instance, Offer } from "../../src/provider.ts";
-import { type AwsClients, awsClients } from "./clients.ts";
+import { type AwsClients, awsClients } from "./api.ts";
 import type { AwsCluster, AwsOffer, ResolvedAwsOptions } from "./config.ts";
 import { prepareCluster, sweep, terminateInstances } from "./infra.ts";
 import { describe, launch } from "./instances.ts";

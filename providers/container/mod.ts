@@ -28,8 +28,15 @@ import type {
   Offer,
   Provider,
 } from "../../src/provider.ts";
+import type { ProviderCleanupOptions } from "../../src/provider.ts";
 import { DEFAULT_IMAGE, IMAGE_USER } from "./image.ts";
-import { machineNodeLimit } from "../local/mod.ts";
+import { refuseCleanupOptions } from "../_cleanup.ts";
+import { Cli, errorText, inspectContainers, lines } from "./runtime.ts";
+import { owner, ownerGone } from "./owner.ts";
+import { entrypoint } from "./entrypoint.ts";
+import { accepts } from "./sshd.ts";
+import { retry } from "../../src/_retry.ts";
+import { machineNodeLimit } from "../_machine.ts";
 import {
   addNamespace,
   createBridge,
@@ -137,17 +144,17 @@ export interface ContainerCluster {
 }
 
 /** What {@linkcode ContainerProvider.cleanup} removed. */
-export interface CleanupReport {
+export type CleanupReport = {
   /** Names of the containers removed. */
   containers: string[];
   /** Names of the networks removed. */
   networks: string[];
   /** Names of the cache volumes removed (with `caches: true`). */
   volumes: string[];
-}
+};
 
 /** Options of {@linkcode ContainerProvider.cleanup}. */
-export interface CleanupOptions {
+export interface CleanupOptions extends ProviderCleanupOptions {
   /**
    * Removes every skyward container and network, also those of pools still
    * running (in this process or another). By default only what belongs to
@@ -178,7 +185,7 @@ export interface CleanupOptions {
  * // After a client was killed: await provider.cleanup();
  * ```
  */
-export type ContainerProvider = Provider<ContainerCluster> & {
+export type ContainerProvider = Omit<Provider<ContainerCluster>, "cleanup"> & {
   /** The resolved options. */
   readonly options: Readonly<ResolvedContainerOptions>;
   /**
@@ -237,278 +244,6 @@ const schema = z.object({
 }).strict();
 
 // ---------------------------------------------------------------------------
-// The CLI
-
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-class Cli {
-  readonly #binary: string;
-  readonly #env: Record<string, string>;
-  constructor(options: ResolvedContainerOptions) {
-    this.#binary = options.binary;
-    this.#env = options.host
-      ? {
-        [options.binary === "docker" ? "DOCKER_HOST" : "CONTAINER_HOST"]:
-          options.host,
-      }
-      : {};
-  }
-
-  get binary(): string {
-    return this.#binary;
-  }
-
-  /** Runs the CLI; `env` adds variables (passed by name with `-e NAME`, so never on a command line). */
-  async run(
-    args: string[],
-    options: { env?: Record<string, string>; timeoutMs?: number } = {},
-  ): Promise<CliResult> {
-    const timeoutMs = options.timeoutMs ?? 60_000;
-    let child: Deno.ChildProcess;
-    try {
-      child = new Deno.Command(this.#binary, {
-        args,
-        env: { ...this.#env, ...options.env },
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) {
-        throw new ConfigError(
-          `Cannot use sky.Container: the '${this.#binary}' command was not found ` +
-            `(apt-get install -y ${
-              this.#binary === "docker" ? "docker.io" : "podman"
-            })`,
-        );
-      }
-      throw error;
-    }
-    const stdout = new Response(child.stdout).text();
-    const stderr = new Response(child.stderr).text();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const status = await Promise.race([
-      child.status,
-      new Promise<null>((r) => timer = setTimeout(() => r(null), timeoutMs)),
-    ]);
-    clearTimeout(timer);
-    if (status === null) {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // It exited meanwhile.
-      }
-      // A process it left behind may hold the pipes open: do not wait for them.
-      stdout.catch(() => {});
-      stderr.catch(() => {});
-      throw new ProvisioningError(
-        `'${this.#binary} ${args[0]}' did not finish within ${timeoutMs} ms`,
-      );
-    }
-    return { code: status.code, stdout: await stdout, stderr: await stderr };
-  }
-
-  /** Runs the CLI and returns its output, or throws with its error output. */
-  async must(
-    args: string[],
-    options: { env?: Record<string, string>; timeoutMs?: number } = {},
-  ): Promise<string> {
-    const out = await this.run(args, options);
-    if (out.code !== 0) {
-      throw new ProvisioningError(
-        `'${this.#binary} ${
-          args.slice(0, 2).join(" ")
-        }' failed (exit ${out.code}): ${errorText(out.stderr)}`,
-      );
-    }
-    return out.stdout;
-  }
-}
-
-/** The error lines of a CLI's output, less its warnings. */
-function errorText(stderr: string): string {
-  return stderr.split("\n").map((l) => l.trim()).filter((l) =>
-    l && !/^WARNING\b/.test(l)
-  )
-    .join("; ") || "(no output)";
-}
-
-function lines(text: string): string[] {
-  return text.split("\n").map((l) => l.trim()).filter(Boolean);
-}
-
-// ---------------------------------------------------------------------------
-// Owners: which client process made a resource, and whether it still runs
-
-function hostname(): string {
-  try {
-    return Deno.hostname();
-  } catch {
-    return "unknown";
-  }
-}
-
-/** The start time of a process in clock ticks since boot (Linux), to tell a reused pid. */
-function startTime(pid: number): string | undefined {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
-  } catch {
-    return undefined;
-  }
-}
-
-let ownerLabel: string | undefined;
-
-/** This process as an owner: `host/pid/start`. */
-function owner(): string {
-  ownerLabel ??= `${hostname()}/${Deno.pid}/${startTime(Deno.pid) ?? "0"}`;
-  return ownerLabel;
-}
-
-/** Whether the process that made a resource is gone; `false` when it cannot tell. */
-function ownerGone(label: string | undefined): boolean {
-  if (!label) return false;
-  const [host, pid, start] = label.split("/");
-  if (host !== hostname() || Deno.build.os !== "linux") return false;
-  if (label === owner()) return false;
-  const now = startTime(Number(pid));
-  return now === undefined || now !== start;
-}
-
-// ---------------------------------------------------------------------------
-// The container's PID 1
-
-/** How many versions of the code (and of the library) a cache volume keeps. */
-const CODE_KEEP = 3;
-
-function entrypoint(ttlMs: number, user: string): string {
-  const ttl = Math.ceil(ttlMs / 1000);
-  return String.raw`set -e
-U=${user}
-if ! id "$U" >/dev/null 2>&1; then useradd -m -s /bin/sh "$U"; usermod -p '*' "$U"; fi
-C=/home/$U/.cache/skyward
-if [ -d "$C" ]; then
-  # The node's cache volume, made by the runtime as root: the user's own.
-  chown "$U:" "/home/$U" "/home/$U/.cache" "$C"
-  [ "$(stat -c %u "$C/deno" 2>/dev/null || id -u "$U")" = "$(id -u "$U")" ] || chown -R "$U:" "$C"
-  if [ -n "$SKYWARD_PRUNE" ]; then
-    # No container used the volume when the pool started: keep the most
-    # recent versions of the code and the library, and of Deno. Never fatal.
-    [ -e "$C/.lock" ] || { : >"$C/.lock" && chown "$U:" "$C/.lock"; } || :
-    (
-      set +e
-      prune() {
-        [ -d "$C/$1" ] || return 0
-        ls -1t "$C/$1" | tail -n +$(($2 + 1)) | while IFS= read -r _v; do
-          case $_v in *[!0-9A-Za-z.-]*|.*|'') continue ;; esac
-          rm -rf "$C/$1/$_v"
-        done
-      }
-      # Not while a bootstrap (of a pool started meanwhile) holds the volume.
-      exec 8>"$C/.lock" || exit 0
-      flock -w 10 8 || exit 0
-      prune code ${CODE_KEEP}
-      prune lib ${CODE_KEEP}
-      prune deno 2
-    ) || :
-  fi
-fi
-unset SKYWARD_PRUNE
-mkdir -p /run/sshd /etc/skyward /run/skyward
-chmod 1777 /run/skyward
-umask 077
-printf '%s\n' "$SKYWARD_HOST_KEY" >/etc/skyward/host_key
-umask 022
-printf '%s\n' "$SKYWARD_AUTHORIZED_KEY" >/etc/skyward/authorized_keys
-unset SKYWARD_HOST_KEY SKYWARD_AUTHORIZED_KEY
-cat >/etc/skyward/sshd_config <<EOF
-Port 22
-HostKey /etc/skyward/host_key
-AuthorizedKeysFile /etc/skyward/authorized_keys
-AllowUsers $U
-PermitRootLogin no
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-UseDNS no
-PrintMotd no
-PrintLastLog no
-X11Forwarding no
-MaxSessions 64
-MaxStartups 64:30:128
-PidFile /run/sshd.pid
-LogLevel ERROR
-Subsystem sftp internal-sftp
-EOF
-/usr/sbin/sshd -D -e -f /etc/skyward/sshd_config &
-trap 'exit 0' TERM INT
-end=$(($(date +%s) + ${ttl}))
-while :; do
-  if [ -e /run/skyward/poweroff ]; then
-    echo "skyward: the worker powered the container off" >&2
-    exit 0
-  fi
-  if [ ${ttl} -gt 0 ] && [ "$(date +%s)" -ge "$end" ]; then
-    echo "skyward: the container's ttl of ${ttl} s is over: stopping" >&2
-    exit 0
-  fi
-  sleep 1 &
-  wait $! || :
-done
-`;
-}
-
-// ---------------------------------------------------------------------------
-// Waiting for sshd
-
-async function accepts(
-  host: string,
-  port: number,
-  timeoutMs: number,
-): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await banner(host, port, 2_000)) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return false;
-}
-
-/** Whether a server at the address sends a first byte (sshd speaks first) within `ms`. */
-async function banner(
-  host: string,
-  port: number,
-  ms: number,
-): Promise<boolean> {
-  let conn: Deno.TcpConn | undefined;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const attempt = (async () => {
-    conn = await Deno.connect({ hostname: host, port });
-    return (await conn.read(new Uint8Array(4))) !== null;
-  })().catch(() => false);
-  const answered = await Promise.race([
-    attempt,
-    new Promise<false>((r) => timer = setTimeout(() => r(false), ms)),
-  ]);
-  clearTimeout(timer);
-  try {
-    conn?.close();
-  } catch {
-    // Closed already.
-  }
-  // A connection that completes late is closed as well.
-  if (!answered) attempt.then(() => conn?.close()).catch(() => {});
-  return answered;
-}
-
-// ---------------------------------------------------------------------------
 // The provider
 
 interface Inspected {
@@ -560,14 +295,10 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
     const found = new Map<string, Inspected>();
     if (names.length === 0) return found;
     // One JSON line per container that exists; missing ones only print errors.
-    const out = await cli.run([
-      "inspect",
-      "--type",
-      "container",
-      "--format",
+    const out = await cli.run(inspectContainers(
       "{{json .Name}}\t{{json .State.Status}}\t{{json .NetworkSettings.Networks}}",
-      ...names,
-    ]);
+      names,
+    ));
     for (const line of lines(out.stdout)) {
       const [name, status, networks] = line.split("\t").map((f) =>
         JSON.parse(f)
@@ -641,19 +372,37 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
   }
 
   async function removeNetwork(name: string): Promise<void> {
-    for (let attempt = 0;; attempt++) {
+    const refused = new WeakSet<Error>();
+    await retry(async () => {
       const out = await cli.run(["network", "rm", name]);
       if (out.code === 0 || /no such network|not found/i.test(out.stderr)) {
         return;
       }
+      const error = new ProvisioningError(
+        `Cannot remove network ${name}: ${errorText(out.stderr)}`,
+      );
+      refused.add(error);
+      throw error;
+    }, {
       // Endpoints of containers being removed may linger a moment.
-      if (attempt >= 20) {
-        throw new ProvisioningError(
-          `Cannot remove network ${name}: ${errorText(out.stderr)}`,
-        );
-      }
-      await new Promise((r) => setTimeout(r, 250));
-    }
+      maxAttempts: 21,
+      minDelay: 250,
+      multiplier: 1,
+      jitter: 0,
+      isRetriable: (error) => refused.has(error as Error),
+    });
+  }
+
+  /** The ids of a cluster's containers, running or not. */
+  async function containersOf(clusterId: string): Promise<string[]> {
+    return lines(
+      await cli.must([
+        "ps",
+        "-aq",
+        "--filter",
+        `label=${CLUSTER_LABEL}=${clusterId}`,
+      ]),
+    );
   }
 
   /** Labels of every skyward container and network, by name. */
@@ -661,45 +410,43 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
     containers: Map<string, Record<string, string>>;
     networks: Map<string, Record<string, string>>;
   }> {
-    const containers = new Map<string, Record<string, string>>();
-    const networks = new Map<string, Record<string, string>>();
-    const ids = lines(
-      await cli.must(["ps", "-aq", "--filter", `label=${filter}`]),
-    );
-    if (ids.length > 0) {
-      const out = await cli.run([
-        "inspect",
-        "--type",
-        "container",
-        "--format",
-        "{{json .Name}}\t{{json .Config.Labels}}",
-        ...ids,
-      ]);
+    /** The names and labels of what a listing returns, read by `inspect`. */
+    const labelsOf = async (list: string[], inspect: string[]) => {
+      const found = new Map<string, Record<string, string>>();
+      const ids = lines(
+        await cli.must([...list, "--filter", `label=${filter}`]),
+      );
+      if (ids.length === 0) return found;
+      const out = await cli.run([...inspect, ...ids]);
       for (const line of lines(out.stdout)) {
         const [name, labels] = line.split("\t").map((f) => JSON.parse(f));
-        containers.set(String(name).replace(/^\//, ""), labels ?? {});
+        found.set(String(name).replace(/^\//, ""), labels ?? {});
       }
-    }
-    const nets = lines(
-      await cli.must(["network", "ls", "-q", "--filter", `label=${filter}`]),
-    );
-    if (nets.length > 0) {
-      const out = await cli.run([
+      return found;
+    };
+    return {
+      containers: await labelsOf(
+        ["ps", "-aq"],
+        inspectContainers("{{json .Name}}\t{{json .Config.Labels}}", []),
+      ),
+      networks: await labelsOf(["network", "ls", "-q"], [
         "network",
         "inspect",
         "--format",
         "{{json .Name}}\t{{json .Labels}}",
-        ...nets,
-      ]);
-      for (const line of lines(out.stdout)) {
-        const [name, labels] = line.split("\t").map((f) => JSON.parse(f));
-        networks.set(String(name), labels ?? {});
-      }
-    }
-    return { containers, networks };
+      ]),
+    };
   }
 
   async function cleanup(options: CleanupOptions = {}): Promise<CleanupReport> {
+    refuseCleanupOptions("container", options, {
+      olderThan: "containers are swept by whether their client still runs; " +
+        "use cluster, or all",
+      region: "its containers run on this machine",
+      ...(options.caches
+        ? { dryRun: "a dry run cannot tell which cache volumes are in use" }
+        : {}),
+    });
     const filter = options.cluster
       ? `${CLUSTER_LABEL}=${options.cluster}`
       : CLUSTER_LABEL;
@@ -719,6 +466,7 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
         if (ours && doomed(labels)) report.networks.push(bridge);
       }
     }
+    if (options.dryRun) return report;
     await remove(report.containers);
     for (const network of report.networks) {
       if (podman) await removeBridge(network);
@@ -737,14 +485,9 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
       await cli.must(["ps", "-q", "--filter", `label=${CLUSTER_LABEL}`]),
     );
     if (running.length === 0) return free;
-    const out = await cli.must([
-      "inspect",
-      "--type",
-      "container",
-      "--format",
-      "{{range .Mounts}}{{.Name}} {{end}}",
-      ...running,
-    ]);
+    const out = await cli.must(
+      inspectContainers("{{range .Mounts}}{{.Name}} {{end}}", running),
+    );
     for (const name of out.split(/\s+/)) free.delete(name);
     return free;
   }
@@ -997,26 +740,12 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
       }
     },
     async teardown(cluster: ContainerCluster): Promise<void> {
-      const left = lines(
-        await cli.must([
-          "ps",
-          "-aq",
-          "--filter",
-          `label=${CLUSTER_LABEL}=${cluster.id}`,
-        ]),
-      );
+      const left = await containersOf(cluster.id);
       await remove(left);
       cluster.launched.clear();
       if (cluster.bridge) await removeBridge(cluster.bridge.name);
       else if (cluster.ownNetwork) await removeNetwork(cluster.network);
-      const still = lines(
-        await cli.must([
-          "ps",
-          "-aq",
-          "--filter",
-          `label=${CLUSTER_LABEL}=${cluster.id}`,
-        ]),
-      );
+      const still = await containersOf(cluster.id);
       if (still.length > 0) {
         throw new ProvisioningError(
           `${still.length} container(s) of cluster ${cluster.id} are left; remove them with ` +

@@ -5,6 +5,8 @@
  *
  * @module
  */
+import { envVar } from "../_env.ts";
+import { machineNodeLimit } from "../_machine.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { show, unknownOption } from "../../src/_options.ts";
 import type {
@@ -54,15 +56,9 @@ export interface LocalCluster {
 }
 
 function defaultRoot(): string {
-  const env = (name: string) => {
-    try {
-      return Deno.env.get(name);
-    } catch {
-      return undefined;
-    }
-  };
-  const cache = env("XDG_CACHE_HOME") ??
-    (env("HOME") ? `${env("HOME")}/.cache` : undefined);
+  const home = envVar("HOME");
+  const cache = envVar("XDG_CACHE_HOME") ??
+    (home ? `${home}/.cache` : undefined);
   return `${
     cache ?? Deno.makeTempDirSync({ prefix: "skyward-" })
   }/skyward/local`;
@@ -155,43 +151,6 @@ export async function pruneCode(root: string, keep: number): Promise<string[]> {
     }
   }
   return removed;
-}
-
-/** The memory one local node needs: a Deno worker process and its warm sandbox. */
-const NODE_MEMORY = 128 * 2 ** 20;
-
-/**
- * How many nodes this machine can hold as local processes (or containers):
- * one per 128 MiB of its memory, the resident size of an idle worker with
- * its warm sandbox, rounded up.
- *
- * @param what The provider, for the message: `"sky.Local()"`.
- * @returns The bound and why.
- *
- * @example
- * ```ts
- * import { machineNodeLimit } from "./mod.ts";
- *
- * console.log(machineNodeLimit("sky.Local()").reason);
- * // sky.Local() runs each node on this machine, which holds 188 (one per 128 MiB of its 23.5 GiB of memory)
- * ```
- */
-export function machineNodeLimit(what: string): NodeLimit {
-  let total: number | undefined;
-  try {
-    total = Deno.systemMemoryInfo().total;
-  } catch {
-    // No permission to read it: assume a small machine of 8 GiB.
-  }
-  const memory = total ?? 8 * 2 ** 30;
-  const max = Math.max(1, Math.floor(memory / NODE_MEMORY));
-  return {
-    max,
-    reason: `${what} runs each node on this machine, which holds ${max} ` +
-      `(one per 128 MiB of its ${(memory / 2 ** 30).toFixed(1)} GiB of memory${
-        total === undefined ? ", assumed" : ""
-      })`,
-  };
 }
 
 /** The local provider's type. */

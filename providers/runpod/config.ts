@@ -4,7 +4,9 @@
  *
  * @module
  */
+import { envVar } from "../_env.ts";
 import { z } from "npm:zod@4.6.7";
+import { sshUserSchema } from "../_ssh.ts";
 import { parseOptions } from "../../src/_options.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { RUNPOD_BASE_URL, RUNPOD_CREDENTIALS_HINT } from "./api.ts";
@@ -96,13 +98,7 @@ const schema = z.object({
   image: z.string().min(1).default(DEFAULT_IMAGE),
   containerDiskGb: z.number().int().positive().default(30),
   bidPerGpu: z.number().positive().optional(),
-  sshUser: z.union([
-    z.string().min(1),
-    z.custom<(pod: RunPodPodDetails) => string>(
-      (f) => typeof f === "function",
-      "must be a function",
-    ),
-  ]).optional(),
+  sshUser: sshUserSchema<RunPodPodDetails>(),
   env: z.record(
     z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "not a variable name"),
     z.string(),
@@ -119,12 +115,11 @@ const schema = z.object({
 export function resolveRunPodOptions(
   options: RunPodOptions,
 ): ResolvedRunPodOptions {
-  const valid = parseOptions(
+  return parseOptions(
     schema,
     options ?? {},
     "Invalid sky.RunPod options",
-  );
-  return valid as ResolvedRunPodOptions;
+  ) as ResolvedRunPodOptions;
 }
 
 /**
@@ -135,14 +130,7 @@ export function resolveRunPodOptions(
  * @throws {ConfigError} Naming `RUNPOD_API_KEY` when there is none.
  */
 export function runpodApiKey(options: RunPodOptions): string {
-  let key = options.apiKey;
-  if (!key) {
-    try {
-      key = Deno.env.get("RUNPOD_API_KEY") || undefined;
-    } catch {
-      // No env permission: as if unset.
-    }
-  }
+  const key = options.apiKey || envVar("RUNPOD_API_KEY");
   if (!key) {
     throw new ConfigError(
       `No RunPod API key found. ${RUNPOD_CREDENTIALS_HINT}`,

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { envVar } from "../_env.ts";
 import { z } from "npm:zod@4.6.7";
 import { parseOptions } from "../../src/_options.ts";
 import { ConfigError, ProvisioningError } from "../../src/errors.ts";
@@ -74,14 +75,6 @@ const schema = z.object({
   knownHosts: z.string().min(1).optional(),
 }).strict();
 
-function env(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * Parses `user@host:port` (every part but the host optional; IPv6 hosts in
  * brackets).
@@ -143,7 +136,7 @@ function instanceOf(cluster: SshCluster, id: string, index: number): Instance {
  */
 export function SSH(options: SshOptions): SshProvider {
   const valid = parseOptions(schema, options, "Invalid sky.SSH options");
-  const user = valid.user ?? env("USER") ?? env("LOGNAME");
+  const user = valid.user ?? envVar("USER") ?? envVar("LOGNAME");
   const targets = valid.hosts.map((h) => {
     if (!h.includes("@") && !user) {
       throw new ConfigError(
@@ -152,7 +145,7 @@ export function SSH(options: SshOptions): SshProvider {
     }
     return parseTarget(h, user ?? "");
   });
-  const home = env("HOME");
+  const home = envVar("HOME");
   return {
     name: "ssh",
     targets,

@@ -38,9 +38,18 @@ import type {
   Offer,
   Provider,
 } from "../../src/provider.ts";
+import type { ProviderCleanupOptions } from "../../src/provider.ts";
 import { HttpError } from "../_http.ts";
 import { createOnce } from "../_create.ts";
-import { generateSshKeyPair } from "../_keys.ts";
+import { marketsFor } from "../_offers.ts";
+import { retry } from "../../src/_retry.ts";
+import {
+  cleanupCommand,
+  NO_REGIONS,
+  refuseCleanupOptions,
+  UNDATED,
+} from "../_cleanup.ts";
+import { generateSshKeyPair, withPrivateKey } from "../_keys.ts";
 import {
   anySchema,
   createKeySchema,
@@ -48,16 +57,17 @@ import {
   destroySchema,
   instanceSchema,
   instancesPageSchema,
-  type ResolvedVastAIOptions,
-  resolveVastOptions,
   sshKeySchema,
   stripStrings,
   userSchema,
-  type VastAIOptions,
   type VastApiInstance,
   vastClients,
-  type VastInstanceDetails,
 } from "./api.ts";
+import {
+  resolveVastOptions,
+  type VastAIOptions,
+  type VastInstanceDetails,
+} from "./config.ts";
 import {
   describeQuery,
   noOffersHint,
@@ -66,57 +76,38 @@ import {
   type VastOffer,
   type VastQuery,
 } from "./offers.ts";
+import {
+  bidFor,
+  onstartScript,
+  toInstance,
+  type VastCluster,
+} from "./instances.ts";
 
 export type { VastAIOptions, VastInstanceDetails, VastOffer, VastQuery };
+export type { VastCluster } from "./instances.ts";
 
 const log = logger("vastai");
 
-/** What `prepare` made for a pool: its query, offer and SSH key. */
-export interface VastCluster {
-  /** The pool's id; every instance carries it as its label. */
-  id: string;
-  /** What the pool asked for, to search again at each launch. */
-  query: VastQuery;
-  /** The offer the pool chose. */
-  offer: VastOffer;
-  /** The id of the pool's SSH key on the account. */
-  sshKeyId: number;
-  /** The pool's public key. */
-  publicKey: string;
-  /** The pool's private key (not enumerable, so never printed with the record). */
-  readonly privateKey: string;
-  /** Offers already taken or refused, not to try again. */
-  tried: Set<number>;
-  /** The ids of the instances the pool launched, destroyed at teardown even when the listing misses them. */
-  launched: Set<string>;
-}
-
-/** Options of {@linkcode VastAIProvider.cleanup}. */
-export interface VastCleanupOptions {
-  /**
-   * Only this pool's resources (a pool id, `sky-…`).
-   * @default every Skyward pool's — also those of pools still running
-   */
-  cluster?: string;
-  /**
-   * Report what would be removed and remove nothing.
-   * @default false
-   */
-  dryRun?: boolean;
-}
+/**
+ * Options of {@linkcode VastAIProvider.cleanup}: which pool's resources (by default
+ * every Skyward pool's, also those of pools still running), and a dry run.
+ * Vast.ai's listing does not date instances, so `olderThan` is refused, and
+ * `region` too.
+ */
+export type VastCleanupOptions = ProviderCleanupOptions;
 
 /** What {@linkcode VastAIProvider.cleanup} found and removed. */
-export interface VastCleanupReport {
+export type VastCleanupReport = {
   /** The pools whose resources were found. */
   clusters: string[];
   /** Instances destroyed (their ids). */
   instances: string[];
   /** SSH keys deleted (their ids). */
   sshKeys: string[];
-}
+};
 
 /** The Vast.ai provider's type. */
-export type VastAIProvider = Provider<VastCluster> & {
+export type VastAIProvider = Omit<Provider<VastCluster>, "cleanup"> & {
   /** The options it was made with. */
   readonly options: VastAIOptions;
   /**
@@ -129,103 +120,6 @@ export type VastAIProvider = Provider<VastCluster> & {
 
 /** The comment of a pool's SSH key, by which teardown and cleanup find it. */
 const KEY_COMMENT = "skyward:";
-
-/**
- * The onstart script of every instance: a watchdog that destroys the
- * instance, with the key Vast.ai gives each instance (`CONTAINER_API_KEY`,
- * `CONTAINER_ID`), once no SSH client has been connected for `ttl`.
- *
- * @param options `ttl` in ms and the API's base URL.
- * @returns A shell script, run by Vast.ai when the instance starts.
- */
-export function onstartScript(
-  options: Pick<ResolvedVastAIOptions, "ttl" | "baseUrl">,
-): string {
-  const ttl = Math.ceil(options.ttl / 1000);
-  const lines = [
-    "#!/bin/sh",
-    "# Skyward: this instance destroys itself when its client is gone.",
-  ];
-  if (ttl > 0) {
-    lines.push(
-      "cat >/usr/local/bin/skyward-ttl <<'SKYWARD'",
-      "#!/bin/sh",
-      "# Destroys the instance once no SSH client has been connected for $1 seconds.",
-      `ttl=$1; idle=0; step=${Math.min(15, ttl)}`,
-      "while sleep $step; do",
-      "  if awk '$2 ~ /:0016$/ && $4 == \"01\" { found = 1 } END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null; then idle=0; else idle=$((idle + step)); fi",
-      '  if [ "$idle" -ge "$ttl" ]; then',
-      // As the CLI destroys (vast-cli `vast.py` `destroy_instance`): DELETE
-      // with the body {}.
-      `    curl -fsS -X DELETE -H "Authorization: Bearer $CONTAINER_API_KEY" -H 'Content-Type: application/json' -d '{}' "${options.baseUrl}/instances/$CONTAINER_ID/" ||`,
-      `      wget -q -O- --method=DELETE --header="Authorization: Bearer $CONTAINER_API_KEY" --header='Content-Type: application/json' --body-data='{}' "${options.baseUrl}/instances/$CONTAINER_ID/"`,
-      "  fi",
-      "done",
-      "SKYWARD",
-      "chmod 755 /usr/local/bin/skyward-ttl",
-      `nohup /usr/local/bin/skyward-ttl ${ttl} >/dev/null 2>&1 &`,
-    );
-  }
-  return lines.join("\n") + "\n";
-}
-
-type Market = "bid" | "on-demand";
-
-/** The markets to try, in order, for an offer and allocation. */
-export function marketsFor(
-  offer: Pick<Offer, "spotPrice" | "onDemandPrice">,
-  allocation: ClusterSpec["allocation"],
-  maxHourlyCost?: number,
-): Market[] {
-  const { spotPrice, onDemandPrice } = offer;
-  let markets: Market[];
-  switch (allocation) {
-    case "spot":
-      markets = ["bid"];
-      break;
-    case "on-demand":
-      markets = ["on-demand"];
-      break;
-    case "spot-if-available":
-      markets = spotPrice === undefined ? ["on-demand"] : ["bid", "on-demand"];
-      break;
-    case "cheapest":
-      markets = spotPrice === undefined
-        ? ["on-demand"]
-        : onDemandPrice === undefined || spotPrice <= onDemandPrice
-        ? ["bid", "on-demand"]
-        : ["on-demand", "bid"];
-      break;
-  }
-  if (maxHourlyCost === undefined) return markets;
-  return markets.filter((m) =>
-    m === "bid"
-      ? (spotPrice ?? 0) <= maxHourlyCost
-      : onDemandPrice === undefined || onDemandPrice <= maxHourlyCost
-  );
-}
-
-/** The bid for an interruptible instance of an offer. */
-function bidFor(
-  offer: VastOffer,
-  options: ResolvedVastAIOptions,
-  cap?: number,
-): number {
-  const wanted = options.bid ??
-    Math.round((offer.minBid ?? offer.onDemandPrice ?? 0) * 1.2 * 1e4) / 1e4;
-  const bid = cap === undefined ? wanted : Math.min(wanted, cap);
-  return Math.max(0.001, bid);
-}
-
-function hostPort(instance: VastApiInstance): number | undefined {
-  const ports = instance.ports;
-  if (!ports || Array.isArray(ports)) return undefined;
-  const port = Number(ports["22/tcp"]?.[0]?.HostPort);
-  return Number.isInteger(port) && port > 0 ? port : undefined;
-}
-
-/** Statuses from which an instance never reaches `running`. */
-const DEAD = new Set(["exited", "offline", "unknown", "stopped", "destroyed"]);
 
 /**
  * Runs nodes on Vast.ai instances. The API key comes from the options,
@@ -323,8 +217,10 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
    * sent again, and reported with Vast.ai's `msg` if it never succeeds.
    */
   async function destroy(id: string): Promise<void> {
-    let msg = "";
-    for (let attempt = 1; attempt <= 3; attempt++) {
+    // Destroys answered `success: false`, sent again.
+    const refused = new WeakSet<Error>();
+    await retry(async () => {
+      let msg: string;
       try {
         const answer = await api.request(
           `/instances/${encodeURIComponent(id)}/`,
@@ -339,11 +235,17 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
       log.info("Vast.ai did not destroy instance {id}: {msg}", { id, msg });
       const found = await showInstance(id).catch(() => null);
       if (found === undefined || found?.actual_status === "destroyed") return;
-      await new Promise((r) => setTimeout(r, 250 * attempt));
-    }
-    throw new ProvisioningError(
-      `Vast.ai did not destroy instance ${id} (answered success: false): ${msg}`,
-    );
+      const error = new ProvisioningError(
+        `Vast.ai did not destroy instance ${id} (answered success: false): ${msg}`,
+      );
+      refused.add(error);
+      throw error;
+    }, {
+      maxAttempts: 3,
+      minDelay: 250,
+      jitter: 0,
+      isRetriable: (error) => refused.has(error as Error),
+    });
   }
 
   /** The environment an instance was created with (`extra_env` pairs). */
@@ -369,49 +271,6 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
       schema: anySchema,
       accept: [404],
     });
-  }
-
-  function toInstance(
-    cluster: VastCluster,
-    found: VastApiInstance,
-  ): Instance {
-    const id = String(found.id);
-    const spot = found.is_bid ?? undefined;
-    const base = { id, ...(spot !== undefined ? { spot } : {}) };
-    const actual = found.actual_status ?? "";
-    if (
-      DEAD.has(actual) ||
-      (found.intended_status === "stopped" && actual !== "running")
-    ) {
-      return { ...base, status: "terminated" };
-    }
-    if (actual !== "running") return { ...base, status: "pending" };
-    const port = hostPort(found);
-    const direct = resolved.ssh === "direct" && found.public_ipaddr && port;
-    const host = direct ? found.public_ipaddr! : found.ssh_host;
-    const sshPort = direct ? port! : found.ssh_port;
-    if (!host || !sshPort) return { ...base, status: "pending" };
-    const details: VastInstanceDetails = {
-      id,
-      sshHost: host,
-      sshPort,
-      ...(found.public_ipaddr ? { publicIp: found.public_ipaddr } : {}),
-      ...(found.machine_id != null ? { machineId: found.machine_id } : {}),
-    };
-    const user = typeof resolved.sshUser === "function"
-      ? resolved.sshUser(details)
-      : resolved.sshUser ?? "root";
-    return {
-      ...base,
-      status: "running",
-      endpoint: {
-        kind: "ssh",
-        host,
-        port: sshPort,
-        user,
-        privateKey: cluster.privateKey,
-      },
-    };
   }
 
   async function sweep(
@@ -485,6 +344,7 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
   return {
     name: "vastai",
     options,
+    sweepHint: (cluster) => cleanupCommand("vastai", cluster),
     async offers(spec: ClusterSpec): Promise<Offer[]> {
       const query = queryOf(spec);
       const offers = await searchOffers(api, query, resolved);
@@ -512,7 +372,7 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
         body: { ssh_key: pair.publicKey },
         schema: createKeySchema,
       });
-      const cluster = {
+      return withPrivateKey<VastCluster>({
         id: spec.clusterId,
         query,
         offer: vastOffer,
@@ -520,12 +380,7 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
         publicKey: pair.publicKey,
         tried: new Set<number>(),
         launched: new Set<string>(),
-      } as Omit<VastCluster, "privateKey">;
-      Object.defineProperty(cluster, "privateKey", {
-        value: pair.privateKey,
-        enumerable: false,
-      });
-      return cluster as VastCluster;
+      }, pair.privateKey);
     },
     async provision(cluster: VastCluster, count: number): Promise<Instance[]> {
       const c = clusterOf(cluster);
@@ -583,7 +438,7 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
             target_state: "running",
             cancel_unavail: true,
           };
-          if (market === "bid") {
+          if (market === "spot") {
             body.price = bidFor(offer, resolved, c.query.maxHourlyCost);
           }
           try {
@@ -629,12 +484,14 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
               id,
               offer: offer.offerId,
             });
-            launched.push({ id, status: "pending", spot: market === "bid" });
+            launched.push({ id, status: "pending", spot: market === "spot" });
             break;
           } catch (error) {
             if (!(error instanceof HttpError)) throw error;
             failures.push(
-              `offer ${offer.offerId} (${market}): ${error.status} ${error.detail}`,
+              `offer ${offer.offerId} (${
+                market === "spot" ? "bid" : market
+              }): ${error.status} ${error.detail}`,
             );
             log.info("Offer {offer} refused ({market}): {detail}", {
               offer: offer.offerId,
@@ -661,7 +518,7 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
     ): Promise<Instance | undefined> {
       const c = clusterOf(cluster);
       const instance = await showInstance(id);
-      return instance ? toInstance(c, instance) : undefined;
+      return instance ? toInstance(c, instance, resolved) : undefined;
     },
     async terminate(cluster: VastCluster, ids: string[]): Promise<void> {
       clusterOf(cluster);
@@ -673,6 +530,10 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
       await sweep({ cluster: c.id }, c.launched);
     },
     async cleanup(cleanup: VastCleanupOptions = {}) {
+      refuseCleanupOptions("vastai", cleanup, {
+        olderThan: UNDATED,
+        region: NO_REGIONS,
+      });
       return await sweep(cleanup);
     },
     async checkCredentials(): Promise<string> {

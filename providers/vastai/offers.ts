@@ -13,11 +13,8 @@ import {
 import { ConfigError, NoOffersError } from "../../src/errors.ts";
 import type { ClusterSpec, Offer } from "../../src/provider.ts";
 import type { HttpClient } from "../_http.ts";
-import {
-  type ResolvedVastAIOptions,
-  searchSchema,
-  type VastApiOffer,
-} from "./api.ts";
+import { searchSchema, type VastApiOffer } from "./api.ts";
+import type { ResolvedVastAIOptions } from "./config.ts";
 import { priceFor } from "../../src/spec.ts";
 
 /** A Vast.ai offer: one machine's GPUs, rentable on demand or by bid. */

@@ -8,12 +8,13 @@
  *
  * @module
  */
+import { sshRunning } from "../_ssh.ts";
 import { z } from "npm:zod@4.6.7";
 import { NoOffersError, ProvisioningError } from "../../src/errors.ts";
 import { logger } from "../../src/log.ts";
 import type { ClusterSpec, Instance } from "../../src/provider.ts";
 import { userData } from "../_user_data.ts";
-import { generateSshKeyPair } from "../_keys.ts";
+import { generateSshKeyPair, withPrivateKey } from "../_keys.ts";
 import { HttpError } from "../_http.ts";
 import { createOnce } from "../_create.ts";
 import {
@@ -24,7 +25,10 @@ import {
   type VerdaApi,
   type VerdaInstance,
 } from "./api.ts";
-import { allocationHint } from "../_offers.ts";
+import { sweepFailedPrepare } from "../_cleanup.ts";
+import { allocationHint, marketsFor } from "../_offers.ts";
+import { pollUntil } from "../_poll.ts";
+import { backoff, retry } from "../../src/_retry.ts";
 import type { VerdaOffer } from "./offers.ts";
 
 const log = logger("verda");
@@ -73,39 +77,6 @@ export interface VerdaCluster {
   readonly scriptId: string;
   /** The SSH private key (not enumerable, so never printed with the record). */
   readonly privateKey: string;
-}
-
-type Market = "spot" | "on-demand";
-
-/** The markets to try, in order, for a cluster's allocation and price cap. */
-export function marketsFor(
-  cluster: Pick<VerdaCluster, "allocation" | "offer" | "maxHourlyCost">,
-): Market[] {
-  const { spotPrice, onDemandPrice } = cluster.offer;
-  const spot = spotPrice !== undefined;
-  const onDemand = onDemandPrice !== undefined;
-  let markets: Market[];
-  switch (cluster.allocation) {
-    case "spot":
-      markets = ["spot"];
-      break;
-    case "on-demand":
-      markets = ["on-demand"];
-      break;
-    case "spot-if-available":
-      markets = ["spot", "on-demand"];
-      break;
-    case "cheapest":
-      markets = spot && (!onDemand || spotPrice! <= onDemandPrice!)
-        ? ["spot", "on-demand"]
-        : ["on-demand", "spot"];
-      break;
-  }
-  const cap = cluster.maxHourlyCost;
-  return markets.filter((m) => {
-    const price = m === "spot" ? spotPrice : onDemandPrice;
-    return price !== undefined && (cap === undefined || price <= cap);
-  });
 }
 
 async function chooseImage(
@@ -184,7 +155,7 @@ export async function prepareCluster(
         }),
       lookup: named("/scripts"),
     });
-    const cluster = {
+    return withPrivateKey<VerdaCluster>({
       id,
       offer,
       allocation: spec.allocation,
@@ -195,19 +166,9 @@ export async function prepareCluster(
       diskGb: spec.diskGb ?? (offer.accelerator ? 100 : 50),
       sshKeyId,
       scriptId,
-    } as Omit<VerdaCluster, "privateKey">;
-    Object.defineProperty(cluster, "privateKey", {
-      value: keys.privateKey,
-      enumerable: false,
-    });
-    return cluster as VerdaCluster;
+    }, keys.privateKey);
   } catch (error) {
-    await sweep(api, { cluster: id }).catch((cleanup) =>
-      log.warn("Cleaning up after a failed prepare of {id} failed: {cleanup}", {
-        id,
-        cleanup,
-      })
-    );
+    await sweepFailedPrepare(id, () => sweep(api, { cluster: id }), log);
     throw error;
   }
 }
@@ -318,16 +279,12 @@ async function settle(
   id: string,
   wait: number,
 ): Promise<VerdaInstance | undefined> {
-  const deadline = Date.now() + wait;
-  for (let delay = 500;; delay = Math.min(delay * 2, 5_000)) {
-    const found = await get(api, id);
-    if (
-      !found || !ORDERING.has(found.status) || Date.now() + delay > deadline
-    ) {
-      return found;
-    }
-    await new Promise((r) => setTimeout(r, delay));
-  }
+  let found: VerdaInstance | undefined;
+  await pollUntil(async () => {
+    found = await get(api, id);
+    return !found || !ORDERING.has(found.status) ? true : undefined;
+  }, { timeout: wait, minDelay: 500 });
+  return found;
 }
 
 /**
@@ -348,7 +305,11 @@ export async function launch(
   count: number,
 ): Promise<Instance[]> {
   const type = cluster.offer.instanceType;
-  const markets = marketsFor(cluster);
+  const markets = marketsFor(
+    cluster.offer,
+    cluster.allocation,
+    cluster.maxHourlyCost,
+  );
   const launched: Instance[] = [];
   const failures: string[] = [];
   const full = new Set<string>();
@@ -427,14 +388,12 @@ async function withAddress(
   instance: Instance,
   wait: number,
 ): Promise<Instance> {
-  const deadline = Date.now() + wait;
-  for (let delay = 250;; delay = Math.min(delay * 2, 5_000)) {
-    const found = await get(api, instance.id);
-    if (!found || found.ip || gone(found.status) || Date.now() > deadline) {
-      return found?.ip ? { ...instance, privateAddress: found.ip } : instance;
-    }
-    await new Promise((r) => setTimeout(r, delay));
-  }
+  let found: VerdaInstance | undefined;
+  await pollUntil(async () => {
+    found = await get(api, instance.id);
+    return !found || found.ip || gone(found.status) ? true : undefined;
+  }, { timeout: wait });
+  return found?.ip ? { ...instance, privateAddress: found.ip } : instance;
 }
 
 /** `GET /instances`: the account's instances that are not deleted. */
@@ -496,20 +455,14 @@ export async function describe(
   if (found.status !== "running" || !found.ip) {
     return { ...base, status: "pending" };
   }
-  const user = typeof options.sshUser === "function"
-    ? options.sshUser(found)
-    : options.sshUser;
-  return {
-    ...base,
-    status: "running",
-    endpoint: {
-      kind: "ssh",
-      host: found.ip,
-      port: 22,
-      user,
-      privateKey: cluster.privateKey,
-    },
-  };
+  return sshRunning(base, {
+    host: found.ip,
+    port: 22,
+    details: found,
+    sshUser: options.sshUser,
+    defaultUser: "root",
+    privateKey: cluster.privateKey,
+  });
 }
 
 /**
@@ -600,7 +553,7 @@ export interface SweepOptions {
 }
 
 /** What a sweep found (and removed, unless it was a dry run). */
-export interface SweepReport {
+export type SweepReport = {
   /** The clusters whose resources were found. */
   clusters: string[];
   /** Instances deleted. */
@@ -609,7 +562,7 @@ export interface SweepReport {
   sshKeys: string[];
   /** Startup scripts deleted. */
   scripts: string[];
-}
+};
 
 function clusterOfInstance(i: VerdaInstance): string | undefined {
   const description = i.description ?? "";
@@ -681,25 +634,20 @@ export async function sweep(
       `instances ${report.instances.join(", ")}: ${(error as Error).message}`,
     );
   }
-  for (const key of keys) {
-    await api.request(`/sshkeys/${encodeURIComponent(key.id)}`, {
-      method: "DELETE",
-      schema: z.unknown(),
-      accept: [404],
-    }).catch((error) =>
-      problems.push(`SSH key ${key.name}: ${(error as Error).message}`)
-    );
-  }
-  for (const script of scripts) {
-    await api.request(`/scripts/${encodeURIComponent(script.id)}`, {
-      method: "DELETE",
-      schema: z.unknown(),
-      accept: [404],
-    }).catch((error) =>
-      problems.push(
-        `startup script ${script.name}: ${(error as Error).message}`,
-      )
-    );
+  const registered = [
+    ["/sshkeys", "SSH key", keys],
+    ["/scripts", "startup script", scripts],
+  ] as const;
+  for (const [path, what, resources] of registered) {
+    for (const resource of resources) {
+      await api.request(`${path}/${encodeURIComponent(resource.id)}`, {
+        method: "DELETE",
+        schema: z.unknown(),
+        accept: [404],
+      }).catch((error) =>
+        problems.push(`${what} ${resource.name}: ${(error as Error).message}`)
+      );
+    }
   }
   if (problems.length > 0) {
     throw new ProvisioningError(
@@ -728,7 +676,10 @@ export async function deleteWhenAllowed(
   known: VerdaInstance[] | undefined,
   deadline: number,
 ): Promise<void> {
-  for (let delay = 1_000;; delay = Math.min(delay * 2, 10_000)) {
+  // Refusals while some of the instances still start: worth another try.
+  const starting = new WeakSet<Error>();
+  const spacing = { minDelay: 1_000, maxDelay: 10_000, jitter: 0 };
+  await retry(async () => {
     try {
       return await deleteInstances(api, ids, known);
     } catch (error) {
@@ -738,22 +689,29 @@ export async function deleteWhenAllowed(
       ids = ids.filter((id) =>
         listed.some((i) => i.id === id && i.status !== "deleting")
       );
-      const starting = listed.filter((i) =>
+      if (ids.length === 0) return;
+      const pending = listed.filter((i) =>
         ids.includes(i.id) && PENDING.has(i.status)
       );
-      if (ids.length === 0) return;
-      if (starting.length === 0 || Date.now() + delay > deadline) throw error;
+      if (pending.length === 0) throw error;
       log.info(
         "Verda refused to delete {ids} while {starting} start(s) ({error}); trying again",
         {
           ids: ids.join(", "),
-          starting: starting.map((i) => `${i.id} (${i.status})`).join(", "),
-          error: (error as Error).message,
+          starting: pending.map((i) => `${i.id} (${i.status})`).join(", "),
+          error: error.message,
         },
       );
-      await new Promise((r) => setTimeout(r, delay));
+      starting.add(error);
+      throw error;
     }
-  }
+  }, {
+    ...spacing,
+    maxAttempts: Infinity,
+    isRetriable: (error, attempt) =>
+      starting.has(error as Error) &&
+      Date.now() + backoff(attempt, spacing) <= deadline,
+  });
 }
 
 async function waitGone(
@@ -762,16 +720,15 @@ async function waitGone(
   timeout: number,
 ): Promise<void> {
   if (ids.length === 0) return;
-  const deadline = Date.now() + timeout;
-  for (let delay = 250;; delay = Math.min(delay * 2, 5_000)) {
+  let left = ids;
+  const gone = await pollUntil(async () => {
     const listed = new Set((await listInstances(api)).map((i) => i.id));
-    const left = ids.filter((id) => listed.has(id));
-    if (left.length === 0) return;
-    if (Date.now() > deadline) {
-      throw new ProvisioningError(
-        `instances ${left.join(", ")} were still listed after ${timeout} ms`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, delay));
+    left = ids.filter((id) => listed.has(id));
+    return left.length === 0 ? true : undefined;
+  }, { timeout });
+  if (!gone) {
+    throw new ProvisioningError(
+      `instances ${left.join(", ")} were still listed after ${timeout} ms`,
+    );
   }
 }

@@ -20,8 +20,7 @@
  *
  * @module
  */
-import { z } from "npm:zod@4.6.7";
-import { parseOptions } from "../../src/_options.ts";
+import { envVar } from "../_env.ts";
 import { ConfigError } from "../../src/errors.ts";
 import type {
   ClusterSpec,
@@ -29,6 +28,7 @@ import type {
   Offer,
   Provider,
 } from "../../src/provider.ts";
+import type { ProviderCleanupOptions } from "../../src/provider.ts";
 import {
   BalanceSchema,
   VERDA_API,
@@ -46,86 +46,24 @@ import {
   type VerdaCluster,
 } from "./cluster.ts";
 import { findOffers, type VerdaOffer } from "./offers.ts";
+import { resolveVerdaOptions, type VerdaOptions } from "./config.ts";
 import { offersCache } from "../_offers.ts";
+import { cleanupCommand, refuseCleanupOptions } from "../_cleanup.ts";
 
-export type { VerdaCluster, VerdaInstance, VerdaOffer };
+export type { VerdaCluster, VerdaInstance, VerdaOffer, VerdaOptions };
 
-/** Options of {@linkcode Verda}. */
-export interface VerdaOptions {
-  /**
-   * The API client's id.
-   * @default `VERDA_CLIENT_ID`
-   */
-  clientId?: string;
-  /**
-   * The API client's secret.
-   * @default `VERDA_CLIENT_SECRET`
-   */
-  clientSecret?: string;
-  /**
-   * The API's base URL: for tests, or DataCrunch's former address.
-   * @default "https://api.verda.com/v1"
-   */
-  baseUrl?: string;
-  /**
-   * Only this location, e.g. `"FIN-01"`. The pool's `region` option, when
-   * set, wins.
-   * @default every location with capacity, the first listed first
-   */
-  location?: string;
-  /** Use exactly this instance type, e.g. `"1H100.80S.30V"`, instead of choosing by price. */
-  instanceType?: string;
-  /**
-   * The OS image (`image_type` of `GET /images`), e.g.
-   * `"ubuntu-24.04-cuda-12.8-open-docker"`.
-   * @default Verda's default image for the instance type
-   */
-  image?: string;
-  /**
-   * The login user: a name, or a function of the instance.
-   * @default "root" (the user of Verda's images)
-   */
-  sshUser?: string | ((instance: VerdaInstance) => string);
-  /**
-   * A machine with no SSH client connected for this long powers itself off
-   * (the startup script's watchdog), in ms: the pool's client holds one
-   * connection per node, so this stops machines whose client died. Verda
-   * keeps an instance that powered off until it is deleted: `cleanup()`
-   * deletes it. `0` turns it off.
-   * @default 600_000
-   */
-  ttl?: number;
-  /**
-   * Hard limit on a machine's life, in ms, after which it powers off.
-   * @default no limit
-   */
-  maxLifetime?: number;
-}
-
-/** Options of {@linkcode VerdaProvider.cleanup}. */
-export interface VerdaCleanupOptions {
-  /**
-   * Only this cluster's resources (a pool id, `sky-…`).
-   * @default every Skyward cluster's — also those of pools still running
-   */
-  cluster?: string;
-  /**
-   * Only resources created at least this long ago, in ms.
-   * @default 0
-   */
-  olderThan?: number;
-  /**
-   * Report what would be removed and remove nothing.
-   * @default false
-   */
-  dryRun?: boolean;
-}
+/**
+ * Options of {@linkcode VerdaProvider.cleanup}: which cluster (by default every
+ * Skyward cluster's, also those of pools still running), how old, and a dry
+ * run. The sweep covers every location at once, so `region` is refused.
+ */
+export type VerdaCleanupOptions = ProviderCleanupOptions;
 
 /** What {@linkcode VerdaProvider.cleanup} found and removed. */
 export type VerdaCleanupReport = SweepReport;
 
 /** The Verda provider's type. */
-export type VerdaProvider = Provider<VerdaCluster> & {
+export type VerdaProvider = Omit<Provider<VerdaCluster>, "cleanup"> & {
   /** The options it was made with. */
   readonly options: VerdaOptions;
   /**
@@ -135,38 +73,6 @@ export type VerdaProvider = Provider<VerdaCluster> & {
    */
   cleanup(options?: VerdaCleanupOptions): Promise<VerdaCleanupReport>;
 };
-
-const schema = z.object({
-  clientId: z.string().min(1).optional(),
-  clientSecret: z.string().min(1).optional(),
-  baseUrl: z.url().optional(),
-  location: z.string().regex(
-    /^[A-Z]{3}-\d{2}$/,
-    "not a location code such as FIN-01",
-  ).optional(),
-  instanceType: z.string().regex(
-    /^[A-Za-z0-9]+(\.[A-Za-z0-9]+)+$/,
-    "not an instance type such as 1H100.80S.30V",
-  ).optional(),
-  image: z.string().min(1).optional(),
-  sshUser: z.union([
-    z.string().min(1),
-    z.custom<(i: VerdaInstance) => string>(
-      (f) => typeof f === "function",
-      "must be a function",
-    ),
-  ]).optional(),
-  ttl: z.number().int().nonnegative().default(600_000),
-  maxLifetime: z.number().int().positive().optional(),
-}).strict();
-
-function env(name: string): string | undefined {
-  try {
-    return Deno.env.get(name) || undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /** How long offers are reused, in ms. */
 const OFFERS_TTL = 60_000;
@@ -194,18 +100,13 @@ const OFFERS_TTL = 60_000;
  * ```
  */
 export function Verda(options: VerdaOptions = {}): VerdaProvider {
-  const valid = parseOptions(
-    schema,
-    options ?? {},
-    "Invalid sky.Verda options",
-  );
-  const resolved = valid;
+  const resolved = resolveVerdaOptions(options);
   let client: VerdaApi | undefined;
   const api = () =>
     client ??= new VerdaApi({
       baseUrl: resolved.baseUrl ?? VERDA_API,
-      clientId: resolved.clientId ?? env("VERDA_CLIENT_ID"),
-      clientSecret: resolved.clientSecret ?? env("VERDA_CLIENT_SECRET"),
+      clientId: resolved.clientId ?? envVar("VERDA_CLIENT_ID"),
+      clientSecret: resolved.clientSecret ?? envVar("VERDA_CLIENT_SECRET"),
     });
   const clusterOptions: ClusterOptions = {
     ...(resolved.image ? { image: resolved.image } : {}),
@@ -232,6 +133,7 @@ export function Verda(options: VerdaOptions = {}): VerdaProvider {
   return {
     name: "verda",
     options,
+    sweepHint: (cluster) => cleanupCommand("verda", cluster),
     async offers(spec: ClusterSpec): Promise<Offer[]> {
       return await cachedOffers(
         spec.region,
@@ -269,6 +171,9 @@ export function Verda(options: VerdaOptions = {}): VerdaProvider {
     async cleanup(
       cleanup: VerdaCleanupOptions = {},
     ): Promise<VerdaCleanupReport> {
+      refuseCleanupOptions("verda", cleanup, {
+        region: "it sweeps every location of the account at once",
+      });
       return await sweep(api(), cleanup);
     },
     async checkCredentials(): Promise<string> {

@@ -25,7 +25,7 @@ import {
   type VerdaInstanceType,
 } from "./api.ts";
 import { priceFor } from "../../src/spec.ts";
-import { allocationHint, overCap } from "../_offers.ts";
+import { allocationHint, rankWithinCap } from "../_offers.ts";
 
 /** A Verda offer, with the locations where each market has it now. */
 export interface VerdaOffer extends Offer {
@@ -279,7 +279,7 @@ export async function findOffers(
       `nothing is available now (${rejected.slice(-4).join("; ")})`,
     );
   }
-  let priced = offers.map((offer) => ({
+  const priced = offers.map((offer) => ({
     offer,
     price: priceFor(offer, spec.allocation),
   })).filter((p) => p.price !== undefined);
@@ -290,23 +290,5 @@ export async function findOffers(
       } is available as ${spec.allocation}`,
     );
   }
-  if (spec.maxHourlyCost !== undefined) {
-    const within = priced.filter((p) => p.price! <= spec.maxHourlyCost!);
-    if (within.length === 0) {
-      const cheapest = priced.sort((a, b) => a.price! - b.price!)[0];
-      throw noOffers(
-        overCap(
-          cheapest.offer.instanceType,
-          cheapest.price!,
-          spec.maxHourlyCost,
-        ),
-      );
-    }
-    priced = within;
-  }
-  return priced.sort((a, b) =>
-    a.price! - b.price! ||
-    (a.offer.vcpus ?? 0) - (b.offer.vcpus ?? 0) ||
-    a.offer.instanceType.localeCompare(b.offer.instanceType)
-  ).map((p) => p.offer);
+  return rankWithinCap(priced, spec.maxHourlyCost, noOffers);
 }

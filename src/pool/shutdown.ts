@@ -9,6 +9,7 @@
  */
 import { PoolClosedError, ProvisioningError } from "../errors.ts";
 import type { EventInit } from "../events.ts";
+import { sweepAdvice } from "../provider.ts";
 import type { Host } from "../transport/host.ts";
 import type { PoolNode } from "./node_state.ts";
 import type { Provisioner } from "./provisioner.ts";
@@ -43,7 +44,7 @@ export interface ShutdownParts {
  *
  * @param parts What to close.
  * @throws {ProvisioningError} When something could not be released, naming
- *   the cluster that may be left at the provider.
+ *   the cluster that may be left at the provider and how to sweep it.
  *
  * @example
  * ```ts ignore
@@ -95,7 +96,9 @@ export async function shutdown(parts: ShutdownParts): Promise<void> {
         errors.map((e) => e instanceof Error ? e.message : String(e)).join(
           "; ",
         )
-      }. Machines of cluster ${parts.poolId} may be left on ${provisioner.provider.name}.`,
+      }. Machines of cluster ${parts.poolId} may be left on ${provisioner.provider.name}. ${
+        sweepAdvice(provisioner.provider, parts.poolId)
+      }`,
       { cause: errors[0] },
     );
   }
