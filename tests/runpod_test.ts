@@ -16,7 +16,10 @@ import * as sky from "../mod.ts";
 import { generateSshKeyPair } from "../providers/_keys.ts";
 import { z } from "zod";
 import { RunPodApi } from "../providers/runpod/api.ts";
-import { runpodGpuIds } from "../providers/runpod/gpu_types.ts";
+import {
+  RUNPOD_GPU_TYPES,
+  runpodGpuIds,
+} from "../providers/runpod/gpu_types.ts";
 import {
   BOOT_COMMAND,
   BOOT_SCRIPT,
@@ -184,6 +187,23 @@ Deno.test("the catalog maps to RunPod's GPU type ids by model, memory and form f
   ]);
   assert.deepEqual(ids(sky.accelerators.MI300X()), ["AMD Instinct MI300X OAM"]);
   assert.deepEqual(ids(sky.accelerators.Trainium1()), []);
+});
+
+Deno.test("the GPU type table (gpu_types.json) names catalog models and their form factors", () => {
+  for (const [name, ids] of Object.entries(RUNPOD_GPU_TYPES)) {
+    const spec = sky.accelerators.catalog.find((s) => s.name === name);
+    assert.ok(spec, `${name} is not a catalog model`);
+    assert.ok(ids.length > 0, `${name} has no ids`);
+    for (const gpu of ids) {
+      assert.equal(typeof gpu.id, "string");
+      assert.ok(gpu.memoryGb > 0, `${gpu.id} has no memory`);
+      if (gpu.formFactor === undefined) continue;
+      assert.ok(
+        spec.formFactors?.includes(gpu.formFactor),
+        `${gpu.id}: ${name} does not come as ${gpu.formFactor}`,
+      );
+    }
+  }
 });
 
 Deno.test("a pool without an accelerator: ConfigError saying RunPod runs GPU pods", async () => {
