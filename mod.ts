@@ -94,6 +94,7 @@ export type {
   Provider,
   ProviderCleanupOptions,
   ProviderCleanupReport,
+  ProviderWithCleanup,
 } from "./src/provider.ts";
 export {
   parseTarget,

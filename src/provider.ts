@@ -206,6 +206,48 @@ export interface Provider<C = unknown> {
 }
 
 /**
+ * A provider as each cloud's factory returns it: a {@linkcode Provider}
+ * that keeps the options it was made with, and whose `cleanup` takes that
+ * provider's options and returns its own report, typed by kind (the shape
+ * of `AwsProvider`, `RunPodProvider`, `ContainerProvider`, …).
+ *
+ * @typeParam C The provider's own record of a prepared cluster.
+ * @typeParam O The options it keeps, as `provider.options`.
+ * @typeParam CO What its `cleanup` takes.
+ * @typeParam R What its `cleanup` found and removed.
+ *
+ * @example
+ * ```ts
+ * import type { ProviderWithCleanup } from "./provider.ts";
+ *
+ * type MyProvider = ProviderWithCleanup<
+ *   { id: string },
+ *   { token: string },
+ *   { cluster?: string },
+ *   { machines: string[] }
+ * >;
+ * const sweep = (p: MyProvider) => p.cleanup({ cluster: "sky-1a2b" });
+ * console.log(typeof sweep);
+ * ```
+ */
+export type ProviderWithCleanup<
+  C,
+  O,
+  CO extends ProviderCleanupOptions,
+  R extends ProviderCleanupReport,
+> = Omit<Provider<C>, "cleanup"> & {
+  /** The options it was made with. */
+  readonly options: O;
+  /**
+   * Removes what pools left here; see {@linkcode Provider.cleanup}.
+   *
+   * @param options Which cluster, how old, or only a report.
+   * @returns What was removed, or would be on a dry run, by kind.
+   */
+  cleanup(options?: CO): Promise<R>;
+};
+
+/**
  * What every provider's `cleanup` takes; a provider may take more
  * (Container `all` and `caches`).
  *

@@ -28,7 +28,7 @@ import type {
   ClusterSpec,
   Instance,
   Offer,
-  Provider,
+  ProviderWithCleanup,
 } from "../../src/provider.ts";
 import type { ProviderCleanupOptions } from "../../src/provider.ts";
 import {
@@ -64,17 +64,18 @@ export type AwsCleanupReport = {
   keyPairs: string[];
 };
 
-/** The AWS provider's type. */
-export type AwsProvider = Omit<Provider<AwsCluster>, "cleanup"> & {
-  /** The options it was made with. */
-  readonly options: AwsOptions;
-  /**
-   * Removes what Skyward clusters left in a region: terminates instances
-   * tagged `skyward:cluster`, then deletes the tagged security groups and key
-   * pairs. Also `deno run -A cli.ts cleanup --provider aws`.
-   */
-  cleanup(options?: AwsCleanupOptions): Promise<AwsCleanupReport>;
-};
+/**
+ * The AWS provider's type. Its `cleanup` removes what Skyward clusters left
+ * in a region: terminates instances tagged `skyward:cluster`, then deletes
+ * the tagged security groups and key pairs. Also
+ * `deno run -A cli.ts cleanup --provider aws`.
+ */
+export type AwsProvider = ProviderWithCleanup<
+  AwsCluster,
+  AwsOptions,
+  AwsCleanupOptions,
+  AwsCleanupReport
+>;
 
 /** The AWS provider's methods that need the SDK, made by `provider.ts`. */
 export type AwsMethods = Omit<

@@ -26,7 +26,7 @@ import type {
   ClusterSpec,
   Instance,
   Offer,
-  Provider,
+  ProviderWithCleanup,
 } from "../../src/provider.ts";
 import type { ProviderCleanupOptions } from "../../src/provider.ts";
 import { DEFAULT_IMAGE, IMAGE_USER } from "./image.ts";
@@ -174,7 +174,9 @@ export interface CleanupOptions extends ProviderCleanupOptions {
 
 /**
  * The container provider's type: a {@linkcode Provider} with its resolved
- * options and a `cleanup()` for what crashed clients left.
+ * options and a `cleanup()` for what crashed clients left: containers and
+ * networks labelled `skyward.cluster` whose client process on this machine
+ * is gone (`all` removes every skyward resource; `cluster` one pool's).
  *
  * @example
  * ```ts
@@ -185,18 +187,12 @@ export interface CleanupOptions extends ProviderCleanupOptions {
  * // After a client was killed: await provider.cleanup();
  * ```
  */
-export type ContainerProvider = Omit<Provider<ContainerCluster>, "cleanup"> & {
-  /** The resolved options. */
-  readonly options: Readonly<ResolvedContainerOptions>;
-  /**
-   * Removes what crashed clients left: containers and networks labelled
-   * `skyward.cluster` whose client process on this machine is gone.
-   *
-   * @param options `all` to remove every skyward resource; `cluster` for one pool's.
-   * @returns What was removed.
-   */
-  cleanup(options?: CleanupOptions): Promise<CleanupReport>;
-};
+export type ContainerProvider = ProviderWithCleanup<
+  ContainerCluster,
+  Readonly<ResolvedContainerOptions>,
+  CleanupOptions,
+  CleanupReport
+>;
 
 /** The options with their defaults filled in. */
 export interface ResolvedContainerOptions {

@@ -36,7 +36,7 @@ import type {
   ClusterSpec,
   Instance,
   Offer,
-  Provider,
+  ProviderWithCleanup,
 } from "../../src/provider.ts";
 import type { ProviderCleanupOptions } from "../../src/provider.ts";
 import { generateSshKeyPair, withPrivateKey } from "../_keys.ts";
@@ -95,13 +95,16 @@ export type RunPodCleanupReport = {
   names: string[];
 };
 
-/** The RunPod provider's type. */
-export type RunPodProvider = Omit<Provider<RunPodCluster>, "cleanup"> & {
-  /** The options it was made with. */
-  readonly options: RunPodOptions;
-  /** Terminates the pods Skyward pools left in the account (named `skyward-…`). */
-  cleanup(options?: RunPodCleanupOptions): Promise<RunPodCleanupReport>;
-};
+/**
+ * The RunPod provider's type. Its `cleanup` terminates the pods Skyward
+ * pools left in the account (named `skyward-…`).
+ */
+export type RunPodProvider = ProviderWithCleanup<
+  RunPodCluster,
+  RunPodOptions,
+  RunPodCleanupOptions,
+  RunPodCleanupReport
+>;
 
 /**
  * Runs nodes on RunPod GPU pods. The API key comes from the options or

@@ -8,12 +8,9 @@
 import { sshRunning } from "../_ssh.ts";
 import type { Instance } from "../../src/provider.ts";
 import { idleWatchdog } from "../_user_data.ts";
-import { type VastApiInstance } from "./api.ts";
-import {
-  type ResolvedVastAIOptions,
-  type VastInstanceDetails,
-} from "./config.ts";
-import { type VastOffer, type VastQuery } from "./offers.ts";
+import type { VastApiInstance } from "./api.ts";
+import type { ResolvedVastAIOptions, VastInstanceDetails } from "./config.ts";
+import type { VastOffer, VastQuery } from "./offers.ts";
 
 /** What `prepare` made for a pool: its query, offer and SSH key. */
 export interface VastCluster {

@@ -36,7 +36,7 @@ import type {
   ClusterSpec,
   Instance,
   Offer,
-  Provider,
+  ProviderWithCleanup,
 } from "../../src/provider.ts";
 import type { ProviderCleanupOptions } from "../../src/provider.ts";
 import { HttpError } from "../_http.ts";
@@ -106,17 +106,17 @@ export type VastCleanupReport = {
   sshKeys: string[];
 };
 
-/** The Vast.ai provider's type. */
-export type VastAIProvider = Omit<Provider<VastCluster>, "cleanup"> & {
-  /** The options it was made with. */
-  readonly options: VastAIOptions;
-  /**
-   * Removes what Skyward pools left on the account: destroys the instances
-   * labelled `sky-…` and deletes the SSH keys whose comment is
-   * `skyward:sky-…`.
-   */
-  cleanup(options?: VastCleanupOptions): Promise<VastCleanupReport>;
-};
+/**
+ * The Vast.ai provider's type. Its `cleanup` removes what Skyward pools left
+ * on the account: destroys the instances labelled `sky-…` and deletes the
+ * SSH keys whose comment is `skyward:sky-…`.
+ */
+export type VastAIProvider = ProviderWithCleanup<
+  VastCluster,
+  VastAIOptions,
+  VastCleanupOptions,
+  VastCleanupReport
+>;
 
 /** The comment of a pool's SSH key, by which teardown and cleanup find it. */
 const KEY_COMMENT = "skyward:";

@@ -26,7 +26,7 @@ import type {
   ClusterSpec,
   Instance,
   Offer,
-  Provider,
+  ProviderWithCleanup,
 } from "../../src/provider.ts";
 import type { ProviderCleanupOptions } from "../../src/provider.ts";
 import {
@@ -62,17 +62,18 @@ export type VerdaCleanupOptions = ProviderCleanupOptions;
 /** What {@linkcode VerdaProvider.cleanup} found and removed. */
 export type VerdaCleanupReport = SweepReport;
 
-/** The Verda provider's type. */
-export type VerdaProvider = Omit<Provider<VerdaCluster>, "cleanup"> & {
-  /** The options it was made with. */
-  readonly options: VerdaOptions;
-  /**
-   * Removes what Skyward clusters left on the account: deletes the instances
-   * whose description names a Skyward cluster, then the SSH keys and
-   * startup scripts named `skyward-<cluster>`.
-   */
-  cleanup(options?: VerdaCleanupOptions): Promise<VerdaCleanupReport>;
-};
+/**
+ * The Verda provider's type. Its `cleanup` removes what Skyward clusters
+ * left on the account: deletes the instances whose description names a
+ * Skyward cluster, then the SSH keys and startup scripts named
+ * `skyward-<cluster>`.
+ */
+export type VerdaProvider = ProviderWithCleanup<
+  VerdaCluster,
+  VerdaOptions,
+  VerdaCleanupOptions,
+  VerdaCleanupReport
+>;
 
 /** How long offers are reused, in ms. */
 const OFFERS_TTL = 60_000;
