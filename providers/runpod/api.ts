@@ -227,12 +227,16 @@ export const RENT_INTERRUPTABLE =
   podRentInterruptable(input: $input) { id name desiredStatus costPerHr machineId }
 }`;
 
-/** What a deploy returns. */
-export const deployedSchema = z.object({
+/** The fields every pod answer has: a deploy's and {@linkcode POD}'s. */
+const podFields = z.object({
   id: z.string(),
   name: z.string().nullish(),
   desiredStatus: z.string().nullish(),
   costPerHr: z.union([z.number(), z.string()]).nullish(),
+});
+
+/** What a deploy returns. */
+export const deployedSchema = podFields.extend({
   machineId: z.string().nullish(),
 }).nullable();
 
@@ -255,11 +259,7 @@ export const POD = `query Pod($podId: String!) {
 }`;
 
 /** A pod as {@linkcode POD} asks for it. */
-export const podSchema = z.object({
-  id: z.string(),
-  name: z.string().nullish(),
-  desiredStatus: z.string().nullish(),
-  costPerHr: z.union([z.number(), z.string()]).nullish(),
+export const podSchema = podFields.extend({
   runtime: z.object({
     uptimeInSeconds: z.number().nullish(),
     ports: z.array(z.object({
@@ -285,11 +285,7 @@ export const MY_PODS = `query MyPods {
 
 /** What {@linkcode MY_PODS} returns. */
 export const myPodsSchema = z.object({
-  pods: z.array(z.object({
-    id: z.string(),
-    name: z.string().nullish(),
-    desiredStatus: z.string().nullish(),
-  })).nullish(),
+  pods: z.array(podFields.omit({ costPerHr: true })).nullish(),
 });
 
 /**
