@@ -7,6 +7,8 @@
  *
  * @module
  */
+import { describeAccelerator } from "../src/accelerators.ts";
+import { NoOffersError } from "../src/errors.ts";
 import type { ClusterSpec, Offer } from "../src/provider.ts";
 
 /**
@@ -108,6 +110,62 @@ export function allocationHint(allocation: ClusterSpec["allocation"]): string {
     : allocation === "on-demand"
     ? ", or allocation 'spot-if-available' to use spot machines when there are"
     : ", or allocation 'on-demand'";
+}
+
+/** What a cloud's "No instances available" message names, besides why. */
+export interface NoOffersContext {
+  /** The cloud as messages name it, with where it looked: `"AWS in us-east-1"`. */
+  cloud: string;
+  /**
+   * What was asked when the pool names no accelerator (an instance type,
+   * `"a CPU machine"`); with one, the message names the accelerator.
+   */
+  otherwise?: string;
+  /** Said after what was asked, e.g. `" (instance type p4d.24xlarge)"`. */
+  detail?: string;
+  /**
+   * What else to try, before the allocation's advice: `"another region
+   * (sky.AWS({ region })), another accelerator or instance type"`.
+   */
+  alternatives: string;
+}
+
+/**
+ * Makes the errors of a search for offers that found nothing, all in one
+ * form: "No instances available on {cloud} for {what was asked} with
+ * allocation '{allocation}': {why}. Try {alternatives}{allocation advice}."
+ *
+ * @param spec What the pool asks for.
+ * @param context The cloud, what to name when no accelerator is asked for,
+ *   and what to try instead.
+ * @returns A function from why nothing fits to the error.
+ *
+ * @example
+ * ```ts
+ * import { noOffersError } from "./_offers.ts";
+ *
+ * const noOffers = noOffersError(
+ *   { clusterId: "c", nodes: 1, allocation: "spot" },
+ *   { cloud: "Verda", otherwise: "a CPU machine", alternatives: "another location" },
+ * );
+ * console.log(noOffers("none in stock").message);
+ * // "No instances available on Verda for a CPU machine with allocation 'spot': none in stock. Try another location, or allocation 'spot-if-available' to fall back to on-demand."
+ * ```
+ */
+export function noOffersError(
+  spec: ClusterSpec,
+  context: NoOffersContext,
+): (why: string) => NoOffersError {
+  const wanted = spec.accelerator
+    ? describeAccelerator(spec.accelerator)
+    : context.otherwise ?? "a machine";
+  return (why) =>
+    new NoOffersError(
+      `No instances available on ${context.cloud} for ${wanted}${
+        context.detail ?? ""
+      } with allocation '${spec.allocation}': ${why}. ` +
+        `Try ${context.alternatives}${allocationHint(spec.allocation)}.`,
+    );
 }
 
 /** How a machine is bought: interruptible (spot, a bid) or on demand. */

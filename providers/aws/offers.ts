@@ -6,8 +6,6 @@
  *
  * @module
  */
-import { describeAccelerator } from "../../src/accelerators.ts";
-import { NoOffersError } from "../../src/errors.ts";
 import type { ClusterSpec } from "../../src/provider.ts";
 import type { AwsClients } from "./api.ts";
 import type { AwsOffer, ResolvedAwsOptions } from "./config.ts";
@@ -19,7 +17,7 @@ import {
 } from "./instance_types.ts";
 import { onDemandPrice } from "./prices.ts";
 import { priceFor } from "../../src/spec.ts";
-import { allocationHint, rankWithinCap } from "../_offers.ts";
+import { noOffersError, rankWithinCap } from "../_offers.ts";
 
 export type { AwsOffer };
 
@@ -172,19 +170,15 @@ export async function findOffers(
   const accelerator = spec.accelerator;
   const architecture = spec.architecture ??
     (accelerator ? undefined : "x86_64");
-  const wanted = accelerator
-    ? describeAccelerator(accelerator)
-    : options.instanceType ?? `${architecture} machine`;
-  const noOffers = (why: string) =>
-    new NoOffersError(
-      `No instances available on AWS in ${region} for ${wanted}${
-        options.instanceType && accelerator
-          ? ` (instance type ${options.instanceType})`
-          : ""
-      } with allocation '${spec.allocation}': ${why}. ` +
-        `Try another region (sky.AWS({ region }) or the pool's 'region'), another accelerator or instance type` +
-        `${allocationHint(spec.allocation)}.`,
-    );
+  const noOffers = noOffersError(spec, {
+    cloud: `AWS in ${region}`,
+    otherwise: options.instanceType ?? `${architecture} machine`,
+    detail: options.instanceType && accelerator
+      ? ` (instance type ${options.instanceType})`
+      : "",
+    alternatives:
+      "another region (sky.AWS({ region }) or the pool's 'region'), another accelerator or instance type",
+  });
   const families = options.instanceType
     ? []
     : accelerator

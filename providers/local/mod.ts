@@ -6,6 +6,7 @@
  * @module
  */
 import { envVar } from "../_env.ts";
+import { forgetOnRelease } from "../_lent.ts";
 import { machineNodeLimit } from "../_machine.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { show, unknownOption } from "../../src/_options.ts";
@@ -261,13 +262,6 @@ export function Local(options: LocalOptions = {}): LocalProvider {
     ): Promise<Instance | undefined> {
       return Promise.resolve(cluster.launched.get(id));
     },
-    terminate(cluster: LocalCluster, ids: string[]): Promise<void> {
-      for (const id of ids) cluster.launched.delete(id);
-      return Promise.resolve();
-    },
-    teardown(cluster: LocalCluster): Promise<void> {
-      cluster.launched.clear();
-      return Promise.resolve();
-    },
+    ...forgetOnRelease((cluster: LocalCluster) => cluster.launched),
   };
 }

@@ -5,8 +5,7 @@
  *
  * @module
  */
-import { describeAccelerator } from "../../src/accelerators.ts";
-import { ConfigError, NoOffersError } from "../../src/errors.ts";
+import { ConfigError } from "../../src/errors.ts";
 import type { ClusterSpec, Offer } from "../../src/provider.ts";
 import {
   DATA_CENTERS,
@@ -18,7 +17,7 @@ import {
 import type { ResolvedRunPodOptions } from "./config.ts";
 import { catalogNameOf, RUNPOD_GPU_TYPES, runpodGpuIds } from "./gpu_types.ts";
 import { priceFor } from "../../src/spec.ts";
-import { rankWithinCap } from "../_offers.ts";
+import { noOffersError, rankWithinCap } from "../_offers.ts";
 
 /** A RunPod offer: a GPU type and count, with its prices per machine. */
 export interface RunPodOffer extends Offer {
@@ -30,15 +29,6 @@ export interface RunPodOffer extends Offer {
   gpuCount: number;
   /** The lowest acceptable spot bid per GPU, when spot is offered. */
   minimumBidPerGpu?: number;
-}
-
-/** Advice on the allocation, for "No instances available" messages. */
-export function allocationHint(allocation: ClusterSpec["allocation"]): string {
-  return allocation === "spot"
-    ? ", or allocation 'spot-if-available' to fall back to on-demand"
-    : allocation === "on-demand"
-    ? ", or allocation 'spot-if-available' to use spot pods when there are"
-    : "";
 }
 
 /** The offers that fit the spec, best first. */
@@ -54,13 +44,11 @@ export async function findOffers(
         'accelerator: sky.accelerators.RTX_4090() (or "A100:2"), or use another provider for CPU-only pools',
     );
   }
-  const wanted = describeAccelerator(accelerator);
-  const noOffers = (why: string) =>
-    new NoOffersError(
-      `No instances available on RunPod for ${wanted} with allocation '${spec.allocation}': ${why}. ` +
-        `Try another accelerator, cloud type (sky.RunPod({ cloudType }))` +
-        `${allocationHint(spec.allocation)}, or another provider.`,
-    );
+  const noOffers = noOffersError(spec, {
+    cloud: "RunPod",
+    alternatives:
+      "another accelerator or cloud type (sky.RunPod({ cloudType })), another provider",
+  });
   if (!Number.isInteger(accelerator.count) || accelerator.count < 1) {
     throw new ConfigError(
       `sky.RunPod() rents whole GPUs: the accelerator's count must be a positive integer, got ${accelerator.count}`,

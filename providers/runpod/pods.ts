@@ -21,7 +21,8 @@ import type { ResolvedRunPodOptions, RunPodPodDetails } from "./config.ts";
 import { marketsFor } from "../_offers.ts";
 
 import { logger } from "../../src/log.ts";
-import { allocationHint, type RunPodOffer } from "./offers.ts";
+import type { RunPodOffer } from "./offers.ts";
+import { allocationHint } from "../_offers.ts";
 
 const log = logger("runpod");
 

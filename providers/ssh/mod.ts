@@ -6,6 +6,7 @@
  * @module
  */
 import { envVar } from "../_env.ts";
+import { forgetOnRelease } from "../_lent.ts";
 import { z } from "npm:zod@4.6.7";
 import { parseOptions } from "../../src/_options.ts";
 import { ConfigError, ProvisioningError } from "../../src/errors.ts";
@@ -237,13 +238,6 @@ export function SSH(options: SshOptions): SshProvider {
         i === undefined ? undefined : instanceOf(cluster, id, i),
       );
     },
-    terminate(cluster: SshCluster, ids: string[]): Promise<void> {
-      for (const id of ids) cluster.used.delete(id);
-      return Promise.resolve();
-    },
-    teardown(cluster: SshCluster): Promise<void> {
-      cluster.used.clear();
-      return Promise.resolve();
-    },
+    ...forgetOnRelease((cluster: SshCluster) => cluster.used),
   };
 }

@@ -7,15 +7,8 @@
  *
  * @module
  */
-import {
-  type Accelerator,
-  describeAccelerator,
-} from "../../src/accelerators.ts";
-import {
-  ConfigError,
-  NoOffersError,
-  ProvisioningError,
-} from "../../src/errors.ts";
+import type { Accelerator } from "../../src/accelerators.ts";
+import { ConfigError, ProvisioningError } from "../../src/errors.ts";
 import type { ClusterSpec, Offer } from "../../src/provider.ts";
 import {
   AvailabilitySchema,
@@ -25,7 +18,7 @@ import {
   type VerdaInstanceType,
 } from "./api.ts";
 import { priceFor } from "../../src/spec.ts";
-import { allocationHint, rankWithinCap } from "../_offers.ts";
+import { noOffersError, rankWithinCap } from "../_offers.ts";
 
 /** A Verda offer, with the locations where each market has it now. */
 export interface VerdaOffer extends Offer {
@@ -125,18 +118,14 @@ export async function findOffers(
   spec: ClusterSpec,
   options: OfferOptions,
 ): Promise<VerdaOffer[]> {
-  const accelerator = spec.accelerator;
   const location = spec.region ?? options.location;
-  const where = location ? ` in ${location}` : "";
-  const wanted = accelerator
-    ? describeAccelerator(accelerator)
-    : options.instanceType ?? "a CPU machine";
-  const noOffers = (why: string) =>
-    new NoOffersError(
-      `No instances available on Verda${where} for ${wanted} with allocation '${spec.allocation}': ${why}. ` +
-        `Try another location (sky.Verda({ location }) or the pool's 'region'), another accelerator or instance type` +
-        `${allocationHint(spec.allocation)}.`,
-    );
+  const noOffers = noOffersError(spec, {
+    cloud: location ? `Verda in ${location}` : "Verda",
+    otherwise: options.instanceType ?? "a CPU machine",
+    alternatives:
+      "another location (sky.Verda({ location }) or the pool's 'region'), another accelerator or instance type",
+  });
+  const accelerator = spec.accelerator;
   if (accelerator && !VERDA_MODELS[accelerator.name]) {
     throw noOffers(
       `Verda rents no ${accelerator.name} (it has ${
