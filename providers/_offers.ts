@@ -10,6 +10,7 @@
 import { describeAccelerator } from "../src/accelerators.ts";
 import { NoOffersError } from "../src/errors.ts";
 import type { ClusterSpec, Offer } from "../src/provider.ts";
+import { priceFor } from "../src/spec.ts";
 
 /**
  * Makes an offers cache.
@@ -168,6 +169,38 @@ export function noOffersError(
     );
 }
 
+/** Least vCPUs and memory (GB) of a CPU-only pool that names neither. */
+const DEFAULT_SIZE = { vcpus: 2, memoryGb: 4 };
+
+/**
+ * The smallest machine a spec accepts: the vCPUs and memory it asks for;
+ * a pool that asks for neither, nor an accelerator, gets 2 vCPUs and 4 GB
+ * (what a worker with its sandbox wants), and a pool that asks for one of
+ * them gets no bound on the other.
+ *
+ * @param spec What the pool asks for.
+ * @returns The least vCPUs and memory in GB (0: no bound).
+ *
+ * @example
+ * ```ts
+ * import { minimumSize } from "./_offers.ts";
+ *
+ * console.log(minimumSize({ clusterId: "c", nodes: 1, allocation: "spot" }));
+ * // { vcpus: 2, memoryGb: 4 }
+ * console.log(minimumSize({ clusterId: "c", nodes: 1, allocation: "spot", vcpus: 8 }));
+ * // { vcpus: 8, memoryGb: 0 }
+ * ```
+ */
+export function minimumSize(
+  spec: ClusterSpec,
+): { vcpus: number; memoryGb: number } {
+  const sized = spec.accelerator || spec.vcpus || spec.memoryGb;
+  return {
+    vcpus: spec.vcpus ?? (sized ? 0 : DEFAULT_SIZE.vcpus),
+    memoryGb: spec.memoryGb ?? (sized ? 0 : DEFAULT_SIZE.memoryGb),
+  };
+}
+
 /** How a machine is bought: interruptible (spot, a bid) or on demand. */
 export type Market = "spot" | "on-demand";
 
@@ -278,4 +311,52 @@ export function rankWithinCap<O extends Offer>(
     (a.offer.vcpus ?? 0) - (b.offer.vcpus ?? 0) ||
     a.offer.instanceType.localeCompare(b.offer.instanceType)
   ).map((p) => p.offer);
+}
+
+/**
+ * The offers priced for the pool's allocation and within its price cap,
+ * cheapest first; an offer without a price for the allocation is left out.
+ * For clouds whose listing states every price it sells at.
+ *
+ * @param offers The offers that fit.
+ * @param spec What the pool asks for (`allocation`, `maxHourlyCost`).
+ * @param noOffers Makes the error that says why none is left.
+ * @returns The offers, best first.
+ * @throws What `noOffers` makes, when no offer is priced for the
+ *   allocation ("no A/B is offered as spot") or none is within the cap.
+ *
+ * @example
+ * ```ts
+ * import { rankPriced } from "./_offers.ts";
+ *
+ * const offers = [
+ *   { provider: "x", instanceType: "a", onDemandPrice: 2 },
+ *   { provider: "x", instanceType: "b", spotPrice: 0.5, onDemandPrice: 1 },
+ * ];
+ * const spec = { clusterId: "c", nodes: 1, allocation: "spot" as const };
+ * console.log(rankPriced(offers, spec, (why) => new Error(why)).map((o) => o.instanceType));
+ * // ["b"]
+ * ```
+ */
+export function rankPriced<O extends Offer>(
+  offers: O[],
+  spec: ClusterSpec,
+  noOffers: (why: string) => Error,
+): O[] {
+  const priced = offers.map((offer) => ({
+    offer,
+    price: priceFor(offer, spec.allocation),
+  })).filter((p) => p.price !== undefined);
+  if (priced.length === 0) {
+    throw noOffers(
+      `no ${offers.map((o) => o.instanceType).join("/")} is offered ${
+        spec.allocation === "spot"
+          ? "as spot"
+          : spec.allocation === "on-demand"
+          ? "on demand"
+          : "at a known price"
+      }`,
+    );
+  }
+  return rankWithinCap(priced, spec.maxHourlyCost, noOffers);
 }

@@ -17,13 +17,10 @@ import {
 } from "./instance_types.ts";
 import { onDemandPrice } from "./prices.ts";
 import { priceFor } from "../../src/spec.ts";
-import { noOffersError, rankWithinCap } from "../_offers.ts";
+import { minimumSize, noOffersError, rankWithinCap } from "../_offers.ts";
 
 export type { AwsOffer };
 
-/** Least vCPUs and memory of a CPU-only pool that names neither. */
-const DEFAULT_VCPUS = 2;
-const DEFAULT_MEMORY_GB = 4;
 /** How far EC2's reported device memory may be from the catalog's. */
 const MEMORY_TOLERANCE = 0.15;
 
@@ -202,10 +199,7 @@ export async function findOffers(
         : `EC2 lists no ${families.join("/")} instance type in ${region}`,
     );
   }
-  const minVcpus = spec.vcpus ??
-    (accelerator || spec.memoryGb ? 0 : DEFAULT_VCPUS);
-  const minMemory = spec.memoryGb ??
-    (accelerator || spec.vcpus ? 0 : DEFAULT_MEMORY_GB);
+  const least = minimumSize(spec);
   const rejected: string[] = [];
   const fitting = types.filter((info) => {
     const type = info.InstanceType ?? "?";
@@ -216,7 +210,7 @@ export async function findOffers(
     }
     const vcpus = info.VCpuInfo?.DefaultVCpus ?? 0;
     const memoryGb = (info.MemoryInfo?.SizeInMiB ?? 0) / 1024;
-    if (vcpus < minVcpus || memoryGb < minMemory) {
+    if (vcpus < least.vcpus || memoryGb < least.memoryGb) {
       rejected.push(`${type} has ${vcpus} vCPUs and ${memoryGb} GiB`);
       return false;
     }

@@ -16,8 +16,7 @@ import {
 } from "./api.ts";
 import type { ResolvedRunPodOptions } from "./config.ts";
 import { catalogNameOf, RUNPOD_GPU_TYPES, runpodGpuIds } from "./gpu_types.ts";
-import { priceFor } from "../../src/spec.ts";
-import { noOffersError, rankWithinCap } from "../_offers.ts";
+import { noOffersError, rankPriced } from "../_offers.ts";
 
 /** A RunPod offer: a GPU type and count, with its prices per machine. */
 export interface RunPodOffer extends Offer {
@@ -150,18 +149,7 @@ export async function findOffers(
   if (offers.length === 0) {
     throw noOffers(rejected.join("; ") || "nothing listed");
   }
-  const usable = offers.map((offer) => ({
-    offer,
-    price: priceFor(offer, spec.allocation),
-  })).filter((p) => p.price !== undefined);
-  if (usable.length === 0) {
-    throw noOffers(
-      `no ${offers.map((o) => o.instanceType).join("/")} is offered ${
-        spec.allocation === "spot" ? "as spot" : "on demand"
-      }`,
-    );
-  }
-  return rankWithinCap(usable, spec.maxHourlyCost, noOffers);
+  return rankPriced(offers, spec, noOffers);
 }
 
 function round(n: number): number {

@@ -17,8 +17,7 @@ import {
   type VerdaApi,
   type VerdaInstanceType,
 } from "./api.ts";
-import { priceFor } from "../../src/spec.ts";
-import { noOffersError, rankWithinCap } from "../_offers.ts";
+import { minimumSize, noOffersError, rankPriced } from "../_offers.ts";
 
 /** A Verda offer, with the locations where each market has it now. */
 export interface VerdaOffer extends Offer {
@@ -48,9 +47,6 @@ export const VERDA_MODELS: Readonly<Record<string, string>> = {
   "RTX PRO 6000": "RTXPRO6000",
 };
 
-/** Least vCPUs and memory of a CPU-only pool that names neither. */
-const DEFAULT_VCPUS = 2;
-const DEFAULT_MEMORY_GB = 4;
 /** How far Verda's device memory may be from the catalog's. */
 const MEMORY_TOLERANCE = 0.15;
 
@@ -170,10 +166,7 @@ export async function findOffers(
         `compare with maxHourlyCost and the budget, which are in USD`,
     );
   }
-  const minVcpus = spec.vcpus ??
-    (accelerator || spec.memoryGb ? 0 : DEFAULT_VCPUS);
-  const minMemory = spec.memoryGb ??
-    (accelerator || spec.vcpus ? 0 : DEFAULT_MEMORY_GB);
+  const least = minimumSize(spec);
   const rejected: string[] = [];
   const fitting = types.filter((t) => {
     const name = t.instance_type;
@@ -197,8 +190,8 @@ export async function findOffers(
       }
     }
     if (
-      t.cores < minVcpus ||
-      t.memoryGb < minMemory
+      t.cores < least.vcpus ||
+      t.memoryGb < least.memoryGb
     ) {
       rejected.push(
         `${name} has ${t.cores} vCPUs and ${t.memoryGb} GB`,
@@ -268,16 +261,5 @@ export async function findOffers(
       `nothing is available now (${rejected.slice(-4).join("; ")})`,
     );
   }
-  const priced = offers.map((offer) => ({
-    offer,
-    price: priceFor(offer, spec.allocation),
-  })).filter((p) => p.price !== undefined);
-  if (priced.length === 0) {
-    throw noOffers(
-      `no ${
-        offers.map((o) => o.instanceType).join("/")
-      } is available as ${spec.allocation}`,
-    );
-  }
-  return rankWithinCap(priced, spec.maxHourlyCost, noOffers);
+  return rankPriced(offers, spec, noOffers);
 }
