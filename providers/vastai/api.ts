@@ -191,6 +191,9 @@ export const sshKeySchema = z.object({
   public_key: maybe(z.string()),
 });
 
+/** An SSH key of the account, as {@linkcode sshKeySchema} reads it. */
+export type VastApiSshKey = z.infer<typeof sshKeySchema>;
+
 /** The answer of `POST /ssh/`. */
 export const createKeySchema = z.object({
   success: z.boolean().optional(),

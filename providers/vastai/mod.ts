@@ -38,7 +38,6 @@ import type {
   Offer,
   ProviderWithCleanup,
 } from "../../src/provider.ts";
-import type { ProviderCleanupOptions } from "../../src/provider.ts";
 import { HttpError } from "../_http.ts";
 import { createOnce } from "../_create.ts";
 import { marketsFor } from "../_offers.ts";
@@ -64,6 +63,13 @@ import {
   vastClients,
 } from "./api.ts";
 import {
+  KEY_COMMENT,
+  sweep,
+  type VastAccount,
+  type VastCleanupOptions,
+  type VastCleanupReport,
+} from "./sweep.ts";
+import {
   resolveVastOptions,
   type VastAIOptions,
   type VastInstanceDetails,
@@ -85,26 +91,9 @@ import {
 
 export type { VastAIOptions, VastInstanceDetails, VastOffer, VastQuery };
 export type { VastCluster } from "./instances.ts";
+export type { VastCleanupOptions, VastCleanupReport } from "./sweep.ts";
 
 const log = logger("vastai");
-
-/**
- * Options of {@linkcode VastAIProvider.cleanup}: which pool's resources (by default
- * every Skyward pool's, also those of pools still running), and a dry run.
- * Vast.ai's listing does not date instances, so `olderThan` is refused, and
- * `region` too.
- */
-export type VastCleanupOptions = ProviderCleanupOptions;
-
-/** What {@linkcode VastAIProvider.cleanup} found and removed. */
-export type VastCleanupReport = {
-  /** The pools whose resources were found. */
-  clusters: string[];
-  /** Instances destroyed (their ids). */
-  instances: string[];
-  /** SSH keys deleted (their ids). */
-  sshKeys: string[];
-};
 
 /**
  * The Vast.ai provider's type. Its `cleanup` removes what Skyward pools left
@@ -117,9 +106,6 @@ export type VastAIProvider = ProviderWithCleanup<
   VastCleanupOptions,
   VastCleanupReport
 >;
-
-/** The comment of a pool's SSH key, by which teardown and cleanup find it. */
-const KEY_COMMENT = "skyward:";
 
 /**
  * Runs nodes on Vast.ai instances. The API key comes from the options,
@@ -273,73 +259,7 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
     });
   }
 
-  async function sweep(
-    cleanup: VastCleanupOptions,
-    launched: Iterable<string> = [],
-  ): Promise<VastCleanupReport> {
-    const mine = (label: string | null | undefined) =>
-      !!label &&
-      (cleanup.cluster ? label === cleanup.cluster : label.startsWith("sky-"));
-    const failures: string[] = [];
-    // The ids the pool launched are destroyed even when the listing fails or
-    // misses them; the listing adds what a lost answer may have launched.
-    const ids = new Set(launched);
-    let listed: VastApiInstance[] = [];
-    try {
-      listed = (await listInstances(cleanup.cluster)).filter((i) =>
-        mine(i.label)
-      );
-    } catch (error) {
-      if (ids.size === 0 || cleanup.dryRun) throw error;
-      failures.push(`listing the instances: ${(error as Error).message}`);
-    }
-    for (const i of listed) ids.add(String(i.id));
-    const instances = [...ids];
-    const keys = (await listKeys()).filter((k) => {
-      const line = (k.public_key ?? k.key ?? "").trim();
-      const comment = line.split(/\s+/)[2] ?? "";
-      return comment.startsWith(KEY_COMMENT) &&
-        mine(comment.slice(KEY_COMMENT.length));
-    });
-    const clusters = new Set<string>();
-    if (cleanup.cluster && instances.length) clusters.add(cleanup.cluster);
-    for (const i of listed) clusters.add(i.label!);
-    for (const k of keys) {
-      clusters.add(
-        (k.public_key ?? k.key ?? "").trim().split(/\s+/)[2].slice(
-          KEY_COMMENT.length,
-        ),
-      );
-    }
-    if (!cleanup.dryRun) {
-      await Promise.all(
-        instances.map((id) =>
-          destroy(id).catch((e) =>
-            failures.push(`instance ${id}: ${(e as Error).message}`)
-          )
-        ),
-      );
-      for (const key of keys) {
-        await deleteKey(key.id).catch((e) =>
-          failures.push(`SSH key ${key.id}: ${(e as Error).message}`)
-        );
-      }
-      if (failures.length) {
-        throw new ProvisioningError(
-          `Vast.ai teardown could not finish; what may be left: ${
-            failures.join("; ")
-          }. Sweep it with: await sky.VastAI().cleanup(${
-            cleanup.cluster ? `{ cluster: "${cleanup.cluster}" }` : ""
-          })`,
-        );
-      }
-    }
-    return {
-      clusters: [...clusters].sort(),
-      instances,
-      sshKeys: keys.map((k) => String(k.id)),
-    };
-  }
+  const account: VastAccount = { listInstances, listKeys, deleteKey, destroy };
 
   return {
     name: "vastai",
@@ -527,14 +447,14 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
     },
     async teardown(cluster: VastCluster): Promise<void> {
       const c = clusterOf(cluster);
-      await sweep({ cluster: c.id }, c.launched);
+      await sweep(account, { cluster: c.id }, c.launched);
     },
     async cleanup(cleanup: VastCleanupOptions = {}) {
       refuseCleanupOptions("vastai", cleanup, {
         olderThan: UNDATED,
         region: NO_REGIONS,
       });
-      return await sweep(cleanup);
+      return await sweep(account, cleanup);
     },
     async checkCredentials(): Promise<string> {
       // vast-cli `vast.py` `show__user`: GET /users/current.
