@@ -4,7 +4,14 @@
  * table for every cloud; a row that differs for one cloud says so and why.
  */
 import assert from "node:assert/strict";
-import { type Market, marketsFor } from "../providers/_offers.ts";
+import {
+  type Market,
+  marketsFor,
+  minimumSize,
+  noOffersError,
+  rankPriced,
+} from "../providers/_offers.ts";
+import * as sky from "../mod.ts";
 import type { ClusterSpec } from "../src/provider.ts";
 
 type Allocation = ClusterSpec["allocation"];
@@ -101,4 +108,52 @@ Deno.test("marketsFor on AWS also tries on-demand when the price table lacks the
       label(row),
     );
   }
+});
+
+const spec = (more: Partial<ClusterSpec> = {}): ClusterSpec => ({
+  clusterId: "sky-1",
+  nodes: 1,
+  allocation: "spot",
+  ...more,
+});
+
+Deno.test("a pool that names no size gets at least 2 vCPUs and 4 GB; naming one size or an accelerator drops the other bound", () => {
+  assert.deepEqual(minimumSize(spec()), { vcpus: 2, memoryGb: 4 });
+  assert.deepEqual(minimumSize(spec({ vcpus: 8 })), { vcpus: 8, memoryGb: 0 });
+  assert.deepEqual(minimumSize(spec({ memoryGb: 64 })), {
+    vcpus: 0,
+    memoryGb: 64,
+  });
+  assert.deepEqual(
+    minimumSize(spec({ accelerator: sky.accelerators.T4() })),
+    { vcpus: 0, memoryGb: 0 },
+  );
+});
+
+Deno.test("offers without a price for the allocation are left out; none left → the cloud's NoOffersError saying so", () => {
+  const offer = (instanceType: string, spotPrice?: number) => ({
+    provider: "x",
+    instanceType,
+    spotPrice,
+    onDemandPrice: 1,
+  });
+  const noOffers = noOffersError(spec(), {
+    cloud: "X in eu",
+    otherwise: "a CPU machine",
+    alternatives: "another region",
+  });
+  assert.deepEqual(
+    rankPriced([offer("a"), offer("b", 0.5), offer("c", 0.2)], spec(), noOffers)
+      .map((o) => o.instanceType),
+    ["c", "b"],
+  );
+  assert.throws(
+    () => rankPriced([offer("a"), offer("b")], spec(), noOffers),
+    (error: Error) =>
+      error instanceof sky.NoOffersError &&
+      error.message ===
+        "No instances available on X in eu for a CPU machine with allocation 'spot': " +
+          "no a/b is offered as spot. Try another region, " +
+          "or allocation 'spot-if-available' to fall back to on-demand.",
+  );
 });
