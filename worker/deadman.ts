@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { sleep } from "../src/_timers.ts";
 
 /** The dead-man switch's settings, as the pool sends them. */
 export interface DeadManSettings {
@@ -166,10 +167,10 @@ export class DeadManSwitch {
     // Stopping must not hang on a stream nobody reads any more.
     await Promise.race([
       this.#hooks.stop().catch(() => {}),
-      new Promise((r) => setTimeout(r, 2_000)),
+      sleep(2_000),
     ]);
     if (!powerOff) return this.#hooks.exit(3);
-    if (graceMs > 0) await new Promise((r) => setTimeout(r, graceMs));
+    if (graceMs > 0) await sleep(graceMs);
     const contact = Number(
       await Deno.readTextFile(this.#contactFile).catch(() => "0"),
     );

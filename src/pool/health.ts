@@ -7,6 +7,7 @@
  */
 import { z } from "npm:zod@4.6.7";
 import type { Compute } from "../compute.ts";
+import { sleep } from "../_timers.ts";
 
 /**
  * Options of the pool's `healthCheck`.
@@ -134,7 +135,7 @@ export class HealthMonitor {
           `its health check failed ${this.#failures} time(s) in a row: ${error.message}`,
         );
       }
-      await new Promise((r) => setTimeout(r, this.#options.interval));
+      await sleep(this.#options.interval);
     }
   }
 

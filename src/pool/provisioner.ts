@@ -16,7 +16,7 @@ import {
 import type { EventInit } from "../events.ts";
 import { logger } from "../log.ts";
 import type { Endpoint, Instance, Provider } from "../provider.ts";
-import { backoff } from "../_retry.ts";
+import { backoff, retry, type RetryOptions } from "../_retry.ts";
 import {
   type Candidate,
   rankOffers,
@@ -27,9 +27,14 @@ import { after, sleep } from "../_timers.ts";
 import { type Host, sshTransport } from "../transport/host.ts";
 import { LocalHost } from "../transport/local.ts";
 import type { PoolNode } from "./node_state.ts";
-import { retrying } from "./teardown.ts";
 
 const log = logger("pool");
+
+/**
+ * How a release step (terminate, teardown) is tried again after a failure:
+ * a cloud API's passing error must not leave machines running.
+ */
+const RELEASE: RetryOptions = { maxAttempts: 3, minDelay: 250, jitter: 0 };
 
 /** How many offers a pool tries before it gives up starting. */
 const MAX_OFFER_ATTEMPTS = 8;
@@ -417,8 +422,8 @@ export class Provisioner {
     if (!this.#prepared) return;
     const ids = [...this.instances.keys()];
     if (ids.length > 0) {
-      await retrying(() => this.provider.terminate(this.#cluster, ids));
+      await retry(() => this.provider.terminate(this.#cluster, ids), RELEASE);
     }
-    await retrying(() => this.provider.teardown(this.#cluster));
+    await retry(() => this.provider.teardown(this.#cluster), RELEASE);
   }
 }

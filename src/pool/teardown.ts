@@ -200,38 +200,3 @@ export function untrack(pool: Closable): void {
   globalThis.removeEventListener("unload", onUnload);
   globalThis.removeEventListener("beforeunload", onBeforeUnload);
 }
-
-/**
- * Runs a release step (terminate, teardown) again after a failure, a few
- * times with a growing pause: a cloud API's passing error must not leave
- * machines running.
- *
- * @param step The step; it must be safe to repeat.
- * @param attempts How many tries in all.
- * @returns What the step returned.
- * @throws The last error, when every try failed.
- *
- * @example
- * ```ts
- * import { retrying } from "./teardown.ts";
- *
- * let calls = 0;
- * await retrying(async () => {
- *   if (++calls < 2) throw new Error("passing failure");
- * });
- * console.log(calls); // 2
- * ```
- */
-export async function retrying<T>(
-  step: () => Promise<T>,
-  attempts = 3,
-): Promise<T> {
-  for (let attempt = 1;; attempt++) {
-    try {
-      return await step();
-    } catch (error) {
-      if (attempt >= attempts) throw error;
-      await new Promise((r) => setTimeout(r, 250 * 2 ** (attempt - 1)));
-    }
-  }
-}
