@@ -54,9 +54,7 @@ export interface CreateOnceOptions<T> {
  * @example
  * ```ts
  * import { createOnce } from "./_create.ts";
- * import { retry } from "../src/_retry.ts";
-import { sleep } from "../src/_timers.ts";
-import { AmbiguousRequestError } from "./_http.ts";
+ * import { AmbiguousRequestError } from "./_http.ts";
  *
  * const created = new Set<string>();
  * let dropped = false;

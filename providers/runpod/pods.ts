@@ -99,7 +99,7 @@ exec /usr/sbin/sshd -D -e
  *
  * @example
  * ```ts
- * import { runpodPowerOffCommand } from "./mod.ts";
+ * import { runpodPowerOffCommand } from "./pods.ts";
  *
  * const command = runpodPowerOffCommand("https://api.runpod.io");
  * console.log(command.includes("runpodctl remove pod")); // true
