@@ -97,6 +97,8 @@ export class Scheduler {
   #head = 0;
   /** Every job not settled, by id. */
   readonly jobs: Map<number, Job> = new Map();
+  /** How many of `jobs` are health probes. */
+  #probes = 0;
   #nextId = 1;
   /** Where the next round robin search starts. */
   #rr = 0;
@@ -150,7 +152,8 @@ export class Scheduler {
     }
     job.queuedAt = performance.now();
     this.jobs.set(job.id, job);
-    if (!job.probe) this.#hooks.activity();
+    if (job.probe) this.#probes++;
+    else this.#hooks.activity();
     if (job.pin === undefined) this.#queue.push(job);
     else this.#hooks.nodes()[job.pin]!.pinned.push(job);
     this.drain();
@@ -198,9 +201,7 @@ export class Scheduler {
 
   /** Jobs not settled, health probes aside. */
   get pending(): number {
-    let pending = 0;
-    for (const job of this.jobs.values()) if (!job.probe) pending++;
-    return pending;
+    return this.jobs.size - this.#probes;
   }
 
   /** How many nodes take work now. */
@@ -410,7 +411,8 @@ export class Scheduler {
     job.timer?.();
     job.call?.end(error);
     this.jobs.delete(job.id);
-    if (!job.probe) this.#hooks.activity();
+    if (job.probe) this.#probes--;
+    else this.#hooks.activity();
     const node = job.node;
     if (node) {
       if (!job.probe) this.#completed(node);
