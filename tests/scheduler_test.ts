@@ -62,13 +62,12 @@ function fakeNode(index: number, options: { gated?: boolean } = {}) {
     instance: { id: `i-${index}`, status: "running" },
     session: session as unknown as NodeSession,
     restarts: 0,
-    readyOnce: true,
+    state: options.gated ? "admitting" : "ready",
     running: new Set<Job>(),
     pinned: [] as Job[],
     gapMs: Infinity,
     lastDoneAt: 0,
     idleSince: 0,
-    gated: options.gated ?? false,
     view: "",
   } as unknown as PoolNode;
   return { node, session };
