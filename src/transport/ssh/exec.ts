@@ -183,12 +183,19 @@ export function adoptChannel(
       ? { code: null, signal: signal ?? undefined }
       : { code };
   });
-  channel.on("close", () => {
+  // ssh2 closes an exec channel with the same arguments as its `exit`
+  // event. They are the ones to trust: ssh2 handles a whole TCP read at
+  // once, so for a short command the exec's answer, `exit-status` and the
+  // close can come in one read, and `exit` is emitted before the exec's
+  // callback lets this function listen.
+  channel.on("close", (code?: number | null, signal?: string) => {
     open.delete(entry);
     if (failed) return;
     stdin.fail(
       new SshConnectionError("The command has ended", { retriable: false }),
     );
+    if (!exit && typeof code === "number") exit = { code };
+    else if (!exit && signal) exit = { code: null, signal };
     if (exit) {
       resolveExited(exit);
       return;
