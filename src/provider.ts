@@ -303,6 +303,10 @@ export type ProviderCleanupReport = {
   readonly [kind: string]: readonly string[] | string;
 };
 
+/** What becomes of the workers of a provider that has no sweep command. */
+export const SELF_STOPPING =
+  "its workers stop by themselves once their input closes or their client's heartbeat stops";
+
 /**
  * What to tell a user when a pool's machines may be left on a provider:
  * the provider's sweep command for the cluster, or what happens to them
@@ -328,5 +332,5 @@ export function sweepAdvice(
   const hint = provider.sweepHint?.(clusterId);
   return hint
     ? `To remove them: ${hint}`
-    : `Nothing of ${provider.name} outlives its client: its workers stop by themselves once their input closes or their client's heartbeat stops.`;
+    : `Nothing of ${provider.name} outlives its client: ${SELF_STOPPING}.`;
 }

@@ -16,11 +16,29 @@ class FakeChannel extends Duplex {
   close(): void {}
 }
 
-/** ssh2 ends a channel: its output ends, then `close` with the exit status. */
-function end(channel: FakeChannel, ...closeArgs: unknown[]): void {
+/**
+ * Takes `channel` as the transport does, then ends it as ssh2 does (its
+ * output ends, then `close` with the exit status), and returns how the
+ * command ended.
+ */
+async function exitOf(
+  channel: FakeChannel,
+  ...closeArgs: unknown[]
+): Promise<unknown> {
+  const process = adoptChannel(
+    channel as unknown as ClientChannel,
+    new Set<OpenChannel>(),
+  );
+  const drained = Promise.all([
+    process.readable.pipeTo(new WritableStream()),
+    process.stderr.pipeTo(new WritableStream()),
+  ]);
   channel.push(null);
   channel.stderr.end();
   channel.once("end", () => channel.emit("close", ...closeArgs));
+  const exit = await process.exited;
+  await drained;
+  return exit;
 }
 
 Deno.test("a command's exit status is kept when ssh2 reported it before the channel was taken", async () => {
@@ -29,39 +47,16 @@ Deno.test("a command's exit status is kept when ssh2 reported it before the chan
   // so `exit` is emitted before the exec's promise lets anyone listen.
   const channel = new FakeChannel();
   channel.emit("exit", 0);
-  const process = adoptChannel(
-    channel as unknown as ClientChannel,
-    new Set<OpenChannel>(),
-  );
-  const drained = process.readable.pipeTo(new WritableStream());
-  const drainedErr = process.stderr.pipeTo(new WritableStream());
-  end(channel, 0);
-  assert.deepEqual(await process.exited, { code: 0 });
-  await Promise.all([drained, drainedErr]);
+  assert.deepEqual(await exitOf(channel, 0), { code: 0 });
 });
 
 Deno.test("a command killed by a signal says which, also when the exit event came early", async () => {
-  const channel = new FakeChannel();
-  const process = adoptChannel(
-    channel as unknown as ClientChannel,
-    new Set<OpenChannel>(),
-  );
-  const drained = process.readable.pipeTo(new WritableStream());
-  const drainedErr = process.stderr.pipeTo(new WritableStream());
-  end(channel, null, "SIGKILL");
-  assert.deepEqual(await process.exited, { code: null, signal: "SIGKILL" });
-  await Promise.all([drained, drainedErr]);
+  assert.deepEqual(await exitOf(new FakeChannel(), null, "SIGKILL"), {
+    code: null,
+    signal: "SIGKILL",
+  });
 });
 
 Deno.test("a channel closed with no status at all ends with code null", async () => {
-  const channel = new FakeChannel();
-  const process = adoptChannel(
-    channel as unknown as ClientChannel,
-    new Set<OpenChannel>(),
-  );
-  const drained = process.readable.pipeTo(new WritableStream());
-  const drainedErr = process.stderr.pipeTo(new WritableStream());
-  end(channel);
-  assert.deepEqual(await process.exited, { code: null });
-  await Promise.all([drained, drainedErr]);
+  assert.deepEqual(await exitOf(new FakeChannel()), { code: null });
 });

@@ -149,7 +149,7 @@ export class ComputePool implements AsyncDisposable {
       nodes: () => this.#nodes,
       closed: () => this.#closed,
       emit: (event) => this.#emit(event),
-      starting: () => this.#joining.size + this.#scaler.provisioning,
+      starting: () => this.#view.joining.size + this.#scaler.provisioning,
       abandoned: () => this.#abandoned,
       activity: () => this.#checkKeepAlive(),
       backlog: () => {
@@ -163,17 +163,19 @@ export class ComputePool implements AsyncDisposable {
         emit: (event) => this.#emit(event),
         closed: () => this.#closed,
         nodes: () => this.#nodes,
-        joining: () => this.#joining,
+        joining: () => this.#view.joining,
         track: (promise) => this.#track(promise),
         reserve: (address, freeing) => {
           const index = this.#view.freeRank(freeing);
-          this.#joining.set(index, address);
+          this.#view.joining.set(index, address);
           return index;
         },
         addressed: (index, address) => {
-          if (this.#joining.has(index)) this.#joining.set(index, address);
+          if (this.#view.joining.has(index)) {
+            this.#view.joining.set(index, address);
+          }
         },
-        unreserve: (index) => this.#joining.delete(index),
+        unreserve: (index) => this.#view.joining.delete(index),
         clusterView: () => this.#view.view(),
         announce: () => this.#view.announce(),
         drain: () => this.#scheduler.drain(),
@@ -202,11 +204,6 @@ export class ComputePool implements AsyncDisposable {
     this.#bringUp = new BringUp(options, this.#provisioner, hooks);
     this.#recovery = new Recovery(this.#provisioner, hooks);
     this.#scaler = new Scaler(options.nodes, this.#provisioner, hooks);
-  }
-
-  /** Ranks of nodes still starting, with their private address. */
-  get #joining(): Map<number, string> {
-    return this.#view.joining;
   }
 
   /**
@@ -386,7 +383,7 @@ export class ComputePool implements AsyncDisposable {
     if (scaling.max > scaling.min) return this.#scaler.scale();
     if (this.#nodes.some((n) => n && !isGone(n))) return;
     this.#abandoned = { node, reason };
-    const error = this.#hopeless();
+    const error = this.#scheduler.hopeless();
     if (error) {
       for (const job of [...this.#scheduler.jobs.values()]) {
         this.#scheduler.settle(job, error);
@@ -397,11 +394,11 @@ export class ComputePool implements AsyncDisposable {
   /** Runs the health check once on a node, pinned to it. */
   #probe(node: PoolNode): Promise<unknown> {
     const health = this.#options.healthCheck!;
-    const job = this.#makeJob(health.fn(), node.index);
+    const job = this.#scheduler.create(health.fn(), node.index);
     job.probe = true;
     job.attempts = Infinity;
     job.timeout = health.timeout;
-    return this.#submit(job);
+    return this.#scheduler.submit(job);
   }
 
   /**
@@ -441,21 +438,6 @@ export class ComputePool implements AsyncDisposable {
     }
   }
 
-  // The scheduler as the verbs and the health probes call it.
-
-  #makeJob(task: Pending<unknown>, pin?: number): Job {
-    return this.#scheduler.create(task, pin);
-  }
-
-  /** Queues a job (see `Scheduler.submit`); the health probes come in here too. */
-  #submit(job: Job): Promise<unknown> {
-    return this.#scheduler.submit(job);
-  }
-
-  #hopeless(): Error | undefined {
-    return this.#scheduler.hopeless();
-  }
-
   /** Builds and queues the jobs of a task or group; rejects synchronously-built failures. */
   #dispatch<R>(
     task: Dispatchable<R>,
@@ -480,7 +462,7 @@ export class ComputePool implements AsyncDisposable {
   #jobsOf(tasks: readonly Pending<unknown>[], pin: number | undefined): Job[] {
     const absent = pin === undefined ? undefined : this.#view.pinError(pin);
     if (absent) throw absent;
-    return tasks.map((t) => this.#makeJob(t, pin));
+    return tasks.map((t) => this.#scheduler.create(t, pin));
   }
 
   /**
@@ -618,7 +600,9 @@ export class ComputePool implements AsyncDisposable {
       !isGated(n) && !isLeaving(n)
     );
     if (this.#closed) throw new PoolClosedError();
-    const hopeless = nodes.length === 0 ? this.#hopeless() : undefined;
+    const hopeless = nodes.length === 0
+      ? this.#scheduler.hopeless()
+      : undefined;
     if (hopeless) throw hopeless;
     // A streamed argument is split: every node gets every item.
     const streamed = splitStreams(task.args);
@@ -629,7 +613,9 @@ export class ComputePool implements AsyncDisposable {
       const copy = task.compute(...copies[k]) as Pending<unknown>;
       return task.timeout === undefined ? copy : copy.withTimeout(task.timeout);
     });
-    const jobs = nodes.map((node, k) => this.#makeJob(tasks[k], node.index));
+    const jobs = nodes.map((node, k) =>
+      this.#scheduler.create(tasks[k], node.index)
+    );
     const results = this.#scheduler.submitAll(jobs, options.signal);
     try {
       return await Promise.all(results) as R[];
@@ -730,7 +716,7 @@ export class ComputePool implements AsyncDisposable {
           options.node,
         );
         return {
-          result: this.#submit(job),
+          result: this.#scheduler.submit(job),
           cancel: (reason) => this.#scheduler.abort(job, reason),
         };
       }, {

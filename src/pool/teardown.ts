@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { Provider } from "../provider.ts";
+import { type Provider, SELF_STOPPING } from "../provider.ts";
 
 /** What the teardown needs of a pool. */
 export interface Closable {
@@ -43,8 +43,7 @@ const listeners = new Map<Deno.Signal, () => void>();
 export function leftovers(pools: Iterable<Closable> = open): string {
   const lines = [...pools].map((pool) =>
     `  ${pool.id} on ${pool.provider.name}: ${
-      pool.provider.sweepHint?.(pool.id) ??
-        "its workers stop by themselves once their input closes or their client's heartbeat stops"
+      pool.provider.sweepHint?.(pool.id) ?? SELF_STOPPING
     }`
   );
   return lines.length > 0 ? lines.join("\n") : "  nothing";
