@@ -21,7 +21,6 @@
 import { z } from "npm:zod@4.6.7";
 import { parseOptions } from "../../src/_options.ts";
 import { ConfigError, ProvisioningError } from "../../src/errors.ts";
-import { sshTransport } from "../../src/transport/host.ts";
 import type {
   ClusterSpec,
   Instance,
@@ -36,6 +35,7 @@ import { owner, ownerGone } from "./owner.ts";
 import { entrypoint } from "./entrypoint.ts";
 import { accepts } from "./sshd.ts";
 import { retry } from "../../src/_retry.ts";
+import { generateSshKeyPair } from "../_keys.ts";
 import { machineNodeLimit } from "../_machine.ts";
 import {
   addNamespace,
@@ -514,8 +514,7 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
     const index = cluster.next++;
     const name = `${prefix}-${cluster.id}-${index}`;
     const prune = cluster.prunable?.delete(cacheVolume(index)) ?? false;
-    const { generateKeyPair } = await sshTransport();
-    const hostKeys = generateKeyPair(name);
+    const hostKeys = await generateSshKeyPair(name);
     const attached = cluster.bridge
       ? await addNamespace(cluster.bridge, index)
       : undefined;
@@ -658,8 +657,7 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
       const prunable = resolved.cache
         ? await freeCaches(spec.nodes).catch(() => new Set<string>())
         : undefined;
-      const { generateKeyPair } = await sshTransport();
-      const keys = generateKeyPair(`skyward-${spec.clusterId}`);
+      const keys = await generateSshKeyPair(`skyward-${spec.clusterId}`);
       if (podman) {
         const bridge = await createBridge({
           [CLUSTER_LABEL]: spec.clusterId,

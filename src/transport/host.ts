@@ -118,13 +118,6 @@ export interface SshTransport {
     endpoint: Extract<Endpoint, { kind: "ssh" }>,
     retries: number,
   ): Promise<Host>;
-  /**
-   * Makes an Ed25519 key pair in OpenSSH's formats.
-   *
-   * @param comment The comment of both keys.
-   * @returns The private key and the public key line.
-   */
-  generateKeyPair(comment: string): { privateKey: string; publicKey: string };
 }
 
 /**
@@ -136,8 +129,8 @@ export interface SshTransport {
  * ```ts
  * import { sshTransport } from "./host.ts";
  *
- * const { generateKeyPair } = await sshTransport();
- * console.log(generateKeyPair("sky-test").publicKey.startsWith("ssh-ed25519 ")); // true
+ * const { dialSsh } = await sshTransport();
+ * console.log(typeof dialSsh); // "function"
  * ```
  */
 export const sshTransport: () => Promise<SshTransport> = lazyModule<

@@ -6,8 +6,6 @@
  * @module
  */
 import type { Endpoint } from "../provider.ts";
-// @ts-types="npm:@types/ssh2@1.15.6"
-import { utils } from "npm:ssh2@1.17.0";
 import { SshConnection } from "./ssh/connection.ts";
 import { SshHost } from "./ssh/host.ts";
 import type { Host, SshTransport } from "./host.ts";
@@ -44,25 +42,4 @@ export const dialSsh: SshTransport["dialSsh"] = async (
     retries,
   });
   return new SshHost(connection);
-};
-
-/**
- * Makes an Ed25519 key pair in OpenSSH's formats, with `ssh2`'s generator.
- *
- * @param comment The comment of both keys.
- * @returns The private key and the public key line.
- *
- * @example
- * ```ts
- * import { generateKeyPair } from "./ssh_dial.ts";
- *
- * const { publicKey } = generateKeyPair("sky-test");
- * console.log(publicKey.startsWith("ssh-ed25519 ")); // true
- * ```
- */
-export const generateKeyPair: SshTransport["generateKeyPair"] = (
-  comment: string,
-) => {
-  const keys = utils.generateKeyPairSync("ed25519", { comment });
-  return { privateKey: keys.private, publicKey: keys.public };
 };
