@@ -50,6 +50,7 @@ export {
 } from "./src/pool/pool.ts";
 export type { MapResults, RunResult, TaskHandle } from "./src/pool/handles.ts";
 export type { DeadManSwitchOptions } from "./src/pool/deadman.ts";
+export type { DashboardOptions } from "./src/dashboard/serve.ts";
 export {
   ConfigError,
   NodeLostError,

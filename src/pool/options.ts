@@ -30,6 +30,11 @@ import {
 import { type DeadManSwitchOptions, deadManSwitchSchema } from "./deadman.ts";
 import { type NodesOptions, nodesSchema } from "./elastic.ts";
 import { type HealthCheckOptions, healthCheckSchema } from "./health.ts";
+import {
+  type DashboardOptions,
+  dashboardSchema,
+  eventLogSchema,
+} from "../dashboard/serve.ts";
 
 /** Options of {@linkcode ComputePool.start}. */
 export interface PoolOptions {
@@ -162,6 +167,22 @@ export interface PoolOptions {
    * @default none
    */
   signal?: AbortSignal;
+  /**
+   * Serves a live dashboard of the pool on 127.0.0.1 (nodes, tasks and
+   * their throughput, bootstrap phases, logs, spend): `true` for a free
+   * port, or `{ port }`. Its address holds a random token; it is printed
+   * once (unless `console: "silent"`) and is `pool.dashboardUrl`. The
+   * server stops when the pool closes.
+   * @default no dashboard
+   */
+  dashboard?: boolean | DashboardOptions;
+  /**
+   * A file the pool writes its events to, one JSON object a line, as they
+   * happen (created, or emptied, at the start): `skyward dashboard <file>`
+   * serves the dashboard from it, also while the program runs.
+   * @default no file
+   */
+  eventLog?: string;
 }
 
 /** Options of a single dispatch. */
@@ -210,6 +231,8 @@ const optionsSchema = z.object({
     (s) => s instanceof AbortSignal,
     "must be an AbortSignal",
   ).optional(),
+  dashboard: dashboardSchema,
+  eventLog: eventLogSchema,
 }).strict().superRefine((o, ctx) => {
   if ((o.provider === undefined) === (o.specs === undefined)) {
     ctx.addIssue({

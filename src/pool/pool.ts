@@ -63,6 +63,7 @@ import { BringUp, type BringUpHooks } from "./bring_up.ts";
 import { Recovery, type RecoveryHooks } from "./recovery.ts";
 import { Scaler, type ScalerHooks } from "./scaler.ts";
 import { shutdown } from "./shutdown.ts";
+import { type PoolWatch, watchPool } from "../dashboard/watch.ts";
 
 const log = logger("pool");
 
@@ -125,6 +126,8 @@ export class ComputePool implements AsyncDisposable {
    * the teardown closes it then).
    */
   #keepAlive: ReturnType<typeof setInterval> | undefined;
+  /** The dashboard and the event log, when asked for. */
+  #watch: PoolWatch | undefined;
 
   private constructor(options: ResolvedOptions) {
     this.id = `sky-${Date.now().toString(36)}-${(poolCounter++).toString(36)}${
@@ -243,6 +246,7 @@ export class ComputePool implements AsyncDisposable {
     track(pool);
     const release = pool.#hold();
     try {
+      pool.#watch = await pool.#startWatch();
       await pool.#start();
     } catch (error) {
       await pool.close().catch(() => {});
@@ -262,6 +266,53 @@ export class ComputePool implements AsyncDisposable {
       release();
     }
     return pool;
+  }
+
+  /** Starts the dashboard and the event log, when asked for. */
+  #startWatch(): Promise<PoolWatch | undefined> {
+    const options = this.#options;
+    const accelerator = options.accelerator;
+    const budget =
+      (options as { budget?: { maxCost: number; warnAt?: number } })
+        .budget;
+    return watchPool({
+      info: {
+        time: this.#startedAt,
+        pool: this.id,
+        provider: this.provider.name,
+        accelerator: typeof accelerator === "string"
+          ? accelerator
+          : accelerator &&
+            `${accelerator.name}${
+              accelerator.count > 1 ? `:${accelerator.count}` : ""
+            }`,
+        nodes: options.nodes.desired,
+        budget: budget && { maxCost: budget.maxCost, warnAt: budget.warnAt },
+      },
+      events: this.#hub.events,
+      queued: () => this.#scheduler.waiting(),
+      dashboard: options.dashboard,
+      eventLog: options.eventLog,
+      print: (line) => {
+        if (options.console !== "silent") console.error(line);
+      },
+    });
+  }
+
+  /**
+   * The address of the pool's dashboard, token included
+   * (`http://127.0.0.1:PORT/TOKEN/`), when started with `dashboard`.
+   *
+   * @example
+   * ```ts
+   * import * as sky from "../../mod.ts";
+   *
+   * await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
+   * console.log(pool.dashboardUrl); // undefined: no dashboard asked for
+   * ```
+   */
+  get dashboardUrl(): string | undefined {
+    return this.#watch?.url;
   }
 
   /**
@@ -768,7 +819,7 @@ export class ComputePool implements AsyncDisposable {
           this.#hub.close();
           untrack(this);
         },
-      }).finally(release);
+      }).finally(() => this.#watch?.close()).finally(release);
     }
     return this.#closing;
   }

@@ -1,0 +1,209 @@
+/**
+ * The dashboard's web server (loaded on first use, as it brings `hono` and
+ * `uplot`): serves the page, its script and style, uPlot's files read from
+ * the npm package in Deno's cache (nothing from a CDN), and a stream of
+ * server-sent events carrying the view of the pool each time it changes.
+ *
+ * It listens on 127.0.0.1 only, and every path sits under a random token:
+ * a request without it is refused.
+ *
+ * @module
+ */
+import { Hono } from "npm:hono@4.13.23";
+import { type SSEStreamingApi, streamSSE } from "npm:hono@4.13.23/streaming";
+import "npm:uplot@1.6.32";
+import { ConfigError } from "../errors.ts";
+import { logger } from "../log.ts";
+import { after } from "../_timers.ts";
+import { type DashboardRecord, DashboardState } from "./state.ts";
+import type { DashboardServeOptions, DashboardServer } from "./serve.ts";
+
+const log = logger("dashboard");
+
+/** How often, at most, the page gets a new view, in milliseconds. */
+const UPDATE_EVERY = 200;
+
+/** The files of the page: name, content type, where they come from. */
+const FILES: Record<string, { type: string; url: () => string }> = {
+  "": {
+    type: "text/html; charset=utf-8",
+    url: () => new URL("./page/index.html", import.meta.url).href,
+  },
+  "app.js": {
+    type: "text/javascript; charset=utf-8",
+    url: () => new URL("./page/app.js", import.meta.url).href,
+  },
+  "app.css": {
+    type: "text/css; charset=utf-8",
+    url: () => new URL("./page/app.css", import.meta.url).href,
+  },
+  "uplot.js": {
+    type: "text/javascript; charset=utf-8",
+    url: () => import.meta.resolve("npm:uplot@1.6.32/dist/uPlot.iife.min.js"),
+  },
+  "uplot.css": {
+    type: "text/css; charset=utf-8",
+    url: () => import.meta.resolve("npm:uplot@1.6.32/dist/uPlot.min.css"),
+  },
+};
+
+/** Reads a file of the page: from disk, or over HTTPS for a package run from JSR. */
+async function load(url: string): Promise<Uint8Array> {
+  if (url.startsWith("npm:")) {
+    throw new Error(`${url} is not in Deno's npm cache`);
+  }
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: ${response.status}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+/** Compares two strings in a time that does not depend on where they differ. */
+function sameToken(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
+}
+
+const REFUSED = "Forbidden: this dashboard's address holds a token; " +
+  "open the address the pool printed.\n";
+
+/**
+ * Starts the dashboard's server.
+ *
+ * @param options The port (default: a free one).
+ * @returns The running server.
+ * @throws {ConfigError} When the port cannot be listened on.
+ *
+ * @example
+ * ```ts ignore
+ * const server = await serveDashboard({ port: 0 });
+ * server.apply({ type: "ClusterReady", time: Date.now(), pool: "p", nodes: 1, elapsedMs: 5 });
+ * await server.close();
+ * ```
+ */
+export async function serveDashboard(
+  options: DashboardServeOptions = {},
+): Promise<DashboardServer> {
+  const token = options.token ??
+    [...crypto.getRandomValues(new Uint8Array(16))].map((b) =>
+      b.toString(16).padStart(2, "0")
+    ).join("");
+  const files = new Map<string, Uint8Array>();
+  for (const [name, file] of Object.entries(FILES)) {
+    files.set(name, await load(file.url()));
+  }
+  let state = new DashboardState();
+  const clients = new Set<
+    { stream: SSEStreamingApi; sent: Promise<void>; end: () => void }
+  >();
+  let ended = false;
+  let sequence = 0;
+  let cancelTimer: (() => void) | undefined;
+
+  /** Sends the current view to every page. */
+  const broadcast = () => {
+    cancelTimer = undefined;
+    const data = JSON.stringify(state.snapshot());
+    const id = String(++sequence);
+    for (const client of clients) {
+      client.sent = client.sent.then(() =>
+        client.stream.writeSSE({ data, id }).catch(() => client.end())
+      );
+    }
+  };
+  const schedule = () => {
+    cancelTimer ??= after(UPDATE_EVERY, broadcast, { keepAlive: false });
+  };
+
+  const app = new Hono();
+  app.use("*", async (c, next) => {
+    const [, given = ""] = c.req.path.split("/");
+    if (!sameToken(given, token)) return c.text(REFUSED, 403);
+    await next();
+    c.header("Cache-Control", "no-store");
+    c.header("X-Content-Type-Options", "nosniff");
+    c.header("Referrer-Policy", "no-referrer");
+    c.header(
+      "Content-Security-Policy",
+      "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
+    );
+  });
+  app.get("/:token", (c) => c.redirect(`/${token}/`));
+  app.get("/:token/events", (c) =>
+    streamSSE(c, async (stream) => {
+      let end!: () => void;
+      const done = new Promise<void>((r) => end = r);
+      const client = {
+        stream,
+        sent: stream.writeSSE({
+          data: JSON.stringify(state.snapshot()),
+          id: String(sequence),
+        }),
+        end,
+      };
+      stream.onAbort(() => end());
+      if (ended) end();
+      else clients.add(client);
+      await done;
+      clients.delete(client);
+      await client.sent.catch(() => {});
+    }));
+  app.get("/:token/:file{.*}", (c) => {
+    const name = c.req.param("file");
+    const body = files.get(name);
+    if (!body) return c.text("Not found\n", 404);
+    return c.body(body.slice(), 200, { "Content-Type": FILES[name].type });
+  });
+
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({
+      hostname: "127.0.0.1",
+      port: options.port ?? 0,
+      onListen: () => {},
+    }, app.fetch);
+  } catch (error) {
+    throw new ConfigError(
+      `Cannot start the dashboard on 127.0.0.1:${options.port ?? 0}: ${
+        error instanceof Error ? error.message : String(error)
+      }. Give another 'port', or none for a free one.`,
+      { cause: error },
+    );
+  }
+  const url = `http://127.0.0.1:${server.addr.port}/${token}/`;
+  log.debug("Dashboard listening on 127.0.0.1:{port}", {
+    port: server.addr.port,
+  });
+  let closing: Promise<void> | undefined;
+
+  const dashboard: DashboardServer = {
+    url,
+    apply(record: DashboardRecord) {
+      state.apply(record);
+      schedule();
+    },
+    reset() {
+      state = new DashboardState();
+      schedule();
+    },
+    state: () => state.snapshot(),
+    async finish(time = Date.now()) {
+      state.close(time);
+      cancelTimer?.();
+      broadcast();
+      await Promise.all([...clients].map((c) => c.sent.catch(() => {})));
+    },
+    close() {
+      closing ??= (async () => {
+        await dashboard.finish();
+        ended = true;
+        for (const client of clients) client.end();
+        await Promise.all([...clients].map((c) => c.sent.catch(() => {})));
+        await server.shutdown();
+      })();
+      return closing;
+    },
+  };
+  return dashboard;
+}

@@ -1,0 +1,140 @@
+/**
+ * What a pool does for its dashboard and its event log: it records its
+ * events (and a sample of its queue when that changes) and hands each
+ * record to the dashboard's server and to the log file; at close, the page
+ * is told and the server stops, leaving no listener behind.
+ *
+ * @module
+ */
+import type { PoolEvent } from "../events.ts";
+import { logger } from "../log.ts";
+import { EventLogWriter } from "./event_log.ts";
+import {
+  type DashboardOptions,
+  type DashboardServer,
+  loadDashboard,
+} from "./serve.ts";
+import type { DashboardRecord, PoolInfo } from "./state.ts";
+
+const log = logger("dashboard");
+
+/** How often the queue is sampled, in milliseconds. */
+const SAMPLE_EVERY = 500;
+
+/** What {@linkcode watchPool} needs of a pool. */
+export interface WatchedPool {
+  /** The line that describes the pool. */
+  info: Omit<PoolInfo, "type">;
+  /** The pool's events, from the first. */
+  events: AsyncIterable<PoolEvent>;
+  /** How many tasks wait for a node now. */
+  queued(): number;
+  /** `dashboard` as the pool was given it. */
+  dashboard?: boolean | DashboardOptions;
+  /** `eventLog` as the pool was given it. */
+  eventLog?: string;
+  /** Prints the dashboard's address (once). */
+  print(line: string): void;
+}
+
+/** A pool's dashboard and event log, while the pool lives. */
+export interface PoolWatch {
+  /** The dashboard's address, token included, when there is one. */
+  readonly url: string | undefined;
+  /** Waits for the pool's last event, then stops the server and closes the log. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a pool's dashboard and event log, as its options ask.
+ *
+ * @param pool The pool's events, queue and options.
+ * @returns The watch, or `undefined` when neither was asked for.
+ * @throws {ConfigError} (as a rejection) When the log cannot be written or the port is taken.
+ *
+ * @example
+ * ```ts ignore
+ * const watch = await watchPool({ info, events: hub.events, queued: () => 0, dashboard: true, print: console.error });
+ * console.log(watch?.url); // http://127.0.0.1:PORT/TOKEN/
+ * await watch?.close();
+ * ```
+ */
+export async function watchPool(
+  pool: WatchedPool,
+): Promise<PoolWatch | undefined> {
+  if (!pool.dashboard && pool.eventLog === undefined) return undefined;
+  const writer = pool.eventLog === undefined
+    ? undefined
+    : EventLogWriter.open(pool.eventLog);
+  let server: DashboardServer | undefined;
+  try {
+    if (pool.dashboard) {
+      const { serveDashboard } = await loadDashboard();
+      server = await serveDashboard({
+        port: pool.dashboard === true ? undefined : pool.dashboard.port,
+      });
+    }
+  } catch (error) {
+    writer?.close();
+    throw error;
+  }
+  const record = (r: DashboardRecord) => {
+    writer?.write(r);
+    server?.apply(r);
+  };
+  record({ type: "PoolInfo", ...pool.info });
+  if (server) pool.print(`Dashboard: ${server.url}`);
+
+  let queued = 0;
+  const sampler = setInterval(() => {
+    const now = pool.queued();
+    if (now === queued) return;
+    queued = now;
+    record({
+      type: "QueueSample",
+      time: Date.now(),
+      pool: pool.info.pool,
+      queued,
+    });
+  }, SAMPLE_EVERY);
+  Deno.unrefTimer(sampler);
+
+  const iterator = pool.events[Symbol.asyncIterator]();
+  // Follows the events until the pool ends them.
+  const following = (async () => {
+    try {
+      for (;;) {
+        const next = await iterator.next();
+        if (next.done) break;
+        if (queued > 0 && next.value.type === "ClusterDestroyed") {
+          queued = 0;
+          record({
+            type: "QueueSample",
+            time: next.value.time,
+            pool: pool.info.pool,
+            queued,
+          });
+        }
+        record(next.value);
+      }
+    } catch (error) {
+      log.warn("The dashboard stopped following the pool: {error}", { error });
+    }
+  })();
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: server?.url,
+    close() {
+      closing ??= (async () => {
+        clearInterval(sampler);
+        await following;
+        writer?.close();
+        await server?.close().catch((error) =>
+          log.warn("The dashboard did not stop cleanly: {error}", { error })
+        );
+      })();
+      return closing;
+    },
+  };
+}
