@@ -13,8 +13,12 @@ import { ProvisioningError } from "../src/errors.ts";
 
 const repo = new URL("..", import.meta.url);
 
-/** npm packages no local-only program nor node may load. */
-const HEAVY = /^(@aws-sdk\/|@smithy\/|ssh2@|cpu-features@|@types\/ssh2@)/;
+/**
+ * npm packages no local-only program nor node may load: the cloud SDKs, the
+ * SSH library, and the dashboard's server and chart (loaded when asked for).
+ */
+const HEAVY =
+  /^(@aws-sdk\/|@smithy\/|ssh2@|cpu-features@|@types\/ssh2@|hono@|uplot@)/;
 
 interface Info {
   modules: { specifier: string; kind?: string; npmPackage?: string }[];
