@@ -125,41 +125,45 @@ function drawNodes(view) {
 
 function drawTimeline(view) {
   const phases = view.nodes.flatMap((n) => n.phases);
-  const end = Math.max(
-    1,
-    ...phases.map((p) => p.start + (p.elapsedMs ?? 0)),
-  );
+  const end = Math.max(1, ...phases.map((p) => p.start + (p.elapsedMs ?? 0)));
+  const lane = (n) =>
+    el(
+      "div",
+      { class: "lane" },
+      el("span", { class: "who" }, `node ${n.rank}`),
+      el(
+        "div",
+        { class: "track" },
+        ...n.phases.map((p) =>
+          el("span", {
+            class: `phase ${p.status}`,
+            title: `${p.phase}: ${p.status}${
+              p.elapsedMs === undefined ? "" : ` in ${seconds(p.elapsedMs)}`
+            }`,
+            style: {
+              left: `${(100 * Math.max(0, p.start)) / end}%`,
+              width: `${(100 * (p.elapsedMs ?? 0)) / end}%`,
+            },
+          }, p.phase)
+        ),
+      ),
+    );
   fill(
     $("timeline"),
     JSON.stringify(view.nodes.map((n) => n.phases)),
     () =>
       phases.length === 0
         ? [el("p", { class: "muted" }, "No bootstrap phase yet")]
-        : view.nodes.map((n) =>
+        : [
           el(
-            "div",
-            { class: "lane" },
-            el("span", { class: "who" }, `node ${n.rank}`),
-            el(
-              "div",
-              { class: "track" },
-              ...n.phases.map((p) =>
-                el("span", {
-                  class: `phase ${p.status}`,
-                  title: `${p.phase}: ${p.status}${
-                    p.elapsedMs === undefined
-                      ? ""
-                      : ` in ${seconds(p.elapsedMs)}`
-                  }`,
-                  style: {
-                    left: `${(100 * Math.max(0, p.start)) / end}%`,
-                    width: `${(100 * (p.elapsedMs ?? 0)) / end}%`,
-                  },
-                }, p.phase)
-              ),
-            ),
-          )
-        ),
+            "p",
+            { class: "muted scale" },
+            `From the pool's start to ${
+              seconds(end)
+            }; hover a phase for its time`,
+          ),
+          ...view.nodes.map(lane),
+        ],
   );
 }
 
