@@ -50,6 +50,7 @@ export {
 } from "./src/pool/pool.ts";
 export type { MapResults, RunResult, TaskHandle } from "./src/pool/handles.ts";
 export type { DeadManSwitchOptions } from "./src/pool/deadman.ts";
+export { BudgetExceededError } from "./src/errors.ts";
 export {
   ConfigError,
   NodeLostError,
@@ -64,6 +65,7 @@ export {
 } from "./src/errors.ts";
 export type * from "./src/events.ts";
 export { formatEvent } from "./src/events.ts";
+export { formatDollars } from "./src/events.ts";
 export {
   type AcceleratorInfo,
   type InstanceInfo,
