@@ -82,7 +82,10 @@ Deno.test("a machine's price is its offer's spot or on-demand price, as launched
   // Your own hosts with a price: only an on-demand price, whatever the allocation.
   const host = { provider: "ssh", instanceType: "host", onDemandPrice: 0.4 };
   assert.deepEqual(machinePrice(host, "spot", {}), { pricePerHour: 0.4 });
-  assert.deepEqual(machinePrice({ provider: "ssh", instanceType: "host" }, "spot", {}), {});
+  assert.deepEqual(
+    machinePrice({ provider: "ssh", instanceType: "host" }, "spot", {}),
+    {},
+  );
 });
 
 Deno.test("Cost is reported every interval while the machines have a price, and stops", () => {
@@ -94,7 +97,11 @@ Deno.test("Cost is reported every interval while the machines have a price, and 
   assert.deepEqual(costs, [], "no Cost before any machine has a price");
   spend.open("a", { pricePerHour: 6 });
   clock.advance(3 * MINUTE);
-  assert.deepEqual(costs.map((c) => Math.round(c * 100) / 100), [0.1, 0.2, 0.3]);
+  assert.deepEqual(costs.map((c) => Math.round(c * 100) / 100), [
+    0.1,
+    0.2,
+    0.3,
+  ]);
   stop();
   clock.advance(10 * MINUTE);
   assert.equal(costs.length, 3);
@@ -109,7 +116,8 @@ function guarded(maxCost: number, warnAt: number, interval = MINUTE) {
   const guard = new BudgetGuard({
     spend,
     interval,
-    emit: (e) => events.push({ ...e, time: clock.now(), pool: "p" } as sky.PoolEvent),
+    emit: (e) =>
+      events.push({ ...e, time: clock.now(), pool: "p" } as sky.PoolEvent),
     exceeded: (error) => exceeded.push(error),
   });
   guard.use({ maxCost, warnAt });
@@ -130,7 +138,10 @@ Deno.test("the guard warns once past warnAt and stops the pool exactly at maxCos
   // A second machine: the cap comes sooner, and exactly.
   spend.open("b", { pricePerHour: 6 });
   clock.advance(HOUR);
-  assert.deepEqual(events.map((e) => e.type), ["BudgetWarning", "BudgetExceeded"]);
+  assert.deepEqual(events.map((e) => e.type), [
+    "BudgetWarning",
+    "BudgetExceeded",
+  ]);
   const over = events[1] as sky.BudgetExceeded;
   near(over.spent, 1, "spent at the cap");
   // Warned at 5 min; $0.55 at 5.5 min, then $12/h: $0.45 more in 2.25 min.
@@ -186,7 +197,10 @@ Deno.test("budget options are checked, warnAt defaulting to 80% of maxCost", () 
   assert.equal(options.costInterval, 10_000);
   const refused: [unknown, RegExp][] = [
     [{ maxCost: 0 }, /'budget\.maxCost' must be >0 \(got 0\)/],
-    [{ maxCost: 10, warnAt: 12 }, /'budget\.warnAt' must be at most maxCost \(10\) \(got 12\)/],
+    [
+      { maxCost: 10, warnAt: 12 },
+      /'budget\.warnAt' must be at most maxCost \(10\) \(got 12\)/,
+    ],
     [{ warnAt: 1 }, /'budget\.maxCost'/],
     [{ maxCost: 1, max: 2 }, /max/],
     [20, /'budget' must be an object \(got 20\)/],
@@ -266,7 +280,10 @@ Deno.test("a budget or costInterval where no offer has a price is refused, namin
     () => checkPricing([candidate(local, 0, "budget")], false),
     (e: Error) => {
       assert.ok(e instanceof sky.ConfigError);
-      assert.match(e.message, /'budget' has no effect: no offer of local has a price/);
+      assert.match(
+        e.message,
+        /'budget' has no effect: no offer of local has a price/,
+      );
       assert.match(e.message, /sky\.Local\(\{ pricePerHour: 0\.5 \}\)/);
       return true;
     },
@@ -284,14 +301,22 @@ Deno.test("a budget or costInterval where no offer has a price is refused, namin
     /'costInterval' has no effect/,
   );
   // One priced offer among those the pool's budget covers is enough.
-  checkPricing([candidate(local, 0, "budget"), candidate(local, 2, "budget")], true);
+  checkPricing(
+    [candidate(local, 0, "budget"), candidate(local, 2, "budget")],
+    true,
+  );
   checkPricing([candidate(local, 0)], false);
 });
 
 Deno.test("spend events print with their figures", () => {
   const base = { time: 0, pool: "p" };
   assert.equal(
-    sky.formatEvent({ ...base, type: "ClusterDestroyed", elapsedMs: 1500, cost: 0.42 }),
+    sky.formatEvent({
+      ...base,
+      type: "ClusterDestroyed",
+      elapsedMs: 1500,
+      cost: 0.42,
+    }),
     "[ClusterDestroyed] Cluster terminated (1.5s), cost $0.42",
   );
   assert.equal(
@@ -320,11 +345,22 @@ Deno.test("spend events print with their figures", () => {
     "[Cost] $1.23 spent, $0.0042/h now (1 machine(s))",
   );
   assert.equal(
-    sky.formatEvent({ ...base, type: "BudgetWarning", spent: 15.01, warnAt: 15, maxCost: 20 }),
+    sky.formatEvent({
+      ...base,
+      type: "BudgetWarning",
+      spent: 15.01,
+      warnAt: 15,
+      maxCost: 20,
+    }),
     "[BudgetWarning] Spent $15.01 of the $20.00 budget (warning at $15.00)",
   );
   assert.equal(
-    sky.formatEvent({ ...base, type: "BudgetExceeded", spent: 20, maxCost: 20 }),
+    sky.formatEvent({
+      ...base,
+      type: "BudgetExceeded",
+      spent: 20,
+      maxCost: 20,
+    }),
     "[BudgetExceeded] Spent $20.00, the budget's maxCost of $20.00: failing the tasks and closing the pool",
   );
 });

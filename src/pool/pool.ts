@@ -343,7 +343,7 @@ export class ComputePool implements AsyncDisposable {
   }
 
   /**
-   * Every event of the pool: the lifecycle events so far (task and log events
+   * Every event of the pool: the lifecycle events so far (task, log and cost events
    * are not replayed), then each new one, until the pool is closed.
    */
   get events(): AsyncIterable<PoolEvent> {
