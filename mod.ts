@@ -51,6 +51,7 @@ export {
 export type { MapResults, RunResult, TaskHandle } from "./src/pool/handles.ts";
 export type { DeadManSwitchOptions } from "./src/pool/deadman.ts";
 export type { DashboardOptions } from "./src/dashboard/serve.ts";
+export { BudgetExceededError } from "./src/errors.ts";
 export {
   ConfigError,
   NodeLostError,
@@ -65,6 +66,7 @@ export {
 } from "./src/errors.ts";
 export type * from "./src/events.ts";
 export { formatEvent } from "./src/events.ts";
+export { formatDollars } from "./src/events.ts";
 export {
   type AcceleratorInfo,
   type InstanceInfo,

@@ -141,7 +141,14 @@ Deno.test({
     let browser: Browser | undefined;
     let pool: sky.ComputePool | undefined;
     try {
-      pool = await start({ nodes: 2, dashboard: true });
+      // Priced nodes and a budget, so that the page shows spend.
+      pool = await start({
+        provider: sky.Local({ root, pricePerHour: 0.5 }),
+        nodes: 2,
+        dashboard: true,
+        budget: { maxCost: 5 },
+        costInterval: 500,
+      });
       browser = await puppeteer.launch({
         executablePath: CHROMIUM,
         headless: true,
@@ -190,6 +197,9 @@ Deno.test({
       assert.match(rows[0], /^0 \(head\)\s+ready\s+local-sky-/);
       assert.match(rows[1], /^1\s+ready\s+local-sky-.*\slocal\s/);
       assert.match(await text("#status"), /Running/);
+      assert.match(rows[0], /\$0\.50\/h/);
+      assert.equal(await text("#budget"), "$5.00");
+      assert.equal(await text("#budget-state"), "warns at $4.00");
       // The bootstrap timeline: a lane per node, with its phases.
       const lanes = await texts("#timeline .lane");
       assert.equal(lanes.length, 2);
@@ -215,6 +225,9 @@ Deno.test({
       await page.waitForFunction(
         `document.getElementById("tasks-done").innerText === "40"`,
       );
+      // Spend, from the pool's Cost events: the two nodes' rate.
+      await showing("#rate", "$1.00/h now");
+      assert.match(await text("#spent"), /^\$0\.\d+$/);
       // The chart drew the throughput.
       assert.ok(await page.$("#chart .uplot canvas"));
 
@@ -422,7 +435,7 @@ Deno.test("the dashboard's view counts spend and the budget from the pool's even
       node: 0,
       instance: "i-1",
       pricePerHour: 1.2,
-    } as never,
+    },
   );
   assert.equal(state.snapshot().nodes[0].pricePerHour, 1.2);
   assert.deepEqual(state.snapshot().budget, {
@@ -438,7 +451,7 @@ Deno.test("the dashboard's view counts spend and the budget from the pool's even
       spent: 0.5,
       ratePerHour: 1.2,
       nodes: [{ node: 0, instanceId: "i-1", pricePerHour: 1.2, spent: 0.5 }],
-    } as never,
+    },
   );
   assert.deepEqual(state.snapshot().cost, { spent: 0.5, ratePerHour: 1.2 });
   assert.equal(state.snapshot().nodes[0].spent, 0.5);
@@ -450,7 +463,7 @@ Deno.test("the dashboard's view counts spend and the budget from the pool's even
       spent: 1.6,
       warnAt: 1.5,
       maxCost: 2,
-    } as never,
+    },
   );
   assert.equal(state.snapshot().budget?.state, "warning");
   state.apply(
@@ -460,7 +473,7 @@ Deno.test("the dashboard's view counts spend and the budget from the pool's even
       ...base,
       spent: 2.01,
       maxCost: 2,
-    } as never,
+    },
   );
   assert.equal(state.snapshot().budget?.state, "exceeded");
   state.apply(
@@ -470,7 +483,7 @@ Deno.test("the dashboard's view counts spend and the budget from the pool's even
       ...base,
       elapsedMs: 5,
       cost: 2.02,
-    } as never,
+    },
   );
   assert.equal(state.snapshot().cost?.spent, 2.02);
   assert.equal(state.snapshot().closedAt, 5);

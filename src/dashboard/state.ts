@@ -65,6 +65,8 @@ export interface NodeView {
   hostname?: string;
   /** Price of its machine, in US dollars per hour. */
   pricePerHour?: number;
+  /** Whether that is a spot price. */
+  spot?: boolean;
   /** Spent on it so far, in US dollars. */
   spent?: number;
   /** Tasks it runs now. */
@@ -245,8 +247,10 @@ export class DashboardState {
           instance: record.instance,
           phases: [],
         });
-        const price = (record as { pricePerHour?: number }).pricePerHour;
-        if (price !== undefined) node.pricePerHour = price;
+        if (record.pricePerHour !== undefined) {
+          node.pricePerHour = record.pricePerHour;
+          node.spot = record.spot;
+        }
         return;
       }
       case "InstanceRunning":
@@ -283,8 +287,10 @@ export class DashboardState {
         node.state = "ready";
         node.instance = record.instance;
         node.hostname = record.hostname;
-        const price = (record as { pricePerHour?: number }).pricePerHour;
-        if (price !== undefined) node.pricePerHour = price;
+        if (record.pricePerHour !== undefined) {
+          node.pricePerHour = record.pricePerHour;
+          node.spot = record.spot;
+        }
         return;
       }
       case "ClusterReady":
@@ -345,55 +351,33 @@ export class DashboardState {
       }
       case "ClusterDestroyed": {
         for (const node of s.nodes) node.state = "released";
-        const cost = (record as { cost?: number }).cost;
-        if (cost !== undefined) {
-          s.cost = { spent: cost, ratePerHour: 0 };
+        if (record.cost !== undefined) {
+          s.cost = { spent: record.cost, ratePerHour: 0 };
         }
         s.closedAt = record.time;
         return;
       }
-    }
-    // The events of spend and budget (read by shape: an older pool has none).
-    const other = record as unknown as Record<string, unknown> & {
-      type: string;
-    };
-    switch (other.type) {
       case "Cost": {
-        s.cost = {
-          spent: Number(other.spent),
-          ratePerHour: Number(other.ratePerHour),
-        };
-        const nodes = Array.isArray(other.nodes) ? other.nodes : [];
-        for (
-          const n of nodes as {
-            node: number;
-            pricePerHour?: number;
-            spent?: number;
-          }[]
-        ) {
-          if (typeof n?.node !== "number") continue;
+        s.cost = { spent: record.spent, ratePerHour: record.ratePerHour };
+        for (const n of record.nodes) {
+          if (n.node < 0) continue;
           const node = this.#node(n.node);
-          if (typeof n.pricePerHour === "number") {
-            node.pricePerHour = n.pricePerHour;
-          }
-          if (typeof n.spent === "number") node.spent = n.spent;
+          node.pricePerHour = n.pricePerHour;
+          node.spent = n.spent;
         }
         return;
       }
       case "BudgetWarning":
-      case "BudgetExceeded": {
-        const maxCost = Number(other.maxCost);
+      case "BudgetExceeded":
         s.budget = {
-          maxCost,
-          warnAt: typeof other.warnAt === "number"
-            ? other.warnAt
+          maxCost: record.maxCost,
+          warnAt: record.type === "BudgetWarning"
+            ? record.warnAt
             : s.budget?.warnAt,
-          state: other.type === "BudgetWarning" ? "warning" : "exceeded",
+          state: record.type === "BudgetWarning" ? "warning" : "exceeded",
         };
-        const spent = Number(other.spent);
-        s.cost = { spent, ratePerHour: s.cost?.ratePerHour ?? 0 };
+        s.cost = { spent: record.spent, ratePerHour: s.cost?.ratePerHour ?? 0 };
         return;
-      }
     }
   }
 

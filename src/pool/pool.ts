@@ -18,6 +18,7 @@ import {
 } from "../compute.ts";
 import { createConsole, defaultConsoleMode } from "./console.ts";
 import {
+  BudgetExceededError,
   ConfigError,
   PoolClosedError,
   ProvisioningError,
@@ -64,6 +65,13 @@ import { Recovery, type RecoveryHooks } from "./recovery.ts";
 import { Scaler, type ScalerHooks } from "./scaler.ts";
 import { shutdown } from "./shutdown.ts";
 import { type PoolWatch, watchPool } from "../dashboard/watch.ts";
+import {
+  BudgetGuard,
+  checkPricing,
+  DEFAULT_COST_INTERVAL,
+  DEFAULT_WARN_SHARE,
+} from "./budget.ts";
+import { poolClock, reportCost, Spend } from "./spend.ts";
 
 const log = logger("pool");
 
@@ -128,6 +136,14 @@ export class ComputePool implements AsyncDisposable {
   #keepAlive: ReturnType<typeof setInterval> | undefined;
   /** The dashboard and the event log, when asked for. */
   #watch: PoolWatch | undefined;
+  /** What the machines cost so far. */
+  #spend: Spend;
+  /** Keeps the pool within its budget. */
+  #guard: BudgetGuard;
+  /** Stops the `Cost` reports. */
+  #stopCost: () => void = () => {};
+  /** Why the budget closed the pool, once it did. */
+  #overBudget: BudgetExceededError | undefined;
 
   private constructor(options: ResolvedOptions) {
     this.id = `sky-${Date.now().toString(36)}-${(poolCounter++).toString(36)}${
@@ -138,6 +154,18 @@ export class ComputePool implements AsyncDisposable {
       pool: this.id,
       onEvent: options.onEvent,
       console: createConsole(options.console ?? defaultConsoleMode()),
+    });
+    this.#spend = new Spend(poolClock());
+    this.#guard = new BudgetGuard({
+      spend: this.#spend,
+      interval: options.costInterval ?? DEFAULT_COST_INTERVAL,
+      emit: (event) => this.#emit(event),
+      exceeded: (error) => {
+        this.#overBudget = error;
+        this.#close(error).catch((e) =>
+          log.error("Closing pool {id} failed: {e}", { id: this.id, e })
+        );
+      },
     });
     this.#view = new ClusterView({
       nodes: () => this.#nodes,
@@ -163,6 +191,8 @@ export class ComputePool implements AsyncDisposable {
     const hooks: ProvisionerHooks & BringUpHooks & RecoveryHooks & ScalerHooks =
       {
         poolId: this.id,
+        spend: this.#spend,
+        guard: this.#guard,
         emit: (event) => this.#emit(event),
         closed: () => this.#closed,
         nodes: () => this.#nodes,
@@ -250,8 +280,11 @@ export class ComputePool implements AsyncDisposable {
       await pool.#start();
     } catch (error) {
       await pool.close().catch(() => {});
+      // The budget closed the pool while it started: that is why it failed.
+      if (pool.#overBudget) throw pool.#overBudget;
       if (
         error instanceof ConfigError || error instanceof ProvisioningError ||
+        error instanceof BudgetExceededError ||
         resolved.signal?.aborted && error === resolved.signal.reason
       ) {
         throw error;
@@ -272,9 +305,7 @@ export class ComputePool implements AsyncDisposable {
   #startWatch(): Promise<PoolWatch | undefined> {
     const options = this.#options;
     const accelerator = options.accelerator;
-    const budget =
-      (options as { budget?: { maxCost: number; warnAt?: number } })
-        .budget;
+    const budget = options.budget;
     return watchPool({
       info: {
         time: this.#startedAt,
@@ -287,7 +318,10 @@ export class ComputePool implements AsyncDisposable {
               accelerator.count > 1 ? `:${accelerator.count}` : ""
             }`,
         nodes: options.nodes.desired,
-        budget: budget && { maxCost: budget.maxCost, warnAt: budget.warnAt },
+        budget: budget && {
+          maxCost: budget.maxCost,
+          warnAt: budget.warnAt ?? budget.maxCost * DEFAULT_WARN_SHARE,
+        },
       },
       events: this.#hub.events,
       queued: () => this.#scheduler.waiting(),
@@ -366,7 +400,7 @@ export class ComputePool implements AsyncDisposable {
   }
 
   /**
-   * Every event of the pool: the lifecycle events so far (task and log events
+   * Every event of the pool: the lifecycle events so far (task, log and cost events
    * are not replayed), then each new one, until the pool is closed.
    */
   get events(): AsyncIterable<PoolEvent> {
@@ -397,7 +431,14 @@ export class ComputePool implements AsyncDisposable {
         );
       }, { keepAlive: false });
     }
+    this.#stopCost = reportCost(
+      this.#spend,
+      options.costInterval ?? DEFAULT_COST_INTERVAL,
+      (event) => this.#emit(event),
+    );
     await this.#provisioner.provisionCluster(specRequests(options, this.id), {
+      check: (candidates) =>
+        checkPricing(candidates, options.costInterval !== undefined),
       selection: options.selection,
       wanted: options.nodes.min,
       timeout: options.provisionTimeout,
@@ -797,13 +838,25 @@ export class ComputePool implements AsyncDisposable {
    * @returns Once everything is released.
    */
   close(): Promise<void> {
+    return this.#close();
+  }
+
+  /**
+   * Closes the pool, failing its tasks with `error` (`PoolClosedError` when
+   * the caller closes it, `BudgetExceededError` when the budget does).
+   */
+  #close(error?: Error): Promise<void> {
     if (!this.#closing) {
       const release = this.#hold();
       this.#closed = true;
       this.#closing = shutdown({
         poolId: this.id,
         startedAt: this.#startedAt,
+        error,
+        cost: () => this.#spend.priced ? this.#spend.spent() : undefined,
         stopTimers: () => {
+          this.#guard.stop();
+          this.#stopCost();
           this.#scaler.stop();
           for (const node of this.#nodes) node?.health?.stop();
           this.#heartbeat?.stop();

@@ -92,6 +92,7 @@ function drawNodes(view) {
         n.instance,
         n.address,
         n.pricePerHour,
+        n.spot,
         n.spent,
         n.running,
         n.done,
@@ -113,7 +114,9 @@ function drawNodes(view) {
           el(
             "td",
             {},
-            n.pricePerHour === undefined ? "–" : `${money(n.pricePerHour)}/h`,
+            n.pricePerHour === undefined
+              ? "–"
+              : `${money(n.pricePerHour)}/h${n.spot ? " spot" : ""}`,
           ),
           el("td", {}, money(n.spent)),
           el("td", {}, n.running),
