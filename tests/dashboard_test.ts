@@ -38,8 +38,8 @@ function start(
 }
 
 /** Reads the views a dashboard's event stream sends, one at a time. */
-async function viewsOf(url: string, signal: AbortSignal) {
-  const response = await fetch(`${url}events`, { signal });
+async function viewsOf(url: string, signal?: AbortSignal, page = "test") {
+  const response = await fetch(`${url}events?page=${page}`, { signal });
   assert.equal(response.status, 200);
   assert.match(
     response.headers.get("content-type") ?? "",
@@ -261,6 +261,67 @@ Deno.test({
       await pool?.close();
     }
   },
+});
+
+Deno.test("a program whose pool serves a dashboard still ends once its work is done, also while a page watches, and the page learns the pool closed", async () => {
+  // The script leaves its pool open: neither the listener nor a page's
+  // stream may hold the program (the teardown closes the pool as it ends).
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./fixtures/dashboard_script.ts", import.meta.url).pathname,
+      root,
+      "1500",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  // Killed if held: the assertion below then fails.
+  const held = setTimeout(() => child.kill(), 60_000);
+  try {
+    const lines = child.stdout.pipeThrough(new TextDecoderStream())
+      .getReader();
+    let out = "";
+    while (!out.includes("\n")) {
+      const { done, value } = await lines.read();
+      if (done) break;
+      out += value;
+    }
+    const url = out.split("\n")[0];
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/[0-9a-f]{32}\/$/);
+    // A page: reads views, reconnecting as EventSource does, until the
+    // server is gone.
+    const views: Snapshot[] = [];
+    for (;;) {
+      let stream;
+      try {
+        stream = await viewsOf(`${url}`, undefined, "watcher");
+      } catch {
+        break;
+      }
+      for (let view = await stream.next(); view; view = await stream.next()) {
+        views.push(view);
+      }
+      if (views.at(-1)?.closedAt !== undefined) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    for (;;) {
+      const { done, value } = await lines.read();
+      if (done) break;
+      out += value;
+    }
+    const status = await child.status;
+    assert.equal(out.split("\n")[1], "1500");
+    assert.equal(status.signal, null, "the program was held open and killed");
+    assert.equal(status.code, 0);
+    assert.ok(views.some((v) => v.tasks.running === 1), "saw the task run");
+    assert.ok(views.at(-1)?.closedAt, "the page learnt that the pool closed");
+    await assert.rejects(fetch(url), TypeError);
+  } finally {
+    clearTimeout(held);
+    await child.stderr.cancel();
+  }
 });
 
 Deno.test("a pool's event log holds the pool, its events and its close, one JSON object a line", async () => {

@@ -39,6 +39,12 @@ export interface DashboardServeOptions {
   port?: number;
   /** The token of the URL; a random one by default (tests give their own). */
   token?: string;
+  /**
+   * Whether the listener keeps the program alive. A pool's does not: a
+   * program whose work is done ends, and its pool (and dashboard) closes.
+   * @default true
+   */
+  keepAlive?: boolean;
 }
 
 /** A running dashboard server. */
@@ -51,6 +57,13 @@ export interface DashboardServer {
   reset(): void;
   /** The current view. */
   state(): Snapshot;
+  /**
+   * Whether the program is busy (with `keepAlive: false`): while it is, the
+   * pages' streams stay open; while it is not, each page gets the view and
+   * reconnects a second later, so that no open stream holds a program
+   * whose work is done.
+   */
+  hold(busy: boolean): void;
   /** Marks the pool closed and sends that to the pages; the server stays up. */
   finish(time?: number): Promise<void>;
   /** Sends the last view, ends every page's stream and stops listening. */

@@ -14,7 +14,7 @@ import { type SSEStreamingApi, streamSSE } from "npm:hono@4.13.23/streaming";
 import "npm:uplot@1.6.32";
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log.ts";
-import { after } from "../_timers.ts";
+import { after, sleep } from "../_timers.ts";
 import { type DashboardRecord, DashboardState } from "./state.ts";
 import type { DashboardServeOptions, DashboardServer } from "./serve.ts";
 
@@ -22,6 +22,19 @@ const log = logger("dashboard");
 
 /** How often, at most, the page gets a new view, in milliseconds. */
 const UPDATE_EVERY = 200;
+/** How soon a page reconnects once its stream ended, in milliseconds. */
+const RETRY = 1_000;
+
+/** A page's stream of views. */
+interface Client {
+  stream: SSEStreamingApi;
+  /** The page's id (from the query), the same across its reconnections. */
+  page: string;
+  /** The views sent so far, in order. */
+  sent: Promise<void>;
+  /** Ends the stream. */
+  end: () => void;
+}
 
 /** The files of the page: name, content type, where they come from. */
 const FILES: Record<string, { type: string; url: () => string }> = {
@@ -94,26 +107,39 @@ export async function serveDashboard(
     files.set(name, await load(file.url()));
   }
   let state = new DashboardState();
-  const clients = new Set<
-    { stream: SSEStreamingApi; sent: Promise<void>; end: () => void }
-  >();
+  /** The pages connected now; each stream sends the views in order. */
+  const clients = new Set<Client>();
+  /** Pages by id: when each was last connected, and the last view it got. */
+  const pages = new Map<string, { seen: number; got: number }>();
+  /** Whether streams are held open (the program is busy anyway). */
+  let holding = options.keepAlive !== false;
   let ended = false;
   let sequence = 0;
   let cancelTimer: (() => void) | undefined;
 
+  const send = (client: Client, data: string, id: number) => {
+    client.sent = client.sent.then(async () => {
+      await client.stream.writeSSE({ data, id: String(id), retry: RETRY });
+      const page = pages.get(client.page);
+      if (page) page.got = id;
+    }).catch(() => client.end());
+  };
   /** Sends the current view to every page. */
   const broadcast = () => {
+    cancelTimer?.();
     cancelTimer = undefined;
     const data = JSON.stringify(state.snapshot());
-    const id = String(++sequence);
-    for (const client of clients) {
-      client.sent = client.sent.then(() =>
-        client.stream.writeSSE({ data, id }).catch(() => client.end())
-      );
-    }
+    const id = ++sequence;
+    for (const client of clients) send(client, data, id);
   };
   const schedule = () => {
     cancelTimer ??= after(UPDATE_EVERY, broadcast, { keepAlive: false });
+  };
+  /** Ends every stream once its views are sent: the pages reconnect. */
+  const release = async () => {
+    const all = [...clients];
+    for (const client of all) client.end();
+    await Promise.all(all.map((c) => c.sent));
   };
 
   const app = new Hono();
@@ -130,25 +156,28 @@ export async function serveDashboard(
     );
   });
   app.get("/:token", (c) => c.redirect(`/${token}/`));
-  app.get("/:token/events", (c) =>
-    streamSSE(c, async (stream) => {
+  app.get("/:token/events", (c) => {
+    const pageId = (c.req.query("page") ?? "").slice(0, 64);
+    return streamSSE(c, async (stream) => {
       let end!: () => void;
       const done = new Promise<void>((r) => end = r);
-      const client = {
+      const client: Client = {
         stream,
-        sent: stream.writeSSE({
-          data: JSON.stringify(state.snapshot()),
-          id: String(sequence),
-        }),
+        page: pageId,
+        sent: Promise.resolve(),
         end,
       };
+      pages.set(pageId, { seen: Date.now(), got: pages.get(pageId)?.got ?? 0 });
       stream.onAbort(() => end());
-      if (ended) end();
+      send(client, JSON.stringify(state.snapshot()), sequence);
+      if (ended || !holding) end();
       else clients.add(client);
       await done;
       clients.delete(client);
-      await client.sent.catch(() => {});
-    }));
+      pages.get(pageId)!.seen = Date.now();
+      await client.sent;
+    });
+  });
   app.get("/:token/:file{.*}", (c) => {
     const name = c.req.param("file");
     const body = files.get(name);
@@ -171,6 +200,7 @@ export async function serveDashboard(
       { cause: error },
     );
   }
+  if (options.keepAlive === false) server.unref();
   const url = `http://127.0.0.1:${server.addr.port}/${token}/`;
   log.debug("Dashboard listening on 127.0.0.1:{port}", {
     port: server.addr.port,
@@ -188,18 +218,33 @@ export async function serveDashboard(
       schedule();
     },
     state: () => state.snapshot(),
+    hold(busy: boolean) {
+      if (holding === busy || options.keepAlive !== false) return;
+      holding = busy;
+      if (!busy) release();
+    },
     async finish(time = Date.now()) {
       state.close(time);
-      cancelTimer?.();
       broadcast();
-      await Promise.all([...clients].map((c) => c.sent.catch(() => {})));
+      await Promise.all([...clients].map((c) => c.sent));
     },
     close() {
       closing ??= (async () => {
         await dashboard.finish();
         ended = true;
-        for (const client of clients) client.end();
-        await Promise.all([...clients].map((c) => c.sent.catch(() => {})));
+        // Pages between two streams (they reconnect within RETRY ms) get
+        // the last view when they do; those gone for longer are not waited
+        // for.
+        const last = sequence;
+        for (let waited = 0; waited < 2 * RETRY; waited += 50) {
+          const now = Date.now();
+          const missing = [...pages.values()].some((p) =>
+            p.got < last && now - p.seen < 3 * RETRY
+          );
+          if (!missing) break;
+          await sleep(50);
+        }
+        await release();
         await server.shutdown();
       })();
       return closing;

@@ -41,6 +41,11 @@ export interface WatchedPool {
 export interface PoolWatch {
   /** The dashboard's address, token included, when there is one. */
   readonly url: string | undefined;
+  /**
+   * Tells whether the pool holds the program (starting, closing or running
+   * tasks): the dashboard holds its pages' streams open only then.
+   */
+  hold(busy: boolean): void;
   /** Waits for the pool's last event, then stops the server and closes the log. */
   close(): Promise<void>;
 }
@@ -72,6 +77,7 @@ export async function watchPool(
       const { serveDashboard } = await loadDashboard();
       server = await serveDashboard({
         port: pool.dashboard === true ? undefined : pool.dashboard.port,
+        keepAlive: false,
       });
     }
   } catch (error) {
@@ -125,6 +131,7 @@ export async function watchPool(
   let closing: Promise<void> | undefined;
   return {
     url: server?.url,
+    hold: (busy) => server?.hold(busy),
     close() {
       closing ??= (async () => {
         clearInterval(sampler);

@@ -277,6 +277,7 @@ export class ComputePool implements AsyncDisposable {
     const release = pool.#hold();
     try {
       pool.#watch = await pool.#startWatch();
+      pool.#checkKeepAlive();
       await pool.#start();
     } catch (error) {
       await pool.close().catch(() => {});
@@ -368,6 +369,7 @@ export class ComputePool implements AsyncDisposable {
   /** Holds the program while the pool starts, resizes, closes or runs tasks. */
   #checkKeepAlive(): void {
     const busy = this.#keepers > 0 || this.#scheduler.pending > 0;
+    this.#watch?.hold(busy);
     if (busy && this.#keepAlive === undefined) {
       this.#keepAlive = setInterval(() => {}, 2 ** 30);
     } else if (!busy && this.#keepAlive !== undefined) {

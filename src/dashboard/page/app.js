@@ -263,9 +263,16 @@ function draw(view) {
   drawLogs(view);
 }
 
+// The server ends the stream while the program is idle (so that it does not
+// hold a program whose work is done); EventSource then reconnects within a
+// second. Only a connection lost for longer is reported.
+const pageId = Math.random().toString(36).slice(2);
 let closed = false;
-const source = new EventSource("events");
+let lost;
+const source = new EventSource(`events?page=${pageId}`);
 source.onmessage = (message) => {
+  clearTimeout(lost);
+  lost = undefined;
   const view = JSON.parse(message.data);
   draw(view);
   if (view.closedAt) {
@@ -274,13 +281,15 @@ source.onmessage = (message) => {
   }
 };
 source.onerror = () => {
-  if (closed) return;
-  const status = $("status");
-  status.textContent = "Disconnected";
-  status.className = "badge lost";
-  const banner = $("banner");
-  banner.hidden = false;
-  banner.className = "bad";
-  banner.textContent =
-    "Lost the connection to the pool: the program has probably ended.";
+  if (closed || lost !== undefined) return;
+  lost = setTimeout(() => {
+    const status = $("status");
+    status.textContent = "Disconnected";
+    status.className = "badge lost";
+    const banner = $("banner");
+    banner.hidden = false;
+    banner.className = "bad";
+    banner.textContent =
+      "Lost the connection to the pool: the program has probably ended.";
+  }, 5_000);
 };
