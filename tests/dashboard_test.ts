@@ -13,6 +13,7 @@ import puppeteer, { type Browser, type Page } from "npm:puppeteer-core@25.19.0";
 import * as sky from "../mod.ts";
 import { main } from "../cli.ts";
 import { dashboardCommand } from "../src/dashboard/command.ts";
+import { followEventLog } from "../src/dashboard/event_log.ts";
 import { DashboardState, type Snapshot } from "../src/dashboard/state.ts";
 import { failing, shout, sleep, square } from "./fixtures/computes.ts";
 import { eventually, tempRoot } from "./helpers.ts";
@@ -548,4 +549,30 @@ Deno.test("the dashboard's view counts spend and the budget from the pool's even
   );
   assert.equal(state.snapshot().cost?.spent, 2.02);
   assert.equal(state.snapshot().closedAt, 5);
+});
+
+Deno.test("an event log emptied by the next run is read again from its start; lines that are not records are skipped", async () => {
+  const dir = await Deno.makeTempDir({ dir: root });
+  const file = `${dir}/run.jsonl`;
+  const line = (pool: string) =>
+    JSON.stringify({ type: "QueueSample", time: 1, pool, queued: 1 }) + "\n";
+  await Deno.writeTextFile(file, line("first") + "not json\n{}\n");
+  const pools: string[] = [];
+  let restarts = 0;
+  const stop = new AbortController();
+  const following = followEventLog(file, (r) => pools.push(r.pool), {
+    signal: stop.signal,
+    interval: 20,
+    onRestart: () => restarts++,
+  });
+  try {
+    await eventually(() => pools.length === 1, 10_000, "the first record");
+    await Deno.writeTextFile(file, line("second"));
+    await eventually(() => pools.length === 2, 10_000, "the second run");
+    assert.deepEqual(pools, ["first", "second"]);
+    assert.equal(restarts, 1);
+  } finally {
+    stop.abort();
+    await following;
+  }
 });
