@@ -167,14 +167,23 @@ export async function serveDashboard(
         sent: Promise.resolve(),
         end,
       };
-      pages.set(pageId, { seen: Date.now(), got: pages.get(pageId)?.got ?? 0 });
+      const now = Date.now();
+      // Pages gone for a while are forgotten.
+      for (const [id, page] of pages) {
+        const connected = [...clients].some((c) => c.page === id);
+        if (now - page.seen > 10 * RETRY && !connected) pages.delete(id);
+      }
+      pages.set(pageId, { seen: now, got: pages.get(pageId)?.got ?? 0 });
       stream.onAbort(() => end());
       send(client, JSON.stringify(state.snapshot()), sequence);
       if (ended || !holding) end();
       else clients.add(client);
       await done;
       clients.delete(client);
-      pages.get(pageId)!.seen = Date.now();
+      pages.set(pageId, {
+        seen: Date.now(),
+        got: pages.get(pageId)?.got ?? 0,
+      });
       await client.sent;
     });
   });
