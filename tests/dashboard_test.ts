@@ -16,7 +16,7 @@ import { dashboardCommand } from "../src/dashboard/command.ts";
 import { followEventLog } from "../src/dashboard/event_log.ts";
 import { DashboardState, type Snapshot } from "../src/dashboard/state.ts";
 import { failing, shout, sleep, square } from "./fixtures/computes.ts";
-import { eventually, tempRoot } from "./helpers.ts";
+import { alive, eventually, tempRoot } from "./helpers.ts";
 
 const root = await tempRoot();
 const CHROMIUM = "/usr/bin/chromium";
@@ -257,6 +257,11 @@ Deno.test({
       assert.match(await text("#nodes tbody"), /released/);
       assert.deepEqual(errors, []);
       assert.deepEqual(elsewhere, []);
+      // Chromium ends with the test.
+      const pid = browser.process()?.pid;
+      await browser.close();
+      browser = undefined;
+      assert.ok(pid !== undefined && !(await alive(pid)));
     } finally {
       await browser?.close();
       await pool?.close();

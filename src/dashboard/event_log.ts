@@ -27,6 +27,7 @@ const log = logger("dashboard");
  * writer.write({ type: "QueueSample", time: Date.now(), pool: "p", queued: 3 });
  * writer.close();
  * console.log(JSON.parse(await Deno.readTextFile(path)).queued); // 3
+ * await Deno.remove(path);
  * ```
  */
 export class EventLogWriter {
@@ -126,6 +127,7 @@ export interface FollowOptions {
  *   console.log(record.type); // QueueSample
  *   stop.abort();
  * }, { signal: stop.signal });
+ * await Deno.remove(path);
  * ```
  */
 export async function followEventLog(
