@@ -9,12 +9,10 @@
 import type { PoolEvent } from "../events.ts";
 import { logger } from "../log.ts";
 import { EventLogWriter } from "./event_log.ts";
-import {
-  type DashboardOptions,
-  type DashboardServer,
-  loadDashboard,
-} from "./serve.ts";
+import { type DashboardServer, loadDashboard } from "./serve.ts";
 import type { DashboardRecord, PoolInfo } from "./state.ts";
+import { DEFAULT_WARN_SHARE } from "../pool/budget.ts";
+import type { ResolvedOptions } from "../pool/options.ts";
 
 const log = logger("dashboard");
 
@@ -23,18 +21,41 @@ const SAMPLE_EVERY = 500;
 
 /** What {@linkcode watchPool} needs of a pool. */
 export interface WatchedPool {
-  /** The line that describes the pool. */
-  info: Omit<PoolInfo, "type">;
+  /** The pool's id. */
+  pool: string;
+  /** When it started, in epoch milliseconds. */
+  startedAt: number;
+  /** The provider's name. */
+  provider: string;
+  /** The pool's options: what to serve and write, and what to show of them. */
+  options: Pick<
+    ResolvedOptions,
+    "dashboard" | "eventLog" | "console" | "accelerator" | "nodes" | "budget"
+  >;
   /** The pool's events, from the first. */
   events: AsyncIterable<PoolEvent>;
   /** How many tasks wait for a node now. */
   queued(): number;
-  /** `dashboard` as the pool was given it. */
-  dashboard?: boolean | DashboardOptions;
-  /** `eventLog` as the pool was given it. */
-  eventLog?: string;
-  /** Prints the dashboard's address (once). */
-  print(line: string): void;
+}
+
+/** The line that describes the pool, first in its event log. */
+function poolInfo(pool: WatchedPool): PoolInfo {
+  const { accelerator, budget, nodes } = pool.options;
+  return {
+    type: "PoolInfo",
+    time: pool.startedAt,
+    pool: pool.pool,
+    provider: pool.provider,
+    accelerator: typeof accelerator === "string" ? accelerator : accelerator &&
+      `${accelerator.name}${
+        accelerator.count > 1 ? `:${accelerator.count}` : ""
+      }`,
+    nodes: nodes.desired,
+    budget: budget && {
+      maxCost: budget.maxCost,
+      warnAt: budget.warnAt ?? budget.maxCost * DEFAULT_WARN_SHARE,
+    },
+  };
 }
 
 /** A pool's dashboard and event log, while the pool lives. */
@@ -59,7 +80,7 @@ export interface PoolWatch {
  *
  * @example
  * ```ts ignore
- * const watch = await watchPool({ info, events: hub.events, queued: () => 0, dashboard: true, print: console.error });
+ * const watch = await watchPool({ pool: id, startedAt, provider: "local", options, events: hub.events, queued: () => 0 });
  * console.log(watch?.url); // http://127.0.0.1:PORT/TOKEN/
  * await watch?.close();
  * ```
@@ -67,16 +88,17 @@ export interface PoolWatch {
 export async function watchPool(
   pool: WatchedPool,
 ): Promise<PoolWatch | undefined> {
-  if (!pool.dashboard && pool.eventLog === undefined) return undefined;
-  const writer = pool.eventLog === undefined
+  const { dashboard, eventLog } = pool.options;
+  if (!dashboard && eventLog === undefined) return undefined;
+  const writer = eventLog === undefined
     ? undefined
-    : EventLogWriter.open(pool.eventLog);
+    : EventLogWriter.open(eventLog);
   let server: DashboardServer | undefined;
   try {
-    if (pool.dashboard) {
+    if (dashboard) {
       const { serveDashboard } = await loadDashboard();
       server = await serveDashboard({
-        port: pool.dashboard === true ? undefined : pool.dashboard.port,
+        port: dashboard === true ? undefined : dashboard.port,
         keepAlive: false,
       });
     }
@@ -88,8 +110,11 @@ export async function watchPool(
     writer?.write(r);
     server?.apply(r);
   };
-  record({ type: "PoolInfo", ...pool.info });
-  if (server) pool.print(`Dashboard: ${server.url}`);
+  record(poolInfo(pool));
+  // Printed once, on stderr with the pool's other lines; always pool.dashboardUrl.
+  if (server && pool.options.console !== "silent") {
+    console.error(`Dashboard: ${server.url}`);
+  }
 
   let queued = 0;
   const sampler = setInterval(() => {
@@ -99,7 +124,7 @@ export async function watchPool(
     record({
       type: "QueueSample",
       time: Date.now(),
-      pool: pool.info.pool,
+      pool: pool.pool,
       queued,
     });
   }, SAMPLE_EVERY);
@@ -117,7 +142,7 @@ export async function watchPool(
           record({
             type: "QueueSample",
             time: next.value.time,
-            pool: pool.info.pool,
+            pool: pool.pool,
             queued,
           });
         }

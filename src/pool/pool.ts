@@ -65,12 +65,7 @@ import { Recovery, type RecoveryHooks } from "./recovery.ts";
 import { Scaler, type ScalerHooks } from "./scaler.ts";
 import { shutdown } from "./shutdown.ts";
 import { type PoolWatch, watchPool } from "../dashboard/watch.ts";
-import {
-  BudgetGuard,
-  checkPricing,
-  DEFAULT_COST_INTERVAL,
-  DEFAULT_WARN_SHARE,
-} from "./budget.ts";
+import { BudgetGuard, checkPricing, DEFAULT_COST_INTERVAL } from "./budget.ts";
 import { poolClock, reportCost, Spend } from "./spend.ts";
 
 const log = logger("pool");
@@ -304,33 +299,13 @@ export class ComputePool implements AsyncDisposable {
 
   /** Starts the dashboard and the event log, when asked for. */
   #startWatch(): Promise<PoolWatch | undefined> {
-    const options = this.#options;
-    const accelerator = options.accelerator;
-    const budget = options.budget;
     return watchPool({
-      info: {
-        time: this.#startedAt,
-        pool: this.id,
-        provider: this.provider.name,
-        accelerator: typeof accelerator === "string"
-          ? accelerator
-          : accelerator &&
-            `${accelerator.name}${
-              accelerator.count > 1 ? `:${accelerator.count}` : ""
-            }`,
-        nodes: options.nodes.desired,
-        budget: budget && {
-          maxCost: budget.maxCost,
-          warnAt: budget.warnAt ?? budget.maxCost * DEFAULT_WARN_SHARE,
-        },
-      },
+      pool: this.id,
+      startedAt: this.#startedAt,
+      provider: this.provider.name,
+      options: this.#options,
       events: this.#hub.events,
       queued: () => this.#scheduler.waiting(),
-      dashboard: options.dashboard,
-      eventLog: options.eventLog,
-      print: (line) => {
-        if (options.console !== "silent") console.error(line);
-      },
     });
   }
 
