@@ -581,3 +581,37 @@ Deno.test("an event log emptied by the next run is read again from its start; li
     await following;
   }
 });
+
+Deno.test("the throughput counts finished tasks per second, and seconds without one as zero", () => {
+  const state = new DashboardState();
+  const task = (type: "TaskCompleted" | "TaskFailed", time: number) =>
+    state.apply(
+      type === "TaskCompleted"
+        ? { type, time, pool: "p", task: 1, name: "f", node: 0, elapsedMs: 1 }
+        : {
+          type,
+          time,
+          pool: "p",
+          task: 1,
+          name: "f",
+          node: 0,
+          elapsedMs: 1,
+          error: "RemoteError",
+          message: "Error: no",
+        },
+    );
+  task("TaskCompleted", 10_100);
+  task("TaskCompleted", 10_900);
+  task("TaskFailed", 10_950);
+  task("TaskCompleted", 12_500);
+  state.apply({ type: "QueueSample", time: 14_000, pool: "p", queued: 0 });
+  assert.deepEqual(state.snapshot().throughput, [
+    [10, 2, 1],
+    [11, 0, 0],
+    [12, 1, 0],
+    [13, 0, 0],
+    [14, 0, 0],
+  ]);
+  assert.equal(state.snapshot().tasks.done, 3);
+  assert.equal(state.snapshot().tasks.failed, 1);
+});

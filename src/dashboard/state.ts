@@ -190,20 +190,31 @@ export class DashboardState {
     return node;
   }
 
+  /**
+   * Extends the throughput to `second`: seconds without a finished task
+   * count as zero, so the chart drops while the pool idles.
+   */
+  #padTo(second: number): void {
+    const series = this.#snapshot.throughput;
+    const last = series.at(-1);
+    if (!last || last[0] >= second) return;
+    for (
+      let s = Math.max(last[0] + 1, second - SERIES_LIMIT + 1);
+      s <= second;
+      s++
+    ) {
+      series.push([s, 0, 0]);
+    }
+    if (series.length > SERIES_LIMIT) {
+      series.splice(0, series.length - SERIES_LIMIT);
+    }
+  }
+
   #finished(time: number, failed: boolean): void {
     const second = Math.floor(time / 1000);
     const series = this.#snapshot.throughput;
-    let last = series.at(-1);
-    if (!last || last[0] < second) {
-      // Seconds without a finished task count as zero, so the chart drops.
-      for (let s = last ? last[0] + 1 : second; s <= second; s++) {
-        last = [s, 0, 0];
-        series.push(last);
-      }
-      if (series.length > SERIES_LIMIT) {
-        series.splice(0, series.length - SERIES_LIMIT);
-      }
-    }
+    if (series.length === 0) series.push([second, 0, 0]);
+    this.#padTo(second);
     const bucket = series.findLast((b) => b[0] === second);
     if (bucket) bucket[failed ? 2 : 1]++;
   }
@@ -224,6 +235,7 @@ export class DashboardState {
   apply(record: DashboardRecord): void {
     const s = this.#snapshot;
     s.updatedAt = record.time;
+    this.#padTo(Math.floor(record.time / 1000));
     switch (record.type) {
       case "PoolInfo":
         s.pool = record.pool;
