@@ -7,7 +7,7 @@ import * as sky from "../mod.ts";
 import { BudgetGuard, budgetSchema, checkPricing } from "../src/pool/budget.ts";
 import { resolveOptions } from "../src/pool/options.ts";
 import { machinePrice, reportCost, Spend } from "../src/pool/spend.ts";
-import type { Candidate } from "../src/spec.ts";
+import { type Candidate, priceFor } from "../src/spec.ts";
 import { FakeClock } from "./fixtures/fake_clock.ts";
 
 const MINUTE = 60_000;
@@ -66,24 +66,38 @@ Deno.test("a machine's price is its offer's spot or on-demand price, as launched
     spotPrice: 0.21,
     onDemandPrice: 0.53,
   };
-  assert.deepEqual(machinePrice(offer, "spot-if-available", { spot: true }), {
-    pricePerHour: 0.21,
-    spot: true,
-  });
+  assert.deepEqual(
+    machinePrice(offer, priceFor(offer, "spot-if-available"), {
+      spot: true,
+    }),
+    {
+      pricePerHour: 0.21,
+      spot: true,
+    },
+  );
   // spot-if-available that fell back to on-demand (AWS's toInstance says so).
-  assert.deepEqual(machinePrice(offer, "spot-if-available", { spot: false }), {
+  assert.deepEqual(
+    machinePrice(offer, priceFor(offer, "spot-if-available"), {
+      spot: false,
+    }),
+    {
+      pricePerHour: 0.53,
+      spot: false,
+    },
+  );
+  assert.deepEqual(machinePrice(offer, priceFor(offer, "on-demand"), {}), {
     pricePerHour: 0.53,
-    spot: false,
   });
-  assert.deepEqual(machinePrice(offer, "on-demand", {}), {
-    pricePerHour: 0.53,
+  assert.deepEqual(machinePrice(offer, priceFor(offer, "cheapest"), {}), {
+    pricePerHour: 0.21,
   });
-  assert.deepEqual(machinePrice(offer, "cheapest", {}), { pricePerHour: 0.21 });
   // Your own hosts with a price: only an on-demand price, whatever the allocation.
   const host = { provider: "ssh", instanceType: "host", onDemandPrice: 0.4 };
-  assert.deepEqual(machinePrice(host, "spot", {}), { pricePerHour: 0.4 });
+  assert.deepEqual(machinePrice(host, priceFor(host, "spot"), {}), {
+    pricePerHour: 0.4,
+  });
   assert.deepEqual(
-    machinePrice({ provider: "ssh", instanceType: "host" }, "spot", {}),
+    machinePrice({ provider: "ssh", instanceType: "host" }, undefined, {}),
     {},
   );
 });
@@ -247,7 +261,7 @@ Deno.test("pricePerHour is checked by sky.Local, sky.SSH and sky.Container, and 
   const spec = { clusterId: "c", nodes: 1, allocation: "cheapest" as const };
   const prices = async (p: sky.Provider<any>) => {
     const [offer] = await p.offers(spec);
-    return machinePrice(offer, "spot-if-available", {}).pricePerHour;
+    return machinePrice(offer, undefined, {}).pricePerHour;
   };
   assert.equal(await prices(sky.Local({ pricePerHour: 0.25 })), 0.25);
   assert.equal(await prices(sky.Local()), 0);

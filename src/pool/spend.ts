@@ -13,7 +13,6 @@
  */
 import type { EventInit, NodeCost } from "../events.ts";
 import type { Instance, Offer } from "../provider.ts";
-import { type Allocation, priceFor } from "../spec.ts";
 import { after } from "../_timers.ts";
 
 /** Milliseconds in an hour: prices are per hour, the clock in milliseconds. */
@@ -119,10 +118,10 @@ export interface MachinePrice {
  * The price of a launched machine: the offer's spot price for a spot
  * machine, its on-demand price for an on-demand one, and, where the
  * provider does not say which it launched, the price that applies to the
- * allocation.
+ * allocation (else any price the offer states).
  *
  * @param offer The offer it was launched on.
- * @param allocation The pool's (or the spec's) allocation.
+ * @param price The offer's price under the allocation (`priceFor`), when known.
  * @param instance The machine, as the provider returned it.
  * @returns Its price and whether it is spot, each when known.
  *
@@ -131,17 +130,16 @@ export interface MachinePrice {
  * import { machinePrice } from "./spend.ts";
  *
  * const offer = { provider: "aws", instanceType: "g4dn.xlarge", spotPrice: 0.21, onDemandPrice: 0.53 };
- * console.log(machinePrice(offer, "spot-if-available", { id: "i-1", status: "pending", spot: false }));
+ * console.log(machinePrice(offer, 0.21, { spot: false }));
  * // { pricePerHour: 0.53, spot: false }
  * ```
  */
 export function machinePrice(
   offer: Offer,
-  allocation: Allocation,
+  price: number | undefined,
   instance: Pick<Instance, "spot">,
 ): MachinePrice {
-  const base = priceFor(offer, allocation) ?? offer.onDemandPrice ??
-    offer.spotPrice;
+  const base = price ?? offer.onDemandPrice ?? offer.spotPrice;
   if (instance.spot === true) {
     return { pricePerHour: offer.spotPrice ?? base, spot: true };
   }
