@@ -282,7 +282,17 @@ export interface ClusterDestroyed extends EventBase {
   cost?: number;
 }
 
-/** What one machine has cost so far, in a {@linkcode Cost} event. */
+/**
+ * What one machine has cost so far, in a {@linkcode Cost} event.
+ *
+ * @example
+ * ```ts
+ * import type { NodeCost } from "./events.ts";
+ *
+ * const share: NodeCost = { node: 0, instanceId: "i-0abc", pricePerHour: 0.53, spent: 0.27 };
+ * console.log(share.spent);
+ * ```
+ */
 export interface NodeCost {
   /** The node's index, or -1 while the machine is not yet a node (or no longer one). */
   node: number;
@@ -298,6 +308,16 @@ export interface NodeCost {
  * What the pool has spent so far and spends now, reported every
  * `costInterval` while its machines have a price. `nodes` lists the
  * machines held now; `spent` also counts those already released.
+ *
+ * @example
+ * ```ts
+ * import type { PoolEvent } from "./events.ts";
+ *
+ * const onEvent = (event: PoolEvent) => {
+ *   if (event.type === "Cost") console.log(`$${event.spent.toFixed(2)} so far, $${event.ratePerHour}/h`);
+ * };
+ * onEvent({ type: "Cost", time: 0, pool: "p", spent: 0.42, ratePerHour: 1.06, nodes: [] });
+ * ```
  */
 export interface Cost extends EventBase {
   /** The event's type. */
@@ -310,7 +330,16 @@ export interface Cost extends EventBase {
   nodes: NodeCost[];
 }
 
-/** The spend passed the budget's `warnAt`: reported once per pool. */
+/**
+ * The spend passed the budget's `warnAt`: reported once per pool.
+ *
+ * @example
+ * ```ts
+ * import { formatEvent } from "./events.ts";
+ *
+ * console.log(formatEvent({ type: "BudgetWarning", time: 0, pool: "p", spent: 15, warnAt: 15, maxCost: 20 }));
+ * ```
+ */
 export interface BudgetWarning extends EventBase {
   /** The event's type. */
   type: "BudgetWarning";
@@ -325,6 +354,13 @@ export interface BudgetWarning extends EventBase {
 /**
  * The spend reached the budget's `maxCost`: the pool fails its tasks with
  * `BudgetExceededError` and closes, releasing every machine.
+ *
+ * @example
+ * ```ts
+ * import { formatEvent } from "./events.ts";
+ *
+ * console.log(formatEvent({ type: "BudgetExceeded", time: 0, pool: "p", spent: 20, maxCost: 20 }));
+ * ```
  */
 export interface BudgetExceeded extends EventBase {
   /** The event's type. */

@@ -16,7 +16,22 @@ import { type EventInit, formatDollars } from "../events.ts";
 import type { Candidate } from "../spec.ts";
 import { HOUR_MS, type Spend } from "./spend.ts";
 
-/** A pool's (or a spec's) budget, in US dollars. */
+/**
+ * A pool's (or a spec's) budget, in US dollars.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../../mod.ts";
+ *
+ * const budget: sky.BudgetOptions = { maxCost: 20, warnAt: 15 };
+ * await using pool = await sky.ComputePool.start({
+ *   provider: sky.Local({ pricePerHour: 0.5 }),
+ *   budget,
+ *   console: "silent",
+ * });
+ * console.log(pool.size); // 1
+ * ```
+ */
 export interface BudgetOptions {
   /**
    * The most the pool may spend, in dollars: it refuses launches that would
@@ -31,7 +46,18 @@ export interface BudgetOptions {
   warnAt?: number;
 }
 
-/** A budget once checked, with its default. */
+/**
+ * A budget once checked, with its default: what a `sky.Spec` keeps.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../../mod.ts";
+ *
+ * const spec = sky.Spec({ provider: sky.Local({ pricePerHour: 1 }), budget: { maxCost: 10 } });
+ * const budget: sky.ResolvedBudget | undefined = spec.budget;
+ * console.log(budget); // { maxCost: 10, warnAt: 8 }
+ * ```
+ */
 export interface ResolvedBudget {
   /** The cap, in dollars. */
   maxCost: number;
