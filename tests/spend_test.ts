@@ -91,6 +91,11 @@ Deno.test("a machine's price is its offer's spot or on-demand price, as launched
   assert.deepEqual(machinePrice(offer, priceFor(offer, "cheapest"), {}), {
     pricePerHour: 0.21,
   });
+  // A price the provider stated for the machine (Vast.ai's bid) wins.
+  assert.deepEqual(
+    machinePrice(offer, 0.21, { spot: true, pricePerHour: 0.25 }),
+    { pricePerHour: 0.25, spot: true },
+  );
   // Your own hosts with a price: only an on-demand price, whatever the allocation.
   const host = { provider: "ssh", instanceType: "host", onDemandPrice: 0.4 };
   assert.deepEqual(machinePrice(host, priceFor(host, "spot"), {}), {

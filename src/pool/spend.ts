@@ -115,8 +115,8 @@ export interface MachinePrice {
 }
 
 /**
- * The price of a launched machine: the offer's spot price for a spot
- * machine, its on-demand price for an on-demand one, and, where the
+ * The price of a launched machine: the one its provider stated for it, else
+ * the offer's spot price for a spot machine, its on-demand price for an on-demand one, and, where the
  * provider does not say which it launched, the price that applies to the
  * allocation (else any price the offer states).
  *
@@ -137,8 +137,13 @@ export interface MachinePrice {
 export function machinePrice(
   offer: Offer,
   price: number | undefined,
-  instance: Pick<Instance, "spot">,
+  instance: Pick<Instance, "spot" | "pricePerHour">,
 ): MachinePrice {
+  if (instance.pricePerHour !== undefined) {
+    return instance.spot === undefined
+      ? { pricePerHour: instance.pricePerHour }
+      : { pricePerHour: instance.pricePerHour, spot: instance.spot };
+  }
   const base = price ?? offer.onDemandPrice ?? offer.spotPrice;
   if (instance.spot === true) {
     return { pricePerHour: offer.spotPrice ?? base, spot: true };
