@@ -437,8 +437,9 @@ export function formatDollars(dollars: number): string {
     : `$${dollars.toFixed(2)}`;
 }
 
+/** A machine's price, for its line; nothing for a machine that costs nothing. */
 function price(event: { pricePerHour?: number; spot?: boolean }): string {
-  if (event.pricePerHour === undefined) return "";
+  if (!event.pricePerHour) return "";
   return ` (${formatDollars(event.pricePerHour)}/h${
     event.spot ? ", spot" : ""
   })`;

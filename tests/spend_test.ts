@@ -356,6 +356,16 @@ Deno.test("spend events print with their figures", () => {
   assert.equal(
     sky.formatEvent({
       ...base,
+      type: "InstanceLaunched",
+      node: 0,
+      instance: "local-1",
+      pricePerHour: 0,
+    }),
+    "[InstanceLaunched] Launching instance local-1 for node 0",
+  );
+  assert.equal(
+    sky.formatEvent({
+      ...base,
       type: "Cost",
       spent: 1.234,
       ratePerHour: 0.0042,
