@@ -46,6 +46,7 @@ export {
   type HealthCheckOptions,
   type NodesOptions,
   type PoolOptions,
+  type PoolSpend,
   type RunOptions,
 } from "./src/pool/pool.ts";
 export type { MapResults, RunResult, TaskHandle } from "./src/pool/handles.ts";

@@ -84,6 +84,9 @@ Deno.test("a priced pool reports each node's price, its spend every interval, an
     const last = costs.at(-1)!;
     near(last.spent, 1.5, "spent after half an hour on 2 nodes at $1.50/h");
     near(last.ratePerHour, 3, "rate");
+    near(pool.spend.spent, 1.5, "pool.spend.spent");
+    near(pool.spend.ratePerHour, 3, "pool.spend.ratePerHour");
+    assert.equal(pool.spend.budget, undefined);
     assert.deepEqual(
       last.nodes.map((
         n,
@@ -155,6 +158,7 @@ Deno.test("at maxCost the pool warns, fails its running and queued tasks with Bu
   try {
     const pids = pool.workerPids.filter((p): p is number => p !== undefined);
     assert.equal(pids.length, 1);
+    assert.deepEqual(pool.spend.budget, { maxCost: 1, warnAt: 0.5 });
     const running = pool.run(nap(120_000));
     const queued = pool.run(square(3));
     await started(events, 1);
@@ -283,6 +287,7 @@ Deno.test("a spec's own budget replaces the pool's, and a spec over it falls bac
     // The pool's $5 applies to the second spec: $0.60/h reaches $4 (80%) in 6 h 40 min.
     clock.advance(400 * MINUTE);
     near(ofType(events, "BudgetWarning")[0]?.maxCost, 5, "the pool's budget");
+    assert.deepEqual(pool.spend.budget, { maxCost: 5, warnAt: 4 });
   } finally {
     restore();
   }

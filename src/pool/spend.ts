@@ -106,6 +106,27 @@ export function useClock(clock: Clock): () => void {
   };
 }
 
+/**
+ * A pool's spend as of now: what `pool.spend` gives.
+ *
+ * @example
+ * ```ts
+ * import type { PoolSpend } from "./spend.ts";
+ *
+ * const shown = (s: PoolSpend) =>
+ *   `$${s.spent.toFixed(2)}${s.budget ? ` of $${s.budget.maxCost}` : ""} at $${s.ratePerHour}/h`;
+ * console.log(shown({ spent: 1.5, ratePerHour: 2, budget: { maxCost: 10, warnAt: 8 } }));
+ * ```
+ */
+export interface PoolSpend {
+  /** Dollars spent so far, on every machine the pool launched. */
+  spent: number;
+  /** Dollars per hour now: the prices of the machines held. */
+  ratePerHour: number;
+  /** The budget in force, when there is one. */
+  budget?: { maxCost: number; warnAt: number };
+}
+
 /** What a machine costs, as its events carry it. */
 export interface MachinePrice {
   /** Dollars per hour, when known. */
