@@ -8,7 +8,8 @@
  * Spend: `InstanceLaunched` and `NodeReady` carry the machine's
  * `pricePerHour` and `spot`; `Cost` (every `costInterval`) the spend so far,
  * the rate now and each machine's share; `BudgetWarning` and
- * `BudgetExceeded` the budget's thresholds; `ClusterDestroyed` the total
+ * `BudgetExceeded` the budget's thresholds, `BudgetLimited` a scale-up it
+ * held back; `ClusterDestroyed` the total
  * `cost`. The dashboard reads these fields by name.
  *
  * @module
@@ -352,6 +353,33 @@ export interface BudgetWarning extends EventBase {
 }
 
 /**
+ * An elastic pool wanted more nodes than its budget allows over the next
+ * cost interval, and adds only `allowed` of the `wanted` (reported when the
+ * budget starts holding it back, not at every try).
+ *
+ * @example
+ * ```ts
+ * import { formatEvent } from "./events.ts";
+ *
+ * console.log(formatEvent({
+ *   type: "BudgetLimited", time: 0, pool: "p", wanted: 2, allowed: 0, spent: 0.85, maxCost: 1,
+ * }));
+ * ```
+ */
+export interface BudgetLimited extends EventBase {
+  /** The event's type. */
+  type: "BudgetLimited";
+  /** The nodes the scaling policy wanted to add. */
+  wanted: number;
+  /** The nodes the budget allows to add. */
+  allowed: number;
+  /** Dollars spent so far. */
+  spent: number;
+  /** The budget's cap, in dollars. */
+  maxCost: number;
+}
+
+/**
  * The spend reached the budget's `maxCost`: the pool fails its tasks with
  * `BudgetExceededError` and closes, releasing every machine.
  *
@@ -406,6 +434,7 @@ export type PoolEvent =
   | ClusterDestroyed
   | Cost
   | BudgetWarning
+  | BudgetLimited
   | BudgetExceeded;
 
 /** The name of an event type. */
@@ -531,6 +560,10 @@ export function formatEvent(event: PoolEvent): string {
         return `Spent ${formatDollars(event.spent)} of the ${
           formatDollars(event.maxCost)
         } budget (warning at ${formatDollars(event.warnAt)})`;
+      case "BudgetLimited":
+        return `The budget allows ${event.allowed} of ${event.wanted} more node(s): ${
+          formatDollars(event.spent)
+        } spent of its maxCost of ${formatDollars(event.maxCost)}`;
       case "BudgetExceeded":
         return `Spent ${formatDollars(event.spent)}, the budget's maxCost of ${
           formatDollars(event.maxCost)

@@ -245,6 +245,12 @@ Deno.test("near its cap, an elastic pool does not scale up, and resize() is refu
     assert.deepEqual(ran, [0, 0, 0, 0]);
     assert.equal(ofType(events, "InstanceLaunched").length, 1);
     assert.deepEqual(ofType(events, "PoolResized"), []);
+    const limited = ofType(events, "BudgetLimited");
+    assert.equal(limited.length, 1, "reported once, not at every try");
+    assert.equal(limited[0].allowed, 0);
+    assert.ok(limited[0].wanted >= 1);
+    assert.equal(limited[0].maxCost, 1);
+    near(limited[0].spent, 0.85, "spent when held back");
     await assert.rejects(pool.resize(2), (e: Error) => {
       assert.ok(
         e instanceof sky.BudgetExceededError,
