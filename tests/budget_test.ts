@@ -317,3 +317,57 @@ Deno.test("a budget on machines without a price is refused before anything is la
   );
   assert.equal(ofType(events, "InstanceLaunched").length, 0);
 });
+
+Deno.test("a budget reached while the pool starts makes start() reject with BudgetExceededError, nothing left", async () => {
+  const clock = new FakeClock();
+  const restore = useClock(clock);
+  const events: sky.PoolEvent[] = [];
+  try {
+    await assert.rejects(
+      sky.ComputePool.start({
+        provider: sky.Local({ root, pricePerHour: 3 }),
+        nodes: 2,
+        budget: { maxCost: 1 },
+        console: "silent",
+        onEvent: (e) => {
+          events.push(e);
+          // Both machines launched, the bring-up takes 10 minutes: 2
+          // machines at $3/h reach $1 then.
+          if (e.type === "InstanceLaunched" && e.node === 1) {
+            clock.advance(10 * MINUTE + 1);
+          }
+        },
+      }),
+      (e: Error) => {
+        assert.ok(
+          e instanceof sky.BudgetExceededError,
+          `${e.name}: ${e.message}`,
+        );
+        return true;
+      },
+    );
+    near(ofType(events, "BudgetExceeded")[0]?.spent, 1, "spent at the cap");
+    near(ofType(events, "ClusterDestroyed")[0]?.cost, 1, "cost", 1e-4);
+    assert.equal(ofType(events, "NodeReady").length, 0);
+    const pool = ofType(events, "ClusterProvisioned")[0].pool;
+    await eventually(
+      async () => (await jobProcesses(pool)) === 0,
+      10_000,
+      "the pool's processes to exit",
+    );
+  } finally {
+    restore();
+  }
+});
+
+/** How many of this machine's processes run for a pool (its id in their environment). */
+async function jobProcesses(pool: string): Promise<number> {
+  let found = 0;
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name) || entry.name === String(Deno.pid)) continue;
+    const environ = await Deno.readTextFile(`/proc/${entry.name}/environ`)
+      .catch(() => "");
+    if (environ.includes(`"jobId":"${pool}"`)) found++;
+  }
+  return found;
+}
