@@ -65,12 +65,28 @@ export interface ResolvedBudget {
   warnAt: number;
 }
 
-/** The share of `maxCost` at which a budget warns when `warnAt` is not given. */
+/**
+ * The share of `maxCost` at which a budget warns when `warnAt` is not given.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_WARN_SHARE } from "./budget.ts";
+ *
+ * console.log(20 * DEFAULT_WARN_SHARE); // 16: a $20 budget warns at $16
+ * ```
+ */
 export const DEFAULT_WARN_SHARE = 0.8;
 
 /**
  * How often a pool reports its spend (`Cost`) by default, and the horizon
  * over which a launch must stay within the budget, in milliseconds.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_COST_INTERVAL } from "./budget.ts";
+ *
+ * console.log(DEFAULT_COST_INTERVAL / 1000); // 60
+ * ```
  */
 export const DEFAULT_COST_INTERVAL = 60_000;
 
@@ -105,7 +121,23 @@ export const budgetSchema: z.ZodType<ResolvedBudget, BudgetOptions> = z.object(
 /** Spend that counts as the cap: a few dollars' billionths of rounding. */
 const EPSILON = 1e-9;
 
-/** What a {@linkcode BudgetGuard} needs. */
+/**
+ * What a {@linkcode BudgetGuard} needs.
+ *
+ * @example
+ * ```ts
+ * import type { BudgetGuardOptions } from "./budget.ts";
+ * import { Spend } from "./spend.ts";
+ *
+ * const options: BudgetGuardOptions = {
+ *   spend: new Spend(),
+ *   interval: 60_000,
+ *   emit: (event) => console.log(event.type),
+ *   exceeded: (error) => console.log(error.message),
+ * };
+ * console.log(options.interval);
+ * ```
+ */
 export interface BudgetGuardOptions {
   /** The pool's ledger. */
   spend: Spend;

@@ -15,7 +15,16 @@ import type { EventInit, NodeCost } from "../events.ts";
 import type { Instance, Offer } from "../provider.ts";
 import { after } from "../_timers.ts";
 
-/** Milliseconds in an hour: prices are per hour, the clock in milliseconds. */
+/**
+ * Milliseconds in an hour: prices are per hour, the clock in milliseconds.
+ *
+ * @example
+ * ```ts
+ * import { HOUR_MS } from "./spend.ts";
+ *
+ * console.log(0.53 * (90 * 60_000) / HOUR_MS); // dollars for 90 minutes at $0.53/h
+ * ```
+ */
 export const HOUR_MS = 3_600_000;
 
 /**
@@ -127,7 +136,17 @@ export interface PoolSpend {
   budget?: { maxCost: number; warnAt: number };
 }
 
-/** What a machine costs, as its events carry it. */
+/**
+ * What a machine costs, as its events carry it.
+ *
+ * @example
+ * ```ts
+ * import type { MachinePrice } from "./spend.ts";
+ *
+ * const spotT4: MachinePrice = { pricePerHour: 0.21, spot: true };
+ * console.log(spotT4.pricePerHour);
+ * ```
+ */
 export interface MachinePrice {
   /** Dollars per hour, when known. */
   pricePerHour?: number;
