@@ -188,6 +188,11 @@ Deno.test("the guard refuses launches that would pass maxCost within the next in
   clock.advance(8 * MINUTE); // $0.80 spent, $0.10 more within the minute.
   assert.equal(guard.afford(3, 6), 1);
   assert.equal(guard.afford(3, 0), 3, "free machines always fit");
+  guard.use({ maxCost: 1, warnAt: 0.8 }, "specs[1].budget");
+  assert.throws(
+    () => guard.admit(3, 6),
+    /Raise 'specs\[1\]\.budget\.maxCost'/,
+  );
   guard.use(undefined);
   assert.equal(guard.afford(3, 1000), 3, "no budget, no limit");
 });

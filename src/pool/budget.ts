@@ -172,6 +172,8 @@ export interface BudgetGuardOptions {
 export class BudgetGuard {
   #options: BudgetGuardOptions;
   #limit: ResolvedBudget | undefined;
+  /** The option the budget came from, for messages. */
+  #option = "budget";
   #warned = false;
   #exceeded = false;
   #stopped = false;
@@ -193,9 +195,11 @@ export class BudgetGuard {
    * Puts a budget in force (the chosen spec's, or the pool's).
    *
    * @param limit The budget, or `undefined` for none.
+   * @param option The option it came from, e.g. `"specs[1].budget"`.
    */
-  use(limit: ResolvedBudget | undefined): void {
+  use(limit: ResolvedBudget | undefined, option = "budget"): void {
     this.#limit = limit;
+    this.#option = option;
     this.#watch();
   }
 
@@ -243,7 +247,7 @@ export class BudgetGuard {
       } within the next ${
         this.#options.interval / 1000
       } s, past its budget's maxCost of ${formatDollars(limit.maxCost)}. ` +
-        `Raise 'budget.maxCost', or ask for fewer or cheaper machines`,
+        `Raise '${this.#option}.maxCost', or ask for fewer or cheaper machines`,
       { spent, maxCost: limit.maxCost },
     );
   }

@@ -271,7 +271,7 @@ export class Provisioner {
       try {
         this.checkOpen();
         // Within the budget, or not prepared at all.
-        this.guard.use(candidate.budget);
+        this.guard.use(candidate.budget, candidate.budgetOption);
         this.guard.admit(nodes, this.pricePerHour);
         await this.#hooks.track(
           provider.prepare(spec, offer).then((cluster) => {
