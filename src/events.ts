@@ -8,7 +8,8 @@
  * Spend: `InstanceLaunched` and `NodeReady` carry the machine's
  * `pricePerHour` and `spot`; `Cost` (every `costInterval`) the spend so far,
  * the rate now and each machine's share; `BudgetWarning` and
- * `BudgetExceeded` the budget's thresholds; `ClusterDestroyed` the total
+ * `BudgetExceeded` the budget's thresholds, `BudgetLimited` a scale-up it
+ * held back; `ClusterDestroyed` the total
  * `cost`. The dashboard reads these fields by name.
  *
  * @module
@@ -282,7 +283,17 @@ export interface ClusterDestroyed extends EventBase {
   cost?: number;
 }
 
-/** What one machine has cost so far, in a {@linkcode Cost} event. */
+/**
+ * What one machine has cost so far, in a {@linkcode Cost} event.
+ *
+ * @example
+ * ```ts
+ * import type { NodeCost } from "./events.ts";
+ *
+ * const share: NodeCost = { node: 0, instanceId: "i-0abc", pricePerHour: 0.53, spent: 0.27 };
+ * console.log(share.spent);
+ * ```
+ */
 export interface NodeCost {
   /** The node's index, or -1 while the machine is not yet a node (or no longer one). */
   node: number;
@@ -298,6 +309,16 @@ export interface NodeCost {
  * What the pool has spent so far and spends now, reported every
  * `costInterval` while its machines have a price. `nodes` lists the
  * machines held now; `spent` also counts those already released.
+ *
+ * @example
+ * ```ts
+ * import type { PoolEvent } from "./events.ts";
+ *
+ * const onEvent = (event: PoolEvent) => {
+ *   if (event.type === "Cost") console.log(`$${event.spent.toFixed(2)} so far, $${event.ratePerHour}/h`);
+ * };
+ * onEvent({ type: "Cost", time: 0, pool: "p", spent: 0.42, ratePerHour: 1.06, nodes: [] });
+ * ```
  */
 export interface Cost extends EventBase {
   /** The event's type. */
@@ -310,7 +331,16 @@ export interface Cost extends EventBase {
   nodes: NodeCost[];
 }
 
-/** The spend passed the budget's `warnAt`: reported once per pool. */
+/**
+ * The spend passed the budget's `warnAt`: reported once per pool.
+ *
+ * @example
+ * ```ts
+ * import { formatEvent } from "./events.ts";
+ *
+ * console.log(formatEvent({ type: "BudgetWarning", time: 0, pool: "p", spent: 15, warnAt: 15, maxCost: 20 }));
+ * ```
+ */
 export interface BudgetWarning extends EventBase {
   /** The event's type. */
   type: "BudgetWarning";
@@ -323,8 +353,42 @@ export interface BudgetWarning extends EventBase {
 }
 
 /**
+ * An elastic pool wanted more nodes than its budget allows over the next
+ * cost interval, and adds only `allowed` of the `wanted` (reported when the
+ * budget starts holding it back, not at every try).
+ *
+ * @example
+ * ```ts
+ * import { formatEvent } from "./events.ts";
+ *
+ * console.log(formatEvent({
+ *   type: "BudgetLimited", time: 0, pool: "p", wanted: 2, allowed: 0, spent: 0.85, maxCost: 1,
+ * }));
+ * ```
+ */
+export interface BudgetLimited extends EventBase {
+  /** The event's type. */
+  type: "BudgetLimited";
+  /** The nodes the scaling policy wanted to add. */
+  wanted: number;
+  /** The nodes the budget allows to add. */
+  allowed: number;
+  /** Dollars spent so far. */
+  spent: number;
+  /** The budget's cap, in dollars. */
+  maxCost: number;
+}
+
+/**
  * The spend reached the budget's `maxCost`: the pool fails its tasks with
  * `BudgetExceededError` and closes, releasing every machine.
+ *
+ * @example
+ * ```ts
+ * import { formatEvent } from "./events.ts";
+ *
+ * console.log(formatEvent({ type: "BudgetExceeded", time: 0, pool: "p", spent: 20, maxCost: 20 }));
+ * ```
  */
 export interface BudgetExceeded extends EventBase {
   /** The event's type. */
@@ -370,6 +434,7 @@ export type PoolEvent =
   | ClusterDestroyed
   | Cost
   | BudgetWarning
+  | BudgetLimited
   | BudgetExceeded;
 
 /** The name of an event type. */
@@ -401,8 +466,9 @@ export function formatDollars(dollars: number): string {
     : `$${dollars.toFixed(2)}`;
 }
 
+/** A machine's price, for its line; nothing for a machine that costs nothing. */
 function price(event: { pricePerHour?: number; spot?: boolean }): string {
-  if (event.pricePerHour === undefined) return "";
+  if (!event.pricePerHour) return "";
   return ` (${formatDollars(event.pricePerHour)}/h${
     event.spot ? ", spot" : ""
   })`;
@@ -494,6 +560,10 @@ export function formatEvent(event: PoolEvent): string {
         return `Spent ${formatDollars(event.spent)} of the ${
           formatDollars(event.maxCost)
         } budget (warning at ${formatDollars(event.warnAt)})`;
+      case "BudgetLimited":
+        return `The budget allows ${event.allowed} of ${event.wanted} more node(s): ${
+          formatDollars(event.spent)
+        } spent of its maxCost of ${formatDollars(event.maxCost)}`;
       case "BudgetExceeded":
         return `Spent ${formatDollars(event.spent)}, the budget's maxCost of ${
           formatDollars(event.maxCost)

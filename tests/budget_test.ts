@@ -84,6 +84,9 @@ Deno.test("a priced pool reports each node's price, its spend every interval, an
     const last = costs.at(-1)!;
     near(last.spent, 1.5, "spent after half an hour on 2 nodes at $1.50/h");
     near(last.ratePerHour, 3, "rate");
+    near(pool.spend.spent, 1.5, "pool.spend.spent");
+    near(pool.spend.ratePerHour, 3, "pool.spend.ratePerHour");
+    assert.equal(pool.spend.budget, undefined);
     assert.deepEqual(
       last.nodes.map((
         n,
@@ -155,6 +158,7 @@ Deno.test("at maxCost the pool warns, fails its running and queued tasks with Bu
   try {
     const pids = pool.workerPids.filter((p): p is number => p !== undefined);
     assert.equal(pids.length, 1);
+    assert.deepEqual(pool.spend.budget, { maxCost: 1, warnAt: 0.5 });
     const running = pool.run(nap(120_000));
     const queued = pool.run(square(3));
     await started(events, 1);
@@ -241,6 +245,12 @@ Deno.test("near its cap, an elastic pool does not scale up, and resize() is refu
     assert.deepEqual(ran, [0, 0, 0, 0]);
     assert.equal(ofType(events, "InstanceLaunched").length, 1);
     assert.deepEqual(ofType(events, "PoolResized"), []);
+    const limited = ofType(events, "BudgetLimited");
+    assert.equal(limited.length, 1, "reported once, not at every try");
+    assert.equal(limited[0].allowed, 0);
+    assert.ok(limited[0].wanted >= 1);
+    assert.equal(limited[0].maxCost, 1);
+    near(limited[0].spent, 0.85, "spent when held back");
     await assert.rejects(pool.resize(2), (e: Error) => {
       assert.ok(
         e instanceof sky.BudgetExceededError,
@@ -283,6 +293,7 @@ Deno.test("a spec's own budget replaces the pool's, and a spec over it falls bac
     // The pool's $5 applies to the second spec: $0.60/h reaches $4 (80%) in 6 h 40 min.
     clock.advance(400 * MINUTE);
     near(ofType(events, "BudgetWarning")[0]?.maxCost, 5, "the pool's budget");
+    assert.deepEqual(pool.spend.budget, { maxCost: 5, warnAt: 4 });
   } finally {
     restore();
   }
@@ -306,3 +317,57 @@ Deno.test("a budget on machines without a price is refused before anything is la
   );
   assert.equal(ofType(events, "InstanceLaunched").length, 0);
 });
+
+Deno.test("a budget reached while the pool starts makes start() reject with BudgetExceededError, nothing left", async () => {
+  const clock = new FakeClock();
+  const restore = useClock(clock);
+  const events: sky.PoolEvent[] = [];
+  try {
+    await assert.rejects(
+      sky.ComputePool.start({
+        provider: sky.Local({ root, pricePerHour: 3 }),
+        nodes: 2,
+        budget: { maxCost: 1 },
+        console: "silent",
+        onEvent: (e) => {
+          events.push(e);
+          // Both machines launched, the bring-up takes 10 minutes: 2
+          // machines at $3/h reach $1 then.
+          if (e.type === "InstanceLaunched" && e.node === 1) {
+            clock.advance(10 * MINUTE + 1);
+          }
+        },
+      }),
+      (e: Error) => {
+        assert.ok(
+          e instanceof sky.BudgetExceededError,
+          `${e.name}: ${e.message}`,
+        );
+        return true;
+      },
+    );
+    near(ofType(events, "BudgetExceeded")[0]?.spent, 1, "spent at the cap");
+    near(ofType(events, "ClusterDestroyed")[0]?.cost, 1, "cost", 1e-4);
+    assert.equal(ofType(events, "NodeReady").length, 0);
+    const pool = ofType(events, "ClusterProvisioned")[0].pool;
+    await eventually(
+      async () => (await jobProcesses(pool)) === 0,
+      10_000,
+      "the pool's processes to exit",
+    );
+  } finally {
+    restore();
+  }
+});
+
+/** How many of this machine's processes run for a pool (its id in their environment). */
+async function jobProcesses(pool: string): Promise<number> {
+  let found = 0;
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name) || entry.name === String(Deno.pid)) continue;
+    const environ = await Deno.readTextFile(`/proc/${entry.name}/environ`)
+      .catch(() => "");
+    if (environ.includes(`"jobId":"${pool}"`)) found++;
+  }
+  return found;
+}

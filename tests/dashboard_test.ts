@@ -522,6 +522,21 @@ Deno.test("the dashboard's view counts spend and the budget from the pool's even
   );
   assert.deepEqual(state.snapshot().cost, { spent: 0.5, ratePerHour: 1.2 });
   assert.equal(state.snapshot().nodes[0].spent, 0.5);
+  state.apply({
+    type: "BudgetLimited",
+    time: 2,
+    ...base,
+    wanted: 2,
+    allowed: 1,
+    spent: 0.5,
+    maxCost: 2,
+  });
+  assert.deepEqual(state.snapshot().budget?.limited, {
+    wanted: 2,
+    allowed: 1,
+    time: 2,
+  });
+  assert.equal(state.snapshot().budget?.state, "ok");
   state.apply(
     {
       type: "BudgetWarning",

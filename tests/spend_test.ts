@@ -7,7 +7,7 @@ import * as sky from "../mod.ts";
 import { BudgetGuard, budgetSchema, checkPricing } from "../src/pool/budget.ts";
 import { resolveOptions } from "../src/pool/options.ts";
 import { machinePrice, reportCost, Spend } from "../src/pool/spend.ts";
-import type { Candidate } from "../src/spec.ts";
+import { type Candidate, priceFor } from "../src/spec.ts";
 import { FakeClock } from "./fixtures/fake_clock.ts";
 
 const MINUTE = 60_000;
@@ -66,24 +66,43 @@ Deno.test("a machine's price is its offer's spot or on-demand price, as launched
     spotPrice: 0.21,
     onDemandPrice: 0.53,
   };
-  assert.deepEqual(machinePrice(offer, "spot-if-available", { spot: true }), {
-    pricePerHour: 0.21,
-    spot: true,
-  });
+  assert.deepEqual(
+    machinePrice(offer, priceFor(offer, "spot-if-available"), {
+      spot: true,
+    }),
+    {
+      pricePerHour: 0.21,
+      spot: true,
+    },
+  );
   // spot-if-available that fell back to on-demand (AWS's toInstance says so).
-  assert.deepEqual(machinePrice(offer, "spot-if-available", { spot: false }), {
+  assert.deepEqual(
+    machinePrice(offer, priceFor(offer, "spot-if-available"), {
+      spot: false,
+    }),
+    {
+      pricePerHour: 0.53,
+      spot: false,
+    },
+  );
+  assert.deepEqual(machinePrice(offer, priceFor(offer, "on-demand"), {}), {
     pricePerHour: 0.53,
-    spot: false,
   });
-  assert.deepEqual(machinePrice(offer, "on-demand", {}), {
-    pricePerHour: 0.53,
+  assert.deepEqual(machinePrice(offer, priceFor(offer, "cheapest"), {}), {
+    pricePerHour: 0.21,
   });
-  assert.deepEqual(machinePrice(offer, "cheapest", {}), { pricePerHour: 0.21 });
+  // A price the provider stated for the machine (Vast.ai's bid) wins.
+  assert.deepEqual(
+    machinePrice(offer, 0.21, { spot: true, pricePerHour: 0.25 }),
+    { pricePerHour: 0.25, spot: true },
+  );
   // Your own hosts with a price: only an on-demand price, whatever the allocation.
   const host = { provider: "ssh", instanceType: "host", onDemandPrice: 0.4 };
-  assert.deepEqual(machinePrice(host, "spot", {}), { pricePerHour: 0.4 });
+  assert.deepEqual(machinePrice(host, priceFor(host, "spot"), {}), {
+    pricePerHour: 0.4,
+  });
   assert.deepEqual(
-    machinePrice({ provider: "ssh", instanceType: "host" }, "spot", {}),
+    machinePrice({ provider: "ssh", instanceType: "host" }, undefined, {}),
     {},
   );
 });
@@ -169,6 +188,11 @@ Deno.test("the guard refuses launches that would pass maxCost within the next in
   clock.advance(8 * MINUTE); // $0.80 spent, $0.10 more within the minute.
   assert.equal(guard.afford(3, 6), 1);
   assert.equal(guard.afford(3, 0), 3, "free machines always fit");
+  guard.use({ maxCost: 1, warnAt: 0.8 }, "specs[1].budget");
+  assert.throws(
+    () => guard.admit(3, 6),
+    /Raise 'specs\[1\]\.budget\.maxCost'/,
+  );
   guard.use(undefined);
   assert.equal(guard.afford(3, 1000), 3, "no budget, no limit");
 });
@@ -247,7 +271,7 @@ Deno.test("pricePerHour is checked by sky.Local, sky.SSH and sky.Container, and 
   const spec = { clusterId: "c", nodes: 1, allocation: "cheapest" as const };
   const prices = async (p: sky.Provider<any>) => {
     const [offer] = await p.offers(spec);
-    return machinePrice(offer, "spot-if-available", {}).pricePerHour;
+    return machinePrice(offer, undefined, {}).pricePerHour;
   };
   assert.equal(await prices(sky.Local({ pricePerHour: 0.25 })), 0.25);
   assert.equal(await prices(sky.Local()), 0);
@@ -333,6 +357,16 @@ Deno.test("spend events print with their figures", () => {
       spot: true,
     }),
     "[InstanceLaunched] Launching instance i-1 for node 0 ($0.21/h, spot)",
+  );
+  assert.equal(
+    sky.formatEvent({
+      ...base,
+      type: "InstanceLaunched",
+      node: 0,
+      instance: "local-1",
+      pricePerHour: 0,
+    }),
+    "[InstanceLaunched] Launching instance local-1 for node 0",
   );
   assert.equal(
     sky.formatEvent({

@@ -129,6 +129,8 @@ export interface Snapshot {
     maxCost: number;
     warnAt?: number;
     state: "ok" | "warning" | "exceeded";
+    /** The last scale-up the budget held back. */
+    limited?: { wanted: number; allowed: number; time: number };
   };
   /** Set once the pool released its machines, in epoch milliseconds. */
   closedAt?: number;
@@ -379,9 +381,23 @@ export class DashboardState {
         }
         return;
       }
+      case "BudgetLimited":
+        s.budget = {
+          maxCost: record.maxCost,
+          warnAt: s.budget?.warnAt,
+          state: s.budget?.state ?? "ok",
+          limited: {
+            wanted: record.wanted,
+            allowed: record.allowed,
+            time: record.time,
+          },
+        };
+        s.cost = { spent: record.spent, ratePerHour: s.cost?.ratePerHour ?? 0 };
+        return;
       case "BudgetWarning":
       case "BudgetExceeded":
         s.budget = {
+          limited: s.budget?.limited,
           maxCost: record.maxCost,
           warnAt: record.type === "BudgetWarning"
             ? record.warnAt

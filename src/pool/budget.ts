@@ -16,7 +16,22 @@ import { type EventInit, formatDollars } from "../events.ts";
 import type { Candidate } from "../spec.ts";
 import { HOUR_MS, type Spend } from "./spend.ts";
 
-/** A pool's (or a spec's) budget, in US dollars. */
+/**
+ * A pool's (or a spec's) budget, in US dollars.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../../mod.ts";
+ *
+ * const budget: sky.BudgetOptions = { maxCost: 20, warnAt: 15 };
+ * await using pool = await sky.ComputePool.start({
+ *   provider: sky.Local({ pricePerHour: 0.5 }),
+ *   budget,
+ *   console: "silent",
+ * });
+ * console.log(pool.size); // 1
+ * ```
+ */
 export interface BudgetOptions {
   /**
    * The most the pool may spend, in dollars: it refuses launches that would
@@ -31,7 +46,18 @@ export interface BudgetOptions {
   warnAt?: number;
 }
 
-/** A budget once checked, with its default. */
+/**
+ * A budget once checked, with its default: what a `sky.Spec` keeps.
+ *
+ * @example
+ * ```ts
+ * import * as sky from "../../mod.ts";
+ *
+ * const spec = sky.Spec({ provider: sky.Local({ pricePerHour: 1 }), budget: { maxCost: 10 } });
+ * const budget: sky.ResolvedBudget | undefined = spec.budget;
+ * console.log(budget); // { maxCost: 10, warnAt: 8 }
+ * ```
+ */
 export interface ResolvedBudget {
   /** The cap, in dollars. */
   maxCost: number;
@@ -39,12 +65,28 @@ export interface ResolvedBudget {
   warnAt: number;
 }
 
-/** The share of `maxCost` at which a budget warns when `warnAt` is not given. */
+/**
+ * The share of `maxCost` at which a budget warns when `warnAt` is not given.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_WARN_SHARE } from "./budget.ts";
+ *
+ * console.log(20 * DEFAULT_WARN_SHARE); // 16: a $20 budget warns at $16
+ * ```
+ */
 export const DEFAULT_WARN_SHARE = 0.8;
 
 /**
  * How often a pool reports its spend (`Cost`) by default, and the horizon
  * over which a launch must stay within the budget, in milliseconds.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_COST_INTERVAL } from "./budget.ts";
+ *
+ * console.log(DEFAULT_COST_INTERVAL / 1000); // 60
+ * ```
  */
 export const DEFAULT_COST_INTERVAL = 60_000;
 
@@ -79,7 +121,23 @@ export const budgetSchema: z.ZodType<ResolvedBudget, BudgetOptions> = z.object(
 /** Spend that counts as the cap: a few dollars' billionths of rounding. */
 const EPSILON = 1e-9;
 
-/** What a {@linkcode BudgetGuard} needs. */
+/**
+ * What a {@linkcode BudgetGuard} needs.
+ *
+ * @example
+ * ```ts
+ * import type { BudgetGuardOptions } from "./budget.ts";
+ * import { Spend } from "./spend.ts";
+ *
+ * const options: BudgetGuardOptions = {
+ *   spend: new Spend(),
+ *   interval: 60_000,
+ *   emit: (event) => console.log(event.type),
+ *   exceeded: (error) => console.log(error.message),
+ * };
+ * console.log(options.interval);
+ * ```
+ */
 export interface BudgetGuardOptions {
   /** The pool's ledger. */
   spend: Spend;
@@ -114,6 +172,8 @@ export interface BudgetGuardOptions {
 export class BudgetGuard {
   #options: BudgetGuardOptions;
   #limit: ResolvedBudget | undefined;
+  /** The option the budget came from, for messages. */
+  #option = "budget";
   #warned = false;
   #exceeded = false;
   #stopped = false;
@@ -135,9 +195,11 @@ export class BudgetGuard {
    * Puts a budget in force (the chosen spec's, or the pool's).
    *
    * @param limit The budget, or `undefined` for none.
+   * @param option The option it came from, e.g. `"specs[1].budget"`.
    */
-  use(limit: ResolvedBudget | undefined): void {
+  use(limit: ResolvedBudget | undefined, option = "budget"): void {
     this.#limit = limit;
+    this.#option = option;
     this.#watch();
   }
 
@@ -185,7 +247,7 @@ export class BudgetGuard {
       } within the next ${
         this.#options.interval / 1000
       } s, past its budget's maxCost of ${formatDollars(limit.maxCost)}. ` +
-        `Raise 'budget.maxCost', or ask for fewer or cheaper machines`,
+        `Raise '${this.#option}.maxCost', or ask for fewer or cheaper machines`,
       { spent, maxCost: limit.maxCost },
     );
   }

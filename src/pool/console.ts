@@ -186,6 +186,7 @@ function styleOf(event: PoolEvent): Style | undefined {
     case "InstanceReplaced":
     case "HealthCheckFailed":
     case "BudgetWarning":
+    case "BudgetLimited":
       return "yellow";
     case "NodeReady":
     case "ClusterReady":

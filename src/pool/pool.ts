@@ -66,13 +66,14 @@ import { Scaler, type ScalerHooks } from "./scaler.ts";
 import { shutdown } from "./shutdown.ts";
 import { type PoolWatch, watchPool } from "../dashboard/watch.ts";
 import { BudgetGuard, checkPricing, DEFAULT_COST_INTERVAL } from "./budget.ts";
-import { poolClock, reportCost, Spend } from "./spend.ts";
+import { poolClock, type PoolSpend, reportCost, Spend } from "./spend.ts";
 
 const log = logger("pool");
 
 export type { NodesOptions } from "./elastic.ts";
 export type { HealthCheckOptions } from "./health.ts";
 export type { PoolOptions, RunOptions } from "./options.ts";
+export type { PoolSpend } from "./spend.ts";
 
 let poolCounter = 0;
 
@@ -374,6 +375,33 @@ export class ComputePool implements AsyncDisposable {
   /** Whether the pool is closed or closing. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * What the pool has spent so far and spends now, and the budget in force
+   * (the chosen spec's, or the pool's), as of this moment; the `Cost`
+   * events report the same figures every `costInterval`.
+   *
+   * @example
+   * ```ts
+   * import * as sky from "../../mod.ts";
+   *
+   * await using pool = await sky.ComputePool.start({
+   *   provider: sky.Local({ pricePerHour: 0.5 }),
+   *   budget: { maxCost: 10 },
+   *   console: "silent",
+   * });
+   * const { spent, ratePerHour, budget } = pool.spend;
+   * console.log(spent >= 0, ratePerHour, budget); // true 0.5 { maxCost: 10, warnAt: 8 }
+   * ```
+   */
+  get spend(): PoolSpend {
+    const budget = this.#guard.limit;
+    return {
+      spent: this.#spend.spent(),
+      ratePerHour: this.#spend.ratePerHour(),
+      ...budget && { budget: { ...budget } },
+    };
   }
 
   /**

@@ -138,7 +138,7 @@ export class Provisioner {
   get pricePerHour(): number | undefined {
     const chosen = this.#chosen;
     return chosen &&
-      machinePrice(chosen.offer, chosen.spec.allocation, {}).pricePerHour;
+      machinePrice(chosen.offer, chosen.price, {}).pricePerHour;
   }
 
   /** Whether a cluster was prepared at the provider (and is to be torn down). */
@@ -271,7 +271,7 @@ export class Provisioner {
       try {
         this.checkOpen();
         // Within the budget, or not prepared at all.
-        this.guard.use(candidate.budget);
+        this.guard.use(candidate.budget, candidate.budgetOption);
         this.guard.admit(nodes, this.pricePerHour);
         await this.#hooks.track(
           provider.prepare(spec, offer).then((cluster) => {
@@ -368,9 +368,7 @@ export class Provisioner {
           this.instances.set(instance.id, instance);
           this.spend.open(
             instance.id,
-            chosen
-              ? machinePrice(chosen.offer, chosen.spec.allocation, instance)
-              : {},
+            chosen ? machinePrice(chosen.offer, chosen.price, instance) : {},
           );
         }
         return instances;

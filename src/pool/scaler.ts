@@ -268,20 +268,20 @@ export class Scaler {
   }
 
   /**
-   * How many of `count` nodes the budget allows now; says so, once, when it
-   * allows fewer.
+   * How many of `count` nodes the budget allows now; reports
+   * `BudgetLimited` when it starts allowing fewer.
    */
   #afford(count: number): number {
-    const allowed = this.#provisioner.affordable(count);
+    const provisioner = this.#provisioner;
+    const allowed = provisioner.affordable(count);
     if (allowed < count && !this.#capped) {
-      log.warn(
-        "Adding {count} node(s) would pass the budget's maxCost of ${max} within the next cost interval: adding {allowed}",
-        {
-          count,
-          allowed,
-          max: this.#provisioner.guard.limit?.maxCost,
-        },
-      );
+      this.#hooks.emit({
+        type: "BudgetLimited",
+        wanted: count,
+        allowed,
+        spent: provisioner.spend.spent(),
+        maxCost: provisioner.guard.limit?.maxCost ?? 0,
+      });
     }
     this.#capped = allowed < count;
     return allowed;

@@ -13,10 +13,18 @@
  */
 import type { EventInit, NodeCost } from "../events.ts";
 import type { Instance, Offer } from "../provider.ts";
-import { type Allocation, priceFor } from "../spec.ts";
 import { after } from "../_timers.ts";
 
-/** Milliseconds in an hour: prices are per hour, the clock in milliseconds. */
+/**
+ * Milliseconds in an hour: prices are per hour, the clock in milliseconds.
+ *
+ * @example
+ * ```ts
+ * import { HOUR_MS } from "./spend.ts";
+ *
+ * console.log(0.53 * (90 * 60_000) / HOUR_MS); // dollars for 90 minutes at $0.53/h
+ * ```
+ */
 export const HOUR_MS = 3_600_000;
 
 /**
@@ -107,7 +115,38 @@ export function useClock(clock: Clock): () => void {
   };
 }
 
-/** What a machine costs, as its events carry it. */
+/**
+ * A pool's spend as of now: what `pool.spend` gives.
+ *
+ * @example
+ * ```ts
+ * import type { PoolSpend } from "./spend.ts";
+ *
+ * const shown = (s: PoolSpend) =>
+ *   `$${s.spent.toFixed(2)}${s.budget ? ` of $${s.budget.maxCost}` : ""} at $${s.ratePerHour}/h`;
+ * console.log(shown({ spent: 1.5, ratePerHour: 2, budget: { maxCost: 10, warnAt: 8 } }));
+ * ```
+ */
+export interface PoolSpend {
+  /** Dollars spent so far, on every machine the pool launched. */
+  spent: number;
+  /** Dollars per hour now: the prices of the machines held. */
+  ratePerHour: number;
+  /** The budget in force, when there is one. */
+  budget?: { maxCost: number; warnAt: number };
+}
+
+/**
+ * What a machine costs, as its events carry it.
+ *
+ * @example
+ * ```ts
+ * import type { MachinePrice } from "./spend.ts";
+ *
+ * const spotT4: MachinePrice = { pricePerHour: 0.21, spot: true };
+ * console.log(spotT4.pricePerHour);
+ * ```
+ */
 export interface MachinePrice {
   /** Dollars per hour, when known. */
   pricePerHour?: number;
@@ -116,13 +155,13 @@ export interface MachinePrice {
 }
 
 /**
- * The price of a launched machine: the offer's spot price for a spot
- * machine, its on-demand price for an on-demand one, and, where the
+ * The price of a launched machine: the one its provider stated for it, else
+ * the offer's spot price for a spot machine, its on-demand price for an on-demand one, and, where the
  * provider does not say which it launched, the price that applies to the
- * allocation.
+ * allocation (else any price the offer states).
  *
  * @param offer The offer it was launched on.
- * @param allocation The pool's (or the spec's) allocation.
+ * @param price The offer's price under the allocation (`priceFor`), when known.
  * @param instance The machine, as the provider returned it.
  * @returns Its price and whether it is spot, each when known.
  *
@@ -131,17 +170,21 @@ export interface MachinePrice {
  * import { machinePrice } from "./spend.ts";
  *
  * const offer = { provider: "aws", instanceType: "g4dn.xlarge", spotPrice: 0.21, onDemandPrice: 0.53 };
- * console.log(machinePrice(offer, "spot-if-available", { id: "i-1", status: "pending", spot: false }));
+ * console.log(machinePrice(offer, 0.21, { spot: false }));
  * // { pricePerHour: 0.53, spot: false }
  * ```
  */
 export function machinePrice(
   offer: Offer,
-  allocation: Allocation,
-  instance: Pick<Instance, "spot">,
+  price: number | undefined,
+  instance: Pick<Instance, "spot" | "pricePerHour">,
 ): MachinePrice {
-  const base = priceFor(offer, allocation) ?? offer.onDemandPrice ??
-    offer.spotPrice;
+  if (instance.pricePerHour !== undefined) {
+    return instance.spot === undefined
+      ? { pricePerHour: instance.pricePerHour }
+      : { pricePerHour: instance.pricePerHour, spot: instance.spot };
+  }
+  const base = price ?? offer.onDemandPrice ?? offer.spotPrice;
   if (instance.spot === true) {
     return { pricePerHour: offer.spotPrice ?? base, spot: true };
   }

@@ -255,6 +255,13 @@ function draw(view) {
       : view.budget.warnAt === undefined
       ? ""
       : `warns at ${money(view.budget.warnAt)}`;
+    const limited = view.budget.limited;
+    $("budget-limited").hidden = !limited || view.budget.state === "exceeded";
+    if (limited) {
+      $("budget-limited").textContent =
+        `held back a scale-up at ${clock(limited.time)}: ` +
+        `${limited.allowed} of ${limited.wanted} node(s) allowed`;
+    }
   }
   drawNodes(view);
   drawChart(view.throughput);
