@@ -18,6 +18,7 @@ import {
 } from "../compute.ts";
 import { createConsole, defaultConsoleMode } from "./console.ts";
 import {
+  BudgetExceededError,
   ConfigError,
   PoolClosedError,
   ProvisioningError,
@@ -63,12 +64,15 @@ import { BringUp, type BringUpHooks } from "./bring_up.ts";
 import { Recovery, type RecoveryHooks } from "./recovery.ts";
 import { Scaler, type ScalerHooks } from "./scaler.ts";
 import { shutdown } from "./shutdown.ts";
+import { BudgetGuard, checkPricing, DEFAULT_COST_INTERVAL } from "./budget.ts";
+import { poolClock, type PoolSpend, reportCost, Spend } from "./spend.ts";
 
 const log = logger("pool");
 
 export type { NodesOptions } from "./elastic.ts";
 export type { HealthCheckOptions } from "./health.ts";
 export type { PoolOptions, RunOptions } from "./options.ts";
+export type { PoolSpend } from "./spend.ts";
 
 let poolCounter = 0;
 
@@ -125,6 +129,14 @@ export class ComputePool implements AsyncDisposable {
    * the teardown closes it then).
    */
   #keepAlive: ReturnType<typeof setInterval> | undefined;
+  /** What the machines cost so far. */
+  #spend: Spend;
+  /** Keeps the pool within its budget. */
+  #guard: BudgetGuard;
+  /** Stops the `Cost` reports. */
+  #stopCost: () => void = () => {};
+  /** Why the budget closed the pool, once it did. */
+  #overBudget: BudgetExceededError | undefined;
 
   private constructor(options: ResolvedOptions) {
     this.id = `sky-${Date.now().toString(36)}-${(poolCounter++).toString(36)}${
@@ -135,6 +147,18 @@ export class ComputePool implements AsyncDisposable {
       pool: this.id,
       onEvent: options.onEvent,
       console: createConsole(options.console ?? defaultConsoleMode()),
+    });
+    this.#spend = new Spend(poolClock());
+    this.#guard = new BudgetGuard({
+      spend: this.#spend,
+      interval: options.costInterval ?? DEFAULT_COST_INTERVAL,
+      emit: (event) => this.#emit(event),
+      exceeded: (error) => {
+        this.#overBudget = error;
+        this.#close(error).catch((e) =>
+          log.error("Closing pool {id} failed: {e}", { id: this.id, e })
+        );
+      },
     });
     this.#view = new ClusterView({
       nodes: () => this.#nodes,
@@ -160,6 +184,8 @@ export class ComputePool implements AsyncDisposable {
     const hooks: ProvisionerHooks & BringUpHooks & RecoveryHooks & ScalerHooks =
       {
         poolId: this.id,
+        spend: this.#spend,
+        guard: this.#guard,
         emit: (event) => this.#emit(event),
         closed: () => this.#closed,
         nodes: () => this.#nodes,
@@ -246,8 +272,11 @@ export class ComputePool implements AsyncDisposable {
       await pool.#start();
     } catch (error) {
       await pool.close().catch(() => {});
+      // The budget closed the pool while it started: that is why it failed.
+      if (pool.#overBudget) throw pool.#overBudget;
       if (
         error instanceof ConfigError || error instanceof ProvisioningError ||
+        error instanceof BudgetExceededError ||
         resolved.signal?.aborted && error === resolved.signal.reason
       ) {
         throw error;
@@ -315,7 +344,34 @@ export class ComputePool implements AsyncDisposable {
   }
 
   /**
-   * Every event of the pool: the lifecycle events so far (task and log events
+   * What the pool has spent so far and spends now, and the budget in force
+   * (the chosen spec's, or the pool's), as of this moment; the `Cost`
+   * events report the same figures every `costInterval`.
+   *
+   * @example
+   * ```ts
+   * import * as sky from "../../mod.ts";
+   *
+   * await using pool = await sky.ComputePool.start({
+   *   provider: sky.Local({ pricePerHour: 0.5 }),
+   *   budget: { maxCost: 10 },
+   *   console: "silent",
+   * });
+   * const { spent, ratePerHour, budget } = pool.spend;
+   * console.log(spent >= 0, ratePerHour, budget); // true 0.5 { maxCost: 10, warnAt: 8 }
+   * ```
+   */
+  get spend(): PoolSpend {
+    const budget = this.#guard.limit;
+    return {
+      spent: this.#spend.spent(),
+      ratePerHour: this.#spend.ratePerHour(),
+      ...budget && { budget: { ...budget } },
+    };
+  }
+
+  /**
+   * Every event of the pool: the lifecycle events so far (task, log and cost events
    * are not replayed), then each new one, until the pool is closed.
    */
   get events(): AsyncIterable<PoolEvent> {
@@ -346,7 +402,14 @@ export class ComputePool implements AsyncDisposable {
         );
       }, { keepAlive: false });
     }
+    this.#stopCost = reportCost(
+      this.#spend,
+      options.costInterval ?? DEFAULT_COST_INTERVAL,
+      (event) => this.#emit(event),
+    );
     await this.#provisioner.provisionCluster(specRequests(options, this.id), {
+      check: (candidates) =>
+        checkPricing(candidates, options.costInterval !== undefined),
       selection: options.selection,
       wanted: options.nodes.min,
       timeout: options.provisionTimeout,
@@ -746,13 +809,25 @@ export class ComputePool implements AsyncDisposable {
    * @returns Once everything is released.
    */
   close(): Promise<void> {
+    return this.#close();
+  }
+
+  /**
+   * Closes the pool, failing its tasks with `error` (`PoolClosedError` when
+   * the caller closes it, `BudgetExceededError` when the budget does).
+   */
+  #close(error?: Error): Promise<void> {
     if (!this.#closing) {
       const release = this.#hold();
       this.#closed = true;
       this.#closing = shutdown({
         poolId: this.id,
         startedAt: this.#startedAt,
+        error,
+        cost: () => this.#spend.priced ? this.#spend.spent() : undefined,
         stopTimers: () => {
+          this.#guard.stop();
+          this.#stopCost();
           this.#scaler.stop();
           for (const node of this.#nodes) node?.health?.stop();
           this.#heartbeat?.stop();
