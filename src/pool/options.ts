@@ -346,12 +346,6 @@ function knownKeys(schema: z.ZodType, path: PropertyKey[]): string[] {
 }
 
 /**
- * A task refused a permission in its sandbox: the same error, with advice
- * naming the compute and the option to add instead of Deno's "run again
- * with --allow-…".
-
-
-/**
  * How many nodes a provider can hold.
  *
  * @param provider The provider.
