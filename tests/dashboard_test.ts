@@ -435,6 +435,66 @@ Deno.test("skyward dashboard follows an event log as it grows and serves the sam
   assert.equal(await command, 0);
 });
 
+Deno.test({
+  name:
+    "a browser shows a finished run from its event log through skyward dashboard: the nodes released, the tasks, the failure, the pool closed",
+  ignore: !haveChromium && !underCi,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    if (!haveChromium) {
+      throw new Error(
+        `${CHROMIUM} is missing: CI installs Debian's chromium package`,
+      );
+    }
+    const dir = await Deno.makeTempDir({ dir: root });
+    const file = `${dir}/run.jsonl`;
+    {
+      await using pool = await start({ eventLog: file });
+      assert.equal(await pool.run(square(5)), 25);
+      await assert.rejects(pool.run(failing(0)), sky.RemoteError);
+    }
+    const stop = new AbortController();
+    const printed: string[] = [];
+    const command = dashboardCommand([file, "--port", "0"], {
+      signal: stop.signal,
+      print: (line) => printed.push(line),
+    });
+    let browser: Browser | undefined;
+    try {
+      await eventually(() => printed.length > 0, 10_000, "the address");
+      const url = printed[0].replace(/^Dashboard: /, "");
+      browser = await puppeteer.launch({
+        executablePath: CHROMIUM,
+        headless: true,
+        args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+      });
+      const page = await browser.newPage();
+      await page.goto(url);
+      await page.waitForFunction(
+        `document.getElementById("banner").innerText.includes("pool closed")`,
+      );
+      const text = (selector: string) =>
+        page.$eval(
+          selector,
+          (e) => (e as unknown as { innerText: string }).innerText,
+        );
+      assert.equal(await text("#status"), "Closed");
+      assert.match(await text("#nodes tbody"), /^0 \(head\)\s+released/);
+      assert.equal(await text("#tasks-done"), "1");
+      assert.equal(await text("#tasks-failed"), "1");
+      assert.match(
+        await text("#failures"),
+        /'failing' on node 0: RemoteError InventoryError: only 0 left/,
+      );
+    } finally {
+      await browser?.close();
+      stop.abort();
+    }
+    assert.equal(await command, 0);
+  },
+});
+
 Deno.test("skyward dashboard refuses a missing file and a bad port, naming what to fix", async () => {
   const errors: string[] = [];
   const original = console.error;
