@@ -92,7 +92,8 @@ Deno.test("the dashboard refuses every request without its token, serves its fil
         "/events",
         "/app.js",
         `/${token.slice(0, -1)}/`,
-        `/${token.slice(0, -1)}0/events`,
+        // The token with its last digit changed.
+        `/${token.slice(0, -1)}${token.endsWith("0") ? "1" : "0"}/events`,
         `/${"0".repeat(32)}/uplot.js`,
         `/x/${token}/`,
       ]
