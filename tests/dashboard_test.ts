@@ -279,7 +279,7 @@ Deno.test("a program whose pool serves a dashboard still ends once its work is d
       "-A",
       new URL("./fixtures/dashboard_script.ts", import.meta.url).pathname,
       root,
-      "1500",
+      "3000",
     ],
     stdout: "piped",
     stderr: "piped",
@@ -319,7 +319,7 @@ Deno.test("a program whose pool serves a dashboard still ends once its work is d
       out += value;
     }
     const status = await child.status;
-    assert.equal(out.split("\n")[1], "1500");
+    assert.equal(out.split("\n")[1], "3000");
     assert.equal(status.signal, null, "the program was held open and killed");
     assert.equal(status.code, 0);
     assert.ok(views.some((v) => v.tasks.running === 1), "saw the task run");
