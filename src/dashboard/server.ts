@@ -11,7 +11,18 @@
  */
 import { Hono } from "npm:hono@4.13.23";
 import { type SSEStreamingApi, streamSSE } from "npm:hono@4.13.23/streaming";
-import "npm:uplot@1.6.32";
+// The page's files are part of this module's graph: Deno caches them with
+// the code (also when the library runs from JSR), and uPlot's are read from
+// the npm package in Deno's cache.
+import html from "./page/index.html" with { type: "text" };
+import appJs from "./page/app.js" with { type: "text" };
+import appCss from "./page/app.css" with { type: "text" };
+import uplotJs from "npm:uplot@1.6.32/dist/uPlot.iife.min.js" with {
+  type: "text",
+};
+import uplotCss from "npm:uplot@1.6.32/dist/uPlot.min.css" with {
+  type: "text",
+};
 import { ConfigError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { after, sleep } from "../_timers.ts";
@@ -36,39 +47,14 @@ interface Client {
   end: () => void;
 }
 
-/** The files of the page: name, content type, where they come from. */
-const FILES: Record<string, { type: string; url: () => string }> = {
-  "": {
-    type: "text/html; charset=utf-8",
-    url: () => new URL("./page/index.html", import.meta.url).href,
-  },
-  "app.js": {
-    type: "text/javascript; charset=utf-8",
-    url: () => new URL("./page/app.js", import.meta.url).href,
-  },
-  "app.css": {
-    type: "text/css; charset=utf-8",
-    url: () => new URL("./page/app.css", import.meta.url).href,
-  },
-  "uplot.js": {
-    type: "text/javascript; charset=utf-8",
-    url: () => import.meta.resolve("npm:uplot@1.6.32/dist/uPlot.iife.min.js"),
-  },
-  "uplot.css": {
-    type: "text/css; charset=utf-8",
-    url: () => import.meta.resolve("npm:uplot@1.6.32/dist/uPlot.min.css"),
-  },
+/** The files of the page, by name: their content type and text. */
+const FILES: Record<string, { type: string; text: string }> = {
+  "": { type: "text/html; charset=utf-8", text: html },
+  "app.js": { type: "text/javascript; charset=utf-8", text: appJs },
+  "app.css": { type: "text/css; charset=utf-8", text: appCss },
+  "uplot.js": { type: "text/javascript; charset=utf-8", text: uplotJs },
+  "uplot.css": { type: "text/css; charset=utf-8", text: uplotCss },
 };
-
-/** Reads a file of the page: from disk, or over HTTPS for a package run from JSR. */
-async function load(url: string): Promise<Uint8Array> {
-  if (url.startsWith("npm:")) {
-    throw new Error(`${url} is not in Deno's npm cache`);
-  }
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`${url}: ${response.status}`);
-  return new Uint8Array(await response.arrayBuffer());
-}
 
 /** Compares two strings in a time that does not depend on where they differ. */
 function sameToken(a: string, b: string): boolean {
@@ -95,17 +81,19 @@ const REFUSED = "Forbidden: this dashboard's address holds a token; " +
  * await server.close();
  * ```
  */
-export async function serveDashboard(
+export function serveDashboard(
   options: DashboardServeOptions = {},
 ): Promise<DashboardServer> {
+  // Failures (a port taken) reach the caller as a rejection.
+  return Promise.resolve().then(() => listen(options));
+}
+
+/** Starts listening and returns the server. */
+function listen(options: DashboardServeOptions): DashboardServer {
   const token = options.token ??
     [...crypto.getRandomValues(new Uint8Array(16))].map((b) =>
       b.toString(16).padStart(2, "0")
     ).join("");
-  const files = new Map<string, Uint8Array>();
-  for (const [name, file] of Object.entries(FILES)) {
-    files.set(name, await load(file.url()));
-  }
   let state = new DashboardState();
   /** The pages connected now; each stream sends the views in order. */
   const clients = new Set<Client>();
@@ -189,9 +177,9 @@ export async function serveDashboard(
   });
   app.get("/:token/:file{.*}", (c) => {
     const name = c.req.param("file");
-    const body = files.get(name);
-    if (!body) return c.text("Not found\n", 404);
-    return c.body(body.slice(), 200, { "Content-Type": FILES[name].type });
+    const file = Object.hasOwn(FILES, name) ? FILES[name] : undefined;
+    if (!file) return c.text("Not found\n", 404);
+    return c.body(file.text, 200, { "Content-Type": file.type });
   });
 
   let server: Deno.HttpServer<Deno.NetAddr>;
