@@ -14,6 +14,8 @@ import * as sky from "../mod.ts";
 import { main } from "../cli.ts";
 import { dashboardCommand } from "../src/dashboard/command.ts";
 import { followEventLog } from "../src/dashboard/event_log.ts";
+import { poolInfo } from "../src/dashboard/watch.ts";
+import { resolveOptions } from "../src/pool/options.ts";
 import { DashboardState, type Snapshot } from "../src/dashboard/state.ts";
 import { failing, shout, sleep, square } from "./fixtures/computes.ts";
 import { alive, eventually, tempRoot } from "./helpers.ts";
@@ -690,4 +692,37 @@ Deno.test("the throughput counts finished tasks per second, and seconds without 
   ]);
   assert.equal(state.snapshot().tasks.done, 3);
   assert.equal(state.snapshot().tasks.failed, 1);
+});
+
+Deno.test("the pool's line names the accelerator asked for: the pool's own, or those of its specs, and its budget's warning", () => {
+  const info = (options: Partial<sky.PoolOptions>) =>
+    poolInfo({
+      pool: "p",
+      startedAt: 0,
+      provider: "aws",
+      options: resolveOptions(options),
+      events: { [Symbol.asyncIterator]: () => ({} as never) },
+      queued: () => 0,
+    });
+  const local = sky.Local({ root });
+  assert.equal(info({ provider: local }).accelerator, undefined);
+  assert.equal(
+    info({ provider: local, accelerator: sky.accelerators.T4({ count: 2 }) })
+      .accelerator,
+    "T4:2",
+  );
+  assert.equal(
+    info({
+      specs: [
+        sky.Spec({ provider: local, accelerator: "A100:8" }),
+        sky.Spec({ provider: local, accelerator: "H100:8" }),
+        sky.Spec({ provider: local, accelerator: "A100:8" }),
+      ],
+    }).accelerator,
+    "A100:8 or H100:8",
+  );
+  assert.deepEqual(info({ provider: local, budget: { maxCost: 10 } }).budget, {
+    maxCost: 10,
+    warnAt: 8,
+  });
 });

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { Accelerator } from "../accelerators.ts";
 import type { PoolEvent } from "../events.ts";
 import { logger } from "../log.ts";
 import { EventLogWriter } from "./event_log.ts";
@@ -30,7 +31,13 @@ export interface WatchedPool {
   /** The pool's options: what to serve and write, and what to show of them. */
   options: Pick<
     ResolvedOptions,
-    "dashboard" | "eventLog" | "console" | "accelerator" | "nodes" | "budget"
+    | "dashboard"
+    | "eventLog"
+    | "console"
+    | "accelerator"
+    | "specs"
+    | "nodes"
+    | "budget"
   >;
   /** The pool's events, from the first. */
   events: AsyncIterable<PoolEvent>;
@@ -38,18 +45,34 @@ export interface WatchedPool {
   queued(): number;
 }
 
-/** The line that describes the pool, first in its event log. */
-function poolInfo(pool: WatchedPool): PoolInfo {
-  const { accelerator, budget, nodes } = pool.options;
+/**
+ * The line that describes the pool, first in its event log.
+ *
+ * @param pool The pool.
+ * @returns Its `PoolInfo` record.
+ *
+ * @example
+ * ```ts ignore
+ * const info = poolInfo({ pool: id, startedAt, provider: "aws", options, events, queued });
+ * console.log(info.accelerator); // "T4" or "A100:8 or H100:8" (its specs')
+ * ```
+ */
+export function poolInfo(pool: WatchedPool): PoolInfo {
+  const { accelerator, specs, budget, nodes } = pool.options;
+  const name = (a: Accelerator | string) =>
+    typeof a === "string" ? a : `${a.name}${a.count > 1 ? `:${a.count}` : ""}`;
+  // The pool's own, else those of its specs (one of which is chosen).
+  const wanted = accelerator !== undefined ? [name(accelerator)] : [
+    ...new Set(
+      (specs ?? []).flatMap((s) => s.accelerator ? [name(s.accelerator)] : []),
+    ),
+  ];
   return {
     type: "PoolInfo",
     time: pool.startedAt,
     pool: pool.pool,
     provider: pool.provider,
-    accelerator: typeof accelerator === "string" ? accelerator : accelerator &&
-      `${accelerator.name}${
-        accelerator.count > 1 ? `:${accelerator.count}` : ""
-      }`,
+    accelerator: wanted.length > 0 ? wanted.join(" or ") : undefined,
     nodes: nodes.desired,
     budget: budget && {
       maxCost: budget.maxCost,
