@@ -4,6 +4,8 @@ import * as sky from "../mod.ts";
 import { RIG_DIR, type RigHost, rigHosts } from "../tests/rig/rig.ts";
 import { echo, noop } from "./computes.ts";
 import { ms, percentile, row, timeEach } from "./_util.ts";
+import { SshConnection } from "../src/transport/ssh/connection.ts";
+import { PART_BYTES } from "../src/wire/frames.ts";
 
 const BULK = 256 * 1024 * 1024;
 
@@ -53,6 +55,35 @@ async function opensshEcho(host: RigHost, bytes: number): Promise<number> {
   return (performance.now() - t0) / 1000;
 }
 
+/** Seconds for this library's SSH transport (no pool) to push `bytes` through `cat` on the host and read them back. */
+async function transportEcho(host: RigHost, bytes: number): Promise<number> {
+  await using ssh = await SshConnection.connect({
+    host: host.address,
+    port: host.port,
+    user: host.user,
+    privateKey: await Deno.readTextFile(host.keyPath),
+    knownHostsPath: `${RIG_DIR}/known_hosts`,
+  });
+  const t0 = performance.now();
+  const cat = await ssh.exec("cat");
+  const chunk = new Uint8Array(PART_BYTES);
+  const writing = (async () => {
+    const writer = cat.writable.getWriter();
+    for (let sent = 0; sent < bytes; sent += chunk.length) {
+      await writer.write(chunk);
+    }
+    await writer.close();
+  })();
+  let got = 0;
+  for await (const part of cat.readable) got += part.length;
+  await writing;
+  await cat.exited;
+  if (got !== bytes) {
+    throw new Error(`cat over our SSH returned ${got} of ${bytes} bytes`);
+  }
+  return (performance.now() - t0) / 1000;
+}
+
 /** Leaves Deno on the hosts but removes the shipped code, dependencies and markers. */
 async function clearCode(hosts: RigHost[]): Promise<void> {
   for (const host of hosts) {
@@ -69,6 +100,98 @@ async function clearCode(hosts: RigHost[]): Promise<void> {
       ],
     }).output();
   }
+}
+
+/** Runs a command on each host at once with OpenSSH's client; milliseconds until all are done. */
+async function opensshAll(hosts: RigHost[], command: string): Promise<number> {
+  const t0 = performance.now();
+  await Promise.all(hosts.map((host) =>
+    new Deno.Command("ssh", {
+      args: [
+        "-i",
+        host.keyPath,
+        "-o",
+        `UserKnownHostsFile=${RIG_DIR}/known_hosts`,
+        "-o",
+        "BatchMode=yes",
+        `${host.user}@${host.address}`,
+        command,
+      ],
+    }).output()
+  ));
+  return performance.now() - t0;
+}
+
+/** Milliseconds to open a TCP connection to the host's sshd (no SSH). */
+async function tcpConnect(host: RigHost): Promise<number> {
+  const t0 = performance.now();
+  const conn = await Deno.connect({ hostname: host.address, port: host.port });
+  const took = performance.now() - t0;
+  conn.close();
+  return took;
+}
+
+/** Where the time of one pool start to its first result went, in ms (slowest node of each step). */
+interface StartBreakdown {
+  total: number;
+  /** TCP connection, SSH handshake and login. */
+  dial: number;
+  /** The bootstrap's one command: what the host holds, every phase included. */
+  check: number;
+  /** The code phase within it: staging check (and upload, when one is needed). */
+  staging: number;
+  /** Worker process start and handshake. */
+  worker: number;
+  /** The first task, sandbox start included. */
+  task: number;
+}
+
+/** Starts a 3-node pool on the hosts and runs one task, timing each step from the pool's events. */
+async function timedStart(hosts: RigHost[]): Promise<StartBreakdown> {
+  const at = new Map<string, number>();
+  const slowest = { dial: 0, check: 0, staging: 0, worker: 0, task: 0 };
+  const t0 = performance.now();
+  await using pool = await sky.ComputePool.start({
+    provider: provider(hosts),
+    nodes: 3,
+    console: "silent",
+    onEvent: (e) => {
+      const now = performance.now();
+      const max = (k: keyof typeof slowest, v: number) =>
+        slowest[k] = Math.max(slowest[k], v);
+      if (e.type === "InstanceRunning") at.set(`run${e.node}`, now);
+      if (e.type === "InstanceProvisioned") {
+        max("dial", now - (at.get(`run${e.node}`) ?? t0));
+      }
+      if (e.type === "InstanceBootstrapped") max("check", e.elapsedMs);
+      if (e.type === "BootstrapPhase" && e.status !== "started") {
+        if (e.phase === "code") max("staging", e.elapsedMs);
+        if (e.phase === "worker") max("worker", e.elapsedMs);
+      }
+      if (e.type === "TaskCompleted") max("task", e.elapsedMs);
+    },
+  });
+  await pool.run(noop());
+  return { total: performance.now() - t0, ...slowest };
+}
+
+/** The median of each field. */
+function medians(runs: StartBreakdown[]): StartBreakdown {
+  const m = (k: keyof StartBreakdown) =>
+    percentile(runs.map((r) => r[k]).sort((a, b) => a - b), 0.5);
+  return {
+    total: m("total"),
+    dial: m("dial"),
+    check: m("check"),
+    staging: m("staging"),
+    worker: m("worker"),
+    task: m("task"),
+  };
+}
+
+/** Removes the marker that lets a ready host be found ready without a child process (the bootstrap writes it again). */
+async function forgetQuickLook(hosts: RigHost[]): Promise<void> {
+  await opensshAll(hosts, "rm -f ~/.cache/skyward/markers/deno-*");
 }
 
 /** Runs the SSH benchmarks when the rig is up; says why not otherwise. */
@@ -106,12 +229,19 @@ export async function sshBenchmarks(): Promise<void> {
     const ours = (performance.now() - t0) / 1000;
     if (back.length !== BULK) throw new Error("echo returned a different size");
     const theirs = await opensshEcho(hosts[0], BULK);
+    const transport = await transportEcho(hosts[0], BULK);
     const mb = (2 * BULK) / 1e6;
     row(
       "256 MiB Uint8Array echo over SSH (both directions)",
       `${(mb / ours).toFixed(0)} MB/s`,
       `OpenSSH \`ssh host cat\`: ${(mb / theirs).toFixed(0)} MB/s`,
       `${((mb / ours) / (mb / theirs)).toFixed(2)}x`,
+    );
+    row(
+      "  256 MiB through `cat` on the SSH transport alone (no pool, no codec)",
+      `${(mb / transport).toFixed(0)} MB/s`,
+      `OpenSSH \`ssh host cat\`: ${(mb / theirs).toFixed(0)} MB/s`,
+      `${((mb / transport) / (mb / theirs)).toFixed(2)}x`,
     );
   }
   {
@@ -125,14 +255,26 @@ export async function sshBenchmarks(): Promise<void> {
     await pool.run(noop());
     const fresh = performance.now() - t0;
     await pool.close();
-    const ready = await timeEach(3, 0, async () => {
-      await using p = await sky.ComputePool.start({
-        provider: provider(hosts),
-        nodes: 3,
-        console: "silent",
-      });
-      await p.run(noop());
-    });
+    // Hosts already bootstrapped: the same start, repeated; and, in the same
+    // run, each start with the bootstrap's quick look turned off (its
+    // marker removed), as the bootstrap ran before it had one.
+    const quick: StartBreakdown[] = [];
+    const full: StartBreakdown[] = [];
+    for (let i = 0; i < 5; i++) {
+      await forgetQuickLook(hosts);
+      full.push(await timedStart(hosts));
+      quick.push(await timedStart(hosts));
+    }
+    const q = medians(quick);
+    const f = medians(full);
+    const login = percentile(
+      await timeEach(5, 1, () => opensshAll(hosts, "true")),
+      0.5,
+    );
+    const tcp = percentile(
+      await timeEach(5, 1, () => tcpConnect(hosts[0])),
+      0.5,
+    );
     row(
       "3-node SSH pool start to first result, hosts with Deno (code and deps shipped)",
       ms(fresh),
@@ -141,9 +283,23 @@ export async function sshBenchmarks(): Promise<void> {
     );
     row(
       "3-node SSH pool start to first result, hosts already bootstrapped",
-      `median ${ms(percentile(ready, 0.5))}`,
-      "-",
-      "-",
+      `median ${ms(q.total)} (${
+        quick.map((r) => r.total.toFixed(0)).join(", ")
+      })`,
+      `OpenSSH \`ssh host true\` to the 3 hosts at once: ${ms(login)}`,
+      `${(q.total / login).toFixed(2)}x`,
+    );
+    const parts = (b: StartBreakdown) =>
+      `dial ${b.dial.toFixed(0)} (TCP ${tcp.toFixed(1)}), bootstrap check ${
+        b.check.toFixed(0)
+      } (staging ${b.staging.toFixed(0)}), worker start ${
+        b.worker.toFixed(0)
+      }, first task ${b.task.toFixed(0)} ms`;
+    row(
+      "  where it goes (median, slowest node per step)",
+      parts(q),
+      `without the bootstrap's quick look: ${parts(f)}`,
+      `check ${(q.check / Math.max(f.check, 1)).toFixed(2)}x`,
     );
   }
 }
