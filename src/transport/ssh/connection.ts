@@ -26,6 +26,7 @@ import type { Client, ClientChannel, SFTPWrapper } from "npm:ssh2@1.17.0";
 import { logger } from "../../log.ts";
 import { retry } from "../../_retry.ts";
 import type { HostKey } from "../host_keys.ts";
+import { corked } from "./batching.ts";
 import { settle } from "./callback.ts";
 import { connectionError, SshConnectionError } from "./errors.ts";
 import {
@@ -190,25 +191,8 @@ export class SshConnection {
     return adoptChannel(channel, this.#channels, this.#corked);
   }
 
-  /**
-   * Runs a write to a channel with the socket corked. ssh2 cuts a write
-   * into packets of at most the server's packet size (32 KiB from OpenSSH)
-   * and hands each to `socket.write` on its own (`Channel._write` and
-   * `Protocol.channelData` in ssh2's `lib/Channel.js` and
-   * `lib/protocol/Protocol.js`, v1.17.0); corked, the packets of one chunk
-   * leave in one `writev` instead of one system call each, which halves
-   * the kernel time of a bulk upload here.
-   */
-  #corked = (write: () => void): void => {
-    const socket = this.#socket;
-    if (!socket) return write();
-    socket.cork();
-    try {
-      write();
-    } finally {
-      socket.uncork();
-    }
-  };
+  /** Runs a write to a channel with the socket corked (see `batching.ts`). */
+  #corked = (write: () => void): void => corked(this.#socket, write);
 
   /**
    * Runs a short command to its end and collects its output.

@@ -11,6 +11,7 @@ import { connect as netConnect, type Socket } from "node:net";
 // @ts-types="npm:@types/ssh2@1.15.6"
 import { Client, type ConnectConfig } from "npm:ssh2@1.17.0";
 import { logger } from "../../log.ts";
+import { batchWrites } from "./batching.ts";
 import {
   type HostKey,
   hostKeyAlgorithms,
@@ -222,6 +223,8 @@ export async function handshake(
     socket.once("connect", () => {
       // Without this every small round trip waits for Nagle (~44 ms).
       socket.setNoDelay(true);
+      // Before ssh2's own listener: what it writes while reading is gathered.
+      batchWrites(socket);
       const config: ConnectConfig = {
         sock: socket,
         username: options.user,
