@@ -14,7 +14,7 @@
  * Between a sandbox and the worker, the messages are `{ t: "coll", c, id?,
  * k, b }` (call `c` of the sandbox, made by task `id`, `k` its `"kind.op"`,
  * `b` the encoded call), `{ t: "collx", c }` (the caller stopped waiting)
- * and, back, `{ t: "collr", c, b, err? }`.
+ * and, back, `{ t: "collr", batch }` of `{ c, b, err? }` (the replies of one turn).
  *
  * @module
  */
@@ -22,6 +22,7 @@ import { decode, encode } from "../src/wire/codec.ts";
 import { fromWireError, type WireError } from "../src/wire/wire_error.ts";
 import type { WorkerMessage } from "../src/wire/messages.ts";
 import { bytesCaller, type Caller } from "../src/collections/_context.ts";
+import { Batcher, pack, unpack } from "../src/collections/_batch.ts";
 
 /** The calls that wait: withdrawn when their task ends. */
 const BLOCKING = new Set(["queue.get", "barrier.wait", "lock.acquire"]);
@@ -51,9 +52,31 @@ export class CollectionRelay {
   /** Sandbox calls in flight, by `sid:c`, to withdraw them. */
   #fromSandboxes = new Map<string, number>();
 
+  /** Calls to send to the client at the end of this turn. */
+  #calls: Batcher<[number, Uint8Array]>;
+  /** Calls withdrawn, to tell the client at the end of this turn. */
+  #withdrawals: Batcher<number>;
+  /** Replies to post to each sandbox at the end of this turn. */
+  #toSandboxes = new Map<
+    number,
+    {
+      batch: Batcher<[unknown, ArrayBuffer]>;
+      post: (message: unknown, transfer: ArrayBuffer[]) => void;
+    }
+  >();
+
   /** @param send Sends a message to the client. */
   constructor(send: (header: WorkerMessage, payload?: Uint8Array) => void) {
     this.#send = send;
+    this.#calls = new Batcher((calls) =>
+      this.#send(
+        { t: "coll", c: calls.map(([c]) => c) },
+        pack(calls.map(([, bytes]) => bytes)),
+      )
+    );
+    this.#withdrawals = new Batcher((ids) =>
+      this.#send({ t: "coll", c: ids, x: true })
+    );
   }
 
   #holds(task: number): TaskHolds {
@@ -92,7 +115,7 @@ export class CollectionRelay {
       this.#holds(task).calls.add(c);
     }
     this.#pending.set(c, pending);
-    this.#send({ t: "coll", c }, bytes);
+    this.#calls.push([c, bytes]);
     return c;
   }
 
@@ -107,7 +130,21 @@ export class CollectionRelay {
     if (pending.op === "lock.acquire") {
       this.#withdrawnLocks.set(c, pending.lock?.name ?? "");
     }
-    this.#send({ t: "coll", c, x: true });
+    this.#withdrawals.push(c);
+  }
+
+  /**
+   * The client's `collr` message: replies to calls `ids`, packed in
+   * `payload`; those in `errors` are errors.
+   */
+  replies(
+    ids: number[],
+    errors: number[] | undefined,
+    payload: Uint8Array,
+  ): void {
+    const parts = unpack(payload);
+    const failed = new Set(errors);
+    ids.forEach((c, i) => this.reply(c, parts[i], failed.has(c)));
   }
 
   /** The client's reply to call `c`. */
@@ -159,10 +196,10 @@ export class CollectionRelay {
 
   /** Releases a lock no task holds any more; its reply is ignored. */
   #release(name: string, token: string): void {
-    this.#send(
-      { t: "coll", c: this.#next++ },
+    this.#calls.push([
+      this.#next++,
       encode({ kind: "lock", name, op: "release", token }, "call"),
-    );
+    ]);
   }
 
   /**
@@ -197,10 +234,31 @@ export class CollectionRelay {
             payload.byteLength === payload.buffer.byteLength
           ? payload.buffer as ArrayBuffer
           : payload.slice().buffer;
-        reply({ t: "collr", c: local, b: buffer, err }, [buffer]);
+        this.#toSandbox(sid, reply).batch.push([
+          { c: local, b: buffer, err },
+          buffer,
+        ]);
       },
     );
     this.#fromSandboxes.set(key, c);
+  }
+
+  /** The replies on their way to a sandbox, posted together at the end of the turn. */
+  #toSandbox(
+    sid: number,
+    post: (message: unknown, transfer: ArrayBuffer[]) => void,
+  ) {
+    let out = this.#toSandboxes.get(sid);
+    if (!out) {
+      const batch = new Batcher<[unknown, ArrayBuffer]>((replies) =>
+        this.#toSandboxes.get(sid)?.post(
+          { t: "collr", batch: replies.map(([m]) => m) },
+          replies.map(([, b]) => b),
+        )
+      );
+      this.#toSandboxes.set(sid, out = { batch, post });
+    }
+    return out;
   }
 
   /**
@@ -209,6 +267,7 @@ export class CollectionRelay {
    * @param sid The sandbox's id.
    */
   sandboxEnded(sid: number): void {
+    this.#toSandboxes.delete(sid);
     const prefix = `${sid}:`;
     for (const [key, c] of this.#fromSandboxes) {
       if (!key.startsWith(prefix)) continue;

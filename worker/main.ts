@@ -593,7 +593,7 @@ function handle(
     case "ping":
       return;
     case "collr":
-      return collections.reply(message.c, payload, message.err === true);
+      return collections.replies(message.c, message.err, payload);
     case "bye":
       deadMan?.disarm();
       return shutdown(0);

@@ -2,7 +2,7 @@
  * Collections in a sandbox: the caller `sky.dict(...)` and the others use
  * there. Each call goes to the worker process over the sandbox's channel as
  * `{ t: "coll", c, id, k, b }` (see `worker/collections.ts`), and its reply
- * comes back as `{ t: "collr", c, b, err? }`; a caller that stops waiting
+ * comes back as `{ c, b, err? }` in a `{ t: "collr", batch }` of the replies of one turn; a caller that stops waiting
  * sends `{ t: "collx", c }`. So a task reaches its pool's collections with
  * no permission of its own.
  *
@@ -63,7 +63,7 @@ export function installCollections(
         }, buffer);
       }),
   );
-  return (message) => {
+  const one = (message: Record<string, unknown>) => {
     const c = message.c as number;
     const call = waiting.get(c);
     if (!call || !(message.b instanceof ArrayBuffer)) return;
@@ -74,6 +74,12 @@ export function installCollections(
       call.reject(fromWireError(decode(bytes) as WireError));
     } catch (error) {
       call.reject(error);
+    }
+  };
+  return (message) => {
+    if (!Array.isArray(message.batch)) return one(message);
+    for (const reply of message.batch) {
+      if (typeof reply === "object" && reply !== null) one(reply);
     }
   };
 }
