@@ -18,7 +18,12 @@
  *
  * @module
  */
-import { decode, encode } from "../src/wire/codec.ts";
+import { decode, encode, toWireError } from "../src/wire/codec.ts";
+import type {
+  CollectionBackend,
+  CollectionCall,
+  CollectionsContext,
+} from "../src/collections/backend.ts";
 import { fromWireError, type WireError } from "../src/wire/wire_error.ts";
 import type { WorkerMessage } from "../src/wire/messages.ts";
 import { bytesCaller, type Caller } from "../src/collections/_context.ts";
@@ -64,6 +69,15 @@ export class CollectionRelay {
       post: (message: unknown, transfer: ArrayBuffer[]) => void;
     }
   >();
+
+  /** A backend of the worker's own, when the pool's collections have one. */
+  #direct:
+    | {
+      backend: Promise<CollectionBackend>;
+      holder: string;
+      calls: Map<number, AbortController>;
+    }
+    | undefined;
 
   /** @param send Sends a message to the client. */
   constructor(send: (header: WorkerMessage, payload?: Uint8Array) => void) {
@@ -115,7 +129,7 @@ export class CollectionRelay {
       this.#holds(task).calls.add(c);
     }
     this.#pending.set(c, pending);
-    this.#calls.push([c, bytes]);
+    this.#dispatch(c, bytes);
     return c;
   }
 
@@ -130,7 +144,69 @@ export class CollectionRelay {
     if (pending.op === "lock.acquire") {
       this.#withdrawnLocks.set(c, pending.lock?.name ?? "");
     }
-    this.#withdrawals.push(c);
+    const direct = this.#direct?.calls.get(c);
+    if (direct) direct.abort(new Error("The caller stopped waiting"));
+    else this.#withdrawals.push(c);
+  }
+
+  /** Sends a call to the client, or to the worker's own backend. */
+  #dispatch(c: number, bytes: Uint8Array): void {
+    const direct = this.#direct;
+    if (!direct) return this.#calls.push([c, bytes]);
+    const controller = new AbortController();
+    direct.calls.set(c, controller);
+    direct.backend.then((backend) =>
+      backend.call(
+        decode(bytes) as CollectionCall,
+        direct.holder,
+        controller.signal,
+      )
+    ).then(
+      (reply) => encode(reply, "reply"),
+      (error) => {
+        throw encode(toWireError(error), "error");
+      },
+    ).then(
+      (bytes) => {
+        direct.calls.delete(c);
+        this.reply(c, bytes, false);
+      },
+      (bytes) => {
+        direct.calls.delete(c);
+        this.reply(
+          c,
+          bytes instanceof Uint8Array
+            ? bytes
+            : encode(toWireError(bytes), "error"),
+          true,
+        );
+      },
+    );
+  }
+
+  /**
+   * Opens the worker's own backend (the client's `colls` message): the
+   * tasks' calls go there from now on.
+   *
+   * @param module The module that opens it, relative to `worker/main.ts`.
+   * @param config Its options.
+   * @param holder The id the node's calls are made with.
+   * @param poolId The pool's id.
+   */
+  open(module: string, config: unknown, holder: string, poolId: string): void {
+    const backend = import(
+      new URL(module, new URL("./main.ts", import.meta.url)).href
+    )
+      .then((
+        m: {
+          openBackend(
+            config: unknown,
+            context: CollectionsContext,
+          ): Promise<CollectionBackend>;
+        },
+      ) => m.openBackend(config, { poolId }));
+    backend.catch(() => {});
+    this.#direct = { backend, holder, calls: new Map() };
   }
 
   /**
@@ -196,10 +272,10 @@ export class CollectionRelay {
 
   /** Releases a lock no task holds any more; its reply is ignored. */
   #release(name: string, token: string): void {
-    this.#calls.push([
+    this.#dispatch(
       this.#next++,
       encode({ kind: "lock", name, op: "release", token }, "call"),
-    ]);
+    );
   }
 
   /**

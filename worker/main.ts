@@ -594,6 +594,13 @@ function handle(
       return;
     case "collr":
       return collections.replies(message.c, message.err, payload);
+    case "colls":
+      return collections.open(
+        message.m,
+        decode(payload),
+        message.holder,
+        message.poolId,
+      );
     case "bye":
       deadMan?.disarm();
       return shutdown(0);

@@ -17,7 +17,9 @@ import { decode, encode, toWireError } from "../wire/codec.ts";
 import type {
   CollectionBackend,
   CollectionCall,
+  CollectionsContext,
   CollectionsOption,
+  WorkerBackendSpec,
 } from "./backend.ts";
 import { type Caller, clientCaller } from "./_context.ts";
 import { embedded } from "./embedded.ts";
@@ -32,6 +34,13 @@ export type ReplySender = (
 
 /** One node session's calls, as the service serves them. */
 export interface NodeCollections {
+  /** The id the node's calls are made with. */
+  holder: string;
+  /**
+   * The backend the node's worker opens for itself (`collections` message),
+   * when the backend has one; else the node's calls come to the client.
+   */
+  spec?: WorkerBackendSpec & CollectionsContext;
   /** A `coll` message arrived. */
   message(c: number, withdraw: boolean, payload: Uint8Array): void;
   /** The session ended: its holder is forgotten, its calls withdrawn. */
@@ -59,6 +68,7 @@ export class CollectionService {
   #backend: Promise<CollectionBackend> | undefined;
   #closed = false;
   #caller: Caller | undefined;
+  #context: CollectionsContext | undefined;
 
   /** @param option The pool's `collections` option; default: embedded. */
   constructor(option: CollectionsOption = embedded()) {
@@ -66,7 +76,8 @@ export class CollectionService {
   }
 
   /** Opens the backend (once). */
-  open(context: { poolId: string }): Promise<CollectionBackend> {
+  open(context: CollectionsContext): Promise<CollectionBackend> {
+    this.#context ??= context;
     this.#backend ??= this.option.open(context);
     this.#backend.catch(() => {});
     return this.#backend;
@@ -112,7 +123,11 @@ export class CollectionService {
       }
       reply(c, bytes, err);
     };
+    const context = this.#context;
+    const spec = context && this.option.worker?.(context);
     return {
+      holder,
+      ...(spec ? { spec: { ...spec, ...context } } : {}),
       message: (c, withdraw, payload) => {
         if (withdraw) {
           calls.get(c)?.abort(new Error("The caller stopped waiting"));

@@ -148,6 +148,15 @@ export class NodeSession {
       this.#writer.write(
         encodeFrame({ t: "hello", v: PROTOCOL_VERSION, ...message }),
       );
+      const own = this.#collections?.spec;
+      if (own) {
+        this.#writer.write(encodeFrame({
+          t: "colls",
+          m: own.module,
+          holder: this.#collections!.holder,
+          poolId: own.poolId,
+        }, encode(own.config, "collections.config")));
+      }
     });
   }
 

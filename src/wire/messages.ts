@@ -178,6 +178,19 @@ export const clientMessage = z.discriminatedUnion("t", [
     c: z.array(id),
     err: z.array(id).optional(),
   }),
+  /**
+   * The worker opens a collections backend of its own (sent after `hello`,
+   * for a backend such as Redis that nodes reach directly): it imports
+   * module `m` (relative to `worker/main.ts`) and calls its
+   * `openBackend(config, { poolId })`, the payload the encoded config; its
+   * tasks' calls then go there, as `holder`.
+   */
+  z.object({
+    t: z.literal("colls"),
+    m: z.string(),
+    holder: z.string(),
+    poolId: z.string(),
+  }),
   z.object({ t: z.literal("bye") }),
 ]);
 

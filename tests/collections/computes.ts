@@ -97,3 +97,8 @@ export const relay = sky.compute(
 
 /** A task that does nothing, for round trips. */
 export const noop = sky.compute(() => 0);
+
+/** Reads counter `name`. */
+export const counterValue = sky.compute((name: string) =>
+  sky.counter(name).value()
+);
