@@ -46,7 +46,22 @@ interface TaskHolds {
   locks: Map<string, string>;
 }
 
-/** Passes collection calls between tasks and the client. */
+/**
+ * Passes collection calls between tasks and the client.
+ *
+ * @example
+ * ```ts
+ * import { CollectionRelay } from "./collections.ts";
+ * import { encode } from "../src/wire/codec.ts";
+ *
+ * const sent: unknown[] = [];
+ * const relay = new CollectionRelay((header) => void sent.push(header));
+ * const call = { kind: "counter", name: "n", op: "add", n: 1 };
+ * relay.call(encode(call), "counter.add", 7, () => {});
+ * await Promise.resolve();
+ * console.log(sent); // [ { t: "coll", c: [ 1 ] } ]
+ * ```
+ */
 export class CollectionRelay {
   #send: (header: WorkerMessage, payload?: Uint8Array) => void;
   #next = 1;

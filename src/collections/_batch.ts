@@ -37,6 +37,13 @@ export function pack(parts: Uint8Array[]): Uint8Array {
  * Unpacks what {@linkcode pack} made: views into `bytes`, not copies.
  *
  * @throws {RangeError} When the bytes are not a pack.
+ *
+ * @example
+ * ```ts
+ * import { unpack } from "./_batch.ts";
+ *
+ * console.log(unpack(new Uint8Array([0, 0, 0, 1, 7]))); // [ Uint8Array(1) [ 7 ] ]
+ * ```
  */
 export function unpack(bytes: Uint8Array): Uint8Array[] {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -57,6 +64,18 @@ export function unpack(bytes: Uint8Array): Uint8Array[] {
 /**
  * Collects items over one turn of the event loop and hands them over
  * together.
+ *
+ * @example
+ * ```ts
+ * import { Batcher } from "./_batch.ts";
+ *
+ * const batches: number[][] = [];
+ * const batcher = new Batcher<number>((items) => void batches.push(items));
+ * batcher.push(1);
+ * batcher.push(2);
+ * await Promise.resolve();
+ * console.log(batches); // [ [ 1, 2 ] ]
+ * ```
  */
 export class Batcher<T> {
   #items: T[] = [];

@@ -23,6 +23,13 @@ interface Waiting {
 /**
  * Installs the sandbox's collections caller.
  *
+ * @example
+ * ```ts ignore
+ * const reply = installCollections((m, b) => post(port, m, b), () => currentTask.getStore());
+ * // on { t: "collr", batch } from the worker process:
+ * reply(message);
+ * ```
+ *
  * @param send Posts a message to the worker process (transferring `buffer`).
  * @param task The task whose code is running, if any.
  * @returns What handles a `collr` message from the worker process.
