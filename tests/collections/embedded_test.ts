@@ -7,6 +7,7 @@ import * as sky from "../../mod.ts";
 import { embedded } from "../../src/collections/embedded.ts";
 import { tempRoot } from "../helpers.ts";
 import { poolSuite, semanticsSuite } from "./suite.ts";
+import { increment } from "./computes.ts";
 
 const root = await tempRoot();
 const backend = { name: "embedded", option: () => embedded() };
@@ -32,4 +33,9 @@ Deno.test("examples/collections.ts: 3 nodes drain the client's queue, the barrie
     Number(m[1])
   );
   assert.equal(squared.reduce((a, b) => a + b, 0), 60);
+});
+
+Deno.test("with no pool open, fn.local() and sky.counter() use the process's own collections", async () => {
+  assert.equal(await increment.local("local-hits", 25, 4), 0);
+  assert.equal(await sky.counter("local-hits").value(), 25);
 });

@@ -461,6 +461,8 @@ export function poolSuite(b: BackendUnderTest, c: ClusterUnderTest): void {
             ...Array.from({ length: 50 }, () => pool.counter("sum").add(1)),
           ]);
           assert.equal(await pool.counter("sum").value(), 650);
+          // On the client, sky.counter(...) is the open pool's.
+          assert.equal(await sky.counter("sum").value(), 650);
         },
       );
 
