@@ -28,6 +28,7 @@ import { fromWireError, type WireError } from "../src/wire/wire_error.ts";
 import type { WorkerMessage } from "../src/wire/messages.ts";
 import { bytesCaller, type Caller } from "../src/collections/_context.ts";
 import { Batcher, pack, unpack } from "../src/collections/_batch.ts";
+import { giveBack } from "../src/collections/_give_back.ts";
 
 /** The calls that wait: withdrawn when their task ends. */
 const BLOCKING = new Set(["queue.get", "barrier.wait", "lock.acquire"]);
@@ -36,8 +37,8 @@ interface Pending {
   task: number | undefined;
   op: string;
   settle(payload: Uint8Array, err: boolean): void;
-  /** For a lock's call: the lock's name, and the token a release gives back. */
-  lock?: { name: string; token?: string };
+  /** For a lock's call or a queue's get: the collection's name, and the token a release gives back. */
+  target?: { name: string; token?: string };
 }
 
 interface TaskHolds {
@@ -67,8 +68,8 @@ export class CollectionRelay {
   #next = 1;
   #pending = new Map<number, Pending>();
   #tasks = new Map<number, TaskHolds>();
-  /** Lock acquisitions withdrawn, whose grant may still come: to give back. */
-  #withdrawnLocks = new Map<number, string>();
+  /** Blocking calls withdrawn, whose reply may still come: what it took is given back. */
+  #withdrawn = new Map<number, { kind: string; op: string; name: string }>();
   /** Sandbox calls in flight, by `sid:c`, to withdraw them. */
   #fromSandboxes = new Map<string, number>();
 
@@ -133,12 +134,12 @@ export class CollectionRelay {
   ): number {
     const c = this.#next++;
     const pending: Pending = { task, op, settle };
-    if (op.startsWith("lock.")) {
+    if (op.startsWith("lock.") || op === "queue.get") {
       const { name, token } = decode(bytes) as {
         name: string;
         token?: string;
       };
-      pending.lock = { name, token };
+      pending.target = { name, token };
     }
     if (task !== undefined && (BLOCKING.has(op) || op === "lock.release")) {
       this.#holds(task).calls.add(c);
@@ -156,8 +157,9 @@ export class CollectionRelay {
     if (pending.task !== undefined) {
       this.#tasks.get(pending.task)?.calls.delete(c);
     }
-    if (pending.op === "lock.acquire") {
-      this.#withdrawnLocks.set(c, pending.lock?.name ?? "");
+    if (BLOCKING.has(pending.op) && pending.target) {
+      const [kind, op] = pending.op.split(".");
+      this.#withdrawn.set(c, { kind, op, name: pending.target.name });
     }
     const direct = this.#direct?.calls.get(c);
     if (direct) direct.abort(new Error("The caller stopped waiting"));
@@ -242,29 +244,27 @@ export class CollectionRelay {
   reply(c: number, payload: Uint8Array, err: boolean): void {
     const pending = this.#pending.get(c);
     if (!pending) {
-      // A lock granted as its caller gave up waiting: given back.
-      const name = this.#withdrawnLocks.get(c);
-      this.#withdrawnLocks.delete(c);
-      const token = name !== undefined && !err
-        ? (decode(payload) as { token?: string }).token
-        : undefined;
-      if (token !== undefined) this.#release(name!, token);
+      // Answered as its caller gave up waiting: what it took is given back.
+      const call = this.#withdrawn.get(c);
+      this.#withdrawn.delete(c);
+      const back = call && !err ? giveBack(call, decode(payload)) : undefined;
+      if (back) this.#dispatch(this.#next++, encode(back, "call"));
       return;
     }
     this.#pending.delete(c);
     const task = pending.task;
     const holds = task === undefined ? undefined : this.#tasks.get(task);
     holds?.calls.delete(c);
-    if (!err && pending.op === "lock.acquire" && pending.lock) {
+    if (!err && pending.op === "lock.acquire" && pending.target) {
       const reply = decode(payload) as { token?: string };
       if (reply.token !== undefined) {
         // Granted after its task ended: given back at once.
-        if (holds) holds.locks.set(reply.token, pending.lock.name);
-        else this.#release(pending.lock.name, reply.token);
+        if (holds) holds.locks.set(reply.token, pending.target.name);
+        else this.#release(pending.target.name, reply.token);
       }
     }
-    if (pending.lock?.token !== undefined) {
-      holds?.locks.delete(pending.lock.token);
+    if (pending.op === "lock.release" && pending.target?.token) {
+      holds?.locks.delete(pending.target.token);
     }
     pending.settle(payload, err);
   }

@@ -23,6 +23,7 @@ import type {
 } from "./backend.ts";
 import { type Caller, clientCaller } from "./_context.ts";
 import { embedded } from "./embedded.ts";
+import { giveBack } from "./_give_back.ts";
 import { PoolClosedError } from "../errors.ts";
 
 /** Sends the reply to a node's call `c`. */
@@ -144,16 +145,9 @@ export class CollectionService {
         }
         this.#get().then(async (backend) => {
           const value = await backend.call(call, holder, controller.signal);
-          const token = (value as { token?: string } | undefined)?.token;
-          if (
-            call.kind === "lock" && token !== undefined && !calls.has(c)
-          ) {
-            // Granted as its caller gave up waiting: given back.
-            await backend.call(
-              { kind: "lock", name: call.name, op: "release", token },
-              holder,
-            );
-          }
+          // Answered as its caller gave up waiting: given back.
+          const back = calls.has(c) ? undefined : giveBack(call, value);
+          if (back) await backend.call(back, holder);
           return value;
         }).then(
           (value) => answer(c, value, false),

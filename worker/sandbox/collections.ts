@@ -14,6 +14,8 @@ import {
   bytesCaller,
   COLLECTIONS_HOOK,
 } from "../../src/collections/_context.ts";
+import type { CollectionCall } from "../../src/collections/backend.ts";
+import { giveBack } from "../../src/collections/_give_back.ts";
 
 interface Waiting {
   resolve(bytes: Uint8Array): void;
@@ -39,14 +41,17 @@ export function installCollections(
   task: () => number | undefined,
 ): (message: Record<string, unknown>) => void {
   const waiting = new Map<number, Waiting>();
+  /** Blocking calls given up, whose reply may still come: what it took is given back. */
+  const abandoned = new Map<number, CollectionCall>();
   let next = 1;
-  (globalThis as Record<symbol, unknown>)[COLLECTIONS_HOOK] = bytesCaller(
+  const caller = bytesCaller(
     (bytes, call, signal) =>
       new Promise<Uint8Array>((resolve, reject) => {
         const c = next++;
         const buffer = bytes.buffer as ArrayBuffer;
         const abort = () => {
           if (!waiting.delete(c)) return;
+          abandoned.set(c, call);
           send({ t: "collx", c });
           reject(signal!.reason);
         };
@@ -70,10 +75,19 @@ export function installCollections(
         }, buffer);
       }),
   );
+  (globalThis as Record<symbol, unknown>)[COLLECTIONS_HOOK] = caller;
   const one = (message: Record<string, unknown>) => {
     const c = message.c as number;
     const call = waiting.get(c);
-    if (!call || !(message.b instanceof ArrayBuffer)) return;
+    if (!(message.b instanceof ArrayBuffer)) return;
+    if (!call) {
+      const given = abandoned.get(c);
+      abandoned.delete(c);
+      if (!given || message.err) return;
+      const back = giveBack(given, decode(new Uint8Array(message.b)));
+      if (back) caller(back).catch(() => {});
+      return;
+    }
     waiting.delete(c);
     const bytes = new Uint8Array(message.b);
     if (!message.err) return call.resolve(bytes);
