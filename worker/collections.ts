@@ -68,6 +68,8 @@ export class CollectionRelay {
   #next = 1;
   #pending = new Map<number, Pending>();
   #tasks = new Map<number, TaskHolds>();
+  /** Tasks that ended lately. */
+  #ended = new Set<number>();
   /** Blocking calls withdrawn, whose reply may still come: what it took is given back. */
   #withdrawn = new Map<number, { kind: string; op: string; name: string }>();
   /** Sandbox calls in flight, by `sid:c`, to withdraw them. */
@@ -141,7 +143,10 @@ export class CollectionRelay {
       };
       pending.target = { name, token };
     }
-    if (task !== undefined && (BLOCKING.has(op) || op === "lock.release")) {
+    if (
+      task !== undefined && !this.#ended.has(task) &&
+      (BLOCKING.has(op) || op === "lock.release")
+    ) {
       this.#holds(task).calls.add(c);
     }
     this.#pending.set(c, pending);
@@ -257,7 +262,8 @@ export class CollectionRelay {
     holds?.calls.delete(c);
     if (!err && pending.op === "lock.acquire" && pending.target) {
       const reply = decode(payload) as { token?: string };
-      if (reply.token !== undefined) {
+      // A lock taken outside any task is the node's until released.
+      if (reply.token !== undefined && task !== undefined) {
         // Granted after its task ended: given back at once.
         if (holds) holds.locks.set(reply.token, pending.target.name);
         else this.#release(pending.target.name, reply.token);
@@ -274,6 +280,11 @@ export class CollectionRelay {
    * released.
    */
   taskEnded(task: number): void {
+    // Calls its code still makes hold nothing (a lock they get is given back).
+    this.#ended.add(task);
+    if (this.#ended.size > 4096) {
+      this.#ended.delete(this.#ended.values().next().value!);
+    }
     const holds = this.#tasks.get(task);
     if (!holds) return;
     this.#tasks.delete(task);

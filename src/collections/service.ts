@@ -70,6 +70,8 @@ export class CollectionService {
   #closed = false;
   #caller: Caller | undefined;
   #context: CollectionsContext | undefined;
+  /** The backend, once open. */
+  #opened: CollectionBackend | undefined;
 
   /** @param option The pool's `collections` option; default: embedded. */
   constructor(option: CollectionsOption = embedded()) {
@@ -80,7 +82,9 @@ export class CollectionService {
   open(context: CollectionsContext): Promise<CollectionBackend> {
     this.#context ??= context;
     this.#backend ??= this.option.open(context);
-    this.#backend.catch(() => {});
+    this.#backend.then((backend) => {
+      if (!this.#closed) this.#opened = backend;
+    }, () => {});
     return this.#backend;
   }
 
@@ -111,7 +115,7 @@ export class CollectionService {
    */
   serve(node: number, reply: ReplySender): NodeCollections {
     const holder = `node-${node}-${(holders++).toString(36)}`;
-    const calls = new Map<number, AbortController>();
+    const calls = new Map<number, AbortController | null>();
     let ended = false;
     const answer = (c: number, value: unknown, err: boolean) => {
       if (ended || !calls.delete(c)) return;
@@ -135,22 +139,28 @@ export class CollectionService {
           calls.delete(c);
           return;
         }
-        const controller = new AbortController();
-        calls.set(c, controller);
         let call: CollectionCall;
         try {
           call = checkCall(decode(payload));
         } catch (error) {
+          calls.set(c, null);
           return answer(c, error, true);
         }
-        this.#get().then(async (backend) => {
-          const value = await backend.call(call, holder, controller.signal);
-          // Answered as its caller gave up waiting: given back.
-          const back = calls.has(c) ? undefined : giveBack(call, value);
-          if (back) await backend.call(back, holder);
-          return value;
-        }).then(
-          (value) => answer(c, value, false),
+        // Only a call that waits can be withdrawn: only it needs a signal.
+        const controller = BLOCKING.has(`${call.kind}.${call.op}`)
+          ? new AbortController()
+          : null;
+        calls.set(c, controller);
+        const run = (backend: CollectionBackend) =>
+          backend.call(call, holder, controller?.signal).then(
+            async (value) => {
+              // Answered as its caller gave up waiting: given back.
+              const back = calls.has(c) ? undefined : giveBack(call, value);
+              if (back) await backend.call(back, holder);
+              answer(c, value, false);
+            },
+          );
+        (this.#opened ? run(this.#opened) : this.#get().then(run)).catch(
           (error) => answer(c, error, true),
         );
       },
@@ -158,7 +168,7 @@ export class CollectionService {
         if (ended) return;
         ended = true;
         for (const controller of calls.values()) {
-          controller.abort(new Error("The node is gone"));
+          controller?.abort(new Error("The node is gone"));
         }
         calls.clear();
         this.#backend?.then((backend) => backend.forget(holder)).catch(
@@ -172,12 +182,15 @@ export class CollectionService {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#opened = undefined;
     const backend = await this.#backend?.catch(() => undefined);
     await backend?.close();
   }
 }
 
 const KINDS = new Set(["dict", "set", "counter", "queue", "barrier", "lock"]);
+/** The calls that wait. */
+const BLOCKING = new Set(["queue.get", "barrier.wait", "lock.acquire"]);
 
 /**
  * Checks the shape of a call that came over the wire (what the backends

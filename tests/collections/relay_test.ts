@@ -79,3 +79,30 @@ Deno.test("a value a withdrawn get took goes back in its queue", async () => {
     { kind: "queue", name: "q", op: "put", value: new Uint8Array([7]) },
   ]);
 });
+
+Deno.test("a lock taken outside any task stays held; one taken after its task ended is given back", async () => {
+  const { r, flushed } = relay();
+  const outside = r.call(
+    encode({ kind: "lock", name: "a", op: "acquire" }),
+    "lock.acquire",
+    undefined,
+    () => {},
+  );
+  r.taskEnded(5);
+  const late = r.call(
+    encode({ kind: "lock", name: "b", op: "acquire" }),
+    "lock.acquire",
+    5,
+    () => {},
+  );
+  await flushed();
+  r.replies(
+    [outside, late],
+    undefined,
+    pack([encode({ token: "ta" }), encode({ token: "tb" })]),
+  );
+  const out = await flushed();
+  assert.deepEqual(out.flatMap((m) => m.calls), [
+    { kind: "lock", name: "b", op: "release", token: "tb" },
+  ]);
+});
