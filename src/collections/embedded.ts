@@ -21,6 +21,8 @@ import type {
 
 /** How many items a page of `keys`, `entries` or `values` holds at most. */
 export const PAGE_ITEMS = 1_000;
+/** How many bytes of values a page holds, past which it ends early (at least one item). */
+export const PAGE_BYTES = 1024 * 1024;
 /** Listings in progress kept at most; past this the oldest is dropped. */
 const MAX_CURSORS = 1_024;
 
@@ -293,7 +295,8 @@ export class EmbeddedBackend implements CollectionBackend {
   }
 
   /**
-   * One page of a listing. The first page takes a snapshot of the keys
+   * One page of a listing ({@linkcode PAGE_ITEMS} items or
+   * {@linkcode PAGE_BYTES} bytes at most). The first page takes a snapshot of the keys
    * (kept, when more pages follow, under a cursor); each page looks their
    * items up as they are then, skipping those gone since.
    */
@@ -318,9 +321,15 @@ export class EmbeddedBackend implements CollectionBackend {
       this.#cursors.delete(cursorId);
     }
     const items: T[] = [];
-    while (cursor.at < cursor.items.length && items.length < PAGE_ITEMS) {
+    let bytes = 0;
+    while (
+      cursor.at < cursor.items.length && items.length < PAGE_ITEMS &&
+      bytes < PAGE_BYTES
+    ) {
       const item = lookup(cursor.items[cursor.at++]);
-      if (item !== undefined) items.push(item);
+      if (item === undefined) continue;
+      items.push(item);
+      bytes += sizeOf(item);
     }
     if (cursor.at >= cursor.items.length) return { items };
     const next = crypto.randomUUID();
@@ -577,6 +586,14 @@ export class EmbeddedBackend implements CollectionBackend {
       enter(waiter);
     });
   }
+}
+
+/** The bytes an item of a page weighs: its key and value. */
+function sizeOf(item: unknown): number {
+  if (typeof item === "string") return item.length;
+  if (item instanceof Uint8Array) return item.length;
+  const [key, value] = item as [string, Uint8Array];
+  return key.length + value.length;
 }
 
 function remove<T>(array: T[], item: T): void {

@@ -143,6 +143,27 @@ export function semanticsSuite(b: BackendUnderTest): void {
     assert.equal(sum, (n * (n - 1)) / 2);
   });
 
+  test("dict and set: large values are listed whole, over several pages", async () => {
+    await using s = await open(b);
+    const d = new Dict<Uint8Array>("big", s.caller);
+    const set = new SharedSet<Uint8Array>("big", s.caller);
+    const value = (i: number) => new Uint8Array(300_000).fill(i);
+    for (let i = 0; i < 12; i++) {
+      await d.set(`k${i}`, value(i));
+      await set.add(value(i));
+    }
+    const seen: number[] = [];
+    for await (const [key, v] of d.entries()) {
+      assert.equal(v.length, 300_000);
+      assert.equal(key, `k${v[0]}`);
+      seen.push(v[0]);
+    }
+    assert.deepEqual(seen.sort((x, y) => x - y), [...Array(12).keys()]);
+    let members = 0;
+    for await (const v of set) members += v.length === 300_000 ? 1 : 0;
+    assert.equal(members, 12);
+  });
+
   test("dict: update is atomic under contention", async () => {
     await using s = await open(b);
     const writers = Array.from(
