@@ -50,7 +50,11 @@ export interface ClusterUnderTest {
   /** Its name in test names: `"sky.Local"`, `"sky.SSH"`. */
   name: string;
   /** A provider of at least 3 nodes. */
-  provider(): Provider<any>;
+  provider(): Provider<any> | Promise<Provider<any>>;
+  /** Pool options the provider needs (e.g. RunPod's accelerator). */
+  poolOptions?: Partial<sky.PoolOptions>;
+  /** Ends what `provider()` started (a fake cloud), after the pool is closed. */
+  close?(): Promise<void>;
   /** Why its tests are ignored here, if they are. */
   unavailable?: string;
 }
@@ -439,8 +443,12 @@ export function poolSuite(b: BackendUnderTest, c: ClusterUnderTest): void {
     ignore: b.unavailable !== undefined || c.unavailable !== undefined,
     async fn(t) {
       const workers = pids();
+      await using _closed = {
+        [Symbol.asyncDispose]: () => c.close?.() ?? Promise.resolve(),
+      };
       await using pool = await sky.ComputePool.start({
-        provider: c.provider(),
+        ...c.poolOptions,
+        provider: await c.provider(),
         nodes: 3,
         worker: { concurrency: 2 },
         console: "silent",
