@@ -42,8 +42,6 @@ interface DictEntry {
 
 interface Dict {
   entries: Map<string, DictEntry>;
-  /** The last version given; a write takes the next one. */
-  clock: number;
 }
 
 interface Queue {
@@ -106,6 +104,12 @@ function memberKey(bytes: Uint8Array): string {
  */
 export class EmbeddedBackend implements CollectionBackend {
   #dicts = new Map<string, Dict>();
+  /**
+   * The last version given to a dict's write; the next write takes the next
+   * one. One clock for every dict, so that a dict emptied (and dropped) and
+   * written again never gives a version twice.
+   */
+  #clock = 0;
   #sets = new Map<string, Map<string, Uint8Array>>();
   #counters = new Map<string, number>();
   #queues = new Map<string, Queue>();
@@ -196,8 +200,8 @@ export class EmbeddedBackend implements CollectionBackend {
     let dict = this.#dicts.get(call.name);
     if (!dict) {
       if (call.op === "set" || call.op === "setIfVersion") {
-        this.#dicts.set(call.name, dict = { entries: new Map(), clock: 0 });
-      } else dict = { entries: new Map(), clock: 0 };
+        this.#dicts.set(call.name, dict = { entries: new Map() });
+      } else dict = { entries: new Map() };
     }
     const entries = dict.entries;
     switch (call.op) {
@@ -210,7 +214,7 @@ export class EmbeddedBackend implements CollectionBackend {
       case "set":
         entries.set(call.key, {
           value: own(call.value),
-          version: ++dict.clock,
+          version: ++this.#clock,
         });
         return undefined;
       case "getVersioned": {
@@ -228,7 +232,7 @@ export class EmbeddedBackend implements CollectionBackend {
         } else {
           entries.set(call.key, {
             value: own(call.value),
-            version: ++dict.clock,
+            version: ++this.#clock,
           });
         }
         return true;

@@ -168,6 +168,29 @@ export function semanticsSuite(b: BackendUnderTest): void {
     assert.equal(members, 12);
   });
 
+  test("dict: a key deleted and set again meanwhile makes a versioned write fail", async () => {
+    await using s = await open(b);
+    const call = (c: object) =>
+      s.backend.call({ kind: "dict", name: "v", ...c } as never, "client");
+    const one = new Uint8Array([1]);
+    await call({ op: "set", key: "k", value: one });
+    const read = await call({ op: "getVersioned", key: "k" }) as {
+      version: number;
+    };
+    // The dict empties (the only key deleted), then the key is set again.
+    await call({ op: "delete", key: "k" });
+    await call({ op: "set", key: "k", value: new Uint8Array([2]) });
+    assert.equal(
+      await call({
+        op: "setIfVersion",
+        key: "k",
+        version: read.version,
+        value: new Uint8Array([3]),
+      }),
+      false,
+    );
+  });
+
   test("dict: update is atomic under contention", async () => {
     await using s = await open(b);
     const writers = Array.from(
