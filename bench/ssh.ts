@@ -306,11 +306,15 @@ export async function sshBenchmarks(): Promise<void> {
       `${(q.total / login).toFixed(2)}x`,
     );
     const parts = (b: StartBreakdown) =>
-      `dial ${b.dial.toFixed(0)} (TCP ${tcp.toFixed(1)}), bootstrap check ${
-        b.check.toFixed(0)
-      } (staging ${b.staging.toFixed(0)}), worker start ${
-        b.worker.toFixed(0)
-      }, first task ${b.task.toFixed(0)} ms`;
+      `dial ${b.dial.toFixed(0)} (TCP ${
+        tcp.toFixed(1)
+      }, SSH handshake and login ${
+        (b.dial - tcp).toFixed(0)
+      }), bootstrap check ${b.check.toFixed(0)} (staging ${
+        b.staging.toFixed(0)
+      }), worker start ${b.worker.toFixed(0)}, first task ${
+        b.task.toFixed(0)
+      } ms`;
     row(
       "  where it goes (median, slowest node per step)",
       parts(q),
