@@ -6,16 +6,14 @@ import { echo, noop } from "./computes.ts";
 import { ms, percentile, row, timeEach } from "./_util.ts";
 import { SshConnection } from "../src/transport/ssh/connection.ts";
 import { PART_BYTES } from "../src/wire/frames.ts";
+import {
+  medians,
+  provider,
+  type StartBreakdown,
+  timedStart,
+} from "./_ssh_start.ts";
 
 const BULK = 256 * 1024 * 1024;
-
-function provider(hosts: RigHost[]) {
-  return sky.SSH({
-    hosts: hosts.map((h) => `${h.user}@${h.address}:${h.port}`),
-    key: hosts[0].keyPath,
-    knownHosts: `${RIG_DIR}/known_hosts`,
-  });
-}
 
 /** Seconds for OpenSSH's client to push `bytes` through `cat` on the host and read them back. */
 async function opensshEcho(host: RigHost, bytes: number): Promise<number> {
@@ -131,67 +129,25 @@ async function tcpConnect(host: RigHost): Promise<number> {
   return took;
 }
 
-/** Where the time of one pool start to its first result went, in ms (slowest node of each step). */
-interface StartBreakdown {
-  total: number;
-  /** TCP connection, SSH handshake and login. */
-  dial: number;
-  /** The bootstrap's one command: what the host holds, every phase included. */
-  check: number;
-  /** The code phase within it: staging check (and upload, when one is needed). */
-  staging: number;
-  /** Worker process start and handshake. */
-  worker: number;
-  /** The first task, sandbox start included. */
-  task: number;
-}
-
-/** Starts a 3-node pool on the hosts and runs one task, timing each step from the pool's events. */
-async function timedStart(hosts: RigHost[]): Promise<StartBreakdown> {
-  const at = new Map<string, number>();
-  const slowest = { dial: 0, check: 0, staging: 0, worker: 0, task: 0 };
-  const t0 = performance.now();
-  await using pool = await sky.ComputePool.start({
-    provider: provider(hosts),
-    nodes: 3,
-    console: "silent",
-    onEvent: (e) => {
-      const now = performance.now();
-      const max = (k: keyof typeof slowest, v: number) =>
-        slowest[k] = Math.max(slowest[k], v);
-      if (e.type === "InstanceRunning") at.set(`run${e.node}`, now);
-      if (e.type === "InstanceProvisioned") {
-        max("dial", now - (at.get(`run${e.node}`) ?? t0));
-      }
-      if (e.type === "InstanceBootstrapped") max("check", e.elapsedMs);
-      if (e.type === "BootstrapPhase" && e.status !== "started") {
-        if (e.phase === "code") max("staging", e.elapsedMs);
-        if (e.phase === "worker") max("worker", e.elapsedMs);
-      }
-      if (e.type === "TaskCompleted") max("task", e.elapsedMs);
-    },
-  });
-  await pool.run(noop());
-  return { total: performance.now() - t0, ...slowest };
-}
-
-/** The median of each field. */
-function medians(runs: StartBreakdown[]): StartBreakdown {
-  const m = (k: keyof StartBreakdown) =>
-    percentile(runs.map((r) => r[k]).sort((a, b) => a - b), 0.5);
-  return {
-    total: m("total"),
-    dial: m("dial"),
-    check: m("check"),
-    staging: m("staging"),
-    worker: m("worker"),
-    task: m("task"),
-  };
-}
-
 /** Removes the marker that lets a ready host be found ready without a child process (the bootstrap writes it again). */
 async function forgetQuickLook(hosts: RigHost[]): Promise<void> {
   await opensshAll(hosts, "rm -f ~/.cache/skyward/markers/deno-*");
+}
+
+/** One pool start in a fresh process (`ssh_start.ts`), as a program's first. */
+async function startInFreshProcess(): Promise<StartBreakdown> {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./ssh_start.ts", import.meta.url).pathname],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (code !== 0) {
+    throw new Error(
+      `ssh_start.ts failed: ${new TextDecoder().decode(stderr).slice(-2_000)}`,
+    );
+  }
+  const lines = new TextDecoder().decode(stdout).trim().split("\n");
+  return JSON.parse(lines.at(-1)!);
 }
 
 /** Runs the SSH benchmarks when the rig is up; says why not otherwise. */
@@ -281,6 +237,12 @@ export async function sshBenchmarks(): Promise<void> {
       full.push(await timedStart(hosts));
       quick.push(await timedStart(hosts));
     }
+    // A program's first pool, in a process of its own (its code shipped by
+    // a first run), which also loads the SSH client on the way.
+    await startInFreshProcess();
+    const firsts: StartBreakdown[] = [];
+    for (let i = 0; i < 3; i++) firsts.push(await startInFreshProcess());
+    const first = medians(firsts);
     const q = medians(quick);
     const f = medians(full);
     const login = percentile(
@@ -304,6 +266,14 @@ export async function sshBenchmarks(): Promise<void> {
       })`,
       `OpenSSH \`ssh host true\` to the 3 hosts at once: ${ms(login)}`,
       `${(q.total / login).toFixed(2)}x`,
+    );
+    row(
+      "3-node SSH pool start to first result, bootstrapped hosts, a program's first pool (fresh process)",
+      `median ${ms(first.total)} (${
+        firsts.map((r) => r.total.toFixed(0)).join(", ")
+      })`,
+      `OpenSSH \`ssh host true\` to the 3 hosts at once: ${ms(login)}`,
+      `${(first.total / login).toFixed(2)}x`,
     );
     const parts = (b: StartBreakdown) =>
       `dial ${b.dial.toFixed(0)} (TCP ${
