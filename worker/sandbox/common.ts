@@ -1,9 +1,9 @@
 /**
- * What every sandbox (a Node worker thread started by a sandbox host) does
- * before it runs tasks: read its start-up data, mark itself as a worker,
- * send its console output to the worker process as log messages, hold the
- * lock that lets the host stop it in a busy loop, and drop the permissions
- * it had only for loading its modules.
+ * What every sandbox (a process of its own, or a Node worker thread started
+ * by a sandbox host) does before it runs tasks: read its start-up data, mark
+ * itself as a worker, send its console output to the worker process as log
+ * messages, hold the lock that lets the host stop a thread in a busy loop,
+ * and drop the permissions it had only for loading its modules.
  *
  * Messages to the worker process, over the `port` of its start-up data:
  * `{ t: "ready" }`, `{ t: "fail", b }` (it could not start: `b` is an encoded
@@ -22,6 +22,11 @@ import { explainImport } from "../imports.ts";
 import { SerializationError } from "../../src/errors.ts";
 import { type InstanceInfo, setInstanceInfo } from "../../src/instance.ts";
 import { capLine, droppedLines, lineCost } from "../../src/wire/output.ts";
+
+/** Where a sandbox sends its messages: a `MessagePort` or a socket's channel. */
+export interface Outlet {
+  postMessage(message: unknown, transfer?: Transferable[]): void;
+}
 
 /** What the worker process gives a sandbox when it starts it. */
 export interface SandboxData {
@@ -61,7 +66,9 @@ export function startupData(kind: string): SandboxData | undefined {
  * Prepares the sandbox's realm before any user code is evaluated: the worker
  * flag, the instance info, and the console.
  */
-export function prepare(data: SandboxData): void {
+export function prepare(
+  data: Pick<SandboxData, "instance"> & { port: Outlet },
+): void {
   (globalThis as Record<symbol, unknown>)[Symbol.for("skyward.worker")] = true;
   setInstanceInfo(data.instance);
   const port = data.port;
@@ -90,7 +97,7 @@ export function prepare(data: SandboxData): void {
  */
 const LOG_CREDIT = 2 * 1024 * 1024;
 let logCredit = LOG_CREDIT;
-let logPort: MessagePort | undefined;
+let logPort: Outlet | undefined;
 /** Lines dropped, by task (`-1` for output of no task). */
 const dropped = new Map<number, number>();
 
@@ -177,7 +184,7 @@ interface Locks {
 }
 
 /** Drops the permissions that were granted only to load modules. */
-export function dropLoadGrants(data: SandboxData): void {
+export function dropLoadGrants(data: Pick<SandboxData, "revoke">): void {
   for (const descriptor of data.revoke) {
     Deno.permissions.revokeSync(descriptor);
   }
@@ -208,7 +215,7 @@ const transfers: ArrayBuffer[] = [];
  * share one `{ t: "batch", messages }`.
  */
 export function post(
-  port: MessagePort,
+  port: Outlet,
   message: unknown,
   buffer?: ArrayBuffer,
 ): void {
@@ -227,7 +234,7 @@ export function post(
 
 /** Sends a task's result, or why it could not be sent. */
 export function sendResult(
-  port: MessagePort,
+  port: Outlet,
   id: number,
   value: unknown,
 ): void {
@@ -243,7 +250,7 @@ export function sendResult(
 }
 
 /** Sends a task's failure. */
-export function sendError(port: MessagePort, id: number, error: unknown): void {
+export function sendError(port: Outlet, id: number, error: unknown): void {
   if (error instanceof SerializationError) {
     post(port, { t: "ser", id, path: error.path, problem: error.message });
     return;
