@@ -299,7 +299,8 @@ function startProcess(
     grants.net = [...(Array.isArray(net) ? net : []), host];
     revoke.push({ name: "net", host });
   }
-  let sandbox!: Sandbox;
+  // Its record, once made: the hooks fire only after this function returns.
+  const made: { sandbox?: Sandbox } = {};
   let started;
   try {
     started = options.spawner.start(
@@ -307,11 +308,11 @@ function startProcess(
       grants as Record<string, boolean | string[]>,
       heapMb,
       {
-        connected: () => options.connected?.(sandbox),
+        connected: () => options.connected?.(made.sandbox!),
         output: options.output,
         exited(reason, oom) {
-          if (oom) sandbox.oom = true;
-          options.end(sandbox, reason);
+          if (oom) made.sandbox!.oom = true;
+          options.end(made.sandbox!, reason);
         },
       },
     );
@@ -322,7 +323,7 @@ function startProcess(
       }`,
     );
   }
-  sandbox = record(
+  const sandbox = made.sandbox = record(
     "deno",
     heapMb,
     options,
