@@ -5,9 +5,9 @@
  * token, and is sent `{ t: "init", instance, revoke }`. On `{ t: "load",
  * module }` it imports the compute's module from the shipped code (while it
  * still holds read access to it), drops that access and its access to the
- * socket, then runs the tasks the worker process sends it, `concurrency` at
- * a time (the load message's), in the order they came. It exits when its
- * socket closes.
+ * socket, then runs the tasks the worker process sends it, `n` at a time
+ * (as `{ t: "slots", n }` says; one until then), in the order they came.
+ * It exits when its socket closes.
  *
  * Before any user code runs it takes away what would let state pass between
  * sandboxes with no permission: `caches` and `localStorage` (kept on disk
@@ -84,6 +84,11 @@ function guardStorage(): void {
   }
 }
 
+/** The tasks to run at once, as a `{ t: "slots", n }` message says. */
+function slots(n: unknown): number {
+  return Math.max(1, Number(n) || 1);
+}
+
 /** The first message of the worker process: the sandbox's start-up data. */
 function received(port: Channel): Promise<Init> {
   return new Promise((resolve) => {
@@ -120,8 +125,8 @@ async function main(socket: string, token: string): Promise<void> {
       port.onmessage = (event: ChannelEvent) => {
         if (event.data?.t === "info") setInstanceInfo(event.data.instance);
         if (event.data?.t === "logack") logAcknowledged(Number(event.data.n));
+        if (event.data?.t === "slots") concurrency = slots(event.data.n);
         if (event.data?.t !== "load") return;
-        concurrency = Math.max(1, Number(event.data.concurrency) || 1);
         resolve(String(event.data.module));
       };
     });
@@ -223,6 +228,9 @@ async function main(socket: string, token: string): Promise<void> {
         return;
       case "logack":
         logAcknowledged(Number(m.n));
+        return;
+      case "slots":
+        concurrency = slots(m.n);
         return;
       case "info":
         setInstanceInfo(m.instance as Parameters<typeof setInstanceInfo>[0]);

@@ -430,18 +430,28 @@ export class SandboxManager {
       const warm = this.#shared.get(key);
       if (warm && !warm.ended && !warm.stopping) return warm;
     }
+    // The spare of these permissions, unless it has loaded another module.
     let sandbox = this.#spares.get(spareKey);
-    this.#spares.delete(spareKey);
-    if (!sandbox || sandbox.ended || sandbox.stopping) {
-      sandbox = this.#spawn("deno", permissions, heapMb);
+    if (
+      sandbox && !sandbox.ended && !sandbox.stopping &&
+      (sandbox.module === undefined || sandbox.module === module)
+    ) this.#spares.delete(spareKey);
+    else sandbox = this.#spawn("deno", permissions, heapMb);
+    if (sandbox.module === undefined) this.#load(sandbox, module);
+    // The next sandbox of these permissions starts now and loads this
+    // module, while this one works: the next compute of the module, or the
+    // next fresh task, finds it ready.
+    const previous = this.#spares.get(spareKey);
+    if (previous) {
+      this.#stop(previous, "a spare for another module replaces it");
     }
-    // Start the next sandbox of these permissions now, while this one works.
-    this.#spares.set(spareKey, this.#spawn("deno", permissions, heapMb));
+    const spare = this.#spawn("deno", permissions, heapMb);
+    this.#load(spare, module);
+    this.#spares.set(spareKey, spare);
     sandbox.exclusive = exclusive;
     sandbox.port.postMessage({
-      t: "load",
-      module: new URL(module, this.#codeUrl).href,
-      concurrency: exclusive ? 1 : this.concurrency,
+      t: "slots",
+      n: exclusive ? 1 : this.concurrency,
     });
     if (!exclusive) {
       sandbox.key = key;
@@ -449,6 +459,15 @@ export class SandboxManager {
       this.#evict();
     }
     return sandbox;
+  }
+
+  /** Tells a Deno sandbox which module to import. */
+  #load(sandbox: Sandbox, module: string): void {
+    sandbox.module = module;
+    sandbox.port.postMessage({
+      t: "load",
+      module: new URL(module, this.#codeUrl).href,
+    });
   }
 
   #wasmSandbox(): Sandbox {
@@ -486,9 +505,6 @@ export class SandboxManager {
       codeDir: this.#options.codeDir,
       spawner: this.#spawner,
       message: (sandbox, message) => this.#message(sandbox, message),
-      output: (stream, line) => {
-        this.#options.log(undefined, stream, line);
-      },
       connected: (sandbox) => {
         // Its memory from here on counts against its limit.
         sandbox.rssBase = residentBytes(sandbox.pid!);

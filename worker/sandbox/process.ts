@@ -9,7 +9,8 @@
  *
  * A sandbox talks to the worker over a Unix socket in a private directory
  * (its standard input is `/dev/null`; what it writes to its standard output
- * and error arrives as untagged output lines): it connects with a one-time
+ * and error goes to the worker's standard error, which the client prints as
+ * the node's output, as a thread's did): it connects with a one-time
  * token given on its command line, and drops its access to the socket's path
  * with its other load grants. On Linux a sandbox is started through
  * `setpriv --pdeathsig KILL`, so that it dies with the worker process even
@@ -39,8 +40,6 @@ export interface Port {
 export interface ProcessHooks {
   /** It has connected, and is about to be told what to load. */
   connected(): void;
-  /** A line it wrote to its standard output or error itself. */
-  output(stream: "stdout" | "stderr", line: string): void;
   /** It has ended: why, and whether it was out of memory by its own account. */
   exited(reason: string, oom: boolean): void;
 }
@@ -347,27 +346,37 @@ export class SandboxSpawner {
         // Already ended.
       }
     };
-    const read = async (
+    // Its own writes to its standard streams go on to the worker's standard
+    // error as they come (it waits while they do); its standard error is
+    // also read for why it failed.
+    const forward = async (
       stream: ReadableStream<Uint8Array>,
-      name: "stdout" | "stderr",
+      scan: boolean,
     ) => {
       const lines = new LineSplitter();
+      const decoder = new TextDecoder();
       const each = (line: string) => {
-        if (name === "stderr" && V8_OOM.test(line)) oom = true;
-        if (name === "stderr" && line.startsWith("error: ")) fatal ??= line;
-        hooks.output(name, line);
+        if (V8_OOM.test(line)) oom = true;
+        if (line.startsWith("error: ")) fatal ??= line;
       };
-      for await (
-        const text of stream.pipeThrough(new TextDecoderStream())
-      ) {
-        for (const line of lines.push(text)) each(line);
+      for await (const chunk of stream) {
+        for (let at = 0; at < chunk.length;) {
+          at += await Deno.stderr.write(chunk.subarray(at));
+        }
+        if (scan) {
+          for (
+            const line of lines.push(decoder.decode(chunk, { stream: true }))
+          ) {
+            each(line);
+          }
+        }
       }
-      const rest = lines.end();
+      const rest = scan ? lines.end() : undefined;
       if (rest) each(rest);
     };
     const output = Promise.all([
-      read(child.stdout, "stdout"),
-      read(child.stderr, "stderr"),
+      forward(child.stdout, false),
+      forward(child.stderr, true),
     ]).catch(() => {});
     child.status.then(async (status) => {
       clearTimeout(timer);

@@ -125,6 +125,8 @@ export interface Sandbox {
   heapMb: number;
   /** Set once it is known to have run out of memory. */
   oom?: boolean;
+  /** The module it was told to load (a Deno sandbox), relative to the code directory. */
+  module?: string;
   /** Set once it has loaded its module. */
   loaded?: boolean;
   /** Its `/proc` directory (its process's, or its thread's), once known. */
@@ -151,8 +153,6 @@ export interface StartOptions {
   spawner: SandboxSpawner;
   /** A message from the sandbox (untrusted). */
   message(sandbox: Sandbox, message: unknown): void;
-  /** A line a sandbox process wrote to its standard output or error itself. */
-  output(stream: "stdout" | "stderr", line: string): void;
   /** The sandbox has connected (a process, before it loads its module). */
   connected?(sandbox: Sandbox): void;
   /** The sandbox's thread or process has ended, or its host failed. */
@@ -208,7 +208,6 @@ function startHost(
  *   codeDir,
  *   spawner,
  *   message: (sandbox, message) => {},
- *   output: (stream, line) => {},
  *   end: (sandbox, reason) => {},
  * });
  * sandbox.port.postMessage({ t: "load", module, concurrency: 1 });
@@ -309,7 +308,6 @@ function startProcess(
       heapMb,
       {
         connected: () => options.connected?.(made.sandbox!),
-        output: options.output,
         exited(reason, oom) {
           if (oom) made.sandbox!.oom = true;
           options.end(made.sandbox!, reason);
