@@ -26,7 +26,15 @@ import { capLine, droppedLines, lineCost } from "../../src/wire/output.ts";
 /** Where a sandbox sends its messages: a `MessagePort` or a socket's channel. */
 export interface Outlet {
   postMessage(message: unknown, transfer?: Transferable[]): void;
+  /** Sends a message whose `b` is `pieces` joined, without copying them (a channel). */
+  postBytes?(message: Record<string, unknown>, pieces: Uint8Array[]): void;
 }
+
+/**
+ * A `Uint8Array` result at least this large goes as it is, its MessagePack
+ * header put in front by the receiver's read, not encoded (copied) here.
+ */
+const RAW_RESULT_BYTES = 64 * 1024;
 
 /** What the worker process gives a sandbox when it starts it. */
 export interface SandboxData {
@@ -209,6 +217,18 @@ export function wireError(error: unknown): ArrayBuffer {
 
 const outbox: unknown[] = [];
 const transfers: ArrayBuffer[] = [];
+let outboxPort: Outlet | undefined;
+
+/** Sends the messages of this turn now (before a message that bypasses the outbox). */
+function flush(port: Outlet): void {
+  if (outbox.length === 0) return;
+  const messages = outbox.splice(0);
+  const buffers = transfers.splice(0);
+  (outboxPort ?? port).postMessage(
+    messages.length === 1 ? messages[0] : { t: "batch", messages },
+    buffers,
+  );
+}
 
 /**
  * Sends a message to the worker process; the messages sent in one turn
@@ -220,16 +240,10 @@ export function post(
   buffer?: ArrayBuffer,
 ): void {
   outbox.push(message);
+  outboxPort = port;
   if (buffer) transfers.push(buffer);
   if (outbox.length > 1) return;
-  queueMicrotask(() => {
-    const messages = outbox.splice(0);
-    const buffers = transfers.splice(0);
-    port.postMessage(
-      messages.length === 1 ? messages[0] : { t: "batch", messages },
-      buffers,
-    );
-  });
+  queueMicrotask(() => flush(port));
 }
 
 /** Sends a task's result, or why it could not be sent. */
@@ -238,6 +252,16 @@ export function sendResult(
   id: number,
   value: unknown,
 ): void {
+  if (
+    port.postBytes && value instanceof Uint8Array &&
+    value.byteLength >= RAW_RESULT_BYTES && value.byteLength < 2 ** 32
+  ) {
+    // What the codec would make of it: MessagePack's bin, the bytes as
+    // they are. They go in parts, other tasks' messages between them.
+    flush(port);
+    port.postBytes({ t: "ok", id }, [binHeader(value.byteLength), value]);
+    return;
+  }
   let bytes: Uint8Array;
   try {
     bytes = encode(value, "result");
@@ -247,6 +271,18 @@ export function sendResult(
   }
   const buffer = bytes.buffer as ArrayBuffer;
   post(port, { t: "ok", id, b: buffer }, buffer);
+}
+
+/** MessagePack's header of a `bin` of `length` bytes. */
+function binHeader(length: number): Uint8Array {
+  if (length < 2 ** 8) return new Uint8Array([0xc4, length]);
+  if (length < 2 ** 16) {
+    return new Uint8Array([0xc5, length >> 8, length & 255]);
+  }
+  const header = new Uint8Array(5);
+  header[0] = 0xc6;
+  new DataView(header.buffer).setUint32(1, length);
+  return header;
 }
 
 /** Sends a task's failure. */

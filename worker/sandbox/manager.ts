@@ -115,6 +115,12 @@ const DEFAULT_SPEC: SandboxSpec = {
 };
 
 const WASM_HEAP_MB = 256;
+/**
+ * Sandboxes kept started ahead for a compute with `isolation: "task"` (one
+ * for other computes): fresh tasks back to back take one each, and a
+ * sandbox takes longer than a task to start.
+ */
+const FRESH_SPARES = 3;
 /** How long a sandbox may take to stop once terminated. */
 const STOP_MS = 5_000;
 /** How long a sandbox shared with other tasks has to answer a cancel. */
@@ -163,8 +169,11 @@ export class SandboxManager {
   #live = new Set<Sandbox>();
   #shared = new Map<string, Sandbox>();
   #idle = new Map<string, Sandbox[]>();
-  /** Started sandboxes with no module yet, one per permission set in use. */
-  #spares = new Map<string, Sandbox>();
+  /**
+   * Sandboxes started ahead, by permission set: with no module yet, or
+   * loading the module last used with that set.
+   */
+  #spares = new Map<string, Sandbox[]>();
   #byTask = new Map<number, Sandbox>();
   #nextSid = 1;
   #closed = false;
@@ -185,16 +194,16 @@ export class SandboxManager {
 
   /**
    * Starts a sandbox with no permissions ahead of the first task, the most
-   * common kind (starting one takes about half a second).
+   * common kind (a sandbox process takes some 50 ms to start, more on a
+   * busy machine).
    */
   warm(): void {
     const key = `${JSON.stringify(DEFAULT_PERMISSIONS)}\0${this.#heapMb}`;
-    if (this.#spares.has(key) || this.#closed) return;
+    if (this.#spares.get(key)?.length || this.#closed) return;
     try {
-      this.#spares.set(
-        key,
+      this.#spares.set(key, [
         this.#spawn("deno", DEFAULT_PERMISSIONS, this.#heapMb),
-      );
+      ]);
     } catch {
       // The first task reports why sandboxes cannot start.
     }
@@ -430,24 +439,32 @@ export class SandboxManager {
       const warm = this.#shared.get(key);
       if (warm && !warm.ended && !warm.stopping) return warm;
     }
-    // The spare of these permissions, unless it has loaded another module.
-    let sandbox = this.#spares.get(spareKey);
-    if (
-      sandbox && !sandbox.ended && !sandbox.stopping &&
-      (sandbox.module === undefined || sandbox.module === module)
-    ) this.#spares.delete(spareKey);
-    else sandbox = this.#spawn("deno", permissions, heapMb);
+    // A spare of these permissions, unless it has loaded another module.
+    const spares = this.#spares.get(spareKey) ?? [];
+    this.#spares.set(spareKey, spares);
+    const at = spares.findIndex((spare) =>
+      !spare.ended && !spare.stopping &&
+      (spare.module === undefined || spare.module === module)
+    );
+    const sandbox = at >= 0
+      ? spares.splice(at, 1)[0]
+      : this.#spawn("deno", permissions, heapMb);
     if (sandbox.module === undefined) this.#load(sandbox, module);
-    // The next sandbox of these permissions starts now and loads this
+    // The next sandboxes of these permissions start now and load this
     // module, while this one works: the next compute of the module, or the
-    // next fresh task, finds it ready.
-    const previous = this.#spares.get(spareKey);
-    if (previous) {
-      this.#stop(previous, "a spare for another module replaces it");
+    // next fresh tasks, find them ready. Fresh tasks back to back take one
+    // each, faster than one starts: they get more ahead.
+    for (const spare of [...spares]) {
+      if (spare.module !== undefined && spare.module !== module) {
+        this.#stop(spare, "a spare for another module replaces it");
+      }
     }
-    const spare = this.#spawn("deno", permissions, heapMb);
-    this.#load(spare, module);
-    this.#spares.set(spareKey, spare);
+    const depth = exclusive ? FRESH_SPARES : 1;
+    while (spares.length < depth) {
+      const spare = this.#spawn("deno", permissions, heapMb);
+      this.#load(spare, module);
+      spares.push(spare);
+    }
     sandbox.exclusive = exclusive;
     sandbox.port.postMessage({
       t: "slots",
@@ -690,8 +707,9 @@ export class SandboxManager {
     if (this.#shared.get(sandbox.key) === sandbox) {
       this.#shared.delete(sandbox.key);
     }
-    for (const [key, spare] of this.#spares) {
-      if (spare === sandbox) this.#spares.delete(key);
+    for (const spares of this.#spares.values()) {
+      const at = spares.indexOf(sandbox);
+      if (at >= 0) spares.splice(at, 1);
     }
     const idle = this.#idle.get(sandbox.key);
     const at = idle?.indexOf(sandbox) ?? -1;
