@@ -16,7 +16,6 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { format } from "node:util";
-import { workerData } from "node:worker_threads";
 import { encode, toWireError } from "../../src/wire/codec.ts";
 import { explainImport } from "../imports.ts";
 import { SerializationError } from "../../src/errors.ts";
@@ -54,21 +53,6 @@ export interface SandboxData {
 export const currentTask: AsyncLocalStorage<number> = new AsyncLocalStorage<
   number
 >();
-
-/**
- * Reads the start-up data of a sandbox of this kind, or `undefined` when
- * this module runs anywhere else (then it does nothing).
- */
-export function startupData(kind: string): SandboxData | undefined {
-  const data = workerData as SandboxData | undefined;
-  if (data?.skyward !== kind) return undefined;
-  // The task code shares this realm: it must not reach the channel.
-  const copy = { ...data };
-  for (const key of Object.keys(data)) {
-    delete (data as unknown as Record<string, unknown>)[key];
-  }
-  return copy;
-}
 
 /**
  * Prepares the sandbox's realm before any user code is evaluated: the worker
