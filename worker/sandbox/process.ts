@@ -158,8 +158,10 @@ function workerFlags(): string[] {
 
 /**
  * The `--allow-*` flags of a permission set: `true` grants all, a list
- * those named (a comma in a name doubled, as Deno reads it), `false` or an
- * empty list nothing.
+ * those named, `false` or an empty list nothing.
+ *
+ * @throws {RangeError} When a listed item holds a comma, which a flag
+ *   cannot express (Deno splits its value at commas).
  *
  * @example
  * ```ts
@@ -176,11 +178,15 @@ export function permissionFlags(
   for (const [name, grant] of Object.entries(permissions)) {
     if (grant === true) flags.push(`--allow-${name}`);
     else if (Array.isArray(grant) && grant.length > 0) {
-      flags.push(
-        `--allow-${name}=${
-          grant.map((g) => g.replaceAll(",", ",,")).join(",")
-        }`,
-      );
+      const comma = grant.find((g) => g.includes(","));
+      if (comma !== undefined) {
+        throw new RangeError(
+          `Cannot grant ${name} access to ${
+            JSON.stringify(comma)
+          }: a sandbox's permissions are Deno flags, which cannot hold a comma; rename it or grant its parent directory`,
+        );
+      }
+      flags.push(`--allow-${name}=${grant.join(",")}`);
     }
   }
   return flags;
