@@ -21,7 +21,9 @@
  * result goes back as `{ t: "open", id }`, then `{ t: "item", id, b }`
  * batches as `{ t: "credit", id, n }` allows, then its outcome; `{ t:
  * "stop", id }` returns its generator. `{ t: "info", instance }` replaces
- * what `sky.instanceInfo()` returns, for the tasks that follow it.
+ * what `sky.instanceInfo()` returns, for the tasks that follow it. `{ t:
+ * "answer", q }` answers a question a task asked its host (`askHost` in
+ * `common.ts`).
  *
  * @module
  */
@@ -38,6 +40,7 @@ import {
 } from "../../src/wire/stream.ts";
 import { Channel, type ChannelEvent } from "./channel.ts";
 import {
+  answered,
   currentTask,
   dropLoadGrants,
   logAcknowledged,
@@ -126,6 +129,7 @@ async function main(socket: string, token: string): Promise<void> {
         if (event.data?.t === "info") setInstanceInfo(event.data.instance);
         if (event.data?.t === "logack") logAcknowledged(Number(event.data.n));
         if (event.data?.t === "slots") concurrency = slots(event.data.n);
+        if (event.data?.t === "answer") answered(event.data);
         if (event.data?.t !== "load") return;
         resolve(String(event.data.module));
       };
@@ -231,6 +235,9 @@ async function main(socket: string, token: string): Promise<void> {
         return;
       case "slots":
         concurrency = slots(m.n);
+        return;
+      case "answer":
+        answered(m);
         return;
       case "info":
         setInstanceInfo(m.instance as Parameters<typeof setInstanceInfo>[0]);
