@@ -12,8 +12,8 @@
  *   Deno sandbox, and QuickJS alone in this process;
  * - the first task of a new permission set on a warm node (a sandbox
  *   process started for it), and fresh sandboxes (`isolation: "task"`)
- *   back to back, beside a bare `deno eval 0` and a bare Web Worker started
- *   with permissions, both timed in the same run; these computes sit in a
+ *   back to back, beside a bare `deno eval 0` and a bare Web Worker, both
+ *   timed in the same run; these computes sit in a
  *   module that imports only what a node needs (`node_computes.ts`), so
  *   that the library's client does not weigh on the figure;
  * - a small task while a 512 MiB `Uint8Array` result of the same sandbox is
@@ -74,16 +74,13 @@ async function denoEval(): Promise<number> {
   return performance.now() - t0;
 }
 
-/** A bare Web Worker with permissions, started until its first message, in ms. */
+/** A bare Web Worker, started until its first message, in ms. */
 async function bareWorker(): Promise<number> {
   const t0 = performance.now();
   const url = URL.createObjectURL(
     new Blob(["postMessage(0)"], { type: "text/javascript" }),
   );
-  const worker = new Worker(url, {
-    type: "module",
-    deno: { permissions: { env: ["HOME"] } },
-  } as WorkerOptions);
+  const worker = new Worker(url, { type: "module" });
   await new Promise((resolve) => worker.onmessage = resolve);
   const time = performance.now() - t0;
   worker.terminate();
