@@ -16,12 +16,12 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { format } from "node:util";
-import { decode, encode, toWireError } from "../../src/wire/codec.ts";
-import { fromWireError, type WireError } from "../../src/wire/wire_error.ts";
+import { encode, toWireError } from "../../src/wire/codec.ts";
 import { explainImport } from "../imports.ts";
 import { SerializationError } from "../../src/errors.ts";
 import { type InstanceInfo, setInstanceInfo } from "../../src/instance.ts";
 import { capLine, droppedLines, lineCost } from "../../src/wire/output.ts";
+import { installCollections } from "./collections.ts";
 
 /** Where a sandbox sends its messages: a `MessagePort` or a socket's channel. */
 export interface Outlet {
@@ -78,7 +78,15 @@ export function prepare(
   };
   console.log = console.info = console.debug = redirect("stdout");
   console.warn = console.error = console.trace = redirect("stderr");
+  collectionReply = installCollections(
+    (message, buffer) => post(port, message, buffer),
+    () => currentTask.getStore(),
+  );
 }
+
+/** Handles the worker's `collr` messages (see `collections.ts`). */
+export let collectionReply: (message: Record<string, unknown>) => void =
+  () => {};
 
 /**
  * The most output, in bytes (see `lineCost`), a sandbox may have sent that
@@ -268,68 +276,6 @@ function binHeader(length: number): Uint8Array {
   header[0] = 0xc6;
   new DataView(header.buffer).setUint32(1, length);
   return header;
-}
-
-/** Questions to the worker process not yet answered, by number. */
-const questions = new Map<
-  number,
-  { resolve(bytes: Uint8Array): void; reject(error: Error): void }
->();
-let nextQuestion = 1;
-
-/**
- * Asks the worker process something on behalf of the running task (the
- * generic path for services the worker holds, such as collections): sends
- * `{ t: "ask", q, id, b }` and settles with the answer's bytes, or rejects
- * with the error the worker process encoded. Its request and answer are
- * opaque bytes: the caller and the worker's `ask` handler agree on them.
- *
- * @param request The request's bytes.
- * @returns The answer's bytes.
- *
- * @example
- * ```ts ignore
- * import { askHost } from "./common.ts";
- *
- * const answer = await askHost(encode({ op: "counter.add", name: "hits", n: 1 }));
- * ```
- */
-export function askHost(request: Uint8Array): Promise<Uint8Array> {
-  if (!logPort) {
-    return Promise.reject(
-      new Error("Not in a sandbox: there is no host to ask"),
-    );
-  }
-  const q = nextQuestion++;
-  const buffer = request.slice().buffer as ArrayBuffer;
-  const id = currentTask.getStore();
-  return new Promise((resolve, reject) => {
-    questions.set(q, { resolve, reject });
-    post(
-      logPort!,
-      id === undefined ? { t: "ask", q, b: buffer } : {
-        t: "ask",
-        q,
-        id,
-        b: buffer,
-      },
-      buffer,
-    );
-  });
-}
-
-/**
- * Settles a question with the worker's `{ t: "answer", q, b }` (the answer)
- * or `{ t: "answer", q, err: true, b }` (an encoded wire error).
- */
-export function answered(message: Record<string, unknown>): void {
-  const question = questions.get(Number(message.q));
-  if (!question || !(message.b instanceof ArrayBuffer)) return;
-  questions.delete(Number(message.q));
-  const bytes = new Uint8Array(message.b);
-  if (message.err) {
-    question.reject(fromWireError(decode(bytes) as WireError));
-  } else question.resolve(bytes);
 }
 
 /** Sends a task's failure. */

@@ -22,8 +22,7 @@
  * batches as `{ t: "credit", id, n }` allows, then its outcome; `{ t:
  * "stop", id }` returns its generator. `{ t: "info", instance }` replaces
  * what `sky.instanceInfo()` returns, for the tasks that follow it. `{ t:
- * "answer", q }` answers a question a task asked its host (`askHost` in
- * `common.ts`).
+ * "collr" }` answers a task's collection calls (see `collections.ts`).
  *
  * @module
  */
@@ -40,7 +39,7 @@ import {
 } from "../../src/wire/stream.ts";
 import { Channel, type ChannelEvent } from "./channel.ts";
 import {
-  answered,
+  collectionReply,
   currentTask,
   dropLoadGrants,
   logAcknowledged,
@@ -129,7 +128,7 @@ async function main(socket: string, token: string): Promise<void> {
         if (event.data?.t === "info") setInstanceInfo(event.data.instance);
         if (event.data?.t === "logack") logAcknowledged(Number(event.data.n));
         if (event.data?.t === "slots") concurrency = slots(event.data.n);
-        if (event.data?.t === "answer") answered(event.data);
+        if (event.data?.t === "collr") collectionReply(event.data);
         if (event.data?.t !== "load") return;
         resolve(String(event.data.module));
       };
@@ -236,8 +235,8 @@ async function main(socket: string, token: string): Promise<void> {
       case "slots":
         concurrency = slots(m.n);
         return;
-      case "answer":
-        answered(m);
+      case "collr":
+        collectionReply(m);
         return;
       case "info":
         setInstanceInfo(m.instance as Parameters<typeof setInstanceInfo>[0]);

@@ -55,7 +55,6 @@
  */
 import type { InstanceInfo } from "../../src/instance.ts";
 import { lineCost } from "../../src/wire/output.ts";
-import { encode, toWireError } from "../../src/wire/codec.ts";
 import type { SandboxSpec } from "../../src/wire/messages.ts";
 import { after } from "../../src/_timers.ts";
 import {
@@ -101,13 +100,18 @@ export interface SandboxManagerOptions {
   /** A sandbox could not be stopped: the worker process must exit. */
   fatal(reason: string): void;
   /**
-   * Answers a question a Deno sandbox asked its host (`askHost` in
-   * `common.ts`: a service the worker holds, such as collections), for the
-   * task `task` if a task asked. Its bytes are opaque here; a rejection
-   * goes back to the sandbox as the error it throws.
-   * @default refuses every question
+   * A collection call from a sandbox, or its withdrawal (`t` is `"coll"` or
+   * `"collx"`; see `worker/collections.ts`); `reply` posts the answer back.
+   * A sandbox's calls end with it (`sandboxEnded`).
    */
-  ask?(request: Uint8Array, task: number | undefined): Promise<Uint8Array>;
+  collections?: {
+    fromSandbox(
+      sid: number,
+      message: Record<string, unknown>,
+      reply: (message: unknown, transfer: ArrayBuffer[]) => void,
+    ): void;
+    sandboxEnded(sid: number): void;
+  };
   /**
    * The heap limit of a Deno sandbox whose compute sets no `memoryLimit`, in
    * MiB.
@@ -642,10 +646,15 @@ export class SandboxManager {
       case "alive":
         if (typeof m.id === "number") sandbox.answered?.(m.id);
         return;
-      case "ask":
-        if (typeof m.q === "number" && m.b instanceof ArrayBuffer) {
-          this.#answer(sandbox, m.q, new Uint8Array(m.b), task?.id);
-        }
+      case "coll":
+      case "collx":
+        this.#options.collections?.fromSandbox(
+          sandbox.sid,
+          m,
+          (reply, transfer) => {
+            if (!sandbox.ended) sandbox.port.postMessage(reply, transfer);
+          },
+        );
         return;
       case "pong":
         sandbox.pinged = undefined;
@@ -656,42 +665,6 @@ export class SandboxManager {
         this.#stop(sandbox, "it ran out of memory");
         return;
     }
-  }
-
-  /** Answers a sandbox's question, through the `ask` option. */
-  #answer(
-    sandbox: Sandbox,
-    q: number,
-    request: Uint8Array,
-    task: number | undefined,
-  ): void {
-    const ask = this.#options.ask ??
-      (() =>
-        Promise.reject(
-          new SandboxError("This worker answers no question from sandboxes"),
-        ));
-    const reply = (b: Uint8Array, err?: boolean) => {
-      if (sandbox.ended) return;
-      const buffer = b.byteOffset === 0 && b.byteLength === b.buffer.byteLength
-        ? b.buffer as ArrayBuffer
-        : b.slice().buffer;
-      sandbox.port.postMessage(
-        err
-          ? { t: "answer", q, err: true, b: buffer }
-          : { t: "answer", q, b: buffer },
-        [buffer],
-      );
-    };
-    let answer: Promise<Uint8Array>;
-    try {
-      answer = ask(request, task);
-    } catch (error) {
-      answer = Promise.reject(error);
-    }
-    answer.then(
-      (bytes) => reply(bytes),
-      (error) => reply(encode(toWireError(error), "error"), true),
-    );
   }
 
   #finish(sandbox: Sandbox, task: PendingTask, outcome: TaskOutcome): void {
@@ -725,6 +698,7 @@ export class SandboxManager {
     if (sandbox.ended) return;
     sandbox.ended = reason;
     clearTimeout(sandbox.stopTimer);
+    this.#options.collections?.sandboxEnded(sandbox.sid);
     this.#forget(sandbox);
     this.#live.delete(sandbox);
     sandbox.dispose();
