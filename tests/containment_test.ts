@@ -15,6 +15,7 @@ import {
   nestedWorker,
   patchIntrinsics,
   peek,
+  reachWorker,
   speak,
   stash,
   useIntrinsics,
@@ -132,6 +133,11 @@ Deno.test("no state passes between sandboxes without a permission: locks, broadc
     await using later = await start();
     assert.deepEqual(await later.run(peek()), []);
   });
+});
+
+Deno.test("a sandbox holds exactly its compute's permissions: what it had to load its module is gone", async () => {
+  await using pool = await start();
+  assert.deepEqual(await pool.run(reachWorker()), ["NotCapable", "prompt"]);
 });
 
 Deno.test("a task cannot change how the worker process handles signals", async () => {
