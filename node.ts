@@ -119,8 +119,8 @@ export const ComputePool: typeof client.ComputePool = class ComputePool {
  * console.log(Image({ env: { MODE: "prod" } }).env?.MODE); // "prod"
  * ```
  */
-export const Image: typeof client.Image = ((options = {}) =>
-  Object.freeze({ ...options })) as typeof client.Image;
+export const Image: typeof client.Image =
+  ((options = {}) => Object.freeze({ ...options })) as typeof client.Image;
 
 /**
  * `sky.Spec()` on a node: the options, unchecked (the pool checks them on
@@ -133,8 +133,8 @@ export const Image: typeof client.Image = ((options = {}) =>
  * console.log(Spec({ nodes: 2 }).nodes); // 2
  * ```
  */
-export const Spec: typeof client.Spec = ((options) =>
-  Object.freeze({ ...options })) as typeof client.Spec;
+export const Spec: typeof client.Spec =
+  ((options) => Object.freeze({ ...options })) as typeof client.Spec;
 
 /**
  * `sky.parseTarget()` belongs to the client: on a node it throws.
