@@ -34,6 +34,7 @@ import type { Host } from "../transport/host.ts";
 import { workerDeadManSettings } from "./deadman.ts";
 import { HealthMonitor } from "./health.ts";
 import type { Job } from "./job.ts";
+import type { CollectionService } from "../collections/service.ts";
 import { NodeSession } from "./node.ts";
 import { type PoolNode, transition, type WorkerLaunch } from "./node_state.ts";
 import type { ResolvedOptions } from "./options.ts";
@@ -65,6 +66,8 @@ export interface BringUpHooks extends PoolHooks {
   requeue(jobs: Job[]): void;
   /** A node's worker stopped answering. */
   lost(node: PoolNode, session: NodeSession, reason: string): void;
+  /** Serves the collection calls of the nodes' tasks. */
+  collections?: CollectionService;
 }
 
 /**
@@ -157,10 +160,12 @@ export class BringUp {
   async join(instance: Instance, freeing?: number): Promise<number> {
     const hooks = this.#hooks;
     const index = hooks.reserve(instance.privateAddress ?? "", freeing);
+    this.#provisioner.spend.place(instance.id, index);
     hooks.emit({
       type: "InstanceLaunched",
       node: index,
       instance: instance.id,
+      ...this.#provisioner.spend.priceOf(instance.id),
     });
     hooks.announce();
     try {
@@ -318,6 +323,7 @@ export class BringUp {
       instance: node.instance.id,
       pid: node.hello!.pid,
       hostname: node.hello!.hostname,
+      ...this.#provisioner.spend.priceOf(node.instance.id),
     });
     this.#hooks.drain();
   }
@@ -492,6 +498,7 @@ export class BringUp {
           line,
         }),
       lost: (reason) => this.#hooks.lost(node, session, reason),
+      collections: this.#hooks.collections,
     });
     session.rootUrl = this.#bundle.rootUrl;
     node.session = session;
@@ -529,6 +536,7 @@ export class BringUp {
         instance: node.instance.id,
         pid: hello.pid,
         hostname: hello.hostname,
+        ...this.#provisioner.spend.priceOf(node.instance.id),
       });
       node.health?.start();
     }
