@@ -4,8 +4,9 @@
  *
  * A node imports the user's module to find its computes, and that module
  * imports the library. A task needs only {@linkcode compute} (and `all`,
- * `gather`, `wasm`), {@linkcode instanceInfo}, {@linkcode shard}, the errors
- * and the accelerators' table: this entry holds those, the same modules as
+ * `gather`, `wasm`), {@linkcode instanceInfo}, {@linkcode shard}, the
+ * collections (`dict`, `queue`, ...), the errors and the accelerators'
+ * table: this entry holds those, the same modules as
  * `mod.ts` exports, and nothing of the client (the pool, the providers, the
  * SSH library, zod, LogTape). Every other name of `mod.ts` is here too, so
  * that what a module runs at its top level on the client imports fine on a
@@ -36,22 +37,30 @@ import { ConfigError } from "./src/errors.ts";
 
 export { all, compute, gather } from "./src/compute.ts";
 export {
+  BudgetExceededError,
   ConfigError,
   NodeLostError,
   NoOffersError,
   PoolClosedError,
   ProtocolError,
   ProvisioningError,
+  QueueClosedError,
   RemoteError,
   SerializationError,
   TaskCancelledError,
   TaskTimeoutError,
 } from "./src/errors.ts";
-export { formatEvent } from "./src/events.ts";
+export { formatDollars, formatEvent } from "./src/events.ts";
 export { instanceInfo } from "./src/instance.ts";
 export { shard, shardAll } from "./src/shard.ts";
 export { wasm } from "./src/wasm.ts";
 export { ACCELERATOR_MODELS, accelerators } from "./src/accelerators.ts";
+export { dict } from "./src/collections/dict.ts";
+export { set } from "./src/collections/set.ts";
+export { counter } from "./src/collections/counter.ts";
+export { queue } from "./src/collections/queue.ts";
+export { barrier } from "./src/collections/barrier.ts";
+export { lock } from "./src/collections/lock.ts";
 
 /** The error a client-only part of the library throws when used on a node. */
 function clientOnly(what: string): ConfigError {
