@@ -25,9 +25,9 @@
  * ```ts
  * import * as sky from "./node.ts";
  *
- * const square = sky.compute((x: number) => x * x, { name: "node-square" });
- * console.log(square.local(4)); // 16
- * console.log(sky.Local().name); // "local"
+ * const provider = sky.Local(); // Top-level client code imports fine.
+ * console.log(provider.name); // "local"
+ * await sky.ComputePool.start({ provider }).catch((e) => console.log(e.name)); // ConfigError
  * ```
  *
  * @module
@@ -137,9 +137,9 @@ export const Image: typeof client.Image =
  *
  * @example
  * ```ts
- * import { Spec } from "./node.ts";
+ * import { Local, Spec } from "./node.ts";
  *
- * console.log(Spec({ nodes: 2 }).nodes); // 2
+ * console.log(Spec({ provider: Local(), nodes: 2 }).nodes); // 2
  * ```
  */
 export const Spec: typeof client.Spec =
