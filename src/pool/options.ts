@@ -29,6 +29,7 @@ import {
 } from "../spec.ts";
 import { type BudgetOptions, budgetSchema } from "./budget.ts";
 import { type DeadManSwitchOptions, deadManSwitchSchema } from "./deadman.ts";
+import type { CollectionsOption } from "../collections/backend.ts";
 import { type NodesOptions, nodesSchema } from "./elastic.ts";
 import { type HealthCheckOptions, healthCheckSchema } from "./health.ts";
 import {
@@ -204,6 +205,14 @@ export interface PoolOptions {
    * @default no file
    */
   eventLog?: string;
+  /**
+   * Where the pool's collections (`sky.dict`, `sky.queue`, …, and
+   * `pool.dict(...)`) live. By default the client holds them and serves the
+   * nodes over the pool's own connections: nothing to install, no port
+   * opened, on every provider; they last as long as the pool.
+   * @default embedded in the client
+   */
+  collections?: CollectionsOption;
 }
 
 /** Options of a single dispatch. */
@@ -256,6 +265,12 @@ const optionsSchema = z.object({
   ).optional(),
   dashboard: dashboardSchema,
   eventLog: eventLogSchema,
+  collections: z.custom<CollectionsOption>(
+    (c) =>
+      typeof c === "object" && c !== null &&
+      typeof (c as { open?: unknown }).open === "function",
+    "must be made with sky.Redis(...), or left out for the embedded default",
+  ).optional(),
 }).strict().superRefine((o, ctx) => {
   if ((o.provider === undefined) === (o.specs === undefined)) {
     ctx.addIssue({

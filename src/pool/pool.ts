@@ -49,6 +49,8 @@ import { Scheduler } from "./scheduler.ts";
 import { splitStreams, teeArgs } from "./remote_stream.ts";
 import type { Instance, Provider } from "../provider.ts";
 import { track, untrack } from "./teardown.ts";
+import { CollectionService } from "../collections/service.ts";
+import * as coll from "../collections/handles.ts";
 import {
   checkClientPermissions,
   checkNodeLimits,
@@ -130,6 +132,7 @@ export class ComputePool implements AsyncDisposable {
    * the teardown closes it then).
    */
   #keepAlive: ReturnType<typeof setInterval> | undefined;
+  #collections: CollectionService;
   /** The dashboard and the event log, when asked for. */
   #watch: PoolWatch | undefined;
   /** What the machines cost so far. */
@@ -183,10 +186,12 @@ export class ComputePool implements AsyncDisposable {
         if (this.#scaler.elastic) this.#scaler.soon();
       },
     });
+    this.#collections = new CollectionService(options.collections);
     // What the node side's collaborators ask of the pool: each reads its part.
     const hooks: ProvisionerHooks & BringUpHooks & RecoveryHooks & ScalerHooks =
       {
         poolId: this.id,
+        collections: this.#collections,
         spend: this.#spend,
         guard: this.#guard,
         emit: (event) => this.#emit(event),
@@ -436,6 +441,7 @@ export class ComputePool implements AsyncDisposable {
         );
       }, { keepAlive: false });
     }
+    await this.#collections.open({ poolId: this.id });
     this.#stopCost = reportCost(
       this.#spend,
       options.costInterval ?? DEFAULT_COST_INTERVAL,
@@ -877,10 +883,46 @@ export class ComputePool implements AsyncDisposable {
           this.#hub.close();
           untrack(this);
         },
-      }).finally(() => this.#watch?.close()).finally(release);
+      }).finally(() => this.#collections.close())
+        .finally(() => this.#watch?.close()).finally(release);
     }
     return this.#closing;
   }
+  /**
+   * The pool's dict `name`, which its tasks name `sky.dict(name)`; the other
+   * kinds follow.
+   *
+   * @example
+   * ```ts
+   * import * as sky from "../../mod.ts";
+   * await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
+   * console.log(await pool.counter("hits").add(2)); // 2
+   * ```
+   */
+  dict<V = unknown>(name: string): coll.Dict<V> {
+    return new coll.Dict<V>(name, this.#collections.caller);
+  }
+  /** The pool's set `name` (see {@linkcode ComputePool.dict}). */
+  set<V = unknown>(name: string): coll.SharedSet<V> {
+    return new coll.SharedSet<V>(name, this.#collections.caller);
+  }
+  /** The pool's counter `name` (see {@linkcode ComputePool.dict}). */
+  counter(name: string): coll.Counter {
+    return new coll.Counter(name, this.#collections.caller);
+  }
+  /** The pool's queue `name` (see {@linkcode ComputePool.dict}). */
+  queue<V = unknown>(name: string): coll.Queue<V> {
+    return new coll.Queue<V>(name, this.#collections.caller);
+  }
+  /** The pool's barrier `name` for `parties` callers (see {@linkcode ComputePool.dict}). */
+  barrier(name: string, parties: number): coll.Barrier {
+    return new coll.Barrier(name, parties, this.#collections.caller);
+  }
+  /** The pool's lock `name` (see {@linkcode ComputePool.dict}). */
+  lock(name: string): coll.Lock {
+    return new coll.Lock(name, this.#collections.caller);
+  }
+
   /** Kills every worker at once, without waiting (used when the process exits). */
   kill(): void {
     for (const node of this.#nodes) node?.session?.kill();

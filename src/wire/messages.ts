@@ -167,6 +167,30 @@ export const clientMessage = z.discriminatedUnion("t", [
    * nothing from its client for too long stops (see `worker/deadman.ts`).
    */
   z.object({ t: z.literal("ping") }),
+  /**
+   * The replies to the worker's collection calls `c` (see
+   * `src/collections/service.ts`): the payload packs each encoded reply
+   * (`src/collections/_batch.ts`), or for the calls listed in `err` an
+   * encoded error.
+   */
+  z.object({
+    t: z.literal("collr"),
+    c: z.array(id),
+    err: z.array(id).optional(),
+  }),
+  /**
+   * The worker opens a collections backend of its own (sent after `hello`,
+   * for a backend such as Redis that nodes reach directly): it imports
+   * module `m` (relative to `worker/main.ts`) and calls its
+   * `openBackend(config, { poolId })`, the payload the encoded config; its
+   * tasks' calls then go there, as `holder`.
+   */
+  z.object({
+    t: z.literal("colls"),
+    m: z.string(),
+    holder: z.string(),
+    poolId: z.string(),
+  }),
   z.object({ t: z.literal("bye") }),
 ]);
 
@@ -218,6 +242,16 @@ export const workerMessage = z.discriminatedUnion("t", [
     l: z.string(),
   }),
   z.object({ t: z.literal("perr"), message: z.string() }),
+  /**
+   * Calls on collections, made by tasks: the payload packs each encoded
+   * call (`src/collections/_batch.ts`), answered by `collr`. With `x`, the
+   * calls `c` are withdrawn instead: their callers stopped waiting.
+   */
+  z.object({
+    t: z.literal("coll"),
+    c: z.array(id),
+    x: z.boolean().optional(),
+  }),
 ]);
 
 /** A message from the client to a worker. */
