@@ -266,7 +266,9 @@ if (import.meta.main) {
     switch (command) {
       case "up": {
         const s = await redisUp();
-        console.log(`redis: 127.0.0.1:${s.port} (password in ${PASSWORD_FILE})`);
+        console.log(
+          `redis: 127.0.0.1:${s.port} (password in ${PASSWORD_FILE})`,
+        );
         if (s.rigUrl) console.log(`rig hosts: ${RIG_BRIDGE_ADDRESS}:${s.port}`);
         break;
       }
