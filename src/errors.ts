@@ -255,3 +255,34 @@ export class ProtocolError extends Error {
   /** `"ProtocolError"`, by which the error is known across processes. */
   override name = "ProtocolError";
 }
+
+/**
+ * A queue was closed: `put` refuses values, and `get` finds it closed and
+ * empty (its async iterator then simply ends).
+ *
+ * @example
+ * ```ts
+ * import { QueueClosedError } from "./errors.ts";
+ *
+ * const error = new QueueClosedError("work");
+ * console.log(error.message); // "The queue 'work' is closed"
+ * ```
+ */
+export class QueueClosedError extends Error {
+  /** `"QueueClosedError"`, by which the error is known across processes. */
+  override name = "QueueClosedError";
+
+  /** The queue's name. */
+  readonly queue: string;
+
+  /**
+   * Creates the error.
+   *
+   * @param queue The queue's name.
+   * @param message What happened.
+   */
+  constructor(queue: string, message = `The queue '${queue}' is closed`) {
+    super(message);
+    this.queue = queue;
+  }
+}
