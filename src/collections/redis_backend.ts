@@ -13,7 +13,9 @@
  *
  * @module
  */
-import { Redis as IORedis } from "ioredis";
+// By full specifier, as the library shipped to nodes resolves no bare names
+// (the version is the one pinned in deno.json).
+import { Redis as IORedis } from "npm:ioredis@6.1.0";
 import { Buffer } from "node:buffer";
 import type {
   CollectionBackend,
