@@ -57,11 +57,44 @@ export {
   PoolClosedError,
   ProtocolError,
   ProvisioningError,
+  QueueClosedError,
   RemoteError,
   SerializationError,
   TaskCancelledError,
   TaskTimeoutError,
 } from "./src/errors.ts";
+export { type Dict, dict } from "./src/collections/dict.ts";
+export { set, type SharedSet } from "./src/collections/set.ts";
+export { type Counter, counter } from "./src/collections/counter.ts";
+export {
+  type Queue,
+  queue,
+  type QueueGetOptions,
+} from "./src/collections/queue.ts";
+export {
+  type Barrier,
+  barrier,
+  type BarrierWaitOptions,
+} from "./src/collections/barrier.ts";
+export {
+  type Lock,
+  lock,
+  type LockAcquireOptions,
+  type LockHandle,
+} from "./src/collections/lock.ts";
+export type {
+  CallKey,
+  CollectionBackend,
+  CollectionCall,
+  CollectionKind,
+  CollectionReplies,
+  CollectionsContext,
+  CollectionsOption,
+  Page,
+  QueueTake,
+  ReplyOf,
+  WorkerBackendSpec,
+} from "./src/collections/backend.ts";
 export type * from "./src/events.ts";
 export { formatEvent } from "./src/events.ts";
 export {

@@ -51,6 +51,8 @@ import { capLine, droppedLines, lineCost } from "../src/wire/output.ts";
 import { deadManSettings, DeadManSwitch } from "./deadman.ts";
 import { protocolStreams } from "./stdio.ts";
 import { SandboxManager, type TaskStreamMessage } from "./sandbox/manager.ts";
+import { CollectionRelay } from "./collections.ts";
+import { COLLECTIONS_HOOK } from "../src/collections/_context.ts";
 import type { TaskOutcome } from "./sandbox/outcome.ts";
 
 // Taken before anything else runs: sandboxes must not reach the protocol.
@@ -260,10 +262,19 @@ if (instance) {
   });
 }
 
+const collections = new CollectionRelay((header, payload) => {
+  send(header, payload);
+});
+if (!sandboxed) {
+  (globalThis as Record<symbol, unknown>)[COLLECTIONS_HOOK] = collections
+    .caller(() => currentTask.getStore());
+}
+
 const sandboxes = new SandboxManager({
   codeDir,
   instance: instanceInfo(),
   log,
+  collections,
   fatal(reason) {
     // The pool sees the worker exit and restarts it; stderr says why.
     say(`skyward worker: ${reason}; exiting`);
@@ -336,6 +347,7 @@ function pump(): void {
     }).finally(() => {
       tasks.delete(task.id);
       spoiled.delete(task.id);
+      collections.taskEnded(task.id);
       release(task);
     });
   }
@@ -563,6 +575,7 @@ function handle(
         release(task);
       }
       tasks.delete(task.id);
+      collections.taskEnded(task.id);
       return fail(task.id, new TaskCancelledError(String(task.id)));
     }
     case "in":
@@ -579,6 +592,8 @@ function handle(
       return forward(message);
     case "ping":
       return;
+    case "collr":
+      return collections.reply(message.c, payload, message.err === true);
     case "bye":
       deadMan?.disarm();
       return shutdown(0);

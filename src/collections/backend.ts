@@ -171,30 +171,55 @@ export type QueueTake =
  * index in its round; `lock.release` whether the token still held the lock.
  */
 export interface CollectionReplies {
+  /** The value, or `undefined` when the key has none. */
   "dict.get": Uint8Array | undefined;
+  /** Whether the key has a value. */
   "dict.has": boolean;
+  /** Whether the key had a value. */
   "dict.delete": boolean;
+  /** Nothing. */
   "dict.set": void;
+  /** The value (absent when none) and its version (0 when none). */
   "dict.getVersioned": { value?: Uint8Array; version: number };
+  /** Whether the version was current, and so the write made. */
   "dict.setIfVersion": boolean;
+  /** A page of keys. */
   "dict.keys": Page<string>;
+  /** A page of entries. */
   "dict.entries": Page<[string, Uint8Array]>;
+  /** How many keys have a value. */
   "dict.size": number;
+  /** Whether the member was new. */
   "set.add": boolean;
+  /** Whether the member was there. */
   "set.delete": boolean;
+  /** Whether the value is a member. */
   "set.has": boolean;
+  /** A page of members. */
   "set.values": Page<Uint8Array>;
+  /** How many members. */
   "set.size": number;
+  /** The new value. */
   "counter.add": number;
+  /** The value (0 for a counter never changed). */
   "counter.value": number;
+  /** Nothing. */
   "counter.reset": void;
+  /** `false` when the queue is closed (the value was not put). */
   "queue.put": boolean;
+  /** The first value, or why none: `closed` (and empty) or `timeout`. */
   "queue.get": QueueTake;
+  /** The first value, or why none: `closed` (and empty) or `empty`. */
   "queue.tryGet": QueueTake;
+  /** How many values wait. */
   "queue.size": number;
+  /** Nothing. */
   "queue.close": void;
+  /** The arrival's index in its round, or `timeout`. */
   "barrier.wait": { index: number } | { end: "timeout" };
+  /** The token of the hold, or `timeout`. */
   "lock.acquire": { token: string } | { end: "timeout" };
+  /** Whether the token still held the lock. */
   "lock.release": boolean;
 }
 

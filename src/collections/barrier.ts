@@ -5,9 +5,9 @@
  * @module
  */
 import type { CollectionReplies } from "./backend.ts";
-import type { Caller } from "./_context.ts";
+import { type Caller, checkName } from "./_context.ts";
 import { checkMs, timeoutError } from "./_context.ts";
-import { Handle } from "./_handle.ts";
+import { send } from "./_handle.ts";
 
 /** Options of {@linkcode Barrier.wait}. */
 export interface BarrierWaitOptions {
@@ -30,13 +30,18 @@ export interface BarrierWaitOptions {
  * signal, its task cancelled, its node lost) withdraws: so a task retried
  * after its node was lost arrives again without being counted twice.
  */
-export class Barrier extends Handle {
+export class Barrier {
   /** How many callers each round waits for. */
   readonly parties: number;
 
+  /** The collection's name. */
+  readonly name: string;
+  #caller: Caller | undefined;
+
   /** @internal Made by {@linkcode barrier} or `pool.barrier`. */
   constructor(name: string, parties: number, caller?: Caller) {
-    super("barrier", name, caller);
+    this.name = checkName("barrier", name);
+    this.#caller = caller;
     if (!Number.isSafeInteger(parties) || parties < 1) {
       throw new RangeError(
         `Cannot open barrier '${name}': 'parties' must be a positive integer, got ${parties}`,
@@ -62,7 +67,7 @@ export class Barrier extends Handle {
       options.timeout,
     );
     options.signal?.throwIfAborted();
-    const reply = await this.send({
+    const reply = await send(this.#caller, {
       kind: "barrier",
       name: this.name,
       op: "wait",

@@ -4,18 +4,23 @@
  *
  * @module
  */
-import type { Caller } from "./_context.ts";
-import { Handle } from "./_handle.ts";
+import { type Caller, checkName } from "./_context.ts";
+import { send } from "./_handle.ts";
 
 /**
  * An integer shared by the client and the tasks of a pool, made by
  * {@linkcode counter}; it starts at 0 and holds integers within
  * `±Number.MAX_SAFE_INTEGER`.
  */
-export class Counter extends Handle {
+export class Counter {
+  /** The collection's name. */
+  readonly name: string;
+  #caller: Caller | undefined;
+
   /** @internal Made by {@linkcode counter} or `pool.counter`. */
   constructor(name: string, caller?: Caller) {
-    super("counter", name, caller);
+    this.name = checkName("counter", name);
+    this.#caller = caller;
   }
 
   /**
@@ -33,7 +38,7 @@ export class Counter extends Handle {
         `Cannot add to counter '${this.name}': 'n' must be a safe integer, got ${n}`,
       );
     }
-    return await this.send({
+    return await send(this.#caller, {
       kind: "counter",
       name: this.name,
       op: "add",
@@ -43,7 +48,7 @@ export class Counter extends Handle {
 
   /** The current value. */
   async value(): Promise<number> {
-    return await this.send({
+    return await send(this.#caller, {
       kind: "counter",
       name: this.name,
       op: "value",
@@ -52,7 +57,7 @@ export class Counter extends Handle {
 
   /** Sets the value back to 0. */
   async reset(): Promise<void> {
-    await this.send({ kind: "counter", name: this.name, op: "reset" });
+    await send(this.#caller, { kind: "counter", name: this.name, op: "reset" });
   }
 }
 

@@ -5,9 +5,9 @@
  * @module
  */
 import type { CollectionReplies, Page } from "./backend.ts";
-import type { Caller } from "./_context.ts";
+import { type Caller, checkName } from "./_context.ts";
 import { decodeValue, encodeValue } from "./_context.ts";
-import { Handle } from "./_handle.ts";
+import { send } from "./_handle.ts";
 import { backoff } from "../_retry.ts";
 import { sleep } from "../_timers.ts";
 
@@ -28,16 +28,21 @@ function checkKey(action: string, key: unknown): string {
  *
  * @typeParam V The type of the values.
  */
-export class Dict<V = unknown> extends Handle {
+export class Dict<V = unknown> {
+  /** The collection's name. */
+  readonly name: string;
+  #caller: Caller | undefined;
+
   /** @internal Made by {@linkcode dict} or `pool.dict`. */
   constructor(name: string, caller?: Caller) {
-    super("dict", name, caller);
+    this.name = checkName("dict", name);
+    this.#caller = caller;
   }
 
   /** The value under `key`, or `undefined` when there is none. */
   async get(key: string): Promise<V | undefined> {
     checkKey(`get key of dict '${this.name}'`, key);
-    const bytes = await this.send({
+    const bytes = await send(this.#caller, {
       kind: "dict",
       name: this.name,
       op: "get",
@@ -53,7 +58,7 @@ export class Dict<V = unknown> extends Handle {
    */
   async set(key: string, value: V): Promise<void> {
     checkKey(`set key of dict '${this.name}'`, key);
-    await this.send({
+    await send(this.#caller, {
       kind: "dict",
       name: this.name,
       op: "set",
@@ -65,7 +70,7 @@ export class Dict<V = unknown> extends Handle {
   /** Whether there is a value under `key`. */
   async has(key: string): Promise<boolean> {
     checkKey(`look up a key of dict '${this.name}'`, key);
-    return await this.send({
+    return await send(this.#caller, {
       kind: "dict",
       name: this.name,
       op: "has",
@@ -76,7 +81,7 @@ export class Dict<V = unknown> extends Handle {
   /** Deletes the value under `key`; resolves to whether there was one. */
   async delete(key: string): Promise<boolean> {
     checkKey(`delete a key of dict '${this.name}'`, key);
-    return await this.send({
+    return await send(this.#caller, {
       kind: "dict",
       name: this.name,
       op: "delete",
@@ -113,7 +118,7 @@ export class Dict<V = unknown> extends Handle {
   ): Promise<V> {
     checkKey(`update a key of dict '${this.name}'`, key);
     for (let attempt = 1;; attempt++) {
-      const read = await this.send({
+      const read = await send(this.#caller, {
         kind: "dict",
         name: this.name,
         op: "getVersioned",
@@ -123,7 +128,7 @@ export class Dict<V = unknown> extends Handle {
         ? undefined
         : decodeValue<V>(read.value);
       const next = await fn(current);
-      const written = await this.send({
+      const written = await send(this.#caller, {
         kind: "dict",
         name: this.name,
         op: "setIfVersion",
@@ -141,7 +146,7 @@ export class Dict<V = unknown> extends Handle {
 
   /** How many keys the dict holds. */
   async size(): Promise<number> {
-    return await this.send({
+    return await send(this.#caller, {
       kind: "dict",
       name: this.name,
       op: "size",
@@ -155,7 +160,7 @@ export class Dict<V = unknown> extends Handle {
   async *keys(): AsyncGenerator<string> {
     let cursor: string | undefined;
     do {
-      const page = await this.send({
+      const page = await send(this.#caller, {
         kind: "dict",
         name: this.name,
         op: "keys",
@@ -170,7 +175,7 @@ export class Dict<V = unknown> extends Handle {
   async *entries(): AsyncGenerator<[string, V]> {
     let cursor: string | undefined;
     do {
-      const page = await this.send({
+      const page = await send(this.#caller, {
         kind: "dict",
         name: this.name,
         op: "entries",

@@ -6,9 +6,9 @@
  * @module
  */
 import type { CollectionReplies } from "./backend.ts";
-import type { Caller } from "./_context.ts";
+import { type Caller, checkName } from "./_context.ts";
 import { checkMs, timeoutError } from "./_context.ts";
-import { Handle } from "./_handle.ts";
+import { send } from "./_handle.ts";
 
 /** Options of {@linkcode Lock.acquire}. */
 export interface LockAcquireOptions {
@@ -54,10 +54,15 @@ export interface LockHandle extends AsyncDisposable {
  * it is released when the task that acquired it ends, when that task's node
  * is lost, and past its lease.
  */
-export class Lock extends Handle {
+export class Lock {
+  /** The collection's name. */
+  readonly name: string;
+  #caller: Caller | undefined;
+
   /** @internal Made by {@linkcode lock} or `pool.lock`. */
   constructor(name: string, caller?: Caller) {
-    super("lock", name, caller);
+    this.name = checkName("lock", name);
+    this.#caller = caller;
   }
 
   /**
@@ -72,7 +77,7 @@ export class Lock extends Handle {
     const timeoutMs = checkMs(action, "timeout", options.timeout);
     const leaseMs = checkMs(action, "lease", options.lease);
     options.signal?.throwIfAborted();
-    const reply = await this.send({
+    const reply = await send(this.#caller, {
       kind: "lock",
       name: this.name,
       op: "acquire",
@@ -87,7 +92,7 @@ export class Lock extends Handle {
     const token = reply.token;
     let released: Promise<boolean> | undefined;
     const release = () =>
-      released ??= this.send({
+      released ??= send(this.#caller, {
         kind: "lock",
         name: this.name,
         op: "release",

@@ -5,9 +5,9 @@
  * @module
  */
 import type { QueueTake } from "./backend.ts";
-import type { Caller } from "./_context.ts";
+import { type Caller, checkName } from "./_context.ts";
 import { checkMs, decodeValue, encodeValue, timeoutError } from "./_context.ts";
-import { Handle } from "./_handle.ts";
+import { send } from "./_handle.ts";
 import { QueueClosedError } from "../errors.ts";
 
 /** Options of {@linkcode Queue.get}. */
@@ -30,10 +30,15 @@ export interface QueueGetOptions {
  *
  * @typeParam V The type of the values.
  */
-export class Queue<V = unknown> extends Handle implements AsyncIterable<V> {
+export class Queue<V = unknown> implements AsyncIterable<V> {
+  /** The collection's name. */
+  readonly name: string;
+  #caller: Caller | undefined;
+
   /** @internal Made by {@linkcode queue} or `pool.queue`. */
   constructor(name: string, caller?: Caller) {
-    super("queue", name, caller);
+    this.name = checkName("queue", name);
+    this.#caller = caller;
   }
 
   /**
@@ -43,7 +48,7 @@ export class Queue<V = unknown> extends Handle implements AsyncIterable<V> {
    * @throws {QueueClosedError} When the queue is closed.
    */
   async put(value: V): Promise<void> {
-    const taken = await this.send({
+    const taken = await send(this.#caller, {
       kind: "queue",
       name: this.name,
       op: "put",
@@ -72,10 +77,12 @@ export class Queue<V = unknown> extends Handle implements AsyncIterable<V> {
       options.timeout,
     );
     options.signal?.throwIfAborted();
-    const take = await this.send(
-      { kind: "queue", name: this.name, op: "get", timeoutMs },
-      options.signal,
-    ) as QueueTake;
+    const take = await send(this.#caller, {
+      kind: "queue",
+      name: this.name,
+      op: "get",
+      timeoutMs,
+    }, options.signal) as QueueTake;
     if ("value" in take) return decodeValue<V>(take.value);
     if (take.end === "closed") throw new QueueClosedError(this.name);
     throw timeoutError(
@@ -91,7 +98,7 @@ export class Queue<V = unknown> extends Handle implements AsyncIterable<V> {
    *   `get({ timeout: 0 })`).
    */
   async tryGet(): Promise<V | undefined> {
-    const take = await this.send({
+    const take = await send(this.#caller, {
       kind: "queue",
       name: this.name,
       op: "tryGet",
@@ -101,7 +108,7 @@ export class Queue<V = unknown> extends Handle implements AsyncIterable<V> {
 
   /** How many values wait in the queue. */
   async size(): Promise<number> {
-    return await this.send({
+    return await send(this.#caller, {
       kind: "queue",
       name: this.name,
       op: "size",
@@ -113,7 +120,7 @@ export class Queue<V = unknown> extends Handle implements AsyncIterable<V> {
    * left, then find it closed. Closing a closed queue does nothing.
    */
   async close(): Promise<void> {
-    await this.send({ kind: "queue", name: this.name, op: "close" });
+    await send(this.#caller, { kind: "queue", name: this.name, op: "close" });
   }
 
   /** Takes values as they come, until the queue is closed and empty. */

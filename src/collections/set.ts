@@ -5,9 +5,9 @@
  * @module
  */
 import type { Page } from "./backend.ts";
-import type { Caller } from "./_context.ts";
+import { type Caller, checkName } from "./_context.ts";
 import { decodeValue, encodeValue } from "./_context.ts";
-import { Handle } from "./_handle.ts";
+import { send } from "./_handle.ts";
 
 /**
  * A set of values of type `V`, shared by the client and the tasks of a pool,
@@ -17,10 +17,15 @@ import { Handle } from "./_handle.ts";
  *
  * @typeParam V The type of the members.
  */
-export class SharedSet<V = unknown> extends Handle {
+export class SharedSet<V = unknown> {
+  /** The collection's name. */
+  readonly name: string;
+  #caller: Caller | undefined;
+
   /** @internal Made by {@linkcode set} or `pool.set`. */
   constructor(name: string, caller?: Caller) {
-    super("set", name, caller);
+    this.name = checkName("set", name);
+    this.#caller = caller;
   }
 
   /**
@@ -30,7 +35,7 @@ export class SharedSet<V = unknown> extends Handle {
    * @throws {SerializationError} When the value cannot be sent.
    */
   async add(value: V): Promise<boolean> {
-    return await this.send({
+    return await send(this.#caller, {
       kind: "set",
       name: this.name,
       op: "add",
@@ -40,7 +45,7 @@ export class SharedSet<V = unknown> extends Handle {
 
   /** Removes a member; resolves to whether it was there. */
   async delete(value: V): Promise<boolean> {
-    return await this.send({
+    return await send(this.#caller, {
       kind: "set",
       name: this.name,
       op: "delete",
@@ -50,7 +55,7 @@ export class SharedSet<V = unknown> extends Handle {
 
   /** Whether `value` is a member. */
   async has(value: V): Promise<boolean> {
-    return await this.send({
+    return await send(this.#caller, {
       kind: "set",
       name: this.name,
       op: "has",
@@ -60,7 +65,7 @@ export class SharedSet<V = unknown> extends Handle {
 
   /** How many members the set has. */
   async size(): Promise<number> {
-    return await this.send({
+    return await send(this.#caller, {
       kind: "set",
       name: this.name,
       op: "size",
@@ -74,7 +79,7 @@ export class SharedSet<V = unknown> extends Handle {
   async *values(): AsyncGenerator<V> {
     let cursor: string | undefined;
     do {
-      const page = await this.send({
+      const page = await send(this.#caller, {
         kind: "set",
         name: this.name,
         op: "values",

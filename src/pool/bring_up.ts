@@ -34,6 +34,7 @@ import type { Host } from "../transport/host.ts";
 import { workerDeadManSettings } from "./deadman.ts";
 import { HealthMonitor } from "./health.ts";
 import type { Job } from "./job.ts";
+import type { CollectionService } from "../collections/service.ts";
 import { NodeSession } from "./node.ts";
 import { type PoolNode, transition, type WorkerLaunch } from "./node_state.ts";
 import type { ResolvedOptions } from "./options.ts";
@@ -65,6 +66,8 @@ export interface BringUpHooks extends PoolHooks {
   requeue(jobs: Job[]): void;
   /** A node's worker stopped answering. */
   lost(node: PoolNode, session: NodeSession, reason: string): void;
+  /** Serves the collection calls of the nodes' tasks. */
+  collections?: CollectionService;
 }
 
 /**
@@ -492,6 +495,7 @@ export class BringUp {
           line,
         }),
       lost: (reason) => this.#hooks.lost(node, session, reason),
+      collections: this.#hooks.collections,
     });
     session.rootUrl = this.#bundle.rootUrl;
     node.session = session;

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { decode } from "../wire/codec.ts";
+import { decode, encode, toWireError } from "../wire/codec.ts";
 import type { WireError } from "../wire/wire_error.ts";
 import {
   NodeLostError,
@@ -23,6 +23,10 @@ import {
 } from "../wire/messages.ts";
 import type { Channel } from "../transport/host.ts";
 import { capLine, LineSplitter } from "../wire/output.ts";
+import type {
+  CollectionService,
+  NodeCollections,
+} from "../collections/service.ts";
 
 /** What the worker said in its handshake. */
 export interface WorkerHello {
@@ -38,6 +42,8 @@ export interface NodeSessionHooks {
   log(stream: "stdout" | "stderr", line: string, task?: number): void;
   /** The worker's stream ended or broke; every pending call has been rejected. */
   lost(reason: string): void;
+  /** Serves the collection calls of the node's tasks (absent: they are refused). */
+  collections?: CollectionService;
 }
 
 interface Call {
@@ -69,6 +75,8 @@ export class NodeSession {
   #hello?: { resolve(h: WorkerHello): void; reject(e: Error): void };
   #lost: string | undefined;
   #stderrTail: string[] = [];
+  /** The collection calls of the node's tasks, served while the session lives. */
+  #collections: NodeCollections | undefined;
   /** Set by the owner to map remote stack paths back to the client's. */
   rootUrl = "";
   /** The worker's code directory, as a URL, once the handshake is done. */
@@ -84,6 +92,16 @@ export class NodeSession {
     this.#channel = channel;
     this.#hooks = hooks;
     this.#writer = new FrameWriter(channel.writable);
+    this.#collections = hooks.collections?.serve(
+      index,
+      (c, payload, err) => {
+        if (this.#lost) return;
+        this.#writer.send(
+          err ? { t: "collr", c, err } : { t: "collr", c },
+          payload,
+        );
+      },
+    );
     this.#read();
     this.#readStderr();
   }
@@ -212,6 +230,7 @@ export class NodeSession {
    */
   async close(reason: Error, graceMs = 5_000): Promise<void> {
     this.#rejectAll(reason);
+    this.#collections?.end();
     this.#lost ??= "closed";
     await this.#writer.write(encodeFrame({ t: "bye" }));
     await this.#writer.close();
@@ -347,6 +366,21 @@ export class NodeSession {
         }
         return;
       }
+      case "coll":
+        if (this.#collections) {
+          this.#collections.message(message.c, message.x === true, payload);
+        } else if (!message.x) {
+          this.#writer.send(
+            { t: "collr", c: message.c, err: true },
+            encode(
+              toWireError(
+                new Error("Collections are not available on this connection"),
+              ),
+              "error",
+            ),
+          );
+        }
+        return;
       case "perr":
         this.#hooks.log(
           "stderr",
@@ -389,6 +423,7 @@ export class NodeSession {
     if (tail && this.#lost === undefined) {
       reason += `; its last output: ${tail.slice(-2000)}`;
     }
+    this.#collections?.end();
     if (this.#lost !== undefined) return;
     this.#lost = reason;
     this.#rejectAll(new NodeLostError(this.index, reason));

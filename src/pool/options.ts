@@ -28,6 +28,7 @@ import {
   type SpecRequest,
 } from "../spec.ts";
 import { type DeadManSwitchOptions, deadManSwitchSchema } from "./deadman.ts";
+import type { CollectionsOption } from "../collections/backend.ts";
 import { type NodesOptions, nodesSchema } from "./elastic.ts";
 import { type HealthCheckOptions, healthCheckSchema } from "./health.ts";
 
@@ -162,6 +163,14 @@ export interface PoolOptions {
    * @default none
    */
   signal?: AbortSignal;
+  /**
+   * Where the pool's collections (`sky.dict`, `sky.queue`, …, and
+   * `pool.dict(...)`) live. By default the client holds them and serves the
+   * nodes over the pool's own connections: nothing to install, no port
+   * opened, on every provider; they last as long as the pool.
+   * @default embedded in the client
+   */
+  collections?: CollectionsOption;
 }
 
 /** Options of a single dispatch. */
@@ -209,6 +218,12 @@ const optionsSchema = z.object({
   signal: z.custom<AbortSignal>(
     (s) => s instanceof AbortSignal,
     "must be an AbortSignal",
+  ).optional(),
+  collections: z.custom<CollectionsOption>(
+    (c) =>
+      typeof c === "object" && c !== null &&
+      typeof (c as { open?: unknown }).open === "function",
+    "must be made with sky.Redis(...), or left out for the embedded default",
   ).optional(),
 }).strict().superRefine((o, ctx) => {
   if ((o.provider === undefined) === (o.specs === undefined)) {

@@ -48,6 +48,14 @@ import { Scheduler } from "./scheduler.ts";
 import { splitStreams, teeArgs } from "./remote_stream.ts";
 import type { Instance, Provider } from "../provider.ts";
 import { track, untrack } from "./teardown.ts";
+import { CollectionService } from "../collections/service.ts";
+import { registerPool } from "../collections/_context.ts";
+import { Dict } from "../collections/dict.ts";
+import { SharedSet } from "../collections/set.ts";
+import { Counter } from "../collections/counter.ts";
+import { Queue } from "../collections/queue.ts";
+import { Barrier } from "../collections/barrier.ts";
+import { Lock } from "../collections/lock.ts";
 import {
   checkClientPermissions,
   checkNodeLimits,
@@ -125,6 +133,9 @@ export class ComputePool implements AsyncDisposable {
    * the teardown closes it then).
    */
   #keepAlive: ReturnType<typeof setInterval> | undefined;
+  /** The pool's collections, and what stops `sky.dict(...)` on the client finding them. */
+  #collections: CollectionService;
+  #unregister = () => {};
 
   private constructor(options: ResolvedOptions) {
     this.id = `sky-${Date.now().toString(36)}-${(poolCounter++).toString(36)}${
@@ -156,10 +167,12 @@ export class ComputePool implements AsyncDisposable {
         if (this.#scaler.elastic) this.#scaler.soon();
       },
     });
+    this.#collections = new CollectionService(options.collections);
     // What the node side's collaborators ask of the pool: each reads its part.
     const hooks: ProvisionerHooks & BringUpHooks & RecoveryHooks & ScalerHooks =
       {
         poolId: this.id,
+        collections: this.#collections,
         emit: (event) => this.#emit(event),
         closed: () => this.#closed,
         nodes: () => this.#nodes,
@@ -346,6 +359,8 @@ export class ComputePool implements AsyncDisposable {
         );
       }, { keepAlive: false });
     }
+    await this.#collections.open({ poolId: this.id });
+    this.#unregister = registerPool(this.id, this.#collections.caller);
     await this.#provisioner.provisionCluster(specRequests(options, this.id), {
       selection: options.selection,
       wanted: options.nodes.min,
@@ -749,6 +764,7 @@ export class ComputePool implements AsyncDisposable {
     if (!this.#closing) {
       const release = this.#hold();
       this.#closed = true;
+      this.#unregister();
       this.#closing = shutdown({
         poolId: this.id,
         startedAt: this.#startedAt,
@@ -768,10 +784,53 @@ export class ComputePool implements AsyncDisposable {
           this.#hub.close();
           untrack(this);
         },
-      }).finally(release);
+      }).finally(() => this.#collections.close()).finally(release);
     }
     return this.#closing;
   }
+  /**
+   * The pool's dict `name`, shared with its tasks (where `sky.dict(name)`
+   * names the same one); the other kinds follow.
+   *
+   * @example
+   * ```ts
+   * import * as sky from "../../mod.ts";
+   *
+   * await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
+   * await pool.dict<number>("slots").set("gpu0", 1);
+   * await pool.queue<string>("work").put("a");
+   * console.log(await pool.counter("hits").add(2)); // 2
+   * ```
+   */
+  dict<V = unknown>(name: string): Dict<V> {
+    return new Dict<V>(name, this.#collections.caller);
+  }
+
+  /** The pool's set `name` (see {@linkcode ComputePool.dict}). */
+  set<V = unknown>(name: string): SharedSet<V> {
+    return new SharedSet<V>(name, this.#collections.caller);
+  }
+
+  /** The pool's counter `name` (see {@linkcode ComputePool.dict}). */
+  counter(name: string): Counter {
+    return new Counter(name, this.#collections.caller);
+  }
+
+  /** The pool's queue `name` (see {@linkcode ComputePool.dict}). */
+  queue<V = unknown>(name: string): Queue<V> {
+    return new Queue<V>(name, this.#collections.caller);
+  }
+
+  /** The pool's barrier `name` for `parties` callers (see {@linkcode ComputePool.dict}). */
+  barrier(name: string, parties: number): Barrier {
+    return new Barrier(name, parties, this.#collections.caller);
+  }
+
+  /** The pool's lock `name` (see {@linkcode ComputePool.dict}). */
+  lock(name: string): Lock {
+    return new Lock(name, this.#collections.caller);
+  }
+
   /** Kills every worker at once, without waiting (used when the process exits). */
   kill(): void {
     for (const node of this.#nodes) node?.session?.kill();

@@ -167,6 +167,12 @@ export const clientMessage = z.discriminatedUnion("t", [
    * nothing from its client for too long stops (see `worker/deadman.ts`).
    */
   z.object({ t: z.literal("ping") }),
+  /**
+   * The reply to the worker's collection call `c` (see
+   * `src/collections/service.ts`): the payload the encoded reply, or with
+   * `err` an encoded error.
+   */
+  z.object({ t: z.literal("collr"), c: id, err: z.boolean().optional() }),
   z.object({ t: z.literal("bye") }),
 ]);
 
@@ -218,6 +224,12 @@ export const workerMessage = z.discriminatedUnion("t", [
     l: z.string(),
   }),
   z.object({ t: z.literal("perr"), message: z.string() }),
+  /**
+   * A call on a collection, made by a task (the payload the encoded call,
+   * answered by `collr`); with `x`, call `c` is withdrawn: its caller stopped
+   * waiting.
+   */
+  z.object({ t: z.literal("coll"), c: id, x: z.boolean().optional() }),
 ]);
 
 /** A message from the client to a worker. */

@@ -22,6 +22,7 @@ import { explainImport } from "../imports.ts";
 import { SerializationError } from "../../src/errors.ts";
 import { type InstanceInfo, setInstanceInfo } from "../../src/instance.ts";
 import { capLine, droppedLines, lineCost } from "../../src/wire/output.ts";
+import { installCollections } from "./collections.ts";
 
 /** What the worker process gives a sandbox when it starts it. */
 export interface SandboxData {
@@ -78,7 +79,15 @@ export function prepare(data: SandboxData): void {
   };
   console.log = console.info = console.debug = redirect("stdout");
   console.warn = console.error = console.trace = redirect("stderr");
+  collectionReply = installCollections(
+    (message, buffer) => post(port, message, buffer),
+    () => currentTask.getStore(),
+  );
 }
+
+/** Handles the worker's `collr` messages (see `collections.ts`). */
+export let collectionReply: (message: Record<string, unknown>) => void =
+  () => {};
 
 /**
  * The most output, in bytes (see `lineCost`), a sandbox may have sent that

@@ -30,6 +30,7 @@ import {
   readableOf,
 } from "../../src/wire/stream.ts";
 import {
+  collectionReply,
   currentTask,
   dropLoadGrants,
   holdLock,
@@ -205,6 +206,9 @@ async function main(): Promise<void> {
         return;
       case "logack":
         logAcknowledged(Number(m.n));
+        return;
+      case "collr":
+        collectionReply(m);
         return;
       case "info":
         setInstanceInfo(m.instance as Parameters<typeof setInstanceInfo>[0]);

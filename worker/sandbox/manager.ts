@@ -97,6 +97,19 @@ export interface SandboxManagerOptions {
   /** A sandbox could not be stopped: the worker process must exit. */
   fatal(reason: string): void;
   /**
+   * A collection call from a sandbox, or its withdrawal (`t` is `"coll"` or
+   * `"collx"`; see `worker/collections.ts`); `reply` posts the answer back.
+   * A sandbox's calls end with it (`sandboxEnded`).
+   */
+  collections?: {
+    fromSandbox(
+      sid: number,
+      message: Record<string, unknown>,
+      reply: (message: unknown, transfer: ArrayBuffer[]) => void,
+    ): void;
+    sandboxEnded(sid: number): void;
+  };
+  /**
    * The heap limit of a Deno sandbox whose compute sets no `memoryLimit`, in
    * MiB.
    * @default half the machine's memory, at most 4096
@@ -553,6 +566,16 @@ export class SandboxManager {
       case "alive":
         if (typeof m.id === "number") sandbox.answered?.(m.id);
         return;
+      case "coll":
+      case "collx":
+        this.#options.collections?.fromSandbox(
+          sandbox.sid,
+          m,
+          (reply, transfer) => {
+            if (!sandbox.ended) sandbox.port.postMessage(reply, transfer);
+          },
+        );
+        return;
       case "pong":
         sandbox.pinged = undefined;
         sandbox.stalls = 0;
@@ -595,6 +618,7 @@ export class SandboxManager {
     if (sandbox.ended) return;
     sandbox.ended = reason;
     clearTimeout(sandbox.stopTimer);
+    this.#options.collections?.sandboxEnded(sandbox.sid);
     this.#forget(sandbox);
     this.#live.delete(sandbox);
     sandbox.port.close();

@@ -1,0 +1,187 @@
+/**
+ * The client's side of the collections: opens the pool's backend, serves
+ * the calls the nodes send over their connections (the embedded default's
+ * relay; a backend the workers reach on their own gets none), and makes the
+ * caller of `pool.dict(...)` and the others.
+ *
+ * A call from a node arrives as a `coll` message whose payload is the
+ * encoded {@linkcode CollectionCall}; its reply goes back as a `collr`
+ * message with the encoded reply, or with `err` and an encoded wire error.
+ * A `coll` message with `x` withdraws a call whose caller stopped waiting.
+ * A node's calls are made with the node session's holder id; when the
+ * session ends, the backend forgets that holder.
+ *
+ * @module
+ */
+import { decode, encode, toWireError } from "../wire/codec.ts";
+import type {
+  CollectionBackend,
+  CollectionCall,
+  CollectionsOption,
+} from "./backend.ts";
+import { type Caller, clientCaller } from "./_context.ts";
+import { embedded } from "./embedded.ts";
+import { PoolClosedError } from "../errors.ts";
+
+/** Sends the reply to a node's call `c`. */
+export type ReplySender = (
+  c: number,
+  payload: Uint8Array,
+  err: boolean,
+) => void;
+
+/** One node session's calls, as the service serves them. */
+export interface NodeCollections {
+  /** A `coll` message arrived. */
+  message(c: number, withdraw: boolean, payload: Uint8Array): void;
+  /** The session ended: its holder is forgotten, its calls withdrawn. */
+  end(): void;
+}
+
+let holders = 0;
+
+/**
+ * Opens a pool's collections and serves them.
+ *
+ * @example
+ * ```ts
+ * import { CollectionService } from "./service.ts";
+ *
+ * const service = new CollectionService();
+ * await service.open({ poolId: "sky-example" });
+ * console.log(await service.caller({ kind: "counter", name: "n", op: "add", n: 1 })); // 1
+ * await service.close();
+ * ```
+ */
+export class CollectionService {
+  /** Where the collections live. */
+  readonly option: CollectionsOption;
+  #backend: Promise<CollectionBackend> | undefined;
+  #closed = false;
+  #caller: Caller | undefined;
+
+  /** @param option The pool's `collections` option; default: embedded. */
+  constructor(option: CollectionsOption = embedded()) {
+    this.option = option;
+  }
+
+  /** Opens the backend (once). */
+  open(context: { poolId: string }): Promise<CollectionBackend> {
+    this.#backend ??= this.option.open(context);
+    this.#backend.catch(() => {});
+    return this.#backend;
+  }
+
+  #get(): Promise<CollectionBackend> {
+    if (this.#closed) {
+      return Promise.reject(
+        new PoolClosedError("The pool's collections are closed"),
+      );
+    }
+    return this.#backend ??
+      Promise.reject(new Error("The pool's collections are not open yet"));
+  }
+
+  /** The caller of `pool.dict(...)` and the others: holder `"client"`, replies copied. */
+  readonly caller: Caller = (call, signal) => {
+    if (this.#caller) return this.#caller(call, signal);
+    return this.#get().then((backend) => {
+      this.#caller ??= clientCaller(backend);
+      return this.#caller(call, signal);
+    });
+  };
+
+  /**
+   * Serves a node session's calls.
+   *
+   * @param node The node's index (for its holder id).
+   * @param reply Sends a reply back to the node.
+   */
+  serve(node: number, reply: ReplySender): NodeCollections {
+    const holder = `node-${node}-${(holders++).toString(36)}`;
+    const calls = new Map<number, AbortController>();
+    let ended = false;
+    const answer = (c: number, value: unknown, err: boolean) => {
+      if (ended || !calls.delete(c)) return;
+      let bytes: Uint8Array;
+      try {
+        bytes = encode(err ? toWireError(value) : value, "reply");
+      } catch (error) {
+        bytes = encode(toWireError(error), "reply");
+        err = true;
+      }
+      reply(c, bytes, err);
+    };
+    return {
+      message: (c, withdraw, payload) => {
+        if (withdraw) {
+          calls.get(c)?.abort(new Error("The caller stopped waiting"));
+          calls.delete(c);
+          return;
+        }
+        const controller = new AbortController();
+        calls.set(c, controller);
+        let call: CollectionCall;
+        try {
+          call = checkCall(decode(payload));
+        } catch (error) {
+          return answer(c, error, true);
+        }
+        this.#get().then(async (backend) => {
+          const value = await backend.call(call, holder, controller.signal);
+          const token = (value as { token?: string } | undefined)?.token;
+          if (
+            call.kind === "lock" && token !== undefined && !calls.has(c)
+          ) {
+            // Granted as its caller gave up waiting: given back.
+            await backend.call(
+              { kind: "lock", name: call.name, op: "release", token },
+              holder,
+            );
+          }
+          return value;
+        }).then(
+          (value) => answer(c, value, false),
+          (error) => answer(c, error, true),
+        );
+      },
+      end: () => {
+        if (ended) return;
+        ended = true;
+        for (const controller of calls.values()) {
+          controller.abort(new Error("The node is gone"));
+        }
+        calls.clear();
+        this.#backend?.then((backend) => backend.forget(holder)).catch(
+          () => {},
+        );
+      },
+    };
+  }
+
+  /** Closes the backend; calls made after reject with `PoolClosedError`. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const backend = await this.#backend?.catch(() => undefined);
+    await backend?.close();
+  }
+}
+
+const KINDS = new Set(["dict", "set", "counter", "queue", "barrier", "lock"]);
+
+/**
+ * Checks the shape of a call that came over the wire (what the backends
+ * rely on; the values themselves are not looked into).
+ */
+function checkCall(value: unknown): CollectionCall {
+  const call = value as Record<string, unknown> | null;
+  if (
+    typeof call !== "object" || call === null ||
+    !KINDS.has(call.kind as string) ||
+    typeof call.name !== "string" || typeof call.op !== "string"
+  ) {
+    throw new TypeError("Cannot serve a malformed collection call");
+  }
+  return call as unknown as CollectionCall;
+}
