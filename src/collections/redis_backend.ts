@@ -180,6 +180,8 @@ class RedisBackend implements CollectionBackend {
   readonly #config: RedisBackendConfig;
   readonly #idle: IORedis[] = [];
   readonly #blocked = new Set<Blocked>();
+  /** Holders forgotten here (ids are never reused): their calls are refused. */
+  readonly #forgotten = new Set<string>();
   readonly #poolId: string;
   #closed: Error | null = null;
 
@@ -218,6 +220,7 @@ class RedisBackend implements CollectionBackend {
     signal?: AbortSignal,
   ): Promise<unknown> {
     if (this.#closed) throw this.#closed;
+    if (this.#forgotten.has(holder)) throw gone(holder);
     if (
       typeof call.name !== "string" || call.name.length === 0 ||
       call.name.length > MAX_NAME_LENGTH
@@ -521,15 +524,16 @@ class RedisBackend implements CollectionBackend {
     for (;;) {
       signal?.throwIfAborted();
       if (this.#closed) throw this.#closed;
+      if (this.#forgotten.has(holder)) throw gone(holder);
       const granted = (await this.#eval(lua.LOCK_ACQUIRE, [l, h], [
         token,
         lease,
         call.name,
       ])) === 1;
       if (granted) {
-        if (signal?.aborted || this.#closed) {
+        if (signal?.aborted || this.#closed || this.#forgotten.has(holder)) {
           await this.#eval(lua.LOCK_RELEASE, [l, lw, h], [token, call.name]);
-          throw signal?.aborted ? signal.reason : this.#closed;
+          throw signal?.aborted ? signal.reason : this.#closed ?? gone(holder);
         }
         return { token };
       }
@@ -557,6 +561,8 @@ class RedisBackend implements CollectionBackend {
     command: (conn: IORedis) => Promise<T>,
   ): Promise<T> {
     if (this.#closed) throw this.#closed;
+    // Forgotten while its call was on its way here.
+    if (this.#forgotten.has(holder)) throw gone(holder);
     const conn = this.#idle.pop() ?? this.#duplicate();
     let ended: { reason: unknown } | null = null;
     const blocked: Blocked = {
@@ -596,10 +602,9 @@ class RedisBackend implements CollectionBackend {
   }
 
   async forget(holder: string): Promise<void> {
+    this.#forgotten.add(holder);
     for (const blocked of [...this.#blocked]) {
-      if (blocked.holder === holder) {
-        blocked.end(new Error(`The caller '${holder}' is gone`));
-      }
+      if (blocked.holder === holder) blocked.end(gone(holder));
     }
     if (this.#closed) return;
     await this.#eval(lua.FORGET, [this.#holderKey(holder)], [
@@ -635,6 +640,10 @@ class RedisBackend implements CollectionBackend {
       cursor = next;
     } while (cursor !== "0");
   }
+}
+
+function gone(holder: string): Error {
+  return new Error(`The caller '${holder}' is gone`);
 }
 
 function page<T>(items: T[], next: string): Page<T> {
