@@ -9,6 +9,7 @@
  * @module
  */
 import { printTable } from "./_util.ts";
+import { collectionBenchmarks } from "./collections.ts";
 import { containerBenchmarks } from "./container.ts";
 import { coreBenchmarks } from "./core.ts";
 import { sandboxBenchmarks } from "./sandbox.ts";
@@ -20,5 +21,6 @@ if (!only || only === "core") await coreBenchmarks();
 if (!only || only === "sandbox") await sandboxBenchmarks();
 if (!only || only === "ssh") await sshBenchmarks();
 if (!only || only === "stream") await streamBenchmarks();
+if (!only || only === "collections") await collectionBenchmarks();
 if (!only || only === "container") await containerBenchmarks();
 printTable();

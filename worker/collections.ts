@@ -14,14 +14,21 @@
  * Between a sandbox and the worker, the messages are `{ t: "coll", c, id?,
  * k, b }` (call `c` of the sandbox, made by task `id`, `k` its `"kind.op"`,
  * `b` the encoded call), `{ t: "collx", c }` (the caller stopped waiting)
- * and, back, `{ t: "collr", c, b, err? }`.
+ * and, back, `{ t: "collr", batch }` of `{ c, b, err? }` (the replies of one turn).
  *
  * @module
  */
-import { decode, encode } from "../src/wire/codec.ts";
+import { decode, encode, toWireError } from "../src/wire/codec.ts";
+import type {
+  CollectionBackend,
+  CollectionCall,
+  CollectionsContext,
+} from "../src/collections/backend.ts";
 import { fromWireError, type WireError } from "../src/wire/wire_error.ts";
 import type { WorkerMessage } from "../src/wire/messages.ts";
 import { bytesCaller, type Caller } from "../src/collections/_context.ts";
+import { Batcher, pack, unpack } from "../src/collections/_batch.ts";
+import { giveBack } from "../src/collections/_give_back.ts";
 
 /** The calls that wait: withdrawn when their task ends. */
 const BLOCKING = new Set(["queue.get", "barrier.wait", "lock.acquire"]);
@@ -30,8 +37,8 @@ interface Pending {
   task: number | undefined;
   op: string;
   settle(payload: Uint8Array, err: boolean): void;
-  /** For a lock's call: the lock's name, and the token a release gives back. */
-  lock?: { name: string; token?: string };
+  /** For a lock's call or a queue's get: the collection's name, and the token a release gives back. */
+  target?: { name: string; token?: string };
 }
 
 interface TaskHolds {
@@ -40,20 +47,68 @@ interface TaskHolds {
   locks: Map<string, string>;
 }
 
-/** Passes collection calls between tasks and the client. */
+/**
+ * Passes collection calls between tasks and the client.
+ *
+ * @example
+ * ```ts
+ * import { CollectionRelay } from "./collections.ts";
+ * import { encode } from "../src/wire/codec.ts";
+ *
+ * const sent: unknown[] = [];
+ * const relay = new CollectionRelay((header) => void sent.push(header));
+ * const call = { kind: "counter", name: "n", op: "add", n: 1 };
+ * relay.call(encode(call), "counter.add", 7, () => {});
+ * await Promise.resolve();
+ * console.log(sent); // [ { t: "coll", c: [ 1 ] } ]
+ * ```
+ */
 export class CollectionRelay {
   #send: (header: WorkerMessage, payload?: Uint8Array) => void;
   #next = 1;
   #pending = new Map<number, Pending>();
   #tasks = new Map<number, TaskHolds>();
-  /** Lock acquisitions withdrawn, whose grant may still come: to give back. */
-  #withdrawnLocks = new Map<number, string>();
+  /** Tasks that ended lately. */
+  #ended = new Set<number>();
+  /** Blocking calls withdrawn, whose reply may still come: what it took is given back. */
+  #withdrawn = new Map<number, { kind: string; op: string; name: string }>();
   /** Sandbox calls in flight, by `sid:c`, to withdraw them. */
   #fromSandboxes = new Map<string, number>();
+
+  /** Calls to send to the client at the end of this turn. */
+  #calls: Batcher<[number, Uint8Array]>;
+  /** Calls withdrawn, to tell the client at the end of this turn. */
+  #withdrawals: Batcher<number>;
+  /** Replies to post to each sandbox at the end of this turn. */
+  #toSandboxes = new Map<
+    number,
+    {
+      batch: Batcher<[unknown, ArrayBuffer]>;
+      post: (message: unknown, transfer: ArrayBuffer[]) => void;
+    }
+  >();
+
+  /** A backend of the worker's own, when the pool's collections have one. */
+  #direct:
+    | {
+      backend: Promise<CollectionBackend>;
+      holder: string;
+      calls: Map<number, AbortController>;
+    }
+    | undefined;
 
   /** @param send Sends a message to the client. */
   constructor(send: (header: WorkerMessage, payload?: Uint8Array) => void) {
     this.#send = send;
+    this.#calls = new Batcher((calls) =>
+      this.#send(
+        { t: "coll", c: calls.map(([c]) => c) },
+        pack(calls.map(([, bytes]) => bytes)),
+      )
+    );
+    this.#withdrawals = new Batcher((ids) =>
+      this.#send({ t: "coll", c: ids, x: true })
+    );
   }
 
   #holds(task: number): TaskHolds {
@@ -81,18 +136,21 @@ export class CollectionRelay {
   ): number {
     const c = this.#next++;
     const pending: Pending = { task, op, settle };
-    if (op.startsWith("lock.")) {
+    if (op.startsWith("lock.") || op === "queue.get") {
       const { name, token } = decode(bytes) as {
         name: string;
         token?: string;
       };
-      pending.lock = { name, token };
+      pending.target = { name, token };
     }
-    if (task !== undefined && (BLOCKING.has(op) || op === "lock.release")) {
+    if (
+      task !== undefined && !this.#ended.has(task) &&
+      (BLOCKING.has(op) || op === "lock.release")
+    ) {
       this.#holds(task).calls.add(c);
     }
     this.#pending.set(c, pending);
-    this.#send({ t: "coll", c }, bytes);
+    this.#dispatch(c, bytes);
     return c;
   }
 
@@ -104,39 +162,115 @@ export class CollectionRelay {
     if (pending.task !== undefined) {
       this.#tasks.get(pending.task)?.calls.delete(c);
     }
-    if (pending.op === "lock.acquire") {
-      this.#withdrawnLocks.set(c, pending.lock?.name ?? "");
+    if (BLOCKING.has(pending.op) && pending.target) {
+      const [kind, op] = pending.op.split(".");
+      this.#withdrawn.set(c, { kind, op, name: pending.target.name });
     }
-    this.#send({ t: "coll", c, x: true });
+    const direct = this.#direct?.calls.get(c);
+    if (direct) direct.abort(new Error("The caller stopped waiting"));
+    else this.#withdrawals.push(c);
+  }
+
+  /** Sends a call to the client, or to the worker's own backend. */
+  #dispatch(c: number, bytes: Uint8Array): void {
+    const direct = this.#direct;
+    if (!direct) return this.#calls.push([c, bytes]);
+    const controller = new AbortController();
+    direct.calls.set(c, controller);
+    direct.backend.then((backend) =>
+      backend.call(
+        decode(bytes) as CollectionCall,
+        direct.holder,
+        controller.signal,
+      )
+    ).then(
+      (reply) => encode(reply, "reply"),
+      (error) => {
+        throw encode(toWireError(error), "error");
+      },
+    ).then(
+      (bytes) => {
+        direct.calls.delete(c);
+        this.reply(c, bytes, false);
+      },
+      (bytes) => {
+        direct.calls.delete(c);
+        this.reply(
+          c,
+          bytes instanceof Uint8Array
+            ? bytes
+            : encode(toWireError(bytes), "error"),
+          true,
+        );
+      },
+    );
+  }
+
+  /**
+   * Opens the worker's own backend (the client's `colls` message): the
+   * tasks' calls go there from now on.
+   *
+   * @param module The module that opens it, relative to `worker/main.ts`.
+   * @param config Its options.
+   * @param holder The id the node's calls are made with.
+   * @param poolId The pool's id.
+   */
+  open(module: string, config: unknown, holder: string, poolId: string): void {
+    const backend = import(
+      new URL(module, new URL("./main.ts", import.meta.url)).href
+    )
+      .then((
+        m: {
+          openBackend(
+            config: unknown,
+            context: CollectionsContext,
+          ): Promise<CollectionBackend>;
+        },
+      ) => m.openBackend(config, { poolId }));
+    backend.catch(() => {});
+    this.#direct = { backend, holder, calls: new Map() };
+  }
+
+  /**
+   * The client's `collr` message: replies to calls `ids`, packed in
+   * `payload`; those in `errors` are errors.
+   */
+  replies(
+    ids: number[],
+    errors: number[] | undefined,
+    payload: Uint8Array,
+  ): void {
+    const parts = unpack(payload);
+    const failed = new Set(errors);
+    ids.forEach((c, i) => this.reply(c, parts[i], failed.has(c)));
   }
 
   /** The client's reply to call `c`. */
   reply(c: number, payload: Uint8Array, err: boolean): void {
     const pending = this.#pending.get(c);
     if (!pending) {
-      // A lock granted as its caller gave up waiting: given back.
-      const name = this.#withdrawnLocks.get(c);
-      this.#withdrawnLocks.delete(c);
-      const token = name !== undefined && !err
-        ? (decode(payload) as { token?: string }).token
-        : undefined;
-      if (token !== undefined) this.#release(name!, token);
+      // Answered as its caller gave up waiting: what it took is given back.
+      const call = this.#withdrawn.get(c);
+      this.#withdrawn.delete(c);
+      const back = call && !err ? giveBack(call, decode(payload)) : undefined;
+      if (back) this.#dispatch(this.#next++, encode(back, "call"));
       return;
     }
     this.#pending.delete(c);
     const task = pending.task;
     const holds = task === undefined ? undefined : this.#tasks.get(task);
     holds?.calls.delete(c);
-    if (!err && pending.op === "lock.acquire" && pending.lock) {
+    if (!err && pending.op === "lock.acquire" && pending.target) {
       const reply = decode(payload) as { token?: string };
-      if (reply.token !== undefined) {
+      // A lock taken outside any task is the node's until released.
+      if (reply.token !== undefined && task !== undefined) {
         // Granted after its task ended: given back at once.
-        if (holds) holds.locks.set(reply.token, pending.lock.name);
-        else this.#release(pending.lock.name, reply.token);
+        if (holds) holds.locks.set(reply.token, pending.target.name);
+        else this.#release(pending.target.name, reply.token);
       }
     }
-    if (pending.lock?.token !== undefined) {
-      holds?.locks.delete(pending.lock.token);
+    if (pending.op === "lock.release" && pending.target?.token) {
+      holds?.locks.delete(pending.target.token);
     }
     pending.settle(payload, err);
   }
@@ -146,6 +280,11 @@ export class CollectionRelay {
    * released.
    */
   taskEnded(task: number): void {
+    // Calls its code still makes hold nothing (a lock they get is given back).
+    this.#ended.add(task);
+    if (this.#ended.size > 4096) {
+      this.#ended.delete(this.#ended.values().next().value!);
+    }
     const holds = this.#tasks.get(task);
     if (!holds) return;
     this.#tasks.delete(task);
@@ -159,8 +298,8 @@ export class CollectionRelay {
 
   /** Releases a lock no task holds any more; its reply is ignored. */
   #release(name: string, token: string): void {
-    this.#send(
-      { t: "coll", c: this.#next++ },
+    this.#dispatch(
+      this.#next++,
       encode({ kind: "lock", name, op: "release", token }, "call"),
     );
   }
@@ -197,10 +336,31 @@ export class CollectionRelay {
             payload.byteLength === payload.buffer.byteLength
           ? payload.buffer as ArrayBuffer
           : payload.slice().buffer;
-        reply({ t: "collr", c: local, b: buffer, err }, [buffer]);
+        this.#toSandbox(sid, reply).batch.push([
+          { c: local, b: buffer, err },
+          buffer,
+        ]);
       },
     );
     this.#fromSandboxes.set(key, c);
+  }
+
+  /** The replies on their way to a sandbox, posted together at the end of the turn. */
+  #toSandbox(
+    sid: number,
+    post: (message: unknown, transfer: ArrayBuffer[]) => void,
+  ) {
+    let out = this.#toSandboxes.get(sid);
+    if (!out) {
+      const batch = new Batcher<[unknown, ArrayBuffer]>((replies) =>
+        this.#toSandboxes.get(sid)?.post(
+          { t: "collr", batch: replies.map(([m]) => m) },
+          replies.map(([, b]) => b),
+        )
+      );
+      this.#toSandboxes.set(sid, out = { batch, post });
+    }
+    return out;
   }
 
   /**
@@ -209,6 +369,7 @@ export class CollectionRelay {
    * @param sid The sandbox's id.
    */
   sandboxEnded(sid: number): void {
+    this.#toSandboxes.delete(sid);
     const prefix = `${sid}:`;
     for (const [key, c] of this.#fromSandboxes) {
       if (!key.startsWith(prefix)) continue;

@@ -593,7 +593,14 @@ function handle(
     case "ping":
       return;
     case "collr":
-      return collections.reply(message.c, payload, message.err === true);
+      return collections.replies(message.c, message.err, payload);
+    case "colls":
+      return collections.open(
+        message.m,
+        decode(payload),
+        message.holder,
+        message.poolId,
+      );
     case "bye":
       deadMan?.disarm();
       return shutdown(0);

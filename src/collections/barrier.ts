@@ -29,6 +29,14 @@ export interface BarrierWaitOptions {
  * A caller that stops waiting before its round is complete (a timeout, its
  * signal, its task cancelled, its node lost) withdraws: so a task retried
  * after its node was lost arrives again without being counted twice.
+ *
+ * @example
+ * ```ts
+ * import { type Barrier, barrier } from "./barrier.ts";
+ *
+ * const start: Barrier = barrier("start-class-example", 1);
+ * console.log(await start.wait()); // 0: one party, through at once
+ * ```
  */
 export class Barrier {
   /** How many callers each round waits for. */

@@ -11,6 +11,14 @@ import { send } from "./_handle.ts";
  * An integer shared by the client and the tasks of a pool, made by
  * {@linkcode counter}; it starts at 0 and holds integers within
  * `±Number.MAX_SAFE_INTEGER`.
+ *
+ * @example
+ * ```ts
+ * import { type Counter, counter } from "./counter.ts";
+ *
+ * const left: Counter = counter("left-class-example");
+ * console.log(await left.add(-3)); // -3
+ * ```
  */
 export class Counter {
   /** The collection's name. */

@@ -27,6 +27,15 @@ function checkKey(action: string, key: unknown): string {
  * refused with its `SerializationError`), and a value read is a copy.
  *
  * @typeParam V The type of the values.
+ *
+ * @example
+ * ```ts
+ * import { dict, type Dict } from "./dict.ts";
+ *
+ * const ages: Dict<number> = dict<number>("ages-class-example");
+ * await ages.set("ada", 36);
+ * console.log(await ages.has("ada")); // true
+ * ```
  */
 export class Dict<V = unknown> {
   /** The collection's name. */

@@ -527,8 +527,10 @@ export class EmbeddedBackend implements CollectionBackend {
       this.#locks.delete(name);
       return;
     }
+    // Held before the waiter leaves, so that the lock is kept.
+    const token = this.#grant(name, lock, next.holder, next.leaseMs);
     next.end();
-    next.resolve({ token: this.#grant(name, lock, next.holder, next.leaseMs) });
+    next.resolve({ token });
   }
 
   // ---- waiting

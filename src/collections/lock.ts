@@ -53,6 +53,15 @@ export interface LockHandle extends AsyncDisposable {
  * it was asked for. A lock is never held for ever by a caller that is gone:
  * it is released when the task that acquired it ends, when that task's node
  * is lost, and past its lease.
+ *
+ * @example
+ * ```ts
+ * import { lock, type Lock } from "./lock.ts";
+ *
+ * const disk: Lock = lock("disk-class-example");
+ * const held = await disk.acquire({ lease: 5_000 });
+ * console.log(await held.release()); // true
+ * ```
  */
 export class Lock {
   /** The collection's name. */

@@ -29,6 +29,15 @@ export interface QueueGetOptions {
  * `for await` ends when it is closed and empty.
  *
  * @typeParam V The type of the values.
+ *
+ * @example
+ * ```ts
+ * import { queue, type Queue } from "./queue.ts";
+ *
+ * const jobs: Queue<string> = queue<string>("jobs-class-example");
+ * await jobs.put("a");
+ * console.log(await jobs.get({ timeout: 1_000 })); // "a"
+ * ```
  */
 export class Queue<V = unknown> implements AsyncIterable<V> {
   /** The collection's name. */

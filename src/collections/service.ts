@@ -17,10 +17,13 @@ import { decode, encode, toWireError } from "../wire/codec.ts";
 import type {
   CollectionBackend,
   CollectionCall,
+  CollectionsContext,
   CollectionsOption,
+  WorkerBackendSpec,
 } from "./backend.ts";
 import { type Caller, clientCaller } from "./_context.ts";
 import { embedded } from "./embedded.ts";
+import { giveBack } from "./_give_back.ts";
 import { PoolClosedError } from "../errors.ts";
 
 /** Sends the reply to a node's call `c`. */
@@ -32,6 +35,13 @@ export type ReplySender = (
 
 /** One node session's calls, as the service serves them. */
 export interface NodeCollections {
+  /** The id the node's calls are made with. */
+  holder: string;
+  /**
+   * The backend the node's worker opens for itself (`collections` message),
+   * when the backend has one; else the node's calls come to the client.
+   */
+  spec?: WorkerBackendSpec & CollectionsContext;
   /** A `coll` message arrived. */
   message(c: number, withdraw: boolean, payload: Uint8Array): void;
   /** The session ended: its holder is forgotten, its calls withdrawn. */
@@ -59,6 +69,9 @@ export class CollectionService {
   #backend: Promise<CollectionBackend> | undefined;
   #closed = false;
   #caller: Caller | undefined;
+  #context: CollectionsContext | undefined;
+  /** The backend, once open. */
+  #opened: CollectionBackend | undefined;
 
   /** @param option The pool's `collections` option; default: embedded. */
   constructor(option: CollectionsOption = embedded()) {
@@ -66,9 +79,12 @@ export class CollectionService {
   }
 
   /** Opens the backend (once). */
-  open(context: { poolId: string }): Promise<CollectionBackend> {
+  open(context: CollectionsContext): Promise<CollectionBackend> {
+    this.#context ??= context;
     this.#backend ??= this.option.open(context);
-    this.#backend.catch(() => {});
+    this.#backend.then((backend) => {
+      if (!this.#closed) this.#opened = backend;
+    }, () => {});
     return this.#backend;
   }
 
@@ -99,7 +115,7 @@ export class CollectionService {
    */
   serve(node: number, reply: ReplySender): NodeCollections {
     const holder = `node-${node}-${(holders++).toString(36)}`;
-    const calls = new Map<number, AbortController>();
+    const calls = new Map<number, AbortController | null>();
     let ended = false;
     const answer = (c: number, value: unknown, err: boolean) => {
       if (ended || !calls.delete(c)) return;
@@ -112,36 +128,39 @@ export class CollectionService {
       }
       reply(c, bytes, err);
     };
+    const context = this.#context;
+    const spec = context && this.option.worker?.(context);
     return {
+      holder,
+      ...(spec ? { spec: { ...spec, ...context } } : {}),
       message: (c, withdraw, payload) => {
         if (withdraw) {
           calls.get(c)?.abort(new Error("The caller stopped waiting"));
           calls.delete(c);
           return;
         }
-        const controller = new AbortController();
-        calls.set(c, controller);
         let call: CollectionCall;
         try {
           call = checkCall(decode(payload));
         } catch (error) {
+          calls.set(c, null);
           return answer(c, error, true);
         }
-        this.#get().then(async (backend) => {
-          const value = await backend.call(call, holder, controller.signal);
-          const token = (value as { token?: string } | undefined)?.token;
-          if (
-            call.kind === "lock" && token !== undefined && !calls.has(c)
-          ) {
-            // Granted as its caller gave up waiting: given back.
-            await backend.call(
-              { kind: "lock", name: call.name, op: "release", token },
-              holder,
-            );
-          }
-          return value;
-        }).then(
-          (value) => answer(c, value, false),
+        // Only a call that waits can be withdrawn: only it needs a signal.
+        const controller = BLOCKING.has(`${call.kind}.${call.op}`)
+          ? new AbortController()
+          : null;
+        calls.set(c, controller);
+        const run = (backend: CollectionBackend) =>
+          backend.call(call, holder, controller?.signal).then(
+            async (value) => {
+              // Answered as its caller gave up waiting: given back.
+              const back = calls.has(c) ? undefined : giveBack(call, value);
+              if (back) await backend.call(back, holder);
+              answer(c, value, false);
+            },
+          );
+        (this.#opened ? run(this.#opened) : this.#get().then(run)).catch(
           (error) => answer(c, error, true),
         );
       },
@@ -149,7 +168,7 @@ export class CollectionService {
         if (ended) return;
         ended = true;
         for (const controller of calls.values()) {
-          controller.abort(new Error("The node is gone"));
+          controller?.abort(new Error("The node is gone"));
         }
         calls.clear();
         this.#backend?.then((backend) => backend.forget(holder)).catch(
@@ -163,12 +182,15 @@ export class CollectionService {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#opened = undefined;
     const backend = await this.#backend?.catch(() => undefined);
     await backend?.close();
   }
 }
 
 const KINDS = new Set(["dict", "set", "counter", "queue", "barrier", "lock"]);
+/** The calls that wait. */
+const BLOCKING = new Set(["queue.get", "barrier.wait", "lock.acquire"]);
 
 /**
  * Checks the shape of a call that came over the wire (what the backends

@@ -16,6 +16,15 @@ import { send } from "./_handle.ts";
  * the same order are one.
  *
  * @typeParam V The type of the members.
+ *
+ * @example
+ * ```ts
+ * import { set, type SharedSet } from "./set.ts";
+ *
+ * const tags: SharedSet<string> = set<string>("tags-class-example");
+ * await tags.add("gpu");
+ * console.log(await tags.has("gpu")); // true
+ * ```
  */
 export class SharedSet<V = unknown> {
   /** The collection's name. */

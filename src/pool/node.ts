@@ -23,10 +23,13 @@ import {
 } from "../wire/messages.ts";
 import type { Channel } from "../transport/host.ts";
 import { capLine, LineSplitter } from "../wire/output.ts";
+import { Batcher, pack, unpack } from "../collections/_batch.ts";
 import type {
   CollectionService,
   NodeCollections,
 } from "../collections/service.ts";
+
+const EMPTY = new Uint8Array(0);
 
 /** What the worker said in its handshake. */
 export interface WorkerHello {
@@ -77,6 +80,8 @@ export class NodeSession {
   #stderrTail: string[] = [];
   /** The collection calls of the node's tasks, served while the session lives. */
   #collections: NodeCollections | undefined;
+  /** Replies to the worker's collection calls, sent together at the end of a turn. */
+  #replies: Batcher<[number, Uint8Array, boolean]>;
   /** Set by the owner to map remote stack paths back to the client's. */
   rootUrl = "";
   /** The worker's code directory, as a URL, once the handshake is done. */
@@ -92,15 +97,21 @@ export class NodeSession {
     this.#channel = channel;
     this.#hooks = hooks;
     this.#writer = new FrameWriter(channel.writable);
+    this.#replies = new Batcher((replies) => {
+      if (this.#lost) return;
+      const err = replies.filter((r) => r[2]).map((r) => r[0]);
+      this.#writer.send(
+        {
+          t: "collr",
+          c: replies.map((r) => r[0]),
+          ...(err.length > 0 ? { err } : {}),
+        },
+        pack(replies.map((r) => r[1])),
+      );
+    });
     this.#collections = hooks.collections?.serve(
       index,
-      (c, payload, err) => {
-        if (this.#lost) return;
-        this.#writer.send(
-          err ? { t: "collr", c, err } : { t: "collr", c },
-          payload,
-        );
-      },
+      (c, payload, err) => this.#replies.push([c, payload, err]),
     );
     this.#read();
     this.#readStderr();
@@ -137,6 +148,15 @@ export class NodeSession {
       this.#writer.write(
         encodeFrame({ t: "hello", v: PROTOCOL_VERSION, ...message }),
       );
+      const own = this.#collections?.spec;
+      if (own) {
+        this.#writer.write(encodeFrame({
+          t: "colls",
+          m: own.module,
+          holder: this.#collections!.holder,
+          poolId: own.poolId,
+        }, encode(own.config, "collections.config")));
+      }
     });
   }
 
@@ -366,21 +386,36 @@ export class NodeSession {
         }
         return;
       }
-      case "coll":
-        if (this.#collections) {
-          this.#collections.message(message.c, message.x === true, payload);
-        } else if (!message.x) {
-          this.#writer.send(
-            { t: "collr", c: message.c, err: true },
-            encode(
-              toWireError(
-                new Error("Collections are not available on this connection"),
-              ),
-              "error",
-            ),
-          );
+      case "coll": {
+        if (message.x) {
+          for (const c of message.c) this.#collections?.message(c, true, EMPTY);
+          return;
         }
+        let calls: Uint8Array[];
+        try {
+          calls = unpack(payload);
+        } catch (error) {
+          this.#hooks.log("stderr", `unreadable collection calls: ${error}`);
+          return;
+        }
+        message.c.forEach((c, i) => {
+          if (this.#collections) {
+            this.#collections.message(c, false, calls[i] ?? EMPTY);
+          } else {
+            this.#replies.push([
+              c,
+              encode(
+                toWireError(
+                  new Error("Collections are not available on this connection"),
+                ),
+                "error",
+              ),
+              true,
+            ]);
+          }
+        });
         return;
+      }
       case "perr":
         this.#hooks.log(
           "stderr",

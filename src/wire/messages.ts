@@ -168,11 +168,29 @@ export const clientMessage = z.discriminatedUnion("t", [
    */
   z.object({ t: z.literal("ping") }),
   /**
-   * The reply to the worker's collection call `c` (see
-   * `src/collections/service.ts`): the payload the encoded reply, or with
-   * `err` an encoded error.
+   * The replies to the worker's collection calls `c` (see
+   * `src/collections/service.ts`): the payload packs each encoded reply
+   * (`src/collections/_batch.ts`), or for the calls listed in `err` an
+   * encoded error.
    */
-  z.object({ t: z.literal("collr"), c: id, err: z.boolean().optional() }),
+  z.object({
+    t: z.literal("collr"),
+    c: z.array(id),
+    err: z.array(id).optional(),
+  }),
+  /**
+   * The worker opens a collections backend of its own (sent after `hello`,
+   * for a backend such as Redis that nodes reach directly): it imports
+   * module `m` (relative to `worker/main.ts`) and calls its
+   * `openBackend(config, { poolId })`, the payload the encoded config; its
+   * tasks' calls then go there, as `holder`.
+   */
+  z.object({
+    t: z.literal("colls"),
+    m: z.string(),
+    holder: z.string(),
+    poolId: z.string(),
+  }),
   z.object({ t: z.literal("bye") }),
 ]);
 
@@ -225,11 +243,15 @@ export const workerMessage = z.discriminatedUnion("t", [
   }),
   z.object({ t: z.literal("perr"), message: z.string() }),
   /**
-   * A call on a collection, made by a task (the payload the encoded call,
-   * answered by `collr`); with `x`, call `c` is withdrawn: its caller stopped
-   * waiting.
+   * Calls on collections, made by tasks: the payload packs each encoded
+   * call (`src/collections/_batch.ts`), answered by `collr`. With `x`, the
+   * calls `c` are withdrawn instead: their callers stopped waiting.
    */
-  z.object({ t: z.literal("coll"), c: id, x: z.boolean().optional() }),
+  z.object({
+    t: z.literal("coll"),
+    c: z.array(id),
+    x: z.boolean().optional(),
+  }),
 ]);
 
 /** A message from the client to a worker. */

@@ -5,7 +5,7 @@ import * as sky from "../../mod.ts";
 
 /** Adds 1 to counter `name`, `n` times, `parallel` calls in flight at once. */
 export const increment = sky.compute(
-  async (name: string, n: number, parallel = 1) => {
+  async (name: string, n: number, parallel: number) => {
     const counter = sky.counter(name);
     let next = 0;
     const lanes = Array.from({ length: parallel }, async () => {
@@ -97,3 +97,8 @@ export const relay = sky.compute(
 
 /** A task that does nothing, for round trips. */
 export const noop = sky.compute(() => 0);
+
+/** Reads counter `name`. */
+export const counterValue = sky.compute((name: string) =>
+  sky.counter(name).value()
+);

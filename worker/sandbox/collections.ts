@@ -2,7 +2,7 @@
  * Collections in a sandbox: the caller `sky.dict(...)` and the others use
  * there. Each call goes to the worker process over the sandbox's channel as
  * `{ t: "coll", c, id, k, b }` (see `worker/collections.ts`), and its reply
- * comes back as `{ t: "collr", c, b, err? }`; a caller that stops waiting
+ * comes back as `{ c, b, err? }` in a `{ t: "collr", batch }` of the replies of one turn; a caller that stops waiting
  * sends `{ t: "collx", c }`. So a task reaches its pool's collections with
  * no permission of its own.
  *
@@ -14,6 +14,8 @@ import {
   bytesCaller,
   COLLECTIONS_HOOK,
 } from "../../src/collections/_context.ts";
+import type { CollectionCall } from "../../src/collections/backend.ts";
+import { giveBack } from "../../src/collections/_give_back.ts";
 
 interface Waiting {
   resolve(bytes: Uint8Array): void;
@@ -22,6 +24,13 @@ interface Waiting {
 
 /**
  * Installs the sandbox's collections caller.
+ *
+ * @example
+ * ```ts ignore
+ * const reply = installCollections((m, b) => post(port, m, b), () => currentTask.getStore());
+ * // on { t: "collr", batch } from the worker process:
+ * reply(message);
+ * ```
  *
  * @param send Posts a message to the worker process (transferring `buffer`).
  * @param task The task whose code is running, if any.
@@ -32,14 +41,17 @@ export function installCollections(
   task: () => number | undefined,
 ): (message: Record<string, unknown>) => void {
   const waiting = new Map<number, Waiting>();
+  /** Blocking calls given up, whose reply may still come: what it took is given back. */
+  const abandoned = new Map<number, CollectionCall>();
   let next = 1;
-  (globalThis as Record<symbol, unknown>)[COLLECTIONS_HOOK] = bytesCaller(
+  const caller = bytesCaller(
     (bytes, call, signal) =>
       new Promise<Uint8Array>((resolve, reject) => {
         const c = next++;
         const buffer = bytes.buffer as ArrayBuffer;
         const abort = () => {
           if (!waiting.delete(c)) return;
+          abandoned.set(c, call);
           send({ t: "collx", c });
           reject(signal!.reason);
         };
@@ -63,10 +75,19 @@ export function installCollections(
         }, buffer);
       }),
   );
-  return (message) => {
+  (globalThis as Record<symbol, unknown>)[COLLECTIONS_HOOK] = caller;
+  const one = (message: Record<string, unknown>) => {
     const c = message.c as number;
     const call = waiting.get(c);
-    if (!call || !(message.b instanceof ArrayBuffer)) return;
+    if (!(message.b instanceof ArrayBuffer)) return;
+    if (!call) {
+      const given = abandoned.get(c);
+      abandoned.delete(c);
+      if (!given || message.err) return;
+      const back = giveBack(given, decode(new Uint8Array(message.b)));
+      if (back) caller(back).catch(() => {});
+      return;
+    }
     waiting.delete(c);
     const bytes = new Uint8Array(message.b);
     if (!message.err) return call.resolve(bytes);
@@ -74,6 +95,12 @@ export function installCollections(
       call.reject(fromWireError(decode(bytes) as WireError));
     } catch (error) {
       call.reject(error);
+    }
+  };
+  return (message) => {
+    if (!Array.isArray(message.batch)) return one(message);
+    for (const reply of message.batch) {
+      if (typeof reply === "object" && reply !== null) one(reply);
     }
   };
 }
