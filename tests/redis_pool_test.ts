@@ -39,6 +39,17 @@ Deno.test({
         );
         assert.equal(await pool.counter("hits").value(), 100);
         assert.equal(await r.get(`${prefix}c:hits`), "100");
+        // The nodes' workers reach the server themselves (not through the
+        // client): each has its connection, named for the pool.
+        const names = String(await r.client("LIST")).split("\n")
+          .map((line) => /name=(\S*)/.exec(line)?.[1])
+          .filter((name) => name?.startsWith(`skyward/${pool.id}/`));
+        assert.equal(
+          names.filter((n) => n === `skyward/${pool.id}/node`).length,
+          2,
+          names.join(" "),
+        );
+        assert.ok(names.includes(`skyward/${pool.id}/client`));
         await pool.run(
           sky.gather(append("log", "k", "a", 10), append("log", "k", "b", 10)),
         );

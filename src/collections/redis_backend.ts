@@ -142,6 +142,10 @@ export async function openBackend(
   let connected = false;
   let last: unknown;
   const client = new IORedis(config.url, {
+    // Seen in CLIENT LIST: whose connection it is.
+    connectionName: `skyward/${context?.poolId ?? ""}/${
+      config.clearOnClose ? "client" : "node"
+    }`,
     lazyConnect: true,
     protocol: 2,
     connectTimeout: config.connectTimeoutMs,

@@ -126,7 +126,11 @@ export class BringUp {
       image.includes,
       image.excludes,
     );
-    this.#bundle = await nodeCode(code, await librarySource(), image.imports);
+    this.#bundle = await nodeCode(
+      code,
+      await librarySource(this.#workerBackendModules()),
+      image.imports,
+    );
     log.debug("Bundle {hash}: {count} files from {root}", {
       hash: this.#bundle.hash,
       count: this.#bundle.files.length,
@@ -348,6 +352,18 @@ export class BringUp {
     });
   }
 
+  /**
+   * The module a collections backend the workers open themselves comes
+   * from (e.g. Redis's), shipped with the library so that remote nodes
+   * have it and its npm packages.
+   */
+  #workerBackendModules(): string[] {
+    const spec = this.#hooks.collections?.option.worker?.({
+      poolId: this.#hooks.poolId,
+    });
+    return spec ? [new URL(spec.module, WORKER_MAIN).href] : [];
+  }
+
   /** Copies the code into a local node's directory (once per hash). */
   async #shipLocally(
     index: number,
@@ -410,7 +426,7 @@ export class BringUp {
   /** Runs the bootstrap script on a remote node. */
   async #bootstrapRemote(index: number, host: Host): Promise<WorkerLaunch> {
     // One plan for every node: the bootstrap caches its preparation per plan.
-    this.#plan ??= librarySource().then((lib) => ({
+    this.#plan ??= librarySource(this.#workerBackendModules()).then((lib) => ({
       image: this.#options.image ?? Image(),
       denoVersion: Deno.version.deno,
       code: this.#bundle,
