@@ -535,9 +535,12 @@ class RedisBackend implements CollectionBackend {
         call.name,
       ])) === 1;
       if (granted) {
-        if (signal?.aborted || this.#closed || this.#forgotten.has(holder)) {
+        // (One granted to a holder forgotten meanwhile was released by the
+        // forget, which the server ran after the grant: as with a lock it
+        // held before, its release replies false.)
+        if (signal?.aborted || this.#closed) {
           await this.#eval(lua.LOCK_RELEASE, [l, lw, h], [token, call.name]);
-          throw signal?.aborted ? signal.reason : this.#closed ?? gone(holder);
+          throw signal?.aborted ? signal.reason : this.#closed;
         }
         return { token };
       }
