@@ -148,6 +148,8 @@ export async function openBackend(
     }`,
     lazyConnect: true,
     protocol: 2,
+    // The calls of concurrent tasks, sent in one write per tick.
+    enableAutoPipelining: true,
     connectTimeout: config.connectTimeoutMs,
     maxRetriesPerRequest: 3,
     // No retry before the first connection (a bad address fails at once);
@@ -187,6 +189,8 @@ class RedisBackend implements CollectionBackend {
   /** Holders forgotten here (ids are never reused): their calls are refused. */
   readonly #forgotten = new Set<string>();
   readonly #poolId: string;
+  /** Each script's command name (see `#eval`). */
+  readonly #scripts = new Map<string, string>();
   #closed: Error | null = null;
 
   constructor(client: IORedis, config: RedisBackendConfig, poolId: string) {
@@ -204,18 +208,27 @@ class RedisBackend implements CollectionBackend {
     return `${this.#config.prefix}h:${this.#poolId}/${holder}`;
   }
 
+  /**
+   * Runs a script by its SHA-1 (`EVALSHA`, falling back to `EVAL` when the
+   * server does not know it yet): ioredis's `defineCommand`, one command per
+   * script, defined on first use.
+   */
   #eval(
     script: string,
     keys: string[],
     args: (string | Buffer | number)[],
   ): Promise<unknown> {
-    return this.#client.callBuffer(
-      "EVAL",
-      script,
-      keys.length,
-      ...keys,
-      ...args,
-    );
+    let name = this.#scripts.get(script);
+    if (name === undefined) {
+      name = `skyward${this.#scripts.size}`;
+      this.#client.defineCommand(name, { lua: script });
+      this.#scripts.set(script, name);
+    }
+    const run = (this.#client as unknown as Record<
+      string,
+      (...a: (string | Buffer | number)[]) => Promise<unknown>
+    >)[`${name}Buffer`];
+    return run.call(this.#client, keys.length, ...keys, ...args);
   }
 
   async call(
@@ -258,7 +271,7 @@ class RedisBackend implements CollectionBackend {
     const c = this.#client;
     switch (call.op) {
       case "get": {
-        const v = await c.callBuffer("HGET", d, call.key);
+        const v = await c.hgetBuffer(d, call.key);
         return v === null ? undefined : bytes(v);
       }
       case "has":
@@ -292,13 +305,12 @@ class RedisBackend implements CollectionBackend {
       }
       case "keys":
       case "entries": {
-        const [next, flat] = await c.callBuffer(
-          "HSCAN",
+        const [next, flat] = await c.hscanBuffer(
           d,
           call.cursor ?? "0",
           "COUNT",
           PAGE,
-        ) as [Buffer, Buffer[]];
+        );
         const items: unknown[] = [];
         for (let i = 0; i < flat.length; i += 2) {
           const key = text(flat[i]);
@@ -322,13 +334,12 @@ class RedisBackend implements CollectionBackend {
       case "has":
         return (await c.sismember(s, toBuffer(call.value))) === 1;
       case "values": {
-        const [next, members] = await c.callBuffer(
-          "SSCAN",
+        const [next, members] = await c.sscanBuffer(
           s,
           call.cursor ?? "0",
           "COUNT",
           PAGE,
-        ) as [Buffer, Buffer[]];
+        );
         return page(members.map(bytes), text(next));
       }
       case "size":
@@ -415,15 +426,11 @@ class RedisBackend implements CollectionBackend {
     const h = this.#holderKey(holder);
     await this.#client.hset(h, `q${id}`, name);
     try {
-      await this.#blocking(holder, signal, (conn) =>
-        conn.callBuffer(
-          "BLMOVE",
-          q,
-          qi,
-          "LEFT",
-          "RIGHT",
-          seconds(timeoutMs),
-        ));
+      await this.#blocking(
+        holder,
+        signal,
+        (conn) => conn.blmoveBuffer(q, qi, "LEFT", "RIGHT", seconds(timeoutMs)),
+      );
     } catch (error) {
       await this.#eval(lua.QUEUE_RESTORE, [qi, q, h], [id]).catch(() => {});
       throw error;
@@ -472,7 +479,7 @@ class RedisBackend implements CollectionBackend {
       woken = await this.#blocking(
         holder,
         signal,
-        (conn) => conn.callBuffer("BLPOP", bw, seconds(call.timeoutMs)),
+        (conn) => conn.blpopBuffer(bw, seconds(call.timeoutMs)),
       );
     } catch (error) {
       await leave().catch(() => {});
@@ -552,7 +559,7 @@ class RedisBackend implements CollectionBackend {
       await this.#blocking(
         holder,
         signal,
-        (conn) => conn.callBuffer("BLPOP", lw, seconds(Math.max(wait, 1))),
+        (conn) => conn.blpopBuffer(lw, seconds(Math.max(wait, 1))),
       );
     }
   }
@@ -602,7 +609,7 @@ class RedisBackend implements CollectionBackend {
   }
 
   #duplicate(): IORedis {
-    const conn = this.#client.duplicate();
+    const conn = this.#client.duplicate({ enableAutoPipelining: false });
     // Its failures reach the command that runs on it.
     conn.on("error", () => {});
     return conn;

@@ -25,6 +25,7 @@ import { type Caller, clientCaller } from "./_context.ts";
 import { embedded } from "./embedded.ts";
 import { giveBack } from "./_give_back.ts";
 import { PoolClosedError } from "../errors.ts";
+import { sleep } from "../_timers.ts";
 
 /** Sends the reply to a node's call `c`. */
 export type ReplySender = (
@@ -44,11 +45,21 @@ export interface NodeCollections {
   spec?: WorkerBackendSpec & CollectionsContext;
   /** A `coll` message arrived. */
   message(c: number, withdraw: boolean, payload: Uint8Array): void;
-  /** The session ended: its holder is forgotten, its calls withdrawn. */
-  end(): void;
+  /**
+   * The session ended: its holder is forgotten, its calls withdrawn.
+   * Resolves (never rejects) once the backend has forgotten the holder, or
+   * after {@linkcode FORGET_WAIT_MS}: what the node held must be let go
+   * before its tasks are retried (a backend on a server forgets over the
+   * network, and a retried task must not find its first run's barrier
+   * arrival still there).
+   */
+  end(): Promise<void>;
 }
 
 let holders = 0;
+
+/** How long a lost node's retries wait at most for its holder to be forgotten. */
+export const FORGET_WAIT_MS = 5_000;
 
 /**
  * Opens a pool's collections and serves them.
@@ -165,15 +176,20 @@ export class CollectionService {
         );
       },
       end: () => {
-        if (ended) return;
+        if (ended) return Promise.resolve();
         ended = true;
         for (const controller of calls.values()) {
           controller?.abort(new Error("The node is gone"));
         }
         calls.clear();
-        this.#backend?.then((backend) => backend.forget(holder)).catch(
-          () => {},
-        );
+        const forgotten = this.#backend?.then((backend) =>
+          backend.forget(holder)
+        ).catch(() => {});
+        const stop = new AbortController();
+        return Promise.race([
+          forgotten,
+          sleep(FORGET_WAIT_MS, stop.signal).catch(() => {}),
+        ]).finally(() => stop.abort());
       },
     };
   }
