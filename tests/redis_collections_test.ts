@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { Redis as IORedis } from "ioredis";
-import * as sky from "../mod.ts";
+import type * as sky from "../mod.ts";
 import type {
   CollectionBackend,
   CollectionCall,
