@@ -13,8 +13,9 @@ import { ProvisioningError } from "../src/errors.ts";
 
 const repo = new URL("..", import.meta.url);
 
-/** npm packages no local-only program nor node may load. */
-const HEAVY = /^(@aws-sdk\/|@smithy\/|ssh2@|cpu-features@|@types\/ssh2@)/;
+/** npm packages no local-only program nor node may load (a pool on Redis loads ioredis on first use). */
+const HEAVY =
+  /^(@aws-sdk\/|@smithy\/|ssh2@|cpu-features@|@types\/ssh2@|ioredis@|@ioredis\/)/;
 
 interface Info {
   modules: { specifier: string; kind?: string; npmPackage?: string }[];

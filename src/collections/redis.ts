@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "npm:zod@4.6.7";
 import { lazyModule } from "../_lazy.ts";
 import { parseOptions } from "../_options.ts";
 import { ConfigError } from "../errors.ts";
