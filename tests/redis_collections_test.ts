@@ -278,6 +278,19 @@ Deno.test({
     // A closed port on loopback: refused at once.
     const closed = Redis({ url: "redis://127.0.0.1:1" });
     await assert.rejects(closed.open({ poolId: "x" }), /connection refused/);
+    // A node that cannot reach the server says so, and why it must.
+    const { openBackend } = await import(
+      "../src/collections/redis_backend.ts"
+    );
+    await assert.rejects(
+      openBackend({
+        url: "redis://127.0.0.1:1",
+        prefix: "x:",
+        clearOnClose: false,
+        connectTimeoutMs: 1_000,
+      }),
+      /from node .* must be reachable from every node/,
+    );
     // The test's resource sanitizer checks that no socket is left open.
   },
 });

@@ -165,8 +165,13 @@ export async function openBackend(
     connected = true;
   } catch (error) {
     client.disconnect();
+    // A node's worker connects too: a URL only the client reaches (e.g.
+    // 127.0.0.1 with remote nodes) fails here, on the node.
+    const from = config.clearOnClose
+      ? ""
+      : ` from node ${Deno.hostname()} (each node connects to the server itself: the URL must be reachable from every node, not only from the client)`;
     throw new ConfigError(
-      `Cannot open the collections on Redis at ${where}: ${
+      `Cannot open the collections on Redis at ${where}${from}: ${
         connectProblem(last ?? error)
       }`,
       { cause: last ?? error },
