@@ -46,10 +46,13 @@ export {
   type HealthCheckOptions,
   type NodesOptions,
   type PoolOptions,
+  type PoolSpend,
   type RunOptions,
 } from "./src/pool/pool.ts";
 export type { MapResults, RunResult, TaskHandle } from "./src/pool/handles.ts";
 export type { DeadManSwitchOptions } from "./src/pool/deadman.ts";
+export type { BudgetOptions, ResolvedBudget } from "./src/pool/budget.ts";
+export { BudgetExceededError } from "./src/errors.ts";
 export {
   ConfigError,
   NodeLostError,
@@ -97,6 +100,7 @@ export type {
 } from "./src/collections/backend.ts";
 export type * from "./src/events.ts";
 export { formatEvent } from "./src/events.ts";
+export { formatDollars } from "./src/events.ts";
 export {
   type AcceleratorInfo,
   type InstanceInfo,

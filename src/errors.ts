@@ -257,6 +257,47 @@ export class ProtocolError extends Error {
 }
 
 /**
+ * The pool's budget (`budget: { maxCost }`) stopped it: a launch or a
+ * scale-up that would pass `maxCost` within the next cost interval was
+ * refused, or the spend reached `maxCost` and the pool failed its queued and
+ * running tasks with this error and closed.
+ *
+ * @example
+ * ```ts
+ * import { BudgetExceededError } from "./errors.ts";
+ *
+ * const error = new BudgetExceededError("Spent $20.00: the budget's maxCost is $20.00", {
+ *   spent: 20,
+ *   maxCost: 20,
+ * });
+ * console.log(error.name, error.maxCost); // BudgetExceededError 20
+ * ```
+ */
+export class BudgetExceededError extends Error {
+  /** `"BudgetExceededError"`, by which the error is known across processes. */
+  override name = "BudgetExceededError";
+
+  /** Dollars spent when the error was made. */
+  readonly spent: number;
+  /** The budget's cap, in dollars. */
+  readonly maxCost: number;
+  /**
+   * Creates the error.
+   *
+   * @param message What was refused or stopped, naming the cap.
+   * @param figures What was spent, and the cap.
+   */
+  constructor(
+    message: string,
+    figures: { spent: number; maxCost: number; cause?: unknown },
+  ) {
+    super(message, { cause: figures.cause });
+    this.spent = figures.spent;
+    this.maxCost = figures.maxCost;
+  }
+}
+
+/**
  * A queue was closed: `put` refuses values, and `get` finds it closed and
  * empty (its async iterator then simply ends).
  *

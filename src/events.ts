@@ -5,6 +5,13 @@
  * milliseconds) and `pool` (the pool's id). The names follow the Python
  * Skyward's.
  *
+ * Spend: `InstanceLaunched` and `NodeReady` carry the machine's
+ * `pricePerHour` and `spot`; `Cost` (every `costInterval`) the spend so far,
+ * the rate now and each machine's share; `BudgetWarning` and
+ * `BudgetExceeded` the budget's thresholds, `BudgetLimited` a scale-up it
+ * held back; `ClusterDestroyed` the total
+ * `cost`. The dashboard reads these fields by name.
+ *
  * @module
  */
 
@@ -45,6 +52,14 @@ export interface InstanceLaunched extends EventBase {
   node: number;
   /** The provider's id of the machine. */
   instance: string;
+  /**
+   * What the machine costs, in dollars per hour: the price of the offer it
+   * was launched on (its spot or on-demand price). Absent when the provider
+   * states none (`sky.SSH()` without `pricePerHour`).
+   */
+  pricePerHour?: number;
+  /** Whether it is a spot (interruptible) machine, when known. */
+  spot?: boolean;
 }
 
 /** A machine is running and has an address. */
@@ -109,6 +124,10 @@ export interface NodeReady extends EventBase {
   pid: number;
   /** The machine's host name. */
   hostname: string;
+  /** What the node's machine costs, in dollars per hour, when known (see {@linkcode InstanceLaunched}). */
+  pricePerHour?: number;
+  /** Whether it is a spot (interruptible) machine, when known. */
+  spot?: boolean;
 }
 
 /** Enough nodes are ready for work to start. */
@@ -257,6 +276,127 @@ export interface ClusterDestroyed extends EventBase {
   type: "ClusterDestroyed";
   /** Time taken, in milliseconds. */
   elapsedMs: number;
+  /**
+   * What the pool's machines cost in all, in dollars, from each launch to
+   * its release; absent when none had a price.
+   */
+  cost?: number;
+}
+
+/**
+ * What one machine has cost so far, in a {@linkcode Cost} event.
+ *
+ * @example
+ * ```ts
+ * import type { NodeCost } from "./events.ts";
+ *
+ * const share: NodeCost = { node: 0, instanceId: "i-0abc", pricePerHour: 0.53, spent: 0.27 };
+ * console.log(share.spent);
+ * ```
+ */
+export interface NodeCost {
+  /** The node's index, or -1 while the machine is not yet a node (or no longer one). */
+  node: number;
+  /** The provider's id of the machine. */
+  instanceId: string;
+  /** Its price, in dollars per hour. */
+  pricePerHour: number;
+  /** Dollars spent on it so far, from its launch to now (or its release). */
+  spent: number;
+}
+
+/**
+ * What the pool has spent so far and spends now, reported every
+ * `costInterval` while its machines have a price. `nodes` lists the
+ * machines held now; `spent` also counts those already released.
+ *
+ * @example
+ * ```ts
+ * import type { PoolEvent } from "./events.ts";
+ *
+ * const onEvent = (event: PoolEvent) => {
+ *   if (event.type === "Cost") console.log(`$${event.spent.toFixed(2)} so far, $${event.ratePerHour}/h`);
+ * };
+ * onEvent({ type: "Cost", time: 0, pool: "p", spent: 0.42, ratePerHour: 1.06, nodes: [] });
+ * ```
+ */
+export interface Cost extends EventBase {
+  /** The event's type. */
+  type: "Cost";
+  /** Dollars spent so far, on every machine the pool launched. */
+  spent: number;
+  /** Dollars per hour now: the sum of the prices of the machines held. */
+  ratePerHour: number;
+  /** The machines held now. */
+  nodes: NodeCost[];
+}
+
+/**
+ * The spend passed the budget's `warnAt`: reported once per pool.
+ *
+ * @example
+ * ```ts
+ * import { formatEvent } from "./events.ts";
+ *
+ * console.log(formatEvent({ type: "BudgetWarning", time: 0, pool: "p", spent: 15, warnAt: 15, maxCost: 20 }));
+ * ```
+ */
+export interface BudgetWarning extends EventBase {
+  /** The event's type. */
+  type: "BudgetWarning";
+  /** Dollars spent so far. */
+  spent: number;
+  /** The budget's warning threshold, in dollars. */
+  warnAt: number;
+  /** The budget's cap, in dollars. */
+  maxCost: number;
+}
+
+/**
+ * An elastic pool wanted more nodes than its budget allows over the next
+ * cost interval, and adds only `allowed` of the `wanted` (reported when the
+ * budget starts holding it back, not at every try).
+ *
+ * @example
+ * ```ts
+ * import { formatEvent } from "./events.ts";
+ *
+ * console.log(formatEvent({
+ *   type: "BudgetLimited", time: 0, pool: "p", wanted: 2, allowed: 0, spent: 0.85, maxCost: 1,
+ * }));
+ * ```
+ */
+export interface BudgetLimited extends EventBase {
+  /** The event's type. */
+  type: "BudgetLimited";
+  /** The nodes the scaling policy wanted to add. */
+  wanted: number;
+  /** The nodes the budget allows to add. */
+  allowed: number;
+  /** Dollars spent so far. */
+  spent: number;
+  /** The budget's cap, in dollars. */
+  maxCost: number;
+}
+
+/**
+ * The spend reached the budget's `maxCost`: the pool fails its tasks with
+ * `BudgetExceededError` and closes, releasing every machine.
+ *
+ * @example
+ * ```ts
+ * import { formatEvent } from "./events.ts";
+ *
+ * console.log(formatEvent({ type: "BudgetExceeded", time: 0, pool: "p", spent: 20, maxCost: 20 }));
+ * ```
+ */
+export interface BudgetExceeded extends EventBase {
+  /** The event's type. */
+  type: "BudgetExceeded";
+  /** Dollars spent so far. */
+  spent: number;
+  /** The budget's cap, in dollars. */
+  maxCost: number;
 }
 
 /**
@@ -291,7 +431,11 @@ export type PoolEvent =
   | NodeRetired
   | HealthCheckFailed
   | Log
-  | ClusterDestroyed;
+  | ClusterDestroyed
+  | Cost
+  | BudgetWarning
+  | BudgetLimited
+  | BudgetExceeded;
 
 /** The name of an event type. */
 export type PoolEventType = PoolEvent["type"];
@@ -300,6 +444,35 @@ export type PoolEventType = PoolEvent["type"];
 export type EventInit = PoolEvent extends infer E
   ? E extends PoolEvent ? Omit<E, "time" | "pool"> : never
   : never;
+
+/**
+ * Dollars as the console prints them: cents, or four decimals below a cent
+ * (`$0.42`, `$12.30`, `$0.0031`).
+ *
+ * @param dollars The amount.
+ * @returns The amount with its `$`.
+ *
+ * @example
+ * ```ts
+ * import { formatDollars } from "./events.ts";
+ *
+ * console.log(formatDollars(0.4213)); // "$0.42"
+ * console.log(formatDollars(0.0031)); // "$0.0031"
+ * ```
+ */
+export function formatDollars(dollars: number): string {
+  return dollars !== 0 && Math.abs(dollars) < 0.01
+    ? `$${dollars.toFixed(4)}`
+    : `$${dollars.toFixed(2)}`;
+}
+
+/** A machine's price, for its line; nothing for a machine that costs nothing. */
+function price(event: { pricePerHour?: number; spot?: boolean }): string {
+  if (!event.pricePerHour) return "";
+  return ` (${formatDollars(event.pricePerHour)}/h${
+    event.spot ? ", spot" : ""
+  })`;
+}
 
 function seconds(ms: number): string {
   return ms < 1000 ? `${Math.round(ms)}ms` : `${(ms / 1000).toFixed(1)}s`;
@@ -332,7 +505,9 @@ export function formatEvent(event: PoolEvent): string {
             : ""
         } for ${event.nodes} node(s)`;
       case "InstanceLaunched":
-        return `Launching instance ${event.instance} for node ${event.node}`;
+        return `Launching instance ${event.instance} for node ${event.node}${
+          price(event)
+        }`;
       case "InstanceRunning":
         return `Instance ${event.instance} running (${event.address})`;
       case "InstanceProvisioned":
@@ -374,7 +549,25 @@ export function formatEvent(event: PoolEvent): string {
       case "Log":
         return `[node ${event.node}] ${event.line}`;
       case "ClusterDestroyed":
-        return `Cluster terminated (${seconds(event.elapsedMs)})`;
+        return `Cluster terminated (${seconds(event.elapsedMs)})${
+          event.cost === undefined ? "" : `, cost ${formatDollars(event.cost)}`
+        }`;
+      case "Cost":
+        return `${formatDollars(event.spent)} spent, ${
+          formatDollars(event.ratePerHour)
+        }/h now (${event.nodes.length} machine(s))`;
+      case "BudgetWarning":
+        return `Spent ${formatDollars(event.spent)} of the ${
+          formatDollars(event.maxCost)
+        } budget (warning at ${formatDollars(event.warnAt)})`;
+      case "BudgetLimited":
+        return `The budget allows ${event.allowed} of ${event.wanted} more node(s): ${
+          formatDollars(event.spent)
+        } spent of its maxCost of ${formatDollars(event.maxCost)}`;
+      case "BudgetExceeded":
+        return `Spent ${formatDollars(event.spent)}, the budget's maxCost of ${
+          formatDollars(event.maxCost)
+        }: failing the tasks and closing the pool`;
     }
   })();
   return `[${event.type}] ${text}`;

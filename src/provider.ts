@@ -126,6 +126,13 @@ export interface Instance {
   privateAddress?: string;
   /** Whether it is a spot (interruptible) machine. */
   spot?: boolean;
+  /**
+   * What the machine costs, in dollars per hour, where the provider knows it
+   * better than the offer the pool chose (the bid it placed, another offer
+   * it fell back to).
+   * @default the chosen offer's spot or on-demand price
+   */
+  pricePerHour?: number;
 }
 
 /**

@@ -10,6 +10,11 @@ import { type Accelerator, resolveAccelerator } from "./accelerators.ts";
 import { ConfigError, NoOffersError } from "./errors.ts";
 import type { ClusterSpec, Offer, Provider } from "./provider.ts";
 import { unknownOption } from "./_options.ts";
+import {
+  type BudgetOptions,
+  budgetSchema,
+  type ResolvedBudget,
+} from "./pool/budget.ts";
 
 /** How machines are paid for, where a provider has spot machines. */
 export type Allocation =
@@ -43,14 +48,23 @@ export interface SpecOptions {
   diskGb?: number;
   /** The CPU architecture. */
   architecture?: "x86_64" | "arm64";
+  /**
+   * The budget when this spec is chosen, in dollars: `{ maxCost, warnAt }`
+   * (see the pool's `budget`).
+   * @default the pool's `budget`
+   */
+  budget?: BudgetOptions;
 }
 
 /** A checked {@linkcode SpecOptions}, made by {@linkcode Spec}. */
-export interface Spec extends Readonly<Omit<SpecOptions, "accelerator">> {
+export interface Spec
+  extends Readonly<Omit<SpecOptions, "accelerator" | "budget">> {
   /** Marks a spec. */
   readonly kind: "spec";
   /** The accelerator, resolved from the catalog. */
   readonly accelerator?: Accelerator;
+  /** The budget, with its default `warnAt`. */
+  readonly budget?: ResolvedBudget;
 }
 
 const positiveInt = z.number().int().positive();
@@ -88,6 +102,7 @@ export const providerSchema = z.custom<Provider>(
 const SPEC_OPTIONS = [
   "provider",
   "nodes",
+  "budget",
   ...Object.keys(hardwareSchema),
 ];
 
@@ -96,6 +111,7 @@ const specSchema = z.object({
   nodes: positiveInt.optional(),
   ...hardwareSchema,
   allocation: hardwareSchema.allocation.optional(),
+  budget: budgetSchema.optional(),
 }).strict();
 
 /**
@@ -201,6 +217,10 @@ export interface Candidate {
   offer: Offer;
   /** Its price under the spec's allocation, when known. */
   price?: number;
+  /** The budget in force if it is chosen. */
+  budget?: ResolvedBudget;
+  /** The option that budget came from: `"budget"` or `"specs[1].budget"`. */
+  budgetOption?: string;
 }
 
 /** A spec ready to ask for offers: the provider, the cluster spec, the count. */
@@ -211,6 +231,10 @@ export interface SpecRequest {
   spec: ClusterSpec;
   /** How many nodes to launch if chosen. */
   nodes: number;
+  /** The budget in force if chosen. */
+  budget?: ResolvedBudget;
+  /** The option that budget came from: `"budget"` or `"specs[1].budget"`. */
+  budgetOption?: string;
 }
 
 /**

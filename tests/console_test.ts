@@ -421,3 +421,30 @@ Deno.test({
     }
   },
 });
+
+Deno.test('createConsole("rich") shows the spend and the rate once the pool reported a Cost, and prints budget lines', () => {
+  const stderr = new MemoryWriter(Infinity, true);
+  const sink = createConsole("rich", {
+    stderr,
+    stdout: new MemoryWriter(),
+    color: false,
+    columns: 200,
+  });
+  sink.event(stamp({ type: "ClusterReady", nodes: 1, elapsedMs: 5 }));
+  assert.doesNotMatch(lastStatus(stderr.text), /\$/);
+  sink.event(stamp({
+    type: "Cost",
+    spent: 0.4213,
+    ratePerHour: 1.2,
+    nodes: [{ node: 0, instanceId: "i-0", pricePerHour: 1.2, spent: 0.4213 }],
+  }));
+  assert.match(lastStatus(stderr.text), / · \$0\.42 \(\$1\.20\/h\)$/);
+  sink.event(
+    stamp({ type: "BudgetWarning", spent: 8, warnAt: 8, maxCost: 10 }),
+  );
+  assert.match(
+    stderr.text,
+    /\[BudgetWarning\] Spent \$8\.00 of the \$10\.00 budget \(warning at \$8\.00\)\n/,
+  );
+  sink.close();
+});

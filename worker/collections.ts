@@ -177,33 +177,23 @@ export class CollectionRelay {
     if (!direct) return this.#calls.push([c, bytes]);
     const controller = new AbortController();
     direct.calls.set(c, controller);
-    direct.backend.then((backend) =>
-      backend.call(
-        decode(bytes) as CollectionCall,
-        direct.holder,
-        controller.signal,
+    direct.backend
+      .then((backend) =>
+        backend.call(
+          decode(bytes) as CollectionCall,
+          direct.holder,
+          controller.signal,
+        )
       )
-    ).then(
-      (reply) => encode(reply, "reply"),
-      (error) => {
-        throw encode(toWireError(error), "error");
-      },
-    ).then(
-      (bytes) => {
+      .then((reply): [Uint8Array, boolean] => [encode(reply, "reply"), false])
+      .catch((error): [Uint8Array, boolean] => [
+        encode(toWireError(error), "error"),
+        true,
+      ])
+      .then(([payload, err]) => {
         direct.calls.delete(c);
-        this.reply(c, bytes, false);
-      },
-      (bytes) => {
-        direct.calls.delete(c);
-        this.reply(
-          c,
-          bytes instanceof Uint8Array
-            ? bytes
-            : encode(toWireError(bytes), "error"),
-          true,
-        );
-      },
-    );
+        this.reply(c, payload, err);
+      });
   }
 
   /**

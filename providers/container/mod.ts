@@ -113,6 +113,13 @@ export interface ContainerOptions {
    * @default true
    */
   cache?: boolean;
+  /**
+   * What each container costs, in dollars per hour, for the pool's spend,
+   * its `Cost` events and its `budget` (a share of the machine, say).
+   * Containers cost nothing unless given a price.
+   * @default 0
+   */
+  pricePerHour?: number;
 }
 
 /** A prepared container cluster: its network, its keys, its containers. */
@@ -214,6 +221,8 @@ export interface ResolvedContainerOptions {
   namePrefix: string;
   /** Whether nodes keep their cache in a named volume per node index. */
   cache: boolean;
+  /** What each container costs, in dollars per hour. */
+  pricePerHour: number;
 }
 
 const CLUSTER_LABEL = "skyward.cluster";
@@ -237,6 +246,7 @@ const schema = z.object({
   namePrefix: z.string().regex(NAME, "must be letters, digits, '_', '.' or '-'")
     .default("skyward"),
   cache: z.boolean().default(true),
+  pricePerHour: z.number().nonnegative().default(0),
 }).strict();
 
 // ---------------------------------------------------------------------------
@@ -610,8 +620,8 @@ export function Container(options: ContainerOptions = {}): ContainerProvider {
         instanceType: resolved.image,
         region: "local",
         vcpus: resolved.cpus ?? navigator.hardwareConcurrency,
-        spotPrice: 0,
-        onDemandPrice: 0,
+        spotPrice: resolved.pricePerHour,
+        onDemandPrice: resolved.pricePerHour,
       }]);
     },
     async prepare(spec: ClusterSpec): Promise<ContainerCluster> {

@@ -39,10 +39,17 @@ export interface LocalOptions {
    * nothing; the disk held stays near four copies of the project per node)
    */
   keepCode?: number;
+  /**
+   * What each node costs, in dollars per hour, for the pool's spend, its
+   * `Cost` events and its `budget` (a shared machine's share, say). Local
+   * nodes cost nothing unless given a price.
+   * @default 0
+   */
+  pricePerHour?: number;
 }
 
 /** The options {@linkcode Local} takes. */
-const LOCAL_OPTIONS = ["root", "keepCode"] as const;
+const LOCAL_OPTIONS = ["root", "keepCode", "pricePerHour"] as const;
 
 /** A prepared local cluster. */
 export interface LocalCluster {
@@ -198,6 +205,14 @@ export function Local(options: LocalOptions = {}): LocalProvider {
       }`,
     );
   }
+  const price = options.pricePerHour ?? 0;
+  if (typeof price !== "number" || !Number.isFinite(price) || price < 0) {
+    throw new ConfigError(
+      `Invalid sky.Local options: 'pricePerHour' must be a finite number of dollars, 0 or more, got ${
+        show(options.pricePerHour)
+      }`,
+    );
+  }
   return {
     name: "local",
     options,
@@ -219,8 +234,8 @@ export function Local(options: LocalOptions = {}): LocalProvider {
         instanceType: "process",
         region: "local",
         vcpus: navigator.hardwareConcurrency,
-        spotPrice: 0,
-        onDemandPrice: 0,
+        spotPrice: price,
+        onDemandPrice: price,
       }]);
     },
     async prepare(spec: ClusterSpec): Promise<LocalCluster> {

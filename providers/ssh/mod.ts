@@ -38,6 +38,13 @@ export interface SshOptions {
    * @default `~/.ssh/known_hosts`, when present
    */
   knownHosts?: string;
+  /**
+   * What each host costs, in dollars per hour while the pool holds it, for
+   * the pool's spend, its `Cost` events and its `budget`. Your own machines
+   * cost nothing unless given a price.
+   * @default no price
+   */
+  pricePerHour?: number;
 }
 
 /** One machine of an SSH provider. */
@@ -74,6 +81,7 @@ const schema = z.object({
   key: z.string().min(1).optional(),
   user: z.string().min(1).optional(),
   knownHosts: z.string().min(1).optional(),
+  pricePerHour: z.number().nonnegative().optional(),
 }).strict();
 
 /**
@@ -169,6 +177,8 @@ export function SSH(options: SshOptions): SshProvider {
         provider: "ssh",
         instanceType: "host",
         region: "ssh",
+        ...valid.pricePerHour !== undefined &&
+          { onDemandPrice: valid.pricePerHour },
       }]);
     },
     async prepare(spec: ClusterSpec): Promise<SshCluster> {

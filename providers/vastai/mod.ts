@@ -404,7 +404,17 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
               id,
               offer: offer.offerId,
             });
-            launched.push({ id, status: "pending", spot: market === "spot" });
+            // What it costs: the bid placed, or the offer's on-demand price
+            // (the offer taken may not be the one the pool ranked first).
+            const price = market === "spot"
+              ? body.price as number
+              : offer.onDemandPrice;
+            launched.push({
+              id,
+              status: "pending",
+              spot: market === "spot",
+              ...price !== undefined && { pricePerHour: price },
+            });
             break;
           } catch (error) {
             if (!(error instanceof HttpError)) throw error;

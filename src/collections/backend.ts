@@ -25,8 +25,10 @@
  * - **`update(key, fn)`** is an optimistic loop run where it is called:
  *   `getVersioned`, `fn` (which may be async and may run more than once, so it
  *   should have no side effects), then `setIfVersion`, retried when another
- *   writer came first. A version counts the writes of a key (0: never written
- *   or deleted; a delete writes too, so versions never repeat for a key).
+ *   writer came first. A key without a value has version 0; each write of a
+ *   value gives the key a version it never had before (even after the key,
+ *   or the whole dict, was deleted), so that `setIfVersion` never mistakes a
+ *   newer value for the one that was read.
  * - **Counters** hold integers within `Number.MAX_SAFE_INTEGER`; `add(n)`
  *   takes an integer (negative to subtract) and replies the new value.
  * - **Pages**: `keys`, `entries` and `values` reply a page and a `cursor` to

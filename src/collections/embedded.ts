@@ -21,6 +21,8 @@ import type {
 
 /** How many items a page of `keys`, `entries` or `values` holds at most. */
 export const PAGE_ITEMS = 1_000;
+/** How many bytes of values a page holds, past which it ends early (at least one item). */
+export const PAGE_BYTES = 1024 * 1024;
 /** Listings in progress kept at most; past this the oldest is dropped. */
 const MAX_CURSORS = 1_024;
 
@@ -40,8 +42,6 @@ interface DictEntry {
 
 interface Dict {
   entries: Map<string, DictEntry>;
-  /** The last version given; a write takes the next one. */
-  clock: number;
 }
 
 interface Queue {
@@ -104,6 +104,12 @@ function memberKey(bytes: Uint8Array): string {
  */
 export class EmbeddedBackend implements CollectionBackend {
   #dicts = new Map<string, Dict>();
+  /**
+   * The last version given to a dict's write; the next write takes the next
+   * one. One clock for every dict, so that a dict emptied (and dropped) and
+   * written again never gives a version twice.
+   */
+  #clock = 0;
   #sets = new Map<string, Map<string, Uint8Array>>();
   #counters = new Map<string, number>();
   #queues = new Map<string, Queue>();
@@ -194,8 +200,8 @@ export class EmbeddedBackend implements CollectionBackend {
     let dict = this.#dicts.get(call.name);
     if (!dict) {
       if (call.op === "set" || call.op === "setIfVersion") {
-        this.#dicts.set(call.name, dict = { entries: new Map(), clock: 0 });
-      } else dict = { entries: new Map(), clock: 0 };
+        this.#dicts.set(call.name, dict = { entries: new Map() });
+      } else dict = { entries: new Map() };
     }
     const entries = dict.entries;
     switch (call.op) {
@@ -208,7 +214,7 @@ export class EmbeddedBackend implements CollectionBackend {
       case "set":
         entries.set(call.key, {
           value: own(call.value),
-          version: ++dict.clock,
+          version: ++this.#clock,
         });
         return undefined;
       case "getVersioned": {
@@ -226,7 +232,7 @@ export class EmbeddedBackend implements CollectionBackend {
         } else {
           entries.set(call.key, {
             value: own(call.value),
-            version: ++dict.clock,
+            version: ++this.#clock,
           });
         }
         return true;
@@ -293,7 +299,8 @@ export class EmbeddedBackend implements CollectionBackend {
   }
 
   /**
-   * One page of a listing. The first page takes a snapshot of the keys
+   * One page of a listing ({@linkcode PAGE_ITEMS} items or
+   * {@linkcode PAGE_BYTES} bytes at most). The first page takes a snapshot of the keys
    * (kept, when more pages follow, under a cursor); each page looks their
    * items up as they are then, skipping those gone since.
    */
@@ -318,9 +325,15 @@ export class EmbeddedBackend implements CollectionBackend {
       this.#cursors.delete(cursorId);
     }
     const items: T[] = [];
-    while (cursor.at < cursor.items.length && items.length < PAGE_ITEMS) {
+    let bytes = 0;
+    while (
+      cursor.at < cursor.items.length && items.length < PAGE_ITEMS &&
+      bytes < PAGE_BYTES
+    ) {
       const item = lookup(cursor.items[cursor.at++]);
-      if (item !== undefined) items.push(item);
+      if (item === undefined) continue;
+      items.push(item);
+      bytes += sizeOf(item);
     }
     if (cursor.at >= cursor.items.length) return { items };
     const next = crypto.randomUUID();
@@ -577,6 +590,14 @@ export class EmbeddedBackend implements CollectionBackend {
       enter(waiter);
     });
   }
+}
+
+/** The bytes an item of a page weighs: its key and value. */
+function sizeOf(item: unknown): number {
+  if (typeof item === "string") return item.length;
+  if (item instanceof Uint8Array) return item.length;
+  const [key, value] = item as [string, Uint8Array];
+  return key.length + value.length;
 }
 
 function remove<T>(array: T[], item: T): void {

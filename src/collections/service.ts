@@ -21,7 +21,7 @@ import type {
   CollectionsOption,
   WorkerBackendSpec,
 } from "./backend.ts";
-import { type Caller, clientCaller } from "./_context.ts";
+import { type Caller, clientCaller, registerPool } from "./_context.ts";
 import { embedded } from "./embedded.ts";
 import { giveBack } from "./_give_back.ts";
 import { PoolClosedError } from "../errors.ts";
@@ -81,6 +81,7 @@ export class CollectionService {
   #closed = false;
   #caller: Caller | undefined;
   #context: CollectionsContext | undefined;
+  #unregister = () => {};
   /** The backend, once open. */
   #opened: CollectionBackend | undefined;
 
@@ -89,8 +90,12 @@ export class CollectionService {
     this.option = option;
   }
 
-  /** Opens the backend (once). */
+  /** Opens the backend (once), and makes it the client's `sky.dict(...)`'s while it is open. */
   open(context: CollectionsContext): Promise<CollectionBackend> {
+    // On the client, sky.dict(...) and the others find it while it is open.
+    if (!this.#context) {
+      this.#unregister = registerPool(context.poolId, this.caller);
+    }
     this.#context ??= context;
     this.#backend ??= this.option.open(context);
     this.#backend.then((backend) => {
@@ -194,10 +199,11 @@ export class CollectionService {
     };
   }
 
-  /** Closes the backend; calls made after reject with `PoolClosedError`. */
+  /** Closes the backend; calls made after reject with `PoolClosedError`, and `sky.dict(...)` on the client no longer finds it. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#unregister();
     this.#opened = undefined;
     const backend = await this.#backend?.catch(() => undefined);
     await backend?.close();

@@ -164,10 +164,12 @@ export class BringUp {
   async join(instance: Instance, freeing?: number): Promise<number> {
     const hooks = this.#hooks;
     const index = hooks.reserve(instance.privateAddress ?? "", freeing);
+    this.#provisioner.spend.place(instance.id, index);
     hooks.emit({
       type: "InstanceLaunched",
       node: index,
       instance: instance.id,
+      ...this.#provisioner.spend.priceOf(instance.id),
     });
     hooks.announce();
     try {
@@ -325,6 +327,7 @@ export class BringUp {
       instance: node.instance.id,
       pid: node.hello!.pid,
       hostname: node.hello!.hostname,
+      ...this.#provisioner.spend.priceOf(node.instance.id),
     });
     this.#hooks.drain();
   }
@@ -549,6 +552,7 @@ export class BringUp {
         instance: node.instance.id,
         pid: hello.pid,
         hostname: hello.hostname,
+        ...this.#provisioner.spend.priceOf(node.instance.id),
       });
       node.health?.start();
     }

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { formatEvent, type PoolEvent } from "../events.ts";
+import { formatDollars, formatEvent, type PoolEvent } from "../events.ts";
 import { escapeControls } from "../wire/output.ts";
 
 /** How a pool prints its events: see {@linkcode createConsole}. */
@@ -178,12 +178,15 @@ function styleOf(event: PoolEvent): Style | undefined {
   switch (event.type) {
     case "TaskFailed":
     case "NodeLost":
+    case "BudgetExceeded":
       return "red";
     case "BootstrapPhase":
       return event.status === "failed" ? "red" : "dim";
     case "InstancePreempted":
     case "InstanceReplaced":
     case "HealthCheckFailed":
+    case "BudgetWarning":
+    case "BudgetLimited":
       return "yellow";
     case "NodeReady":
     case "ClusterReady":
@@ -222,6 +225,8 @@ function richConsole(
   let totalNodes = 0;
   let completed = 0;
   let failed = 0;
+  /** The spend and the rate of the last `Cost` event, once there was one. */
+  let cost: { spent: number; ratePerHour: number } | undefined;
   let closed = false;
   /** The status line on screen, styled, or `undefined` before the first event. */
   let shown: string | undefined;
@@ -260,6 +265,9 @@ function richConsole(
         running.delete(event.task);
         failed++;
         break;
+      case "Cost":
+        cost = { spent: event.spent, ratePerHour: event.ratePerHour };
+        break;
     }
   }
 
@@ -268,6 +276,12 @@ function richConsole(
     const text =
       `skyward · nodes ${ready.size}/${total} ready · tasks ${running.size} running, ${completed} completed, ${failed} failed · ${
         duration(performance.now() - started)
+      }${
+        cost
+          ? ` · ${formatDollars(cost.spent)} (${
+            formatDollars(cost.ratePerHour)
+          }/h)`
+          : ""
       }`;
     const width = Math.max(1, columns() - 1);
     const cut = text.length > width ? text.slice(0, width) : text;
@@ -426,7 +440,8 @@ function unpatchConsole(): void {
  *   event's line goes to the stream the task wrote it to, prefixed
  *   `[node N] `.
  * - `"rich"`: on a terminal, the same lines, coloured, above a live status
- *   line (nodes ready, tasks running, completed and failed, elapsed time)
+ *   line (nodes ready, tasks running, completed and failed, elapsed time,
+ *   and, once the pool reported a `Cost`, the spend and the rate)
  *   redrawn at most every 100 ms and whenever a line is printed, with the
  *   counts as they are then; elsewhere exactly `"log"`. While the status
  *   line is shown, what the program prints with `console.*` goes above it

@@ -25,9 +25,13 @@ export interface EventHubOptions {
   console: ConsoleSink;
 }
 
-/** Whether an event is replayed to late iterators (task and log events are not). */
+/**
+ * Whether an event is replayed to late iterators (task and log events are
+ * not, nor the periodic `Cost`: the next one comes within an interval).
+ */
 function isLifecycle(event: PoolEvent): boolean {
-  return !event.type.startsWith("Task") && event.type !== "Log";
+  return !event.type.startsWith("Task") && event.type !== "Log" &&
+    event.type !== "Cost";
 }
 
 /**
@@ -76,8 +80,8 @@ export class EventHub {
   }
 
   /**
-   * Every event: the lifecycle events so far (task and log events are not
-   * replayed), then each new one, until the hub is closed. An iterator
+   * Every event: the lifecycle events so far (task, log and cost events
+   * are not replayed), then each new one, until the hub is closed. An iterator
    * started after that gets the history, then ends.
    */
   get events(): AsyncIterable<PoolEvent> {

@@ -27,6 +27,7 @@ import {
   type Spec,
   type SpecRequest,
 } from "../spec.ts";
+import { type BudgetOptions, budgetSchema } from "./budget.ts";
 import { type DeadManSwitchOptions, deadManSwitchSchema } from "./deadman.ts";
 import type { CollectionsOption } from "../collections/backend.ts";
 import { type NodesOptions, nodesSchema } from "./elastic.ts";
@@ -74,6 +75,26 @@ export interface PoolOptions {
   allocation?: "spot" | "on-demand" | "spot-if-available" | "cheapest";
   /** Upper bound on the price of one machine, in dollars per hour. */
   maxHourlyCost?: number;
+  /**
+   * The most the pool may spend, in US dollars, counted from each machine's
+   * price per hour over the time the pool holds it: `{ maxCost, warnAt }`.
+   * Launches and scale-ups that would pass `maxCost` within the next
+   * `costInterval` are refused (`BudgetExceededError`); past `warnAt` the
+   * pool reports `BudgetWarning`; at `maxCost` it reports `BudgetExceeded`,
+   * fails its queued and running tasks with `BudgetExceededError` and
+   * closes, releasing every machine. A spec's own `budget` replaces it when
+   * that spec is chosen. Refused where no offer has a price (give
+   * `sky.Local`, `sky.SSH` or `sky.Container` a `pricePerHour`).
+   * @default no budget
+   */
+  budget?: BudgetOptions;
+  /**
+   * How often the pool reports its spend (a `Cost` event) while its
+   * machines have a price, and the horizon a launch must fit the budget
+   * over, in milliseconds.
+   * @default 60_000
+   */
+  costInterval?: number;
   /**
    * The accelerators each node needs: `sky.accelerators.T4()`, or a model
    * name such as `"H100:8"`. Providers without accelerators refuse it.
@@ -195,6 +216,8 @@ const optionsSchema = z.object({
   healthCheck: healthCheckSchema.optional(),
   ...hardwareSchema,
   allocation: hardwareSchema.allocation.default("spot-if-available"),
+  budget: budgetSchema.optional(),
+  costInterval: positiveInt.optional(),
   image: z.custom<ResolvedImage>(
     (i) =>
       typeof i === "object" && i !== null &&
@@ -313,12 +336,6 @@ function knownKeys(schema: z.ZodType, path: PropertyKey[]): string[] {
   }
   return Object.keys(at?._zod?.def?.shape ?? {});
 }
-
-/**
- * A task refused a permission in its sandbox: the same error, with advice
- * naming the compute and the option to add instead of Deno's "run again
- * with --allow-…".
-
 
 /**
  * How many nodes a provider can hold.
@@ -495,11 +512,16 @@ export function specRequests(
 ): SpecRequest[] {
   const wishes: (Partial<Spec> & Pick<Spec, "provider">)[] = options.specs ??
     [{ provider: options.provider! }];
-  return wishes.map((wish) => {
+  return wishes.map((wish, i) => {
     const count = wish.nodes ?? options.nodes.desired;
+    const budget = wish.budget ?? options.budget;
     return {
       provider: wish.provider,
       nodes: count,
+      ...budget && {
+        budget,
+        budgetOption: wish.budget ? `specs[${i}].budget` : "budget",
+      },
       spec: {
         clusterId,
         nodes: count,

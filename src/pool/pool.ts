@@ -18,6 +18,7 @@ import {
 } from "../compute.ts";
 import { createConsole, defaultConsoleMode } from "./console.ts";
 import {
+  BudgetExceededError,
   ConfigError,
   PoolClosedError,
   ProvisioningError,
@@ -49,13 +50,7 @@ import { splitStreams, teeArgs } from "./remote_stream.ts";
 import type { Instance, Provider } from "../provider.ts";
 import { track, untrack } from "./teardown.ts";
 import { CollectionService } from "../collections/service.ts";
-import { registerPool } from "../collections/_context.ts";
-import { Dict } from "../collections/dict.ts";
-import { SharedSet } from "../collections/set.ts";
-import { Counter } from "../collections/counter.ts";
-import { Queue } from "../collections/queue.ts";
-import { Barrier } from "../collections/barrier.ts";
-import { Lock } from "../collections/lock.ts";
+import * as coll from "../collections/handles.ts";
 import {
   checkClientPermissions,
   checkNodeLimits,
@@ -71,12 +66,15 @@ import { BringUp, type BringUpHooks } from "./bring_up.ts";
 import { Recovery, type RecoveryHooks } from "./recovery.ts";
 import { Scaler, type ScalerHooks } from "./scaler.ts";
 import { shutdown } from "./shutdown.ts";
+import { BudgetGuard, checkPricing, DEFAULT_COST_INTERVAL } from "./budget.ts";
+import { poolClock, type PoolSpend, reportCost, Spend } from "./spend.ts";
 
 const log = logger("pool");
 
 export type { NodesOptions } from "./elastic.ts";
 export type { HealthCheckOptions } from "./health.ts";
 export type { PoolOptions, RunOptions } from "./options.ts";
+export type { PoolSpend } from "./spend.ts";
 
 let poolCounter = 0;
 
@@ -133,9 +131,15 @@ export class ComputePool implements AsyncDisposable {
    * the teardown closes it then).
    */
   #keepAlive: ReturnType<typeof setInterval> | undefined;
-  /** The pool's collections, and what stops `sky.dict(...)` on the client finding them. */
   #collections: CollectionService;
-  #unregister = () => {};
+  /** What the machines cost so far. */
+  #spend: Spend;
+  /** Keeps the pool within its budget. */
+  #guard: BudgetGuard;
+  /** Stops the `Cost` reports. */
+  #stopCost: () => void = () => {};
+  /** Why the budget closed the pool, once it did. */
+  #overBudget: BudgetExceededError | undefined;
 
   private constructor(options: ResolvedOptions) {
     this.id = `sky-${Date.now().toString(36)}-${(poolCounter++).toString(36)}${
@@ -146,6 +150,18 @@ export class ComputePool implements AsyncDisposable {
       pool: this.id,
       onEvent: options.onEvent,
       console: createConsole(options.console ?? defaultConsoleMode()),
+    });
+    this.#spend = new Spend(poolClock());
+    this.#guard = new BudgetGuard({
+      spend: this.#spend,
+      interval: options.costInterval ?? DEFAULT_COST_INTERVAL,
+      emit: (event) => this.#emit(event),
+      exceeded: (error) => {
+        this.#overBudget = error;
+        this.#close(error).catch((e) =>
+          log.error("Closing pool {id} failed: {e}", { id: this.id, e })
+        );
+      },
     });
     this.#view = new ClusterView({
       nodes: () => this.#nodes,
@@ -173,6 +189,8 @@ export class ComputePool implements AsyncDisposable {
       {
         poolId: this.id,
         collections: this.#collections,
+        spend: this.#spend,
+        guard: this.#guard,
         emit: (event) => this.#emit(event),
         closed: () => this.#closed,
         nodes: () => this.#nodes,
@@ -259,8 +277,11 @@ export class ComputePool implements AsyncDisposable {
       await pool.#start();
     } catch (error) {
       await pool.close().catch(() => {});
+      // The budget closed the pool while it started: that is why it failed.
+      if (pool.#overBudget) throw pool.#overBudget;
       if (
         error instanceof ConfigError || error instanceof ProvisioningError ||
+        error instanceof BudgetExceededError ||
         resolved.signal?.aborted && error === resolved.signal.reason
       ) {
         throw error;
@@ -328,7 +349,34 @@ export class ComputePool implements AsyncDisposable {
   }
 
   /**
-   * Every event of the pool: the lifecycle events so far (task and log events
+   * What the pool has spent so far and spends now, and the budget in force
+   * (the chosen spec's, or the pool's), as of this moment; the `Cost`
+   * events report the same figures every `costInterval`.
+   *
+   * @example
+   * ```ts
+   * import * as sky from "../../mod.ts";
+   *
+   * await using pool = await sky.ComputePool.start({
+   *   provider: sky.Local({ pricePerHour: 0.5 }),
+   *   budget: { maxCost: 10 },
+   *   console: "silent",
+   * });
+   * const { spent, ratePerHour, budget } = pool.spend;
+   * console.log(spent >= 0, ratePerHour, budget); // true 0.5 { maxCost: 10, warnAt: 8 }
+   * ```
+   */
+  get spend(): PoolSpend {
+    const budget = this.#guard.limit;
+    return {
+      spent: this.#spend.spent(),
+      ratePerHour: this.#spend.ratePerHour(),
+      ...budget && { budget: { ...budget } },
+    };
+  }
+
+  /**
+   * Every event of the pool: the lifecycle events so far (task, log and cost events
    * are not replayed), then each new one, until the pool is closed.
    */
   get events(): AsyncIterable<PoolEvent> {
@@ -360,8 +408,14 @@ export class ComputePool implements AsyncDisposable {
       }, { keepAlive: false });
     }
     await this.#collections.open({ poolId: this.id });
-    this.#unregister = registerPool(this.id, this.#collections.caller);
+    this.#stopCost = reportCost(
+      this.#spend,
+      options.costInterval ?? DEFAULT_COST_INTERVAL,
+      (event) => this.#emit(event),
+    );
     await this.#provisioner.provisionCluster(specRequests(options, this.id), {
+      check: (candidates) =>
+        checkPricing(candidates, options.costInterval !== undefined),
       selection: options.selection,
       wanted: options.nodes.min,
       timeout: options.provisionTimeout,
@@ -761,14 +815,25 @@ export class ComputePool implements AsyncDisposable {
    * @returns Once everything is released.
    */
   close(): Promise<void> {
+    return this.#close();
+  }
+
+  /**
+   * Closes the pool, failing its tasks with `error` (`PoolClosedError` when
+   * the caller closes it, `BudgetExceededError` when the budget does).
+   */
+  #close(error?: Error): Promise<void> {
     if (!this.#closing) {
       const release = this.#hold();
       this.#closed = true;
-      this.#unregister();
       this.#closing = shutdown({
         poolId: this.id,
         startedAt: this.#startedAt,
+        error,
+        cost: () => this.#spend.priced ? this.#spend.spent() : undefined,
         stopTimers: () => {
+          this.#guard.stop();
+          this.#stopCost();
           this.#scaler.stop();
           for (const node of this.#nodes) node?.health?.stop();
           this.#heartbeat?.stop();
@@ -789,46 +854,38 @@ export class ComputePool implements AsyncDisposable {
     return this.#closing;
   }
   /**
-   * The pool's dict `name`, shared with its tasks (where `sky.dict(name)`
-   * names the same one); the other kinds follow.
+   * The pool's dict `name`, which its tasks name `sky.dict(name)`; the other
+   * kinds follow.
    *
    * @example
    * ```ts
    * import * as sky from "../../mod.ts";
-   *
    * await using pool = await sky.ComputePool.start({ provider: sky.Local(), console: "silent" });
-   * await pool.dict<number>("slots").set("gpu0", 1);
-   * await pool.queue<string>("work").put("a");
    * console.log(await pool.counter("hits").add(2)); // 2
    * ```
    */
-  dict<V = unknown>(name: string): Dict<V> {
-    return new Dict<V>(name, this.#collections.caller);
+  dict<V = unknown>(name: string): coll.Dict<V> {
+    return new coll.Dict<V>(name, this.#collections.caller);
   }
-
   /** The pool's set `name` (see {@linkcode ComputePool.dict}). */
-  set<V = unknown>(name: string): SharedSet<V> {
-    return new SharedSet<V>(name, this.#collections.caller);
+  set<V = unknown>(name: string): coll.SharedSet<V> {
+    return new coll.SharedSet<V>(name, this.#collections.caller);
   }
-
   /** The pool's counter `name` (see {@linkcode ComputePool.dict}). */
-  counter(name: string): Counter {
-    return new Counter(name, this.#collections.caller);
+  counter(name: string): coll.Counter {
+    return new coll.Counter(name, this.#collections.caller);
   }
-
   /** The pool's queue `name` (see {@linkcode ComputePool.dict}). */
-  queue<V = unknown>(name: string): Queue<V> {
-    return new Queue<V>(name, this.#collections.caller);
+  queue<V = unknown>(name: string): coll.Queue<V> {
+    return new coll.Queue<V>(name, this.#collections.caller);
   }
-
   /** The pool's barrier `name` for `parties` callers (see {@linkcode ComputePool.dict}). */
-  barrier(name: string, parties: number): Barrier {
-    return new Barrier(name, parties, this.#collections.caller);
+  barrier(name: string, parties: number): coll.Barrier {
+    return new coll.Barrier(name, parties, this.#collections.caller);
   }
-
   /** The pool's lock `name` (see {@linkcode ComputePool.dict}). */
-  lock(name: string): Lock {
-    return new Lock(name, this.#collections.caller);
+  lock(name: string): coll.Lock {
+    return new coll.Lock(name, this.#collections.caller);
   }
 
   /** Kills every worker at once, without waiting (used when the process exits). */

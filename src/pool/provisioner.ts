@@ -8,6 +8,7 @@
  */
 import type { Accelerator } from "../accelerators.ts";
 import {
+  BudgetExceededError,
   ConfigError,
   NoOffersError,
   PoolClosedError,
@@ -27,6 +28,8 @@ import { after, sleep } from "../_timers.ts";
 import { type Host, sshTransport } from "../transport/host.ts";
 import { LocalHost } from "../transport/local.ts";
 import type { PoolNode } from "./node_state.ts";
+import { BudgetGuard, DEFAULT_COST_INTERVAL } from "./budget.ts";
+import { machinePrice, Spend } from "./spend.ts";
 
 const log = logger("pool");
 
@@ -69,6 +72,10 @@ export interface StartSteps {
 export interface ProvisionerHooks extends Pick<PoolHooks, "emit" | "closed"> {
   /** Keeps a promise in view until it settles, so that closing waits for it. */
   track<T>(promise: Promise<T>): Promise<T>;
+  /** The pool's ledger of what its machines cost. @default a ledger of its own */
+  spend?: Spend;
+  /** The pool's budget guard. @default one that refuses nothing */
+  guard?: BudgetGuard;
 }
 
 /**
@@ -95,6 +102,12 @@ export class Provisioner {
   accelerator: Accelerator | undefined;
   /** The machines launched and not released, by id. */
   readonly instances: Map<string, Instance> = new Map();
+  /** What the machines cost: each is counted from its launch to its release. */
+  readonly spend: Spend;
+  /** Refuses launches that would pass the budget of the chosen spec. */
+  readonly guard: BudgetGuard;
+  /** The offer chosen, and the allocation its machines are launched with. */
+  #chosen: Candidate | undefined;
   #cluster: unknown;
   #prepared = false;
   #hooks: ProvisionerHooks;
@@ -108,6 +121,24 @@ export class Provisioner {
   constructor(provider: Provider<any>, hooks: ProvisionerHooks) {
     this.provider = provider;
     this.#hooks = hooks;
+    this.spend = hooks.spend ?? new Spend();
+    this.guard = hooks.guard ?? new BudgetGuard({
+      spend: this.spend,
+      interval: DEFAULT_COST_INTERVAL,
+      emit: hooks.emit,
+      exceeded: () => {},
+    });
+  }
+
+  /**
+   * The price of each machine of the chosen offer, before the provider says
+   * whether it launched spot or on-demand; `undefined` until an offer is
+   * chosen, or when the offer has none.
+   */
+  get pricePerHour(): number | undefined {
+    const chosen = this.#chosen;
+    return chosen &&
+      machinePrice(chosen.offer, chosen.price, {}).pricePerHour;
   }
 
   /** Whether a cluster was prepared at the provider (and is to be torn down). */
@@ -146,6 +177,8 @@ export class Provisioner {
       wanted: number;
       timeout: number;
       signal?: AbortSignal;
+      /** Checks the ranked offers before any is prepared. */
+      check?: (candidates: Candidate[]) => void;
     },
     steps: StartSteps,
   ): Promise<void> {
@@ -172,7 +205,7 @@ export class Provisioner {
     try {
       await Promise.race([
         aborted,
-        this.#provisionCluster(requests, plan.selection, plan.wanted, steps),
+        this.#provisionCluster(requests, plan, steps),
       ]);
     } finally {
       cancelDeadline();
@@ -183,14 +216,19 @@ export class Provisioner {
 
   async #provisionCluster(
     requests: SpecRequest[],
-    selection: Selection,
-    wanted: number,
+    plan: {
+      selection: Selection;
+      wanted: number;
+      check?: (candidates: Candidate[]) => void;
+    },
     steps: StartSteps,
   ): Promise<void> {
+    const { wanted } = plan;
     const [, candidates] = await Promise.all([
       steps.prepareCode(),
-      rankOffers(requests, selection),
+      rankOffers(requests, plan.selection),
     ]);
+    plan.check?.(candidates);
     const instances = await this.launchBest(candidates, wanted);
     const min = Math.min(wanted, instances.length);
     let ready = 0;
@@ -229,8 +267,12 @@ export class Provisioner {
       this.#starting?.throwIfAborted();
       const min = Math.min(wanted, nodes);
       this.provider = provider;
+      this.#chosen = candidate;
       try {
         this.checkOpen();
+        // Within the budget, or not prepared at all.
+        this.guard.use(candidate.budget, candidate.budgetOption);
+        this.guard.admit(nodes, this.pricePerHour);
         await this.#hooks.track(
           provider.prepare(spec, offer).then((cluster) => {
             this.#cluster = cluster;
@@ -264,6 +306,7 @@ export class Provisioner {
         }
         if (this.#prepared) {
           this.#prepared = false;
+          this.spend.close(this.instances.keys());
           this.instances.clear();
           await provider.teardown(this.#cluster).catch((e) =>
             log.error("Teardown of a failed offer failed: {e}", { e })
@@ -274,6 +317,10 @@ export class Provisioner {
     this.#starting?.throwIfAborted();
     if (this.#hooks.closed()) throw new PoolClosedError();
     if (failures.length === 1) throw failures[0].error;
+    // Every offer dearer than the budget allows: the cheapest's refusal says so.
+    if (failures.every(({ error }) => error instanceof BudgetExceededError)) {
+      throw failures[0].error;
+    }
     const noCapacity = failures.every(({ error }) =>
       error instanceof NoOffersError
     );
@@ -303,21 +350,41 @@ export class Provisioner {
   }
 
   /**
-   * Asks the provider for machines, recording each the moment it is known.
+   * Asks the provider for machines, recording each (and its price) the
+   * moment it is known.
    *
    * @param count How many.
    * @returns The machines launched (perhaps fewer).
+   * @throws {BudgetExceededError} When they would take the pool past its
+   *   budget within the next cost interval.
    */
   launch(count: number): Promise<Instance[]> {
     this.checkOpen();
+    this.guard.admit(count, this.pricePerHour);
+    const chosen = this.#chosen;
     return this.#hooks.track(
       this.provider.provision(this.#cluster, count).then((instances) => {
         for (const instance of instances) {
           this.instances.set(instance.id, instance);
+          this.spend.open(
+            instance.id,
+            chosen ? machinePrice(chosen.offer, chosen.price, instance) : {},
+          );
         }
         return instances;
       }),
     );
+  }
+
+  /**
+   * How many of `count` more machines the budget allows over the next cost
+   * interval.
+   *
+   * @param count The machines wanted.
+   * @returns From 0 to `count`.
+   */
+  affordable(count: number): number {
+    return this.guard.afford(count, this.pricePerHour);
   }
 
   /**
@@ -395,6 +462,7 @@ export class Provisioner {
         error,
       })
     );
+    this.spend.close(held);
     return true;
   }
 
@@ -410,6 +478,7 @@ export class Provisioner {
       this.#cluster,
       instances.map((i) => i.id),
     ).catch(() => {});
+    this.spend.close(instances.map((i) => i.id));
   }
 
   /**
@@ -419,10 +488,17 @@ export class Provisioner {
    * @throws What the provider threw last, when it could not.
    */
   async releaseAll(): Promise<void> {
-    if (!this.#prepared) return;
+    if (!this.#prepared) return this.spend.closeAll();
     const ids = [...this.instances.keys()];
-    if (ids.length > 0) {
-      await retry(() => this.provider.terminate(this.#cluster, ids), RELEASE);
+    try {
+      if (ids.length > 0) {
+        await retry(
+          () => this.provider.terminate(this.#cluster, ids),
+          RELEASE,
+        );
+      }
+    } finally {
+      this.spend.closeAll();
     }
     await retry(() => this.provider.teardown(this.#cluster), RELEASE);
   }

@@ -64,6 +64,8 @@ export class Scaler {
   #pending = false;
   /** Additions of nodes in progress. */
   #growing = new Set<Promise<void>>();
+  /** Whether the budget held the last addition back (said once). */
+  #capped = false;
 
   /**
    * @param nodes The resolved `nodes` option.
@@ -119,6 +121,13 @@ export class Scaler {
   async resize(nodes: number): Promise<void> {
     await Promise.allSettled(this.#growing);
     const previous = this.live();
+    // Refused before anything changes when the budget cannot pay for it.
+    if (nodes > previous) {
+      this.#provisioner.guard.admit(
+        nodes - previous,
+        this.#provisioner.pricePerHour,
+      );
+    }
     this.scaling.min = nodes;
     this.scaling.max = Math.max(this.scaling.max, nodes);
     if (this.scaling.max > nodes) this.watch();
@@ -258,6 +267,26 @@ export class Scaler {
     hooks.announce();
   }
 
+  /**
+   * How many of `count` nodes the budget allows now; reports
+   * `BudgetLimited` when it starts allowing fewer.
+   */
+  #afford(count: number): number {
+    const provisioner = this.#provisioner;
+    const allowed = provisioner.affordable(count);
+    if (allowed < count && !this.#capped) {
+      this.#hooks.emit({
+        type: "BudgetLimited",
+        wanted: count,
+        allowed,
+        spent: provisioner.spend.spent(),
+        maxCost: provisioner.guard.limit?.maxCost ?? 0,
+      });
+    }
+    this.#capped = allowed < count;
+    return allowed;
+  }
+
   /** Runs the scaling policy from now on (an elastic pool). */
   watch(): void {
     if (this.#timer !== undefined || this.#hooks.closed()) return;
@@ -316,16 +345,18 @@ export class Scaler {
       ranks,
       idle,
     });
-    if (plan.add > 0) {
+    // The budget may allow fewer (with no node left, trying tells why).
+    const add = live === 0 ? plan.add : this.#afford(plan.add);
+    if (add > 0) {
       hooks.emit({
         type: "PoolResized",
         previous: live,
-        nodes: live + plan.add,
+        nodes: live + add,
         reason: live < this.scaling.min ? "min" : "queue",
       });
-      this.#grow(plan.add).catch((error) =>
+      this.#grow(add).catch((error) =>
         log.warn("Cannot add {count} node(s): {error}", {
-          count: plan.add,
+          count: add,
           error,
         })
       );

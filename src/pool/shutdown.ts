@@ -20,10 +20,14 @@ export interface ShutdownParts {
   poolId: string;
   /** When the pool started, in ms since the epoch. */
   startedAt: number;
+  /** What the tasks fail with. @default a `PoolClosedError` */
+  error?: Error;
+  /** Dollars spent on the machines, once released, when they had a price. */
+  cost?: () => number | undefined;
   /** Stops the pool's timers: scaling, health checks, heartbeat, ttl, starvation. */
   stopTimers(): void;
   /** Fails every task queued or running with `error`. */
-  failTasks(error: PoolClosedError): void;
+  failTasks(error: Error): void;
   /** The nodes by rank. */
   nodes: (PoolNode | undefined)[];
   /** Every connection opened to a machine, also those not yet a node. */
@@ -53,7 +57,7 @@ export interface ShutdownParts {
  */
 export async function shutdown(parts: ShutdownParts): Promise<void> {
   parts.stopTimers();
-  const closed = new PoolClosedError(
+  const closed = parts.error ?? new PoolClosedError(
     "The pool was closed before the task finished",
   );
   parts.failTasks(closed);
@@ -84,9 +88,11 @@ export async function shutdown(parts: ShutdownParts): Promise<void> {
     errors.push(error);
   }
   if (provisioner.prepared) {
+    const cost = parts.cost?.();
     parts.emit({
       type: "ClusterDestroyed",
       elapsedMs: Date.now() - parts.startedAt,
+      ...cost !== undefined && { cost },
     });
   }
   parts.endEvents();

@@ -86,18 +86,6 @@ export const holdLock = sky.compute(
   },
 );
 
-/** Passes values from queue `from` to queue `to`, `n` of them (a ping-pong partner). */
-export const relay = sky.compute(
-  async (from: string, to: string, n: number) => {
-    const source = sky.queue(from);
-    const sink = sky.queue(to);
-    for (let i = 0; i < n; i++) await sink.put(await source.get());
-  },
-);
-
-/** A task that does nothing, for round trips. */
-export const noop = sky.compute(() => 0);
-
 /** Reads counter `name`. */
 export const counterValue = sky.compute((name: string) =>
   sky.counter(name).value()

@@ -50,7 +50,11 @@ export interface ClusterUnderTest {
   /** Its name in test names: `"sky.Local"`, `"sky.SSH"`. */
   name: string;
   /** A provider of at least 3 nodes. */
-  provider(): Provider<any>;
+  provider(): Provider<any> | Promise<Provider<any>>;
+  /** Pool options the provider needs (e.g. RunPod's accelerator). */
+  poolOptions?: Partial<sky.PoolOptions>;
+  /** Ends what `provider()` started (a fake cloud), after the pool is closed. */
+  close?(): Promise<void>;
   /** Why its tests are ignored here, if they are. */
   unavailable?: string;
 }
@@ -141,6 +145,50 @@ export function semanticsSuite(b: BackendUnderTest): void {
       sum += value;
     }
     assert.equal(sum, (n * (n - 1)) / 2);
+  });
+
+  test("dict and set: large values are listed whole, over several pages", async () => {
+    await using s = await open(b);
+    const d = new Dict<Uint8Array>("big", s.caller);
+    const set = new SharedSet<Uint8Array>("big", s.caller);
+    const value = (i: number) => new Uint8Array(300_000).fill(i);
+    for (let i = 0; i < 12; i++) {
+      await d.set(`k${i}`, value(i));
+      await set.add(value(i));
+    }
+    const seen: number[] = [];
+    for await (const [key, v] of d.entries()) {
+      assert.equal(v.length, 300_000);
+      assert.equal(key, `k${v[0]}`);
+      seen.push(v[0]);
+    }
+    assert.deepEqual(seen.sort((x, y) => x - y), [...Array(12).keys()]);
+    let members = 0;
+    for await (const v of set) members += v.length === 300_000 ? 1 : 0;
+    assert.equal(members, 12);
+  });
+
+  test("dict: a key deleted and set again meanwhile makes a versioned write fail", async () => {
+    await using s = await open(b);
+    const call = (c: object) =>
+      s.backend.call({ kind: "dict", name: "v", ...c } as never, "client");
+    const one = new Uint8Array([1]);
+    await call({ op: "set", key: "k", value: one });
+    const read = await call({ op: "getVersioned", key: "k" }) as {
+      version: number;
+    };
+    // The dict empties (the only key deleted), then the key is set again.
+    await call({ op: "delete", key: "k" });
+    await call({ op: "set", key: "k", value: new Uint8Array([2]) });
+    assert.equal(
+      await call({
+        op: "setIfVersion",
+        key: "k",
+        version: read.version,
+        value: new Uint8Array([3]),
+      }),
+      false,
+    );
   });
 
   test("dict: update is atomic under contention", async () => {
@@ -418,8 +466,12 @@ export function poolSuite(b: BackendUnderTest, c: ClusterUnderTest): void {
     ignore: b.unavailable !== undefined || c.unavailable !== undefined,
     async fn(t) {
       const workers = pids();
+      await using _closed = {
+        [Symbol.asyncDispose]: () => c.close?.() ?? Promise.resolve(),
+      };
       await using pool = await sky.ComputePool.start({
-        provider: c.provider(),
+        ...c.poolOptions,
+        provider: await c.provider(),
         nodes: 3,
         worker: { concurrency: 2 },
         console: "silent",

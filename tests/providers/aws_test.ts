@@ -50,6 +50,14 @@ await fakeCloudConformance({
       "spot",
     );
     assert.equal(run.InstanceType, "t3.medium");
+    // Each node carries its offer's price: t3.medium's spot price in
+    // us-east-1b, the cheapest zone of the fake's DescribeSpotPriceHistory.
+    assert.deepEqual(
+      events.filter((e): e is sky.NodeReady => e.type === "NodeReady").map((
+        e,
+      ) => [e.pricePerHour, e.spot]),
+      [[0.0125, true], [0.0125, true]],
+    );
     const instance = fake.live[0];
     assert.equal(instance.metadataHttpTokens, "required");
     assert.equal(instance.shutdownBehavior, "terminate");

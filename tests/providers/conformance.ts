@@ -283,7 +283,30 @@ async function helloScenario(rig: ProviderRig, session: RigSession) {
     await session.check?.("hello", pool, events);
   }
   assertLifecycle(events);
+  assertPriced(rig, events);
   await assertNothingLeft(session, id);
+}
+
+/**
+ * Spend: a cloud's nodes carry the price of the offer they were launched
+ * on, and the pool reports what they cost at close; local, SSH and
+ * container machines cost nothing unless given a price (`pricePerHour`).
+ */
+function assertPriced(rig: ProviderRig, events: sky.PoolEvent[]) {
+  const ready = events.filter((e): e is sky.NodeReady =>
+    e.type === "NodeReady"
+  );
+  const destroyed = events.find((e): e is sky.ClusterDestroyed =>
+    e.type === "ClusterDestroyed"
+  );
+  const prices = ready.map((e) => e.pricePerHour);
+  if (CAPABILITIES[rig.kind].spot === true) {
+    assert.ok(prices.every((p) => p !== undefined && p > 0), String(prices));
+    assert.ok((destroyed?.cost ?? 0) > 0, `cost at close: ${destroyed?.cost}`);
+  } else {
+    assert.ok(prices.every((p) => !p), String(prices));
+    assert.equal(destroyed?.cost, undefined);
+  }
 }
 
 async function reclaimScenario(

@@ -54,6 +54,13 @@ await fakeCloudConformance({
       fake.live.map((i) => i.request.price).sort(),
       [0.24, 0.264],
     );
+    // Each node costs the bid placed for it, whichever offer it came from.
+    assert.deepEqual(
+      events.flatMap((e) =>
+        e.type === "NodeReady" ? [[e.pricePerHour, e.spot]] : []
+      ).sort(),
+      [[0.24, true], [0.264, true]],
+    );
     assert.equal(fake.sshKeys.length, 1);
     assert.ok(fake.sshKeys[0].endsWith(`skyward:${pool.id}`));
   },
