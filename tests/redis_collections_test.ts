@@ -263,6 +263,12 @@ Deno.test({
     assert.throws(() => Redis({ url: "not a url" }), ConfigError);
     assert.throws(() => Redis({} as sky.RedisOptions), /either 'url'/);
     assert.throws(
+      () => Redis({ on: "head" }),
+      (e: Error) =>
+        e instanceof ConfigError &&
+        /not available in this version/.test(e.message),
+    );
+    assert.throws(
       () => Redis({ url, prefx: "x" } as sky.RedisOptions),
       /prefix/,
     );

@@ -31,8 +31,9 @@ export interface RedisOptions {
    */
   url?: string;
   /**
-   * `"head"`: the pool's head node runs `redis-server` for the pool.
-   * Not available yet: a pool started with it is refused, saying so.
+   * `"head"`: the pool's head node would run `redis-server` for the pool.
+   * Not available in this version: `sky.Redis({ on: "head" })` throws a
+   * `ConfigError` saying so; run a server every node reaches and pass `url`.
    */
   on?: "head";
   /**
@@ -110,8 +111,8 @@ const schema = z.object({
  *
  * @param options The server's URL, and where its keys go.
  * @returns The value of the pool's `collections` option.
- * @throws {ConfigError} When an option is malformed, or neither or both of
- *   `url` and `on` are given.
+ * @throws {ConfigError} When an option is malformed, neither or both of
+ *   `url` and `on` are given, or `on: "head"` is (not available yet).
  *
  * @example
  * ```ts
@@ -128,14 +129,14 @@ export function Redis(options: RedisOptions): RedisCollections {
       "Invalid sky.Redis options: give either 'url' (a server you run) or on: \"head\"",
     );
   }
-  if (valid.url !== undefined) checkUrl(valid.url);
+  if (valid.on === "head") {
+    throw new ConfigError(
+      'Invalid sky.Redis options: on: "head" (redis-server on the head node) is not available in this version; ' +
+        "run redis-server where the client and every node reach it and pass sky.Redis({ url })",
+    );
+  }
+  checkUrl(valid.url!);
   const config = (context: CollectionsContext, client: boolean) => {
-    if (valid.on === "head") {
-      throw new ConfigError(
-        'Cannot open the collections: sky.Redis({ on: "head" }) is not available in this version; ' +
-          "run redis-server where the client and every node reach it and pass sky.Redis({ url })",
-      );
-    }
     return {
       url: valid.url!,
       prefix: `${valid.prefix ?? `skyward:${context.poolId}`}:`,
