@@ -263,10 +263,8 @@ Deno.test({
     assert.throws(() => Redis({ url: "not a url" }), ConfigError);
     assert.throws(() => Redis({} as sky.RedisOptions), /either 'url'/);
     assert.throws(
-      () => Redis({ on: "head" }),
-      (e: Error) =>
-        e instanceof ConfigError &&
-        /not available in this version/.test(e.message),
+      () => Redis({ url, port: 6390 }),
+      /'port' is the head node's/,
     );
     assert.throws(
       () => Redis({ url, prefx: "x" } as sky.RedisOptions),
@@ -294,6 +292,7 @@ Deno.test({
         prefix: "x:",
         clearOnClose: false,
         connectTimeoutMs: 1_000,
+        role: "node",
       }),
       /from node .* must be reachable from every node/,
     );

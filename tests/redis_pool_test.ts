@@ -104,3 +104,52 @@ Deno.test({
     await found.redis?.release();
   },
 });
+
+Deno.test('sky.Redis({ on: "head" }) is refused on providers whose machines have no private network, before any machine', async () => {
+  const events: string[] = [];
+  for (
+    const provider of [
+      sky.RunPod({ apiKey: "test" }),
+      sky.VastAI({ apiKey: "test" }),
+    ]
+  ) {
+    await assert.rejects(
+      sky.ComputePool.start({
+        provider,
+        nodes: 2,
+        console: "silent",
+        onEvent: (e) => events.push(e.type),
+        collections: sky.Redis({ on: "head" }),
+      }),
+      (e: Error) => {
+        assert.equal(e.name, "ConfigError");
+        assert.match(e.message, /no private network/);
+        assert.match(e.message, new RegExp(provider.name));
+        return true;
+      },
+    );
+  }
+  assert.ok(!events.includes("InstanceLaunched"), events.join(" "));
+});
+
+Deno.test('sky.Redis({ on: "head" }) is refused for local processes, which cannot install redis-server, leaving no node', async () => {
+  const root = await tempRoot();
+  try {
+    await assert.rejects(
+      sky.ComputePool.start({
+        provider: sky.Local({ root }),
+        nodes: 1,
+        console: "silent",
+        collections: sky.Redis({ on: "head" }),
+      }),
+      (e: Error) => {
+        assert.equal(e.name, "ConfigError");
+        assert.match(e.message, /redis-server/);
+        assert.match(e.message, /processes on this machine/);
+        return true;
+      },
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+  }
+});

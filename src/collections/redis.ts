@@ -14,7 +14,7 @@
 import { z } from "npm:zod@4.6.7";
 import { lazyModule } from "../_lazy.ts";
 import { parseOptions } from "../_options.ts";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, PoolClosedError } from "../errors.ts";
 import type {
   CollectionBackend,
   CollectionsContext,
@@ -31,11 +31,22 @@ export interface RedisOptions {
    */
   url?: string;
   /**
-   * `"head"`: the pool's head node would run `redis-server` for the pool.
-   * Not available in this version: `sky.Redis({ on: "head" })` throws a
-   * `ConfigError` saying so; run a server every node reaches and pass `url`.
+   * `"head"`: the pool's head node runs `redis-server` for the pool
+   * (installed by the bootstrap's `apt` phase, bound to its private address,
+   * asking for a password generated per pool), which the other nodes and
+   * the client reach at that address. Refused on providers whose machines
+   * have no private network (RunPod, Vast.ai) and for local processes
+   * (they cannot install Debian packages); the client must reach the head's
+   * private address (same network or VPN). The server and its collections
+   * end with the pool.
    */
   on?: "head";
+  /**
+   * The port of the head node's server (with `on: "head"`).
+   *
+   * @default {6390}
+   */
+  port?: number;
   /**
    * The namespace of the pool's keys on the server. Pools with the same
    * prefix share their collections.
@@ -53,9 +64,10 @@ export interface RedisOptions {
   keep?: boolean;
   /**
    * How long the client and each node wait for the server at start, in
-   * milliseconds.
+   * milliseconds (with `on: "head"`, from when the head node has an
+   * address: it installs and starts the server meanwhile).
    *
-   * @default {10000}
+   * @default {10000}; with `on: "head"`, 600000
    */
   connectTimeout?: number;
 }
@@ -73,6 +85,7 @@ interface RedisBackendModule {
   openBackend(
     config: RedisBackendConfigShape,
     context?: CollectionsContext,
+    signal?: AbortSignal,
   ): Promise<CollectionBackend>;
 }
 
@@ -82,6 +95,8 @@ interface RedisBackendConfigShape {
   prefix: string;
   clearOnClose: boolean;
   connectTimeoutMs: number;
+  role: "client" | "node";
+  head?: { port: number; password: string };
 }
 
 const loadBackend = lazyModule<RedisBackendModule>(
@@ -95,6 +110,7 @@ const schema = z.object({
   prefix: z.string().min(1).max(200).optional(),
   keep: z.boolean().optional(),
   connectTimeout: z.number().int().positive().optional(),
+  port: z.number().int().min(1).max(65_535).optional(),
 }).strict();
 
 /**
@@ -111,8 +127,8 @@ const schema = z.object({
  *
  * @param options The server's URL, and where its keys go.
  * @returns The value of the pool's `collections` option.
- * @throws {ConfigError} When an option is malformed, neither or both of
- *   `url` and `on` are given, or `on: "head"` is (not available yet).
+ * @throws {ConfigError} When an option is malformed, or neither or both of
+ *   `url` and `on` are given.
  *
  * @example
  * ```ts
@@ -129,33 +145,104 @@ export function Redis(options: RedisOptions): RedisCollections {
       "Invalid sky.Redis options: give either 'url' (a server you run) or on: \"head\"",
     );
   }
-  if (valid.on === "head") {
+  if (valid.url !== undefined) checkUrl(valid.url);
+  if (valid.port !== undefined && valid.on !== "head") {
     throw new ConfigError(
-      'Invalid sky.Redis options: on: "head" (redis-server on the head node) is not available in this version; ' +
-        "run redis-server where the client and every node reach it and pass sky.Redis({ url })",
+      "Invalid sky.Redis options: 'port' is the head node's server's (on: \"head\"); give the port in 'url'",
     );
   }
-  checkUrl(valid.url!);
-  const config = (context: CollectionsContext, client: boolean) => {
+  const head = valid.on === "head";
+  // One password per pool, the same for the client and every node.
+  const passwords = new Map<string, string>();
+  const config = (
+    context: CollectionsContext,
+    role: "client" | "node",
+  ): RedisBackendConfigShape => {
+    let password = passwords.get(context.poolId);
+    if (head && password === undefined) {
+      password = Array.from(
+        crypto.getRandomValues(new Uint8Array(24)),
+        (b) => b.toString(16).padStart(2, "0"),
+      ).join("");
+      passwords.set(context.poolId, password);
+    }
     return {
-      url: valid.url!,
+      url: valid.url ?? "",
       prefix: `${valid.prefix ?? `skyward:${context.poolId}`}:`,
-      clearOnClose: client && !valid.keep,
-      connectTimeoutMs: valid.connectTimeout ?? 10_000,
+      // The head's server ends with the pool: nothing to clear.
+      clearOnClose: role === "client" && !valid.keep && !head,
+      connectTimeoutMs: valid.connectTimeout ?? (head ? 600_000 : 10_000),
+      role,
+      ...(head
+        ? { head: { port: valid.port ?? 6390, password: password! } }
+        : {}),
     };
   };
   return {
     kind: "redis",
     options: Object.freeze({ ...valid }),
+    ...(head ? { needs: { apt: ["redis-server"], privateNetwork: true } } : {}),
     async open(context) {
       const backend = await loadBackend();
-      return await backend.openBackend(config(context, true), context);
+      if (!head) {
+        return await backend.openBackend(config(context, "client"), context);
+      }
+      // The head node comes up after the pool opens its collections: the
+      // client connects on its first call.
+      const stop = new AbortController();
+      return lazyBackend(
+        () =>
+          backend.openBackend(config(context, "client"), context, stop.signal),
+        () =>
+          stop.abort(new PoolClosedError("The pool's collections are closed")),
+      );
     },
     worker(context): WorkerBackendSpec {
       return {
         module: "../src/collections/redis_backend.ts",
-        config: config(context, false),
+        config: config(context, "node"),
       };
+    },
+  };
+}
+
+/**
+ * A backend that opens on its first call (the head node's server is not up
+ * when the pool opens its collections); `stop` ends an opening under way.
+ */
+function lazyBackend(
+  open: () => Promise<CollectionBackend>,
+  stop: () => void,
+): CollectionBackend {
+  let opening: Promise<CollectionBackend> | undefined;
+  let closed = false;
+  const get = () => {
+    if (closed) {
+      return Promise.reject(
+        new PoolClosedError("The pool's collections are closed"),
+      );
+    }
+    if (!opening) {
+      opening = open();
+      // A failed opening is tried again by the next call.
+      opening.catch(() => {
+        opening = undefined;
+      });
+    }
+    return opening;
+  };
+  return {
+    call: (call, holder, signal) =>
+      get().then((backend) => backend.call(call, holder, signal)),
+    async forget(holder) {
+      const backend = await opening?.catch(() => undefined);
+      await backend?.forget(holder);
+    },
+    async close() {
+      closed = true;
+      stop();
+      const backend = await opening?.catch(() => undefined);
+      await backend?.close();
     },
   };
 }

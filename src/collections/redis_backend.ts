@@ -26,6 +26,9 @@ import type {
 } from "./backend.ts";
 import { MAX_NAME_LENGTH } from "./backend.ts";
 import { ConfigError, PoolClosedError } from "../errors.ts";
+import { instanceInfo } from "../instance.ts";
+import { sleep } from "../_timers.ts";
+import { startHeadServer } from "./redis_head.ts";
 import * as lua from "./redis_scripts.ts";
 
 /** What a backend on Redis is opened with (sent to each node as it is). */
@@ -38,6 +41,13 @@ export interface RedisBackendConfig {
   clearOnClose: boolean;
   /** How long to wait for the server at start, in milliseconds. */
   connectTimeoutMs: number;
+  /** Who opens it: the client, or a node's worker. */
+  role: "client" | "node";
+  /**
+   * The server runs on the head node (`sky.Redis({ on: "head" })`): its
+   * port and password; `url` is then made from the head's address.
+   */
+  head?: { port: number; password: string };
 }
 
 /** How long a completed barrier round's replies wait for their waiters. */
@@ -114,7 +124,7 @@ function connectProblem(error: unknown): string {
  * import { openBackend } from "./redis_backend.ts";
  *
  * const backend = await openBackend(
- *   { url: "redis://127.0.0.1:6379", prefix: "skyward:demo:", clearOnClose: true, connectTimeoutMs: 5000 },
+ *   { url: "redis://127.0.0.1:6379", prefix: "skyward:demo:", clearOnClose: true, connectTimeoutMs: 5000, role: "client" },
  *   { poolId: "demo" },
  * );
  * console.log(await backend.call({ kind: "counter", name: "n", op: "add", n: 1 }, "client")); // 1
@@ -124,11 +134,26 @@ function connectProblem(error: unknown): string {
 export async function openBackend(
   config: RedisBackendConfig,
   context?: CollectionsContext,
+  signal?: AbortSignal,
 ): Promise<CollectionBackend> {
-  const where = redactUrl(config.url);
+  const deadline = Date.now() + config.connectTimeoutMs;
+  let url = config.url;
+  let server: Promise<string> | undefined;
+  if (config.head) {
+    const address = await headAddress(config, context, deadline, signal);
+    const head = config.role === "node" && instanceInfo().isHead;
+    if (head) {
+      server = (await startHeadServer({ bind: address, ...config.head }))
+        .ended;
+    }
+    url = `redis://:${encodeURIComponent(config.head.password)}@${
+      head ? "127.0.0.1" : address
+    }:${config.head.port}`;
+  }
+  const where = redactUrl(url);
   let parsed: URL;
   try {
-    parsed = new URL(config.url);
+    parsed = new URL(url);
   } catch {
     throw new ConfigError(
       `Cannot open the collections on Redis: '${where}' is not a URL (expected redis://[:password@]host[:port][/db])`,
@@ -139,18 +164,66 @@ export async function openBackend(
       `Cannot open the collections on Redis: '${where}' is not a redis:// or rediss:// URL`,
     );
   }
+  for (let attempt = 0;; attempt++) {
+    const tried = await connect(url, config, context);
+    if ("client" in tried) {
+      return new RedisBackend(
+        tried.client,
+        config,
+        context?.poolId ?? "",
+        server !== undefined,
+      );
+    }
+    // A server on the head node may not be up yet: wait for it, while it
+    // has not failed and time is left.
+    const failed = server &&
+      await Promise.race([server, sleep(0).then(() => undefined)]);
+    if (
+      !config.head || failed || Date.now() >= deadline ||
+      !RETRIABLE.has((tried.error as { code?: string })?.code ?? "")
+    ) {
+      // A node's worker connects too: a URL only the client reaches (e.g.
+      // 127.0.0.1 with remote nodes) fails here, on the node.
+      const from = config.role === "client"
+        ? ""
+        : ` from node ${Deno.hostname()} (each node connects to the server itself: the URL must be reachable from every node, not only from the client)`;
+      throw new ConfigError(
+        `Cannot open the collections on Redis at ${where}${from}: ${
+          failed
+            ? `redis-server did not start: ${failed}`
+            : connectProblem(tried.error)
+        }`,
+        { cause: tried.error },
+      );
+    }
+    await sleep(Math.min(250 * (attempt + 1), 2_000), signal);
+  }
+}
+
+/** Connection errors worth another try while a head node's server starts. */
+const RETRIABLE = new Set([
+  "ECONNREFUSED",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ECONNRESET",
+]);
+
+/** One attempt to connect and check the credentials; nothing left open when it fails. */
+async function connect(
+  url: string,
+  config: RedisBackendConfig,
+  context: CollectionsContext | undefined,
+): Promise<{ client: IORedis } | { error: unknown }> {
   let connected = false;
   let last: unknown;
-  const client = new IORedis(config.url, {
+  const client = new IORedis(url, {
     // Seen in CLIENT LIST: whose connection it is.
-    connectionName: `skyward/${context?.poolId ?? ""}/${
-      config.clearOnClose ? "client" : "node"
-    }`,
+    connectionName: `skyward/${context?.poolId ?? ""}/${config.role}`,
     lazyConnect: true,
     protocol: 2,
     // The calls of concurrent tasks, sent in one write per tick.
     enableAutoPipelining: true,
-    connectTimeout: config.connectTimeoutMs,
+    connectTimeout: Math.max(1, config.connectTimeoutMs),
     maxRetriesPerRequest: 3,
     // No retry before the first connection (a bad address fails at once);
     // after it, reconnect with a bounded backoff.
@@ -163,21 +236,38 @@ export async function openBackend(
     await client.connect();
     await client.ping();
     connected = true;
+    return { client };
   } catch (error) {
     client.disconnect();
-    // A node's worker connects too: a URL only the client reaches (e.g.
-    // 127.0.0.1 with remote nodes) fails here, on the node.
-    const from = config.clearOnClose
-      ? ""
-      : ` from node ${Deno.hostname()} (each node connects to the server itself: the URL must be reachable from every node, not only from the client)`;
-    throw new ConfigError(
-      `Cannot open the collections on Redis at ${where}${from}: ${
-        connectProblem(last ?? error)
-      }`,
-      { cause: last ?? error },
-    );
+    return { error: last ?? error };
   }
-  return new RedisBackend(client, config, context?.poolId ?? "");
+}
+
+/** The head node's private address: from the pool on the client, from `instanceInfo()` on a node. */
+async function headAddress(
+  config: RedisBackendConfig,
+  context: CollectionsContext | undefined,
+  deadline: number,
+  signal?: AbortSignal,
+): Promise<string> {
+  if (config.role === "client") {
+    if (!context?.headAddress) {
+      throw new ConfigError(
+        'Cannot open sky.Redis({ on: "head" }) outside a pool: it needs a head node',
+      );
+    }
+    return await context.headAddress();
+  }
+  for (;;) {
+    const address = instanceInfo().headAddr;
+    if (address) return address;
+    if (Date.now() >= deadline) {
+      throw new ConfigError(
+        `Cannot open the collections on the head node's Redis from node ${Deno.hostname()}: the head node has no address yet`,
+      );
+    }
+    await sleep(100, signal);
+  }
 }
 
 /** One blocked call: its connection, and how to end it. */
@@ -198,10 +288,19 @@ class RedisBackend implements CollectionBackend {
   readonly #scripts = new Map<string, string>();
   #closed: Error | null = null;
 
-  constructor(client: IORedis, config: RedisBackendConfig, poolId: string) {
+  /** Whether this node started the server (the head's): it shuts it down at close. */
+  readonly #ownsServer: boolean;
+
+  constructor(
+    client: IORedis,
+    config: RedisBackendConfig,
+    poolId: string,
+    ownsServer: boolean,
+  ) {
     this.#client = client;
     this.#config = config;
     this.#poolId = poolId;
+    this.#ownsServer = ownsServer;
   }
 
   #key(tag: string, name: string): string {
@@ -638,6 +737,9 @@ class RedisBackend implements CollectionBackend {
     for (const conn of this.#idle.splice(0)) conn.disconnect();
     try {
       if (this.#config.clearOnClose) await this.#clear();
+      if (this.#ownsServer) {
+        await this.#client.call("SHUTDOWN", "NOSAVE").catch(() => {});
+      }
     } finally {
       await this.#client.quit().catch(() => this.#client.disconnect());
     }

@@ -26,7 +26,7 @@ import {
   ProvisioningError,
 } from "../errors.ts";
 import type { BootstrapPhaseName, EventInit } from "../events.ts";
-import { Image } from "../image.ts";
+import { Image, type ResolvedImage } from "../image.ts";
 import type { InstanceInfo } from "../instance.ts";
 import { logger } from "../log.ts";
 import type { Instance } from "../provider.ts";
@@ -367,12 +367,32 @@ export class BringUp {
     return spec ? [new URL(spec.module, WORKER_MAIN).href] : [];
   }
 
+  /** The image, with the Debian packages the collections backend needs of the nodes (e.g. `redis-server`). */
+  #imageWithCollectionsApt(): ResolvedImage {
+    const image = this.#options.image ?? Image();
+    const apt = this.#hooks.collections?.option.needs?.apt ?? [];
+    const missing = apt.filter((p) => !image.apt.includes(p));
+    return missing.length
+      ? { ...image, apt: [...image.apt, ...missing] }
+      : image;
+  }
+
   /** Copies the code into a local node's directory (once per hash). */
   async #shipLocally(
     index: number,
     host: Host,
     dir: string,
   ): Promise<WorkerLaunch> {
+    const collections = this.#hooks.collections?.option;
+    if (collections?.needs?.apt?.length) {
+      throw new ConfigError(
+        `Cannot start the collections (${collections.kind}) on ${this.#provisioner.provider.name} nodes: ` +
+          `they need ${
+            collections.needs.apt.join(", ")
+          } installed by the bootstrap, and these nodes are processes on this machine. ` +
+          "Run the server yourself and give its URL, or use a provider with machines of its own",
+      );
+    }
     if (this.#options.image?.apt.length) {
       throw new ConfigError(
         `Cannot install apt packages on ${this.#provisioner.provider.name} nodes: they are processes on this machine. ` +
@@ -430,7 +450,7 @@ export class BringUp {
   async #bootstrapRemote(index: number, host: Host): Promise<WorkerLaunch> {
     // One plan for every node: the bootstrap caches its preparation per plan.
     this.#plan ??= librarySource(this.#workerBackendModules()).then((lib) => ({
-      image: this.#options.image ?? Image(),
+      image: this.#imageWithCollectionsApt(),
       denoVersion: Deno.version.deno,
       code: this.#bundle,
       lib,
