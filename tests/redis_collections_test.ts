@@ -267,6 +267,10 @@ Deno.test({
       /'port' is the head node's/,
     );
     assert.throws(
+      () => Redis({ on: "head", keep: true }),
+      /'keep' cannot keep anything/,
+    );
+    assert.throws(
       () => Redis({ url, prefx: "x" } as sky.RedisOptions),
       /prefix/,
     );

@@ -120,7 +120,8 @@ const schema = z.object({
  * and the barrier and the lock are done atomically on the server (Lua
  * scripts; a lock's lease is the key's expiry). A lock held by a node the
  * pool loses is released. Keys live under a prefix per pool and are deleted
- * when the pool closes, unless `keep` is set.
+ * when the pool closes, unless `keep` is set. With `on: "head"` the pool's
+ * head node runs the server itself (see {@linkcode RedisOptions.on}).
  *
  * Needs Redis 6.2 or later, or Valkey (it uses `BLMOVE`); a single server,
  * not Redis Cluster.
@@ -152,6 +153,11 @@ export function Redis(options: RedisOptions): RedisCollections {
     );
   }
   const head = valid.on === "head";
+  if (head && valid.keep) {
+    throw new ConfigError(
+      "Invalid sky.Redis options: 'keep' cannot keep anything with on: \"head\", whose server ends with the pool; give the 'url' of a server of yours",
+    );
+  }
   // One password per pool, the same for the client and every node.
   const passwords = new Map<string, string>();
   const config = (
