@@ -9,15 +9,31 @@
  * - 10,000 no-op tasks through `gather` on 2 nodes, sandboxed and not;
  * - a task with `isolation: "task"` (a fresh sandbox each), beside a warm one;
  * - a WASM call (a fresh QuickJS runtime and context each), beside a warm
- *   Deno sandbox, and QuickJS alone in this process.
+ *   Deno sandbox, and QuickJS alone in this process;
+ * - the first task of a new permission set on a warm node (a sandbox
+ *   process started for it), and fresh sandboxes (`isolation: "task"`)
+ *   back to back, beside a bare `deno eval 0` and a bare Web Worker, both
+ *   timed in the same run; these computes sit in a
+ *   module that imports only what a node needs (`node_computes.ts`), so
+ *   that the library's client does not weigh on the figure;
+ * - a small task while a 512 MiB `Uint8Array` result of the same sandbox is
+ *   returned, beside the time to make such an array here.
  *
- * Run with `deno task bench sandbox`, or `deno run -A bench/sandbox.ts`.
+ * Run with `deno task bench sandbox`, or `deno run -A bench/sandbox.ts`
+ * (`deno run -A bench/sandbox.ts start` runs the last two parts only).
  *
  * @module
  */
 import * as sky from "../mod.ts";
 import { loadQuickJS, runFunction } from "../worker/sandbox/wasm.ts";
 import { ms, percentile, printTable, row, timeEach } from "./_util.ts";
+import {
+  bigBytes,
+  nodeFresh,
+  nodeNoop,
+  ownSet,
+  small,
+} from "./node_computes.ts";
 
 export const noop = sky.compute(() => null);
 export const fresh = sky.compute(() => null, { isolation: "task" });
@@ -45,6 +61,120 @@ function figures(times: number[]): string {
   return `p50 ${ms(percentile(sorted, 0.5))}, p99 ${
     ms(percentile(sorted, 0.99))
   }`;
+}
+
+/** A bare `deno eval 0`, started and ended, in ms. */
+async function denoEval(): Promise<number> {
+  const t0 = performance.now();
+  await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "0"],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  return performance.now() - t0;
+}
+
+/** A bare Web Worker, started until its first message, in ms. */
+async function bareWorker(): Promise<number> {
+  const t0 = performance.now();
+  const url = URL.createObjectURL(
+    new Blob(["postMessage(0)"], { type: "text/javascript" }),
+  );
+  const worker = new Worker(url, { type: "module" });
+  await new Promise((resolve) => worker.onmessage = resolve);
+  const time = performance.now() - t0;
+  worker.terminate();
+  URL.revokeObjectURL(url);
+  return time;
+}
+
+async function times(n: number, fn: () => Promise<number>) {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(await fn());
+  return out.sort((a, b) => a - b);
+}
+
+/**
+ * Sandbox starts: a new permission set on a warm node, fresh sandboxes back
+ * to back, and a small task beside a 512 MiB result.
+ */
+export async function sandboxStartBenchmarks(): Promise<void> {
+  const evals = await times(10, denoEval);
+  const workers = await times(10, bareWorker);
+  const baseline = `\`deno eval 0\`: ${figures(evals)}; bare Web Worker: ${
+    figures(workers)
+  }`;
+  {
+    await using pool = await start();
+    await pool.run(nodeNoop());
+    const firsts: number[] = [];
+    for (const task of ownSet) {
+      // A pause: the node is warm and idle when the new set comes.
+      await new Promise((r) => setTimeout(r, 300));
+      const t0 = performance.now();
+      await pool.run(task());
+      firsts.push(performance.now() - t0);
+    }
+    firsts.sort((a, b) => a - b);
+    row(
+      "first task of a new permission set, warm node",
+      figures(firsts),
+      baseline,
+      `${
+        (percentile(firsts, 0.5) / percentile(evals, 0.5)).toFixed(2)
+      }x deno eval 0`,
+    );
+  }
+  {
+    await using pool = await start();
+    await pool.run(nodeFresh());
+    await new Promise((r) => setTimeout(r, 1_000));
+    const backToBack = await timeEach(20, 0, () => pool.run(nodeFresh()));
+    row(
+      'isolation: "task", fresh sandboxes back to back',
+      figures(backToBack),
+      baseline,
+      `${
+        (percentile(backToBack, 0.5) / percentile(evals, 0.5)).toFixed(2)
+      }x deno eval 0`,
+    );
+  }
+  {
+    // Two slots: the small task is sent to the node while the array is made.
+    await using pool = await start({ worker: { concurrency: 2 } });
+    await pool.run(bigBytes(1));
+    await pool.run(small(1));
+    const produce = await times(3, () => {
+      const t0 = performance.now();
+      new Uint8Array(512 * 2 ** 20).fill(7);
+      return Promise.resolve(performance.now() - t0);
+    });
+    const waits: number[] = [];
+    const wholes: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      const big = pool.run(bigBytes(512)).then(() => performance.now() - t0);
+      // Sent while the array is made, in the same sandbox: it runs once the
+      // array is made, and must not wait for the array to be sent.
+      const wait = await pool.run(bigBytes(0)).then(() =>
+        performance.now() - t0
+      );
+      waits.push(wait);
+      wholes.push(await big);
+    }
+    waits.sort((a, b) => a - b);
+    wholes.sort((a, b) => a - b);
+    row(
+      "small task while a 512 MiB Uint8Array result of its sandbox is returned",
+      `small task done ${
+        figures(waits)
+      } after both were sent; the 512 MiB result ${figures(wholes)}`,
+      `making the array here: ${figures(produce)}`,
+      `+${
+        ms(percentile(waits, 0.5) - percentile(produce, 0.5))
+      } p50 beyond making it`,
+    );
+  }
 }
 
 /** Runs the sandbox benchmarks, adding rows to the table. */
@@ -134,9 +264,11 @@ export async function sandboxBenchmarks(): Promise<void> {
       `+${ms(percentile(wasm, 0.5) - percentile(deno, 0.5))} p50`,
     );
   }
+  await sandboxStartBenchmarks();
 }
 
 if (import.meta.main) {
-  await sandboxBenchmarks();
+  if (Deno.args[0] === "start") await sandboxStartBenchmarks();
+  else await sandboxBenchmarks();
   printTable();
 }

@@ -1,9 +1,9 @@
 /**
- * What every sandbox (a Node worker thread started by a sandbox host) does
- * before it runs tasks: read its start-up data, mark itself as a worker,
- * send its console output to the worker process as log messages, hold the
- * lock that lets the host stop it in a busy loop, and drop the permissions
- * it had only for loading its modules.
+ * What every sandbox (a process of its own, or a Node worker thread started
+ * by a sandbox host) does before it runs tasks: read its start-up data, mark
+ * itself as a worker, send its console output to the worker process as log
+ * messages, hold the lock that lets the host stop a thread in a busy loop,
+ * and drop the permissions it had only for loading its modules.
  *
  * Messages to the worker process, over the `port` of its start-up data:
  * `{ t: "ready" }`, `{ t: "fail", b }` (it could not start: `b` is an encoded
@@ -16,13 +16,25 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { format } from "node:util";
-import { workerData } from "node:worker_threads";
 import { encode, toWireError } from "../../src/wire/codec.ts";
 import { explainImport } from "../imports.ts";
 import { SerializationError } from "../../src/errors.ts";
 import { type InstanceInfo, setInstanceInfo } from "../../src/instance.ts";
 import { capLine, droppedLines, lineCost } from "../../src/wire/output.ts";
 import { installCollections } from "./collections.ts";
+
+/** Where a sandbox sends its messages: a `MessagePort` or a socket's channel. */
+export interface Outlet {
+  postMessage(message: unknown, transfer?: Transferable[]): void;
+  /** Sends a message whose `b` is `pieces` joined, without copying them (a channel). */
+  postBytes?(message: Record<string, unknown>, pieces: Uint8Array[]): void;
+}
+
+/**
+ * A `Uint8Array` result at least this large goes as it is, its MessagePack
+ * header put in front by the receiver's read, not encoded (copied) here.
+ */
+const RAW_RESULT_BYTES = 64 * 1024;
 
 /** What the worker process gives a sandbox when it starts it. */
 export interface SandboxData {
@@ -44,25 +56,12 @@ export const currentTask: AsyncLocalStorage<number> = new AsyncLocalStorage<
 >();
 
 /**
- * Reads the start-up data of a sandbox of this kind, or `undefined` when
- * this module runs anywhere else (then it does nothing).
- */
-export function startupData(kind: string): SandboxData | undefined {
-  const data = workerData as SandboxData | undefined;
-  if (data?.skyward !== kind) return undefined;
-  // The task code shares this realm: it must not reach the channel.
-  const copy = { ...data };
-  for (const key of Object.keys(data)) {
-    delete (data as unknown as Record<string, unknown>)[key];
-  }
-  return copy;
-}
-
-/**
  * Prepares the sandbox's realm before any user code is evaluated: the worker
  * flag, the instance info, and the console.
  */
-export function prepare(data: SandboxData): void {
+export function prepare(
+  data: Pick<SandboxData, "instance"> & { port: Outlet },
+): void {
   (globalThis as Record<symbol, unknown>)[Symbol.for("skyward.worker")] = true;
   setInstanceInfo(data.instance);
   const port = data.port;
@@ -99,7 +98,7 @@ export let collectionReply: (message: Record<string, unknown>) => void =
  */
 const LOG_CREDIT = 2 * 1024 * 1024;
 let logCredit = LOG_CREDIT;
-let logPort: MessagePort | undefined;
+let logPort: Outlet | undefined;
 /** Lines dropped, by task (`-1` for output of no task). */
 const dropped = new Map<number, number>();
 
@@ -186,7 +185,7 @@ interface Locks {
 }
 
 /** Drops the permissions that were granted only to load modules. */
-export function dropLoadGrants(data: SandboxData): void {
+export function dropLoadGrants(data: Pick<SandboxData, "revoke">): void {
   for (const descriptor of data.revoke) {
     Deno.permissions.revokeSync(descriptor);
   }
@@ -211,35 +210,51 @@ export function wireError(error: unknown): ArrayBuffer {
 
 const outbox: unknown[] = [];
 const transfers: ArrayBuffer[] = [];
+let outboxPort: Outlet | undefined;
+
+/** Sends the messages of this turn now (before a message that bypasses the outbox). */
+function flush(port: Outlet): void {
+  if (outbox.length === 0) return;
+  const messages = outbox.splice(0);
+  const buffers = transfers.splice(0);
+  (outboxPort ?? port).postMessage(
+    messages.length === 1 ? messages[0] : { t: "batch", messages },
+    buffers,
+  );
+}
 
 /**
  * Sends a message to the worker process; the messages sent in one turn
  * share one `{ t: "batch", messages }`.
  */
 export function post(
-  port: MessagePort,
+  port: Outlet,
   message: unknown,
   buffer?: ArrayBuffer,
 ): void {
   outbox.push(message);
+  outboxPort = port;
   if (buffer) transfers.push(buffer);
   if (outbox.length > 1) return;
-  queueMicrotask(() => {
-    const messages = outbox.splice(0);
-    const buffers = transfers.splice(0);
-    port.postMessage(
-      messages.length === 1 ? messages[0] : { t: "batch", messages },
-      buffers,
-    );
-  });
+  queueMicrotask(() => flush(port));
 }
 
 /** Sends a task's result, or why it could not be sent. */
 export function sendResult(
-  port: MessagePort,
+  port: Outlet,
   id: number,
   value: unknown,
 ): void {
+  if (
+    port.postBytes && value instanceof Uint8Array &&
+    value.byteLength >= RAW_RESULT_BYTES && value.byteLength < 2 ** 32
+  ) {
+    // What the codec would make of it: MessagePack's bin, the bytes as
+    // they are. They go in parts, other tasks' messages between them.
+    flush(port);
+    port.postBytes({ t: "ok", id }, [binHeader(value.byteLength), value]);
+    return;
+  }
   let bytes: Uint8Array;
   try {
     bytes = encode(value, "result");
@@ -251,8 +266,20 @@ export function sendResult(
   post(port, { t: "ok", id, b: buffer }, buffer);
 }
 
+/** MessagePack's header of a `bin` of `length` bytes. */
+function binHeader(length: number): Uint8Array {
+  if (length < 2 ** 8) return new Uint8Array([0xc4, length]);
+  if (length < 2 ** 16) {
+    return new Uint8Array([0xc5, length >> 8, length & 255]);
+  }
+  const header = new Uint8Array(5);
+  header[0] = 0xc6;
+  new DataView(header.buffer).setUint32(1, length);
+  return header;
+}
+
 /** Sends a task's failure. */
-export function sendError(port: MessagePort, id: number, error: unknown): void {
+export function sendError(port: Outlet, id: number, error: unknown): void {
   if (error instanceof SerializationError) {
     post(port, { t: "ser", id, path: error.path, problem: error.message });
     return;

@@ -1,113 +1,141 @@
 /**
- * A Deno sandbox: a Node worker thread holding exactly its compute's
- * permissions. It starts ahead of need; on `{ t: "load", module }` it imports
- * the compute's module from the shipped code (while it still holds read
- * access to it), drops that access, then runs the tasks the worker process
- * sends it, `concurrency` at a time (the load message's), in the order they
- * came.
+ * A Deno sandbox: a process of its own (`deno run deno_entry.ts <socket>
+ * <token>`, see `process.ts`) holding exactly its compute's permissions. It
+ * starts ahead of need: it connects to the worker process's socket, says its
+ * token, and is sent `{ t: "init", instance, revoke }`. On `{ t: "load",
+ * module }` it imports the compute's module from the shipped code (while it
+ * still holds read access to it), drops that access and its access to the
+ * socket, then runs the tasks the worker process sends it, `n` at a time
+ * (as `{ t: "slots", n }` says; one until then), in the order they came.
+ * It exits when its socket closes.
+ *
+ * Before any user code runs it takes away what would let state pass between
+ * sandboxes with no permission: `caches` and `localStorage` (kept on disk
+ * per node, not per sandbox) throw `NotCapable` unless the sandbox may write
+ * anywhere (`write: true`), which reaches them anyway.
  *
  * Tasks arrive as `[id, key, payload, streams?]`, the payload an
  * `ArrayBuffer` of encoded arguments; results go back as encoded bytes too
- * (see `_sandbox_common.ts`). A streamed argument is fed by `{ t: "in" }`
+ * (see `common.ts`). A streamed argument is fed by `{ t: "in" }`
  * messages and grants credit with `{ t: "credit", id, s, n }`; a streamed
  * result goes back as `{ t: "open", id }`, then `{ t: "item", id, b }`
  * batches as `{ t: "credit", id, n }` allows, then its outcome; `{ t:
  * "stop", id }` returns its generator. `{ t: "info", instance }` replaces
- * what `sky.instanceInfo()` returns, for the tasks that follow it.
+ * what `sky.instanceInfo()` returns, for the tasks that follow it. `{ t:
+ * "collr" }` answers a task's collection calls (see `collections.ts`).
  *
  * @module
  */
 import { setImmediate } from "node:timers";
-import { getHeapStatistics } from "node:v8";
 import { decode } from "../../src/wire/codec.ts";
 import { fromWireError, type WireError } from "../../src/wire/wire_error.ts";
 import { lookupCompute } from "../../src/compute.ts";
-import { setInstanceInfo } from "../../src/instance.ts";
+import { type InstanceInfo, setInstanceInfo } from "../../src/instance.ts";
 import {
   Inbox,
   isStreamable,
   Pump,
   readableOf,
 } from "../../src/wire/stream.ts";
+import { Channel, type ChannelEvent } from "./channel.ts";
 import {
   collectionReply,
   currentTask,
   dropLoadGrants,
-  holdLock,
   logAcknowledged,
   post,
   prepare,
   sendError,
   sendResult,
-  startupData,
   wireError,
 } from "./common.ts";
 
-/** How often a sandbox running tasks checks that it has not run out of memory. */
-const HEAP_WATCH_MS = 100;
+/** UTF-8 bytes of a string, bound before any user code can patch `TextEncoder`. */
+const utf8 = TextEncoder.prototype.encode.bind(new TextEncoder());
 
-const data = startupData("deno");
-if (data) await main();
-
-/**
- * Watches for the sandbox running out of memory, and says so once with
- * `{ t: "oom" }`. Deno does not always end a Node worker thread that
- * reaches its heap limit: it interrupts the JavaScript running then and
- * doubles the limit, so that a task awaiting between allocations is left
- * for ever unsettled (or its promise rejected with `null`) while the
- * thread goes on answering. The raised limit is the trace this looks for.
- */
-function heapWatch(port: MessagePort): {
-  exceeded(): boolean;
-  watch(on: boolean): void;
-} {
-  const initial = getHeapStatistics().heap_size_limit;
-  let said = false;
-  let timer: ReturnType<typeof setInterval> | undefined;
-  const exceeded = () => {
-    if (getHeapStatistics().heap_size_limit <= initial) return false;
-    if (!said) {
-      said = true;
-      port.postMessage({ t: "oom" });
-    }
-    return true;
-  };
-  return {
-    exceeded,
-    watch(on) {
-      if (on && timer === undefined) {
-        timer = setInterval(exceeded, HEAP_WATCH_MS);
-      } else if (!on && timer !== undefined) {
-        clearInterval(timer);
-        timer = undefined;
-      }
-    },
-  };
+/** What the worker process sends a sandbox once it has connected. */
+interface Init {
+  t: "init";
+  instance: InstanceInfo;
+  revoke: Deno.PermissionDescriptor[];
 }
 
-async function main(): Promise<void> {
-  const port = data!.port;
-  prepare(data!);
-  const heap = heapWatch(port);
+if (import.meta.main && Deno.args.length === 2) {
+  await main(Deno.args[0], Deno.args[1]);
+}
+
+/**
+ * Takes away the storage that Deno keeps per node on disk, unless the
+ * sandbox may write anywhere.
+ */
+function guardStorage(): void {
+  if (Deno.permissions.querySync({ name: "write" }).state === "granted") {
+    return;
+  }
+  for (const name of ["caches", "localStorage"]) {
+    Object.defineProperty(globalThis, name, {
+      configurable: false,
+      enumerable: true,
+      get() {
+        throw new Deno.errors.NotCapable(
+          `Requires write access to use ${name} in a sandbox: it is kept on disk, shared by every ` +
+            `sandbox of the node, so grant the compute write: true, or keep the data in memory`,
+        );
+      },
+    });
+  }
+}
+
+/** The tasks to run at once, as a `{ t: "slots", n }` message says. */
+function slots(n: unknown): number {
+  return Math.max(1, Number(n) || 1);
+}
+
+/** The first message of the worker process: the sandbox's start-up data. */
+function received(port: Channel): Promise<Init> {
+  return new Promise((resolve) => {
+    port.onmessage = (event: ChannelEvent) => {
+      const m = event.data as Init | null;
+      if (m?.t === "init") resolve(m);
+    };
+  });
+}
+
+async function main(socket: string, token: string): Promise<void> {
+  const port = new Channel(
+    await Deno.connect({ transport: "unix", path: socket }),
+  );
+  // The worker process is gone (or closed the channel): nothing left to
+  // do. A channel that failed says why, on standard error, which the worker
+  // process reads.
+  port.onclose = (reason) => {
+    if (reason) {
+      Deno.stderr.writeSync(
+        utf8(`error: the sandbox's channel to the worker failed: ${reason}\n`),
+      );
+    }
+    Deno.exit(reason ? 70 : 0);
+  };
+  port.postMessage({ t: "hello", token });
+  const data = await received(port);
+  prepare({ port, instance: data.instance });
+  guardStorage();
   let module = "";
   let concurrency = 1;
   try {
-    await holdLock(data!.lock);
     module = await new Promise<string>((resolve) => {
-      port.onmessage = (event: MessageEvent) => {
+      port.onmessage = (event: ChannelEvent) => {
         if (event.data?.t === "info") setInstanceInfo(event.data.instance);
         if (event.data?.t === "logack") logAcknowledged(Number(event.data.n));
+        if (event.data?.t === "slots") concurrency = slots(event.data.n);
+        if (event.data?.t === "collr") collectionReply(event.data);
         if (event.data?.t !== "load") return;
-        concurrency = Math.max(1, Number(event.data.concurrency) || 1);
         resolve(String(event.data.module));
       };
     });
-    heap.watch(true);
     await import(module);
-    heap.watch(false);
-    dropLoadGrants(data!);
+    dropLoadGrants(data);
   } catch (error) {
-    if (heap.exceeded()) return;
     const buffer = wireError(error);
     port.postMessage({ t: "fail", b: buffer }, [buffer]);
     return;
@@ -127,16 +155,13 @@ async function main(): Promise<void> {
     while (running < concurrency && waiting.length > 0) {
       const task = waiting.shift()!;
       running++;
-      heap.watch(true);
-      // Started from the event loop's immediate queue, not from the message
-      // that brought it: a task that runs out of memory before its first
-      // await then ends the thread (Deno reports it), where inside a message
-      // handler it would leave the thread hung. (An immediate costs
-      // microseconds; a `setTimeout(0)` about 2 ms.)
+      // Started from the event loop's immediate queue, not from the
+      // message that brought it, so that the messages of one read are all
+      // taken before the first task runs. (An immediate costs microseconds;
+      // a `setTimeout(0)` about 2 ms.)
       setImmediate(() =>
         run(task).finally(() => {
           running--;
-          if (running === 0) heap.watch(false);
           next();
         })
       );
@@ -202,10 +227,13 @@ async function main(): Promise<void> {
         return;
       }
       case "ping":
-        if (!heap.exceeded()) port.postMessage({ t: "pong" });
+        port.postMessage({ t: "pong" });
         return;
       case "logack":
         logAcknowledged(Number(m.n));
+        return;
+      case "slots":
+        concurrency = slots(m.n);
         return;
       case "collr":
         collectionReply(m);
@@ -215,8 +243,8 @@ async function main(): Promise<void> {
         return;
     }
   };
-  port.onmessage = (event: MessageEvent) => {
-    const message = event.data;
+  port.onmessage = (event: ChannelEvent) => {
+    const message = event.data as { t?: string; tasks?: unknown[] } | null;
     if (message?.t === "tasks" && Array.isArray(message.tasks)) {
       for (const one of message.tasks) handle(one);
     } else handle(message);
@@ -242,7 +270,7 @@ async function main(): Promise<void> {
         }
         value = await currentTask.run(id, () => compute.fn(...args));
       } catch (error) {
-        if (!heap.exceeded()) sendError(port, id, error);
+        sendError(port, id, error);
         return;
       }
       if (!isStreamable(value)) {
@@ -259,7 +287,7 @@ async function main(): Promise<void> {
       try {
         await currentTask.run(id, () => pump.run());
       } catch (error) {
-        if (!heap.exceeded()) sendError(port, id, error);
+        sendError(port, id, error);
         return;
       } finally {
         pumps.delete(id);

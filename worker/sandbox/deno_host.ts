@@ -1,7 +1,8 @@
 /**
- * A sandbox host: a Deno Web Worker started by the worker process with
- * exactly one sandbox permission set (plus read access to the modules it
- * must load). It runs no user code. On request it starts sandboxes — Node
+ * A sandbox host, for WASM sandboxes (a Deno sandbox is a process: see
+ * `process.ts`): a Deno Web Worker started by the worker process with
+ * exactly one sandbox permission set (none, for WASM; plus read access to
+ * the modules it must load). It runs no user code. On request it starts sandboxes — Node
  * worker threads, which inherit its permissions and, unlike Web Workers, can
  * be given a heap limit and be stopped in the middle of a busy loop — and
  * stops them; it reports how each one ended.

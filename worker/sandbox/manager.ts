@@ -7,21 +7,22 @@
  * The worker process holds every permission, so that it can grant them; it
  * runs no user code. Each task runs in a sandbox:
  *
- * - A **Deno sandbox** holds exactly its compute's permissions. It is a Node
- *   worker thread started by a *sandbox host*, a Deno Web Worker created with
- *   those permissions (`--unstable-worker-options`), from which the thread
- *   inherits them (and shares them: so each host starts one sandbox). A Web
- *   Worker alone would do for the permissions, but Deno
- *   cannot stop a Web Worker in a busy loop (`terminate()` only ends its
- *   event loop) nor bound its heap (running out of memory aborts the whole
- *   process); a worker thread can be given a heap limit, and one that holds
- *   a Web Lock is interrupted when terminated. The sandbox imports its
- *   compute's module while it may still read the code (and the library), then
- *   drops that access before its first task. Tasks of one module and one
- *   permission set share a warm sandbox (`isolation: "shared"`), or each gets
- *   a fresh one (`isolation: "task"`, with one started ahead).
+ * - A **Deno sandbox** is a process of its own (`process.ts`): `deno run`
+ *   with exactly its compute's permissions as flags, its own heap (a V8
+ *   limit), globals, broadcast channels, Web Locks and signal handlers, and
+ *   `caches`/`localStorage` taken away unless it may write anywhere. It can
+ *   be killed in the middle of a busy loop. It imports its compute's module
+ *   while it may still read the code (and the library), then drops that
+ *   access before its first task. Each compute has sandboxes of its own:
+ *   the tasks of one compute and one permission set share a warm sandbox
+ *   (`isolation: "shared"`), or each gets a fresh one (`isolation:
+ *   "task"`); two computes never share one, so that one cannot patch the
+ *   built-ins (`DataView.prototype`, …) the other relies on. One sandbox per
+ *   permission set in use is kept started ahead, with no module yet, for the
+ *   next compute or fresh task that needs it.
  * - A **WASM sandbox** holds no permission at all and runs QuickJS compiled
- *   to WebAssembly, or raw WebAssembly modules, one task at a time.
+ *   to WebAssembly, or raw WebAssembly modules, one task at a time, in a
+ *   Node worker thread of the worker process.
  *
  * A task cancelled (or past its timeout, which the client turns into a
  * cancel) is stopped by terminating its sandbox, unless it shares a sandbox
@@ -33,22 +34,22 @@
  * never returns) is reported through `fatal`: the worker process must then
  * exit, and the pool restarts it.
  *
- * A sandbox that reaches its heap limit fails its tasks with a
- * `SandboxError` whose `code` is `SANDBOX_OUT_OF_MEMORY` (the
- * client names the compute and its `memoryLimit`). Deno shows it one of two
- * ways: it ends the thread (`ERR_WORKER_OUT_OF_MEMORY`) when the limit is
- * reached in code the event loop called (a timer, an immediate: tasks start
- * from one), or it interrupts the code running in a promise job and doubles
- * the limit, leaving that task unsettled for ever (or rejected with `null`);
- * the sandbox watches its limit while it runs tasks and says `oom`. Reached
- * inside a message handler, the thread just waits: one running tasks that
- * neither answers a ping nor uses the CPU for ten seconds is taken for that,
+ * A Deno sandbox's `memoryLimit` bounds everything it allocates: its V8
+ * heap (a heap that reaches it ends the process), and its resident memory
+ * beyond what it held when it started (array buffers, WebAssembly memory,
+ * the heaps of the Web Workers it starts), read every
+ * {@linkcode MEMORY_WATCH_MS} ms (`memory.ts`): past it the sandbox is
+ * killed. Its tasks fail with a `SandboxError` whose `code` is
+ * `SANDBOX_OUT_OF_MEMORY` (the client names the compute and its
+ * `memoryLimit`); the worker process goes on. A sandbox running tasks that
+ * neither answers a ping nor uses the CPU for ten seconds is taken for hung,
  * and stopped.
  *
  * Tasks and results cross between the worker process and a sandbox as
- * transferred `ArrayBuffer`s of encoded values (one copy, no structured
- * clone of decoded values), the ones of one turn in one message; a warm
- * shared sandbox may be sent tasks ahead of its slots and runs them in turn.
+ * `ArrayBuffer`s of encoded values, written raw on its channel (no
+ * structured clone of decoded values), the messages of one turn in one
+ * write; a warm shared sandbox may be sent tasks ahead of its slots and runs
+ * them in turn.
  *
  * @module
  */
@@ -76,6 +77,8 @@ import {
   type TaskStreamHooks,
 } from "./sandbox.ts";
 import { checkHangs, WATCH_MS } from "./watchdog.ts";
+import { MEMORY_WATCH_MS, residentBytes } from "./memory.ts";
+import { SandboxSpawner } from "./process.ts";
 
 /** Options of {@linkcode SandboxManager}. */
 export interface SandboxManagerOptions {
@@ -125,6 +128,12 @@ const DEFAULT_SPEC: SandboxSpec = {
 };
 
 const WASM_HEAP_MB = 256;
+/**
+ * Sandboxes kept started ahead for a compute with `isolation: "task"` (one
+ * for other computes): fresh tasks back to back take one each, and a
+ * sandbox takes longer than a task to start.
+ */
+const FRESH_SPARES = 3;
 /** How long a sandbox may take to stop once terminated. */
 const STOP_MS = 5_000;
 /** How long a sandbox shared with other tasks has to answer a cancel. */
@@ -133,8 +142,11 @@ const ANSWER_MS = 250;
 const JS_GRACE_MS = 1_000;
 /** Ended tasks per sandbox whose late output lines keep their task's id. */
 const RECENT = 64;
-/** Warm shared sandboxes kept; past this the least recently used idle one is stopped. */
-const MAX_WARM = 32;
+/**
+ * Warm shared sandboxes kept (each a process of some 40 MB); past this the
+ * least recently used idle one is stopped.
+ */
+const MAX_WARM = 16;
 
 /** A stream message for a task's sandbox: items of an argument, credit, or leaving the result. */
 export type TaskStreamMessage =
@@ -170,12 +182,17 @@ export class SandboxManager {
   #live = new Set<Sandbox>();
   #shared = new Map<string, Sandbox>();
   #idle = new Map<string, Sandbox[]>();
-  /** Started sandboxes with no module yet, one per permission set in use. */
-  #spares = new Map<string, Sandbox>();
+  /**
+   * Sandboxes started ahead, by permission set: with no module yet, or
+   * loading the module last used with that set.
+   */
+  #spares = new Map<string, Sandbox[]>();
   #byTask = new Map<number, Sandbox>();
   #nextSid = 1;
   #closed = false;
   #watch?: ReturnType<typeof setInterval>;
+  #memoryWatch?: ReturnType<typeof setInterval>;
+  #spawner = new SandboxSpawner();
   /** Tasks a Deno sandbox runs at once; it queues the others it is sent. */
   concurrency = 1;
 
@@ -190,16 +207,16 @@ export class SandboxManager {
 
   /**
    * Starts a sandbox with no permissions ahead of the first task, the most
-   * common kind (starting one takes about half a second).
+   * common kind (a sandbox process takes some 50 ms to start, more on a
+   * busy machine).
    */
   warm(): void {
     const key = `${JSON.stringify(DEFAULT_PERMISSIONS)}\0${this.#heapMb}`;
-    if (this.#spares.has(key) || this.#closed) return;
+    if (this.#spares.get(key)?.length || this.#closed) return;
     try {
-      this.#spares.set(
-        key,
+      this.#spares.set(key, [
         this.#spawn("deno", DEFAULT_PERMISSIONS, this.#heapMb),
-      );
+      ]);
     } catch {
       // The first task reports why sandboxes cannot start.
     }
@@ -265,7 +282,7 @@ export class SandboxManager {
         );
       }
       sandbox = spec.kind === "deno"
-        ? this.#denoSandbox(spec, module)
+        ? this.#denoSandbox(spec, module, key)
         : this.#wasmSandbox();
     } catch (error) {
       return Promise.resolve(failure(error));
@@ -384,42 +401,87 @@ export class SandboxManager {
     this.#watch = undefined;
   }
 
-  /** Stops every sandbox and host. */
+  /**
+   * Reads the memory of the live Deno sandboxes and kills each past its
+   * limit; pauses when there are none.
+   */
+  #checkMemory(): void {
+    let watched = false;
+    for (const sandbox of this.#live) {
+      if (sandbox.pid === undefined || sandbox.rssBase === undefined) continue;
+      if (sandbox.stopping || sandbox.ended) continue;
+      watched = true;
+      const bytes = residentBytes(sandbox.pid);
+      if (bytes === undefined) continue;
+      if (bytes - sandbox.rssBase > sandbox.heapMb * 2 ** 20) {
+        sandbox.oom = true;
+        this.#stop(sandbox, "it ran out of memory");
+      }
+    }
+    if (watched) return;
+    clearInterval(this.#memoryWatch);
+    this.#memoryWatch = undefined;
+  }
+
+  /** Stops every sandbox. */
   close(): void {
     this.#closed = true;
     clearInterval(this.#watch);
+    clearInterval(this.#memoryWatch);
     for (const sandbox of [...this.#live]) {
       this.#end(sandbox, "the worker is closing");
     }
+    this.#spawner.close();
   }
 
   #denoSandbox(
     spec: Extract<SandboxSpec, { kind: "deno" }>,
     module: string,
+    compute: string,
   ): Sandbox {
     const permissions = resolvePaths(spec.permissions, this.#codeUrl);
     const heapMb = spec.memoryLimit === undefined
       ? this.#heapMb
       : Math.max(8, Math.ceil(spec.memoryLimit / 2 ** 20));
     const spareKey = `${JSON.stringify(permissions)}\0${heapMb}`;
-    const key = `${module}\0${spareKey}`;
+    // A sandbox of its own for each compute: no compute shares globals
+    // (patched built-ins) with another.
+    const key = `${module}\0${compute}\0${spareKey}`;
     const exclusive = spec.isolation === "task";
     if (!exclusive) {
       const warm = this.#shared.get(key);
       if (warm && !warm.ended && !warm.stopping) return warm;
     }
-    let sandbox = this.#spares.get(spareKey);
-    this.#spares.delete(spareKey);
-    if (!sandbox || sandbox.ended || sandbox.stopping) {
-      sandbox = this.#spawn("deno", permissions, heapMb);
+    // A spare of these permissions, unless it has loaded another module.
+    const spares = this.#spares.get(spareKey) ?? [];
+    this.#spares.set(spareKey, spares);
+    const at = spares.findIndex((spare) =>
+      !spare.ended && !spare.stopping &&
+      (spare.module === undefined || spare.module === module)
+    );
+    const sandbox = at >= 0
+      ? spares.splice(at, 1)[0]
+      : this.#spawn("deno", permissions, heapMb);
+    if (sandbox.module === undefined) this.#load(sandbox, module);
+    // The next sandboxes of these permissions start now and load this
+    // module, while this one works: the next compute of the module, or the
+    // next fresh tasks, find them ready. Fresh tasks back to back take one
+    // each, faster than one starts: they get more ahead.
+    for (const spare of [...spares]) {
+      if (spare.module !== undefined && spare.module !== module) {
+        this.#stop(spare, "a spare for another module replaces it");
+      }
     }
-    // Start the next sandbox of these permissions now, while this one works.
-    this.#spares.set(spareKey, this.#spawn("deno", permissions, heapMb));
+    const depth = exclusive ? FRESH_SPARES : 1;
+    while (spares.length < depth) {
+      const spare = this.#spawn("deno", permissions, heapMb);
+      this.#load(spare, module);
+      spares.push(spare);
+    }
     sandbox.exclusive = exclusive;
     sandbox.port.postMessage({
-      t: "load",
-      module: new URL(module, this.#codeUrl).href,
-      concurrency: exclusive ? 1 : this.concurrency,
+      t: "slots",
+      n: exclusive ? 1 : this.concurrency,
     });
     if (!exclusive) {
       sandbox.key = key;
@@ -427,6 +489,15 @@ export class SandboxManager {
       this.#evict();
     }
     return sandbox;
+  }
+
+  /** Tells a Deno sandbox which module to import. */
+  #load(sandbox: Sandbox, module: string): void {
+    sandbox.module = module;
+    sandbox.port.postMessage({
+      t: "load",
+      module: new URL(module, this.#codeUrl).href,
+    });
   }
 
   #wasmSandbox(): Sandbox {
@@ -462,7 +533,16 @@ export class SandboxManager {
       sid: this.#nextSid++,
       instance: this.#options.instance,
       codeDir: this.#options.codeDir,
+      spawner: this.#spawner,
       message: (sandbox, message) => this.#message(sandbox, message),
+      connected: (sandbox) => {
+        // Its memory from here on counts against its limit.
+        sandbox.rssBase = residentBytes(sandbox.pid!);
+        this.#memoryWatch ??= setInterval(
+          () => this.#checkMemory(),
+          MEMORY_WATCH_MS,
+        );
+      },
       end: (sandbox, reason) => this.#end(sandbox, reason),
     });
     this.#live.add(sandbox);
@@ -605,7 +685,7 @@ export class SandboxManager {
     if (sandbox.stopping || sandbox.ended) return;
     sandbox.stopping = reason;
     this.#forget(sandbox);
-    sandbox.host.worker.postMessage({ t: "kill", sid: sandbox.sid });
+    sandbox.kill();
     sandbox.stopTimer = setTimeout(() => {
       this.#options.fatal(
         `a sandbox did not stop within ${STOP_MS} ms of being terminated (${reason})`,
@@ -621,8 +701,7 @@ export class SandboxManager {
     this.#options.collections?.sandboxEnded(sandbox.sid);
     this.#forget(sandbox);
     this.#live.delete(sandbox);
-    sandbox.port.close();
-    sandbox.host.worker.terminate();
+    sandbox.dispose();
     const why = sandbox.stopping
       ? `it was stopped because ${sandbox.stopping}`
       : reason;
@@ -652,8 +731,9 @@ export class SandboxManager {
     if (this.#shared.get(sandbox.key) === sandbox) {
       this.#shared.delete(sandbox.key);
     }
-    for (const [key, spare] of this.#spares) {
-      if (spare === sandbox) this.#spares.delete(key);
+    for (const spares of this.#spares.values()) {
+      const at = spares.indexOf(sandbox);
+      if (at >= 0) spares.splice(at, 1);
     }
     const idle = this.#idle.get(sandbox.key);
     const at = idle?.indexOf(sandbox) ?? -1;

@@ -53,7 +53,7 @@ export function outOfMemory(heapMb: number, loading: boolean): SandboxError {
     new SandboxError(
       `The sandbox ${
         loading ? "loading this task's module" : "running this task"
-      } ran out of memory: its heap went past its limit of ${heapMb} MiB. It was stopped, and is replaced for the next task.`,
+      } ran out of memory: its heap, or all it held (array buffers, WebAssembly memory, the workers it started), went past its limit of ${heapMb} MiB. It was stopped, and is replaced for the next task.`,
     ),
     { code: SANDBOX_OUT_OF_MEMORY, heapLimitMb: heapMb },
   );

@@ -1,9 +1,10 @@
 /**
  * A sandbox as the worker process sees it: the record the manager keeps of
- * one (its tasks, its state), and how one is started — a sandbox host (a
- * Deno Web Worker holding exactly the sandbox's permissions, see
- * `deno_host.ts`) that starts the sandbox's Node worker thread from its
- * entry (`deno_entry.ts` or `wasm_entry.ts`).
+ * one (its tasks, its state), and how one is started. A Deno sandbox is a
+ * process of its own (`process.ts`) running `deno_entry.ts` with exactly its
+ * permissions. A WASM sandbox is a Node worker thread started by a sandbox
+ * host (a Deno Web Worker holding no permission, see `deno_host.ts`) from
+ * `wasm_entry.ts`.
  *
  * @module
  */
@@ -16,11 +17,13 @@ import {
   workerOptions,
 } from "./permissions.ts";
 import { threadDir } from "./watchdog.ts";
+import type { Port, SandboxSpawner } from "./process.ts";
 
 /**
  * A sandbox's entry for a Node worker thread: its file, or when the library
  * was imported from a URL (and is vendored with the code), a `data:` module
- * importing that URL.
+ * importing that URL. (A sandbox process runs `deno_entry.ts` by path or
+ * URL: see {@linkcode PROCESS_ENTRY}.)
  */
 function entryOf(name: string): string {
   const url = new URL(name, import.meta.url);
@@ -31,10 +34,12 @@ function entryOf(name: string): string {
     }`;
 }
 
-const ENTRY = {
-  deno: entryOf("./deno_entry.ts"),
-  wasm: entryOf("./wasm_entry.ts"),
-};
+const ENTRY = { wasm: entryOf("./wasm_entry.ts") };
+const DENO_ENTRY = new URL("./deno_entry.ts", import.meta.url);
+/** The module a sandbox process runs: a path, or the vendored URL. */
+const PROCESS_ENTRY = DENO_ENTRY.protocol === "file:"
+  ? filePath(DENO_ENTRY)
+  : DENO_ENTRY.href;
 const HOST = new URL("./deno_host.ts", import.meta.url);
 /** The library's modules a sandbox loads: its entry and what it imports. */
 const LIBRARY = new URL(import.meta.url).protocol === "file:"
@@ -80,7 +85,7 @@ export interface PendingTask {
   early: Outgoing[];
 }
 
-/** The Web Worker holding a sandbox's permissions, and those it holds only to load modules. */
+/** The Web Worker that starts a WASM sandbox's thread, and the grants it holds only to load modules. */
 export interface Host {
   worker: Worker;
   revoke: Deno.PermissionDescriptor[];
@@ -92,8 +97,16 @@ export interface Sandbox {
   kind: "deno" | "wasm";
   /** Its place in the warm maps (`""` for a sandbox of one task). */
   key: string;
-  host: Host;
-  port: MessagePort;
+  /** Its channel: a `MessagePort` (WASM) or a socket's (a process). */
+  port: { postMessage(message: unknown, transfer?: Transferable[]): void };
+  /** Stops it: it then ends (see `StartOptions.end`). */
+  kill(): void;
+  /** Lets go of what it holds, once it has ended. */
+  dispose(): void;
+  /** Its process id (a Deno sandbox). */
+  pid?: number;
+  /** Its resident memory when it connected, before it loaded its module, in bytes. */
+  rssBase?: number;
   ready: Promise<void>;
   tasks: Map<number, PendingTask>;
   /** Runs one task at a time, then is given back (WASM) or stopped (`isolation: "task"`). */
@@ -108,13 +121,15 @@ export interface Sandbox {
   ended?: string;
   stopTimer?: ReturnType<typeof setTimeout>;
   answered?: (id: number) => void;
-  /** The heap limit it was started with, in MiB. */
+  /** Its memory limit (its V8 heap's, and beyond its resident memory at start), in MiB. */
   heapMb: number;
   /** Set once it is known to have run out of memory. */
   oom?: boolean;
+  /** The module it was told to load (a Deno sandbox), relative to the code directory. */
+  module?: string;
   /** Set once it has loaded its module. */
   loaded?: boolean;
-  /** Its thread's `/proc/self/task/<tid>` directory, once known. */
+  /** Its `/proc` directory (its process's, or its thread's), once known. */
   thread?: string;
   /** Set while a ping is unanswered: the thread's CPU ticks at the last check. */
   pinged?: number;
@@ -134,13 +149,17 @@ export interface StartOptions {
   instance: InstanceInfo;
   /** The shipped code's directory, which a Deno sandbox reads while it loads. */
   codeDir: string;
+  /** Starts sandbox processes. */
+  spawner: SandboxSpawner;
   /** A message from the sandbox (untrusted). */
   message(sandbox: Sandbox, message: unknown): void;
-  /** The sandbox's thread has ended, or its host failed. */
+  /** The sandbox has connected (a process, before it loads its module). */
+  connected?(sandbox: Sandbox): void;
+  /** The sandbox's thread or process has ended, or its host failed. */
   end(sandbox: Sandbox, reason: string): void;
 }
 
-/** Starts the Web Worker holding a sandbox's permissions, which starts the sandbox. */
+/** Starts the Web Worker holding a WASM sandbox's permissions, which starts the sandbox. */
 function startHost(
   permissions: Permissions,
   kind: "deno" | "wasm",
@@ -179,7 +198,7 @@ function startHost(
  * Starts a sandbox. A Deno sandbox waits for `{ t: "load", module }`
  * before it imports its module and becomes ready.
  *
- * @throws {SandboxError} When its host cannot start.
+ * @throws {SandboxError} When it cannot start.
  *
  * @example
  * ```ts ignore
@@ -187,6 +206,7 @@ function startHost(
  *   sid: 1,
  *   instance,
  *   codeDir,
+ *   spawner,
  *   message: (sandbox, message) => {},
  *   end: (sandbox, reason) => {},
  * });
@@ -199,8 +219,26 @@ export function startSandbox(
   heapMb: number,
   options: StartOptions,
 ): Sandbox {
-  const host = startHost(permissions, kind, options.codeDir);
-  const { port1, port2 } = new MessageChannel();
+  return kind === "deno"
+    ? startProcess(permissions, heapMb, options)
+    : startThread(kind, permissions, heapMb, options);
+}
+
+/** The record of a sandbox being started. */
+function record(
+  kind: "deno" | "wasm",
+  heapMb: number,
+  options: StartOptions,
+  port: Port | MessagePort,
+  kill: () => void,
+  dispose: () => void,
+): Sandbox {
+  const send = port instanceof MessagePort
+    ? {
+      postMessage: (m: unknown, t?: Transferable[]) =>
+        port.postMessage(m, t ?? []),
+    }
+    : port;
   let opened!: () => void;
   let failed!: (outcome: TaskOutcome) => void;
   const ready = new Promise<void>((resolve, reject) => {
@@ -212,8 +250,9 @@ export function startSandbox(
     sid: options.sid,
     kind,
     key: "",
-    host,
-    port: port1,
+    port: send,
+    kill,
+    dispose,
     ready,
     tasks: new Map(),
     exclusive: false,
@@ -226,8 +265,102 @@ export function startSandbox(
     opened,
     failed,
   };
-  port1.onmessage = (event: MessageEvent) =>
+  port.onmessage = (event: { data: unknown }) =>
     options.message(sandbox, event.data);
+  return sandbox;
+}
+
+/** Starts a Deno sandbox: a process holding exactly its permissions. */
+function startProcess(
+  permissions: Permissions,
+  heapMb: number,
+  options: StartOptions,
+): Sandbox {
+  const socket = options.spawner.socketPath;
+  const { options: grants, revoke } = loadPermissions(
+    permissions,
+    [...LIBRARY, options.codeDir, socket],
+    true,
+  );
+  // It connects to the socket (Deno counts that as read, write and net
+  // access), then drops that access with the other load grants.
+  const write = permissions.write;
+  if (
+    write !== true &&
+    !(write || []).some((p) => socket.startsWith(p.endsWith("/") ? p : `${p}/`))
+  ) {
+    grants.write = [...(Array.isArray(write) ? write : []), socket];
+    revoke.push({ name: "write", path: socket });
+  }
+  const net = permissions.net;
+  if (net !== true) {
+    const host = `unix:${socket}`;
+    grants.net = [...(Array.isArray(net) ? net : []), host];
+    revoke.push({ name: "net", host });
+  }
+  // Its record, once made: the hooks fire only after this function returns.
+  const made: { sandbox?: Sandbox } = {};
+  let started;
+  try {
+    started = options.spawner.start(
+      PROCESS_ENTRY,
+      grants as Record<string, boolean | string[]>,
+      heapMb,
+      {
+        connected: () => options.connected?.(made.sandbox!),
+        exited(reason, oom) {
+          if (oom) made.sandbox!.oom = true;
+          options.end(made.sandbox!, reason);
+        },
+      },
+    );
+  } catch (error) {
+    throw new SandboxError(
+      `Cannot start a sandbox: ${
+        error instanceof Error ? error.message : String(error)
+      }`,
+    );
+  }
+  const sandbox = made.sandbox = record(
+    "deno",
+    heapMb,
+    options,
+    started.port,
+    started.kill,
+    () => started.port.close(),
+  );
+  sandbox.pid = started.pid;
+  sandbox.thread = Deno.build.os === "linux"
+    ? `/proc/${started.pid}`
+    : undefined;
+  started.port.postMessage({
+    t: "init",
+    instance: options.instance,
+    revoke,
+  });
+  return sandbox;
+}
+
+/** Starts a WASM sandbox: a Node worker thread started by a host holding no permission. */
+function startThread(
+  kind: "deno" | "wasm",
+  permissions: Permissions,
+  heapMb: number,
+  options: StartOptions,
+): Sandbox {
+  const host = startHost(permissions, kind, options.codeDir);
+  const { port1, port2 } = new MessageChannel();
+  const sandbox = record(
+    kind,
+    heapMb,
+    options,
+    port1,
+    () => host.worker.postMessage({ t: "kill", sid: options.sid }),
+    () => {
+      port1.close();
+      host.worker.terminate();
+    },
+  );
   host.worker.onmessage = (event: MessageEvent) => {
     const message = event.data as {
       t: string;
@@ -252,7 +385,7 @@ export function startSandbox(
   host.worker.postMessage({
     t: "spawn",
     sid: sandbox.sid,
-    entry: ENTRY[kind],
+    entry: ENTRY.wasm,
     data: {
       skyward: kind,
       instance: options.instance,

@@ -20,9 +20,9 @@ import {
   sendError,
   sendLog,
   sendResult,
-  startupData,
   wireError,
 } from "./common.ts";
+import { startupData } from "./thread_data.ts";
 import {
   checkSelfContained,
   compileCapped,

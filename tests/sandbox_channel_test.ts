@@ -1,0 +1,131 @@
+// The channel between the worker process and a sandbox process, over a real
+// Unix socket: messages and their buffers arrive whole and in order, a large
+// payload lets later messages pass, and a frame past its limits from an
+// untrusted side ends the channel.
+import assert from "node:assert/strict";
+import { Channel, PART_BYTES } from "../worker/sandbox/channel.ts";
+import { moduleFlags, permissionFlags } from "../worker/sandbox/process.ts";
+import { tempRoot } from "./helpers.ts";
+
+const root = await tempRoot();
+
+/** Two ends of a Unix socket: the channel under test, and the raw peer. */
+async function pair(): Promise<{
+  listener: Deno.Listener;
+  near: Channel;
+  far: Deno.Conn;
+}> {
+  const path = `${await Deno.makeTempDir({ dir: root })}/socket`;
+  const listener = Deno.listen({ transport: "unix", path });
+  const accepted = listener.accept();
+  const near = new Channel(await Deno.connect({ transport: "unix", path }));
+  return { listener, near, far: await accepted };
+}
+
+/** Collects the messages a channel receives until `count` have come. */
+function receive(channel: Channel, count: number): Promise<unknown[]> {
+  const got: unknown[] = [];
+  return new Promise((resolve) => {
+    channel.onmessage = (event) => {
+      got.push(event.data);
+      if (got.length === count) resolve(got);
+    };
+  });
+}
+
+Deno.test("a channel delivers messages in order, their array buffers byte for byte", async () => {
+  const { listener, near, far } = await pair();
+  const other = new Channel(far);
+  const got = receive(other, 3);
+  const bytes = new Uint8Array(300_000).map((_, i) => i & 255);
+  near.postMessage({ t: "ok", id: 1, b: bytes.slice().buffer });
+  near.postMessage({ t: "batch", messages: [{ t: "log", l: "é" }, { n: 2 }] });
+  near.postMessage([3, "key", new ArrayBuffer(0), [[0, true]]]);
+  const [first, second, third] = await got as [
+    { b: ArrayBuffer },
+    unknown,
+    unknown[],
+  ];
+  assert.deepEqual(new Uint8Array(first.b), bytes);
+  assert.deepEqual(second, {
+    t: "batch",
+    messages: [{ t: "log", l: "é" }, { n: 2 }],
+  });
+  assert.equal(third[0], 3);
+  assert.ok(third[2] instanceof ArrayBuffer);
+  near.close();
+  other.close();
+  listener.close();
+});
+
+Deno.test("a large payload goes in parts, and a message posted after it arrives first", async () => {
+  const { listener, near, far } = await pair();
+  const other = new Channel(far);
+  const got = receive(other, 2);
+  const big = new Uint8Array(32 * PART_BYTES + 5).fill(9);
+  near.postBytes({ t: "ok", id: 1 }, [new Uint8Array([1, 2]), big]);
+  // Posted once the payload's first parts are on their way.
+  setTimeout(() => near.postMessage({ t: "ok", id: 2 }), 0);
+  const [first, second] = await got as { id: number; b?: ArrayBuffer }[];
+  assert.equal(first.id, 2);
+  assert.equal(second.id, 1);
+  const joined = new Uint8Array(second.b!);
+  assert.equal(joined.length, big.length + 2);
+  assert.deepEqual([...joined.subarray(0, 3)], [1, 2, 9]);
+  assert.equal(joined[joined.length - 1], 9);
+  near.close();
+  other.close();
+  listener.close();
+});
+
+Deno.test("a frame past the channel's limits ends it with a reason", async () => {
+  const { listener, near, far } = await pair();
+  const ended = new Promise<string | undefined>((resolve) =>
+    near.onclose = resolve
+  );
+  // A header claimed to be 1 GiB long.
+  const frame = new Uint8Array(8);
+  new DataView(frame.buffer).setUint32(0, 2 ** 30);
+  await far.write(frame);
+  assert.match(String(await ended), /limits/);
+  far.close();
+  listener.close();
+});
+
+Deno.test("a sandbox process gets the worker's module flags and exactly its permissions as flags", () => {
+  assert.deepEqual(
+    moduleFlags([
+      "/usr/bin/deno",
+      "run",
+      "--quiet",
+      "--no-prompt",
+      "-A",
+      "--unstable-worker-options",
+      "--cached-only",
+      "--frozen",
+      "--config",
+      "/code/deno.json",
+      "/lib/worker/main.ts",
+      "--not-a-flag-of-deno",
+    ]),
+    ["--quiet", "--cached-only", "--frozen", "--config", "/code/deno.json"],
+  );
+  assert.deepEqual(
+    permissionFlags({
+      read: ["/data", "/b"],
+      write: false,
+      net: true,
+      env: [],
+      sys: ["hostname"],
+    }),
+    [
+      "--allow-read=/data,/b",
+      "--allow-net",
+      "--allow-sys=hostname",
+    ],
+  );
+  assert.throws(
+    () => permissionFlags({ read: ["/a,b"] }),
+    /Cannot grant read access to "\/a,b": .* cannot hold a comma/,
+  );
+});

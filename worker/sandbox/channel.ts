@@ -1,0 +1,381 @@
+/**
+ * A message channel over a byte stream (the Unix socket between the worker
+ * process and a sandbox process), shaped like a `MessagePort`: each
+ * `postMessage(message)` arrives as one `onmessage` event whose `data` is the
+ * message, its `ArrayBuffer`s included.
+ *
+ * The message goes as MessagePack with each `ArrayBuffer` in it replaced by
+ * a reference; the buffers follow it as raw bytes, never encoded, and the
+ * receiver reads each straight into a buffer of its own. A large payload
+ * (a task's result) can go with {@linkcode Channel.postBytes}: its bytes,
+ * given in pieces that are written as they are (no copy, no encoding), go
+ * in parts of {@linkcode PART_BYTES}, and the messages posted meanwhile go
+ * between two parts — a small result is not held up behind a large one.
+ * The messages posted in one turn leave in one write.
+ *
+ * Frames, big-endian, by their first `u32`:
+ * - a message: `headerLength | u32 count | count × u32 byteLength | header
+ *   | buffers`;
+ * - a message whose `b` comes in parts: `0x80000000 | headerLength | u32
+ *   stream | f64 total | header`;
+ * - a part: `0xFFFFFFFF | u32 stream | u32 length | bytes`.
+ *
+ * What arrives from a sandbox is untrusted: a frame past the limits below
+ * ends the channel (`onclose` with the reason), and the sandbox is stopped.
+ *
+ * @module
+ */
+import { Decoder, Encoder, ExtensionCodec } from "npm:@msgpack/msgpack@3.1.3";
+
+/** The largest header (the message without its buffers), in bytes. */
+const MAX_HEADER_BYTES = 16 * 1024 * 1024;
+/** The most buffers one message may carry. */
+const MAX_BUFFERS = 4096;
+/** Messages of one turn up to this size are copied into one write. */
+const COALESCE_BYTES = 64 * 1024;
+/** How much is read from the socket at a time, outside large buffers. */
+const READ_BYTES = 256 * 1024;
+/** The size of the parts a payload sent with `postBytes` travels in. */
+export const PART_BYTES = 1024 * 1024;
+/** The most payloads coming in parts at once. */
+const MAX_STREAMS = 1024;
+/** The largest payload sent in parts (4 GiB, the largest message). */
+const MAX_STREAM_BYTES = 2 ** 32 - 1;
+const PARTED = 0x80000000;
+const PART = 0xffffffff;
+
+/** The extension type that stands for the `i`-th buffer of the frame. */
+const BUFFER_EXT = 0;
+
+let outgoing: ArrayBuffer[] = [];
+let incoming: ArrayBuffer[] = [];
+const extensions = new ExtensionCodec();
+extensions.register({
+  type: BUFFER_EXT,
+  encode(value: unknown) {
+    if (!(value instanceof ArrayBuffer)) return null;
+    const ref = new Uint8Array(4);
+    new DataView(ref.buffer).setUint32(0, outgoing.push(value) - 1);
+    return ref;
+  },
+  decode(data: Uint8Array) {
+    const at = new DataView(data.buffer, data.byteOffset, data.byteLength)
+      .getUint32(0);
+    const buffer = incoming[at];
+    if (!buffer) throw new RangeError(`no buffer ${at} in this frame`);
+    return buffer;
+  },
+});
+const encoder = new Encoder({
+  extensionCodec: extensions,
+  ignoreUndefined: true,
+});
+const decoder = new Decoder({ extensionCodec: extensions });
+
+/** A message's bytes: its head (prefix and header) and its buffers. */
+function encodeMessage(message: unknown): Uint8Array[] {
+  outgoing = [];
+  const header = encoder.encode(message);
+  const buffers = outgoing;
+  outgoing = [];
+  const head = new Uint8Array(8 + 4 * buffers.length + header.length);
+  const view = new DataView(head.buffer);
+  view.setUint32(0, header.length);
+  view.setUint32(4, buffers.length);
+  buffers.forEach((b, i) => view.setUint32(8 + 4 * i, b.byteLength));
+  head.set(header, 8 + 4 * buffers.length);
+  return [head, ...buffers.map((b) => new Uint8Array(b))];
+}
+
+/** What {@linkcode Channel.onmessage} is given: the message as `data`. */
+export interface ChannelEvent {
+  // deno-lint-ignore no-explicit-any
+  data: any;
+}
+
+/** A payload on its way in parts. */
+interface Outgoing {
+  stream: number;
+  pieces: Uint8Array[];
+}
+
+/** A payload coming in parts, and the message it completes. */
+interface Incoming {
+  data: Record<string, unknown>;
+  buffer: ArrayBuffer;
+  filled: number;
+}
+
+/**
+ * A message channel over a connection (see the module's doc).
+ *
+ * @example
+ * ```ts ignore
+ * const channel = new Channel(await Deno.connect({ transport: "unix", path }));
+ * channel.onmessage = (event) => console.log(event.data);
+ * channel.postMessage({ t: "ok", b: new ArrayBuffer(8) });
+ * ```
+ */
+export class Channel {
+  /** Called with each message received. */
+  onmessage: ((event: ChannelEvent) => void) | null = null;
+  /** Called once when the channel has ended, with why when it failed. */
+  onclose: ((reason?: string) => void) | null = null;
+  #conn: Deno.Conn;
+  /** Frames to write, in order, before the next part. */
+  #frames: Uint8Array[] = [];
+  /** Payloads going in parts, in turn. */
+  #streams: Outgoing[] = [];
+  #nextStream = 1;
+  #pumping = false;
+  #closed = false;
+
+  /** @param conn The connection, which the channel reads, writes and closes. */
+  constructor(conn: Deno.Conn) {
+    this.#conn = conn;
+    this.#read().then(
+      () => this.#end(),
+      (error) =>
+        this.#end(error instanceof Error ? error.message : String(error)),
+    );
+  }
+
+  /**
+   * Sends a message, in order with the other messages. The `ArrayBuffer`s
+   * in it (at any depth) travel as raw bytes; they must not change until the
+   * turn ends. The second argument is accepted for `MessagePort`'s shape,
+   * and ignored.
+   */
+  postMessage(message: unknown, _transfer?: unknown[]): void {
+    if (this.#closed) return;
+    for (const part of encodeMessage(message)) this.#frames.push(part);
+    this.#pump();
+  }
+
+  /**
+   * Sends a message whose `b` arrives as one `ArrayBuffer` holding `pieces`
+   * one after the other. The pieces are written as they are, in parts, with
+   * the messages posted meanwhile between parts: the message may arrive after
+   * messages posted later (so it must be the last of whatever it ends, such
+   * as a task's outcome). The pieces must not change until written.
+   */
+  postBytes(message: Record<string, unknown>, pieces: Uint8Array[]): void {
+    if (this.#closed) return;
+    const stream = this.#nextStream++;
+    const total = pieces.reduce((n, p) => n + p.byteLength, 0);
+    const header = encoder.encode(message);
+    const head = new Uint8Array(16 + header.length);
+    const view = new DataView(head.buffer);
+    view.setUint32(0, PARTED | header.length);
+    view.setUint32(4, stream);
+    view.setFloat64(8, total);
+    head.set(header, 16);
+    this.#frames.push(head);
+    this.#streams.push({ stream, pieces: pieces.filter((p) => p.length) });
+    this.#pump();
+  }
+
+  /** Writes frames, then a part, then the frames posted meanwhile, and so on. */
+  #pump(): void {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    (async () => {
+      // Let the rest of this turn's messages join the first write.
+      await Promise.resolve();
+      for (;;) {
+        if (this.#frames.length > 0) {
+          for (const bytes of coalesce(this.#frames.splice(0))) {
+            await this.#write(bytes);
+          }
+          continue;
+        }
+        const out = this.#streams[0];
+        if (!out) break;
+        const piece = out.pieces[0];
+        const chunk = piece.subarray(0, PART_BYTES);
+        if (chunk.length === piece.length) out.pieces.shift();
+        else out.pieces[0] = piece.subarray(chunk.length);
+        if (out.pieces.length === 0) this.#streams.shift();
+        const head = new Uint8Array(12);
+        const view = new DataView(head.buffer);
+        view.setUint32(0, PART);
+        view.setUint32(4, out.stream);
+        view.setUint32(8, chunk.length);
+        await this.#write(head);
+        await this.#write(chunk);
+      }
+    })().catch((error) => {
+      this.#end(error instanceof Error ? error.message : String(error));
+    }).finally(() => {
+      this.#pumping = false;
+      if (!this.#closed && (this.#frames.length || this.#streams.length)) {
+        this.#pump();
+      }
+    });
+  }
+
+  async #write(bytes: Uint8Array): Promise<void> {
+    for (let at = 0; at < bytes.length;) {
+      at += await this.#conn.write(bytes.subarray(at));
+    }
+  }
+
+  /** Ends the channel and closes its connection. */
+  close(): void {
+    this.#end();
+  }
+
+  #end(reason?: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#frames = [];
+    this.#streams = [];
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed.
+    }
+    this.onclose?.(reason);
+  }
+
+  async #read(): Promise<void> {
+    const conn = this.#conn;
+    const chunk = new Uint8Array(READ_BYTES);
+    let pending = new Uint8Array(0);
+    /** Fills `target` from what is pending, then from the socket: false at the end. */
+    const fill = async (target: Uint8Array): Promise<boolean> => {
+      let at = Math.min(pending.length, target.length);
+      target.set(pending.subarray(0, at));
+      pending = pending.subarray(at);
+      while (at < target.length) {
+        const want = target.length - at;
+        if (want >= READ_BYTES) {
+          // A large buffer is read straight into its place.
+          const n = await conn.read(target.subarray(at));
+          if (n === null) return false;
+          at += n;
+          continue;
+        }
+        const n = await conn.read(chunk);
+        if (n === null) return false;
+        const take = Math.min(n, want);
+        target.set(chunk.subarray(0, take), at);
+        at += take;
+        if (take < n) pending = chunk.slice(take, n);
+      }
+      return true;
+    };
+    const streams = new Map<number, Incoming>();
+    const deliver = (data: unknown) => this.onmessage?.({ data });
+    const prefix = new Uint8Array(8);
+    const view = new DataView(prefix.buffer);
+    while (!this.#closed) {
+      if (!(await fill(prefix))) return;
+      const first = view.getUint32(0);
+      if (first === PART) {
+        const stream = streams.get(view.getUint32(4));
+        const length = new Uint8Array(4);
+        if (!(await fill(length))) return;
+        const size = new DataView(length.buffer).getUint32(0);
+        if (!stream || stream.filled + size > stream.buffer.byteLength) {
+          throw new RangeError("a part of no payload, or past its end");
+        }
+        if (!(await fill(new Uint8Array(stream.buffer, stream.filled, size)))) {
+          return;
+        }
+        stream.filled += size;
+        if (stream.filled === stream.buffer.byteLength) {
+          streams.delete(view.getUint32(4));
+          deliver({ ...stream.data, b: stream.buffer });
+        }
+        continue;
+      }
+      if (first & PARTED) {
+        const headerLength = first & ~PARTED;
+        const id = view.getUint32(4);
+        const rest = new Uint8Array(8 + headerLength);
+        if (headerLength > MAX_HEADER_BYTES || !(await fill(rest))) {
+          if (headerLength > MAX_HEADER_BYTES) {
+            throw new RangeError(`a header of ${headerLength} bytes`);
+          }
+          return;
+        }
+        const total = new DataView(rest.buffer).getFloat64(0);
+        if (
+          !Number.isSafeInteger(total) || total < 0 ||
+          total > MAX_STREAM_BYTES || streams.size >= MAX_STREAMS ||
+          streams.has(id)
+        ) {
+          throw new RangeError(`a payload of ${total} bytes in parts`);
+        }
+        const data = decoder.decode(rest.subarray(8)) as Record<
+          string,
+          unknown
+        >;
+        if (total === 0) deliver({ ...data, b: new ArrayBuffer(0) });
+        else {
+          streams.set(id, { data, buffer: new ArrayBuffer(total), filled: 0 });
+        }
+        continue;
+      }
+      const headerLength = first;
+      const count = view.getUint32(4);
+      if (headerLength > MAX_HEADER_BYTES || count > MAX_BUFFERS) {
+        throw new RangeError(
+          `a message past the channel's limits (${headerLength} bytes of header, ${count} buffers)`,
+        );
+      }
+      const lengths = new Uint8Array(4 * count);
+      if (!(await fill(lengths))) return;
+      const header = new Uint8Array(headerLength);
+      if (!(await fill(header))) return;
+      const sizes = new DataView(lengths.buffer);
+      const buffers: ArrayBuffer[] = [];
+      for (let i = 0; i < count; i++) {
+        const buffer = new ArrayBuffer(sizes.getUint32(4 * i));
+        if (!(await fill(new Uint8Array(buffer)))) return;
+        buffers.push(buffer);
+      }
+      incoming = buffers;
+      let data: unknown;
+      try {
+        data = decoder.decode(header);
+      } finally {
+        incoming = [];
+      }
+      deliver(data);
+    }
+  }
+}
+
+/** Small frames joined into one write; large ones as they are. */
+function coalesce(frames: Uint8Array[]): Uint8Array[] {
+  const writes: Uint8Array[] = [];
+  let small: Uint8Array[] = [];
+  let size = 0;
+  const join = () => {
+    if (small.length === 1) writes.push(small[0]);
+    else if (small.length > 1) {
+      const joined = new Uint8Array(size);
+      let at = 0;
+      for (const part of small) {
+        joined.set(part, at);
+        at += part.length;
+      }
+      writes.push(joined);
+    }
+    small = [];
+    size = 0;
+  };
+  for (const frame of frames) {
+    if (frame.length >= COALESCE_BYTES) {
+      join();
+      writes.push(frame);
+    } else {
+      small.push(frame);
+      size += frame.length;
+    }
+  }
+  join();
+  return writes;
+}
