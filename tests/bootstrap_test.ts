@@ -565,6 +565,78 @@ tempDirTest(
 );
 
 tempDirTest(
+  "a ready host is found ready while another bootstrap holds its cache lock",
+  async (dir) => {
+    const p = await plan(IMAGE, `${dir}/cache`);
+    await run(new LocalHost(dir), p);
+    // Another pool's bootstrap of this host is at work, for 30 s.
+    const holder = new Deno.Command("flock", {
+      args: [`${dir}/cache/.lock`, "sleep", "30"],
+    }).spawn();
+    let released = false;
+    const holding = holder.status.then(() => released = true);
+    try {
+      // The lock is taken before the second bootstrap looks.
+      while (
+        new Deno.Command("flock", {
+          args: ["-n", `${dir}/cache/.lock`, "true"],
+        }).outputSync().code === 0
+      ) await new Promise((resolve) => setTimeout(resolve, 20));
+      const reports: BootstrapPhaseReport[] = [];
+      const again = await bootstrap(
+        new LocalHost(dir),
+        p,
+        (e) => reports.push(e),
+        OFFLINE,
+      );
+      assert.equal(released, false, "the bootstrap waited for the lock");
+      assert.deepEqual(
+        reports.filter((e) => e.status !== "started").map((e) => e.status),
+        Array(5).fill("skipped"),
+      );
+      assert.equal(
+        again.denoPath,
+        `${dir}/cache/deno/${Deno.version.deno}/deno`,
+      );
+    } finally {
+      if (!released) holder.kill("SIGKILL");
+      await holding;
+    }
+  },
+);
+
+tempDirTest(
+  "a host missing its Deno binary or its code gets them again, markers or not",
+  async (dir) => {
+    const p = await plan(IMAGE, `${dir}/cache`);
+    const first = await run(new LocalHost(dir), p);
+    await Deno.remove(first.result.denoPath);
+    await Deno.remove(first.result.codeDir, { recursive: true });
+    const again = await run(new LocalHost(dir), p);
+    assert.deepEqual(
+      again.reports.filter((e) => e.status !== "started").map((e) =>
+        `${e.phase}:${e.status}`
+      ),
+      [
+        "env:skipped",
+        "apt:skipped",
+        "deno:completed",
+        "code:completed",
+        "deps:skipped",
+      ],
+    );
+    assert.equal(
+      (await Deno.stat(again.result.denoPath)).size,
+      (await Deno.stat(Deno.execPath())).size,
+    );
+    assert.equal(
+      await Deno.readTextFile(`${again.result.codeDir}/.skyward-hash`),
+      again.result.codeHash,
+    );
+  },
+);
+
+tempDirTest(
   "an aborted bootstrap rejects with the signal's reason, and the next one completes and leaves no staging files",
   async (dir) => {
     const p = await plan({ deno: "upload" }, `${dir}/cache`);

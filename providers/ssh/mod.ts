@@ -17,6 +17,7 @@ import type {
   Provider,
 } from "../../src/provider.ts";
 import { pathExistsSync } from "../../src/_fs.ts";
+import { sshTransport } from "../../src/transport/host.ts";
 
 /** Options of {@linkcode SSH}. */
 export interface SshOptions {
@@ -173,6 +174,10 @@ export function SSH(options: SshOptions): SshProvider {
           ),
         );
       }
+      // The pool ranks offers while it builds the code: the SSH client
+      // (npm:ssh2, loaded on first use) loads meanwhile, not when the
+      // first host is dialled. A failure to load surfaces there.
+      sshTransport().catch(() => {});
       return Promise.resolve([{
         provider: "ssh",
         instanceType: "host",

@@ -26,6 +26,7 @@ import type { Client, ClientChannel, SFTPWrapper } from "npm:ssh2@1.17.0";
 import { logger } from "../../log.ts";
 import { retry } from "../../_retry.ts";
 import type { HostKey } from "../host_keys.ts";
+import { corked } from "./batching.ts";
 import { settle } from "./callback.ts";
 import { connectionError, SshConnectionError } from "./errors.ts";
 import {
@@ -187,8 +188,11 @@ export class SshConnection {
       (cb) => client.exec(line, cb),
       (error) => this.#channelError(error, "run a command"),
     );
-    return adoptChannel(channel, this.#channels);
+    return adoptChannel(channel, this.#channels, this.#corked);
   }
+
+  /** Runs a write to a channel with the socket corked (see `batching.ts`). */
+  #corked = (write: () => void): void => corked(this.#socket, write);
 
   /**
    * Runs a short command to its end and collects its output.

@@ -126,6 +126,7 @@ export function withEnv(
  *
  * @param channel The channel.
  * @param open The connection's open channels.
+ * @param batch Runs each write to the channel's input (see `webWritable`).
  * @returns The process.
  *
  * @example
@@ -141,6 +142,7 @@ export function withEnv(
 export function adoptChannel(
   channel: ClientChannel,
   open: Set<OpenChannel>,
+  batch?: (write: () => void) => void,
 ): SshProcess {
   let exit: SshExit | undefined;
   let failed: SshConnectionError | undefined;
@@ -164,7 +166,7 @@ export function adoptChannel(
   );
   const stdout = nodeToWeb(channel);
   const stderr = nodeToWeb(channel.stderr);
-  const stdin = webWritable(channel);
+  const stdin = webWritable(channel, batch);
 
   const entry: OpenChannel = {
     fail: (error) => {

@@ -88,6 +88,9 @@ export interface WebWritable {
  * and `end`), each write settling when the channel has taken it.
  *
  * @param channel The channel.
+ * @param batch Runs each `channel.write` call: the SSH connection corks its
+ *   socket around it, so that the packets one chunk is cut into leave in one
+ *   system call (see `SshConnection.exec`). By default it just calls it.
  * @returns The stream, and a way to fail it.
  *
  * @example
@@ -101,7 +104,10 @@ export interface WebWritable {
  * await stream.getWriter().close(); // EOF
  * ```
  */
-export function webWritable(channel: NodeWritable): WebWritable {
+export function webWritable(
+  channel: NodeWritable,
+  batch: (write: () => void) => void = (write) => write(),
+): WebWritable {
   let failure: Error | undefined;
   const pending = new Set<(error: Error) => void>();
   let controller: WritableStreamDefaultController | undefined;
@@ -118,10 +124,12 @@ export function webWritable(channel: NodeWritable): WebWritable {
           if (error) reject(error);
           else resolve();
         };
-        channel.write(
-          Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength),
-          done,
+        const data = Buffer.from(
+          chunk.buffer,
+          chunk.byteOffset,
+          chunk.byteLength,
         );
+        batch(() => channel.write(data, done));
       });
     },
     close() {
