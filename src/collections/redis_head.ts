@@ -28,7 +28,7 @@ export interface HeadServer {
  * gone, removes `$3` (else the worker reads the log and removes it).
  */
 const WATCHDOG = 'redis-server "$1" & r=$!; ' +
-  'while kill -0 "$2" 2>/dev/null && kill -0 "$r" 2>/dev/null; do sleep 1; done; ' +
+  'while kill -0 "$2" 2>/dev/null && kill -0 "$r" 2>/dev/null; do sleep 0.2; done; ' +
   'kill "$r" 2>/dev/null; wait "$r" 2>/dev/null; kill -0 "$2" 2>/dev/null || rm -rf "$3"';
 
 /**

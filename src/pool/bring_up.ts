@@ -107,6 +107,13 @@ export class BringUp {
     this.#options = options;
     this.#provisioner = provisioner;
     this.#hooks = hooks;
+    hooks.collections?.attach({
+      providers: () => [
+        provisioner.provider,
+        ...(options.specs ?? []).map((s) => s.provider),
+      ],
+      headAddress: () => hooks.clusterView().headAddr,
+    });
   }
 
   /**

@@ -27,7 +27,7 @@ import {
 import { Heartbeat } from "./deadman.ts";
 import type { EventInit, PoolEvent } from "../events.ts";
 import { logger } from "../log.ts";
-import { after, sleep } from "../_timers.ts";
+import { after } from "../_timers.ts";
 import { mapResults } from "./map.ts";
 import type { Job } from "./job.ts";
 import {
@@ -325,20 +325,6 @@ export class ComputePool implements AsyncDisposable {
     }
   }
 
-  /** The head node's private address, once it has one (for collections it serves). */
-  async #headAddress(): Promise<string> {
-    for (;;) {
-      const address = this.#view.view().headAddr;
-      if (address) return address;
-      if (this.#closing) {
-        throw new PoolClosedError(
-          "The pool closed before its head node came up",
-        );
-      }
-      await sleep(100);
-    }
-  }
-
   /**
    * The provider the nodes come from: with `specs`, the one whose offer was
    * chosen (the first spec's until then).
@@ -421,25 +407,7 @@ export class ComputePool implements AsyncDisposable {
         );
       }, { keepAlive: false });
     }
-    // A backend served by one node to the others needs a private network.
-    const needs = this.#collections.option.needs;
-    if (needs?.privateNetwork) {
-      const without = [
-        this.provider,
-        ...(options.specs ?? []).map((s) => s.provider),
-      ].find((p) => p.privateNetwork === false);
-      if (without) {
-        throw new ConfigError(
-          `Cannot start pool: its collections (${this.#collections.option.kind}) are served by the head node to the others, ` +
-            `and ${without.name} machines have no private network between them; ` +
-            "leave 'collections' out (the embedded default works on every provider) or give a server every node reaches",
-        );
-      }
-    }
-    await this.#collections.open({
-      poolId: this.id,
-      headAddress: () => this.#headAddress(),
-    });
+    await this.#collections.open({ poolId: this.id });
     this.#stopCost = reportCost(
       this.#spend,
       options.costInterval ?? DEFAULT_COST_INTERVAL,
