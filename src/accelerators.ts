@@ -9,7 +9,7 @@
  * @module
  */
 import { ConfigError } from "./errors.ts";
-import { distance } from "./_options.ts";
+import { distance } from "./_names.ts";
 
 /** Who makes an accelerator. */
 export type Manufacturer = "NVIDIA" | "AMD" | "Intel" | "AWS" | "Google";

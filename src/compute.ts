@@ -13,7 +13,7 @@
  */
 
 import { checkSandboxOptions, type Permissions } from "./sandbox.ts";
-import { show, unknownOption } from "./_options.ts";
+import { show, unknownOption } from "./_names.ts";
 import type { Streamed } from "./wire/stream.ts";
 
 export type { Permissions } from "./sandbox.ts";

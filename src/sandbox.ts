@@ -26,7 +26,7 @@
  * @module
  */
 import type { SandboxSpec } from "./wire/messages.ts";
-import { show } from "./_options.ts";
+import { show } from "./_names.ts";
 
 /** Deno permissions of a task's sandbox, as in `Deno.PermissionOptionsObject`. */
 export interface Permissions {

@@ -10,6 +10,11 @@
 import assert from "node:assert/strict";
 import { lazyModule } from "../src/_lazy.ts";
 import { ProvisioningError } from "../src/errors.ts";
+import { buildBundle } from "../src/bootstrap/bundle.ts";
+import { nodeCode } from "../src/bootstrap/stage.ts";
+import { libraryBundle } from "../src/bootstrap/worker.ts";
+import { writeFiles } from "../src/bootstrap/_files.ts";
+import * as sky from "../mod.ts";
 
 const repo = new URL("..", import.meta.url);
 
@@ -25,9 +30,14 @@ interface Info {
   >;
 }
 
-async function info(script: string): Promise<Info> {
+async function info(script: string, config?: string): Promise<Info> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", "--no-config", script],
+    args: [
+      "info",
+      "--json",
+      ...(config ? ["--config", config] : ["--no-config"]),
+      script,
+    ],
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1" },
@@ -177,4 +187,170 @@ Deno.test("a module loaded on first use is imported once, and one that cannot lo
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/**
+ * The modules a run of `root` loads: the graph followed through its code
+ * imports only (`import type` loads nothing), as specifiers, npm packages
+ * by id.
+ */
+function loaded(graph: Info & { roots?: string[] }, root: string): string[] {
+  const byUrl = new Map(
+    graph.modules.map((m) => [
+      m.specifier,
+      m as Info["modules"][0] & {
+        dependencies?: { code?: { specifier?: string } }[];
+      },
+    ]),
+  );
+  const found = new Set<string>();
+  const queue = [root];
+  for (let url = queue.pop(); url !== undefined; url = queue.pop()) {
+    if (found.has(url)) continue;
+    found.add(url);
+    const module = byUrl.get(url);
+    if (module?.npmPackage) found.add(`npm:${module.npmPackage}`);
+    for (const dependency of module?.dependencies ?? []) {
+      if (dependency.code?.specifier) queue.push(dependency.code.specifier);
+    }
+  }
+  return [...found].sort();
+}
+
+/** What no node may load when it imports a user's module. */
+const CLIENT =
+  /npm:(zod|ssh2|@logtape\/|@aws-sdk\/|@smithy\/)|\/(providers|src\/pool|src\/transport|src\/bootstrap)\/|\/mod\.ts$/;
+
+/**
+ * The modules a node loads when it imports `module` (a file URL of the
+ * user's code): the code readied for the nodes as a pool readies it, laid
+ * out in a directory, and the graph Deno resolves there with the nodes'
+ * configuration.
+ */
+async function nodeImport(module: string): Promise<string[]> {
+  const code = await nodeCode(
+    await buildBundle([module]),
+    await libraryBundle(),
+  );
+  const dir = await Deno.makeTempDir({ prefix: "skyward-footprint-" });
+  try {
+    await writeFiles(dir, code.files);
+    const path = decodeURIComponent(module.slice(code.rootUrl.length));
+    const url = new URL(`file://${dir}/${path}`).href;
+    return loaded(await info(url, `${dir}/${code.node.config}`), url)
+      .map((m) => m.replace(`file://${dir}/`, ""));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** A user's project outside the repository, importing the library as `how` says. */
+async function userProject(how: "absolute" | "bare"): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "skyward-footprint-" });
+  const lib = how === "bare"
+    ? "@skyward/skyward"
+    : new URL("mod.ts", repo).pathname;
+  if (how === "bare") {
+    await Deno.writeTextFile(
+      `${dir}/deno.json`,
+      JSON.stringify({
+        imports: { "@skyward/skyward": new URL("mod.ts", repo).pathname },
+      }),
+    );
+  }
+  await Deno.writeTextFile(
+    `${dir}/app.ts`,
+    `import * as sky from ${JSON.stringify(lib)};\n` +
+      `export const one = sky.compute(() => sky.instanceInfo().node + 1);\n` +
+      `const provider = sky.Local();\n` +
+      `if (import.meta.main) console.log(provider.name);\n`,
+  );
+  return dir;
+}
+
+for (
+  const how of ["a relative path", "an absolute path", "a bare name"] as const
+) {
+  Deno.test(`a node importing a user's module that imports the library by ${how} loads no client, provider, SSH library, zod nor LogTape`, async () => {
+    const dir = how === "a relative path"
+      ? undefined
+      : await userProject(how === "a bare name" ? "bare" : "absolute");
+    try {
+      const module = dir
+        ? new URL(`file://${dir}/app.ts`).href
+        : new URL("tests/fixtures/node_library.ts", repo).href;
+      const modules = await nodeImport(module);
+      assert.deepEqual(modules.filter((m) => CLIENT.test(m)), []);
+      assert.ok(modules.some((m) => m.endsWith("node.ts")), modules.join(" "));
+      // The user's module, the node entry and what a task needs: computes,
+      // errors, shard, the collections and the codec (msgpack) they use.
+      assert.ok(modules.length <= 30, modules.join("\n"));
+    } finally {
+      if (dir) await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+Deno.test("the node entry has every name of mod.ts, and loads only modules mod.ts loads", async () => {
+  const node = await import("../node.ts");
+  const missing = Object.keys(sky).filter((name) => !(name in node));
+  assert.deepEqual(missing, [], "add them to node.ts");
+  const modGraph = loaded(
+    await info(new URL("mod.ts", repo).href),
+    new URL("mod.ts", repo).href,
+  );
+  const nodeGraph = loaded(
+    await info(new URL("node.ts", repo).href),
+    new URL("node.ts", repo).href,
+  );
+  assert.deepEqual(
+    nodeGraph.filter((m) => !modGraph.includes(m) && !m.endsWith("/node.ts")),
+    [],
+  );
+  // The codec's, which every task's values go through anyway.
+  assert.deepEqual(
+    nodeGraph.filter((m) => m.startsWith("npm:")),
+    ["npm:@msgpack/msgpack@3.1.3"],
+  );
+});
+
+Deno.test("on a node, the library's client parts import fine and say what they are when used", async () => {
+  const node = await import("../node.ts");
+  assert.equal(node.Local().name, "local");
+  assert.equal(node.Image({ env: { MODE: "prod" } }).env.MODE, "prod");
+  assert.throws(
+    () => (node.AWS() as unknown as { offers: unknown }).offers,
+    (error: Error) =>
+      error instanceof node.ConfigError &&
+      /sky\.AWS\(\)\.offers belongs to the client/.test(error.message),
+  );
+  await assert.rejects(
+    node.ComputePool.start({ provider: node.Local() }),
+    /ConfigError: ComputePool\.start\(\) was called while a worker imported your module \(.*footprint_test\.ts/,
+  );
+  assert.equal(node.compute, sky.compute);
+  assert.equal(node.RemoteError, sky.RemoteError);
+});
+
+Deno.test("a task on a local node sees the node entry, beside top-level code that makes an image and a provider", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("tests/fixtures/node_library.ts", repo).pathname,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.ok(out.success, stderr);
+  const result = JSON.parse(new TextDecoder().decode(out.stdout));
+  assert.match(
+    result.pool,
+    /^ConfigError: sky\.Local\(\)\.offers belongs to the client/,
+  );
+  assert.deepEqual(
+    { ...result, pool: undefined },
+    { pool: undefined, provider: "local", image: "prod", gpu: true, node: 0 },
+  );
 });

@@ -8,6 +8,7 @@
 import { ConfigError } from "../errors.ts";
 import { sha256Hex } from "../_hash.ts";
 import { pathExistsSync } from "../_fs.ts";
+import { LIBRARY_MODULE, NODE_ENTRY } from "./library.ts";
 
 /** One file of a bundle. */
 export interface BundleFile {
@@ -41,6 +42,12 @@ export interface Bundle {
    * directory. The image's `includes` are relative to it.
    */
   project?: string;
+  /**
+   * The library's `mod.ts` and its node entry `node.ts`, relative to `root`,
+   * when the user's code imports the library by path (so that both are
+   * shipped): the nodes' import map sends the one to the other.
+   */
+  library?: { mod: string; node: string };
 }
 
 const CONFIG_NAMES = ["deno.json", "deno.jsonc"];
@@ -186,6 +193,13 @@ async function build(roots: string[]): Promise<Bundle> {
     roots.map((root) => moduleGraph(root, projectDir)),
   );
   const files = new Set(graphs.flatMap((g) => g.files));
+  // The library's node entry goes with it: nodes import it in its place
+  // (its imports are a part of mod.ts's, shipped already).
+  const libraryFiles = LIBRARY_MODULE.protocol === "file:" &&
+      files.has(fromFileUrl(LIBRARY_MODULE.href))
+    ? [fromFileUrl(LIBRARY_MODULE.href), fromFileUrl(NODE_ENTRY.href)]
+    : undefined;
+  if (libraryFiles) files.add(libraryFiles[1]);
   let config: string | undefined;
   for (const name of [...CONFIG_NAMES, "deno.lock"]) {
     const path = `${projectDir}/${name}`;
@@ -209,7 +223,13 @@ async function build(roots: string[]): Promise<Bundle> {
       graphs.flatMap((g) => g.absolute).filter((path) => files.has(path)),
     ),
   ].map(inside).sort();
-  return absolute.length > 0 ? { ...bundle, absolute } : bundle;
+  const library = libraryFiles &&
+    { mod: inside(libraryFiles[0]), node: inside(libraryFiles[1]) };
+  return {
+    ...bundle,
+    ...(absolute.length > 0 ? { absolute } : {}),
+    ...(library ? { library } : {}),
+  };
 }
 
 async function hashFiles(

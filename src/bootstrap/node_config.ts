@@ -10,6 +10,7 @@
  */
 import type { Bundle } from "./bundle.ts";
 import { ConfigError } from "../errors.ts";
+import { toNodeEntry } from "./library.ts";
 
 /**
  * An empty configuration at the root of the shipped code, when the node's
@@ -231,23 +232,27 @@ export async function nodeConfig(
     );
     delete config.importMap;
   }
+  // The library, imported by path, name or URL, is its node entry there.
+  const library = bundle.library && {
+    mod: relativeTo(configDir, bundle.library.mod),
+    node: relativeTo(configDir, bundle.library.node),
+  };
   const scopes: Record<string, Record<string, string>> = {};
   if (config.scopes && typeof config.scopes === "object") {
     for (const [scope, map] of Object.entries(config.scopes)) {
-      scopes[relocate(scope, bundle, configDir)] = relocateMap(
-        map,
-        bundle,
-        configDir,
+      scopes[relocate(scope, bundle, configDir)] = toNodeEntry(
+        relocateMap(map, bundle, configDir),
+        library,
       );
     }
   }
   const result: Record<string, unknown> = {
     ...config,
-    imports: {
+    imports: toNodeEntry({
       ...absoluteImports(bundle, configDir),
       ...relocateMap(config.imports, bundle, configDir),
       ...imports,
-    },
+    }, library),
     vendor: true,
     nodeModulesDir: "none",
   };

@@ -204,9 +204,10 @@ export class Scheduler {
     return this.jobs.size - this.#probes;
   }
 
-  /** How many nodes take work now. */
-  #ready(): number {
-    return this.#hooks.nodes().filter((n) => takesWork(n)).length;
+  /** Whether some node takes work now (asked once per task: no allocation). */
+  #anyReady(): boolean {
+    for (const node of this.#hooks.nodes()) if (takesWork(node)) return true;
+    return false;
   }
 
   /**
@@ -232,7 +233,7 @@ export class Scheduler {
    * instead of letting it wait for ever.
    */
   watchStarvation(): void {
-    if (this.#hooks.closed() || this.#ready() > 0) {
+    if (this.#hooks.closed() || this.#anyReady()) {
       this.#stopStarving();
       return;
     }
@@ -245,7 +246,7 @@ export class Scheduler {
     const oldest = Math.min(...waiting.map((j) => j.queuedAt));
     this.#starving = after(oldest + limit - performance.now(), () => {
       this.#starving = undefined;
-      if (this.#hooks.closed() || this.#ready() > 0) return;
+      if (this.#hooks.closed() || this.#anyReady()) return;
       const now = performance.now();
       const abandoned = this.#hooks.abandoned();
       const gone = this.#hooks.nodes().findLast((n) => isGone(n));
@@ -304,7 +305,7 @@ export class Scheduler {
    * jobs left in a queue are skipped.
    */
   drain(): void {
-    if (this.#starving && this.#ready() > 0) this.#stopStarving();
+    if (this.#starving && this.#anyReady()) this.#stopStarving();
     const nodes = this.#hooks.nodes();
     for (const node of nodes) {
       if (!isReady(node)) continue;

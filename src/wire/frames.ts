@@ -96,7 +96,8 @@ function frameHead(
   payloadLength: number,
   room: number,
 ): Uint8Array {
-  const head = headerEncoder.encode(header);
+  // A view of the encoder's own buffer, copied into the frame below.
+  const head = headerEncoder.encodeSharedRef(header);
   const length = 4 + head.length + payloadLength;
   if (length > MAX_FRAME_BYTES) {
     throw new ProtocolError(
