@@ -26,7 +26,7 @@ import {
   ProvisioningError,
 } from "../errors.ts";
 import type { BootstrapPhaseName, EventInit } from "../events.ts";
-import { Image } from "../image.ts";
+import { Image, type ResolvedImage } from "../image.ts";
 import type { InstanceInfo } from "../instance.ts";
 import { logger } from "../log.ts";
 import type { Instance } from "../provider.ts";
@@ -107,6 +107,13 @@ export class BringUp {
     this.#options = options;
     this.#provisioner = provisioner;
     this.#hooks = hooks;
+    hooks.collections?.attach({
+      providers: () => [
+        provisioner.provider,
+        ...(options.specs ?? []).map((s) => s.provider),
+      ],
+      headAddress: () => hooks.clusterView().headAddr,
+    });
   }
 
   /**
@@ -126,7 +133,11 @@ export class BringUp {
       image.includes,
       image.excludes,
     );
-    this.#bundle = await nodeCode(code, await librarySource(), image.imports);
+    this.#bundle = await nodeCode(
+      code,
+      await librarySource(this.#workerBackendModules()),
+      image.imports,
+    );
     log.debug("Bundle {hash}: {count} files from {root}", {
       hash: this.#bundle.hash,
       count: this.#bundle.files.length,
@@ -358,12 +369,44 @@ export class BringUp {
     });
   }
 
+  /**
+   * The module a collections backend the workers open themselves comes
+   * from (e.g. Redis's), shipped with the library so that remote nodes
+   * have it and its npm packages.
+   */
+  #workerBackendModules(): string[] {
+    const spec = this.#hooks.collections?.option.worker?.({
+      poolId: this.#hooks.poolId,
+    });
+    return spec ? [new URL(spec.module, WORKER_MAIN).href] : [];
+  }
+
+  /** The image, with the Debian packages the collections backend needs of the nodes (e.g. `redis-server`). */
+  #imageWithCollectionsApt(): ResolvedImage {
+    const image = this.#options.image ?? Image();
+    const apt = this.#hooks.collections?.option.needs?.apt ?? [];
+    const missing = apt.filter((p) => !image.apt.includes(p));
+    return missing.length
+      ? { ...image, apt: [...image.apt, ...missing] }
+      : image;
+  }
+
   /** Copies the code into a local node's directory (once per hash). */
   async #shipLocally(
     index: number,
     host: Host,
     dir: string,
   ): Promise<WorkerLaunch> {
+    const collections = this.#hooks.collections?.option;
+    if (collections?.needs?.apt?.length) {
+      throw new ConfigError(
+        `Cannot start the collections (${collections.kind}) on ${this.#provisioner.provider.name} nodes: ` +
+          `they need ${
+            collections.needs.apt.join(", ")
+          } installed by the bootstrap, and these nodes are processes on this machine. ` +
+          "Run the server yourself and give its URL, or use a provider with machines of its own",
+      );
+    }
     if (this.#options.image?.apt.length) {
       throw new ConfigError(
         `Cannot install apt packages on ${this.#provisioner.provider.name} nodes: they are processes on this machine. ` +
@@ -431,8 +474,8 @@ export class BringUp {
     { launch: WorkerLaunch; started?: { channel: Channel; at: number } }
   > {
     // One plan for every node: the bootstrap caches its preparation per plan.
-    this.#plan ??= librarySource().then((lib) => ({
-      image: this.#options.image ?? Image(),
+    this.#plan ??= librarySource(this.#workerBackendModules()).then((lib) => ({
+      image: this.#imageWithCollectionsApt(),
       denoVersion: Deno.version.deno,
       code: this.#bundle,
       lib,
