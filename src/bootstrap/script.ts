@@ -592,5 +592,15 @@ export function quickStartScript(
   ].join("\n");
 }
 
-/** The exit status of {@linkcode quickStartScript} on a host that is not ready. */
+/**
+ * The exit status of {@linkcode quickStartScript} on a host that is not
+ * ready (it then started nothing).
+ *
+ * @example
+ * ```ts
+ * import { NOT_READY_EXIT } from "./script.ts";
+ *
+ * console.log(NOT_READY_EXIT); // 86
+ * ```
+ */
 export const NOT_READY_EXIT = 86;
