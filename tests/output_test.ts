@@ -8,7 +8,7 @@ import * as sky from "../mod.ts";
 import type { PoolEvent } from "../src/events.ts";
 import { LineSplitter, MAX_LINE_CHARS } from "../src/wire/output.ts";
 import { square } from "./fixtures/computes.ts";
-import { quiet } from "./fixtures/noisy_module.ts";
+import { fresh, quiet } from "./fixtures/noisy_module.ts";
 import {
   bigError,
   bigItem,
@@ -249,6 +249,23 @@ Deno.test("output at a module's top level arrives as a Log event of its node, wi
     !lines.some(([, , , line]) => /invalid message/.test(String(line))),
     JSON.stringify(lines),
   );
+});
+
+Deno.test("a module's top-level output comes once per sandbox that runs a task, not from the spares loaded ahead", async () => {
+  const events: PoolEvent[] = [];
+  const pool = await start(events);
+  try {
+    for (let i = 0; i < 3; i++) assert.equal(await pool.run(fresh(i)), i + 1);
+    // The spares taken next have loaded the module by now: what they
+    // printed must not show until a task takes them.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    assert.equal(await pool.run(quiet(1)), 2);
+  } finally {
+    await pool.close();
+  }
+  const loading = logs(events).filter((e) => e.line === "noisy module loading");
+  // Three fresh sandboxes and one shared one ran tasks.
+  assert.equal(loading.length, 4, JSON.stringify(loading));
 });
 
 Deno.test("a program's printed output holds no control character a task wrote, and its own lines stay apart", async () => {

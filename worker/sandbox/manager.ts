@@ -222,6 +222,41 @@ export class SandboxManager {
     }
   }
 
+  /** Reports one output line of a sandbox, and acknowledges it once sent. */
+  #logLine(
+    sandbox: Sandbox,
+    task: { id: number } | undefined,
+    m: { s: "stdout" | "stderr"; l: string; id?: unknown },
+  ): void {
+    const cost = lineCost(m.l);
+    const ack = () => {
+      if (!sandbox.ended) {
+        sandbox.port.postMessage({ t: "logack", n: cost });
+      }
+    };
+    // A line may come after its task ended (a marker of lines dropped):
+    // it keeps its task's id if this sandbox ran that task.
+    const id = task?.id ??
+      (typeof m.id === "number" && sandbox.recent.includes(m.id)
+        ? m.id
+        : undefined);
+    let sent: void | Promise<void> = undefined;
+    try {
+      sent = this.#options.log(id, m.s, m.l);
+    } finally {
+      if (sent) sent.then(ack, ack);
+      else ack();
+    }
+  }
+
+  /** Takes a spare into use: the output it held is its own from now on. */
+  #adopt(sandbox: Sandbox): Sandbox {
+    const held = sandbox.held;
+    sandbox.held = undefined;
+    for (const line of held ?? []) this.#logLine(sandbox, undefined, line);
+    return sandbox;
+  }
+
   /**
    * Whether a compute's tasks go to a warm shared sandbox, which queues what
    * it is sent beyond {@linkcode SandboxManager.concurrency}: the worker may
@@ -460,7 +495,7 @@ export class SandboxManager {
       (spare.module === undefined || spare.module === module)
     );
     const sandbox = at >= 0
-      ? spares.splice(at, 1)[0]
+      ? this.#adopt(spares.splice(at, 1)[0])
       : this.#spawn("deno", permissions, heapMb);
     if (sandbox.module === undefined) this.#load(sandbox, module);
     // The next sandboxes of these permissions start now and load this
@@ -475,6 +510,7 @@ export class SandboxManager {
     const depth = exclusive ? FRESH_SPARES : 1;
     while (spares.length < depth) {
       const spare = this.#spawn("deno", permissions, heapMb);
+      spare.held = [];
       this.#load(spare, module);
       spares.push(spare);
     }
@@ -622,25 +658,13 @@ export class SandboxManager {
         if (
           typeof m.l !== "string" || (m.s !== "stdout" && m.s !== "stderr")
         ) return;
-        const cost = lineCost(m.l);
-        const ack = () => {
-          if (!sandbox.ended) {
-            sandbox.port.postMessage({ t: "logack", n: cost });
-          }
-        };
-        // A line may come after its task ended (a marker of lines dropped):
-        // it keeps its task's id if this sandbox ran that task.
-        const id = task?.id ??
-          (typeof m.id === "number" && sandbox.recent.includes(m.id)
-            ? m.id
-            : undefined);
-        let sent: void | Promise<void> = undefined;
-        try {
-          sent = this.#options.log(id, m.s, m.l);
-        } finally {
-          if (sent) sent.then(ack, ack);
-          else ack();
+        if (sandbox.held) {
+          // A spare: its lines wait until a task takes it (their credit
+          // with them, so a noisy module cannot fill this process).
+          sandbox.held.push({ s: m.s, l: m.l, id: m.id });
+          return;
         }
+        this.#logLine(sandbox, task, { s: m.s, l: m.l, id: m.id });
         return;
       }
       case "alive":

@@ -137,6 +137,13 @@ export interface Sandbox {
   stalls: number;
   /** The last tasks it ran, whose late output lines keep their id. */
   recent: number[];
+  /**
+   * Output lines of a spare (started ahead, its module loaded before any
+   * task asked for it), held until it is taken into use and dropped with it
+   * otherwise: a module's top-level output comes once per sandbox used, as
+   * if that sandbox had started when its first task came.
+   */
+  held?: { s: "stdout" | "stderr"; l: string; id?: unknown }[];
   opened(): void;
   failed(outcome: TaskOutcome): void;
 }
