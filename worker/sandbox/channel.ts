@@ -25,6 +25,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 import { Decoder, Encoder, ExtensionCodec } from "npm:@msgpack/msgpack@3.1.3";
 
 /** The largest header (the message without its buffers), in bytes. */
@@ -180,8 +181,9 @@ export class Channel {
     if (this.#pumping) return;
     this.#pumping = true;
     (async () => {
-      // Let the rest of this turn's messages join the first write.
-      await Promise.resolve();
+      // Let the rest of this turn's messages join the first write: those of
+      // every message taken from one read, and of the tasks they ran.
+      await new Promise((resolve) => setImmediate(resolve));
       for (;;) {
         if (this.#frames.length > 0) {
           for (const bytes of coalesce(this.#frames.splice(0))) {
@@ -269,7 +271,60 @@ export class Channel {
     const deliver = (data: unknown) => this.onmessage?.({ data });
     const prefix = new Uint8Array(8);
     const view = new DataView(prefix.buffer);
+    /**
+     * Takes a plain message whole from what is pending, without waiting:
+     * false when it is not all there yet (or is another kind of frame).
+     */
+    const takeWhole = (): boolean => {
+      if (pending.length < 8) return false;
+      const at = new DataView(
+        pending.buffer,
+        pending.byteOffset,
+        pending.byteLength,
+      );
+      const headerLength = at.getUint32(0);
+      const count = at.getUint32(4);
+      if (
+        headerLength > MAX_HEADER_BYTES || count > MAX_BUFFERS ||
+        pending.length < 8 + 4 * count + headerLength
+      ) return false;
+      let end = 8 + 4 * count + headerLength;
+      for (let i = 0; i < count; i++) end += at.getUint32(8 + 4 * i);
+      if (pending.length < end) return false;
+      const buffers: ArrayBuffer[] = [];
+      let from = 8 + 4 * count + headerLength;
+      for (let i = 0; i < count; i++) {
+        const size = at.getUint32(8 + 4 * i);
+        buffers.push(pending.slice(from, from + size).buffer);
+        from += size;
+      }
+      const header = pending.subarray(
+        8 + 4 * count,
+        8 + 4 * count + headerLength,
+      );
+      pending = pending.subarray(end);
+      incoming = buffers;
+      let data: unknown;
+      try {
+        // A `Uint8Array` in the message is a view of the bytes read, which
+        // are the message's own (never read into again).
+        data = decoder.decode(header);
+      } finally {
+        incoming = [];
+      }
+      deliver(data);
+      return true;
+    };
     while (!this.#closed) {
+      // The messages already read are taken at once, one after the other.
+      while (!this.#closed && takeWhole());
+      if (this.#closed) return;
+      if (pending.length === 0) {
+        const n = await conn.read(chunk);
+        if (n === null) return;
+        pending = chunk.slice(0, n);
+        continue;
+      }
       if (!(await fill(prefix))) return;
       const first = view.getUint32(0);
       if (first === PART) {

@@ -120,6 +120,13 @@ export interface SandboxManagerOptions {
   defaultHeapMb?: number;
 }
 
+/**
+ * A task's arguments smaller than this go to a Deno sandbox inside the
+ * message that carries it (and its neighbours), not as a buffer of their
+ * own: one encoding and one copy for many small tasks.
+ */
+const INLINE_BYTES = 16 * 1024;
+
 /** What a compute that was never defined runs with. */
 const DEFAULT_SPEC: SandboxSpec = {
   kind: "deno",
@@ -306,11 +313,16 @@ export class SandboxManager {
       this.#byTask.set(id, sandbox);
       sandbox.ready.then(() => {
         if (!sandbox.tasks.has(id)) return;
-        const buffer = payload.byteOffset === 0 &&
-            payload.byteLength === payload.buffer.byteLength
-          ? payload.buffer as ArrayBuffer
-          : payload.slice().buffer;
-        this.#post(sandbox, [[id, taskKey, buffer, streams], [buffer]]);
+        if (sandbox.kind === "deno" && payload.byteLength < INLINE_BYTES) {
+          // Copied into the message's header, with the tasks sent beside it.
+          this.#post(sandbox, [[id, taskKey, payload, streams], []]);
+        } else {
+          const buffer = payload.byteOffset === 0 &&
+              payload.byteLength === payload.buffer.byteLength
+            ? payload.buffer as ArrayBuffer
+            : payload.slice().buffer;
+          this.#post(sandbox, [[id, taskKey, buffer, streams], [buffer]]);
+        }
         task.posted = true;
         for (const message of task.early.splice(0)) {
           this.#post(sandbox, message);
@@ -592,8 +604,12 @@ export class SandboxManager {
         return;
       case "ok":
       case "err":
-        if (task && m.b instanceof ArrayBuffer) {
-          this.#finish(sandbox, task, { t: m.t, b: new Uint8Array(m.b) });
+        // A small outcome comes inside its message, a large one as a buffer.
+        if (task && (m.b instanceof ArrayBuffer || m.b instanceof Uint8Array)) {
+          this.#finish(sandbox, task, {
+            t: m.t,
+            b: m.b instanceof Uint8Array ? m.b : new Uint8Array(m.b),
+          });
         }
         return;
       case "ser":
