@@ -25,7 +25,6 @@
  *
  * @module
  */
-import { setImmediate } from "node:timers";
 // The package's ES module build: its `main` is CommonJS, which Deno loads
 // through its Node module loader, some 30 ms more at each process's start
 // (a sandbox's, a worker's).
@@ -189,9 +188,8 @@ export class Channel {
     if (this.#pumping) return;
     this.#pumping = true;
     (async () => {
-      // Let the rest of this turn's messages join the first write: those of
-      // every message taken from one read, and of the tasks they ran.
-      await new Promise((resolve) => setImmediate(resolve));
+      // Let the rest of this turn's messages join the first write.
+      await Promise.resolve();
       for (;;) {
         if (this.#frames.length > 0) {
           for (const bytes of coalesce(this.#frames.splice(0))) {

@@ -184,33 +184,36 @@ async function main(socket: string, token: string): Promise<void> {
   /** Tasks started one after another since the event loop last had a turn. */
   let chained = 0;
   const start = () => {
+    scheduled = false;
     while (running < concurrency && waiting.length > 0) {
       const task = waiting.shift()!;
       running++;
       run(task).finally(() => {
         running--;
-        // The next task waiting starts at once, in this turn, its result
-        // joining the same write; after CHAIN of them the event loop has a
-        // turn (messages to read: a cancel, a ping).
-        if (waiting.length > 0 && chained < CHAIN) {
-          chained++;
-          start();
-        } else next();
+        // The next task waiting starts at once, its result joining the
+        // same write; after CHAIN of them the event loop has a turn
+        // (messages to read: a cancel, a ping).
+        if (++chained < CHAIN) start();
+        else next(true);
       });
     }
   };
-  const next = () => {
+  /**
+   * Starts the tasks waiting once the messages of this read are all taken
+   * (they are taken one after another, with no wait between them): a
+   * `slots` or `cancel` among them counts. With `turn`, after the event
+   * loop has had a turn (an immediate costs microseconds; a `setTimeout(0)`
+   * about 2 ms).
+   */
+  const next = (turn = false) => {
     if (scheduled || waiting.length === 0) return;
     scheduled = true;
-    // Started from the event loop's immediate queue, not from the message
-    // that brought it, so that the messages of one read are all taken
-    // before the first task runs. (An immediate costs microseconds; a
-    // `setTimeout(0)` about 2 ms.)
-    setImmediate(() => {
-      scheduled = false;
-      chained = 0;
-      start();
-    });
+    if (turn) {
+      setImmediate(() => {
+        chained = 0;
+        start();
+      });
+    } else queueMicrotask(start);
   };
   const accept = (
     [id, key, payload, streams]: [
