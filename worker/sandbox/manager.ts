@@ -186,6 +186,11 @@ export class SandboxManager {
   #codeUrl: string;
   #heapMb: number;
   #specs = new Map<string, SandboxSpec>();
+  /** Each spec's permissions with paths resolved, heap limit and spare key. */
+  #resolved = new WeakMap<
+    SandboxSpec,
+    { permissions: Permissions; heapMb: number; spareKey: string }
+  >();
   #live = new Set<Sandbox>();
   #shared = new Map<string, Sandbox>();
   #idle = new Map<string, Sandbox[]>();
@@ -311,7 +316,7 @@ export class SandboxManager {
       };
       sandbox.tasks.set(id, task);
       this.#byTask.set(id, sandbox);
-      sandbox.ready.then(() => {
+      const send = () => {
         if (!sandbox.tasks.has(id)) return;
         if (sandbox.kind === "deno" && payload.byteLength < INLINE_BYTES) {
           // Copied into the message's header, with the tasks sent beside it.
@@ -347,7 +352,15 @@ export class SandboxManager {
             },
           );
         }
-      }, (outcome: TaskOutcome) => this.#finish(sandbox, task, outcome));
+      };
+      // A sandbox that has loaded its module is sent the task at once.
+      if (sandbox.loaded && !sandbox.ended) send();
+      else {
+        sandbox.ready.then(
+          send,
+          (outcome: TaskOutcome) => this.#finish(sandbox, task, outcome),
+        );
+      }
     });
   }
 
@@ -451,11 +464,21 @@ export class SandboxManager {
     module: string,
     compute: string,
   ): Sandbox {
-    const permissions = resolvePaths(spec.permissions, this.#codeUrl);
-    const heapMb = spec.memoryLimit === undefined
-      ? this.#heapMb
-      : Math.max(8, Math.ceil(spec.memoryLimit / 2 ** 20));
-    const spareKey = `${JSON.stringify(permissions)}\0${heapMb}`;
+    // What the spec comes to, worked out once per spec (not per task).
+    let resolved = this.#resolved.get(spec);
+    if (!resolved) {
+      const permissions = resolvePaths(spec.permissions, this.#codeUrl);
+      const heapMb = spec.memoryLimit === undefined
+        ? this.#heapMb
+        : Math.max(8, Math.ceil(spec.memoryLimit / 2 ** 20));
+      resolved = {
+        permissions,
+        heapMb,
+        spareKey: `${JSON.stringify(permissions)}\0${heapMb}`,
+      };
+      this.#resolved.set(spec, resolved);
+    }
+    const { permissions, heapMb, spareKey } = resolved;
     // A sandbox of its own for each compute: no compute shares globals
     // (patched built-ins) with another.
     const key = `${module}\0${compute}\0${spareKey}`;
