@@ -57,6 +57,7 @@ import type { InstanceInfo } from "../../src/instance.ts";
 import { lineCost } from "../../src/wire/output.ts";
 import type { SandboxSpec } from "../../src/wire/messages.ts";
 import { after } from "../../src/_timers.ts";
+import { setImmediate } from "node:timers";
 import {
   failure,
   outOfMemory,
@@ -412,6 +413,8 @@ export class SandboxManager {
       previous?.(answered);
       if (answered === id) clearTimeout(timer);
     };
+    // The task may still wait in the outbox: it goes first.
+    this.#flush(sandbox);
     sandbox.port.postMessage({ t: "cancel", id });
   }
 
@@ -591,18 +594,24 @@ export class SandboxManager {
   #post(sandbox: Sandbox, outgoing: Outgoing): void {
     sandbox.outbox.push(outgoing);
     if (sandbox.outbox.length > 1) return;
-    queueMicrotask(() => {
-      const sent = sandbox.outbox;
-      sandbox.outbox = [];
-      if (sandbox.ended) return;
-      const buffers = sent.flatMap((o) => o[1]);
-      sandbox.port.postMessage(
-        sent.length === 1
-          ? sent[0][0]
-          : { t: "tasks", tasks: sent.map((o) => o[0]) },
-        buffers,
-      );
-    });
+    // At the end of the event loop's turn: the tasks that the results of one
+    // read set going (each a few promise steps later) share one write.
+    setImmediate(() => this.#flush(sandbox));
+  }
+
+  /** Sends what waits in a sandbox's outbox now (before a message about it). */
+  #flush(sandbox: Sandbox): void {
+    const sent = sandbox.outbox;
+    if (sent.length === 0) return;
+    sandbox.outbox = [];
+    if (sandbox.ended) return;
+    const buffers = sent.flatMap((o) => o[1]);
+    sandbox.port.postMessage(
+      sent.length === 1
+        ? sent[0][0]
+        : { t: "tasks", tasks: sent.map((o) => o[0]) },
+      buffers,
+    );
   }
 
   /** Handles a message from a sandbox: untrusted, so checked. */
