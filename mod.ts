@@ -210,3 +210,8 @@ export {
   type FormFactor,
   type Manufacturer,
 } from "./src/accelerators.ts";
+export {
+  Redis,
+  type RedisCollections,
+  type RedisOptions,
+} from "./src/collections/redis.ts";

@@ -243,3 +243,26 @@ export const VastAI: typeof client.VastAI = standIn("VastAI", "vastai");
  * ```
  */
 export const Verda: typeof client.Verda = standIn("Verda", "verda");
+/**
+ * `sky.Redis()` on a node: a stand-in that knows its `kind` (the nodes
+ * reach the pool's collections through their worker, which opens Redis
+ * itself).
+ *
+ * @example
+ * ```ts
+ * import { Redis } from "./node.ts";
+ *
+ * console.log(Redis({ url: "redis://10.0.0.5:6379" }).kind); // "redis"
+ * ```
+ */
+export const Redis: typeof client.Redis =
+  (() =>
+    new Proxy(Object.freeze({ kind: "redis" }), {
+      get(target, key) {
+        if (typeof key === "symbol" || key === "kind") {
+          return Reflect.get(target, key);
+        }
+        if (key === "then" || key === "toJSON") return undefined;
+        throw clientOnly(`sky.Redis().${key}`);
+      },
+    })) as unknown as typeof client.Redis;

@@ -25,11 +25,15 @@ export interface StartBreakdown {
   total: number;
   /** TCP connection, SSH handshake and login. */
   dial: number;
-  /** The bootstrap's one command: what the host holds, every phase included. */
+  /**
+   * The bootstrap's look at what the host holds, every phase included. On a
+   * ready host this is the one command that looks and starts the worker,
+   * until the worker's process is started.
+   */
   check: number;
   /** The code phase within it: staging check (and upload, when one is needed). */
   staging: number;
-  /** Worker process start and handshake. */
+  /** Worker process start (from its exec, or from its start by the quick look) and handshake. */
   worker: number;
   /** The first task, sandbox start included. */
   task: number;

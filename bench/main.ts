@@ -10,6 +10,7 @@
  */
 import { printTable } from "./_util.ts";
 import { collectionBenchmarks } from "./collections.ts";
+import { redisCollectionBenchmarks } from "./collections_redis.ts";
 import { containerBenchmarks } from "./container.ts";
 import { coreBenchmarks } from "./core.ts";
 import { sandboxBenchmarks } from "./sandbox.ts";
@@ -22,5 +23,6 @@ if (!only || only === "sandbox") await sandboxBenchmarks();
 if (!only || only === "ssh") await sshBenchmarks();
 if (!only || only === "stream") await streamBenchmarks();
 if (!only || only === "collections") await collectionBenchmarks();
+if (!only || only === "collections") await redisCollectionBenchmarks();
 if (!only || only === "container") await containerBenchmarks();
 printTable();

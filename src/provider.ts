@@ -174,6 +174,16 @@ export interface Provider<C = unknown> {
    */
   readonly powerOffCommand?: string;
   /**
+   * Whether the machines of one cluster reach each other on a private
+   * network (what `Instance.privateAddress` is for). `false` for clouds whose
+   * machines are reached only from outside, one by one (RunPod, Vast.ai):
+   * what needs one node to serve the others (e.g. `sky.Redis({ on: "head" })`)
+   * is refused there.
+   *
+   * @default {true}
+   */
+  readonly privateNetwork?: boolean;
+  /**
    * What to run to remove what a cluster may have left here, for messages
    * after a teardown that could not finish (e.g. a CLI command naming the
    * cluster). Every provider that can leave something has one; see

@@ -14,6 +14,7 @@ import {
   BootstrapError,
   type BootstrapPhaseReport,
   type BootstrapResult,
+  quickStart,
 } from "../src/bootstrap/bootstrap.ts";
 import type { BootstrapPlan } from "../src/bootstrap/plan.ts";
 import { bootstrapScript } from "../src/bootstrap/script.ts";
@@ -30,6 +31,7 @@ import { SshConnection } from "../src/transport/ssh/connection.ts";
 import { SshHost } from "../src/transport/ssh/host.ts";
 import type { Channel, Host } from "../src/transport/host.ts";
 import { LocalHost } from "../src/transport/local.ts";
+import { NodeSession } from "../src/pool/node.ts";
 import { requireRig, type RigHost } from "./rig/rig.ts";
 import { rigTester } from "./clouds.ts";
 import { readEnv, readText } from "./fixtures/bootstrap/task.ts";
@@ -1106,5 +1108,52 @@ rigTest(
       }
     }
     await rig!.release();
+  },
+);
+
+tempDirTest(
+  "quickStart() looks at the host and starts the worker in one command when it is ready, and starts nothing when it is not",
+  async (dir) => {
+    const p = await plan(IMAGE, `${dir}/cache`);
+    const host = new CountingHost(new LocalHost(dir));
+    // Nothing there yet: one command, which starts no worker.
+    assert.equal(await quickStart(host, p, {}), undefined);
+    assert.equal(host.execs, 1);
+    const { result } = await run(new LocalHost(dir), p);
+    host.execs = 0;
+    const quick = await quickStart(host, p, {
+      SKYWARD_INSTANCE: JSON.stringify({ node: 0, totalNodes: 1 }),
+    });
+    assert.ok(quick, "the worker should start on a ready host");
+    assert.equal(host.execs, 1);
+    const lines: string[] = [];
+    const session = new NodeSession(0, quick.channel, {
+      log: (_stream, line) => lines.push(line),
+      lost: () => {},
+    });
+    try {
+      const hello = await session.handshake({
+        code: result.codeHash,
+        deno: Deno.version.deno,
+        modules: [],
+        concurrency: 1,
+      });
+      // It runs the bootstrapped code, with the image's environment.
+      assert.equal(
+        decodeURIComponent(new URL(hello.codeUrl).pathname),
+        `${result.codeDir}/`,
+      );
+      assert.equal(quick.env.MODE, "prod");
+    } finally {
+      session.kill();
+      await quick.channel.exited;
+    }
+    // The ready mark is not taken for the worker's output.
+    assert.ok(!lines.some((l) => l.startsWith("R")), lines.join("\n"));
+    // A plan with apt packages is left to the bootstrap: no command.
+    host.execs = 0;
+    const apt = await plan({ ...IMAGE, apt: ["hello"] }, `${dir}/cache`);
+    assert.equal(await quickStart(host, apt, {}), undefined);
+    assert.equal(host.execs, 0);
   },
 );

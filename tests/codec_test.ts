@@ -783,3 +783,45 @@ Deno.test("the MessagePack extension types keep the numbers the protocol fixed",
     assert.equal(raw.type, type, what);
   }
 });
+
+// --- Large binary values ------------------------------------------------------
+
+Deno.test("encode() writes large Uint8Arrays, alone or among arguments, as MessagePack bin, byte for byte", async () => {
+  const { encode: plainEncode } = await import("@msgpack/msgpack");
+  const big = (n: number, seed: number) => {
+    const bytes = new Uint8Array(n);
+    for (let i = 0; i < n; i += 997) bytes[i] = (i + seed) & 0xff;
+    return bytes;
+  };
+  const MiB = 1024 * 1024;
+  const cases: unknown[] = [
+    big(MiB, 1),
+    [big(MiB + 3, 2)],
+    [1, "two", big(MiB, 3), null, true, -7.5, big(2 * MiB, 4)],
+    Array.from({ length: 20 }, (_, i) => i === 7 ? big(MiB, 5) : i),
+    [new Uint8Array(MiB - 1), big(MiB, 6)],
+  ];
+  for (const value of cases) {
+    assert.deepEqual(encode(value), plainEncode(value), show(value));
+  }
+  // Values the codec extends MessagePack for keep their own encoding.
+  const mixed = [
+    big(MiB, 7),
+    new Map([[1n, new Date(0)]]),
+    { a: undefined, b: -0 },
+    [undefined, new Set([1])],
+    new Float64Array([1.5, NaN]),
+  ];
+  assert.equal(difference(decode(encode(mixed)), mixed), undefined);
+  const [view] = decode(encode(mixed)) as [Uint8Array];
+  assert.deepEqual(view, mixed[0]);
+  // An array holding undefined next to a large one still round trips.
+  const holes = [undefined, big(MiB, 8), -0];
+  assert.equal(difference(decode(encode(holes)), holes), undefined);
+  // A value that cannot be sent is still refused with its path.
+  assert.throws(
+    () => encode([big(MiB, 9), () => 1], "args"),
+    (e: unknown) =>
+      e instanceof SerializationError && e.message.includes("args[1]"),
+  );
+});

@@ -18,8 +18,9 @@ import * as sky from "../mod.ts";
 
 const repo = new URL("..", import.meta.url);
 
-/** npm packages no local-only program nor node may load. */
-const HEAVY = /^(@aws-sdk\/|@smithy\/|ssh2@|cpu-features@|@types\/ssh2@)/;
+/** npm packages no local-only program nor node may load (a pool on Redis loads ioredis on first use). */
+const HEAVY =
+  /^(@aws-sdk\/|@smithy\/|ssh2@|cpu-features@|@types\/ssh2@|ioredis@|@ioredis\/)/;
 
 interface Info {
   modules: { specifier: string; kind?: string; npmPackage?: string }[];

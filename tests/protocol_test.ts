@@ -286,3 +286,75 @@ Deno.test("a log message of no task is sent without an id, and one carrying nil 
   assert.ok(!(old instanceof ProtocolError), String(old));
   assert.equal(old.header.t, "log");
 });
+
+Deno.test("large messages in parts arrive whole and in order however their bytes are cut (as SSH's 32 KiB packets cut them)", async () => {
+  const { writer, writes } = recordingWriter();
+  const big = new Uint8Array(PART_BYTES * 3 + 77).map((_, i) => (i * 7) % 253);
+  const other = new Uint8Array(PART_BYTES + 5).map((_, i) => i % 13);
+  writer.send({ t: "ok", id: 1 }, big);
+  writer.send({ t: "yield", id: 2 }, other);
+  writer.send({ t: "ok", id: 2 }, new Uint8Array([9]));
+  await writer.close();
+  const stream = new Uint8Array(writes.reduce((n, w) => n + w.length, 0));
+  let at = 0;
+  for (const w of writes) {
+    stream.set(w, at);
+    at += w.length;
+  }
+  fc.assert(
+    fc.property(
+      fc.array(fc.integer({ min: 1, max: 70_000 }), {
+        minLength: 1,
+        maxLength: 8,
+      }),
+      (sizes) => {
+        const decoder = new FrameDecoder(workerMessage);
+        const frames = [];
+        for (let from = 0, i = 0; from < stream.length; i++) {
+          const to = Math.min(stream.length, from + sizes[i % sizes.length]);
+          frames.push(...decoder.push(stream.subarray(from, to)));
+          from = to;
+        }
+        assert.equal(decoder.pending, 0);
+        assert.deepEqual(
+          frames.map((f) =>
+            f instanceof ProtocolError
+              ? f.message
+              : `${f.header.t} ${
+                (f.header as { id: number }).id
+              } ${f.payload.length}`
+          ),
+          [`yield 2 ${other.length}`, `ok 2 1`, `ok 1 ${big.length}`],
+        );
+        const whole = frames[2] as { payload: Uint8Array };
+        assert.deepEqual(whole.payload, big);
+        assert.deepEqual((frames[0] as { payload: Uint8Array }).payload, other);
+      },
+    ),
+    { numRuns: 30 },
+  );
+  // Cut inside a part, the decoder says bytes of a frame are pending.
+  const decoder = new FrameDecoder(workerMessage);
+  decoder.push(stream.subarray(0, PART_BYTES / 2));
+  assert.ok(decoder.pending > 0);
+  // A part past its message's announced size is still an error, also when
+  // its bytes come in pieces.
+  const bad = new FrameDecoder(workerMessage);
+  const first = encodeFrame(
+    { t: "part", p: 3, n: 100_000 },
+    new Uint8Array(90_000),
+  );
+  const second = encodeFrame(
+    { t: "part", p: 3, h: { t: "ok", id: 1 } },
+    new Uint8Array(90_000),
+  );
+  const out = [
+    ...bad.push(first.subarray(0, 1000)),
+    ...bad.push(first.subarray(1000)),
+    ...bad.push(second.subarray(0, 1000)),
+    ...bad.push(second.subarray(1000)),
+  ];
+  assert.equal(out.length, 1);
+  assert.ok(out[0] instanceof ProtocolError);
+  assert.match(out[0].message, /more parts of message 3/);
+});

@@ -19,6 +19,7 @@
  * @module
  */
 import { decode, encode, toWireError } from "../src/wire/codec.ts";
+import { sleep } from "../src/_timers.ts";
 import type {
   CollectionBackend,
   CollectionCall,
@@ -219,6 +220,22 @@ export class CollectionRelay {
       ) => m.openBackend(config, { poolId }));
     backend.catch(() => {});
     this.#direct = { backend, holder, calls: new Map() };
+  }
+
+  /**
+   * Closes the worker's own backend, if it has one (the worker is exiting):
+   * e.g. the head node's Redis server stops with it. Waits at most
+   * `timeoutMs`.
+   */
+  async close(timeoutMs = 2_000): Promise<void> {
+    const direct = this.#direct;
+    if (!direct) return;
+    this.#direct = undefined;
+    const stop = new AbortController();
+    await Promise.race([
+      direct.backend.then((b) => b.close()).catch(() => {}),
+      sleep(timeoutMs, stop.signal).catch(() => {}),
+    ]).finally(() => stop.abort());
   }
 
   /**

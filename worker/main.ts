@@ -609,6 +609,7 @@ function handle(
 
 async function shutdown(code: number): Promise<never> {
   sandboxes.close();
+  await collections.close();
   await out.close();
   Deno.exit(code);
 }

@@ -171,6 +171,7 @@ export function RunPod(options: RunPodOptions = {}): RunPodProvider {
   return {
     name: "runpod",
     options,
+    privateNetwork: false,
     sweepHint: (cluster) => cleanupCommand("runpod", cluster),
     powerOffCommand: runpodPowerOffCommand(resolved.baseUrl),
     async offers(spec: ClusterSpec): Promise<RunPodOffer[]> {

@@ -264,6 +264,7 @@ export function VastAI(options: VastAIOptions = {}): VastAIProvider {
   return {
     name: "vastai",
     options,
+    privateNetwork: false,
     sweepHint: (cluster) => cleanupCommand("vastai", cluster),
     async offers(spec: ClusterSpec): Promise<Offer[]> {
       const query = queryOf(spec);

@@ -28,7 +28,11 @@
  */
 import { type TarEntry, tarStream } from "./tar.ts";
 import { type BootstrapPlan, checkPlan, preparePlan } from "./plan.ts";
-import { bootstrapScript, type BootstrapScriptSpec } from "./script.ts";
+import {
+  bootstrapScript,
+  type BootstrapScriptSpec,
+  quickStartScript,
+} from "./script.ts";
 import { ProvisioningError } from "../errors.ts";
 import type { BootstrapPhaseName } from "../events.ts";
 import type { Channel, Host } from "../transport/host.ts";
@@ -620,4 +624,98 @@ export async function bootstrap(
         : {}),
     },
   };
+}
+
+/** A worker started by {@linkcode quickStart}, and how to start it again. */
+export interface QuickStart {
+  /** The worker's channel (its standard error past the ready mark). */
+  channel: Channel;
+  /** The command that starts the worker again (it checks the host again). */
+  argv: string[];
+  /** The environment to start it with: the image's (the command sets the rest). */
+  env: Record<string, string>;
+}
+
+/**
+ * Starts the worker at once when the host holds everything the plan needs
+ * (the bootstrap's quick look and the worker's start in one command: one
+ * round trip to the host fewer), else starts nothing and returns
+ * `undefined`, and the caller runs {@linkcode bootstrap}. Never for an
+ * image with apt packages (their check needs the full script).
+ *
+ * @param host Where to start it.
+ * @param plan The plan, as for {@linkcode bootstrap}.
+ * @param env More environment for the worker (its instance, its dead-man switch).
+ * @returns The worker, or `undefined` when the host is not ready.
+ *
+ * @example
+ * ```ts ignore
+ * const quick = await quickStart(host, plan, { SKYWARD_INSTANCE: "{}" });
+ * if (!quick) await bootstrap(host, plan, () => {});
+ * ```
+ */
+export async function quickStart(
+  host: Host,
+  plan: BootstrapPlan,
+  env: Record<string, string>,
+): Promise<QuickStart | undefined> {
+  checkPlan(plan);
+  if (plan.image.apt.length) return undefined;
+  const ready = await preparePlan(plan);
+  const spec: BootstrapScriptSpec = { ...ready.spec, ...checkOptions({}) };
+  const argv = [
+    "sh",
+    "-c",
+    quickStartScript(spec, {
+      project: ready.code.project,
+      importHosts: ready.code.node.importHosts.join(",") || undefined,
+    }),
+    "skyward-worker",
+  ];
+  const imageEnv = { ...plan.image.env };
+  const channel = await host.exec(argv, {
+    env: { ...imageEnv, ...env, SKYWARD_QUICK: "1" },
+  });
+  const reader = channel.stderr.getReader();
+  let first: Uint8Array | undefined;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      if (value.length) {
+        first = value;
+        break;
+      }
+    }
+  } catch {
+    // The channel failed: not started.
+  }
+  if (first?.[0] !== 0x52 /* R */) {
+    reader.releaseLock();
+    channel.kill();
+    await channel.exited.catch(() => {});
+    return undefined;
+  }
+  let rest: Uint8Array | undefined = first.subarray(1);
+  const stderr = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (rest?.length) {
+        controller.enqueue(rest);
+        rest = undefined;
+        return;
+      }
+      rest = undefined;
+      try {
+        const { value, done } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (error) {
+        controller.error(error);
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+  return { channel: { ...channel, stderr }, argv, env: imageEnv };
 }

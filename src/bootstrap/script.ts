@@ -481,3 +481,126 @@ export function bootstrapScript(spec: BootstrapScriptSpec): string {
     SCRIPT_BODY,
   ].join("\n");
 }
+
+/**
+ * What {@linkcode quickStartScript} needs beyond the bootstrap's spec: where
+ * the project is in the code directory, and the environment the worker
+ * gets from the cache's place.
+ */
+export interface QuickStartSpec {
+  /** The project's directory in the code directory, if not the code directory itself. */
+  project?: string;
+  /** `SKYWARD_IMPORT_HOSTS`, when the code imports from hosts. */
+  importHosts?: string;
+}
+
+/**
+ * A POSIX `sh` script that starts the worker at once on a host that holds
+ * everything already (the bootstrap's quick look: the same tests, the same
+ * files), and otherwise exits with {@linkcode NOT_READY_EXIT} having
+ * started nothing. With `SKYWARD_QUICK=1` in its environment it first
+ * writes `R` to its standard error when it starts the worker, so that the
+ * client knows which before any frame.
+ *
+ * It sets what the bootstrap's result would set (`DENO_DIR`,
+ * `DENO_NO_UPDATE_CHECK`, `SKYWARD_CODE_DIR`, `SKYWARD_IMPORT_HOSTS`,
+ * `NPM_CONFIG_REGISTRY`); the image's environment comes with the command.
+ *
+ * @param spec The bootstrap's spec (an image with apt packages never takes
+ *   this path: their check needs `dpkg-query`).
+ * @param quick Where the project is, and the import hosts.
+ * @returns The script.
+ *
+ * @example
+ * ```ts ignore
+ * const script = quickStartScript(spec, { project: "app" });
+ * await host.exec(["sh", "-c", script, "skyward-worker"], { env });
+ * ```
+ */
+export function quickStartScript(
+  spec: BootstrapScriptSpec,
+  quick: QuickStartSpec = {},
+): string {
+  const q = (value: string) => shellQuote([value]);
+  for (
+    const [name, value] of [
+      ["codeHash", spec.codeHash],
+      ["codeKey", spec.codeKey],
+      ["libHash", spec.libHash],
+      ["depsKey", spec.depsKey],
+      ["envHash", spec.envHash],
+    ]
+  ) {
+    if (!/^[0-9a-zA-Z]+$/.test(value)) {
+      throw new TypeError(
+        `Cannot generate the worker's start: '${name}' must be alphanumeric, got ${
+          JSON.stringify(value)
+        }`,
+      );
+    }
+  }
+  const dir = (where: "code" | "lib") =>
+    where === "code" ? '"$CODE"' : '"$LIB"';
+  const entry = /^[a-z]+:\/\//.test(spec.workerEntry)
+    ? q(spec.workerEntry)
+    : `"$LIB"/${q(spec.workerEntry)}`;
+  return [
+    "set -u",
+    `CACHE=${cacheExpression(spec.cacheDir)}`,
+    `VER=${q(spec.denoVersion)}`,
+    `DENO="$CACHE/deno/$VER/deno"`,
+    `CODE="$CACHE/code/${spec.codeKey}"`,
+    `LIB="$CACHE/lib/${spec.libHash}"`,
+    "has_hash() {",
+    "  _h=",
+    '  [ -f "$1/.skyward-hash" ] || return 1',
+    '  { IFS= read -r _h || :; } <"$1/.skyward-hash"',
+    '  [ "$_h" = "$2" ]',
+    "}",
+    "case $CACHE in /*) ;; *) exit " + NOT_READY_EXIT + " ;; esac",
+    `[ -f "$CACHE/env/${spec.envHash}.sh" ] && [ -x "$DENO" ] &&`,
+    '  [ -f "$CACHE/markers/deno-$VER" ] &&',
+    `  [ -f "$CACHE/markers/deps-${spec.depsKey}-$VER" ] &&`,
+    `  has_hash "$CODE" ${q(spec.codeHash)} && has_hash "$LIB" ${
+      q(spec.libHash)
+    } &&`,
+    `  cd "$CODE"${quick.project ? `/${q(quick.project)}` : ""} ||`,
+    `  exit ${NOT_READY_EXIT}`,
+    'DENO_DIR="$CACHE/deno_dir"',
+    "DENO_NO_UPDATE_CHECK=1",
+    'SKYWARD_CODE_DIR="$CODE"',
+    "export DENO_DIR DENO_NO_UPDATE_CHECK SKYWARD_CODE_DIR",
+    ...(quick.importHosts
+      ? [
+        `SKYWARD_IMPORT_HOSTS=${q(quick.importHosts)}`,
+        "export SKYWARD_IMPORT_HOSTS",
+      ]
+      : []),
+    ...(spec.npmConfigRegistry
+      ? [
+        `NPM_CONFIG_REGISTRY=${q(spec.npmConfigRegistry)}`,
+        "export NPM_CONFIG_REGISTRY",
+      ]
+      : []),
+    `[ "\${SKYWARD_QUICK:-}" = 1 ] && printf R >&2`,
+    "unset SKYWARD_QUICK",
+    `exec "$DENO" run --quiet --no-prompt -A --unstable-worker-options --cached-only --frozen ${
+      spec.config
+        ? `--config ${dir(spec.config.in)}/${q(spec.config.path)} `
+        : ""
+    }${entry}`,
+  ].join("\n");
+}
+
+/**
+ * The exit status of {@linkcode quickStartScript} on a host that is not
+ * ready (it then started nothing).
+ *
+ * @example
+ * ```ts
+ * import { NOT_READY_EXIT } from "./script.ts";
+ *
+ * console.log(NOT_READY_EXIT); // 86
+ * ```
+ */
+export const NOT_READY_EXIT = 86;

@@ -246,6 +246,10 @@ async function stage(
         : []),
     ]);
     let workerEntry: string;
+    // The library's modules beside the worker that it loads on first use
+    // (e.g. the Redis backend, with npm:ioredis), so that their packages
+    // are readied and shipped too.
+    let libEntries: string[] = [];
     if (typeof lib === "string") {
       workerEntry = lib;
     } else {
@@ -257,9 +261,12 @@ async function stage(
         );
       }
       workerEntry = new URL(`file://${dir}/lib/${entry.path}`).href;
+      libEntries = moduleFiles(lib).filter((m) => m !== entry.path)
+        .map((m) => new URL(`file://${dir}/lib/${m}`).href);
     }
     const entries = [
       workerEntry,
+      ...libEntries,
       ...modules.map((m) => new URL(`file://${codeDir}/${m}`).href),
     ];
     const configFile = `${codeDir}/${config}`;

@@ -26,8 +26,11 @@ export const WORKER_MAIN: URL = new URL(
 );
 
 /**
- * The bundle of the library's worker: `worker/main.ts` and what it imports.
+ * The bundle of the library's worker: `worker/main.ts` and what it imports,
+ * and the modules the worker loads on first use that the pool needs (e.g.
+ * the Redis collections backend, with its npm packages).
  *
+ * @param extra More modules of the library to ship, as `file:` URLs.
  * @returns The bundle (cached while its files are unchanged).
  * @throws {ConfigError} When the library is not on the local file system.
  *
@@ -39,8 +42,10 @@ export const WORKER_MAIN: URL = new URL(
  * console.log(lib.files.some((f) => f.path.endsWith("worker/main.ts"))); // true
  * ```
  */
-export function libraryBundle(): Promise<Bundle> {
-  return buildBundle([WORKER_MAIN.href]);
+export function libraryBundle(
+  extra: readonly string[] = [],
+): Promise<Bundle> {
+  return buildBundle([WORKER_MAIN.href, ...extra]);
 }
 
 /**
@@ -49,6 +54,7 @@ export function libraryBundle(): Promise<Bundle> {
  * (the library was imported from JSR or an `https:` URL), which is then
  * vendored with the code.
  *
+ * @param extra More modules of the library to ship (see {@linkcode libraryBundle}).
  * @returns The bundle or the URL.
  *
  * @example
@@ -59,9 +65,11 @@ export function libraryBundle(): Promise<Bundle> {
  * console.log(typeof lib === "string" ? lib : lib.root);
  * ```
  */
-export function librarySource(): Promise<LibrarySource> {
+export function librarySource(
+  extra: readonly string[] = [],
+): Promise<LibrarySource> {
   return WORKER_MAIN.protocol === "file:"
-    ? libraryBundle()
+    ? libraryBundle(extra)
     : Promise.resolve(WORKER_MAIN.href);
 }
 

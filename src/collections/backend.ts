@@ -287,6 +287,12 @@ export interface CollectionBackend {
 export interface CollectionsContext {
   /** The pool's id, unique per pool: a backend shared by several pools keeps each pool's collections apart by it. */
   readonly poolId: string;
+  /**
+   * The private address of the pool's head node (node 0), once it has one,
+   * for a backend the head serves (`sky.Redis({ on: "head" })`). Rejects
+   * when the pool closes first. Absent outside a pool.
+   */
+  readonly headAddress?: () => Promise<string>;
 }
 
 /**
@@ -315,4 +321,11 @@ export interface CollectionsOption {
    * pool's connection; else the module that opens their own backend.
    */
   worker?(context: CollectionsContext): WorkerBackendSpec;
+  /**
+   * What the backend needs of the pool's machines: Debian packages their
+   * bootstrap installs (`apt`; a pool of local processes refuses them), and
+   * a private network between them (`privateNetwork`; refused on providers
+   * without one).
+   */
+  readonly needs?: { apt?: readonly string[]; privateNetwork?: boolean };
 }

@@ -24,7 +24,9 @@ import type {
 import { type Caller, clientCaller, registerPool } from "./_context.ts";
 import { embedded } from "./embedded.ts";
 import { giveBack } from "./_give_back.ts";
-import { PoolClosedError } from "../errors.ts";
+import { ConfigError, PoolClosedError } from "../errors.ts";
+import type { Provider } from "../provider.ts";
+import { sleep } from "../_timers.ts";
 
 /** Sends the reply to a node's call `c`. */
 export type ReplySender = (
@@ -44,11 +46,29 @@ export interface NodeCollections {
   spec?: WorkerBackendSpec & CollectionsContext;
   /** A `coll` message arrived. */
   message(c: number, withdraw: boolean, payload: Uint8Array): void;
-  /** The session ended: its holder is forgotten, its calls withdrawn. */
-  end(): void;
+  /**
+   * The session ended: its holder is forgotten, its calls withdrawn.
+   * Resolves (never rejects) once the backend has forgotten the holder, or
+   * after {@linkcode FORGET_WAIT_MS}: what the node held must be let go
+   * before its tasks are retried (a backend on a server forgets over the
+   * network, and a retried task must not find its first run's barrier
+   * arrival still there).
+   */
+  end(): Promise<void>;
 }
 
 let holders = 0;
+
+/** What the pool tells its collections of its machines. */
+export interface PoolMachines {
+  /** The providers its machines may come from. */
+  providers(): Provider<unknown>[];
+  /** The head node's private address, or `""` while it has none. */
+  headAddress(): string;
+}
+
+/** How long a lost node's retries wait at most for its holder to be forgotten. */
+export const FORGET_WAIT_MS = 5_000;
 
 /**
  * Opens a pool's collections and serves them.
@@ -74,19 +94,61 @@ export class CollectionService {
   /** The backend, once open. */
   #opened: CollectionBackend | undefined;
 
+  /** What the pool says of its machines (see {@linkcode attach}). */
+  #machines: PoolMachines | undefined;
+
   /** @param option The pool's `collections` option; default: embedded. */
   constructor(option: CollectionsOption = embedded()) {
     this.option = option;
   }
 
+  /**
+   * Tells the service about the pool's machines (the pool's bring-up does):
+   * its providers, checked against what the backend needs, and its head
+   * node's address, for a backend the head serves.
+   */
+  attach(machines: PoolMachines): void {
+    this.#machines = machines;
+  }
+
+  /** The head node's private address, once it has one. */
+  async #headAddress(): Promise<string> {
+    for (;;) {
+      const address = this.#machines?.headAddress();
+      if (address) return address;
+      if (this.#closed) {
+        throw new PoolClosedError(
+          "The pool closed before its head node came up",
+        );
+      }
+      await sleep(100);
+    }
+  }
+
   /** Opens the backend (once), and makes it the client's `sky.dict(...)`'s while it is open. */
   open(context: CollectionsContext): Promise<CollectionBackend> {
+    // A backend one node serves to the others needs a private network.
+    const without = this.option.needs?.privateNetwork
+      ? this.#machines?.providers().find((p) => p.privateNetwork === false)
+      : undefined;
+    if (without) {
+      return Promise.reject(
+        new ConfigError(
+          `Cannot start pool: its collections (${this.option.kind}) are served by the head node to the others, ` +
+            `and ${without.name} machines have no private network between them; ` +
+            "leave 'collections' out (the embedded default works on every provider) or give a server every node reaches",
+        ),
+      );
+    }
     // On the client, sky.dict(...) and the others find it while it is open.
     if (!this.#context) {
       this.#unregister = registerPool(context.poolId, this.caller);
     }
     this.#context ??= context;
-    this.#backend ??= this.option.open(context);
+    this.#backend ??= this.option.open({
+      ...context,
+      headAddress: () => this.#headAddress(),
+    });
     this.#backend.then((backend) => {
       if (!this.#closed) this.#opened = backend;
     }, () => {});
@@ -170,15 +232,20 @@ export class CollectionService {
         );
       },
       end: () => {
-        if (ended) return;
+        if (ended) return Promise.resolve();
         ended = true;
         for (const controller of calls.values()) {
           controller?.abort(new Error("The node is gone"));
         }
         calls.clear();
-        this.#backend?.then((backend) => backend.forget(holder)).catch(
-          () => {},
-        );
+        const forgotten = this.#backend?.then((backend) =>
+          backend.forget(holder)
+        ).catch(() => {});
+        const stop = new AbortController();
+        return Promise.race([
+          forgotten,
+          sleep(FORGET_WAIT_MS, stop.signal).catch(() => {}),
+        ]).finally(() => stop.abort());
       },
     };
   }

@@ -14,7 +14,7 @@ import {
   type IncludedFile,
   includedFiles,
 } from "../bootstrap/bundle.ts";
-import { bootstrap } from "../bootstrap/bootstrap.ts";
+import { bootstrap, quickStart } from "../bootstrap/bootstrap.ts";
 import type { BootstrapPlan } from "../bootstrap/plan.ts";
 import { type NodeBundle, nodeCode } from "../bootstrap/stage.ts";
 import { librarySource, WORKER_MAIN, workerArgv } from "../bootstrap/worker.ts";
@@ -26,11 +26,11 @@ import {
   ProvisioningError,
 } from "../errors.ts";
 import type { BootstrapPhaseName, EventInit } from "../events.ts";
-import { Image } from "../image.ts";
+import { Image, type ResolvedImage } from "../image.ts";
 import type { InstanceInfo } from "../instance.ts";
 import { logger } from "../log.ts";
 import type { Instance } from "../provider.ts";
-import type { Host } from "../transport/host.ts";
+import type { Channel, Host } from "../transport/host.ts";
 import { workerDeadManSettings } from "./deadman.ts";
 import { HealthMonitor } from "./health.ts";
 import type { Job } from "./job.ts";
@@ -107,6 +107,13 @@ export class BringUp {
     this.#options = options;
     this.#provisioner = provisioner;
     this.#hooks = hooks;
+    hooks.collections?.attach({
+      providers: () => [
+        provisioner.provider,
+        ...(options.specs ?? []).map((s) => s.provider),
+      ],
+      headAddress: () => hooks.clusterView().headAddr,
+    });
   }
 
   /**
@@ -126,7 +133,11 @@ export class BringUp {
       image.includes,
       image.excludes,
     );
-    this.#bundle = await nodeCode(code, await librarySource(), image.imports);
+    this.#bundle = await nodeCode(
+      code,
+      await librarySource(this.#workerBackendModules()),
+      image.imports,
+    );
     log.debug("Bundle {hash}: {count} files from {root}", {
       hash: this.#bundle.hash,
       count: this.#bundle.files.length,
@@ -235,12 +246,19 @@ export class BringUp {
       jobId: this.#hooks.poolId,
     };
     let launch: WorkerLaunch;
+    /** The worker, when the quick look at the host started it. */
+    let started: { channel: Channel; at: number } | undefined;
     try {
-      launch = endpoint.kind === "local"
-        ? await this.#shipLocally(index, host, endpoint.dir)
-        : await this.#bootstrapRemote(index, host);
+      if (endpoint.kind === "local") {
+        launch = await this.#shipLocally(index, host, endpoint.dir);
+      } else {
+        const remote = await this.#bootstrapRemote(index, host, info);
+        launch = remote.launch;
+        started = remote.started;
+      }
       provisioner.checkOpen();
     } catch (error) {
+      started?.channel.kill();
       await host.close().catch(() => {});
       throw error;
     }
@@ -269,7 +287,7 @@ export class BringUp {
     const before = nodes[index];
     nodes[index] = node;
     try {
-      await this.startWorker(node);
+      await this.startWorker(node, false, started);
       if (this.#hooks.closed()) throw new PoolClosedError();
       if (node.health) await this.#admit(node, node.health);
     } catch (error) {
@@ -351,12 +369,44 @@ export class BringUp {
     });
   }
 
+  /**
+   * The module a collections backend the workers open themselves comes
+   * from (e.g. Redis's), shipped with the library so that remote nodes
+   * have it and its npm packages.
+   */
+  #workerBackendModules(): string[] {
+    const spec = this.#hooks.collections?.option.worker?.({
+      poolId: this.#hooks.poolId,
+    });
+    return spec ? [new URL(spec.module, WORKER_MAIN).href] : [];
+  }
+
+  /** The image, with the Debian packages the collections backend needs of the nodes (e.g. `redis-server`). */
+  #imageWithCollectionsApt(): ResolvedImage {
+    const image = this.#options.image ?? Image();
+    const apt = this.#hooks.collections?.option.needs?.apt ?? [];
+    const missing = apt.filter((p) => !image.apt.includes(p));
+    return missing.length
+      ? { ...image, apt: [...image.apt, ...missing] }
+      : image;
+  }
+
   /** Copies the code into a local node's directory (once per hash). */
   async #shipLocally(
     index: number,
     host: Host,
     dir: string,
   ): Promise<WorkerLaunch> {
+    const collections = this.#hooks.collections?.option;
+    if (collections?.needs?.apt?.length) {
+      throw new ConfigError(
+        `Cannot start the collections (${collections.kind}) on ${this.#provisioner.provider.name} nodes: ` +
+          `they need ${
+            collections.needs.apt.join(", ")
+          } installed by the bootstrap, and these nodes are processes on this machine. ` +
+          "Run the server yourself and give its URL, or use a provider with machines of its own",
+      );
+    }
     if (this.#options.image?.apt.length) {
       throw new ConfigError(
         `Cannot install apt packages on ${this.#provisioner.provider.name} nodes: they are processes on this machine. ` +
@@ -410,18 +460,45 @@ export class BringUp {
     };
   }
 
-  /** Runs the bootstrap script on a remote node. */
-  async #bootstrapRemote(index: number, host: Host): Promise<WorkerLaunch> {
+  /**
+   * Readies a remote node: on a host that holds everything already, one
+   * command looks and starts the worker (the bootstrap's phases then all
+   * `skipped`, as its own quick look reports them); else the bootstrap
+   * script runs, and the worker is started after it.
+   */
+  async #bootstrapRemote(
+    index: number,
+    host: Host,
+    info: Omit<InstanceInfo, "hostname">,
+  ): Promise<
+    { launch: WorkerLaunch; started?: { channel: Channel; at: number } }
+  > {
     // One plan for every node: the bootstrap caches its preparation per plan.
-    this.#plan ??= librarySource().then((lib) => ({
-      image: this.#options.image ?? Image(),
+    this.#plan ??= librarySource(this.#workerBackendModules()).then((lib) => ({
+      image: this.#imageWithCollectionsApt(),
       denoVersion: Deno.version.deno,
       code: this.#bundle,
       lib,
     }));
+    const plan = await this.#plan;
+    const quick = await quickStart(host, plan, {
+      SKYWARD_INSTANCE: JSON.stringify(info),
+      SKYWARD_DEADMAN: this.#deadMan(),
+    });
+    if (quick) {
+      const at = Date.now();
+      for (const phase of ["env", "apt", "deno", "code", "deps"] as const) {
+        this.#phase(index, phase, "started", at);
+        this.#phase(index, phase, "skipped", at);
+      }
+      return {
+        launch: { argv: quick.argv, cwd: "", env: quick.env },
+        started: { channel: quick.channel, at },
+      };
+    }
     const result = await bootstrap(
       host,
-      await this.#plan,
+      plan,
       (e) =>
         this.#hooks.emit({
           type: "BootstrapPhase",
@@ -433,13 +510,26 @@ export class BringUp {
         }),
     );
     return {
-      argv: workerArgv(result.denoPath, result.configPath, result.workerEntry, [
-        "--cached-only",
-        "--frozen",
-      ]),
-      cwd: result.projectDir,
-      env: { ...result.env },
+      launch: {
+        argv: workerArgv(
+          result.denoPath,
+          result.configPath,
+          result.workerEntry,
+          ["--cached-only", "--frozen"],
+        ),
+        cwd: result.projectDir,
+        env: { ...result.env },
+      },
     };
+  }
+
+  /** The worker's `SKYWARD_DEADMAN`. */
+  #deadMan(): string {
+    return workerDeadManSettings(
+      this.#options.deadManSwitch,
+      this.#provisioner.provider.powerOffCommand,
+      this.#startedAt,
+    );
   }
 
   #phase(
@@ -464,21 +554,21 @@ export class BringUp {
    *
    * @param node The node, `"starting"` or `"restarting"`.
    * @param admitted Whether it passed its health check before (a restart).
+   * @param running The worker, when it was started already (by the quick
+   *   look at its host), and when.
    */
-  async startWorker(node: PoolNode, admitted = false): Promise<void> {
-    const started = Date.now();
+  async startWorker(
+    node: PoolNode,
+    admitted = false,
+    running?: { channel: Channel; at: number },
+  ): Promise<void> {
+    const started = running?.at ?? Date.now();
     this.#phase(node.index, "worker", "started", started);
+    if (running && this.#hooks.closed()) running.channel.kill();
     this.#provisioner.checkOpen();
-    const channel = await node.host.exec(node.launch.argv, {
-      cwd: node.launch.cwd,
-      env: {
-        ...node.launch.env,
-        SKYWARD_DEADMAN: workerDeadManSettings(
-          this.#options.deadManSwitch,
-          this.#provisioner.provider.powerOffCommand,
-          this.#startedAt,
-        ),
-      },
+    const channel = running?.channel ?? await node.host.exec(node.launch.argv, {
+      ...(node.launch.cwd ? { cwd: node.launch.cwd } : {}),
+      env: { ...node.launch.env, SKYWARD_DEADMAN: this.#deadMan() },
     });
     // An idle worker does not keep the program alive: the pool does, while
     // it works (see #checkKeepAlive).

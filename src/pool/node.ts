@@ -458,7 +458,8 @@ export class NodeSession {
     if (tail && this.#lost === undefined) {
       reason += `; its last output: ${tail.slice(-2000)}`;
     }
-    this.#collections?.end();
+    // What the node held is let go before its tasks are retried.
+    await this.#collections?.end();
     if (this.#lost !== undefined) return;
     this.#lost = reason;
     this.#rejectAll(new NodeLostError(this.index, reason));

@@ -225,7 +225,7 @@ const textDecoder = new TextDecoder();
  */
 export function encode(value: unknown, path = "value"): Uint8Array {
   try {
-    return encodeNested(placeheld(value)).slice();
+    return encodeLarge(value) ?? encodeNested(placeheld(value)).slice();
   } catch (error) {
     throw explain(value, path, error);
   }
@@ -343,6 +343,66 @@ function encodeNested(value: unknown, force = false): Uint8Array {
   } finally {
     encodeLevel--;
   }
+}
+
+/** A `Uint8Array` at least this large is copied once, straight into the encoded bytes. */
+const LARGE_BYTES = 1 << 20;
+
+/**
+ * The bytes of a large `Uint8Array`, or of an array (a task's arguments)
+ * holding some, built as MessagePack's encoder would build them (`array`
+ * and `bin` headers, the other elements encoded each on its own) but with
+ * each large array copied once into a buffer of the right size. The
+ * encoder would grow its buffer to twice the message (zeroing it), copy
+ * the bytes in, and then copy them out. `undefined` when the value is not
+ * of that shape: it then goes through the encoder.
+ */
+function encodeLarge(value: unknown): Uint8Array | undefined {
+  const large = (v: unknown): v is Uint8Array =>
+    v instanceof Uint8Array && v.byteLength >= LARGE_BYTES &&
+    v.byteLength < 2 ** 32;
+  let pieces: Uint8Array[];
+  if (large(value)) pieces = [binHead(value.byteLength), value];
+  else if (
+    Array.isArray(value) && value.length < 2 ** 32 && value.some(large) &&
+    !holdsPlaceheld(value)
+  ) {
+    pieces = [arrayHead(value.length)];
+    for (const item of value) {
+      if (large(item)) pieces.push(binHead(item.byteLength), item);
+      // Copied: the encoder's buffer is reused by the next element.
+      else pieces.push(encodeNested(item).slice());
+    }
+  } else return undefined;
+  let size = 0;
+  for (const piece of pieces) size += piece.byteLength;
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const piece of pieces) {
+    out.set(piece, at);
+    at += piece.byteLength;
+  }
+  return out;
+}
+
+/** MessagePack's `bin 32` header. */
+function binHead(length: number): Uint8Array {
+  const head = new Uint8Array(5);
+  head[0] = 0xc6;
+  new DataView(head.buffer).setUint32(1, length);
+  return head;
+}
+
+/** MessagePack's header of an array of `length` items, in its shortest form. */
+function arrayHead(length: number): Uint8Array {
+  if (length < 16) return Uint8Array.of(0x90 | length);
+  const wide = length >= 0x10000;
+  const head = new Uint8Array(wide ? 5 : 3);
+  const view = new DataView(head.buffer);
+  head[0] = wide ? 0xdd : 0xdc;
+  if (wide) view.setUint32(1, length);
+  else view.setUint16(1, length);
+  return head;
 }
 
 /** Encodes an array built here, whose values already are placeheld. */

@@ -34,6 +34,12 @@ export const MAX_FRAME_BYTES = 1024 * 1024 * 1024;
  */
 export const PART_BYTES = 512 * 1024;
 
+/**
+ * A frame at least this large that is a part of a message is received
+ * straight into the message's buffer, not copied into a frame first.
+ */
+const DIRECT_PART_BYTES = 64 * 1024;
+
 /** A payload at least this large is written as it is, not copied into its frame. */
 const DIRECT_BYTES = 16 * 1024;
 
@@ -155,6 +161,17 @@ export class FrameDecoder<H> {
   #parts = new Map<number, { buffer: Uint8Array; at: number }>();
   /** Whether the last `#take` copied into a buffer of its own. */
   #owned = false;
+  /**
+   * The part being received straight into its message's buffer: its header,
+   * that message, and how many of its bytes are still to come.
+   */
+  #direct:
+    | {
+      part: PartMessage;
+      message: { buffer: Uint8Array; at: number };
+      left: number;
+    }
+    | undefined;
 
   /** @param schema The schema of the headers this side receives. */
   constructor(schema: z.ZodType<H>) {
@@ -163,7 +180,8 @@ export class FrameDecoder<H> {
 
   /** Bytes received that do not yet form a whole frame. */
   get pending(): number {
-    return this.#buffered;
+    const direct = this.#direct;
+    return this.#buffered + (direct ? this.#need - direct.left : 0);
   }
 
   /**
@@ -179,6 +197,13 @@ export class FrameDecoder<H> {
     }
     const frames: (Frame<H> | ProtocolError)[] = [];
     for (;;) {
+      if (this.#direct) {
+        if (!this.#fillDirect()) break;
+        const done = this.#endDirect();
+        if (done) frames.push(done);
+        continue;
+      }
+      if (this.#need >= DIRECT_PART_BYTES && this.#startDirect()) continue;
       if (this.#need < 0) {
         if (this.#buffered < 4) break;
         const head = this.#take(4);
@@ -191,6 +216,7 @@ export class FrameDecoder<H> {
           );
         }
         this.#need = length;
+        continue;
       }
       if (this.#buffered < this.#need) break;
       const body = this.#take(this.#need);
@@ -240,6 +266,109 @@ export class FrameDecoder<H> {
       );
     }
     return { header: parsed.data, payload, owned };
+  }
+
+  /**
+   * Starts receiving a large frame's payload straight into its message's
+   * buffer, when the frame is a part of a message (not copied into a frame
+   * of its own first, then into the message). Returns whether it did.
+   */
+  #startDirect(): boolean {
+    if (this.#buffered < 4) return false;
+    const headerLength = this.#peekUint32();
+    if (headerLength > this.#need - 4 || this.#buffered < 4 + headerLength) {
+      return false;
+    }
+    // The header is small: copied out with its length, then read.
+    const head = this.#peek(4 + headerLength);
+    let raw: PartMessage | undefined;
+    try {
+      raw = headerDecoder.decode(head.subarray(4)) as PartMessage;
+    } catch {
+      return false; // Reported when the whole frame is parsed.
+    }
+    if (raw?.t !== "part" || !Number.isInteger(raw.p)) return false;
+    const size = this.#need - 4 - headerLength;
+    let message = this.#parts.get(raw.p);
+    if (raw.n !== undefined) {
+      // A first part: its message's buffer is made here (anything amiss
+      // is left to the usual path, which reports it).
+      if (
+        !Number.isInteger(raw.n) || raw.n < 0 || raw.n > MAX_MESSAGE_BYTES ||
+        size > raw.n
+      ) return false;
+      try {
+        message = { buffer: new Uint8Array(raw.n), at: 0 };
+      } catch {
+        return false;
+      }
+      this.#parts.set(raw.p, message);
+    } else if (!message || message.at + size > message.buffer.length) {
+      return false;
+    }
+    this.#take(4 + headerLength);
+    this.#direct = { part: raw, message, left: size };
+    return true;
+  }
+
+  /** Copies what has come of the direct part into place; true once it is whole. */
+  #fillDirect(): boolean {
+    const direct = this.#direct!;
+    while (direct.left > 0 && this.#chunks.length > 0) {
+      const chunk = this.#chunks[0];
+      const used = Math.min(chunk.length, direct.left);
+      direct.message.buffer.set(chunk.subarray(0, used), direct.message.at);
+      direct.message.at += used;
+      direct.left -= used;
+      this.#buffered -= used;
+      if (used === chunk.length) this.#chunks.shift();
+      else this.#chunks[0] = chunk.subarray(used);
+    }
+    return direct.left === 0;
+  }
+
+  /** Ends the direct part: the message, when it was the last. */
+  #endDirect(): Frame<H> | ProtocolError | undefined {
+    const { part, message } = this.#direct!;
+    this.#direct = undefined;
+    this.#need = -1;
+    if (part.h === undefined) return undefined;
+    this.#parts.delete(part.p);
+    if (message.at !== message.buffer.length) {
+      return new ProtocolError(
+        `Message ${part.p} ended after ${message.at} of its ${message.buffer.length} bytes`,
+      );
+    }
+    const parsed = this.#schema.safeParse(part.h);
+    if (!parsed.success) {
+      return new ProtocolError(
+        `Received an invalid message: ${
+          z.prettifyError(parsed.error).replaceAll("\n", " ")
+        }`,
+      );
+    }
+    return { header: parsed.data, payload: message.buffer, owned: true };
+  }
+
+  /** The first four bytes buffered, as a big-endian `u32`, left in place. */
+  #peekUint32(): number {
+    const bytes = this.#peek(4);
+    return new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0);
+  }
+
+  /** The first `n` bytes buffered (a copy when they span chunks), left in place. */
+  #peek(n: number): Uint8Array {
+    const first = this.#chunks[0];
+    if (first.length >= n) return first.subarray(0, n);
+    const out = new Uint8Array(n);
+    let filled = 0;
+    for (const chunk of this.#chunks) {
+      const used = Math.min(chunk.length, n - filled);
+      out.set(chunk.subarray(0, used), filled);
+      filled += used;
+      if (filled === n) break;
+    }
+    return out;
   }
 
   /** Adds a part of a large message; returns the message once complete. */
