@@ -104,12 +104,15 @@ class Startup {
   #held: Record<string, unknown>[] = [];
   #wake?: () => void;
   concurrency = 1;
+  /** The newest instance info sent, which replaces the start-up data's. */
+  instance?: InstanceInfo;
 
   constructor(port: Channel) {
     port.onmessage = (event: ChannelEvent) => {
       const m = event.data as Record<string, unknown> | null;
       if (m?.t === "info") {
-        setInstanceInfo(m.instance as InstanceInfo);
+        this.instance = m.instance as InstanceInfo;
+        setInstanceInfo(this.instance);
       } else if (m?.t === "logack") logAcknowledged(Number(m.n));
       else if (m?.t === "slots") this.concurrency = slots(m.n);
       else if (m?.t === "collr") collectionReply(m);
@@ -155,7 +158,7 @@ async function main(socket: string, token: string): Promise<void> {
   port.postMessage({ t: "hello", token });
   const startup = new Startup(port);
   const data = await startup.take("init") as unknown as Init;
-  prepare({ port, instance: data.instance });
+  prepare({ port, instance: startup.instance ?? data.instance });
   guardStorage();
   let module = "";
   try {
