@@ -6,6 +6,7 @@
  * deno run -A jsr:@skyward/skyward/cli providers
  * deno run -A jsr:@skyward/skyward/cli cleanup --provider aws [--region us-east-1] [--cluster sky-…] [--older-than 2h] [--dry-run]
  * deno run -A jsr:@skyward/skyward/cli image build [--dockerfile|--debootstrap] [--dry-run]
+ * deno run -A jsr:@skyward/skyward/cli dashboard run.jsonl [--port 8080]
  * deno task cli offers --accelerator H100:8     # from a clone
  * ```
  *
@@ -19,6 +20,8 @@
  *   instances first, then security groups and key pairs.
  * - `image` builds the base image of `sky.Container()` (see
  *   `providers/container/image.ts`): `image build`, `image dockerfile`.
+ * - `dashboard` serves the live dashboard of a pool from the event log it
+ *   writes (`eventLog: "run.jsonl"` on the pool), following the file.
  *
  * @example
  * ```ts ignore
@@ -77,7 +80,7 @@ export const CLOUDS: Readonly<Record<string, CloudFactory>> = {
 };
 
 /** The commands `main` runs. */
-const COMMANDS = ["offers", "providers", "cleanup", "help"];
+const COMMANDS = ["offers", "providers", "cleanup", "dashboard", "help"];
 
 const USAGE = () =>
   `Usage: skyward <command> [options]
@@ -88,6 +91,8 @@ Commands:
   cleanup    Remove what Skyward pools left at a provider (found by tag)
   image      Build sky.Container()'s base image: image build [--dockerfile|
              --debootstrap], image dockerfile (see: skyward image --help)
+  dashboard  Serve the live dashboard of a pool from its event log:
+             dashboard <file> [--port PORT] (see: skyward dashboard --help)
   help       Show this help
 
 Options of offers:
@@ -507,6 +512,10 @@ export async function main(
   if (args[0] === "image") {
     const { imageCommand } = await import("./providers/container/image.ts");
     return await imageCommand(args.slice(1));
+  }
+  if (args[0] === "dashboard") {
+    const { dashboardCommand } = await import("./src/dashboard/command.ts");
+    return await dashboardCommand(args.slice(1));
   }
   const clouds = options.clouds ?? CLOUDS;
   let parsed;

@@ -51,6 +51,7 @@ export {
 } from "./src/pool/pool.ts";
 export type { MapResults, RunResult, TaskHandle } from "./src/pool/handles.ts";
 export type { DeadManSwitchOptions } from "./src/pool/deadman.ts";
+export type { DashboardOptions } from "./src/dashboard/serve.ts";
 export type { BudgetOptions, ResolvedBudget } from "./src/pool/budget.ts";
 export { BudgetExceededError } from "./src/errors.ts";
 export {

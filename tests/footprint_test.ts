@@ -18,9 +18,13 @@ import * as sky from "../mod.ts";
 
 const repo = new URL("..", import.meta.url);
 
-/** npm packages no local-only program nor node may load (a pool on Redis loads ioredis on first use). */
+/**
+ * npm packages no local-only program nor node may load: the cloud SDKs, the
+ * SSH library, the Redis client (a pool on Redis loads ioredis on first use),
+ * and the dashboard's server and chart (loaded when asked for).
+ */
 const HEAVY =
-  /^(@aws-sdk\/|@smithy\/|ssh2@|cpu-features@|@types\/ssh2@|ioredis@|@ioredis\/)/;
+  /^(@aws-sdk\/|@smithy\/|ssh2@|cpu-features@|@types\/ssh2@|ioredis@|@ioredis\/|hono@|uplot@)/;
 
 interface Info {
   modules: { specifier: string; kind?: string; npmPackage?: string }[];

@@ -32,6 +32,11 @@ import { type DeadManSwitchOptions, deadManSwitchSchema } from "./deadman.ts";
 import type { CollectionsOption } from "../collections/backend.ts";
 import { type NodesOptions, nodesSchema } from "./elastic.ts";
 import { type HealthCheckOptions, healthCheckSchema } from "./health.ts";
+import {
+  type DashboardOptions,
+  dashboardSchema,
+  eventLogSchema,
+} from "../dashboard/serve.ts";
 
 /** Options of {@linkcode ComputePool.start}. */
 export interface PoolOptions {
@@ -185,6 +190,22 @@ export interface PoolOptions {
    */
   signal?: AbortSignal;
   /**
+   * Serves a live dashboard of the pool on 127.0.0.1 (nodes, tasks and
+   * their throughput, bootstrap phases, logs, spend): `true` for a free
+   * port, or `{ port }`. Its address holds a random token; it is printed
+   * once (unless `console: "silent"`) and is `pool.dashboardUrl`. The
+   * server stops when the pool closes.
+   * @default no dashboard
+   */
+  dashboard?: boolean | DashboardOptions;
+  /**
+   * A file the pool writes its events to, one JSON object a line, as they
+   * happen (created, or emptied, at the start): `skyward dashboard <file>`
+   * serves the dashboard from it, also while the program runs.
+   * @default no file
+   */
+  eventLog?: string;
+  /**
    * Where the pool's collections (`sky.dict`, `sky.queue`, …, and
    * `pool.dict(...)`) live. By default the client holds them and serves the
    * nodes over the pool's own connections: nothing to install, no port
@@ -242,6 +263,8 @@ const optionsSchema = z.object({
     (s) => s instanceof AbortSignal,
     "must be an AbortSignal",
   ).optional(),
+  dashboard: dashboardSchema,
+  eventLog: eventLogSchema,
   collections: z.custom<CollectionsOption>(
     (c) =>
       typeof c === "object" && c !== null &&

@@ -66,6 +66,8 @@ import { BringUp, type BringUpHooks } from "./bring_up.ts";
 import { Recovery, type RecoveryHooks } from "./recovery.ts";
 import { Scaler, type ScalerHooks } from "./scaler.ts";
 import { shutdown } from "./shutdown.ts";
+import { type PoolWatch, watchPool } from "../dashboard/watch.ts";
+import { KeepAlive } from "./keep_alive.ts";
 import { BudgetGuard, checkPricing, DEFAULT_COST_INTERVAL } from "./budget.ts";
 import { poolClock, type PoolSpend, reportCost, Spend } from "./spend.ts";
 
@@ -123,15 +125,11 @@ export class ComputePool implements AsyncDisposable {
   #ttl: (() => void) | undefined;
   /** The last node given up for good, once no node is left. */
   #abandoned: { node: number; reason: string } | undefined;
-  /** Work of the pool's own (starting, resizing, closing) the program waits for. */
-  #keepers = 0;
-  /**
-   * The timer that keeps the program alive while the pool works. The
-   * workers' processes do not: a pool that idles lets the program end (and
-   * the teardown closes it then).
-   */
-  #keepAlive: ReturnType<typeof setInterval> | undefined;
+  /** Keeps the program alive while the pool works. */
+  #keepAlive: KeepAlive;
   #collections: CollectionService;
+  /** The dashboard and the event log, when asked for. */
+  #watch: PoolWatch | undefined;
   /** What the machines cost so far. */
   #spend: Spend;
   /** Keeps the pool within its budget. */
@@ -146,6 +144,10 @@ export class ComputePool implements AsyncDisposable {
       crypto.randomUUID().slice(0, 4)
     }`;
     this.#options = options;
+    this.#keepAlive = new KeepAlive(
+      () => this.#scheduler.pending > 0,
+      (busy) => this.#watch?.hold(busy),
+    );
     this.#hub = new EventHub({
       pool: this.id,
       onEvent: options.onEvent,
@@ -178,7 +180,7 @@ export class ComputePool implements AsyncDisposable {
       emit: (event) => this.#emit(event),
       starting: () => this.#view.joining.size + this.#scaler.provisioning,
       abandoned: () => this.#abandoned,
-      activity: () => this.#checkKeepAlive(),
+      activity: () => this.#keepAlive.check(),
       backlog: () => {
         if (this.#scaler.elastic) this.#scaler.soon();
       },
@@ -272,8 +274,17 @@ export class ComputePool implements AsyncDisposable {
     resolved.signal?.throwIfAborted();
     const pool = new ComputePool(resolved);
     track(pool);
-    const release = pool.#hold();
+    const release = pool.#keepAlive.hold();
     try {
+      pool.#watch = await watchPool({
+        pool: pool.id,
+        startedAt: pool.#startedAt,
+        provider: pool.provider.name,
+        options: resolved,
+        events: pool.#hub.events,
+        queued: () => pool.#scheduler.waiting(),
+      });
+      pool.#keepAlive.check();
       await pool.#start();
     } catch (error) {
       await pool.close().catch(() => {});
@@ -298,31 +309,9 @@ export class ComputePool implements AsyncDisposable {
     return pool;
   }
 
-  /**
-   * Keeps the program alive until the returned function is called: for the
-   * pool's own work that a caller awaits (tasks are counted apart).
-   */
-  #hold(): () => void {
-    this.#keepers++;
-    this.#checkKeepAlive();
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.#keepers--;
-      this.#checkKeepAlive();
-    };
-  }
-
-  /** Holds the program while the pool starts, resizes, closes or runs tasks. */
-  #checkKeepAlive(): void {
-    const busy = this.#keepers > 0 || this.#scheduler.pending > 0;
-    if (busy && this.#keepAlive === undefined) {
-      this.#keepAlive = setInterval(() => {}, 2 ** 30);
-    } else if (!busy && this.#keepAlive !== undefined) {
-      clearInterval(this.#keepAlive);
-      this.#keepAlive = undefined;
-    }
+  /** The dashboard's address, token included, when started with `dashboard`. */
+  get dashboardUrl(): string | undefined {
+    return this.#watch?.url;
   }
 
   /**
@@ -499,7 +488,7 @@ export class ComputePool implements AsyncDisposable {
   async resize(nodes: number): Promise<void> {
     this.#scaler.check(nodes);
     if (this.#closed) throw new PoolClosedError();
-    const release = this.#hold();
+    const release = this.#keepAlive.hold();
     try {
       await this.#scaler.resize(nodes);
     } finally {
@@ -824,7 +813,7 @@ export class ComputePool implements AsyncDisposable {
    */
   #close(error?: Error): Promise<void> {
     if (!this.#closing) {
-      const release = this.#hold();
+      const release = this.#keepAlive.hold();
       this.#closed = true;
       this.#closing = shutdown({
         poolId: this.id,
@@ -849,7 +838,8 @@ export class ComputePool implements AsyncDisposable {
           this.#hub.close();
           untrack(this);
         },
-      }).finally(() => this.#collections.close()).finally(release);
+      }).finally(() => this.#collections.close())
+        .finally(() => this.#watch?.close()).finally(release);
     }
     return this.#closing;
   }
