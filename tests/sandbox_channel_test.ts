@@ -129,3 +129,29 @@ Deno.test("a sandbox process gets the worker's module flags and exactly its perm
     /Cannot grant read access to "\/a,b": .* cannot hold a comma/,
   );
 });
+
+Deno.test("many small messages of one turn, bytes inside them, arrive whole and in order around a large one", async () => {
+  const { listener, near, far } = await pair();
+  const other = new Channel(far);
+  const count = 2_001;
+  const got = receive(other, count);
+  const large = new Uint8Array(700_000).map((_, i) => (i * 7) & 255);
+  for (let i = 0; i < count; i++) {
+    if (i === 1_000) near.postMessage({ i, b: large.slice().buffer });
+    // Small bytes travel inside the message, as MessagePack's bin.
+    else near.postMessage({ i, v: new Uint8Array(i % 50).fill(i & 255) });
+  }
+  const messages = await got as {
+    i: number;
+    v?: Uint8Array;
+    b?: ArrayBuffer;
+  }[];
+  assert.deepEqual(messages.map((m) => m.i), [...Array(count).keys()]);
+  for (const m of messages) {
+    if (m.i === 1_000) assert.deepEqual(new Uint8Array(m.b!), large);
+    else assert.deepEqual(m.v, new Uint8Array(m.i % 50).fill(m.i & 255));
+  }
+  near.close();
+  other.close();
+  listener.close();
+});

@@ -12,7 +12,14 @@
  * @module
  */
 import { setImmediate } from "node:timers";
-import { Decoder, Encoder } from "npm:@msgpack/msgpack@3.1.3";
+// The package's ES module build: its `main` is CommonJS, which Deno loads
+// through its Node module loader, some 30 ms more at each process's start
+// (a sandbox's, a worker's).
+// @ts-types="npm:@msgpack/msgpack@3.1.3"
+import {
+  Decoder,
+  Encoder,
+} from "npm:@msgpack/msgpack@3.1.3/dist.esm/index.mjs";
 import { z } from "npm:zod@4.6.7";
 import { ProtocolError } from "../errors.ts";
 import type { ClientMessage, WorkerMessage } from "./messages.ts";

@@ -25,7 +25,15 @@
  *
  * @module
  */
-import { Decoder, Encoder, ExtensionCodec } from "npm:@msgpack/msgpack@3.1.3";
+// The package's ES module build: its `main` is CommonJS, which Deno loads
+// through its Node module loader, some 30 ms more at each process's start
+// (a sandbox's, a worker's).
+// @ts-types="npm:@msgpack/msgpack@3.1.3"
+import {
+  Decoder,
+  Encoder,
+  ExtensionCodec,
+} from "npm:@msgpack/msgpack@3.1.3/dist.esm/index.mjs";
 
 /** The largest header (the message without its buffers), in bytes. */
 const MAX_HEADER_BYTES = 16 * 1024 * 1024;
@@ -269,7 +277,60 @@ export class Channel {
     const deliver = (data: unknown) => this.onmessage?.({ data });
     const prefix = new Uint8Array(8);
     const view = new DataView(prefix.buffer);
+    /**
+     * Takes a plain message whole from what is pending, without waiting:
+     * false when it is not all there yet (or is another kind of frame).
+     */
+    const takeWhole = (): boolean => {
+      if (pending.length < 8) return false;
+      const at = new DataView(
+        pending.buffer,
+        pending.byteOffset,
+        pending.byteLength,
+      );
+      const headerLength = at.getUint32(0);
+      const count = at.getUint32(4);
+      if (
+        headerLength > MAX_HEADER_BYTES || count > MAX_BUFFERS ||
+        pending.length < 8 + 4 * count + headerLength
+      ) return false;
+      let end = 8 + 4 * count + headerLength;
+      for (let i = 0; i < count; i++) end += at.getUint32(8 + 4 * i);
+      if (pending.length < end) return false;
+      const buffers: ArrayBuffer[] = [];
+      let from = 8 + 4 * count + headerLength;
+      for (let i = 0; i < count; i++) {
+        const size = at.getUint32(8 + 4 * i);
+        buffers.push(pending.slice(from, from + size).buffer);
+        from += size;
+      }
+      const header = pending.subarray(
+        8 + 4 * count,
+        8 + 4 * count + headerLength,
+      );
+      pending = pending.subarray(end);
+      incoming = buffers;
+      let data: unknown;
+      try {
+        // A `Uint8Array` in the message is a view of the bytes read, which
+        // are the message's own (never read into again).
+        data = decoder.decode(header);
+      } finally {
+        incoming = [];
+      }
+      deliver(data);
+      return true;
+    };
     while (!this.#closed) {
+      // The messages already read are taken at once, one after the other.
+      while (!this.#closed && takeWhole());
+      if (this.#closed) return;
+      if (pending.length === 0) {
+        const n = await conn.read(chunk);
+        if (n === null) return;
+        pending = chunk.slice(0, n);
+        continue;
+      }
       if (!(await fill(prefix))) return;
       const first = view.getUint32(0);
       if (first === PART) {

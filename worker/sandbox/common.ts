@@ -36,6 +36,12 @@ export interface Outlet {
  */
 const RAW_RESULT_BYTES = 64 * 1024;
 
+/**
+ * An encoded result smaller than this goes inside its message (a channel's:
+ * the results of a turn share one encoding), not as a buffer of its own.
+ */
+const INLINE_BYTES = 16 * 1024;
+
 /** What the worker process gives a sandbox when it starts it. */
 export interface SandboxData {
   /** Which entry this data is for: `"deno"` or `"wasm"`. */
@@ -260,6 +266,11 @@ export function sendResult(
     bytes = encode(value, "result");
   } catch (error) {
     sendError(port, id, error);
+    return;
+  }
+  if (port.postBytes && bytes.byteLength < INLINE_BYTES) {
+    // Inside the message, which the results of the turn share.
+    post(port, { t: "ok", id, b: bytes });
     return;
   }
   const buffer = bytes.buffer as ArrayBuffer;

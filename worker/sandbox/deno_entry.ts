@@ -53,15 +53,17 @@ import {
 /** UTF-8 bytes of a string, bound before any user code can patch `TextEncoder`. */
 const utf8 = TextEncoder.prototype.encode.bind(new TextEncoder());
 
+/**
+ * The most tasks a sandbox starts one after another as each ends, without
+ * letting the event loop turn.
+ */
+const CHAIN = 256;
+
 /** What the worker process sends a sandbox once it has connected. */
 interface Init {
   t: "init";
   instance: InstanceInfo;
   revoke: Deno.PermissionDescriptor[];
-}
-
-if (import.meta.main && Deno.args.length === 2) {
-  await main(Deno.args[0], Deno.args[1]);
 }
 
 /**
@@ -91,14 +93,51 @@ function slots(n: unknown): number {
   return Math.max(1, Number(n) || 1);
 }
 
-/** The first message of the worker process: the sandbox's start-up data. */
-function received(port: Channel): Promise<Init> {
-  return new Promise((resolve) => {
+/**
+ * The messages of the worker process until the sandbox runs tasks: those
+ * of one read arrive together, before the sandbox has moved on to its next
+ * step, so they wait here to be taken in order. What needs no step (more
+ * log credit, a collection call's answer, the slots, the instance info) is
+ * handled as it comes.
+ */
+class Startup {
+  #held: Record<string, unknown>[] = [];
+  #wake?: () => void;
+  concurrency = 1;
+  /** The newest instance info sent, which replaces the start-up data's. */
+  instance?: InstanceInfo;
+
+  constructor(port: Channel) {
     port.onmessage = (event: ChannelEvent) => {
-      const m = event.data as Init | null;
-      if (m?.t === "init") resolve(m);
+      const m = event.data as Record<string, unknown> | null;
+      if (m?.t === "info") {
+        this.instance = m.instance as InstanceInfo;
+        setInstanceInfo(this.instance);
+      } else if (m?.t === "logack") logAcknowledged(Number(m.n));
+      else if (m?.t === "slots") this.concurrency = slots(m.n);
+      else if (m?.t === "collr") collectionReply(m);
+      else if (m !== null && typeof m === "object") {
+        this.#held.push(m);
+        this.#wake?.();
+      }
     };
-  });
+  }
+
+  /** The next message held whose `t` is `t`; the ones before it are dropped. */
+  async take(t: string): Promise<Record<string, unknown>> {
+    for (;;) {
+      const m = this.#held.shift();
+      if (m?.t === t) return m;
+      if (m) continue;
+      await new Promise<void>((resolve) => this.#wake = resolve);
+      this.#wake = undefined;
+    }
+  }
+
+  /** The messages held, for the handler that takes over. */
+  rest(): Record<string, unknown>[] {
+    return this.#held.splice(0);
+  }
 }
 
 async function main(socket: string, token: string): Promise<void> {
@@ -117,22 +156,13 @@ async function main(socket: string, token: string): Promise<void> {
     Deno.exit(reason ? 70 : 0);
   };
   port.postMessage({ t: "hello", token });
-  const data = await received(port);
-  prepare({ port, instance: data.instance });
+  const startup = new Startup(port);
+  const data = await startup.take("init") as unknown as Init;
+  prepare({ port, instance: startup.instance ?? data.instance });
   guardStorage();
   let module = "";
-  let concurrency = 1;
   try {
-    module = await new Promise<string>((resolve) => {
-      port.onmessage = (event: ChannelEvent) => {
-        if (event.data?.t === "info") setInstanceInfo(event.data.instance);
-        if (event.data?.t === "logack") logAcknowledged(Number(event.data.n));
-        if (event.data?.t === "slots") concurrency = slots(event.data.n);
-        if (event.data?.t === "collr") collectionReply(event.data);
-        if (event.data?.t !== "load") return;
-        resolve(String(event.data.module));
-      };
-    });
+    module = String((await startup.take("load")).module);
     await import(module);
     dropLoadGrants(data);
   } catch (error) {
@@ -140,10 +170,12 @@ async function main(socket: string, token: string): Promise<void> {
     port.postMessage({ t: "fail", b: buffer }, [buffer]);
     return;
   }
+  let concurrency = startup.concurrency;
   interface Task {
     id: number;
     key: string;
-    payload: ArrayBuffer;
+    /** The encoded arguments: inside the message (small), or a buffer. */
+    payload: ArrayBuffer | Uint8Array;
     inputs: [number, boolean, Inbox][];
   }
   const waiting: Task[] = [];
@@ -151,27 +183,46 @@ async function main(socket: string, token: string): Promise<void> {
   const pumps = new Map<number, Pump>();
   const stopped = new Set<number>();
   let running = 0;
-  const next = () => {
+  let scheduled = false;
+  /** Tasks started one after another since the event loop last had a turn. */
+  let chained = 0;
+  const start = () => {
+    scheduled = false;
     while (running < concurrency && waiting.length > 0) {
       const task = waiting.shift()!;
       running++;
-      // Started from the event loop's immediate queue, not from the
-      // message that brought it, so that the messages of one read are all
-      // taken before the first task runs. (An immediate costs microseconds;
-      // a `setTimeout(0)` about 2 ms.)
-      setImmediate(() =>
-        run(task).finally(() => {
-          running--;
-          next();
-        })
-      );
+      run(task).finally(() => {
+        running--;
+        // The next task waiting starts at once, its result joining the
+        // same write; after CHAIN of them the event loop has a turn
+        // (messages to read: a cancel, a ping).
+        if (++chained < CHAIN) start();
+        else next(true);
+      });
     }
+  };
+  /**
+   * Starts the tasks waiting once the messages of this read are all taken
+   * (they are taken one after another, with no wait between them): a
+   * `slots` or `cancel` among them counts. With `turn`, after the event
+   * loop has had a turn (an immediate costs microseconds; a `setTimeout(0)`
+   * about 2 ms).
+   */
+  const next = (turn = false) => {
+    if (scheduled || waiting.length === 0) return;
+    scheduled = true;
+    if (turn) {
+      setImmediate(() => {
+        chained = 0;
+        start();
+      });
+    } else queueMicrotask(start);
   };
   const accept = (
     [id, key, payload, streams]: [
       number,
       string,
-      ArrayBuffer,
+      ArrayBuffer | Uint8Array,
       [number, boolean][]?,
     ],
   ) => {
@@ -250,6 +301,7 @@ async function main(socket: string, token: string): Promise<void> {
     } else handle(message);
     next();
   };
+  for (const held of startup.rest()) port.onmessage({ data: held });
   port.postMessage({ t: "ready" });
 
   async function run(task: Task): Promise<void> {
@@ -264,7 +316,11 @@ async function main(socket: string, token: string): Promise<void> {
               `of their module, unconditionally, so that importing the module re-creates them`,
           );
         }
-        const args = decode(new Uint8Array(task.payload)) as unknown[];
+        const args = decode(
+          task.payload instanceof Uint8Array
+            ? task.payload
+            : new Uint8Array(task.payload),
+        ) as unknown[];
         for (const [arg, readable, inbox] of task.inputs) {
           args[arg] = readable ? readableOf(inbox) : inbox;
         }
@@ -301,4 +357,8 @@ async function main(socket: string, token: string): Promise<void> {
       }
     }
   }
+}
+
+if (import.meta.main && Deno.args.length === 2) {
+  await main(Deno.args[0], Deno.args[1]);
 }

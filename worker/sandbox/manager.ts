@@ -57,6 +57,7 @@ import type { InstanceInfo } from "../../src/instance.ts";
 import { lineCost } from "../../src/wire/output.ts";
 import type { SandboxSpec } from "../../src/wire/messages.ts";
 import { after } from "../../src/_timers.ts";
+import { setImmediate } from "node:timers";
 import {
   failure,
   outOfMemory,
@@ -120,6 +121,13 @@ export interface SandboxManagerOptions {
   defaultHeapMb?: number;
 }
 
+/**
+ * A task's arguments smaller than this go to a Deno sandbox inside the
+ * message that carries it (and its neighbours), not as a buffer of their
+ * own: one encoding and one copy for many small tasks.
+ */
+const INLINE_BYTES = 16 * 1024;
+
 /** What a compute that was never defined runs with. */
 const DEFAULT_SPEC: SandboxSpec = {
   kind: "deno",
@@ -179,6 +187,11 @@ export class SandboxManager {
   #codeUrl: string;
   #heapMb: number;
   #specs = new Map<string, SandboxSpec>();
+  /** Each spec's permissions with paths resolved, heap limit and spare key. */
+  #resolved = new WeakMap<
+    SandboxSpec,
+    { permissions: Permissions; heapMb: number; spareKey: string }
+  >();
   #live = new Set<Sandbox>();
   #shared = new Map<string, Sandbox>();
   #idle = new Map<string, Sandbox[]>();
@@ -339,13 +352,18 @@ export class SandboxManager {
       };
       sandbox.tasks.set(id, task);
       this.#byTask.set(id, sandbox);
-      sandbox.ready.then(() => {
+      const send = () => {
         if (!sandbox.tasks.has(id)) return;
-        const buffer = payload.byteOffset === 0 &&
-            payload.byteLength === payload.buffer.byteLength
-          ? payload.buffer as ArrayBuffer
-          : payload.slice().buffer;
-        this.#post(sandbox, [[id, taskKey, buffer, streams], [buffer]]);
+        if (sandbox.kind === "deno" && payload.byteLength < INLINE_BYTES) {
+          // Copied into the message's header, with the tasks sent beside it.
+          this.#post(sandbox, [[id, taskKey, payload, streams], []]);
+        } else {
+          const buffer = payload.byteOffset === 0 &&
+              payload.byteLength === payload.buffer.byteLength
+            ? payload.buffer as ArrayBuffer
+            : payload.slice().buffer;
+          this.#post(sandbox, [[id, taskKey, buffer, streams], [buffer]]);
+        }
         task.posted = true;
         for (const message of task.early.splice(0)) {
           this.#post(sandbox, message);
@@ -370,7 +388,15 @@ export class SandboxManager {
             },
           );
         }
-      }, (outcome: TaskOutcome) => this.#finish(sandbox, task, outcome));
+      };
+      // A sandbox that has loaded its module is sent the task at once.
+      if (sandbox.loaded && !sandbox.ended) send();
+      else {
+        sandbox.ready.then(
+          send,
+          (outcome: TaskOutcome) => this.#finish(sandbox, task, outcome),
+        );
+      }
     });
   }
 
@@ -422,6 +448,8 @@ export class SandboxManager {
       previous?.(answered);
       if (answered === id) clearTimeout(timer);
     };
+    // The task may still wait in the outbox: it goes first.
+    this.#flush(sandbox);
     sandbox.port.postMessage({ t: "cancel", id });
   }
 
@@ -474,11 +502,21 @@ export class SandboxManager {
     module: string,
     compute: string,
   ): Sandbox {
-    const permissions = resolvePaths(spec.permissions, this.#codeUrl);
-    const heapMb = spec.memoryLimit === undefined
-      ? this.#heapMb
-      : Math.max(8, Math.ceil(spec.memoryLimit / 2 ** 20));
-    const spareKey = `${JSON.stringify(permissions)}\0${heapMb}`;
+    // What the spec comes to, worked out once per spec (not per task).
+    let resolved = this.#resolved.get(spec);
+    if (!resolved) {
+      const permissions = resolvePaths(spec.permissions, this.#codeUrl);
+      const heapMb = spec.memoryLimit === undefined
+        ? this.#heapMb
+        : Math.max(8, Math.ceil(spec.memoryLimit / 2 ** 20));
+      resolved = {
+        permissions,
+        heapMb,
+        spareKey: `${JSON.stringify(permissions)}\0${heapMb}`,
+      };
+      this.#resolved.set(spec, resolved);
+    }
+    const { permissions, heapMb, spareKey } = resolved;
     // A sandbox of its own for each compute: no compute shares globals
     // (patched built-ins) with another.
     const key = `${module}\0${compute}\0${spareKey}`;
@@ -592,18 +630,24 @@ export class SandboxManager {
   #post(sandbox: Sandbox, outgoing: Outgoing): void {
     sandbox.outbox.push(outgoing);
     if (sandbox.outbox.length > 1) return;
-    queueMicrotask(() => {
-      const sent = sandbox.outbox;
-      sandbox.outbox = [];
-      if (sandbox.ended) return;
-      const buffers = sent.flatMap((o) => o[1]);
-      sandbox.port.postMessage(
-        sent.length === 1
-          ? sent[0][0]
-          : { t: "tasks", tasks: sent.map((o) => o[0]) },
-        buffers,
-      );
-    });
+    // At the end of the event loop's turn: the tasks that the results of one
+    // read set going (each a few promise steps later) share one write.
+    setImmediate(() => this.#flush(sandbox));
+  }
+
+  /** Sends what waits in a sandbox's outbox now (before a message about it). */
+  #flush(sandbox: Sandbox): void {
+    const sent = sandbox.outbox;
+    if (sent.length === 0) return;
+    sandbox.outbox = [];
+    if (sandbox.ended) return;
+    const buffers = sent.flatMap((o) => o[1]);
+    sandbox.port.postMessage(
+      sent.length === 1
+        ? sent[0][0]
+        : { t: "tasks", tasks: sent.map((o) => o[0]) },
+      buffers,
+    );
   }
 
   /** Handles a message from a sandbox: untrusted, so checked. */
@@ -628,8 +672,12 @@ export class SandboxManager {
         return;
       case "ok":
       case "err":
-        if (task && m.b instanceof ArrayBuffer) {
-          this.#finish(sandbox, task, { t: m.t, b: new Uint8Array(m.b) });
+        // A small outcome comes inside its message, a large one as a buffer.
+        if (task && (m.b instanceof ArrayBuffer || m.b instanceof Uint8Array)) {
+          this.#finish(sandbox, task, {
+            t: m.t,
+            b: m.b instanceof Uint8Array ? m.b : new Uint8Array(m.b),
+          });
         }
         return;
       case "ser":
