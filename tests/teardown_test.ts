@@ -12,9 +12,9 @@ const script = new URL("./fixtures/teardown_script.ts", import.meta.url)
   .pathname;
 const root = await tempRoot();
 
-async function start(mode: string) {
+async function start(mode: string, ...more: string[]) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script, mode],
+    args: ["run", "-A", script, mode, ...more],
     env: { XDG_CACHE_HOME: root },
     stdout: "piped",
     stderr: "piped",
@@ -65,6 +65,18 @@ for (
     },
   );
 }
+
+Deno.test("a program that ends with its pool open waits for the pool's close to finish: its machines are released by the provider", async () => {
+  const mark = `${root}/released-${crypto.randomUUID()}`;
+  const { child, pids, stderr } = await start("left-open", mark);
+  const status = await child.status;
+  const text = await stderr;
+  assert.equal(status.code, 0, text);
+  assert.match(text, /the program is done but pool .* is still open/);
+  // The provider's release ran to its end before the program exited.
+  assert.equal(await Deno.readTextFile(mark), "released");
+  await allGone(pids);
+});
 
 Deno.test("SIGTERM closes the pool and exits with 143", async () => {
   const { child, pids, stderr } = await start("wait");

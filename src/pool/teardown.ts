@@ -118,8 +118,12 @@ function onUnload(): void {
  * workers do not keep the program alive while they idle): close them,
  * saying so, and let the program end.
  */
-function onBeforeUnload(): void {
+function onBeforeUnload(event: Event): void {
   if (open.size === 0 || exiting !== undefined) return;
+  // Without this, Deno ends the program once the handlers return, whatever
+  // they started: the close would stop half-way (machines released by the
+  // dead-man switch only, the dashboard's last view never sent).
+  event.preventDefault();
   const pools = [...open];
   console.error(
     `skyward: the program is done but ${
