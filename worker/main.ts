@@ -75,7 +75,7 @@ const deadMan = deadManConfig &&
     decodeURIComponent(new URL("../.skyward-contact", codeUrl).pathname),
     {
       async stop() {
-        sandboxes.close();
+        await sandboxes.close();
         await out.close();
       },
       say,
@@ -608,7 +608,7 @@ function handle(
 }
 
 async function shutdown(code: number): Promise<never> {
-  sandboxes.close();
+  await sandboxes.close();
   await collections.close();
   await out.close();
   Deno.exit(code);

@@ -486,15 +486,15 @@ export class SandboxManager {
     this.#memoryWatch = undefined;
   }
 
-  /** Stops every sandbox. */
-  close(): void {
+  /** Stops every sandbox; resolves once their processes are reaped. */
+  close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#watch);
     clearInterval(this.#memoryWatch);
     for (const sandbox of [...this.#live]) {
       this.#end(sandbox, "the worker is closing");
     }
-    this.#spawner.close();
+    return this.#spawner.close();
   }
 
   #denoSandbox(

@@ -26,6 +26,8 @@ import { Channel, type ChannelEvent } from "./channel.ts";
 const OUTPUT_GRACE_MS = 200;
 /** How long a sandbox whose channel has closed has to exit before it is killed. */
 const CLOSE_GRACE_MS = 1_000;
+/** How long closing waits for the killed sandbox processes to be reaped. */
+const REAP_MS = 1_000;
 /** How long a started sandbox has to connect before it is taken for failed. */
 const CONNECT_MS = 60_000;
 
@@ -245,7 +247,7 @@ function hasSetpriv(): boolean {
  * const spawner = new SandboxSpawner();
  * const sandbox = spawner.start(entry, permissions, 256, hooks);
  * sandbox.port.postMessage({ t: "load", module, concurrency: 1 });
- * spawner.close();
+ * await spawner.close();
  * ```
  */
 export class SandboxSpawner {
@@ -400,8 +402,15 @@ export class SandboxSpawner {
     return { pid: child.pid, port, kill };
   }
 
-  /** Kills every sandbox process and removes the socket. */
-  close(): void {
+  /**
+   * Kills every sandbox process and removes the socket; resolves once they
+   * have ended and been reaped (at most {@linkcode REAP_MS} later), so that
+   * none is left to whatever process inherits them when the worker exits.
+   */
+  close(): Promise<void> {
+    const ended = [...this.#children].map((child) =>
+      child.status.then(() => {}, () => {})
+    );
     for (const child of this.#children) {
       try {
         child.kill("SIGKILL");
@@ -421,5 +430,6 @@ export class SandboxSpawner {
         // Already gone.
       }
     }
+    return Promise.race([Promise.all(ended).then(() => {}), sleep(REAP_MS)]);
   }
 }
