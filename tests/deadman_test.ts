@@ -132,6 +132,24 @@ function rigTest(name: string, fn: () => Promise<void>): void {
   Deno.test({ name, ignore: !rig, fn });
 }
 
+/**
+ * When the marker says the machine was powered off, once it says it: the
+ * shell creates the file before `date` has written to it.
+ */
+async function poweredOffAt(marker: string): Promise<number> {
+  let at = NaN;
+  await eventually(
+    async () => {
+      const text = await Deno.readTextFile(marker).catch(() => "");
+      at = text.trim() ? Number(text.trim()) : NaN;
+      return Number.isFinite(at);
+    },
+    20_000,
+    "the power-off marker",
+  );
+  return at;
+}
+
 /** A power-off command for a rig host: it writes a marker file instead. */
 function markerPlan(
   deadManSwitch: sky.DeadManSwitchOptions,
@@ -165,8 +183,7 @@ rigTest(
       await stopClient(child);
       await new Promise((r) => setTimeout(r, 2_000));
       assert.equal(await exists(marker), false, "powered off before the grace");
-      await eventually(() => exists(marker), 20_000, "the power-off marker");
-      const poweredAt = Number((await Deno.readTextFile(marker)).trim());
+      const poweredAt = await poweredOffAt(marker);
       assert.ok(
         poweredAt - killedAt >= 4_000,
         `powered off ${poweredAt - killedAt} ms after the client died`,
@@ -198,8 +215,7 @@ rigTest(
       await new Promise((r) => setTimeout(r, 1_500));
       assert.equal(await exists(marker), false, "powered off too early");
       assert.ok(await alive(pids[0]), "the worker is gone before its grace");
-      await eventually(() => exists(marker), 20_000, "the power-off marker");
-      const poweredAt = Number((await Deno.readTextFile(marker)).trim());
+      const poweredAt = await poweredOffAt(marker);
       // Silence counts from the client's last heartbeat, which may have
       // left up to one heartbeat interval (200 ms) before it was stopped.
       assert.ok(
