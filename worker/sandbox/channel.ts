@@ -188,8 +188,6 @@ export class Channel {
     if (this.#pumping) return;
     this.#pumping = true;
     (async () => {
-      // Let the rest of this turn's messages join the first write.
-      await Promise.resolve();
       for (;;) {
         if (this.#frames.length > 0) {
           for (const bytes of coalesce(this.#frames.splice(0))) {
