@@ -10,6 +10,8 @@ import {
 } from "../src/wire/frames.ts";
 import {
   clientMessage,
+  fastClientMessage,
+  fastWorkerMessage,
   PROTOCOL_VERSION,
   workerMessage,
 } from "../src/wire/messages.ts";
@@ -357,4 +359,48 @@ Deno.test("large messages in parts arrive whole and in order however their bytes
   assert.equal(out.length, 1);
   assert.ok(out[0] instanceof ProtocolError);
   assert.match(out[0].message, /more parts of message 3/);
+});
+
+Deno.test("the hand check of every task's messages accepts exactly what the schema accepts, as it is", () => {
+  const headers: unknown[] = [
+    { t: "ok", id: 3 },
+    { t: "ok", id: 0 },
+    { t: "ok", id: -1 },
+    { t: "ok", id: 1.5 },
+    { t: "ok", id: 2 ** 53 },
+    { t: "ok", id: "3" },
+    { t: "ok" },
+    { t: "ok", id: 3, extra: true },
+    { t: "err", id: 3 },
+    { t: "err", id: 3, path: "[0]", problem: "a symbol" },
+    { t: "yield", id: 9 },
+    { t: "open", id: 9 },
+    { t: "credit", id: 1, s: 0, n: 5 },
+    { t: "log", id: null, s: "stdout", l: "hi" },
+    { t: "call", id: 1, m: "a.ts", k: "f" },
+    { t: "call", id: 1, m: "a.ts", k: 7 },
+    { t: "call", id: 1, m: "a.ts" },
+    { t: "call", id: 1, m: "a.ts", k: "f", streams: [[0, true]] },
+    { t: "cancel", id: 4 },
+    { t: "nope", id: 4 },
+    Object.assign(Object.create({ inherited: 1 }), { t: "ok", id: 3 }),
+    [],
+    null,
+    "ok",
+  ];
+  for (
+    const [fast, full] of [
+      [fastWorkerMessage, workerMessage],
+      [fastClientMessage, clientMessage],
+    ] as const
+  ) {
+    for (const header of headers) {
+      const quick = fast.safeParse(header);
+      const slow = full.safeParse(header);
+      assert.equal(quick.success, slow.success, JSON.stringify(header));
+      if (quick.success && slow.success) {
+        assert.deepEqual(quick.data, slow.data, JSON.stringify(header));
+      }
+    }
+  }
 });

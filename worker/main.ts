@@ -42,7 +42,7 @@ import {
 import { FrameDecoder, FrameWriter } from "../src/wire/frames.ts";
 import {
   type ClientMessage,
-  clientMessage,
+  fastClientMessage,
   PROTOCOL_VERSION,
   type WorkerMessage,
 } from "../src/wire/messages.ts";
@@ -614,7 +614,7 @@ async function shutdown(code: number): Promise<never> {
   Deno.exit(code);
 }
 
-const decoder = new FrameDecoder(clientMessage);
+const decoder = new FrameDecoder(fastClientMessage);
 deadMan?.start();
 try {
   for await (const chunk of stdio.readable) {

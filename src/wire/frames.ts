@@ -135,6 +135,21 @@ function framePieces(
 }
 
 /**
+ * What a {@linkcode FrameDecoder} checks headers with: a zod schema, or one
+ * like it (see `fastPath` in `messages.ts`).
+ *
+ * @example
+ * ```ts
+ * import type { HeaderSchema } from "./frames.ts";
+ * import { clientMessage, type ClientMessage } from "./messages.ts";
+ *
+ * const schema: HeaderSchema<ClientMessage> = clientMessage;
+ * console.log(schema.safeParse({ t: "cancel", id: 1 }).success); // true
+ * ```
+ */
+export type HeaderSchema<H> = Pick<z.ZodType<H>, "safeParse">;
+
+/**
  * Splits a byte stream into frames, validating each header with a zod schema.
  *
  * Feed it chunks as they arrive with {@linkcode FrameDecoder.push}; it returns
@@ -154,7 +169,7 @@ function framePieces(
  * ```
  */
 export class FrameDecoder<H> {
-  #schema: z.ZodType<H>;
+  #schema: HeaderSchema<H>;
   #chunks: Uint8Array[] = [];
   #buffered = 0;
   #need = -1;
@@ -174,7 +189,7 @@ export class FrameDecoder<H> {
     | undefined;
 
   /** @param schema The schema of the headers this side receives. */
-  constructor(schema: z.ZodType<H>) {
+  constructor(schema: HeaderSchema<H>) {
     this.#schema = schema;
   }
 
@@ -574,8 +589,9 @@ export class FrameWriter {
    * @param frame The frame's bytes.
    * @param batch Whether the frame may wait for the end of this turn of the
    *   event loop, to share one write with the frames that follow it (for a
-   *   sender that knows more frames are coming). Otherwise it is written as
-   *   soon as the current microtasks have run.
+   *   sender that knows more frames are coming). Otherwise it is written at
+   *   once when nothing is being written, else with the frames queued while
+   *   the write under way finishes.
    */
   write(frame: Uint8Array, batch = false): Promise<void> {
     return this.#write([frame], batch);
@@ -584,9 +600,9 @@ export class FrameWriter {
   #write(pieces: Uint8Array[], batch: boolean): Promise<void> {
     if (this.closed) return Promise.resolve();
     for (const piece of pieces) this.#queue.push(piece);
-    this.#round ??= round();
+    const written = this.#round ??= round();
     this.#start(batch);
-    return this.#round.promise;
+    return written.promise;
   }
 
   /**
@@ -648,7 +664,7 @@ export class FrameWriter {
       ? new Promise((resolve) => setImmediate(resolve)).then(() =>
         this.#flush()
       )
-      : Promise.resolve().then(() => this.#flush());
+      : this.#flush();
   }
 
   async #flush(): Promise<void> {
