@@ -404,3 +404,21 @@ Deno.test("the hand check of every task's messages accepts exactly what the sche
     }
   }
 });
+
+Deno.test("FrameWriter: a frame written by its sink while a write is under way goes after it, once, and the writer goes on", async () => {
+  const seen: number[] = [];
+  const sink = new WritableStream<Uint8Array>({
+    write(chunk) {
+      const id = new FrameDecoder(clientMessage).push(chunk)
+        .map((f) => (f as { header: { id: number } }).header.id);
+      seen.push(...id);
+      // The sink calls back into the writer while it is being written to.
+      if (id.includes(1)) writer.write(encodeFrame({ t: "cancel", id: 2 }));
+    },
+  });
+  const writer = new FrameWriter(sink);
+  await writer.write(encodeFrame({ t: "cancel", id: 1 }));
+  await writer.write(encodeFrame({ t: "cancel", id: 3 }));
+  await writer.close();
+  assert.deepEqual(seen, [1, 2, 3]);
+});

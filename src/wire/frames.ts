@@ -460,6 +460,9 @@ export class FrameDecoder<H> {
   }
 }
 
+/** What `FrameWriter.#flushing` holds while a flush runs its first steps. */
+const FLUSHING: Promise<void> = Promise.resolve();
+
 /**
  * Joins runs of small pieces into one buffer each, so that they share a
  * write; large pieces stay as they are.
@@ -660,11 +663,18 @@ export class FrameWriter {
 
   #start(batch: boolean): void {
     if (this.#flushing) return;
-    this.#flushing = batch
-      ? new Promise((resolve) => setImmediate(resolve)).then(() =>
-        this.#flush()
-      )
-      : this.#flush();
+    if (batch) {
+      this.#flushing = new Promise((resolve) => setImmediate(resolve)).then(
+        () => this.#flush(),
+      );
+      return;
+    }
+    // Flushed now: what is written while the loop runs its first steps (a
+    // sink that calls back) joins it rather than starting another.
+    this.#flushing = FLUSHING;
+    const flushing = this.#flush();
+    // (Unless it has already ended, having nothing to wait for.)
+    if (this.#flushing === FLUSHING) this.#flushing = flushing;
   }
 
   async #flush(): Promise<void> {
