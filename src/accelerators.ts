@@ -531,3 +531,26 @@ export function resolveAccelerator(value: unknown): Accelerator | undefined {
 export function describeAccelerator(accelerator: Accelerator): string {
   return `${accelerator.count}x ${accelerator.name} (${accelerator.memory})`;
 }
+
+/**
+ * An accelerator's name with its count when more than one, as events and
+ * the dashboard show it: `"A100:8"`, `"T4"`.
+ *
+ * @param accelerator Its name and count (an accelerator, or an offer's).
+ * @returns The label.
+ *
+ * @example
+ * ```ts
+ * import { acceleratorLabel } from "./accelerators.ts";
+ *
+ * console.log(acceleratorLabel({ name: "A100", count: 8 })); // "A100:8"
+ * console.log(acceleratorLabel({ name: "T4", count: 1 })); // "T4"
+ * ```
+ */
+export function acceleratorLabel(
+  accelerator: { name: string; count: number },
+): string {
+  return `${accelerator.name}${
+    accelerator.count > 1 ? `:${accelerator.count}` : ""
+  }`;
+}

@@ -42,6 +42,11 @@ export interface ClusterProvisioned extends EventBase {
   region?: string;
   /** How many nodes were asked for. */
   nodes: number;
+  /**
+   * The accelerators of the offer chosen, when it has any: its name, with
+   * the count when more than one (`"A100:8"`).
+   */
+  accelerator?: string;
 }
 
 /** A machine was asked for. */
@@ -503,7 +508,9 @@ export function formatEvent(event: PoolEvent): string {
           event.region && event.region !== event.provider
             ? ` in ${event.region}`
             : ""
-        } for ${event.nodes} node(s)`;
+        } for ${event.nodes} node(s)${
+          event.accelerator ? ` with ${event.accelerator}` : ""
+        }`;
       case "InstanceLaunched":
         return `Launching instance ${event.instance} for node ${event.node}${
           price(event)

@@ -726,3 +726,31 @@ Deno.test("the pool's line names the accelerator asked for: the pool's own, or t
     warnAt: 8,
   });
 });
+
+Deno.test("the dashboard shows the accelerator of the offer chosen once the cluster is provisioned, rather than all those asked for", () => {
+  const state = new DashboardState();
+  const base = { pool: "p" };
+  state.apply({
+    type: "PoolInfo",
+    time: 0,
+    ...base,
+    provider: "runpod",
+    accelerator: "A100:8 or H100:8",
+    nodes: 2,
+  });
+  assert.equal(state.snapshot().accelerator, "A100:8 or H100:8");
+  const provisioned: sky.ClusterProvisioned = {
+    type: "ClusterProvisioned",
+    time: 1,
+    ...base,
+    provider: "runpod",
+    nodes: 2,
+    accelerator: "H100:8",
+  };
+  state.apply(provisioned);
+  assert.equal(state.snapshot().accelerator, "H100:8");
+  assert.equal(
+    sky.formatEvent(provisioned),
+    "[ClusterProvisioned] Cluster prepared on runpod for 2 node(s) with H100:8",
+  );
+});

@@ -21,7 +21,7 @@ export interface PoolInfo {
   pool: string;
   /** The provider's name. */
   provider: string;
-  /** The accelerator each node was asked for, if any. */
+  /** The accelerator of the offer chosen, else what each node was asked for, if any. */
   accelerator?: string;
   /** How many nodes were asked for. */
   nodes: number;
@@ -108,7 +108,7 @@ export interface Snapshot {
   pool?: string;
   /** The provider's name. */
   provider?: string;
-  /** The accelerator asked for. */
+  /** The accelerator of the offer chosen, else the one asked for. */
   accelerator?: string;
   /** When the pool started, in epoch milliseconds. */
   startedAt?: number;
@@ -242,7 +242,8 @@ export class DashboardState {
       case "PoolInfo":
         s.pool = record.pool;
         s.provider = record.provider;
-        s.accelerator = record.accelerator;
+        // (Unless the offer chosen is known already.)
+        s.accelerator ??= record.accelerator;
         s.startedAt = record.time;
         if (record.budget) s.budget = { ...record.budget, state: "ok" };
         return;
@@ -252,6 +253,8 @@ export class DashboardState {
       case "ClusterProvisioned":
         s.pool ??= record.pool;
         s.provider = record.provider;
+        // The offer chosen, rather than all that were asked for.
+        if (record.accelerator) s.accelerator = record.accelerator;
         s.startedAt ??= record.time;
         return;
       case "InstanceLaunched": {

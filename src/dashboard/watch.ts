@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Accelerator } from "../accelerators.ts";
+import { type Accelerator, acceleratorLabel } from "../accelerators.ts";
 import type { PoolEvent } from "../events.ts";
 import { logger } from "../log.ts";
 import { EventLogWriter } from "./event_log.ts";
@@ -60,7 +60,7 @@ export interface WatchedPool {
 export function poolInfo(pool: WatchedPool): PoolInfo {
   const { accelerator, specs, budget, nodes } = pool.options;
   const name = (a: Accelerator | string) =>
-    typeof a === "string" ? a : `${a.name}${a.count > 1 ? `:${a.count}` : ""}`;
+    typeof a === "string" ? a : acceleratorLabel(a);
   // The pool's own, else those of its specs (one of which is chosen).
   const wanted = accelerator !== undefined ? [name(accelerator)] : [
     ...new Set(

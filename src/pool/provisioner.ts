@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Accelerator } from "../accelerators.ts";
+import { type Accelerator, acceleratorLabel } from "../accelerators.ts";
 import {
   BudgetExceededError,
   ConfigError,
@@ -284,6 +284,9 @@ export class Provisioner {
           provider: provider.name,
           region: offer.region,
           nodes,
+          ...(offer.accelerator
+            ? { accelerator: acceleratorLabel(offer.accelerator) }
+            : {}),
         });
         this.accelerator = spec.accelerator;
         // An elastic pool may start with no node, to wake on its first task.

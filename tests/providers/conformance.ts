@@ -284,6 +284,14 @@ async function helloScenario(rig: ProviderRig, session: RigSession) {
   }
   assertLifecycle(events);
   assertPriced(rig, events);
+  // The cluster names the accelerator of the offer it was launched on.
+  const wanted = session.recipe.pool?.accelerator;
+  if (wanted) {
+    const provisioned = events.find((e): e is sky.ClusterProvisioned =>
+      e.type === "ClusterProvisioned"
+    );
+    assert.equal(provisioned?.accelerator, wanted);
+  }
   await assertNothingLeft(session, id);
 }
 
