@@ -358,3 +358,105 @@ Deno.test("large messages in parts arrive whole and in order however their bytes
   assert.ok(out[0] instanceof ProtocolError);
   assert.match(out[0].message, /more parts of message 3/);
 });
+
+/** The frames of the writes, decoded, as `t id size` (or the error's message). */
+function decoded(writes: Uint8Array[]): string[] {
+  const decoder = new FrameDecoder(workerMessage);
+  return writes.flatMap((w) => decoder.push(w)).map((f) =>
+    f instanceof ProtocolError
+      ? f.message
+      : `${f.header.t} ${(f.header as { id: number }).id} ${f.payload.length}`
+  );
+}
+
+Deno.test("a message streamed as its bytes come goes in parts, other tasks' messages between them, its task's next message after it", async () => {
+  const { writer, writes } = recordingWriter();
+  const big = new Uint8Array(PART_BYTES * 5 + 999).map((_, i) => (i * 3) % 241);
+  const stream = writer.stream({ t: "ok", id: 1 }, big.length);
+  // Sent before its last bytes come: waits for it.
+  writer.send({ t: "log", id: 1, s: "stdout", l: "after" });
+  let done = false;
+  stream.done.then(() => done = true);
+  // Its bytes come in pieces of odd sizes, a turn apart; another task's
+  // result meanwhile.
+  const sizes = [1000, PART_BYTES * 2 + 1, 17, PART_BYTES, big.length];
+  let from = 0;
+  for (const [i, size] of sizes.entries()) {
+    const to = Math.min(from + size, big.length);
+    stream.push(big.subarray(from, to));
+    from = to;
+    if (i === 1) writer.send({ t: "ok", id: 2 }, new Uint8Array([5]));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    if (from < big.length) assert.equal(done, false);
+  }
+  await stream.done;
+  await writer.close();
+  assert.deepEqual(decoded(writes), [
+    "ok 2 1",
+    `ok 1 ${big.length}`,
+    "log 1 0",
+  ]);
+  const decoder = new FrameDecoder(workerMessage);
+  const whole = writes.flatMap((w) => decoder.push(w))
+    .find((f) => !(f instanceof ProtocolError) && f.payload.length > 1000);
+  assert.ok(whole && !(whole instanceof ProtocolError));
+  assert.deepEqual(whole.payload, big);
+});
+
+Deno.test("a streamed message abandoned half-way is dropped by the receiver, and its task's next message goes", async () => {
+  const { writer, writes } = recordingWriter();
+  const stream = writer.stream({ t: "ok", id: 3 }, PART_BYTES * 4);
+  stream.push(new Uint8Array(PART_BYTES * 2));
+  writer.send({ t: "err", id: 3 }, new Uint8Array([1, 2]));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  stream.abort();
+  await stream.done;
+  // Ignored once abandoned.
+  stream.push(new Uint8Array(10));
+  await writer.close();
+  const decoder = new FrameDecoder(workerMessage);
+  const frames = writes.flatMap((w) => decoder.push(w));
+  assert.deepEqual(
+    frames.map((f) => f instanceof ProtocolError ? f.message : f.header.t),
+    ["err"],
+  );
+  // What the receiver held of it is gone: a further part of it is a part
+  // of an unknown message.
+  const part = encodeFrame(
+    { t: "part", p: 1, h: { t: "ok", id: 3 } },
+    new Uint8Array(8),
+  );
+  const [stray] = decoder.push(part);
+  assert.ok(stray instanceof ProtocolError);
+  assert.match(stray.message, /unknown message 1/);
+});
+
+Deno.test("a streamed message abandoned before any part is written sends nothing of it", async () => {
+  const { writer, writes } = recordingWriter();
+  writer.send({ t: "yield", id: 4 }, new Uint8Array(PART_BYTES * 2));
+  const stream = writer.stream({ t: "ok", id: 4 }, PART_BYTES * 2);
+  stream.push(new Uint8Array(PART_BYTES));
+  stream.abort();
+  writer.send({ t: "err", id: 4 });
+  await writer.close();
+  assert.deepEqual(decoded(writes), [`yield 4 ${PART_BYTES * 2}`, "err 4 0"]);
+  assert.ok(
+    !writes.some((w) => w.length < 64 && w.includes(0x78)),
+    "no abandoning part",
+  );
+});
+
+Deno.test("FrameWriter.stream refuses a size past the limit, and bytes past the announced size", () => {
+  const writer = new FrameWriter(new WritableStream(), {
+    maxMessageBytes: PART_BYTES * 4,
+  });
+  assert.throws(
+    () => writer.stream({ t: "ok", id: 1 }, PART_BYTES * 4 + 1),
+    ProtocolError,
+  );
+  assert.throws(() => writer.stream({ t: "ok", id: 1 }, 10), RangeError);
+  const stream = writer.stream({ t: "ok", id: 1 }, PART_BYTES * 2);
+  stream.push(new Uint8Array(PART_BYTES * 2 - 1));
+  assert.throws(() => stream.push(new Uint8Array(2)), RangeError);
+  stream.abort();
+});

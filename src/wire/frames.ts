@@ -48,7 +48,10 @@ export const MAX_MESSAGE_BYTES = 2 ** 32 - 1;
 
 /**
  * One part of a large message: the first part carries the message's size
- * `n`, the last its header `h`; the receiver joins their payloads.
+ * `n`, the last its header `h`; the receiver joins their payloads. A part
+ * with `x` (and no payload) abandons its message: the receiver drops what
+ * it holds of it (a message streamed as it was produced, whose producer
+ * failed half-way; see {@linkcode FrameWriter.stream}).
  */
 export interface PartMessage {
   t: "part";
@@ -56,6 +59,7 @@ export interface PartMessage {
   p: number;
   n?: number;
   h?: ClientMessage | WorkerMessage;
+  x?: boolean;
 }
 
 /** A decoded frame: its header and its raw payload. */
@@ -379,6 +383,11 @@ export class FrameDecoder<H> {
     if (!Number.isInteger(part.p)) {
       return new ProtocolError("Received a part with no message number");
     }
+    if (part.x) {
+      // Abandoned by its sender: what came of it is let go.
+      this.#parts.delete(part.p);
+      return undefined;
+    }
     let message = this.#parts.get(part.p);
     if (part.n !== undefined) {
       if (
@@ -495,11 +504,46 @@ function round(): Round {
 interface Bulk {
   part: number;
   header: ClientMessage | WorkerMessage;
-  payload: Uint8Array;
+  /** The payload's bytes not yet written, in order. */
+  chunks: Uint8Array[];
+  /** The payload's size. */
+  total: number;
+  /** Bytes written. */
   at: number;
+  /** Bytes given (all of them, but for a message being streamed). */
+  given: number;
+  /** Whether its turn has come (the messages of its task before it are written). */
+  queued: boolean;
+  /** Whether it waits for bytes (streamed): out of the turns until they come. */
+  idle: boolean;
+  /** Whether its last part has been taken, or it was abandoned. */
+  ended: boolean;
   done: Round;
   /** Messages of the same task sent after it, queued once it is written. */
   after: (() => void)[];
+}
+
+/**
+ * A message given to {@linkcode FrameWriter.stream}: its payload's bytes
+ * are pushed as they are produced.
+ */
+export interface MessageStream {
+  /**
+   * Adds the next bytes of the payload (not copied: they must not change
+   * until written). The last part goes, with the header, once the
+   * announced size has been pushed.
+   *
+   * @throws {RangeError} When they go past the announced size.
+   */
+  push(bytes: Uint8Array): void;
+  /**
+   * Abandons the message: the parts written are dropped by the receiver
+   * (an `x` part), and the messages of its task queued behind it go.
+   * Nothing once its last part has been taken.
+   */
+  abort(): void;
+  /** Settles once the whole message is handed on (or abandoned). */
+  done: Promise<void>;
 }
 
 function taskOf(header: ClientMessage | WorkerMessage): number | undefined {
@@ -533,6 +577,8 @@ export class FrameWriter {
   #bulk: Bulk[] = [];
   /** The last message in parts of each task, which its next messages wait for. */
   #lastBulk = new Map<number, Bulk>();
+  /** The messages being streamed (see {@linkcode FrameWriter.stream}), until they end. */
+  #streams = new Set<Bulk>();
   #nextPart = 1;
   #flushing: Promise<void> | undefined;
   #failed: unknown;
@@ -622,24 +668,134 @@ export class FrameWriter {
       );
     }
     if (this.closed) return Promise.resolve();
+    return this.#addBulk(header, payload.length, [payload]).done.promise;
+  }
+
+  /**
+   * Queues a large message whose payload is not all there yet: its parts
+   * go, taking turns with the other frames like {@linkcode FrameWriter.send}'s,
+   * as its bytes are pushed (the receiver sees the message once all have
+   * come). For a payload that arrives in pieces (a result coming from a
+   * sandbox), so that it need not be gathered before it is sent on.
+   *
+   * @param header The message, sent with its last part.
+   * @param total The payload's size: more than {@linkcode PART_BYTES}, at
+   *   most {@linkcode FrameWriter.maxMessageBytes}.
+   * @returns Where its bytes go.
+   * @throws {ProtocolError} When `total` is past the message limit.
+   * @throws {RangeError} When `total` is not more than {@linkcode PART_BYTES}
+   *   (such a message goes whole, with {@linkcode FrameWriter.send}).
+   */
+  stream(
+    header: ClientMessage | WorkerMessage,
+    total: number,
+  ): MessageStream {
+    if (total > this.#maxMessageBytes) {
+      throw new ProtocolError(
+        `Cannot send a message of ${total} bytes: the limit is ${this.#maxMessageBytes}`,
+      );
+    }
+    if (!Number.isInteger(total) || total <= PART_BYTES) {
+      throw new RangeError(
+        `Cannot stream a message of ${total} bytes: only one of more than ${PART_BYTES} bytes goes in parts`,
+      );
+    }
+    const bulk = this.#addBulk(header, total, []);
+    if (this.closed) bulk.ended = true;
+    else this.#streams.add(bulk);
+    return {
+      push: (bytes) => {
+        if (bulk.ended || bytes.length === 0) return;
+        if (bulk.given + bytes.length > bulk.total) {
+          throw new RangeError(
+            `Cannot add ${bytes.length} bytes to a message of ${bulk.total} bytes with ${bulk.given} already given`,
+          );
+        }
+        bulk.given += bytes.length;
+        bulk.chunks.push(bytes);
+        if (bulk.queued && bulk.idle) {
+          bulk.idle = false;
+          this.#bulk.push(bulk);
+          this.#start(false);
+        }
+      },
+      abort: () => this.#abort(bulk),
+      done: bulk.done.promise,
+    };
+  }
+
+  #addBulk(
+    header: ClientMessage | WorkerMessage,
+    total: number,
+    chunks: Uint8Array[],
+  ): Bulk {
+    const task = taskOf(header);
+    const before = task === undefined ? undefined : this.#lastBulk.get(task);
     const bulk: Bulk = {
       part: this.#nextPart++,
       header,
-      payload,
+      chunks,
+      total,
       at: 0,
+      given: chunks.reduce((n, c) => n + c.length, 0),
+      queued: false,
+      idle: false,
+      ended: false,
       done: round(),
       after: [],
     };
+    if (this.closed) {
+      bulk.done.resolve();
+      return bulk;
+    }
     if (task !== undefined) this.#lastBulk.set(task, bulk);
     if (before) before.after.push(() => this.#queueBulk(bulk));
     else this.#queueBulk(bulk);
-    return bulk.done.promise;
+    return bulk;
   }
 
   #queueBulk(bulk: Bulk): void {
     if (this.closed) return bulk.done.resolve();
+    if (bulk.ended) {
+      // Abandoned before its turn: the task's messages behind it go now.
+      this.#endBulk(bulk);
+      return bulk.done.resolve();
+    }
+    bulk.queued = true;
+    if (bulk.chunks.length === 0) {
+      bulk.idle = true;
+      return;
+    }
     this.#bulk.push(bulk);
     this.#start(false);
+  }
+
+  /** Abandons a message in parts (see {@linkcode MessageStream.abort}). */
+  #abort(bulk: Bulk): void {
+    if (bulk.ended) return;
+    bulk.ended = true;
+    bulk.chunks = [];
+    const at = this.#bulk.indexOf(bulk);
+    if (at >= 0) this.#bulk.splice(at, 1);
+    // Its task's messages before it still go first: it ends in its turn.
+    if (!bulk.queued) return;
+    // The receiver holds the parts written: it lets them go. (Queued
+    // before the messages of its task that waited for it.)
+    if (bulk.at > 0) {
+      this.#write([encodeFrame({ t: "part", p: bulk.part, x: true })], false);
+    }
+    this.#endBulk(bulk);
+    bulk.done.resolve();
+  }
+
+  /** A message in parts is done with: the messages of its task behind it go. */
+  #endBulk(bulk: Bulk): void {
+    this.#streams.delete(bulk);
+    const task = taskOf(bulk.header);
+    if (task !== undefined && this.#lastBulk.get(task) === bulk) {
+      this.#lastBulk.delete(task);
+    }
+    for (const next of bulk.after.splice(0)) next();
   }
 
   #start(batch: boolean): void {
@@ -663,23 +819,25 @@ export class FrameWriter {
       } else {
         const bulk = this.#bulk.shift();
         if (!bulk) break;
-        const end = Math.min(bulk.at + PART_BYTES, bulk.payload.length);
-        const last = end === bulk.payload.length;
+        const chunk = bulk.chunks[0];
+        const piece = chunk.subarray(0, PART_BYTES);
+        if (piece.length === chunk.length) bulk.chunks.shift();
+        else bulk.chunks[0] = chunk.subarray(piece.length);
+        const first = bulk.at === 0;
+        bulk.at += piece.length;
+        const last = bulk.at === bulk.total;
         pieces = framePieces({
           t: "part",
           p: bulk.part,
-          ...(bulk.at === 0 ? { n: bulk.payload.length } : {}),
+          ...(first ? { n: bulk.total } : {}),
           ...(last ? { h: bulk.header } : {}),
-        }, bulk.payload.subarray(bulk.at, end));
-        bulk.at = end;
+        }, piece);
         if (last) {
+          bulk.ended = true;
           done = bulk.done;
-          const task = taskOf(bulk.header);
-          if (task !== undefined && this.#lastBulk.get(task) === bulk) {
-            this.#lastBulk.delete(task);
-          }
-          for (const next of bulk.after.splice(0)) next();
-        } else this.#bulk.push(bulk);
+          this.#endBulk(bulk);
+        } else if (bulk.chunks.length > 0) this.#bulk.push(bulk);
+        else bulk.idle = true;
       }
       try {
         // The stream queues the pieces; waiting for the last is enough.
@@ -702,11 +860,20 @@ export class FrameWriter {
     this.#round?.resolve();
     this.#round = undefined;
     this.#queue = [];
-    for (const bulk of [...this.#bulk.splice(0), ...this.#lastBulk.values()]) {
+    for (
+      const bulk of [
+        ...this.#bulk.splice(0),
+        ...this.#lastBulk.values(),
+        ...this.#streams,
+      ]
+    ) {
+      bulk.ended = true;
+      bulk.chunks = [];
       bulk.done.resolve();
       for (const next of bulk.after.splice(0)) next();
     }
     this.#lastBulk.clear();
+    this.#streams.clear();
   }
 
   /** Flushes what is queued, then closes the stream. */
