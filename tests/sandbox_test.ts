@@ -14,6 +14,7 @@ import {
   dumpEnv,
   envWithOther,
   exitSandbox,
+  exitWhileReturning,
   fetchUrl,
   hostname,
   importUrl,
@@ -45,7 +46,7 @@ import {
   where,
   writeFile,
 } from "./fixtures/sandboxed.ts";
-import { square } from "./fixtures/computes.ts";
+import { echo, square } from "./fixtures/computes.ts";
 import { heavyLoad } from "./fixtures/heavy_module.ts";
 import { tempRoot } from "./helpers.ts";
 import { mergePermissions } from "../src/sandbox.ts";
@@ -305,6 +306,31 @@ Deno.test("a sandbox that dies fails its task with a SandboxError and is replace
     /exceeded its memoryLimit/,
   );
   assert.equal(await pool.run(square(7)), 49);
+  assert.equal(pool.workerPids[0], workerPid, "the worker was not restarted");
+});
+
+Deno.test("a sandbox that dies while its large result is on its way to the client fails its task with a SandboxError; the node keeps serving", async () => {
+  const logs: string[] = [];
+  await using pool = await start({
+    onEvent: (e) => {
+      if (e.type === "Log") logs.push(e.line);
+    },
+  });
+  const workerPid = pool.workerPids[0]!;
+  // The result goes on to the client as it comes: the part of it sent is
+  // dropped, and its task fails, instead of waiting for the rest.
+  await refused(
+    pool.run(exitWhileReturning(256)),
+    "SandboxError",
+    /exited with code 4/,
+  );
+  assert.equal(await pool.run(square(8)), 64);
+  const whole = await pool.run(
+    echo(new Uint8Array(3 * 2 ** 20).fill(2)),
+  ) as Uint8Array;
+  assert.equal(whole.length, 3 * 2 ** 20);
+  assert.ok(whole.every((b) => b === 2));
+  assert.deepEqual(logs.filter((l) => /protocol|message \d+/i.test(l)), []);
   assert.equal(pool.workerPids[0], workerPid, "the worker was not restarted");
 });
 

@@ -39,7 +39,12 @@ import {
   instanceInfo,
   setInstanceInfo,
 } from "../src/instance.ts";
-import { FrameDecoder, FrameWriter } from "../src/wire/frames.ts";
+import {
+  FrameDecoder,
+  FrameWriter,
+  type MessageStream,
+  PART_BYTES,
+} from "../src/wire/frames.ts";
 import {
   type ClientMessage,
   clientMessage,
@@ -397,6 +402,7 @@ async function run(task: Task): Promise<void> {
         open: () => send({ t: "open", id }),
         item: (batch) => send({ t: "yield", id }, batch),
         credit: (s, n) => send({ t: "credit", id, s, n }),
+        result: (total) => resultStream(task, total),
       },
     );
     task.started = true;
@@ -407,9 +413,23 @@ async function run(task: Task): Promise<void> {
   await runHere(task);
 }
 
+/**
+ * Sends a large result on to the client as it comes from the sandbox, part
+ * by part, instead of once it has all come; `undefined` (it is gathered)
+ * when it is small or past the limit of one message, or its task is
+ * cancelled.
+ */
+function resultStream(task: Task, total: number): MessageStream | undefined {
+  if (
+    task.cancelled || spoiled.has(task.id) || total <= PART_BYTES ||
+    total > out.maxMessageBytes
+  ) return undefined;
+  return out.stream({ t: "ok", id: task.id }, total);
+}
+
 /** Reports how a sandboxed task ended. */
 function finish(task: Task, outcome: TaskOutcome): void {
-  if (task.cancelled) return;
+  if (task.cancelled || outcome.t === "sent") return;
   if (outcome.t === "ser") {
     send({
       t: "err",

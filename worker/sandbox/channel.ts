@@ -11,7 +11,9 @@
  * given in pieces that are written as they are (no copy, no encoding), go
  * in parts of {@linkcode PART_BYTES}, and the messages posted meanwhile go
  * between two parts — a small result is not held up behind a large one.
- * The messages posted in one turn leave in one write.
+ * The receiver may take such a payload as it comes, part by part, instead
+ * of whole ({@linkcode Channel.onstream}). The messages posted in one turn
+ * leave in one write.
  *
  * Frames, big-endian, by their first `u32`:
  * - a message: `headerLength | u32 count | count × u32 byteLength | header
@@ -110,8 +112,24 @@ interface Outgoing {
 /** A payload coming in parts, and the message it completes. */
 interface Incoming {
   data: Record<string, unknown>;
-  buffer: ArrayBuffer;
+  /** Where its bytes go: gathered here, or handed on as they come. */
+  buffer?: ArrayBuffer;
+  sink?: ByteSink;
+  total: number;
   filled: number;
+}
+
+/**
+ * Where the bytes of a payload sent with {@linkcode Channel.postBytes} go
+ * as they come, when {@linkcode Channel.onstream} takes it.
+ */
+export interface ByteSink {
+  /** The next bytes (a buffer of their own, at most {@linkcode PART_BYTES}). */
+  push(bytes: Uint8Array): void;
+  /** All of them have come. */
+  end(): void;
+  /** The channel ended before they all came. */
+  abort(): void;
 }
 
 /**
@@ -129,12 +147,24 @@ export class Channel {
   onmessage: ((event: ChannelEvent) => void) | null = null;
   /** Called once when the channel has ended, with why when it failed. */
   onclose: ((reason?: string) => void) | null = null;
+  /**
+   * Called when a message sent with {@linkcode Channel.postBytes} starts
+   * to arrive, with the message (without its `b`) and the payload's size:
+   * a sink returned takes the payload's bytes as they come, and the
+   * message is not delivered to {@linkcode Channel.onmessage}; without
+   * one, the payload is gathered and the message delivered whole.
+   */
+  onstream:
+    | ((data: Record<string, unknown>, total: number) => ByteSink | undefined)
+    | null = null;
   #conn: Deno.Conn;
   /** Frames to write, in order, before the next part. */
   #frames: Uint8Array[] = [];
   /** Payloads going in parts, in turn. */
   #streams: Outgoing[] = [];
   #nextStream = 1;
+  /** Payloads coming in parts, by stream. */
+  #incoming = new Map<number, Incoming>();
   #pumping = false;
   #closed = false;
 
@@ -238,6 +268,10 @@ export class Channel {
     this.#closed = true;
     this.#frames = [];
     this.#streams = [];
+    // Payloads cut short by the channel's end: their sinks are told.
+    const cut = [...this.#incoming.values()];
+    this.#incoming.clear();
+    for (const stream of cut) stream.sink?.abort();
     try {
       this.#conn.close();
     } catch {
@@ -273,7 +307,7 @@ export class Channel {
       }
       return true;
     };
-    const streams = new Map<number, Incoming>();
+    const streams = this.#incoming;
     const deliver = (data: unknown) => this.onmessage?.({ data });
     const prefix = new Uint8Array(8);
     const view = new DataView(prefix.buffer);
@@ -338,16 +372,27 @@ export class Channel {
         const length = new Uint8Array(4);
         if (!(await fill(length))) return;
         const size = new DataView(length.buffer).getUint32(0);
-        if (!stream || stream.filled + size > stream.buffer.byteLength) {
+        if (!stream || stream.filled + size > stream.total) {
           throw new RangeError("a part of no payload, or past its end");
         }
-        if (!(await fill(new Uint8Array(stream.buffer, stream.filled, size)))) {
-          return;
+        if (stream.sink) {
+          // Handed on as it comes, in buffers of their own.
+          for (let left = size; left > 0;) {
+            const bytes = new Uint8Array(Math.min(left, PART_BYTES));
+            if (!(await fill(bytes))) return;
+            left -= bytes.length;
+            stream.filled += bytes.length;
+            stream.sink.push(bytes);
+          }
+        } else {
+          const into = new Uint8Array(stream.buffer!, stream.filled, size);
+          if (!(await fill(into))) return;
+          stream.filled += size;
         }
-        stream.filled += size;
-        if (stream.filled === stream.buffer.byteLength) {
+        if (stream.filled === stream.total) {
           streams.delete(view.getUint32(4));
-          deliver({ ...stream.data, b: stream.buffer });
+          if (stream.sink) stream.sink.end();
+          else deliver({ ...stream.data, b: stream.buffer });
         }
         continue;
       }
@@ -373,9 +418,16 @@ export class Channel {
           string,
           unknown
         >;
+        const sink = total > 0 ? this.onstream?.(data, total) : undefined;
         if (total === 0) deliver({ ...data, b: new ArrayBuffer(0) });
+        else if (sink) streams.set(id, { data, sink, total, filled: 0 });
         else {
-          streams.set(id, { data, buffer: new ArrayBuffer(total), filled: 0 });
+          streams.set(id, {
+            data,
+            buffer: new ArrayBuffer(total),
+            total,
+            filled: 0,
+          });
         }
         continue;
       }

@@ -77,6 +77,7 @@ import {
   startSandbox,
   type TaskStreamHooks,
 } from "./sandbox.ts";
+import type { ByteSink } from "./channel.ts";
 import { checkHangs, WATCH_MS } from "./watchdog.ts";
 import { MEMORY_WATCH_MS, residentBytes } from "./memory.ts";
 import { SandboxSpawner } from "./process.ts";
@@ -427,6 +428,7 @@ export class SandboxManager {
     if (!sandbox) return;
     const task = sandbox.tasks.get(id)!;
     task.timer?.();
+    task.abandon?.();
     sandbox.tasks.delete(id);
     this.#byTask.delete(id);
     if (sandbox.exclusive || sandbox.tasks.size === 0) {
@@ -609,6 +611,8 @@ export class SandboxManager {
       codeDir: this.#options.codeDir,
       spawner: this.#spawner,
       message: (sandbox, message) => this.#message(sandbox, message),
+      stream: (sandbox, message, total) =>
+        this.#resultStream(sandbox, message, total),
       connected: (sandbox) => {
         // Its memory from here on counts against its limit.
         sandbox.rssBase = residentBytes(sandbox.pid!);
@@ -739,8 +743,45 @@ export class SandboxManager {
     }
   }
 
+  /**
+   * A task's large result starts to come in parts: sent on as it comes
+   * when its hooks take it (`TaskStreamHooks.result`), else gathered and
+   * given whole as the task's outcome.
+   */
+  #resultStream(
+    sandbox: Sandbox,
+    message: Record<string, unknown>,
+    total: number,
+  ): ByteSink | undefined {
+    if (message.t !== "ok" || typeof message.id !== "number") return;
+    const task = sandbox.tasks.get(message.id);
+    const out = task?.hooks?.result?.(total);
+    if (!task || !out) return;
+    let open = true;
+    const abort = () => {
+      if (!open) return;
+      open = false;
+      out.abort();
+    };
+    task.abandon = abort;
+    return {
+      push(bytes) {
+        if (open) out.push(bytes);
+      },
+      end: () => {
+        if (!open) return;
+        open = false;
+        task.abandon = undefined;
+        this.#finish(sandbox, task, { t: "sent" });
+      },
+      abort,
+    };
+  }
+
   #finish(sandbox: Sandbox, task: PendingTask, outcome: TaskOutcome): void {
     if (sandbox.tasks.get(task.id) !== task) return;
+    // A result that was being sent on as it came is cut short.
+    task.abandon?.();
     task.timer?.();
     sandbox.tasks.delete(task.id);
     this.#byTask.delete(task.id);

@@ -20,7 +20,7 @@
  */
 import { LineSplitter } from "../../src/wire/output.ts";
 import { after, sleep } from "../../src/_timers.ts";
-import { Channel, type ChannelEvent } from "./channel.ts";
+import { type ByteSink, Channel, type ChannelEvent } from "./channel.ts";
 
 /** How long a sandbox that has exited may take to finish its output. */
 const OUTPUT_GRACE_MS = 200;
@@ -35,6 +35,10 @@ const CONNECT_MS = 60_000;
 export interface Port {
   postMessage(message: unknown, transfer?: Transferable[]): void;
   onmessage: ((event: ChannelEvent) => void) | null;
+  /** Takes a large payload as it comes (see `Channel.onstream`). */
+  onstream?:
+    | ((data: Record<string, unknown>, total: number) => ByteSink | undefined)
+    | null;
   close(): void;
 }
 
@@ -63,6 +67,9 @@ const V8_OOM = /out of memory|Reached heap limit|allocation failed/i;
  */
 class LatePort implements Port {
   onmessage: ((event: ChannelEvent) => void) | null = null;
+  onstream:
+    | ((data: Record<string, unknown>, total: number) => ByteSink | undefined)
+    | null = null;
   #channel?: Channel;
   #held: unknown[] = [];
   #closed = false;
@@ -74,6 +81,7 @@ class LatePort implements Port {
     }
     this.#channel = channel;
     channel.onmessage = (event) => this.onmessage?.(event);
+    channel.onstream = (data, total) => this.onstream?.(data, total);
     for (const message of this.#held.splice(0)) channel.postMessage(message);
   }
 
