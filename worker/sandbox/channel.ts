@@ -12,8 +12,9 @@
  * in parts of {@linkcode PART_BYTES}, and the messages posted meanwhile go
  * between two parts — a small result is not held up behind a large one.
  * The receiver may take such a payload as it comes, part by part, instead
- * of whole ({@linkcode Channel.onstream}). The messages posted in one turn
- * leave in one write.
+ * of whole ({@linkcode Channel.onstream}).
+ * A message is written as soon as it is posted; those posted while a write
+ * is under way leave together in the next one.
  *
  * Frames, big-endian, by their first `u32`:
  * - a message: `headerLength | u32 count | count × u32 byteLength | header
@@ -218,8 +219,6 @@ export class Channel {
     if (this.#pumping) return;
     this.#pumping = true;
     (async () => {
-      // Let the rest of this turn's messages join the first write.
-      await Promise.resolve();
       for (;;) {
         if (this.#frames.length > 0) {
           for (const bytes of coalesce(this.#frames.splice(0))) {

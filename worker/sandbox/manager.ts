@@ -634,9 +634,16 @@ export class SandboxManager {
   #post(sandbox: Sandbox, outgoing: Outgoing): void {
     sandbox.outbox.push(outgoing);
     if (sandbox.outbox.length > 1) return;
-    // At the end of the event loop's turn: the tasks that the results of one
-    // read set going (each a few promise steps later) share one write.
-    setImmediate(() => this.#flush(sandbox));
+    if (sandbox.tasks.size > 1) {
+      // Other tasks are in hand: at the end of the event loop's turn, so
+      // that the tasks the results of one read set going (each a few
+      // promise steps later) share one write.
+      setImmediate(() => this.#flush(sandbox));
+    } else {
+      // Its only task: sent now, the sandbox starting on it while this
+      // process finishes its turn.
+      this.#flush(sandbox);
+    }
   }
 
   /** Sends what waits in a sandbox's outbox now (before a message about it). */
