@@ -4,10 +4,10 @@ import { encode as msgpack } from "@msgpack/msgpack";
 import {
   encodeFrame,
   FrameDecoder,
-  FrameWriter,
   MAX_FRAME_BYTES,
   PART_BYTES,
 } from "../src/wire/frames.ts";
+import { FrameWriter } from "../src/wire/frame_writer.ts";
 import {
   clientMessage,
   PROTOCOL_VERSION,

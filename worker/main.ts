@@ -39,12 +39,8 @@ import {
   instanceInfo,
   setInstanceInfo,
 } from "../src/instance.ts";
-import {
-  FrameDecoder,
-  FrameWriter,
-  type MessageStream,
-  PART_BYTES,
-} from "../src/wire/frames.ts";
+import { FrameDecoder, PART_BYTES } from "../src/wire/frames.ts";
+import { FrameWriter, type MessageStream } from "../src/wire/frame_writer.ts";
 import {
   type ClientMessage,
   clientMessage,

@@ -13,7 +13,8 @@ import {
   RemoteError,
   SerializationError,
 } from "../errors.ts";
-import { encodeFrame, FrameDecoder, FrameWriter } from "../wire/frames.ts";
+import { encodeFrame, FrameDecoder } from "../wire/frames.ts";
+import { FrameWriter } from "../wire/frame_writer.ts";
 import {
   type ClientMessage,
   PROTOCOL_VERSION,
