@@ -100,12 +100,15 @@ Deno.test("messages of one task keep their order behind a large one", async () =
 Deno.test("a part of an unknown message, or parts longer than announced, are ProtocolErrors", () => {
   const decoder = new FrameDecoder(workerMessage);
   const stray = decoder.push(
-    encodeFrame({ t: "part", p: 9, h: { t: "ok", id: 1 } }, new Uint8Array(3)),
+    encodeFrame({ t: "part", p: 9 }, new Uint8Array(3)),
   );
   assert.ok(stray[0] instanceof ProtocolError);
   assert.match(stray[0].message, /unknown message 9/);
   const long = decoder.push(
-    encodeFrame({ t: "part", p: 1, n: 2 }, new Uint8Array(3)),
+    encodeFrame(
+      { t: "part", p: 1, n: 2, h: { t: "ok", id: 1 } },
+      new Uint8Array(3),
+    ),
   );
   assert.ok(long[0] instanceof ProtocolError);
   assert.match(long[0].message, /more parts of message 1/);
@@ -341,13 +344,10 @@ Deno.test("large messages in parts arrive whole and in order however their bytes
   // its bytes come in pieces.
   const bad = new FrameDecoder(workerMessage);
   const first = encodeFrame(
-    { t: "part", p: 3, n: 100_000 },
+    { t: "part", p: 3, n: 100_000, h: { t: "ok", id: 1 } },
     new Uint8Array(90_000),
   );
-  const second = encodeFrame(
-    { t: "part", p: 3, h: { t: "ok", id: 1 } },
-    new Uint8Array(90_000),
-  );
+  const second = encodeFrame({ t: "part", p: 3 }, new Uint8Array(90_000));
   const out = [
     ...bad.push(first.subarray(0, 1000)),
     ...bad.push(first.subarray(1000)),
@@ -459,4 +459,162 @@ Deno.test("FrameWriter.stream refuses a size past the limit, and bytes past the 
   stream.push(new Uint8Array(PART_BYTES * 2 - 1));
   assert.throws(() => stream.push(new Uint8Array(2)), RangeError);
   stream.abort();
+});
+
+/** A `FrameWriter` whose writes wait until `release()` is called. */
+function heldWriter() {
+  const writes: Uint8Array[] = [];
+  let release!: () => void;
+  let gate = new Promise<void>((resolve) => release = resolve);
+  const writer = new FrameWriter(
+    new WritableStream<Uint8Array>({
+      async write(chunk) {
+        writes.push(chunk.slice());
+        await gate;
+      },
+    }),
+  );
+  return {
+    writer,
+    writes,
+    release() {
+      release();
+      gate = new Promise<void>((resolve) => release = resolve);
+    },
+  };
+}
+
+Deno.test("a call in parts is known from its first part: the receiver's sink is told in order as it fills, other tasks' messages between, and no frame comes of it", async () => {
+  const { writer, writes } = recordingWriter();
+  const big = new Uint8Array(PART_BYTES * 3 + 5).map((_, i) => (i * 5) % 251);
+  writer.send({ t: "call", id: 1, m: "a.ts", k: "echo" }, big);
+  writer.send({ t: "call", id: 2, m: "a.ts", k: "echo" }, new Uint8Array([7]));
+  await writer.close();
+  const decoder = new FrameDecoder(clientMessage);
+  const events: string[] = [];
+  let buffer: Uint8Array | undefined;
+  decoder.onstream = (header, payload) => {
+    events.push(`start ${header.t} ${(header as { id: number }).id}`);
+    buffer = payload;
+    return {
+      progress: (filled) => events.push(`filled ${filled}`),
+      abort: () => events.push("abort"),
+    };
+  };
+  for (const w of writes) {
+    for (const frame of decoder.push(w)) {
+      assert.ok(!(frame instanceof ProtocolError), String(frame));
+      events.push(`frame ${frame.header.t} ${frame.payload.length}`);
+    }
+  }
+  // The small call goes first: it was queued in the same turn.
+  assert.deepEqual(events, [
+    "frame call 1",
+    "start call 1",
+    `filled ${PART_BYTES}`,
+    `filled ${PART_BYTES * 2}`,
+    `filled ${PART_BYTES * 3}`,
+    `filled ${big.length}`,
+  ]);
+  assert.deepEqual(buffer, big);
+  // Without a sink the message comes whole, once.
+  const plain = new FrameDecoder(clientMessage);
+  assert.deepEqual(
+    writes.flatMap((w) => plain.push(w)).map((f) =>
+      f instanceof ProtocolError ? f.message : f.header.t
+    ),
+    ["call", "call"],
+  );
+});
+
+Deno.test("FrameWriter.abandon stops a call half-way with an x part: the receiver aborts its sink, and the task's later messages still go", async () => {
+  const { writer, writes, release } = heldWriter();
+  const sent = writer.send(
+    { t: "call", id: 5, m: "a.ts", k: "echo" },
+    new Uint8Array(PART_BYTES * 8),
+  );
+  writer.send({ t: "stop", id: 5 });
+  // Not yet started: nothing to abandon.
+  writer.send(
+    { t: "call", id: 6, m: "a.ts", k: "echo" },
+    new Uint8Array(PART_BYTES * 2),
+  );
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(writer.abandon(6), false);
+  // Two parts of call 5 go; then the task is cancelled.
+  release();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  release();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(writer.abandon(5), true);
+  assert.equal(writer.abandon(5), false);
+  for (let i = 0; i < 20; i++) {
+    release();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  await sent;
+  const closed = writer.close();
+  for (let i = 0; i < 5; i++) {
+    release();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  await closed;
+  const decoder = new FrameDecoder(clientMessage);
+  const events: string[] = [];
+  decoder.onstream = (header) => {
+    const id = (header as { id: number }).id;
+    return {
+      progress: (filled) => events.push(`${id} filled ${filled}`),
+      abort: () => events.push(`${id} abort`),
+    };
+  };
+  for (const w of writes) {
+    for (const frame of decoder.push(w)) {
+      events.push(
+        frame instanceof ProtocolError ? frame.message : frame.header.t,
+      );
+    }
+  }
+  assert.equal(events.filter((e) => e === "5 abort").length, 1);
+  assert.ok(!events.includes(`5 filled ${PART_BYTES * 8}`), events.join());
+  assert.equal(events.at(-1), `6 filled ${PART_BYTES * 2}`);
+  assert.ok(events.indexOf("stop") > events.indexOf("5 abort"));
+  assert.equal(decoder.pending, 0);
+});
+
+Deno.test("a first part must carry its message's header and a size within the limit; the decoder's end aborts what was on its way", () => {
+  const decoder = new FrameDecoder(clientMessage);
+  const [headless] = decoder.push(
+    encodeFrame({ t: "part", p: 1, n: 10 }, new Uint8Array(4)),
+  );
+  assert.ok(headless instanceof ProtocolError);
+  assert.match(headless.message, /first part of message 1 without its header/);
+  const [huge] = decoder.push(encodeFrame(
+    { t: "part", p: 2, n: 2 ** 32, h: { t: "ping" } },
+    new Uint8Array(4),
+  ));
+  assert.ok(huge instanceof ProtocolError);
+  assert.match(huge.message, /the limit is 4294967295/);
+  // An invalid header is reported once, at its first part; its other
+  // parts are dropped.
+  const bad = [
+    ...decoder.push(encodeFrame(
+      { t: "part", p: 3, n: 8, h: { t: "nonsense" } as never },
+      new Uint8Array(4),
+    )),
+    ...decoder.push(encodeFrame({ t: "part", p: 3 }, new Uint8Array(4))),
+  ];
+  assert.equal(bad.length, 1);
+  assert.match((bad[0] as ProtocolError).message, /invalid message/);
+  const aborted: number[] = [];
+  decoder.onstream = (header) => ({
+    progress() {},
+    abort: () => aborted.push((header as { id: number }).id),
+  });
+  decoder.push(encodeFrame(
+    { t: "part", p: 4, n: 8, h: { t: "call", id: 9, m: "a.ts", k: "k" } },
+    new Uint8Array(4),
+  ));
+  decoder.end();
+  assert.deepEqual(aborted, [9]);
 });

@@ -55,6 +55,7 @@ import { SandboxManager, type TaskStreamMessage } from "./sandbox/manager.ts";
 import { CollectionRelay } from "./collections.ts";
 import { COLLECTIONS_HOOK } from "../src/collections/_context.ts";
 import type { TaskOutcome } from "./sandbox/outcome.ts";
+import { ArgumentFeed } from "./sandbox/feed.ts";
 
 // Taken before anything else runs: sandboxes must not reach the protocol.
 const stdio = protocolStreams();
@@ -318,6 +319,11 @@ interface Task {
   streams?: [number, boolean][];
   /** Stream messages that came before it was handed to its sandbox. */
   early: TaskStreamMessage[];
+  /**
+   * Its argument, while it still arrives in parts (`payload` is then the
+   * buffer it fills): the task is under way from its first part.
+   */
+  feed?: ArgumentFeed;
   started: boolean;
 }
 
@@ -400,6 +406,7 @@ async function run(task: Task): Promise<void> {
         credit: (s, n) => send({ t: "credit", id, s, n }),
         result: (total) => resultStream(task, total),
       },
+      task.feed,
     );
     task.started = true;
     for (const message of task.early.splice(0)) sandboxes.send(message);
@@ -438,6 +445,7 @@ function finish(task: Task, outcome: TaskOutcome): void {
 
 /** Runs a task in the worker itself (`SKYWARD_UNSAFE_NO_SANDBOX=1`). */
 async function runHere(task: Task): Promise<void> {
+  if (task.feed && !(await task.feed.whole())) return;
   let value: unknown;
   try {
     await load(task.module);
@@ -554,23 +562,9 @@ function handle(
   switch (message.t) {
     case "hello":
       return hello(message);
-    case "call": {
-      const task: Task = {
-        id: message.id,
-        module: message.m,
-        key: message.k,
-        payload,
-        cancelled: false,
-        released: false,
-        streams: message.streams,
-        early: [],
-        started: false,
-      };
-      tasks.set(task.id, task);
-      queue.push(task);
-      pump();
+    case "call":
+      accept(message, payload);
       return;
-    }
     case "define":
       sandboxes.define(message.m, message.k, message.spec);
       return;
@@ -582,17 +576,8 @@ function handle(
     }
     case "cancel": {
       const task = tasks.get(message.id);
-      if (!task || task.cancelled) return;
-      task.cancelled = true;
-      const queued = queue.indexOf(task);
-      if (queued >= 0) queue.splice(queued, 1);
-      else {
-        sandboxes.cancel(task.id);
-        release(task);
-      }
-      tasks.delete(task.id);
-      collections.taskEnded(task.id);
-      return fail(task.id, new TaskCancelledError(String(task.id)));
+      if (task) cancel(task);
+      return;
     }
     case "in":
       return forward({
@@ -623,6 +608,49 @@ function handle(
   }
 }
 
+/** Takes a task in hand: queued to run (from its first part, if its call comes in parts). */
+function accept(
+  message: Extract<ClientMessage, { t: "call" }>,
+  payload: Uint8Array,
+  feed?: ArgumentFeed,
+): void {
+  const task: Task = {
+    id: message.id,
+    module: message.m,
+    key: message.k,
+    payload,
+    cancelled: false,
+    released: false,
+    streams: message.streams,
+    early: [],
+    started: false,
+    feed,
+  };
+  // An argument abandoned half-way (the client cancelled the task, or
+  // went away) ends its task: nothing of it reaches a sandbox.
+  feed?.listen(() => {
+    if (feed.aborted) cancel(task);
+  });
+  tasks.set(task.id, task);
+  queue.push(task);
+  pump();
+}
+
+/** Drops a task (cancelled, or its argument abandoned) and says so to the client. */
+function cancel(task: Task): void {
+  if (task.cancelled || tasks.get(task.id) !== task) return;
+  task.cancelled = true;
+  const queued = queue.indexOf(task);
+  if (queued >= 0) queue.splice(queued, 1);
+  else {
+    sandboxes.cancel(task.id);
+    release(task);
+  }
+  tasks.delete(task.id);
+  collections.taskEnded(task.id);
+  fail(task.id, new TaskCancelledError(String(task.id)));
+}
+
 async function shutdown(code: number): Promise<never> {
   await sandboxes.close();
   await collections.close();
@@ -631,6 +659,13 @@ async function shutdown(code: number): Promise<never> {
 }
 
 const decoder = new FrameDecoder(clientMessage);
+// A call whose argument comes in parts is under way from its first part.
+decoder.onstream = (header, payload) => {
+  if (header.t !== "call" || tasks.has(header.id)) return undefined;
+  const feed = new ArgumentFeed(payload);
+  accept(header, payload, feed);
+  return feed;
+};
 deadMan?.start();
 try {
   for await (const chunk of stdio.readable) {
@@ -660,6 +695,8 @@ try {
       }
     }
   }
+  // The calls whose argument was on its way end here.
+  decoder.end();
   if (decoder.pending > 0) {
     await send({
       t: "perr",

@@ -96,8 +96,8 @@ interface Bulk {
 export interface MessageStream {
   /**
    * Adds the next bytes of the payload (not copied: they must not change
-   * until written). The last part goes, with the header, once the
-   * announced size has been pushed.
+   * until written). The first part goes with the header; the last once
+   * the announced size has been pushed.
    *
    * @throws {RangeError} When they go past the announced size.
    */
@@ -244,7 +244,7 @@ export class FrameWriter {
    * come). For a payload that arrives in pieces (a result coming from a
    * sandbox), so that it need not be gathered before it is sent on.
    *
-   * @param header The message, sent with its last part.
+   * @param header The message, sent with its first part.
    * @param total The payload's size: more than {@linkcode PART_BYTES}, at
    *   most {@linkcode FrameWriter.maxMessageBytes}.
    * @returns Where its bytes go.
@@ -336,6 +336,23 @@ export class FrameWriter {
     this.#start(false);
   }
 
+  /**
+   * Abandons the message in parts of task `id` whose parts are being
+   * written: the parts still to go are dropped, the receiver drops what it
+   * holds of it (an `x` part), and the task's messages queued behind it go.
+   * For a call whose task is cancelled while its argument is on its way.
+   *
+   * @param id The task.
+   * @returns Whether a message was abandoned: one not yet started goes
+   *   whole (the receiver has not heard of it yet), and nothing is done.
+   */
+  abandon(id: number): boolean {
+    const bulk = this.#lastBulk.get(id);
+    if (!bulk || bulk.ended || bulk.at === 0) return false;
+    this.#abort(bulk);
+    return true;
+  }
+
   /** Abandons a message in parts (see {@linkcode MessageStream.abort}). */
   #abort(bulk: Bulk): void {
     if (bulk.ended) return;
@@ -395,8 +412,7 @@ export class FrameWriter {
         pieces = framePieces({
           t: "part",
           p: bulk.part,
-          ...(first ? { n: bulk.total } : {}),
-          ...(last ? { h: bulk.header } : {}),
+          ...(first ? { n: bulk.total, h: bulk.header } : {}),
         }, piece);
         if (last) {
           bulk.ended = true;

@@ -47,10 +47,13 @@ export const MAX_MESSAGE_BYTES = 2 ** 32 - 1;
 
 /**
  * One part of a large message: the first part carries the message's size
- * `n`, the last its header `h`; the receiver joins their payloads. A part
- * with `x` (and no payload) abandons its message: the receiver drops what
- * it holds of it (a message streamed as it was produced, whose producer
- * failed half-way; see `FrameWriter.stream`).
+ * `n` and its header `h`; the receiver joins their payloads, and has the
+ * message once `n` bytes have come. Knowing the message from its first
+ * part, it may also take the payload as it comes
+ * ({@linkcode FrameDecoder.onstream}). A part with `x` (and no payload)
+ * abandons its message: the receiver drops what it holds of it (a message
+ * whose sender gave up half-way: its producer failed, or its task was
+ * cancelled; see `FrameWriter.stream` and `FrameWriter.abandon`).
  */
 export interface PartMessage {
   t: "part";
@@ -59,6 +62,29 @@ export interface PartMessage {
   n?: number;
   h?: ClientMessage | WorkerMessage;
   x?: boolean;
+}
+
+/**
+ * Where a receiver is told how a message in parts comes, when it takes
+ * the message as it comes (see {@linkcode FrameDecoder.onstream}).
+ */
+export interface PartSink {
+  /**
+   * The payload's first `filled` bytes have come (all of it when `filled`
+   * is its length: the message is then not delivered as a frame).
+   */
+  progress(filled: number): void;
+  /** The message will not be whole: its sender abandoned it, or the input ended. */
+  abort(): void;
+}
+
+/** A message being received in parts. */
+interface Incoming<H> {
+  buffer: Uint8Array;
+  at: number;
+  /** Its header, or `undefined` when it was not valid (reported once). */
+  header: H | undefined;
+  sink?: PartSink;
 }
 
 /** A decoded frame: its header and its raw payload. */
@@ -175,7 +201,9 @@ export class FrameDecoder<H> {
   #chunks: Uint8Array[] = [];
   #buffered = 0;
   #need = -1;
-  #parts = new Map<number, { buffer: Uint8Array; at: number }>();
+  #parts = new Map<number, Incoming<H>>();
+  /** The error of the first part being received directly, reported at its end. */
+  #directError: ProtocolError | undefined;
   /** Whether the last `#take` copied into a buffer of its own. */
   #owned = false;
   /**
@@ -185,10 +213,20 @@ export class FrameDecoder<H> {
   #direct:
     | {
       part: PartMessage;
-      message: { buffer: Uint8Array; at: number };
+      message: Incoming<H>;
       left: number;
     }
     | undefined;
+
+  /**
+   * Called with the first part of a message in parts: its header and the
+   * buffer its payload is received into. A sink returned is told as the
+   * payload fills the buffer, and the message is not delivered as a frame
+   * (so that a receiver can start on it before it has all come); without
+   * one, the message is delivered whole once it has all come.
+   */
+  onstream: ((header: H, payload: Uint8Array) => PartSink | undefined) | null =
+    null;
 
   /** @param schema The schema of the headers this side receives. */
   constructor(schema: z.ZodType<H>) {
@@ -267,12 +305,9 @@ export class FrameDecoder<H> {
         },
       );
     }
-    let payload = body.subarray(4 + headerLength);
+    const payload = body.subarray(4 + headerLength);
     if ((raw as PartMessage | undefined)?.t === "part") {
-      const part = this.#part(raw as PartMessage, payload);
-      if (!part || part instanceof ProtocolError) return part;
-      [raw, payload] = part;
-      owned = true;
+      return this.#part(raw as PartMessage, payload);
     }
     const parsed = this.#schema.safeParse(raw);
     if (!parsed.success) {
@@ -308,22 +343,30 @@ export class FrameDecoder<H> {
     const size = this.#need - 4 - headerLength;
     let message = this.#parts.get(raw.p);
     if (raw.n !== undefined) {
-      // A first part: its message's buffer is made here (anything amiss
-      // is left to the usual path, which reports it).
+      // A first part: anything amiss is left to the usual path, which
+      // reports it.
       if (
         !Number.isInteger(raw.n) || raw.n < 0 || raw.n > MAX_MESSAGE_BYTES ||
-        size > raw.n
+        size > raw.n || raw.h === undefined
       ) return false;
-      try {
-        message = { buffer: new Uint8Array(raw.n), at: 0 };
-      } catch {
-        return false;
+      this.#take(4 + headerLength);
+      const opened = this.#open(raw);
+      if (opened instanceof ProtocolError) {
+        // Reported at the part's end; its bytes go to its message when it
+        // has one (to be dropped once whole), else nowhere.
+        this.#direct = {
+          part: raw,
+          message: this.#parts.get(raw.p) ??
+            { buffer: new Uint8Array(0), at: 0, header: undefined },
+          left: size,
+        };
+        this.#directError = opened;
+        return true;
       }
-      this.#parts.set(raw.p, message);
+      message = opened;
     } else if (!message || message.at + size > message.buffer.length) {
       return false;
-    }
-    this.#take(4 + headerLength);
+    } else this.#take(4 + headerLength);
     this.#direct = { part: raw, message, left: size };
     return true;
   }
@@ -334,8 +377,10 @@ export class FrameDecoder<H> {
     while (direct.left > 0 && this.#chunks.length > 0) {
       const chunk = this.#chunks[0];
       const used = Math.min(chunk.length, direct.left);
-      direct.message.buffer.set(chunk.subarray(0, used), direct.message.at);
-      direct.message.at += used;
+      if (direct.message.buffer.length > 0) {
+        direct.message.buffer.set(chunk.subarray(0, used), direct.message.at);
+        direct.message.at += used;
+      }
       direct.left -= used;
       this.#buffered -= used;
       if (used === chunk.length) this.#chunks.shift();
@@ -349,22 +394,75 @@ export class FrameDecoder<H> {
     const { part, message } = this.#direct!;
     this.#direct = undefined;
     this.#need = -1;
-    if (part.h === undefined) return undefined;
-    this.#parts.delete(part.p);
-    if (message.at !== message.buffer.length) {
+    const error = this.#directError;
+    this.#directError = undefined;
+    const frame = this.#filled(part.p, message);
+    return error ?? frame;
+  }
+
+  /**
+   * Starts a message in parts from its first part: its buffer, its header
+   * checked, and whether its receiver takes it as it comes.
+   */
+  #open(part: PartMessage): Incoming<H> | ProtocolError {
+    const n = part.n!;
+    if (!Number.isInteger(n) || n < 0 || n > MAX_MESSAGE_BYTES) {
       return new ProtocolError(
-        `Message ${part.p} ended after ${message.at} of its ${message.buffer.length} bytes`,
+        `Received a message announcing ${n} bytes; the limit is ${MAX_MESSAGE_BYTES}`,
+      );
+    }
+    let buffer: Uint8Array;
+    try {
+      buffer = new Uint8Array(n);
+    } catch (error) {
+      return new ProtocolError(
+        `Cannot receive a message of ${n} bytes: ${
+          error instanceof Error ? error.message : String(error)
+        }`,
       );
     }
     const parsed = this.#schema.safeParse(part.h);
+    const message: Incoming<H> = {
+      buffer,
+      at: 0,
+      header: parsed.success ? parsed.data : undefined,
+    };
+    this.#parts.set(part.p, message);
     if (!parsed.success) {
+      // Its parts are taken and dropped; the error is reported once.
       return new ProtocolError(
         `Received an invalid message: ${
           z.prettifyError(parsed.error).replaceAll("\n", " ")
         }`,
       );
     }
-    return { header: parsed.data, payload: message.buffer, owned: true };
+    const sink = this.onstream?.(parsed.data, buffer);
+    if (sink) message.sink = sink;
+    return message;
+  }
+
+  /**
+   * Some bytes of a message in parts have come: its sink is told, and the
+   * message is delivered once whole (unless its sink took it).
+   */
+  #filled(p: number, message: Incoming<H>): Frame<H> | undefined {
+    const whole = message.at === message.buffer.length;
+    if (whole) this.#parts.delete(p);
+    if (message.sink) message.sink.progress(message.at);
+    if (!whole || message.sink || message.header === undefined) {
+      return undefined;
+    }
+    return { header: message.header, payload: message.buffer, owned: true };
+  }
+
+  /**
+   * The input has ended: the messages in parts not yet whole are dropped,
+   * and their sinks aborted.
+   */
+  end(): void {
+    const cut = [...this.#parts.values()];
+    this.#parts.clear();
+    for (const message of cut) message.sink?.abort();
   }
 
   /** The first four bytes buffered, as a big-endian `u32`, left in place. */
@@ -392,54 +490,44 @@ export class FrameDecoder<H> {
   #part(
     part: PartMessage,
     payload: Uint8Array,
-  ): [unknown, Uint8Array] | ProtocolError | undefined {
+  ): Frame<H> | ProtocolError | undefined {
     if (!Number.isInteger(part.p)) {
       return new ProtocolError("Received a part with no message number");
     }
+    let message = this.#parts.get(part.p);
     if (part.x) {
       // Abandoned by its sender: what came of it is let go.
       this.#parts.delete(part.p);
+      message?.sink?.abort();
       return undefined;
     }
-    let message = this.#parts.get(part.p);
+    let error: ProtocolError | undefined;
     if (part.n !== undefined) {
-      if (
-        !Number.isInteger(part.n) || part.n < 0 || part.n > MAX_MESSAGE_BYTES
-      ) {
+      if (part.h === undefined) {
         return new ProtocolError(
-          `Received a message announcing ${part.n} bytes; the limit is ${MAX_MESSAGE_BYTES}`,
+          `Received the first part of message ${part.p} without its header`,
         );
       }
-      try {
-        message = { buffer: new Uint8Array(part.n), at: 0 };
-      } catch (error) {
-        return new ProtocolError(
-          `Cannot receive a message of ${part.n} bytes: ${
-            error instanceof Error ? error.message : String(error)
-          }`,
-        );
-      }
-      this.#parts.set(part.p, message);
+      const opened = this.#open(part);
+      if (opened instanceof ProtocolError) {
+        error = opened;
+        message = this.#parts.get(part.p);
+        if (!message) return error;
+      } else message = opened;
     }
     if (!message) {
       return new ProtocolError(`Received a part of unknown message ${part.p}`);
     }
     if (message.at + payload.length > message.buffer.length) {
       this.#parts.delete(part.p);
+      message.sink?.abort();
       return new ProtocolError(
         `Received more parts of message ${part.p} than its ${message.buffer.length} bytes`,
       );
     }
     message.buffer.set(payload, message.at);
     message.at += payload.length;
-    if (part.h === undefined) return undefined;
-    this.#parts.delete(part.p);
-    if (message.at !== message.buffer.length) {
-      return new ProtocolError(
-        `Message ${part.p} ended after ${message.at} of its ${message.buffer.length} bytes`,
-      );
-    }
-    return [part.h, message.buffer];
+    return error ?? this.#filled(part.p, message);
   }
 
   #take(n: number): Uint8Array {

@@ -58,6 +58,7 @@ import { lineCost } from "../../src/wire/output.ts";
 import type { SandboxSpec } from "../../src/wire/messages.ts";
 import { after } from "../../src/_timers.ts";
 import { setImmediate } from "node:timers";
+import type { ArgumentFeed } from "./feed.ts";
 import {
   failure,
   outOfMemory,
@@ -77,7 +78,7 @@ import {
   startSandbox,
   type TaskStreamHooks,
 } from "./sandbox.ts";
-import type { ByteSink } from "./channel.ts";
+import type { ByteSink, OutgoingStream } from "./channel.ts";
 import { checkHangs, WATCH_MS } from "./watchdog.ts";
 import { MEMORY_WATCH_MS, residentBytes } from "./memory.ts";
 import { SandboxSpawner } from "./process.ts";
@@ -310,6 +311,10 @@ export class SandboxManager {
    * @param streams The arguments streamed in (index, and whether a
    *   `ReadableStream`), fed by {@linkcode SandboxManager.send}.
    * @param hooks Where a streamed result goes.
+   * @param feed When the arguments are still arriving into `payload`: a
+   *   Deno sandbox is sent them as they come (and drops them if they are
+   *   abandoned), part by part, and starts the task once all have come;
+   *   other tasks are sent once all have come.
    * @returns How the task ended. Never rejects.
    */
   run(
@@ -319,6 +324,7 @@ export class SandboxManager {
     payload: Uint8Array,
     streams?: [number, boolean][],
     hooks?: TaskStreamHooks,
+    feed?: ArgumentFeed,
   ): Promise<TaskOutcome> {
     const specKey = `${module}\0${key}`;
     const spec = this.#specs.get(specKey) ?? DEFAULT_SPEC;
@@ -355,6 +361,10 @@ export class SandboxManager {
       this.#byTask.set(id, sandbox);
       const send = () => {
         if (!sandbox.tasks.has(id)) return;
+        if (feed && !feed.done) {
+          if (!feed.aborted) this.#feed(sandbox, task, taskKey, feed, send);
+          return;
+        }
         if (sandbox.kind === "deno" && payload.byteLength < INLINE_BYTES) {
           // Copied into the message's header, with the tasks sent beside it.
           this.#post(sandbox, [[id, taskKey, payload, streams], []]);
@@ -402,6 +412,57 @@ export class SandboxManager {
   }
 
   /**
+   * Sends a task whose arguments are still arriving: to a Deno sandbox
+   * (with no streamed argument, whose messages would overtake it) as they
+   * come, else whole (`send`) once they have all come.
+   */
+  #feed(
+    sandbox: Sandbox,
+    task: PendingTask,
+    key: string,
+    feed: ArgumentFeed,
+    send: () => void,
+  ): void {
+    const total = feed.payload.length;
+    let out: OutgoingStream | undefined;
+    if (sandbox.kind === "deno" && !sandbox.ended) {
+      // The tasks posted before it go first.
+      this.#flush(sandbox);
+      out = sandbox.port.postStream?.({ t: "task", task: [task.id, key] }, total);
+    }
+    let sent = 0;
+    const stop = feed.listen(() => more());
+    const more = () => {
+      if (feed.aborted) return task.unfeed?.();
+      if (!out) {
+        if (!feed.done) return;
+        stop();
+        task.unfeed = undefined;
+        return send();
+      }
+      if (feed.filled > sent) {
+        out.push(feed.payload.subarray(sent, feed.filled));
+        sent = feed.filled;
+      }
+      if (sent === total) {
+        stop();
+        task.unfeed = undefined;
+      }
+    };
+    task.unfeed = () => {
+      stop();
+      task.unfeed = undefined;
+      out?.abort();
+      return true;
+    };
+    if (out) {
+      task.posted = true;
+      for (const message of task.early.splice(0)) this.#post(sandbox, message);
+    }
+    more();
+  }
+
+  /**
    * Passes a stream message to a task's sandbox: items of a streamed
    * argument (their buffer is transferred), credit for its streamed result,
    * or leaving that result. Ignored once the task has ended.
@@ -431,10 +492,14 @@ export class SandboxManager {
     task.abandon?.();
     sandbox.tasks.delete(id);
     this.#byTask.delete(id);
-    if (sandbox.exclusive || sandbox.tasks.size === 0) {
+    // Its arguments had not all come: the sandbox drops what it was sent of
+    // them, and never starts it. A shared sandbox goes on as it was.
+    const unfed = task.unfeed?.() ?? false;
+    if (sandbox.exclusive || (!unfed && sandbox.tasks.size === 0)) {
       this.#stop(sandbox, `task ${id} was cancelled`);
       return;
     }
+    if (unfed) return;
     // Other tasks share it: stop it only when it does not answer (the
     // cancelled task is blocking it); else the task finishes unseen.
     const timer = setTimeout(
@@ -787,8 +852,10 @@ export class SandboxManager {
 
   #finish(sandbox: Sandbox, task: PendingTask, outcome: TaskOutcome): void {
     if (sandbox.tasks.get(task.id) !== task) return;
-    // A result that was being sent on as it came is cut short.
+    // A result that was being sent on as it came is cut short, and so
+    // are arguments still being sent.
     task.abandon?.();
+    task.unfeed?.();
     task.timer?.();
     sandbox.tasks.delete(task.id);
     this.#byTask.delete(task.id);

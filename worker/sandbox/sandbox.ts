@@ -97,6 +97,12 @@ export interface PendingTask {
   hooks?: TaskStreamHooks;
   /** Abandons its result being sent on as it comes (see `TaskStreamHooks.result`). */
   abandon?: () => void;
+  /**
+   * While its argument is still arriving (see `ArgumentFeed`): stops
+   * sending it on, and abandons what went (the sandbox drops it, and never
+   * hears of the task). Returns true.
+   */
+  unfeed?: () => boolean;
   /** Whether it has been sent to its sandbox; stream messages wait until then. */
   posted: boolean;
   early: Outgoing[];
@@ -115,7 +121,11 @@ export interface Sandbox {
   /** Its place in the warm maps (`""` for a sandbox of one task). */
   key: string;
   /** Its channel: a `MessagePort` (WASM) or a socket's (a process). */
-  port: { postMessage(message: unknown, transfer?: Transferable[]): void };
+  port: {
+    postMessage(message: unknown, transfer?: Transferable[]): void;
+    /** A process's: see `Port.postStream`. */
+    postStream?: Port["postStream"];
+  };
   /** Stops it: it then ends (see `StartOptions.end`). */
   kill(): void;
   /** Lets go of what it holds, once it has ended. */
