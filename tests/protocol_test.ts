@@ -618,3 +618,146 @@ Deno.test("a first part must carry its message's header and a size within the li
   decoder.end();
   assert.deepEqual(aborted, [9]);
 });
+
+/** A worker process driven frame by frame: what it answers, as it comes. */
+function driveWorker() {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", WORKER],
+    cwd: new URL("..", import.meta.url).pathname,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stdin = child.stdin.getWriter();
+  const decoder = new FrameDecoder(workerMessage);
+  const got: { header: { t: string; id?: number }; payload: Uint8Array }[] = [];
+  let wake = () => {};
+  const reading = (async () => {
+    for await (const chunk of child.stdout) {
+      for (const frame of decoder.push(chunk)) {
+        if (frame instanceof ProtocolError) throw frame;
+        got.push(frame as (typeof got)[number]);
+      }
+      wake();
+    }
+    wake();
+  })();
+  const stderr = new Response(child.stderr).text();
+  return {
+    write: (bytes: Uint8Array) => stdin.write(bytes),
+    /** The next reply to task `id` (or of type `t`), waited for. */
+    async reply(match: { id?: number; t?: string }) {
+      for (;;) {
+        const at = got.findIndex((f) =>
+          (match.id === undefined || f.header.id === match.id) &&
+          (match.t === undefined || f.header.t === match.t) &&
+          !["log", "credit"].includes(f.header.t)
+        );
+        if (at >= 0) return got.splice(at, 1)[0];
+        await new Promise<void>((resolve) => wake = resolve);
+      }
+    },
+    async end() {
+      await stdin.close().catch(() => {});
+      const status = await child.status;
+      await reading.catch(() => {});
+      return { code: status.code, stderr: await stderr };
+    },
+  };
+}
+
+Deno.test("a call whose argument comes in parts: small tasks of its shared sandbox run meanwhile, abandoned half-way it is dropped (the sandbox never runs it and goes on), and whole it arrives byte for byte", async () => {
+  const { encode, decode } = await import("../src/wire/codec.ts");
+  const { countShared } = await import("./fixtures/sandboxed.ts");
+  const { echo } = await import("./fixtures/computes.ts");
+  const counter = { m: "tests/fixtures/sandboxed.ts", k: countShared.id.key };
+  const echoer = { m: "tests/fixtures/computes.ts", k: echo.id.key };
+  const worker = driveWorker();
+  try {
+    await worker.write(encodeFrame({
+      t: "hello",
+      v: PROTOCOL_VERSION,
+      code: "x",
+      deno: Deno.version.deno,
+      modules: [],
+      concurrency: 1,
+    }));
+    assert.equal((await worker.reply({ t: "hello" })).header.t, "hello");
+    const value = async (id: number) => {
+      const reply = await worker.reply({ id });
+      assert.equal(reply.header.t, "ok", JSON.stringify(reply.header));
+      return decode(reply.payload);
+    };
+    await worker.write(
+      encodeFrame({ t: "call", id: 1, ...counter }, encode([])),
+    );
+    assert.equal(await value(1), 1);
+    // Call 2's argument: its first two parts of eight.
+    const args = encode([new Uint8Array(PART_BYTES * 8)]);
+    const part = (p: number, i: number, bytes: Uint8Array, id: number) =>
+      encodeFrame({
+        t: "part",
+        p,
+        ...(i === 0
+          ? { n: bytes.length, h: { t: "call", id, ...counter } }
+          : {}),
+      }, bytes.subarray(i * PART_BYTES, (i + 1) * PART_BYTES));
+    // The shared sandbox's counter shows which tasks ran there, in order.
+    for (let i = 0; i < 2; i++) await worker.write(part(1, i, args, 2));
+    // A small task of the same sandbox runs while the argument is half-way.
+    await worker.write(
+      encodeFrame({ t: "call", id: 3, ...counter }, encode([])),
+    );
+    assert.equal(await value(3), 2);
+    // Abandoned: its task fails as cancelled, and never runs.
+    await worker.write(encodeFrame({ t: "part", p: 1, x: true }));
+    const dropped = await worker.reply({ id: 2 });
+    assert.equal(dropped.header.t, "err");
+    assert.match(
+      JSON.stringify(decode(dropped.payload)),
+      /TaskCancelledError/,
+    );
+    // The same sandbox goes on: the counter was not reset, nor bumped by 2.
+    await worker.write(
+      encodeFrame({ t: "call", id: 4, ...counter }, encode([])),
+    );
+    assert.equal(await value(4), 3);
+    // Whole, a large argument arrives byte for byte, its parts a turn apart.
+    const big = new Uint8Array(PART_BYTES * 5 + 3).map((_, i) => (i * 7) % 251);
+    const bigArgs = encode([big]);
+    const parts = Math.ceil(bigArgs.length / PART_BYTES);
+    for (let i = 0; i < parts; i++) {
+      await worker.write(part(2, i, bigArgs, 5));
+      if (i === 2) {
+        await worker.write(
+          encodeFrame({ t: "call", id: 6, ...counter }, encode([])),
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await worker.write(
+      encodeFrame({ t: "call", id: 7, ...echoer }, encode([9])),
+    );
+    assert.equal(await value(6), 4);
+    assert.equal(await value(7), 9);
+    // Call 5 started once its argument had all come, after call 6.
+    assert.equal(await value(5), 5);
+    // Echo's big argument, in parts, comes back whole.
+    for (let i = 0; i < parts; i++) {
+      await worker.write(encodeFrame({
+        t: "part",
+        p: 3,
+        ...(i === 0
+          ? { n: bigArgs.length, h: { t: "call", id: 8, ...echoer } }
+          : {}),
+      }, bigArgs.subarray(i * PART_BYTES, (i + 1) * PART_BYTES)));
+    }
+    assert.deepEqual(await value(8), big);
+    // The input ends half-way through an argument: the worker ends cleanly.
+    await worker.write(part(4, 0, args, 9));
+  } finally {
+    const { code, stderr } = await worker.end();
+    assert.equal(code, 0, stderr);
+    assert.doesNotMatch(stderr, /Uncaught|panicked/);
+  }
+});

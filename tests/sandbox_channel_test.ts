@@ -242,3 +242,83 @@ Deno.test("a payload taken as it comes whose sender dies half-way aborts its sin
   assert.deepEqual(events, ["push", "abort"]);
   listener.close();
 });
+
+Deno.test("a payload given as it comes goes part by part, messages posted meanwhile arrive first, and its message arrives once whole", async () => {
+  const { listener, near, far } = await pair();
+  const other = new Channel(far);
+  const got = receive(other, 3);
+  const big = new Uint8Array(PART_BYTES * 2 + 9).map((_, i) => (i * 11) & 255);
+  const out = near.postStream({ t: "task", task: [1, "k"] }, big.length);
+  out.push(big.subarray(0, PART_BYTES + 3));
+  near.postMessage({ t: "small", n: 1 });
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  near.postMessage({ t: "small", n: 2 });
+  out.push(big.subarray(PART_BYTES + 3));
+  assert.throws(() => out.push(new Uint8Array(1)), RangeError);
+  const [first, second, whole] = await got as Record<string, unknown>[];
+  assert.deepEqual([first, second], [{ t: "small", n: 1 }, {
+    t: "small",
+    n: 2,
+  }]);
+  assert.deepEqual(whole.task, [1, "k"]);
+  assert.deepEqual(new Uint8Array(whole.b as ArrayBuffer), big);
+  near.close();
+  other.close();
+  listener.close();
+});
+
+Deno.test("a payload abandoned half-way is dropped by the receiver (its sink aborted), its message never arrives, and the channel goes on", async () => {
+  const { listener, near, far } = await pair();
+  const other = new Channel(far);
+  const got = receive(other, 2);
+  const out = near.postStream({ t: "task", task: [1, "k"] }, PART_BYTES * 4);
+  out.push(new Uint8Array(PART_BYTES * 2));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  out.abort();
+  out.push(new Uint8Array(8)); // Ignored once abandoned.
+  near.postMessage({ t: "after" });
+  // Taken as it comes, the receiver's sink is told.
+  const events: string[] = [];
+  other.onstream = () => ({
+    push: () => void (events.includes("push") || events.push("push")),
+    end: () => events.push("end"),
+    abort: () => events.push("abort"),
+  });
+  const sunk = near.postStream({ t: "ok", id: 2 }, PART_BYTES * 3);
+  sunk.push(new Uint8Array(PART_BYTES));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  sunk.abort();
+  other.onstream = null;
+  const last = near.postStream({ t: "task", task: [3, "k"] }, 5);
+  last.push(new Uint8Array([1, 2, 3, 4, 5]));
+  const messages = await got as Record<string, unknown>[];
+  assert.deepEqual(messages[0], { t: "after" });
+  assert.deepEqual(messages[1].task, [3, "k"]);
+  assert.deepEqual(events, ["push", "abort"]);
+  near.close();
+  other.close();
+  listener.close();
+});
+
+Deno.test("payloads abandoned half-way do not count against the payloads a channel takes in parts at once", async () => {
+  const { listener, near, far } = await pair();
+  const other = new Channel(far);
+  let closed: string | undefined = "open";
+  other.onclose = (reason) => closed = reason;
+  const got = receive(other, 1);
+  // More than the 1024 a receiver holds at once, each abandoned.
+  for (let i = 0; i < 1100; i++) {
+    const out = near.postStream({ t: "task", task: [i, "k"] }, 10);
+    out.push(new Uint8Array(3));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    out.abort();
+  }
+  const out = near.postStream({ t: "task", task: [9999, "k"] }, 2);
+  out.push(new Uint8Array([4, 2]));
+  const [whole] = await got as Record<string, unknown>[];
+  assert.deepEqual(whole.task, [9999, "k"]);
+  assert.equal(closed, "open");
+  near.close();
+  other.close();
+  listener.close();
+});

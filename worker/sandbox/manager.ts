@@ -428,7 +428,10 @@ export class SandboxManager {
     if (sandbox.kind === "deno" && !sandbox.ended) {
       // The tasks posted before it go first.
       this.#flush(sandbox);
-      out = sandbox.port.postStream?.({ t: "task", task: [task.id, key] }, total);
+      out = sandbox.port.postStream?.(
+        { t: "task", task: [task.id, key] },
+        total,
+      );
     }
     let sent = 0;
     const stop = feed.listen(() => more());
