@@ -7,6 +7,7 @@
  * @module
  */
 import type { PartSink } from "../../src/wire/frames.ts";
+import type { OutgoingStream } from "./channel.ts";
 
 /**
  * How much of a task's argument has come, and whether it was abandoned
@@ -80,4 +81,54 @@ export class ArgumentFeed implements PartSink {
   #tell(): void {
     for (const listener of [...this.#listeners]) listener();
   }
+}
+
+/**
+ * Passes an argument on to `out` as it comes, or, with no `out`, waits
+ * until it has all come; then calls `done`. An argument abandoned half-way
+ * abandons `out` (and `done` is not called).
+ *
+ * @param feed The argument, not all come yet.
+ * @param out Where it goes as it comes (a sandbox's channel).
+ * @param done Called once all of it has gone to `out`, or has come.
+ * @returns A function that stops passing it on and abandons `out` (the
+ *   receiver drops what it was sent); it returns `true`.
+ *
+ * @example
+ * ```ts
+ * import { ArgumentFeed, passOn } from "./feed.ts";
+ *
+ * const feed = new ArgumentFeed(new Uint8Array(4));
+ * const got: number[] = [];
+ * passOn(feed, { push: (b) => got.push(b.length), abort() {} }, () => got.push(-1));
+ * feed.progress(1);
+ * feed.progress(4);
+ * console.log(got); // [1, 3, -1]
+ * ```
+ */
+export function passOn(
+  feed: ArgumentFeed,
+  out: Pick<OutgoingStream, "push" | "abort"> | undefined,
+  done: () => void,
+): () => boolean {
+  let sent = 0;
+  const stop = feed.listen(() => more());
+  const abandon = () => {
+    stop();
+    out?.abort();
+    return true;
+  };
+  const more = () => {
+    if (feed.aborted) return void abandon();
+    if (out && feed.filled > sent) {
+      out.push(feed.payload.subarray(sent, feed.filled));
+      sent = feed.filled;
+    }
+    if (feed.done && (!out || sent === feed.payload.length)) {
+      stop();
+      done();
+    }
+  };
+  more();
+  return abandon;
 }

@@ -58,7 +58,7 @@ import { lineCost } from "../../src/wire/output.ts";
 import type { SandboxSpec } from "../../src/wire/messages.ts";
 import { after } from "../../src/_timers.ts";
 import { setImmediate } from "node:timers";
-import type { ArgumentFeed } from "./feed.ts";
+import { type ArgumentFeed, passOn } from "./feed.ts";
 import {
   failure,
   outOfMemory,
@@ -80,7 +80,7 @@ import {
 } from "./sandbox.ts";
 import type { ByteSink, OutgoingStream } from "./channel.ts";
 import { checkHangs, WATCH_MS } from "./watchdog.ts";
-import { MEMORY_WATCH_MS, residentBytes } from "./memory.ts";
+import { defaultHeapMb, MEMORY_WATCH_MS, residentBytes } from "./memory.ts";
 import { SandboxSpawner } from "./process.ts";
 
 /** Options of {@linkcode SandboxManager}. */
@@ -312,9 +312,9 @@ export class SandboxManager {
    *   `ReadableStream`), fed by {@linkcode SandboxManager.send}.
    * @param hooks Where a streamed result goes.
    * @param feed When the arguments are still arriving into `payload`: a
-   *   Deno sandbox is sent them as they come (and drops them if they are
-   *   abandoned), part by part, and starts the task once all have come;
-   *   other tasks are sent once all have come.
+   *   Deno sandbox (of a task with no streamed argument, whose messages
+   *   would overtake them) is sent them as they come, and drops them if they
+   *   are abandoned; other tasks are sent once all have come.
    * @returns How the task ended. Never rejects.
    */
   run(
@@ -411,11 +411,7 @@ export class SandboxManager {
     });
   }
 
-  /**
-   * Sends a task whose arguments are still arriving: to a Deno sandbox
-   * (with no streamed argument, whose messages would overtake it) as they
-   * come, else whole (`send`) once they have all come.
-   */
+  /** Sends a task whose arguments are still arriving: see `run`'s `feed`. */
   #feed(
     sandbox: Sandbox,
     task: PendingTask,
@@ -423,46 +419,20 @@ export class SandboxManager {
     feed: ArgumentFeed,
     send: () => void,
   ): void {
-    const total = feed.payload.length;
     let out: OutgoingStream | undefined;
     if (sandbox.kind === "deno" && !sandbox.ended) {
-      // The tasks posted before it go first.
-      this.#flush(sandbox);
-      out = sandbox.port.postStream?.(
-        { t: "task", task: [task.id, key] },
-        total,
-      );
+      this.#flush(sandbox); // The tasks posted before it go first.
+      const message = { t: "task", task: [task.id, key] };
+      out = sandbox.port.postStream?.(message, feed.payload.length);
     }
-    let sent = 0;
-    const stop = feed.listen(() => more());
-    const more = () => {
-      if (feed.aborted) return task.unfeed?.();
-      if (!out) {
-        if (!feed.done) return;
-        stop();
-        task.unfeed = undefined;
-        return send();
-      }
-      if (feed.filled > sent) {
-        out.push(feed.payload.subarray(sent, feed.filled));
-        sent = feed.filled;
-      }
-      if (sent === total) {
-        stop();
-        task.unfeed = undefined;
-      }
-    };
-    task.unfeed = () => {
-      stop();
+    // Not whole yet (see `run`): `done` is called later, if ever.
+    task.unfeed = passOn(feed, out, () => {
       task.unfeed = undefined;
-      out?.abort();
-      return true;
-    };
-    if (out) {
-      task.posted = true;
-      for (const message of task.early.splice(0)) this.#post(sandbox, message);
-    }
-    more();
+      if (!out) send();
+    });
+    if (!out) return;
+    task.posted = true;
+    for (const message of task.early.splice(0)) this.#post(sandbox, message);
   }
 
   /**
@@ -497,12 +467,11 @@ export class SandboxManager {
     this.#byTask.delete(id);
     // Its arguments had not all come: the sandbox drops what it was sent of
     // them, and never starts it. A shared sandbox goes on as it was.
-    const unfed = task.unfeed?.() ?? false;
-    if (sandbox.exclusive || (!unfed && sandbox.tasks.size === 0)) {
+    if (task.unfeed?.() && !sandbox.exclusive) return;
+    if (sandbox.exclusive || sandbox.tasks.size === 0) {
       this.#stop(sandbox, `task ${id} was cancelled`);
       return;
     }
-    if (unfed) return;
     // Other tasks share it: stop it only when it does not answer (the
     // cancelled task is blocking it); else the task finishes unseen.
     const timer = setTimeout(
@@ -855,8 +824,7 @@ export class SandboxManager {
 
   #finish(sandbox: Sandbox, task: PendingTask, outcome: TaskOutcome): void {
     if (sandbox.tasks.get(task.id) !== task) return;
-    // A result that was being sent on as it came is cut short, and so
-    // are arguments still being sent.
+    // A result being sent on as it came is cut short, as are arguments.
     task.abandon?.();
     task.unfeed?.();
     task.timer?.();
@@ -928,16 +896,5 @@ export class SandboxManager {
     const idle = this.#idle.get(sandbox.key);
     const at = idle?.indexOf(sandbox) ?? -1;
     if (at >= 0) idle!.splice(at, 1);
-  }
-}
-
-function defaultHeapMb(): number {
-  try {
-    return Math.max(
-      256,
-      Math.min(4096, Math.floor(Deno.systemMemoryInfo().total / 2 / 2 ** 20)),
-    );
-  } catch {
-    return 4096;
   }
 }
