@@ -11,6 +11,7 @@ import {
   connect,
   countFresh,
   countShared,
+  countWith,
   dumpEnv,
   envWithOther,
   exitSandbox,
@@ -465,4 +466,20 @@ Deno.test("sky.wasm runs an export of a raw module with its memory capped and it
     () => sky.wasm(new Uint8Array([1, 2, 3]), "f"),
     /not a valid WebAssembly module/,
   );
+});
+
+Deno.test("a task cancelled while its large argument is on its way never runs, and its shared sandbox goes on with the next task", async () => {
+  await using pool = await start();
+  assert.equal(await pool.run(countWith(new Uint8Array(1))), 1);
+  const handle = pool.submit(countWith(new Uint8Array(128 * 2 ** 20)));
+  // Some 100 ms in, the argument is being encoded or sent (it takes a few
+  // hundred ms to send): the call is dropped before it is sent, or half-way.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  handle.cancel();
+  await assert.rejects(
+    Promise.resolve(handle),
+    (error: Error) => error.name === "TaskCancelledError",
+  );
+  // The same sandbox (its count goes on), which never ran the cancelled task.
+  assert.equal(await pool.run(countWith(new Uint8Array(1))), 2);
 });

@@ -337,18 +337,18 @@ export class FrameWriter {
   }
 
   /**
-   * Abandons the message in parts of task `id` whose parts are being
-   * written: the parts still to go are dropped, the receiver drops what it
-   * holds of it (an `x` part), and the task's messages queued behind it go.
-   * For a call whose task is cancelled while its argument is on its way.
+   * Abandons the last message in parts of task `id` not yet all written:
+   * the parts still to go are dropped, the receiver drops what it holds of
+   * it (an `x` part; nothing is sent of one not started), and the task's
+   * messages queued behind it go. For a call whose task is cancelled while
+   * its argument is on its way.
    *
    * @param id The task.
-   * @returns Whether a message was abandoned: one not yet started goes
-   *   whole (the receiver has not heard of it yet), and nothing is done.
+   * @returns Whether a message was abandoned.
    */
   abandon(id: number): boolean {
     const bulk = this.#lastBulk.get(id);
-    if (!bulk || bulk.ended || bulk.at === 0) return false;
+    if (!bulk || bulk.ended) return false;
     this.#abort(bulk);
     return true;
   }
