@@ -393,6 +393,11 @@ function fail(id: number, error: unknown): void {
 async function run(task: Task): Promise<void> {
   if (task.cancelled) return;
   if (sandboxed) {
+    // With streamed arguments, whose `in` messages would overtake the
+    // parts of the others, the arguments go whole.
+    if (task.feed && task.streams?.length) {
+      if (!(await task.feed.whole()) || task.cancelled) return;
+    }
     const id = task.id;
     const outcome = sandboxes.run(
       id,
@@ -445,7 +450,7 @@ function finish(task: Task, outcome: TaskOutcome): void {
 
 /** Runs a task in the worker itself (`SKYWARD_UNSAFE_NO_SANDBOX=1`). */
 async function runHere(task: Task): Promise<void> {
-  if (task.feed && !(await task.feed.whole())) return;
+  if (task.feed && (!(await task.feed.whole()) || task.cancelled)) return;
   let value: unknown;
   try {
     await load(task.module);

@@ -311,10 +311,10 @@ export class SandboxManager {
    * @param streams The arguments streamed in (index, and whether a
    *   `ReadableStream`), fed by {@linkcode SandboxManager.send}.
    * @param hooks Where a streamed result goes.
-   * @param feed When the arguments are still arriving into `payload`: a
-   *   Deno sandbox (of a task with no streamed argument, whose messages
-   *   would overtake them) is sent them as they come, and drops them if they
-   *   are abandoned; other tasks are sent once all have come.
+   * @param feed When the arguments are still arriving into `payload` (of
+   *   a task with no streamed argument, whose messages would overtake
+   *   them): a Deno sandbox is sent them as they come, and drops them if
+   *   they are abandoned; other sandboxes once all have come.
    * @returns How the task ended. Never rejects.
    */
   run(
