@@ -10,7 +10,7 @@ const ROUND_TRIPS = 5_000;
 const GATHER_TASKS = 10_000;
 
 /** Round trips of a 16-byte frame through a Deno child process echoing frames over stdio. */
-async function echoBaseline(): Promise<number[]> {
+async function echoOnce(count: number): Promise<number[]> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", new URL("./echo_server.ts", import.meta.url).pathname],
     stdin: "piped",
@@ -21,7 +21,7 @@ async function echoBaseline(): Promise<number[]> {
   const reader = child.stdout.getReader();
   const frame = new Uint8Array(4 + 16);
   new DataView(frame.buffer).setUint32(0, 16);
-  const times = await timeEach(ROUND_TRIPS, 500, async () => {
+  const times = await timeEach(count, 500, async () => {
     await writer.write(frame);
     let got = 0;
     while (got < frame.length) got += (await reader.read()).value!.length;
@@ -31,6 +31,23 @@ async function echoBaseline(): Promise<number[]> {
   await child.stdout.cancel();
   await child.status;
   return times;
+}
+
+/**
+ * The echo baseline: three echo processes, one after the other. On the
+ * 2-core machine a ping-pong of two processes is fast when the scheduler
+ * keeps both on one core and slow when it parts them (p50 about 0.065 ms
+ * against 0.1 ms), and which comes is the luck of the process: the ratio is
+ * taken against the median of the three.
+ */
+async function echoBaseline(): Promise<
+  { p50: number; p50s: number[]; times: number[] }
+> {
+  const runs: number[][] = [];
+  for (let i = 0; i < 3; i++) runs.push(await echoOnce(ROUND_TRIPS / 2));
+  const p50s = runs.map((r) => percentile(r, 0.5));
+  const times = runs.flat().sort((a, b) => a - b);
+  return { p50: [...p50s].sort((a, b) => a - b)[1], p50s, times };
 }
 
 /** A pool's image for the benchmark: sandboxed, or the client-worker path alone. */
@@ -78,7 +95,12 @@ async function startToFirstResult(): Promise<StartBreakdown> {
 /** (a) round trip, (b) gather throughput, (c) start to first result. */
 export async function coreBenchmarks(): Promise<void> {
   const echo = await echoBaseline();
-  const echoP50 = percentile(echo, 0.5);
+  const echoP50 = echo.p50;
+  const echoSays = `stdio frame echo: p50 ${
+    ms(echoP50)
+  } (median of 3 processes: ${
+    echo.p50s.map((x) => x.toFixed(3)).join(", ")
+  }), p99 ${ms(percentile(echo.times, 0.99))}`;
   for (const sandboxed of [true, false]) {
     await using pool = await sky.ComputePool.start({
       provider: sky.Local(),
@@ -91,7 +113,7 @@ export async function coreBenchmarks(): Promise<void> {
         sandboxed ? "" : ", no sandbox (client-worker path alone)"
       }`,
       `p50 ${ms(percentile(rt, 0.5))}, p99 ${ms(percentile(rt, 0.99))}`,
-      `stdio frame echo: p50 ${ms(echoP50)}, p99 ${ms(percentile(echo, 0.99))}`,
+      echoSays,
       `${(percentile(rt, 0.5) / echoP50).toFixed(2)}x (p50)`,
     );
   }

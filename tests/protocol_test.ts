@@ -10,6 +10,8 @@ import {
 import { FrameWriter } from "../src/wire/frame_writer.ts";
 import {
   clientMessage,
+  fastClientMessage,
+  fastWorkerMessage,
   PROTOCOL_VERSION,
   workerMessage,
 } from "../src/wire/messages.ts";
@@ -507,15 +509,18 @@ Deno.test("a call in parts is known from its first part: the receiver's sink is 
       events.push(`frame ${frame.header.t} ${frame.payload.length}`);
     }
   }
-  // The small call goes first: it was queued in the same turn.
-  assert.deepEqual(events, [
-    "frame call 1",
-    "start call 1",
+  // The sink hears of the call first, then of each part in order; the
+  // small call passes before the large one is whole.
+  assert.equal(events.find((e) => !e.startsWith("frame")), "start call 1");
+  assert.deepEqual(events.filter((e) => e.startsWith("filled")), [
     `filled ${PART_BYTES}`,
     `filled ${PART_BYTES * 2}`,
     `filled ${PART_BYTES * 3}`,
     `filled ${big.length}`,
   ]);
+  assert.ok(
+    events.indexOf("frame call 1") < events.indexOf(`filled ${big.length}`),
+  );
   assert.deepEqual(buffer, big);
   // Without a sink the message comes whole, once.
   const plain = new FrameDecoder(clientMessage);
@@ -762,4 +767,65 @@ Deno.test("a call whose argument comes in parts: small tasks of its shared sandb
     assert.equal(code, 0, stderr);
     assert.doesNotMatch(stderr, /Uncaught|panicked/);
   }
+});
+Deno.test("the hand check of every task's messages accepts exactly what the schema accepts, as it is", () => {
+  const headers: unknown[] = [
+    { t: "ok", id: 3 },
+    { t: "ok", id: 0 },
+    { t: "ok", id: -1 },
+    { t: "ok", id: 1.5 },
+    { t: "ok", id: 2 ** 53 },
+    { t: "ok", id: "3" },
+    { t: "ok" },
+    { t: "ok", id: 3, extra: true },
+    { t: "err", id: 3 },
+    { t: "err", id: 3, path: "[0]", problem: "a symbol" },
+    { t: "yield", id: 9 },
+    { t: "open", id: 9 },
+    { t: "credit", id: 1, s: 0, n: 5 },
+    { t: "log", id: null, s: "stdout", l: "hi" },
+    { t: "call", id: 1, m: "a.ts", k: "f" },
+    { t: "call", id: 1, m: "a.ts", k: 7 },
+    { t: "call", id: 1, m: "a.ts" },
+    { t: "call", id: 1, m: "a.ts", k: "f", streams: [[0, true]] },
+    { t: "cancel", id: 4 },
+    { t: "nope", id: 4 },
+    Object.assign(Object.create({ inherited: 1 }), { t: "ok", id: 3 }),
+    [],
+    null,
+    "ok",
+  ];
+  for (
+    const [fast, full] of [
+      [fastWorkerMessage, workerMessage],
+      [fastClientMessage, clientMessage],
+    ] as const
+  ) {
+    for (const header of headers) {
+      const quick = fast.safeParse(header);
+      const slow = full.safeParse(header);
+      assert.equal(quick.success, slow.success, JSON.stringify(header));
+      if (quick.success && slow.success) {
+        assert.deepEqual(quick.data, slow.data, JSON.stringify(header));
+      }
+    }
+  }
+});
+
+Deno.test("FrameWriter: a frame written by its sink while a write is under way goes after it, once, and the writer goes on", async () => {
+  const seen: number[] = [];
+  const sink = new WritableStream<Uint8Array>({
+    write(chunk) {
+      const id = new FrameDecoder(clientMessage).push(chunk)
+        .map((f) => (f as { header: { id: number } }).header.id);
+      seen.push(...id);
+      // The sink calls back into the writer while it is being written to.
+      if (id.includes(1)) writer.write(encodeFrame({ t: "cancel", id: 2 }));
+    },
+  });
+  const writer = new FrameWriter(sink);
+  await writer.write(encodeFrame({ t: "cancel", id: 1 }));
+  await writer.write(encodeFrame({ t: "cancel", id: 3 }));
+  await writer.close();
+  assert.deepEqual(seen, [1, 2, 3]);
 });

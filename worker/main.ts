@@ -43,7 +43,7 @@ import { FrameDecoder, PART_BYTES } from "../src/wire/frames.ts";
 import { FrameWriter, type MessageStream } from "../src/wire/frame_writer.ts";
 import {
   type ClientMessage,
-  clientMessage,
+  fastClientMessage,
   PROTOCOL_VERSION,
   type WorkerMessage,
 } from "../src/wire/messages.ts";
@@ -663,7 +663,7 @@ async function shutdown(code: number): Promise<never> {
   Deno.exit(code);
 }
 
-const decoder = new FrameDecoder(clientMessage);
+const decoder = new FrameDecoder(fastClientMessage);
 // A call whose argument comes in parts is under way from its first part.
 decoder.onstream = (header, payload) => {
   if (header.t !== "call" || tasks.has(header.id)) return undefined;

@@ -19,12 +19,15 @@
  * const keepAlive = new KeepAlive(() => false, (busy) => console.log("busy:", busy));
  * const release = keepAlive.hold(); // busy: true
  * release(); // busy: false
+ * keepAlive.dispose();
  * ```
  */
 export class KeepAlive {
   /** Work of the pool's own (starting, resizing, closing) the program waits for. */
   #keepers = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
+  /** Whether the timer holds the program now. */
+  #held = false;
   #tasks: () => boolean;
   #changed: (busy: boolean) => void;
 
@@ -60,11 +63,20 @@ export class KeepAlive {
   check(): void {
     const busy = this.#keepers > 0 || this.#tasks();
     this.#changed(busy);
-    if (busy && this.#timer === undefined) {
-      this.#timer = setInterval(() => {}, 2 ** 30);
-    } else if (!busy && this.#timer !== undefined) {
-      clearInterval(this.#timer);
-      this.#timer = undefined;
-    }
+    if (busy === this.#held) return;
+    this.#held = busy;
+    // One timer, made once and held or let go: a pool running one task
+    // after another turns busy and idle at each of them.
+    if (busy) {
+      this.#timer ??= setInterval(() => {}, 2 ** 30);
+      Deno.refTimer(this.#timer!);
+    } else if (this.#timer !== undefined) Deno.unrefTimer(this.#timer);
+  }
+
+  /** Lets the timer go for good (the pool is closed). */
+  dispose(): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#held = false;
   }
 }

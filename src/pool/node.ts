@@ -17,10 +17,10 @@ import { encodeFrame, FrameDecoder } from "../wire/frames.ts";
 import { FrameWriter } from "../wire/frame_writer.ts";
 import {
   type ClientMessage,
+  fastWorkerMessage,
   PROTOCOL_VERSION,
   type SandboxSpec,
   type WorkerMessage,
-  workerMessage,
 } from "../wire/messages.ts";
 import type { Channel } from "../transport/host.ts";
 import { capLine, LineSplitter } from "../wire/output.ts";
@@ -430,7 +430,7 @@ export class NodeSession {
   }
 
   async #read(): Promise<void> {
-    const decoder = new FrameDecoder(workerMessage);
+    const decoder = new FrameDecoder(fastWorkerMessage);
     let reason = "its worker exited";
     try {
       for await (const chunk of this.#channel.readable) {

@@ -839,7 +839,8 @@ export class ComputePool implements AsyncDisposable {
           untrack(this);
         },
       }).finally(() => this.#collections.close())
-        .finally(() => this.#watch?.close()).finally(release);
+        .finally(() => this.#watch?.close()).finally(release)
+        .finally(() => this.#keepAlive.dispose());
     }
     return this.#closing;
   }

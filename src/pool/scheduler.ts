@@ -354,15 +354,6 @@ export class Scheduler {
     job.node = node;
     job.sentAt = performance.now();
     node.running.add(job);
-    // Health checks report through HealthCheckFailed, not as tasks.
-    if (!job.probe) {
-      this.#hooks.emit({
-        type: "TaskStarted",
-        task: job.id,
-        name: job.name,
-        node: node.index,
-      });
-    }
     if (job.timeout !== undefined) {
       job.timer = after(job.timeout, () => this.cancel(job, timedOut(job)));
     }
@@ -384,6 +375,16 @@ export class Scheduler {
         (payload) => this.#end(job, answered(payload, call.opened)),
         (error: Error) => this.#end(job, failed(job, error)),
       );
+    // Told once the call is on its way. (Health checks report through
+    // HealthCheckFailed, not as tasks.)
+    if (!job.probe) {
+      this.#hooks.emit({
+        type: "TaskStarted",
+        task: job.id,
+        name: job.name,
+        node: node.index,
+      });
+    }
     call.start();
   }
 

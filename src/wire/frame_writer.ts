@@ -20,6 +20,9 @@ import type { ClientMessage, WorkerMessage } from "./messages.ts";
 
 const EMPTY = new Uint8Array(0);
 
+/** What `FrameWriter.#flushing` holds while a flush runs its first steps. */
+const FLUSHING: Promise<void> = Promise.resolve();
+
 /**
  * Joins runs of small pieces into one buffer each, so that they share a
  * write; large pieces stay as they are.
@@ -186,8 +189,9 @@ export class FrameWriter {
    * @param frame The frame's bytes.
    * @param batch Whether the frame may wait for the end of this turn of the
    *   event loop, to share one write with the frames that follow it (for a
-   *   sender that knows more frames are coming). Otherwise it is written as
-   *   soon as the current microtasks have run.
+   *   sender that knows more frames are coming). Otherwise it is written at
+   *   once when nothing is being written, else with the frames queued while
+   *   the write under way finishes.
    */
   write(frame: Uint8Array, batch = false): Promise<void> {
     return this.#write([frame], batch);
@@ -196,9 +200,9 @@ export class FrameWriter {
   #write(pieces: Uint8Array[], batch: boolean): Promise<void> {
     if (this.closed) return Promise.resolve();
     for (const piece of pieces) this.#queue.push(piece);
-    this.#round ??= round();
+    const written = this.#round ??= round();
     this.#start(batch);
-    return this.#round.promise;
+    return written.promise;
   }
 
   /**
@@ -383,11 +387,18 @@ export class FrameWriter {
 
   #start(batch: boolean): void {
     if (this.#flushing) return;
-    this.#flushing = batch
-      ? new Promise((resolve) => setImmediate(resolve)).then(() =>
-        this.#flush()
-      )
-      : Promise.resolve().then(() => this.#flush());
+    if (batch) {
+      this.#flushing = new Promise((resolve) => setImmediate(resolve)).then(
+        () => this.#flush(),
+      );
+      return;
+    }
+    // Flushed now: what is written while the loop runs its first steps (a
+    // sink that calls back) joins it rather than starting another.
+    this.#flushing = FLUSHING;
+    const flushing = this.#flush();
+    // (Unless it has already ended, having nothing to wait for.)
+    if (this.#flushing === FLUSHING) this.#flushing = flushing;
   }
 
   async #flush(): Promise<void> {

@@ -178,6 +178,21 @@ export function framePieces(
 }
 
 /**
+ * What a {@linkcode FrameDecoder} checks headers with: a zod schema, or one
+ * like it (see `fastPath` in `messages.ts`).
+ *
+ * @example
+ * ```ts
+ * import type { HeaderSchema } from "./frames.ts";
+ * import { clientMessage, type ClientMessage } from "./messages.ts";
+ *
+ * const schema: HeaderSchema<ClientMessage> = clientMessage;
+ * console.log(schema.safeParse({ t: "cancel", id: 1 }).success); // true
+ * ```
+ */
+export type HeaderSchema<H> = Pick<z.ZodType<H>, "safeParse">;
+
+/**
  * Splits a byte stream into frames, validating each header with a zod schema.
  *
  * Feed it chunks as they arrive with {@linkcode FrameDecoder.push}; it returns
@@ -197,7 +212,7 @@ export function framePieces(
  * ```
  */
 export class FrameDecoder<H> {
-  #schema: z.ZodType<H>;
+  #schema: HeaderSchema<H>;
   #chunks: Uint8Array[] = [];
   #buffered = 0;
   #need = -1;
@@ -229,7 +244,7 @@ export class FrameDecoder<H> {
     null;
 
   /** @param schema The schema of the headers this side receives. */
-  constructor(schema: z.ZodType<H>) {
+  constructor(schema: HeaderSchema<H>) {
     this.#schema = schema;
   }
 

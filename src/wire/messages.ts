@@ -258,3 +258,90 @@ export const workerMessage = z.discriminatedUnion("t", [
 export type ClientMessage = z.infer<typeof clientMessage>;
 /** A message from a worker to the client. */
 export type WorkerMessage = z.infer<typeof workerMessage>;
+
+/**
+ * A schema that checks the messages sent at every task by hand — a header
+ * whose keys are exactly `t` (one of `kinds`' keys), a non-negative integer
+ * `id`, and the string fields `kinds[t]` names — and every other message
+ * with `schema`. What it accepts, `schema` accepts as it is (with no key to
+ * strip); the check costs a fraction of zod's, paid twice per task.
+ *
+ * @param schema The full schema.
+ * @param kinds For each kind checked by hand, its string fields beside `t`
+ *   and `id`.
+ * @returns A schema for a `FrameDecoder`.
+ *
+ * @example
+ * ```ts
+ * import { fastPath, workerMessage } from "./messages.ts";
+ *
+ * const schema = fastPath(workerMessage, { ok: [] });
+ * console.log(schema.safeParse({ t: "ok", id: 3 }).success); // true
+ * console.log(schema.safeParse({ t: "ok", id: -3 }).success); // false
+ * ```
+ */
+export function fastPath<H>(
+  schema: z.ZodType<H>,
+  kinds: Record<string, readonly string[]>,
+): Pick<z.ZodType<H>, "safeParse"> {
+  const fields = new Map(Object.entries(kinds));
+  const plain = (raw: unknown): boolean => {
+    if (typeof raw !== "object" || raw === null) return false;
+    const header = raw as Record<string, unknown>;
+    const strings = typeof header.t === "string"
+      ? fields.get(header.t)
+      : undefined;
+    if (!strings || Object.getPrototypeOf(header) !== Object.prototype) {
+      return false;
+    }
+    const id = header.id;
+    if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0) {
+      return false;
+    }
+    let count = 0;
+    for (const key in header) {
+      if (key !== "t" && key !== "id" && !strings.includes(key)) return false;
+      count++;
+    }
+    return count === 2 + strings.length &&
+      strings.every((key) => typeof header[key] === "string");
+  };
+  return {
+    safeParse:
+      ((raw: unknown) =>
+        plain(raw)
+          ? { success: true, data: raw as H }
+          : schema.safeParse(raw)) as z.ZodType<H>["safeParse"],
+  };
+}
+
+/**
+ * The worker's messages, those of every task checked by hand.
+ *
+ * @example
+ * ```ts
+ * import { fastWorkerMessage } from "./messages.ts";
+ *
+ * console.log(fastWorkerMessage.safeParse({ t: "yield", id: 3 }).success); // true
+ * ```
+ */
+export const fastWorkerMessage: Pick<
+  z.ZodType<WorkerMessage>,
+  "safeParse"
+> = fastPath(workerMessage, { ok: [], open: [], yield: [], err: [] });
+
+/**
+ * The client's messages, those of every task checked by hand.
+ *
+ * @example
+ * ```ts
+ * import { fastClientMessage } from "./messages.ts";
+ *
+ * console.log(fastClientMessage.safeParse({ t: "call", id: 1, m: "a.ts", k: "f" }).success); // true
+ * console.log(fastClientMessage.safeParse({ t: "call", id: 1, m: "a.ts" }).success); // false
+ * ```
+ */
+export const fastClientMessage: Pick<
+  z.ZodType<ClientMessage>,
+  "safeParse"
+> = fastPath(clientMessage, { call: ["m", "k"], cancel: [] });
