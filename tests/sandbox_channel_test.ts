@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { Channel, PART_BYTES } from "../worker/sandbox/channel.ts";
 import { moduleFlags, permissionFlags } from "../worker/sandbox/process.ts";
 import { tempRoot } from "./helpers.ts";
+import { encode as msgpack } from "@msgpack/msgpack";
 
 const root = await tempRoot();
 
@@ -151,6 +152,172 @@ Deno.test("many small messages of one turn, bytes inside them, arrive whole and 
     if (m.i === 1_000) assert.deepEqual(new Uint8Array(m.b!), large);
     else assert.deepEqual(m.v, new Uint8Array(m.i % 50).fill(m.i & 255));
   }
+  near.close();
+  other.close();
+  listener.close();
+});
+
+Deno.test("a payload taken as it comes reaches its sink part by part, in order, with messages posted meanwhile delivered between", async () => {
+  const { listener, near, far } = await pair();
+  const other = new Channel(far);
+  const events: string[] = [];
+  const pushed: Uint8Array[] = [];
+  let ended!: () => void;
+  const end = new Promise<void>((resolve) => ended = resolve);
+  other.onstream = (data, total) => {
+    events.push(`start ${data.t} ${data.id} ${total}`);
+    return {
+      push: (bytes) => {
+        assert.ok(bytes.length <= PART_BYTES);
+        if (pushed.length === 0) events.push("first bytes");
+        pushed.push(bytes);
+      },
+      end: () => {
+        events.push("end");
+        ended();
+      },
+      abort: () => events.push("abort"),
+    };
+  };
+  other.onmessage = (event) => events.push(`message ${event.data.id}`);
+  const big = new Uint8Array(24 * PART_BYTES + 3).map((_, i) => (i * 5) % 251);
+  near.postBytes({ t: "ok", id: 1 }, [new Uint8Array([7]), big]);
+  setTimeout(() => near.postMessage({ t: "ok", id: 2 }), 0);
+  await end;
+  // The small result came while the large one was on its way, not after.
+  assert.equal(events[0], `start ok 1 ${big.length + 1}`);
+  assert.equal(events.at(-1), "end");
+  assert.ok(events.includes("message 2"));
+  assert.ok(events.indexOf("message 2") < events.length - 1);
+  assert.ok(!events.includes("abort"));
+  const joined = new Uint8Array(pushed.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of pushed) {
+    joined.set(p, at);
+    at += p.length;
+  }
+  assert.equal(joined[0], 7);
+  assert.deepEqual(joined.subarray(1), big);
+  near.close();
+  other.close();
+  listener.close();
+});
+
+Deno.test("a payload taken as it comes whose sender dies half-way aborts its sink", async () => {
+  const { listener, near, far } = await pair();
+  const events: string[] = [];
+  const aborted = new Promise<void>((resolve) => {
+    near.onstream = () => ({
+      push: () => {
+        if (!events.includes("push")) events.push("push");
+      },
+      end: () => events.push("end"),
+      abort: () => {
+        events.push("abort");
+        resolve();
+      },
+    });
+  });
+  // The sender's frames, written raw: a payload of 10 parts announced, two sent.
+  const header = msgpack({ t: "ok", id: 1 });
+  const head = new Uint8Array(16 + header.length);
+  const view = new DataView(head.buffer);
+  view.setUint32(0, 0x80000000 | header.length);
+  view.setUint32(4, 1);
+  view.setFloat64(8, 10 * PART_BYTES);
+  head.set(header, 16);
+  await far.write(head);
+  for (let i = 0; i < 2; i++) {
+    const part = new Uint8Array(12 + PART_BYTES);
+    const pv = new DataView(part.buffer);
+    pv.setUint32(0, 0xffffffff);
+    pv.setUint32(4, 1);
+    pv.setUint32(8, PART_BYTES);
+    for (let at = 0; at < part.length;) {
+      at += await far.write(part.subarray(at));
+    }
+  }
+  far.close();
+  await aborted;
+  assert.deepEqual(events, ["push", "abort"]);
+  listener.close();
+});
+
+Deno.test("a payload given as it comes goes part by part, messages posted meanwhile arrive first, and its message arrives once whole", async () => {
+  const { listener, near, far } = await pair();
+  const other = new Channel(far);
+  const got = receive(other, 3);
+  const big = new Uint8Array(PART_BYTES * 2 + 9).map((_, i) => (i * 11) & 255);
+  const out = near.postStream({ t: "task", task: [1, "k"] }, big.length);
+  out.push(big.subarray(0, PART_BYTES + 3));
+  near.postMessage({ t: "small", n: 1 });
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  near.postMessage({ t: "small", n: 2 });
+  out.push(big.subarray(PART_BYTES + 3));
+  assert.throws(() => out.push(new Uint8Array(1)), RangeError);
+  const [first, second, whole] = await got as Record<string, unknown>[];
+  assert.deepEqual([first, second], [{ t: "small", n: 1 }, {
+    t: "small",
+    n: 2,
+  }]);
+  assert.deepEqual(whole.task, [1, "k"]);
+  assert.deepEqual(new Uint8Array(whole.b as ArrayBuffer), big);
+  near.close();
+  other.close();
+  listener.close();
+});
+
+Deno.test("a payload abandoned half-way is dropped by the receiver (its sink aborted), its message never arrives, and the channel goes on", async () => {
+  const { listener, near, far } = await pair();
+  const other = new Channel(far);
+  const got = receive(other, 2);
+  const out = near.postStream({ t: "task", task: [1, "k"] }, PART_BYTES * 4);
+  out.push(new Uint8Array(PART_BYTES * 2));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  out.abort();
+  out.push(new Uint8Array(8)); // Ignored once abandoned.
+  near.postMessage({ t: "after" });
+  // Taken as it comes, the receiver's sink is told.
+  const events: string[] = [];
+  other.onstream = () => ({
+    push: () => void (events.includes("push") || events.push("push")),
+    end: () => events.push("end"),
+    abort: () => events.push("abort"),
+  });
+  const sunk = near.postStream({ t: "ok", id: 2 }, PART_BYTES * 3);
+  sunk.push(new Uint8Array(PART_BYTES));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  sunk.abort();
+  other.onstream = null;
+  const last = near.postStream({ t: "task", task: [3, "k"] }, 5);
+  last.push(new Uint8Array([1, 2, 3, 4, 5]));
+  const messages = await got as Record<string, unknown>[];
+  assert.deepEqual(messages[0], { t: "after" });
+  assert.deepEqual(messages[1].task, [3, "k"]);
+  assert.deepEqual(events, ["push", "abort"]);
+  near.close();
+  other.close();
+  listener.close();
+});
+
+Deno.test("payloads abandoned half-way do not count against the payloads a channel takes in parts at once", async () => {
+  const { listener, near, far } = await pair();
+  const other = new Channel(far);
+  let closed: string | undefined = "open";
+  other.onclose = (reason) => closed = reason;
+  const got = receive(other, 1);
+  // More than the 1024 a receiver holds at once, each abandoned.
+  for (let i = 0; i < 1100; i++) {
+    const out = near.postStream({ t: "task", task: [i, "k"] }, 10);
+    out.push(new Uint8Array(3));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    out.abort();
+  }
+  const out = near.postStream({ t: "task", task: [9999, "k"] }, 2);
+  out.push(new Uint8Array([4, 2]));
+  const [whole] = await got as Record<string, unknown>[];
+  assert.deepEqual(whole.task, [9999, "k"]);
+  assert.equal(closed, "open");
   near.close();
   other.close();
   listener.close();

@@ -11,9 +11,11 @@ import {
   connect,
   countFresh,
   countShared,
+  countWith,
   dumpEnv,
   envWithOther,
   exitSandbox,
+  exitWhileReturning,
   fetchUrl,
   hostname,
   importUrl,
@@ -45,7 +47,7 @@ import {
   where,
   writeFile,
 } from "./fixtures/sandboxed.ts";
-import { square } from "./fixtures/computes.ts";
+import { echo, square } from "./fixtures/computes.ts";
 import { heavyLoad } from "./fixtures/heavy_module.ts";
 import { tempRoot } from "./helpers.ts";
 import { mergePermissions } from "../src/sandbox.ts";
@@ -308,6 +310,31 @@ Deno.test("a sandbox that dies fails its task with a SandboxError and is replace
   assert.equal(pool.workerPids[0], workerPid, "the worker was not restarted");
 });
 
+Deno.test("a sandbox that dies while its large result is on its way to the client fails its task with a SandboxError; the node keeps serving", async () => {
+  const logs: string[] = [];
+  await using pool = await start({
+    onEvent: (e) => {
+      if (e.type === "Log") logs.push(e.line);
+    },
+  });
+  const workerPid = pool.workerPids[0]!;
+  // The result goes on to the client as it comes: the part of it sent is
+  // dropped, and its task fails, instead of waiting for the rest.
+  await refused(
+    pool.run(exitWhileReturning(256)),
+    "SandboxError",
+    /exited with code 4/,
+  );
+  assert.equal(await pool.run(square(8)), 64);
+  const whole = await pool.run(
+    echo(new Uint8Array(3 * 2 ** 20).fill(2)),
+  ) as Uint8Array;
+  assert.equal(whole.length, 3 * 2 ** 20);
+  assert.ok(whole.every((b) => b === 2));
+  assert.deepEqual(logs.filter((l) => /protocol|message \d+/i.test(l)), []);
+  assert.equal(pool.workerPids[0], workerPid, "the worker was not restarted");
+});
+
 Deno.test("memoryLimit: tasks within it run; one that allocates past it fails naming the compute and the limit, and the node keeps serving", async () => {
   await using pool = await start();
   const workerPid = pool.workerPids[0]!;
@@ -439,4 +466,20 @@ Deno.test("sky.wasm runs an export of a raw module with its memory capped and it
     () => sky.wasm(new Uint8Array([1, 2, 3]), "f"),
     /not a valid WebAssembly module/,
   );
+});
+
+Deno.test("a task cancelled while its large argument is on its way never runs, and its shared sandbox goes on with the next task", async () => {
+  await using pool = await start();
+  assert.equal(await pool.run(countWith(new Uint8Array(1))), 1);
+  const handle = pool.submit(countWith(new Uint8Array(128 * 2 ** 20)));
+  // Some 100 ms in, the argument is being encoded or sent (it takes a few
+  // hundred ms to send): the call is dropped before it is sent, or half-way.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  handle.cancel();
+  await assert.rejects(
+    Promise.resolve(handle),
+    (error: Error) => error.name === "TaskCancelledError",
+  );
+  // The same sandbox (its count goes on), which never ran the cancelled task.
+  assert.equal(await pool.run(countWith(new Uint8Array(1))), 2);
 });

@@ -11,6 +11,7 @@ import {
   readableOf,
   readsTwo,
   sum,
+  sumBeside,
   ticks,
   twice,
   waitFor,
@@ -344,4 +345,14 @@ Deno.test("tee() gives every branch every item, the fastest at most `bound` ahea
   assert.deepEqual([...first, 10, ...restA], all);
   assert.deepEqual([0, ...restB], all);
   assert.equal(pulled, 100);
+});
+
+Deno.test("a streamed argument beside a large one: its items reach the task, which starts once the large one has all come", async () => {
+  await using pool = await start();
+  const big = new Uint8Array(4 * 2 ** 20);
+  big[big.length - 1] = 7;
+  async function* numbers() {
+    for (let n = 1; n <= 100; n++) yield n;
+  }
+  assert.equal(await pool.run(sumBeside(big, numbers())), 7 + 5050);
 });

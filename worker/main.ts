@@ -39,7 +39,8 @@ import {
   instanceInfo,
   setInstanceInfo,
 } from "../src/instance.ts";
-import { FrameDecoder, FrameWriter } from "../src/wire/frames.ts";
+import { FrameDecoder, PART_BYTES } from "../src/wire/frames.ts";
+import { FrameWriter, type MessageStream } from "../src/wire/frame_writer.ts";
 import {
   type ClientMessage,
   fastClientMessage,
@@ -54,6 +55,7 @@ import { SandboxManager, type TaskStreamMessage } from "./sandbox/manager.ts";
 import { CollectionRelay } from "./collections.ts";
 import { COLLECTIONS_HOOK } from "../src/collections/_context.ts";
 import type { TaskOutcome } from "./sandbox/outcome.ts";
+import { ArgumentFeed } from "./sandbox/feed.ts";
 
 // Taken before anything else runs: sandboxes must not reach the protocol.
 const stdio = protocolStreams();
@@ -317,6 +319,11 @@ interface Task {
   streams?: [number, boolean][];
   /** Stream messages that came before it was handed to its sandbox. */
   early: TaskStreamMessage[];
+  /**
+   * Its argument, while it still arrives in parts (`payload` is then the
+   * buffer it fills): the task is under way from its first part.
+   */
+  feed?: ArgumentFeed;
   started: boolean;
 }
 
@@ -386,6 +393,11 @@ function fail(id: number, error: unknown): void {
 async function run(task: Task): Promise<void> {
   if (task.cancelled) return;
   if (sandboxed) {
+    // With streamed arguments, whose `in` messages would overtake the
+    // parts of the others, the arguments go whole.
+    if (task.feed && task.streams?.length) {
+      if (!(await task.feed.whole()) || task.cancelled) return;
+    }
     const id = task.id;
     const outcome = sandboxes.run(
       id,
@@ -397,7 +409,9 @@ async function run(task: Task): Promise<void> {
         open: () => send({ t: "open", id }),
         item: (batch) => send({ t: "yield", id }, batch),
         credit: (s, n) => send({ t: "credit", id, s, n }),
+        result: (total) => resultStream(task, total),
       },
+      task.feed,
     );
     task.started = true;
     for (const message of task.early.splice(0)) sandboxes.send(message);
@@ -407,9 +421,23 @@ async function run(task: Task): Promise<void> {
   await runHere(task);
 }
 
+/**
+ * Sends a large result on to the client as it comes from the sandbox, part
+ * by part, instead of once it has all come; `undefined` (it is gathered)
+ * when it is small or past the limit of one message, or its task is
+ * cancelled.
+ */
+function resultStream(task: Task, total: number): MessageStream | undefined {
+  if (
+    task.cancelled || spoiled.has(task.id) || total <= PART_BYTES ||
+    total > out.maxMessageBytes
+  ) return undefined;
+  return out.stream({ t: "ok", id: task.id }, total);
+}
+
 /** Reports how a sandboxed task ended. */
 function finish(task: Task, outcome: TaskOutcome): void {
-  if (task.cancelled) return;
+  if (task.cancelled || outcome.t === "sent") return;
   if (outcome.t === "ser") {
     send({
       t: "err",
@@ -422,6 +450,7 @@ function finish(task: Task, outcome: TaskOutcome): void {
 
 /** Runs a task in the worker itself (`SKYWARD_UNSAFE_NO_SANDBOX=1`). */
 async function runHere(task: Task): Promise<void> {
+  if (task.feed && (!(await task.feed.whole()) || task.cancelled)) return;
   let value: unknown;
   try {
     await load(task.module);
@@ -538,23 +567,9 @@ function handle(
   switch (message.t) {
     case "hello":
       return hello(message);
-    case "call": {
-      const task: Task = {
-        id: message.id,
-        module: message.m,
-        key: message.k,
-        payload,
-        cancelled: false,
-        released: false,
-        streams: message.streams,
-        early: [],
-        started: false,
-      };
-      tasks.set(task.id, task);
-      queue.push(task);
-      pump();
+    case "call":
+      accept(message, payload);
       return;
-    }
     case "define":
       sandboxes.define(message.m, message.k, message.spec);
       return;
@@ -566,17 +581,8 @@ function handle(
     }
     case "cancel": {
       const task = tasks.get(message.id);
-      if (!task || task.cancelled) return;
-      task.cancelled = true;
-      const queued = queue.indexOf(task);
-      if (queued >= 0) queue.splice(queued, 1);
-      else {
-        sandboxes.cancel(task.id);
-        release(task);
-      }
-      tasks.delete(task.id);
-      collections.taskEnded(task.id);
-      return fail(task.id, new TaskCancelledError(String(task.id)));
+      if (task) cancel(task);
+      return;
     }
     case "in":
       return forward({
@@ -607,6 +613,49 @@ function handle(
   }
 }
 
+/** Takes a task in hand: queued to run (from its first part, if its call comes in parts). */
+function accept(
+  message: Extract<ClientMessage, { t: "call" }>,
+  payload: Uint8Array,
+  feed?: ArgumentFeed,
+): void {
+  const task: Task = {
+    id: message.id,
+    module: message.m,
+    key: message.k,
+    payload,
+    cancelled: false,
+    released: false,
+    streams: message.streams,
+    early: [],
+    started: false,
+    feed,
+  };
+  // An argument abandoned half-way (the client cancelled the task, or
+  // went away) ends its task: nothing of it reaches a sandbox.
+  feed?.listen(() => {
+    if (feed.aborted) cancel(task);
+  });
+  tasks.set(task.id, task);
+  queue.push(task);
+  pump();
+}
+
+/** Drops a task (cancelled, or its argument abandoned) and says so to the client. */
+function cancel(task: Task): void {
+  if (task.cancelled || tasks.get(task.id) !== task) return;
+  task.cancelled = true;
+  const queued = queue.indexOf(task);
+  if (queued >= 0) queue.splice(queued, 1);
+  else {
+    sandboxes.cancel(task.id);
+    release(task);
+  }
+  tasks.delete(task.id);
+  collections.taskEnded(task.id);
+  fail(task.id, new TaskCancelledError(String(task.id)));
+}
+
 async function shutdown(code: number): Promise<never> {
   await sandboxes.close();
   await collections.close();
@@ -615,6 +664,13 @@ async function shutdown(code: number): Promise<never> {
 }
 
 const decoder = new FrameDecoder(fastClientMessage);
+// A call whose argument comes in parts is under way from its first part.
+decoder.onstream = (header, payload) => {
+  if (header.t !== "call" || tasks.has(header.id)) return undefined;
+  const feed = new ArgumentFeed(payload);
+  accept(header, payload, feed);
+  return feed;
+};
 deadMan?.start();
 try {
   for await (const chunk of stdio.readable) {
@@ -644,6 +700,8 @@ try {
       }
     }
   }
+  // The calls whose argument was on its way end here.
+  decoder.end();
   if (decoder.pending > 0) {
     await send({
       t: "perr",

@@ -13,7 +13,8 @@ import {
   RemoteError,
   SerializationError,
 } from "../errors.ts";
-import { encodeFrame, FrameDecoder, FrameWriter } from "../wire/frames.ts";
+import { encodeFrame, FrameDecoder } from "../wire/frames.ts";
+import { FrameWriter } from "../wire/frame_writer.ts";
 import {
   type ClientMessage,
   fastWorkerMessage,
@@ -230,6 +231,9 @@ export class NodeSession {
   /** Asks the worker to drop a task; its call rejects once the worker confirms. */
   cancel(id: number): void {
     if (!this.#lost && this.#calls.has(id)) {
+      // An argument on its way in parts stops there (the worker drops it
+      // and the task); the cancel follows.
+      this.#writer.abandon(id);
       this.#writer.write(encodeFrame({ t: "cancel", id }));
     }
   }

@@ -3,7 +3,7 @@
  * header (a message of `messages.ts`, validated with zod on arrival)
  * followed by an opaque payload (a value encoded by the codec, not
  * re-validated on the hot path). {@linkcode FrameDecoder} splits received
- * bytes into frames; {@linkcode FrameWriter} writes them, coalescing small
+ * bytes into frames; `frame_writer.ts` writes them, coalescing small
  * frames and sending large messages in parts.
  *
  * A frame is `u32 length | u32 headerLength | header | payload`, big-endian,
@@ -11,7 +11,6 @@
  *
  * @module
  */
-import { setImmediate } from "node:timers";
 // The package's ES module build: its `main` is CommonJS, which Deno loads
 // through its Node module loader, some 30 ms more at each process's start
 // (a sandbox's, a worker's).
@@ -29,7 +28,7 @@ export const MAX_FRAME_BYTES = 1024 * 1024 * 1024;
 
 /**
  * A message whose payload is larger than this travels as parts of this size
- * (`{ t: "part" }` frames, see {@linkcode FrameWriter.send}), so that it
+ * (`{ t: "part" }` frames, see `FrameWriter.send`), so that it
  * never holds up the other messages on the connection.
  */
 export const PART_BYTES = 512 * 1024;
@@ -41,14 +40,20 @@ export const PART_BYTES = 512 * 1024;
 const DIRECT_PART_BYTES = 64 * 1024;
 
 /** A payload at least this large is written as it is, not copied into its frame. */
-const DIRECT_BYTES = 16 * 1024;
+export const DIRECT_BYTES = 16 * 1024;
 
 /** The largest message either side accepts, in bytes, when sent in parts (4 GiB). */
 export const MAX_MESSAGE_BYTES = 2 ** 32 - 1;
 
 /**
  * One part of a large message: the first part carries the message's size
- * `n`, the last its header `h`; the receiver joins their payloads.
+ * `n` and its header `h`; the receiver joins their payloads, and has the
+ * message once `n` bytes have come. Knowing the message from its first
+ * part, it may also take the payload as it comes
+ * ({@linkcode FrameDecoder.onstream}). A part with `x` (and no payload)
+ * abandons its message: the receiver drops what it holds of it (a message
+ * whose sender gave up half-way: its producer failed, or its task was
+ * cancelled; see `FrameWriter.stream` and `FrameWriter.abandon`).
  */
 export interface PartMessage {
   t: "part";
@@ -56,6 +61,30 @@ export interface PartMessage {
   p: number;
   n?: number;
   h?: ClientMessage | WorkerMessage;
+  x?: boolean;
+}
+
+/**
+ * Where a receiver is told how a message in parts comes, when it takes
+ * the message as it comes (see {@linkcode FrameDecoder.onstream}).
+ */
+export interface PartSink {
+  /**
+   * The payload's first `filled` bytes have come (all of it when `filled`
+   * is its length: the message is then not delivered as a frame).
+   */
+  progress(filled: number): void;
+  /** The message will not be whole: its sender abandoned it, or the input ended. */
+  abort(): void;
+}
+
+/** A message being received in parts. */
+interface Incoming<H> {
+  buffer: Uint8Array;
+  at: number;
+  /** Its header, or `undefined` when it was not valid (reported once). */
+  header: H | undefined;
+  sink?: PartSink;
 }
 
 /** A decoded frame: its header and its raw payload. */
@@ -125,8 +154,22 @@ function frameHead(
   return out;
 }
 
-/** A frame as the pieces to write: a payload of {@linkcode DIRECT_BYTES} or more is not copied. */
-function framePieces(
+/**
+ * A frame as the pieces to write: a payload of 16 KiB or more is not
+ * copied into the frame, but follows its head.
+ *
+ * @param header A client or worker message, or a part of one.
+ * @param payload The encoded value that goes with it.
+ * @returns The frame's bytes, in one or two pieces.
+ *
+ * @example
+ * ```ts
+ * import { framePieces } from "./frames.ts";
+ *
+ * console.log(framePieces({ t: "ping" }, new Uint8Array(1 << 20)).length); // 2
+ * ```
+ */
+export function framePieces(
   header: ClientMessage | WorkerMessage | PartMessage,
   payload: Uint8Array,
 ): Uint8Array[] {
@@ -173,7 +216,9 @@ export class FrameDecoder<H> {
   #chunks: Uint8Array[] = [];
   #buffered = 0;
   #need = -1;
-  #parts = new Map<number, { buffer: Uint8Array; at: number }>();
+  #parts = new Map<number, Incoming<H>>();
+  /** The error of the first part being received directly, reported at its end. */
+  #directError: ProtocolError | undefined;
   /** Whether the last `#take` copied into a buffer of its own. */
   #owned = false;
   /**
@@ -183,10 +228,20 @@ export class FrameDecoder<H> {
   #direct:
     | {
       part: PartMessage;
-      message: { buffer: Uint8Array; at: number };
+      message: Incoming<H>;
       left: number;
     }
     | undefined;
+
+  /**
+   * Called with the first part of a message in parts: its header and the
+   * buffer its payload is received into. A sink returned is told as the
+   * payload fills the buffer, and the message is not delivered as a frame
+   * (so that a receiver can start on it before it has all come); without
+   * one, the message is delivered whole once it has all come.
+   */
+  onstream: ((header: H, payload: Uint8Array) => PartSink | undefined) | null =
+    null;
 
   /** @param schema The schema of the headers this side receives. */
   constructor(schema: HeaderSchema<H>) {
@@ -265,12 +320,9 @@ export class FrameDecoder<H> {
         },
       );
     }
-    let payload = body.subarray(4 + headerLength);
+    const payload = body.subarray(4 + headerLength);
     if ((raw as PartMessage | undefined)?.t === "part") {
-      const part = this.#part(raw as PartMessage, payload);
-      if (!part || part instanceof ProtocolError) return part;
-      [raw, payload] = part;
-      owned = true;
+      return this.#part(raw as PartMessage, payload);
     }
     const parsed = this.#schema.safeParse(raw);
     if (!parsed.success) {
@@ -306,22 +358,30 @@ export class FrameDecoder<H> {
     const size = this.#need - 4 - headerLength;
     let message = this.#parts.get(raw.p);
     if (raw.n !== undefined) {
-      // A first part: its message's buffer is made here (anything amiss
-      // is left to the usual path, which reports it).
+      // A first part: anything amiss is left to the usual path, which
+      // reports it.
       if (
         !Number.isInteger(raw.n) || raw.n < 0 || raw.n > MAX_MESSAGE_BYTES ||
-        size > raw.n
+        size > raw.n || raw.h === undefined
       ) return false;
-      try {
-        message = { buffer: new Uint8Array(raw.n), at: 0 };
-      } catch {
-        return false;
+      this.#take(4 + headerLength);
+      const opened = this.#open(raw);
+      if (opened instanceof ProtocolError) {
+        // Reported at the part's end; its bytes go to its message when it
+        // has one (to be dropped once whole), else nowhere.
+        this.#direct = {
+          part: raw,
+          message: this.#parts.get(raw.p) ??
+            { buffer: new Uint8Array(0), at: 0, header: undefined },
+          left: size,
+        };
+        this.#directError = opened;
+        return true;
       }
-      this.#parts.set(raw.p, message);
+      message = opened;
     } else if (!message || message.at + size > message.buffer.length) {
       return false;
-    }
-    this.#take(4 + headerLength);
+    } else this.#take(4 + headerLength);
     this.#direct = { part: raw, message, left: size };
     return true;
   }
@@ -332,8 +392,10 @@ export class FrameDecoder<H> {
     while (direct.left > 0 && this.#chunks.length > 0) {
       const chunk = this.#chunks[0];
       const used = Math.min(chunk.length, direct.left);
-      direct.message.buffer.set(chunk.subarray(0, used), direct.message.at);
-      direct.message.at += used;
+      if (direct.message.buffer.length > 0) {
+        direct.message.buffer.set(chunk.subarray(0, used), direct.message.at);
+        direct.message.at += used;
+      }
       direct.left -= used;
       this.#buffered -= used;
       if (used === chunk.length) this.#chunks.shift();
@@ -347,22 +409,75 @@ export class FrameDecoder<H> {
     const { part, message } = this.#direct!;
     this.#direct = undefined;
     this.#need = -1;
-    if (part.h === undefined) return undefined;
-    this.#parts.delete(part.p);
-    if (message.at !== message.buffer.length) {
+    const error = this.#directError;
+    this.#directError = undefined;
+    const frame = this.#filled(part.p, message);
+    return error ?? frame;
+  }
+
+  /**
+   * Starts a message in parts from its first part: its buffer, its header
+   * checked, and whether its receiver takes it as it comes.
+   */
+  #open(part: PartMessage): Incoming<H> | ProtocolError {
+    const n = part.n!;
+    if (!Number.isInteger(n) || n < 0 || n > MAX_MESSAGE_BYTES) {
       return new ProtocolError(
-        `Message ${part.p} ended after ${message.at} of its ${message.buffer.length} bytes`,
+        `Received a message announcing ${n} bytes; the limit is ${MAX_MESSAGE_BYTES}`,
+      );
+    }
+    let buffer: Uint8Array;
+    try {
+      buffer = new Uint8Array(n);
+    } catch (error) {
+      return new ProtocolError(
+        `Cannot receive a message of ${n} bytes: ${
+          error instanceof Error ? error.message : String(error)
+        }`,
       );
     }
     const parsed = this.#schema.safeParse(part.h);
+    const message: Incoming<H> = {
+      buffer,
+      at: 0,
+      header: parsed.success ? parsed.data : undefined,
+    };
+    this.#parts.set(part.p, message);
     if (!parsed.success) {
+      // Its parts are taken and dropped; the error is reported once.
       return new ProtocolError(
         `Received an invalid message: ${
           z.prettifyError(parsed.error).replaceAll("\n", " ")
         }`,
       );
     }
-    return { header: parsed.data, payload: message.buffer, owned: true };
+    const sink = this.onstream?.(parsed.data, buffer);
+    if (sink) message.sink = sink;
+    return message;
+  }
+
+  /**
+   * Some bytes of a message in parts have come: its sink is told, and the
+   * message is delivered once whole (unless its sink took it).
+   */
+  #filled(p: number, message: Incoming<H>): Frame<H> | undefined {
+    const whole = message.at === message.buffer.length;
+    if (whole) this.#parts.delete(p);
+    if (message.sink) message.sink.progress(message.at);
+    if (!whole || message.sink || message.header === undefined) {
+      return undefined;
+    }
+    return { header: message.header, payload: message.buffer, owned: true };
+  }
+
+  /**
+   * The input has ended: the messages in parts not yet whole are dropped,
+   * and their sinks aborted.
+   */
+  end(): void {
+    const cut = [...this.#parts.values()];
+    this.#parts.clear();
+    for (const message of cut) message.sink?.abort();
   }
 
   /** The first four bytes buffered, as a big-endian `u32`, left in place. */
@@ -390,49 +505,44 @@ export class FrameDecoder<H> {
   #part(
     part: PartMessage,
     payload: Uint8Array,
-  ): [unknown, Uint8Array] | ProtocolError | undefined {
+  ): Frame<H> | ProtocolError | undefined {
     if (!Number.isInteger(part.p)) {
       return new ProtocolError("Received a part with no message number");
     }
     let message = this.#parts.get(part.p);
+    if (part.x) {
+      // Abandoned by its sender: what came of it is let go.
+      this.#parts.delete(part.p);
+      message?.sink?.abort();
+      return undefined;
+    }
+    let error: ProtocolError | undefined;
     if (part.n !== undefined) {
-      if (
-        !Number.isInteger(part.n) || part.n < 0 || part.n > MAX_MESSAGE_BYTES
-      ) {
+      if (part.h === undefined) {
         return new ProtocolError(
-          `Received a message announcing ${part.n} bytes; the limit is ${MAX_MESSAGE_BYTES}`,
+          `Received the first part of message ${part.p} without its header`,
         );
       }
-      try {
-        message = { buffer: new Uint8Array(part.n), at: 0 };
-      } catch (error) {
-        return new ProtocolError(
-          `Cannot receive a message of ${part.n} bytes: ${
-            error instanceof Error ? error.message : String(error)
-          }`,
-        );
-      }
-      this.#parts.set(part.p, message);
+      const opened = this.#open(part);
+      if (opened instanceof ProtocolError) {
+        error = opened;
+        message = this.#parts.get(part.p);
+        if (!message) return error;
+      } else message = opened;
     }
     if (!message) {
       return new ProtocolError(`Received a part of unknown message ${part.p}`);
     }
     if (message.at + payload.length > message.buffer.length) {
       this.#parts.delete(part.p);
+      message.sink?.abort();
       return new ProtocolError(
         `Received more parts of message ${part.p} than its ${message.buffer.length} bytes`,
       );
     }
     message.buffer.set(payload, message.at);
     message.at += payload.length;
-    if (part.h === undefined) return undefined;
-    this.#parts.delete(part.p);
-    if (message.at !== message.buffer.length) {
-      return new ProtocolError(
-        `Message ${part.p} ended after ${message.at} of its ${message.buffer.length} bytes`,
-      );
-    }
-    return [part.h, message.buffer];
+    return error ?? this.#filled(part.p, message);
   }
 
   #take(n: number): Uint8Array {
@@ -457,294 +567,5 @@ export class FrameDecoder<H> {
     this.#buffered -= n;
     this.#owned = true;
     return out;
-  }
-}
-
-/** What `FrameWriter.#flushing` holds while a flush runs its first steps. */
-const FLUSHING: Promise<void> = Promise.resolve();
-
-/**
- * Joins runs of small pieces into one buffer each, so that they share a
- * write; large pieces stay as they are.
- */
-function coalesce(pieces: Uint8Array[]): Uint8Array[] {
-  if (pieces.length === 1) return pieces;
-  const out: Uint8Array[] = [];
-  let run: Uint8Array[] = [];
-  let size = 0;
-  const join = () => {
-    if (run.length === 1) out.push(run[0]);
-    else if (run.length > 1) {
-      const joined = new Uint8Array(size);
-      let at = 0;
-      for (const piece of run) {
-        joined.set(piece, at);
-        at += piece.length;
-      }
-      out.push(joined);
-    }
-    run = [];
-    size = 0;
-  };
-  for (const piece of pieces) {
-    if (piece.length >= DIRECT_BYTES) {
-      join();
-      out.push(piece);
-    } else {
-      run.push(piece);
-      size += piece.length;
-    }
-  }
-  join();
-  return out;
-}
-
-interface Round {
-  promise: Promise<void>;
-  resolve(): void;
-}
-
-function round(): Round {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => resolve = r);
-  return { promise, resolve };
-}
-
-interface Bulk {
-  part: number;
-  header: ClientMessage | WorkerMessage;
-  payload: Uint8Array;
-  at: number;
-  done: Round;
-  /** Messages of the same task sent after it, queued once it is written. */
-  after: (() => void)[];
-}
-
-function taskOf(header: ClientMessage | WorkerMessage): number | undefined {
-  return (header as { id?: number }).id;
-}
-
-/**
- * Writes frames to a byte stream, coalescing the frames queued in the same
- * turn of the event loop into one write.
- *
- * A message with a payload over {@linkcode PART_BYTES} (see
- * {@linkcode FrameWriter.send}) is written in parts, one part at a time
- * between the other frames, and several such messages take turns: a large
- * value never holds up the small messages behind it.
- *
- * @example
- * ```ts
- * import { FrameWriter } from "./frames.ts";
- *
- * const chunks: Uint8Array[] = [];
- * const writer = new FrameWriter(new WritableStream({ write: (c) => void chunks.push(c) }));
- * await writer.send({ t: "ping" });
- * await writer.close();
- * console.log(chunks.length); // 1
- * ```
- */
-export class FrameWriter {
-  #writer: WritableStreamDefaultWriter<Uint8Array>;
-  #queue: Uint8Array[] = [];
-  #round: Round | undefined;
-  #bulk: Bulk[] = [];
-  /** The last message in parts of each task, which its next messages wait for. */
-  #lastBulk = new Map<number, Bulk>();
-  #nextPart = 1;
-  #flushing: Promise<void> | undefined;
-  #failed: unknown;
-  #closed = false;
-  #maxMessageBytes: number;
-
-  /**
-   * @param writable The byte stream the frames go to.
-   * @param options `maxMessageBytes`: the largest payload
-   *   {@linkcode FrameWriter.send} takes (at most, and by default,
-   *   {@linkcode MAX_MESSAGE_BYTES}; lower only to test what happens past
-   *   it without allocating gigabytes).
-   */
-  constructor(
-    writable: WritableStream<Uint8Array>,
-    options: { maxMessageBytes?: number } = {},
-  ) {
-    this.#writer = writable.getWriter();
-    this.#maxMessageBytes = Math.min(
-      MAX_MESSAGE_BYTES,
-      options.maxMessageBytes ?? MAX_MESSAGE_BYTES,
-    );
-  }
-
-  /** The largest payload {@linkcode FrameWriter.send} takes, in bytes. */
-  get maxMessageBytes(): number {
-    return this.#maxMessageBytes;
-  }
-
-  /** Whether the stream has failed or been closed. */
-  get closed(): boolean {
-    return this.#closed || this.#failed !== undefined;
-  }
-
-  /**
-   * Queues a frame. Returns a promise that settles once it has been handed to
-   * the stream (await it for backpressure; it never rejects).
-   *
-   * @param frame The frame's bytes.
-   * @param batch Whether the frame may wait for the end of this turn of the
-   *   event loop, to share one write with the frames that follow it (for a
-   *   sender that knows more frames are coming). Otherwise it is written at
-   *   once when nothing is being written, else with the frames queued while
-   *   the write under way finishes.
-   */
-  write(frame: Uint8Array, batch = false): Promise<void> {
-    return this.#write([frame], batch);
-  }
-
-  #write(pieces: Uint8Array[], batch: boolean): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    for (const piece of pieces) this.#queue.push(piece);
-    const written = this.#round ??= round();
-    this.#start(batch);
-    return written.promise;
-  }
-
-  /**
-   * Queues a message: as one frame when its payload is small, else in parts
-   * that take turns with the other frames. The messages of one task (by
-   * their `id`) keep their order. Settles like
-   * {@linkcode FrameWriter.write}, once the whole message is handed on.
-   *
-   * @param header The message.
-   * @param payload Its payload.
-   * @param batch As for {@linkcode FrameWriter.write}.
-   * @throws {ProtocolError} When the payload is larger than
-   *   {@linkcode FrameWriter.maxMessageBytes}, or the header larger than a
-   *   frame: nothing is sent.
-   */
-  send(
-    header: ClientMessage | WorkerMessage,
-    payload: Uint8Array = EMPTY,
-    batch = false,
-  ): Promise<void> {
-    if (payload.length > this.#maxMessageBytes) {
-      throw new ProtocolError(
-        `Cannot send a message of ${payload.length} bytes: the limit is ${this.#maxMessageBytes}`,
-      );
-    }
-    const task = taskOf(header);
-    const before = task === undefined ? undefined : this.#lastBulk.get(task);
-    if (payload.length <= PART_BYTES) {
-      const pieces = framePieces(header, payload);
-      if (!before) return this.#write(pieces, batch);
-      return new Promise<void>((resolve) =>
-        before.after.push(() => this.#write(pieces, false).then(resolve))
-      );
-    }
-    if (this.closed) return Promise.resolve();
-    const bulk: Bulk = {
-      part: this.#nextPart++,
-      header,
-      payload,
-      at: 0,
-      done: round(),
-      after: [],
-    };
-    if (task !== undefined) this.#lastBulk.set(task, bulk);
-    if (before) before.after.push(() => this.#queueBulk(bulk));
-    else this.#queueBulk(bulk);
-    return bulk.done.promise;
-  }
-
-  #queueBulk(bulk: Bulk): void {
-    if (this.closed) return bulk.done.resolve();
-    this.#bulk.push(bulk);
-    this.#start(false);
-  }
-
-  #start(batch: boolean): void {
-    if (this.#flushing) return;
-    if (batch) {
-      this.#flushing = new Promise((resolve) => setImmediate(resolve)).then(
-        () => this.#flush(),
-      );
-      return;
-    }
-    // Flushed now: what is written while the loop runs its first steps (a
-    // sink that calls back) joins it rather than starting another.
-    this.#flushing = FLUSHING;
-    const flushing = this.#flush();
-    // (Unless it has already ended, having nothing to wait for.)
-    if (this.#flushing === FLUSHING) this.#flushing = flushing;
-  }
-
-  async #flush(): Promise<void> {
-    while (!this.closed) {
-      let pieces: Uint8Array[];
-      let done: Round | undefined;
-      if (this.#queue.length > 0) {
-        pieces = coalesce(this.#queue);
-        done = this.#round;
-        this.#queue = [];
-        this.#round = undefined;
-      } else {
-        const bulk = this.#bulk.shift();
-        if (!bulk) break;
-        const end = Math.min(bulk.at + PART_BYTES, bulk.payload.length);
-        const last = end === bulk.payload.length;
-        pieces = framePieces({
-          t: "part",
-          p: bulk.part,
-          ...(bulk.at === 0 ? { n: bulk.payload.length } : {}),
-          ...(last ? { h: bulk.header } : {}),
-        }, bulk.payload.subarray(bulk.at, end));
-        bulk.at = end;
-        if (last) {
-          done = bulk.done;
-          const task = taskOf(bulk.header);
-          if (task !== undefined && this.#lastBulk.get(task) === bulk) {
-            this.#lastBulk.delete(task);
-          }
-          for (const next of bulk.after.splice(0)) next();
-        } else this.#bulk.push(bulk);
-      }
-      try {
-        // The stream queues the pieces; waiting for the last is enough.
-        let written: Promise<void> | undefined;
-        for (const piece of pieces) {
-          written?.catch(() => {});
-          written = this.#writer.write(piece);
-        }
-        await written;
-      } catch (error) {
-        this.#failed = error ?? new Error("write failed");
-      }
-      done?.resolve();
-    }
-    this.#flushing = undefined;
-    if (this.closed) this.#settleAll();
-  }
-
-  #settleAll(): void {
-    this.#round?.resolve();
-    this.#round = undefined;
-    this.#queue = [];
-    for (const bulk of [...this.#bulk.splice(0), ...this.#lastBulk.values()]) {
-      bulk.done.resolve();
-      for (const next of bulk.after.splice(0)) next();
-    }
-    this.#lastBulk.clear();
-  }
-
-  /** Flushes what is queued, then closes the stream. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    await this.#flushing;
-    this.#closed = true;
-    this.#settleAll();
-    try {
-      await this.#writer.close();
-    } catch {
-      // The other side is gone already.
-    }
   }
 }

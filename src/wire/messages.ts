@@ -11,7 +11,7 @@
 import { z } from "npm:zod@4.6.7";
 
 /** The protocol's version; the handshake refuses a worker speaking another. */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 
 /**
  * The `code` of the `SandboxError` a task fails with when its sandbox ran

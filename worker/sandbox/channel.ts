@@ -11,6 +11,11 @@
  * given in pieces that are written as they are (no copy, no encoding), go
  * in parts of {@linkcode PART_BYTES}, and the messages posted meanwhile go
  * between two parts — a small result is not held up behind a large one.
+ * The receiver may take such a payload as it comes, part by part, instead
+ * of whole ({@linkcode Channel.onstream}). A payload whose bytes are not
+ * all there yet (a task's argument still arriving at the worker) goes with
+ * {@linkcode Channel.postStream}, part by part as they are given, and can
+ * be abandoned half-way: the receiver then drops it.
  * A message is written as soon as it is posted; those posted while a write
  * is under way leave together in the next one.
  *
@@ -19,7 +24,8 @@
  *   | buffers`;
  * - a message whose `b` comes in parts: `0x80000000 | headerLength | u32
  *   stream | f64 total | header`;
- * - a part: `0xFFFFFFFF | u32 stream | u32 length | bytes`.
+ * - a part: `0xFFFFFFFF | u32 stream | u32 length | bytes`;
+ * - the end of a payload abandoned half-way: `0xFFFFFFFE | u32 stream`.
  *
  * What arrives from a sandbox is untrusted: a frame past the limits below
  * ends the channel (`onclose` with the reason), and the sandbox is stopped.
@@ -52,6 +58,7 @@ const MAX_STREAMS = 1024;
 const MAX_STREAM_BYTES = 2 ** 32 - 1;
 const PARTED = 0x80000000;
 const PART = 0xffffffff;
+const ABANDON = 0xfffffffe;
 
 /** The extension type that stands for the `i`-th buffer of the frame. */
 const BUFFER_EXT = 0;
@@ -106,13 +113,49 @@ export interface ChannelEvent {
 interface Outgoing {
   stream: number;
   pieces: Uint8Array[];
+  /** Bytes not given yet (see {@linkcode Channel.postStream}). */
+  left: number;
+  /** Whether it is out of the turns: it waits for bytes, or was abandoned. */
+  idle: boolean;
+}
+
+/** A payload given as it comes, to {@linkcode Channel.postStream}. */
+export interface OutgoingStream {
+  /**
+   * Adds the next bytes (not copied: they must not change until written).
+   *
+   * @throws {RangeError} When they go past the announced size.
+   */
+  push(bytes: Uint8Array): void;
+  /**
+   * Abandons the payload before all of it is written: the receiver drops
+   * what came of it and never sees its message. Nothing once it is all
+   * given and written, or the channel has ended.
+   */
+  abort(): void;
 }
 
 /** A payload coming in parts, and the message it completes. */
 interface Incoming {
   data: Record<string, unknown>;
-  buffer: ArrayBuffer;
+  /** Where its bytes go: gathered here, or handed on as they come. */
+  buffer?: ArrayBuffer;
+  sink?: ByteSink;
+  total: number;
   filled: number;
+}
+
+/**
+ * Where the bytes of a payload sent with {@linkcode Channel.postBytes} go
+ * as they come, when {@linkcode Channel.onstream} takes it.
+ */
+export interface ByteSink {
+  /** The next bytes (a buffer of their own, at most {@linkcode PART_BYTES}). */
+  push(bytes: Uint8Array): void;
+  /** All of them have come. */
+  end(): void;
+  /** The channel ended before they all came. */
+  abort(): void;
 }
 
 /**
@@ -130,12 +173,24 @@ export class Channel {
   onmessage: ((event: ChannelEvent) => void) | null = null;
   /** Called once when the channel has ended, with why when it failed. */
   onclose: ((reason?: string) => void) | null = null;
+  /**
+   * Called when a message sent with {@linkcode Channel.postBytes} starts
+   * to arrive, with the message (without its `b`) and the payload's size:
+   * a sink returned takes the payload's bytes as they come, and the
+   * message is not delivered to {@linkcode Channel.onmessage}; without
+   * one, the payload is gathered and the message delivered whole.
+   */
+  onstream:
+    | ((data: Record<string, unknown>, total: number) => ByteSink | undefined)
+    | null = null;
   #conn: Deno.Conn;
   /** Frames to write, in order, before the next part. */
   #frames: Uint8Array[] = [];
   /** Payloads going in parts, in turn. */
   #streams: Outgoing[] = [];
   #nextStream = 1;
+  /** Payloads coming in parts, by stream. */
+  #incoming = new Map<number, Incoming>();
   #pumping = false;
   #closed = false;
 
@@ -169,9 +224,26 @@ export class Channel {
    * as a task's outcome). The pieces must not change until written.
    */
   postBytes(message: Record<string, unknown>, pieces: Uint8Array[]): void {
-    if (this.#closed) return;
-    const stream = this.#nextStream++;
     const total = pieces.reduce((n, p) => n + p.byteLength, 0);
+    const out = this.postStream(message, total);
+    for (const piece of pieces) out.push(piece);
+  }
+
+  /**
+   * Sends a message like {@linkcode Channel.postBytes}, whose `b` of
+   * `total` bytes is given later, piece by piece, as it comes: its parts go
+   * as they are given, taking turns with the other payloads and messages.
+   * The receiver sees the message once all has come (or takes its bytes as
+   * they come, {@linkcode Channel.onstream}), or never, if it is abandoned.
+   *
+   * @param message The message, without its `b`.
+   * @param total The payload's size in bytes.
+   * @returns Where its bytes go, and how to abandon it.
+   */
+  postStream(message: Record<string, unknown>, total: number): OutgoingStream {
+    const out: Outgoing = { stream: 0, pieces: [], left: total, idle: true };
+    if (this.#closed) return { push() {}, abort() {} };
+    const stream = out.stream = this.#nextStream++;
     const header = encoder.encode(message);
     const head = new Uint8Array(16 + header.length);
     const view = new DataView(head.buffer);
@@ -180,8 +252,39 @@ export class Channel {
     view.setFloat64(8, total);
     head.set(header, 16);
     this.#frames.push(head);
-    this.#streams.push({ stream, pieces: pieces.filter((p) => p.length) });
     this.#pump();
+    let abandoned = false;
+    return {
+      push: (bytes) => {
+        if (this.#closed || abandoned || bytes.length === 0) return;
+        if (bytes.length > out.left) {
+          throw new RangeError(
+            `Cannot add ${bytes.length} bytes to a payload of ${total} bytes with ${out.left} left to give`,
+          );
+        }
+        out.left -= bytes.length;
+        out.pieces.push(bytes);
+        if (out.idle) {
+          out.idle = false;
+          this.#streams.push(out);
+        }
+        this.#pump();
+      },
+      abort: () => {
+        if (this.#closed || abandoned) return;
+        if (out.left === 0 && out.pieces.length === 0) return; // All gone.
+        abandoned = true;
+        out.left = 0;
+        out.pieces = [];
+        const at = this.#streams.indexOf(out);
+        if (at >= 0) this.#streams.splice(at, 1);
+        const end = new Uint8Array(8);
+        new DataView(end.buffer).setUint32(0, ABANDON);
+        new DataView(end.buffer).setUint32(4, stream);
+        this.#frames.push(end);
+        this.#pump();
+      },
+    };
   }
 
   /** Writes frames, then a part, then the frames posted meanwhile, and so on. */
@@ -202,7 +305,11 @@ export class Channel {
         const chunk = piece.subarray(0, PART_BYTES);
         if (chunk.length === piece.length) out.pieces.shift();
         else out.pieces[0] = piece.subarray(chunk.length);
-        if (out.pieces.length === 0) this.#streams.shift();
+        if (out.pieces.length === 0) {
+          // All given, or waiting for more (then back in turn when it comes).
+          this.#streams.shift();
+          out.idle = true;
+        }
         const head = new Uint8Array(12);
         const view = new DataView(head.buffer);
         view.setUint32(0, PART);
@@ -237,6 +344,10 @@ export class Channel {
     this.#closed = true;
     this.#frames = [];
     this.#streams = [];
+    // Payloads cut short by the channel's end: their sinks are told.
+    const cut = [...this.#incoming.values()];
+    this.#incoming.clear();
+    for (const stream of cut) stream.sink?.abort();
     try {
       this.#conn.close();
     } catch {
@@ -272,7 +383,7 @@ export class Channel {
       }
       return true;
     };
-    const streams = new Map<number, Incoming>();
+    const streams = this.#incoming;
     const deliver = (data: unknown) => this.onmessage?.({ data });
     const prefix = new Uint8Array(8);
     const view = new DataView(prefix.buffer);
@@ -332,21 +443,39 @@ export class Channel {
       }
       if (!(await fill(prefix))) return;
       const first = view.getUint32(0);
+      if (first === ABANDON) {
+        // Its sender gave up on it: what came of it is dropped.
+        const stream = streams.get(view.getUint32(4));
+        streams.delete(view.getUint32(4));
+        stream?.sink?.abort();
+        continue;
+      }
       if (first === PART) {
         const stream = streams.get(view.getUint32(4));
         const length = new Uint8Array(4);
         if (!(await fill(length))) return;
         const size = new DataView(length.buffer).getUint32(0);
-        if (!stream || stream.filled + size > stream.buffer.byteLength) {
+        if (!stream || stream.filled + size > stream.total) {
           throw new RangeError("a part of no payload, or past its end");
         }
-        if (!(await fill(new Uint8Array(stream.buffer, stream.filled, size)))) {
-          return;
+        if (stream.sink) {
+          // Handed on as it comes, in buffers of their own.
+          for (let left = size; left > 0;) {
+            const bytes = new Uint8Array(Math.min(left, PART_BYTES));
+            if (!(await fill(bytes))) return;
+            left -= bytes.length;
+            stream.filled += bytes.length;
+            stream.sink.push(bytes);
+          }
+        } else {
+          const into = new Uint8Array(stream.buffer!, stream.filled, size);
+          if (!(await fill(into))) return;
+          stream.filled += size;
         }
-        stream.filled += size;
-        if (stream.filled === stream.buffer.byteLength) {
+        if (stream.filled === stream.total) {
           streams.delete(view.getUint32(4));
-          deliver({ ...stream.data, b: stream.buffer });
+          if (stream.sink) stream.sink.end();
+          else deliver({ ...stream.data, b: stream.buffer });
         }
         continue;
       }
@@ -372,9 +501,16 @@ export class Channel {
           string,
           unknown
         >;
+        const sink = total > 0 ? this.onstream?.(data, total) : undefined;
         if (total === 0) deliver({ ...data, b: new ArrayBuffer(0) });
+        else if (sink) streams.set(id, { data, sink, total, filled: 0 });
         else {
-          streams.set(id, { data, buffer: new ArrayBuffer(total), filled: 0 });
+          streams.set(id, {
+            data,
+            buffer: new ArrayBuffer(total),
+            total,
+            filled: 0,
+          });
         }
         continue;
       }

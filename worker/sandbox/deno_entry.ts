@@ -15,7 +15,10 @@
  * anywhere (`write: true`), which reaches them anyway.
  *
  * Tasks arrive as `[id, key, payload, streams?]`, the payload an
- * `ArrayBuffer` of encoded arguments; results go back as encoded bytes too
+ * `ArrayBuffer` of encoded arguments, or, for large arguments sent on as
+ * they came to the worker, as `{ t: "task", task: [id, key], b }` once all
+ * of `b` has come (one abandoned half-way never arrives: the channel drops
+ * it); results go back as encoded bytes too
  * (see `common.ts`). A streamed argument is fed by `{ t: "in" }`
  * messages and grants credit with `{ t: "credit", id, s, n }`; a streamed
  * result goes back as `{ t: "open", id }`, then `{ t: "item", id, b }`
@@ -243,6 +246,11 @@ async function main(socket: string, token: string): Promise<void> {
     const m = message as Record<string, unknown> | null;
     const id = m?.id as number;
     switch (m?.t) {
+      case "task": {
+        const [taskId, key] = m.task as [number, string];
+        accept([taskId, key, m.b as ArrayBuffer]);
+        return;
+      }
       case "in": {
         const inbox = inputs.get(`${id}:${m.s}`);
         if (!inbox) return;

@@ -58,6 +58,7 @@ import { lineCost } from "../../src/wire/output.ts";
 import type { SandboxSpec } from "../../src/wire/messages.ts";
 import { after } from "../../src/_timers.ts";
 import { setImmediate } from "node:timers";
+import { type ArgumentFeed, passOn } from "./feed.ts";
 import {
   failure,
   outOfMemory,
@@ -77,8 +78,9 @@ import {
   startSandbox,
   type TaskStreamHooks,
 } from "./sandbox.ts";
+import type { ByteSink, OutgoingStream } from "./channel.ts";
 import { checkHangs, WATCH_MS } from "./watchdog.ts";
-import { MEMORY_WATCH_MS, residentBytes } from "./memory.ts";
+import { defaultHeapMb, MEMORY_WATCH_MS, residentBytes } from "./memory.ts";
 import { SandboxSpawner } from "./process.ts";
 
 /** Options of {@linkcode SandboxManager}. */
@@ -309,6 +311,10 @@ export class SandboxManager {
    * @param streams The arguments streamed in (index, and whether a
    *   `ReadableStream`), fed by {@linkcode SandboxManager.send}.
    * @param hooks Where a streamed result goes.
+   * @param feed When the arguments are still arriving into `payload` (of
+   *   a task with no streamed argument, whose messages would overtake
+   *   them): a Deno sandbox is sent them as they come, and drops them if
+   *   they are abandoned; other sandboxes once all have come.
    * @returns How the task ended. Never rejects.
    */
   run(
@@ -318,6 +324,7 @@ export class SandboxManager {
     payload: Uint8Array,
     streams?: [number, boolean][],
     hooks?: TaskStreamHooks,
+    feed?: ArgumentFeed,
   ): Promise<TaskOutcome> {
     const specKey = `${module}\0${key}`;
     const spec = this.#specs.get(specKey) ?? DEFAULT_SPEC;
@@ -354,6 +361,10 @@ export class SandboxManager {
       this.#byTask.set(id, sandbox);
       const send = () => {
         if (!sandbox.tasks.has(id)) return;
+        if (feed && !feed.done) {
+          if (!feed.aborted) this.#feed(sandbox, task, taskKey, feed, send);
+          return;
+        }
         if (sandbox.kind === "deno" && payload.byteLength < INLINE_BYTES) {
           // Copied into the message's header, with the tasks sent beside it.
           this.#post(sandbox, [[id, taskKey, payload, streams], []]);
@@ -400,6 +411,30 @@ export class SandboxManager {
     });
   }
 
+  /** Sends a task whose arguments are still arriving: see `run`'s `feed`. */
+  #feed(
+    sandbox: Sandbox,
+    task: PendingTask,
+    key: string,
+    feed: ArgumentFeed,
+    send: () => void,
+  ): void {
+    let out: OutgoingStream | undefined;
+    if (sandbox.kind === "deno" && !sandbox.ended) {
+      this.#flush(sandbox); // The tasks posted before it go first.
+      const message = { t: "task", task: [task.id, key] };
+      out = sandbox.port.postStream?.(message, feed.payload.length);
+    }
+    // Not whole yet (see `run`): `done` is called later, if ever.
+    task.unfeed = passOn(feed, out, () => {
+      task.unfeed = undefined;
+      if (!out) send();
+    });
+    if (!out) return;
+    task.posted = true;
+    for (const message of task.early.splice(0)) this.#post(sandbox, message);
+  }
+
   /**
    * Passes a stream message to a task's sandbox: items of a streamed
    * argument (their buffer is transferred), credit for its streamed result,
@@ -427,8 +462,12 @@ export class SandboxManager {
     if (!sandbox) return;
     const task = sandbox.tasks.get(id)!;
     task.timer?.();
+    task.abandon?.();
     sandbox.tasks.delete(id);
     this.#byTask.delete(id);
+    // Its arguments had not all come: the sandbox drops what it was sent of
+    // them, and never starts it. A shared sandbox goes on as it was.
+    if (task.unfeed?.() && !sandbox.exclusive) return;
     if (sandbox.exclusive || sandbox.tasks.size === 0) {
       this.#stop(sandbox, `task ${id} was cancelled`);
       return;
@@ -609,6 +648,8 @@ export class SandboxManager {
       codeDir: this.#options.codeDir,
       spawner: this.#spawner,
       message: (sandbox, message) => this.#message(sandbox, message),
+      stream: (sandbox, message, total) =>
+        this.#resultStream(sandbox, message, total),
       connected: (sandbox) => {
         // Its memory from here on counts against its limit.
         sandbox.rssBase = residentBytes(sandbox.pid!);
@@ -746,8 +787,46 @@ export class SandboxManager {
     }
   }
 
+  /**
+   * A task's large result starts to come in parts: sent on as it comes
+   * when its hooks take it (`TaskStreamHooks.result`), else gathered and
+   * given whole as the task's outcome.
+   */
+  #resultStream(
+    sandbox: Sandbox,
+    message: Record<string, unknown>,
+    total: number,
+  ): ByteSink | undefined {
+    if (message.t !== "ok" || typeof message.id !== "number") return;
+    const task = sandbox.tasks.get(message.id);
+    const out = task?.hooks?.result?.(total);
+    if (!task || !out) return;
+    let open = true;
+    const abort = () => {
+      if (!open) return;
+      open = false;
+      out.abort();
+    };
+    task.abandon = abort;
+    return {
+      push(bytes) {
+        if (open) out.push(bytes);
+      },
+      end: () => {
+        if (!open) return;
+        open = false;
+        task.abandon = undefined;
+        this.#finish(sandbox, task, { t: "sent" });
+      },
+      abort,
+    };
+  }
+
   #finish(sandbox: Sandbox, task: PendingTask, outcome: TaskOutcome): void {
     if (sandbox.tasks.get(task.id) !== task) return;
+    // A result being sent on as it came is cut short, as are arguments.
+    task.abandon?.();
+    task.unfeed?.();
     task.timer?.();
     sandbox.tasks.delete(task.id);
     this.#byTask.delete(task.id);
@@ -817,16 +896,5 @@ export class SandboxManager {
     const idle = this.#idle.get(sandbox.key);
     const at = idle?.indexOf(sandbox) ?? -1;
     if (at >= 0) idle!.splice(at, 1);
-  }
-}
-
-function defaultHeapMb(): number {
-  try {
-    return Math.max(
-      256,
-      Math.min(4096, Math.floor(Deno.systemMemoryInfo().total / 2 / 2 ** 20)),
-    );
-  } catch {
-    return 4096;
   }
 }

@@ -43,3 +43,27 @@ export function residentBytes(pid: number): number | undefined {
     return undefined;
   }
 }
+
+/**
+ * The heap limit of a Deno sandbox whose compute sets no `memoryLimit`:
+ * half the machine's memory, between 256 and 4096 MiB.
+ *
+ * @returns The limit in MiB.
+ *
+ * @example
+ * ```ts
+ * import { defaultHeapMb } from "./memory.ts";
+ *
+ * console.log(defaultHeapMb() >= 256); // true
+ * ```
+ */
+export function defaultHeapMb(): number {
+  try {
+    return Math.max(
+      256,
+      Math.min(4096, Math.floor(Deno.systemMemoryInfo().total / 2 / 2 ** 20)),
+    );
+  } catch {
+    return 4096;
+  }
+}

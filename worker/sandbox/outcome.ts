@@ -8,11 +8,16 @@
 import { encode, toWireError } from "../../src/wire/codec.ts";
 import { SANDBOX_OUT_OF_MEMORY } from "../../src/wire/messages.ts";
 
-/** How a task ended: its encoded result, its encoded error, or an unsendable result. */
+/**
+ * How a task ended: its encoded result, its encoded error, an unsendable
+ * result, or a result already sent on as it came (`sent`: see
+ * `TaskStreamHooks.result`).
+ */
 export type TaskOutcome =
   | { t: "ok"; b: Uint8Array }
   | { t: "err"; b: Uint8Array }
-  | { t: "ser"; path: string; problem: string };
+  | { t: "ser"; path: string; problem: string }
+  | { t: "sent" };
 
 /**
  * A sandbox failed, or a task ran past a sandbox limit.

@@ -20,7 +20,12 @@
  */
 import { LineSplitter } from "../../src/wire/output.ts";
 import { after, sleep } from "../../src/_timers.ts";
-import { Channel, type ChannelEvent } from "./channel.ts";
+import {
+  type ByteSink,
+  Channel,
+  type ChannelEvent,
+  type OutgoingStream,
+} from "./channel.ts";
 
 /** How long a sandbox that has exited may take to finish its output. */
 const OUTPUT_GRACE_MS = 200;
@@ -34,7 +39,20 @@ const CONNECT_MS = 60_000;
 /** A message port's shape, as the manager uses it (see `channel.ts`). */
 export interface Port {
   postMessage(message: unknown, transfer?: Transferable[]): void;
+  /**
+   * Sends a message whose `b` is given as it comes (see
+   * `Channel.postStream`); `undefined` when the port cannot (not
+   * connected yet): the caller then sends it whole.
+   */
+  postStream?(
+    message: Record<string, unknown>,
+    total: number,
+  ): OutgoingStream | undefined;
   onmessage: ((event: ChannelEvent) => void) | null;
+  /** Takes a large payload as it comes (see `Channel.onstream`). */
+  onstream?:
+    | ((data: Record<string, unknown>, total: number) => ByteSink | undefined)
+    | null;
   close(): void;
 }
 
@@ -63,6 +81,9 @@ const V8_OOM = /out of memory|Reached heap limit|allocation failed/i;
  */
 class LatePort implements Port {
   onmessage: ((event: ChannelEvent) => void) | null = null;
+  onstream:
+    | ((data: Record<string, unknown>, total: number) => ByteSink | undefined)
+    | null = null;
   #channel?: Channel;
   #held: unknown[] = [];
   #closed = false;
@@ -74,12 +95,20 @@ class LatePort implements Port {
     }
     this.#channel = channel;
     channel.onmessage = (event) => this.onmessage?.(event);
+    channel.onstream = (data, total) => this.onstream?.(data, total);
     for (const message of this.#held.splice(0)) channel.postMessage(message);
   }
 
   postMessage(message: unknown): void {
     if (this.#channel) this.#channel.postMessage(message);
     else if (!this.#closed) this.#held.push(message);
+  }
+
+  postStream(
+    message: Record<string, unknown>,
+    total: number,
+  ): OutgoingStream | undefined {
+    return this.#channel?.postStream(message, total);
   }
 
   close(): void {

@@ -18,6 +18,7 @@ import {
 } from "./permissions.ts";
 import { threadDir } from "./watchdog.ts";
 import type { Port, SandboxSpawner } from "./process.ts";
+import type { ByteSink } from "./channel.ts";
 
 /**
  * A sandbox's entry for a Node worker thread: its file, or when the library
@@ -68,6 +69,20 @@ export interface TaskStreamHooks {
   item(batch: Uint8Array): void;
   /** It took `bytes` more of its streamed argument `arg`. */
   credit(arg: number, bytes: number): void;
+  /**
+   * Its result is a large payload coming in parts (`total` bytes, the
+   * encoded value): where to send them on as they come, if anywhere. The
+   * task then ends with the outcome `sent` once all have been pushed; if
+   * it ends otherwise first (its sandbox stopped, it was cancelled), the
+   * sink is aborted before its outcome is given.
+   */
+  result?(total: number): ResultSink | undefined;
+}
+
+/** Where a task's result goes as it comes (see `TaskStreamHooks.result`). */
+export interface ResultSink {
+  push(bytes: Uint8Array): void;
+  abort(): void;
 }
 
 /** A message for a sandbox, and the buffers it transfers. */
@@ -80,6 +95,14 @@ export interface PendingTask {
   /** Cancels its time limit's timer. */
   timer?: () => void;
   hooks?: TaskStreamHooks;
+  /** Abandons its result being sent on as it comes (see `TaskStreamHooks.result`). */
+  abandon?: () => void;
+  /**
+   * While its argument is still arriving (see `ArgumentFeed`): stops
+   * sending it on, and abandons what went (the sandbox drops it, and never
+   * hears of the task). Returns true.
+   */
+  unfeed?: () => boolean;
   /** Whether it has been sent to its sandbox; stream messages wait until then. */
   posted: boolean;
   early: Outgoing[];
@@ -98,7 +121,11 @@ export interface Sandbox {
   /** Its place in the warm maps (`""` for a sandbox of one task). */
   key: string;
   /** Its channel: a `MessagePort` (WASM) or a socket's (a process). */
-  port: { postMessage(message: unknown, transfer?: Transferable[]): void };
+  port: {
+    postMessage(message: unknown, transfer?: Transferable[]): void;
+    /** A process's: see `Port.postStream`. */
+    postStream?: Port["postStream"];
+  };
   /** Stops it: it then ends (see `StartOptions.end`). */
   kill(): void;
   /** Lets go of what it holds, once it has ended. */
@@ -160,6 +187,16 @@ export interface StartOptions {
   spawner: SandboxSpawner;
   /** A message from the sandbox (untrusted). */
   message(sandbox: Sandbox, message: unknown): void;
+  /**
+   * A message whose large payload comes in parts (a process's result):
+   * a sink returned takes them as they come; else the message arrives
+   * whole, through `message`.
+   */
+  stream?(
+    sandbox: Sandbox,
+    message: Record<string, unknown>,
+    total: number,
+  ): ByteSink | undefined;
   /** The sandbox has connected (a process, before it loads its module). */
   connected?(sandbox: Sandbox): void;
   /** The sandbox's thread or process has ended, or its host failed. */
@@ -274,6 +311,10 @@ function record(
   };
   port.onmessage = (event: { data: unknown }) =>
     options.message(sandbox, event.data);
+  if (!(port instanceof MessagePort)) {
+    port.onstream = (message, total) =>
+      options.stream?.(sandbox, message, total);
+  }
   return sandbox;
 }
 
