@@ -17,47 +17,12 @@ import {
   PART_BYTES,
 } from "./frames.ts";
 import type { ClientMessage, WorkerMessage } from "./messages.ts";
+import { coalesce } from "./coalesce.ts";
 
 const EMPTY = new Uint8Array(0);
 
 /** What `FrameWriter.#flushing` holds while a flush runs its first steps. */
 const FLUSHING: Promise<void> = Promise.resolve();
-
-/**
- * Joins runs of small pieces into one buffer each, so that they share a
- * write; large pieces stay as they are.
- */
-function coalesce(pieces: Uint8Array[]): Uint8Array[] {
-  if (pieces.length === 1) return pieces;
-  const out: Uint8Array[] = [];
-  let run: Uint8Array[] = [];
-  let size = 0;
-  const join = () => {
-    if (run.length === 1) out.push(run[0]);
-    else if (run.length > 1) {
-      const joined = new Uint8Array(size);
-      let at = 0;
-      for (const piece of run) {
-        joined.set(piece, at);
-        at += piece.length;
-      }
-      out.push(joined);
-    }
-    run = [];
-    size = 0;
-  };
-  for (const piece of pieces) {
-    if (piece.length >= DIRECT_BYTES) {
-      join();
-      out.push(piece);
-    } else {
-      run.push(piece);
-      size += piece.length;
-    }
-  }
-  join();
-  return out;
-}
 
 interface Round {
   promise: Promise<void>;
@@ -406,7 +371,7 @@ export class FrameWriter {
       let pieces: Uint8Array[];
       let done: Round | undefined;
       if (this.#queue.length > 0) {
-        pieces = coalesce(this.#queue);
+        pieces = coalesce(this.#queue, DIRECT_BYTES);
         done = this.#round;
         this.#queue = [];
         this.#round = undefined;

@@ -41,6 +41,7 @@ import {
   Encoder,
   ExtensionCodec,
 } from "npm:@msgpack/msgpack@3.1.3/dist.esm/index.mjs";
+import { coalesce } from "../../src/wire/coalesce.ts";
 
 /** The largest header (the message without its buffers), in bytes. */
 const MAX_HEADER_BYTES = 16 * 1024 * 1024;
@@ -294,7 +295,9 @@ export class Channel {
     (async () => {
       for (;;) {
         if (this.#frames.length > 0) {
-          for (const bytes of coalesce(this.#frames.splice(0))) {
+          for (
+            const bytes of coalesce(this.#frames.splice(0), COALESCE_BYTES)
+          ) {
             await this.#write(bytes);
           }
           continue;
@@ -542,36 +545,4 @@ export class Channel {
       deliver(data);
     }
   }
-}
-
-/** Small frames joined into one write; large ones as they are. */
-function coalesce(frames: Uint8Array[]): Uint8Array[] {
-  const writes: Uint8Array[] = [];
-  let small: Uint8Array[] = [];
-  let size = 0;
-  const join = () => {
-    if (small.length === 1) writes.push(small[0]);
-    else if (small.length > 1) {
-      const joined = new Uint8Array(size);
-      let at = 0;
-      for (const part of small) {
-        joined.set(part, at);
-        at += part.length;
-      }
-      writes.push(joined);
-    }
-    small = [];
-    size = 0;
-  };
-  for (const frame of frames) {
-    if (frame.length >= COALESCE_BYTES) {
-      join();
-      writes.push(frame);
-    } else {
-      small.push(frame);
-      size += frame.length;
-    }
-  }
-  join();
-  return writes;
 }
