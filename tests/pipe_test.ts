@@ -55,3 +55,34 @@ Deno.test("a full output pipe holds back the worker's writes, not its event loop
   errors.releaseLock();
   await process.stderr.cancel().catch(() => {});
 });
+
+for (const mode of ["write", "close-only"]) {
+  Deno.test(`a worker whose client has gone still closes its output pipe (${mode}): it settles, never hangs`, async () => {
+    const process = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("./fixtures/pipe_gone_child.ts", import.meta.url).pathname,
+        mode,
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // The reader goes before anything is written.
+    await process.stdout.cancel();
+    const guard = setTimeout(() => process.kill("SIGKILL"), 20_000);
+    const [status, errors] = await Promise.all([
+      process.status,
+      new Response(process.stderr).text(),
+    ]);
+    clearTimeout(guard);
+    assert.equal(status.signal, null, `the child hung: ${errors}`);
+    assert.match(
+      errors,
+      mode === "write"
+        ? /write failed: .*; (closed|close failed: .*)/
+        : /nothing written; (closed|close failed: .*)/,
+    );
+  });
+}
