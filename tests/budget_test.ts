@@ -8,21 +8,11 @@ import * as sky from "../mod.ts";
 import { useClock } from "../src/pool/spend.ts";
 import { nap, square } from "./fixtures/budget.ts";
 import { FakeClock } from "./fixtures/fake_clock.ts";
-import { alive, eventually, tempRoot } from "./helpers.ts";
+import { alive, eventually, ofType, tempRoot } from "./helpers.ts";
 
 const MINUTE = 60_000;
 
 const root = await tempRoot();
-
-function ofType<T extends sky.PoolEvent["type"]>(
-  events: sky.PoolEvent[],
-  type: T,
-): Extract<sky.PoolEvent, { type: T }>[] {
-  return events.filter((e) => e.type === type) as Extract<
-    sky.PoolEvent,
-    { type: T }
-  >[];
-}
 
 function near(
   actual: number | undefined,

@@ -21,19 +21,11 @@ import {
   useIntrinsics,
 } from "./fixtures/containment.ts";
 import { square } from "./fixtures/computes.ts";
-import { alive, eventually, tempRoot } from "./helpers.ts";
+import { alive, eventually, localPools, tempRoot } from "./helpers.ts";
 
 const root = await tempRoot();
 
-function start(
-  options: Partial<sky.PoolOptions> = {},
-): Promise<sky.ComputePool> {
-  return sky.ComputePool.start({
-    provider: sky.Local({ root }),
-    console: "silent",
-    ...options,
-  });
-}
+const start = localPools(root);
 
 /** Fails unless the task failed because its sandbox ran out of memory. */
 async function outOfMemory(task: Promise<unknown>, name: string) {

@@ -18,7 +18,7 @@ import { poolInfo } from "../src/dashboard/watch.ts";
 import { resolveOptions } from "../src/pool/options.ts";
 import { DashboardState, type Snapshot } from "../src/dashboard/state.ts";
 import { failing, shout, sleep, square } from "./fixtures/computes.ts";
-import { alive, eventually, tempRoot } from "./helpers.ts";
+import { alive, eventually, localPools, tempRoot } from "./helpers.ts";
 
 const root = await tempRoot();
 const CHROMIUM = "/usr/bin/chromium";
@@ -30,15 +30,7 @@ if (!haveChromium && !underCi) {
   );
 }
 
-function start(
-  options: Partial<sky.PoolOptions> = {},
-): Promise<sky.ComputePool> {
-  return sky.ComputePool.start({
-    provider: sky.Local({ root }),
-    console: "silent",
-    ...options,
-  });
-}
+const start = localPools(root);
 
 /** Reads the views a dashboard's event stream sends, one at a time. */
 async function viewsOf(url: string, signal?: AbortSignal, page = "test") {

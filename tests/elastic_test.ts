@@ -10,7 +10,7 @@ import {
   type ScalingState,
 } from "../src/pool/elastic.ts";
 import { info, nap, notMarkedSick, square } from "./fixtures/elastic.ts";
-import { alive, eventually } from "./helpers.ts";
+import { alive, eventually, ofType } from "./helpers.ts";
 
 /** A fresh local root per test: node `n`'s directory is `${root}/node-${n}`. */
 async function freshRoot(): Promise<string> {
@@ -38,16 +38,6 @@ async function start(
     ...rest,
   });
   return { pool, events, root };
-}
-
-function ofType<T extends sky.PoolEvent["type"]>(
-  events: sky.PoolEvent[],
-  type: T,
-): Extract<sky.PoolEvent, { type: T }>[] {
-  return events.filter((e) => e.type === type) as Extract<
-    sky.PoolEvent,
-    { type: T }
-  >[];
 }
 
 /**

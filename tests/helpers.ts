@@ -1,4 +1,6 @@
 // Helpers shared by the tests.
+import * as sky from "../mod.ts";
+import { RIG_DIR, type RigHost } from "./rig/rig.ts";
 
 /** A fresh directory for a test file's local nodes, removed when the process exits. */
 export async function tempRoot(): Promise<string> {
@@ -37,4 +39,43 @@ export async function eventually(
     }
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/**
+ * Starts silent pools of local nodes under `root` (a test file's own), with
+ * `options` on top.
+ */
+export function localPools(
+  root: string,
+): (options?: Partial<sky.PoolOptions>) => Promise<sky.ComputePool> {
+  return (options = {}) =>
+    sky.ComputePool.start({
+      provider: sky.Local({ root }),
+      console: "silent",
+      ...options,
+    });
+}
+
+/** The events of one type, typed as such. */
+export function ofType<T extends sky.PoolEvent["type"]>(
+  events: sky.PoolEvent[],
+  type: T,
+): Extract<sky.PoolEvent, { type: T }>[] {
+  return events.filter((e) => e.type === type) as Extract<
+    sky.PoolEvent,
+    { type: T }
+  >[];
+}
+
+/** `sky.SSH()` on rig hosts, with the rig's key and known hosts. */
+export function rigSsh(
+  hosts: RigHost[],
+  options: Partial<sky.SshOptions> = {},
+): sky.SshProvider {
+  return sky.SSH({
+    hosts: hosts.map((h) => `${h.user}@${h.address}:${h.port}`),
+    key: hosts[0].keyPath,
+    knownHosts: `${RIG_DIR}/known_hosts`,
+    ...options,
+  });
 }

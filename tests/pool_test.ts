@@ -15,19 +15,11 @@ import {
   square,
   whereAmI,
 } from "./fixtures/computes.ts";
-import { alive, tempRoot } from "./helpers.ts";
+import { alive, localPools, tempRoot } from "./helpers.ts";
 
 const root = await tempRoot();
 
-function start(
-  options: Partial<sky.PoolOptions> = {},
-): Promise<sky.ComputePool> {
-  return sky.ComputePool.start({
-    provider: sky.Local({ root }),
-    console: "silent",
-    ...options,
-  });
-}
+const start = localPools(root);
 
 Deno.test("run() returns a task's result, typed as the function's return", async () => {
   await using pool = await start();

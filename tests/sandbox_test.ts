@@ -49,7 +49,7 @@ import {
 } from "./fixtures/sandboxed.ts";
 import { echo, square } from "./fixtures/computes.ts";
 import { heavyLoad } from "./fixtures/heavy_module.ts";
-import { tempRoot } from "./helpers.ts";
+import { localPools, tempRoot } from "./helpers.ts";
 import { mergePermissions } from "../src/sandbox.ts";
 
 const root = await tempRoot();
@@ -64,15 +64,7 @@ await Deno.writeTextFile(`${home}/.ssh/id_ed25519`, "-----FAKE KEY-----\n");
 const denoDir = Deno.env.get("DENO_DIR") ??
   `${Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME")}/.cache`}/deno`;
 
-function start(
-  options: Partial<sky.PoolOptions> = {},
-): Promise<sky.ComputePool> {
-  return sky.ComputePool.start({
-    provider: sky.Local({ root }),
-    console: "silent",
-    ...options,
-  });
-}
+const start = localPools(root);
 
 /** Fails unless the task was refused for lack of a permission (or by its sandbox). */
 async function refused(

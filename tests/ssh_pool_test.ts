@@ -9,7 +9,6 @@ import * as sky from "../mod.ts";
 import {
   changeHostKey,
   requireRig,
-  RIG_DIR,
   rigExec,
   type RigHost,
   startSshd,
@@ -28,21 +27,14 @@ import {
   whoami,
 } from "./fixtures/cluster.ts";
 import { hostNotSick } from "./fixtures/elastic.ts";
-import { eventually } from "./helpers.ts";
+import { eventually, rigSsh } from "./helpers.ts";
 
 const { rig, reason } = await requireRig({ hosts: 3 });
 if (!rig) console.warn(`ssh_pool_test.ts: SSH pool tests ignored: ${reason}`);
 
 const rigTest = rigTester(rig);
 
-function provider(hosts: RigHost[], options: Partial<sky.SshOptions> = {}) {
-  return sky.SSH({
-    hosts: hosts.map((h) => `${h.user}@${h.address}:${h.port}`),
-    key: hosts[0].keyPath,
-    knownHosts: `${RIG_DIR}/known_hosts`,
-    ...options,
-  });
-}
+const provider = rigSsh;
 
 /** Established SSH connections into a host, counted inside its namespace. */
 async function sshConnections(host: RigHost): Promise<number> {

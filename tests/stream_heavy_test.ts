@@ -1,24 +1,15 @@
 // Heavy streaming tests: a GiB through the pipes. Kept apart from
 // stream_test.ts so that the everyday tests stay quick.
 import assert from "node:assert/strict";
-import * as sky from "../mod.ts";
 import { echo } from "./fixtures/computes.ts";
 import { twice } from "./fixtures/streams.ts";
-import { tempRoot } from "./helpers.ts";
+import { localPools, tempRoot } from "./helpers.ts";
 
 const root = await tempRoot();
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 
-function start(
-  options: Partial<sky.PoolOptions> = {},
-): Promise<sky.ComputePool> {
-  return sky.ComputePool.start({
-    provider: sky.Local({ root }),
-    console: "silent",
-    ...options,
-  });
-}
+const start = localPools(root);
 
 Deno.test("1 GiB streams through a worker and back with client and worker memory bounded", async () => {
   // The client runs alone in its process: the test runner's own memory

@@ -19,20 +19,12 @@ import {
   whereFrom,
   yieldsFunction,
 } from "./fixtures/streams.ts";
-import { tempRoot } from "./helpers.ts";
+import { localPools, tempRoot } from "./helpers.ts";
 import { tee } from "../src/wire/stream.ts";
 
 const root = await tempRoot();
 
-function start(
-  options: Partial<sky.PoolOptions> = {},
-): Promise<sky.ComputePool> {
-  return sky.ComputePool.start({
-    provider: sky.Local({ root }),
-    console: "silent",
-    ...options,
-  });
-}
+const start = localPools(root);
 
 Deno.test("an async generator compute streams its values to `for await` on pool.run()", async () => {
   await using pool = await start();

@@ -9,9 +9,9 @@
  */
 import assert from "node:assert/strict";
 import * as sky from "../../mod.ts";
-import { requireRig, RIG_DIR } from "../rig/rig.ts";
+import { requireRig } from "../rig/rig.ts";
 import { releaseRigAtEnd } from "../clouds.ts";
-import { eventually } from "../helpers.ts";
+import { eventually, rigSsh } from "../helpers.ts";
 import { poolSuite } from "./suite.ts";
 import { increment } from "./computes.ts";
 
@@ -45,11 +45,7 @@ Deno.test({
     const head = rig!.hosts[0];
     {
       await using pool = await sky.ComputePool.start({
-        provider: sky.SSH({
-          hosts: rig!.hosts.map((h) => `${h.user}@${h.address}:${h.port}`),
-          key: head.keyPath,
-          knownHosts: `${RIG_DIR}/known_hosts`,
-        }),
+        provider: rigSsh(rig!.hosts),
         nodes: 3,
         console: "silent",
         collections: sky.Redis({ on: "head" }),
@@ -70,12 +66,7 @@ poolSuite({
 }, {
   name: "sky.SSH",
   unavailable,
-  provider: () =>
-    sky.SSH({
-      hosts: rig!.hosts.map((h) => `${h.user}@${h.address}:${h.port}`),
-      key: rig!.hosts[0].keyPath,
-      knownHosts: `${RIG_DIR}/known_hosts`,
-    }),
+  provider: () => rigSsh(rig!.hosts),
 });
 
 Deno.test({

@@ -7,8 +7,9 @@
  * tests are ignored with the reason printed.
  */
 import * as sky from "../../mod.ts";
-import { requireRig, RIG_DIR } from "../rig/rig.ts";
+import { requireRig } from "../rig/rig.ts";
 import { requireRedis } from "../rig/redis.ts";
+import { rigSsh } from "../helpers.ts";
 import { releaseRigAtEnd } from "../clouds.ts";
 import { poolSuite } from "./suite.ts";
 
@@ -33,12 +34,7 @@ poolSuite({
 }, {
   name: "sky.SSH",
   unavailable,
-  provider: () =>
-    sky.SSH({
-      hosts: rig!.hosts.map((h) => `${h.user}@${h.address}:${h.port}`),
-      key: rig!.hosts[0].keyPath,
-      knownHosts: `${RIG_DIR}/known_hosts`,
-    }),
+  provider: () => rigSsh(rig!.hosts),
 });
 
 Deno.test({

@@ -6,10 +6,10 @@
  * embedded backend serves the nodes over their SSH connections only.
  * Without the rig these tests are ignored with the reason printed.
  */
-import * as sky from "../../mod.ts";
 import { embedded } from "../../src/collections/embedded.ts";
-import { requireRig, RIG_DIR } from "../rig/rig.ts";
+import { requireRig } from "../rig/rig.ts";
 import { cloudHosts, releaseRigAtEnd, rigUsers } from "../clouds.ts";
+import { rigSsh } from "../helpers.ts";
 import { FakeRunPod, TEST_RUNPOD_KEY } from "../fakes/runpod.ts";
 import { makeProvider } from "../providers/recipes.ts";
 import { poolSuite } from "./suite.ts";
@@ -21,12 +21,7 @@ const backend = { name: "embedded", option: () => embedded() };
 poolSuite(backend, {
   name: "sky.SSH",
   unavailable: rig ? undefined : reason,
-  provider: () =>
-    sky.SSH({
-      hosts: rig!.hosts.map((h) => `${h.user}@${h.address}:${h.port}`),
-      key: rig!.hosts[0].keyPath,
-      knownHosts: `${RIG_DIR}/known_hosts`,
-    }),
+  provider: () => rigSsh(rig!.hosts),
 });
 
 let fake: FakeRunPod | undefined;

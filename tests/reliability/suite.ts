@@ -24,7 +24,7 @@ import {
   NodeKiller,
   type ProviderCall,
 } from "../faults.ts";
-import { alive, eventually, tempRoot } from "../helpers.ts";
+import { alive, eventually, rigSsh, tempRoot } from "../helpers.ts";
 import { requireDocker, requirePodman } from "../rig/dockerd.ts";
 import { requireRig, RIG_DIR, type RigHost } from "../rig/rig.ts";
 import { echo } from "./computes.ts";
@@ -101,13 +101,7 @@ async function runAll(pool: sky.ComputePool, ledger: Ledger): Promise<Tally> {
   return { submitted: TASKS, completed, duplicated, lost: TASKS - completed };
 }
 
-function rigProvider(hosts: RigHost[]): sky.SshProvider {
-  return sky.SSH({
-    hosts: hosts.map((h) => `${h.user}@${h.address}:${h.port}`),
-    key: hosts[0].keyPath,
-    knownHosts: `${RIG_DIR}/known_hosts`,
-  });
-}
+const rigProvider = (hosts: RigHost[]) => rigSsh(hosts);
 
 Deno.test("a worker killed half-way through 1,000 tasks loses and duplicates none", async () => {
   const ledger = new Ledger();

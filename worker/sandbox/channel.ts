@@ -89,6 +89,16 @@ const encoder = new Encoder({
 });
 const decoder = new Decoder({ extensionCodec: extensions });
 
+/** A message from its header and the buffers that followed it. */
+function decodeMessage(header: Uint8Array, buffers: ArrayBuffer[]): unknown {
+  incoming = buffers;
+  try {
+    return decoder.decode(header);
+  } finally {
+    incoming = [];
+  }
+}
+
 /** A message's bytes: its head (prefix and header) and its buffers. */
 function encodeMessage(message: unknown): Uint8Array[] {
   outgoing = [];
@@ -422,16 +432,9 @@ export class Channel {
         8 + 4 * count + headerLength,
       );
       pending = pending.subarray(end);
-      incoming = buffers;
-      let data: unknown;
-      try {
-        // A `Uint8Array` in the message is a view of the bytes read, which
-        // are the message's own (never read into again).
-        data = decoder.decode(header);
-      } finally {
-        incoming = [];
-      }
-      deliver(data);
+      // A `Uint8Array` in the message is a view of the bytes read, which
+      // are the message's own (never read into again).
+      deliver(decodeMessage(header, buffers));
       return true;
     };
     while (!this.#closed) {
@@ -535,14 +538,7 @@ export class Channel {
         if (!(await fill(new Uint8Array(buffer)))) return;
         buffers.push(buffer);
       }
-      incoming = buffers;
-      let data: unknown;
-      try {
-        data = decoder.decode(header);
-      } finally {
-        incoming = [];
-      }
-      deliver(data);
+      deliver(decodeMessage(header, buffers));
     }
   }
 }
