@@ -15,6 +15,30 @@ import {
 
 const BULK = 256 * 1024 * 1024;
 
+/**
+ * Writes `bytes` to `writable` in chunks of `chunk` bytes while reading
+ * `readable` to its end; the number of bytes read.
+ */
+async function pushThrough(
+  writable: WritableStream<Uint8Array>,
+  readable: ReadableStream<Uint8Array>,
+  bytes: number,
+  chunk: number,
+): Promise<number> {
+  const data = new Uint8Array(chunk);
+  const writing = (async () => {
+    const writer = writable.getWriter();
+    for (let sent = 0; sent < bytes; sent += data.length) {
+      await writer.write(data);
+    }
+    await writer.close();
+  })();
+  let got = 0;
+  for await (const part of readable) got += part.length;
+  await writing;
+  return got;
+}
+
 /** Seconds for OpenSSH's client to push `bytes` through `cat` on the host and read them back. */
 async function opensshEcho(host: RigHost, bytes: number): Promise<number> {
   const t0 = performance.now();
@@ -35,17 +59,7 @@ async function opensshEcho(host: RigHost, bytes: number): Promise<number> {
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
-  const chunk = new Uint8Array(1 << 20);
-  const writing = (async () => {
-    const writer = child.stdin.getWriter();
-    for (let sent = 0; sent < bytes; sent += chunk.length) {
-      await writer.write(chunk);
-    }
-    await writer.close();
-  })();
-  let got = 0;
-  for await (const part of child.stdout) got += part.length;
-  await writing;
+  const got = await pushThrough(child.stdin, child.stdout, bytes, 1 << 20);
   await child.status;
   if (got !== bytes) {
     throw new Error(`ssh cat returned ${got} of ${bytes} bytes`);
@@ -64,17 +78,7 @@ async function transportEcho(host: RigHost, bytes: number): Promise<number> {
   });
   const t0 = performance.now();
   const cat = await ssh.exec("cat");
-  const chunk = new Uint8Array(PART_BYTES);
-  const writing = (async () => {
-    const writer = cat.writable.getWriter();
-    for (let sent = 0; sent < bytes; sent += chunk.length) {
-      await writer.write(chunk);
-    }
-    await writer.close();
-  })();
-  let got = 0;
-  for await (const part of cat.readable) got += part.length;
-  await writing;
+  const got = await pushThrough(cat.writable, cat.readable, bytes, PART_BYTES);
   await cat.exited;
   if (got !== bytes) {
     throw new Error(`cat over our SSH returned ${got} of ${bytes} bytes`);

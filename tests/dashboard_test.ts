@@ -30,6 +30,27 @@ if (!haveChromium && !underCi) {
   );
 }
 
+/**
+ * A test that drives Chromium: ignored where it is missing, but under CI,
+ * where a missing Chromium is a failure.
+ */
+function browserTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({
+    name,
+    ignore: !haveChromium && !underCi,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    async fn() {
+      if (!haveChromium) {
+        throw new Error(
+          `${CHROMIUM} is missing: CI installs Debian's chromium package`,
+        );
+      }
+      await fn();
+    },
+  });
+}
+
 const start = localPools(root);
 
 /** Reads the views a dashboard's event stream sends, one at a time. */
@@ -122,18 +143,9 @@ Deno.test("the dashboard refuses every request without its token, serves its fil
   await assert.rejects(fetch(pool.dashboardUrl!), TypeError);
 });
 
-Deno.test({
-  name:
-    "a browser shows a 2-node pool: both nodes ready, the done count rising during a map, a failed task with its error, a node's logs, and the pool closed",
-  ignore: !haveChromium && !underCi,
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    if (!haveChromium) {
-      throw new Error(
-        `${CHROMIUM} is missing: CI installs Debian's chromium package`,
-      );
-    }
+browserTest(
+  "a browser shows a 2-node pool: both nodes ready, the done count rising during a map, a failed task with its error, a node's logs, and the pool closed",
+  async () => {
     let browser: Browser | undefined;
     let pool: sky.ComputePool | undefined;
     try {
@@ -185,7 +197,7 @@ Deno.test({
       // Both nodes ready, as a person reads the table.
       await page.waitForFunction(
         `[...document.querySelectorAll("#nodes tbody tr")]
-          .filter((row) => row.innerText.includes("ready")).length === 2`,
+        .filter((row) => row.innerText.includes("ready")).length === 2`,
       );
       assert.equal(await text("#nodes-ready"), "2/2");
       const rows = await texts("#nodes tbody tr");
@@ -262,7 +274,7 @@ Deno.test({
       await pool?.close();
     }
   },
-});
+);
 
 Deno.test("a program whose pool serves a dashboard still ends once its work is done, also while a page watches, and the page learns the pool closed", async () => {
   // The script leaves its pool open: neither the listener nor a page's
@@ -430,18 +442,9 @@ Deno.test("skyward dashboard follows an event log as it grows and serves the sam
   assert.equal(await command, 0);
 });
 
-Deno.test({
-  name:
-    "a browser shows a finished run from its event log through skyward dashboard: the nodes released, the tasks, the failure, the pool closed",
-  ignore: !haveChromium && !underCi,
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    if (!haveChromium) {
-      throw new Error(
-        `${CHROMIUM} is missing: CI installs Debian's chromium package`,
-      );
-    }
+browserTest(
+  "a browser shows a finished run from its event log through skyward dashboard: the nodes released, the tasks, the failure, the pool closed",
+  async () => {
     const dir = await Deno.makeTempDir({ dir: root });
     const file = `${dir}/run.jsonl`;
     {
@@ -488,7 +491,7 @@ Deno.test({
     }
     assert.equal(await command, 0);
   },
-});
+);
 
 Deno.test("skyward dashboard refuses a missing file and a bad port, naming what to fix", async () => {
   const errors: string[] = [];
